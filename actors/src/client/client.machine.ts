@@ -1,0 +1,308 @@
+import { assign, emit, enqueueActions, fromCallback, setup } from 'xstate';
+import {
+  actorNames,
+  podSamples,
+  subjects,
+  type PhaseTimes,
+  type PodCommitted,
+  type PodPrepared,
+  type PodStopped,
+  type Topology,
+} from '@lockstep/topology';
+import { countReject, mergeRejections, stepMismatch, type Rejections } from '../rejects.ts';
+import type { WireCommand, WireEvent } from '../wire/edge.ts';
+
+/**
+ * The single controller. For each step s from `firstStep`:
+ *
+ *   awaitPrepared: step.dispatch (s, attempt) to every pod with its half (1/P)
+ *     of the global batch; wait for every pod.prepared
+ *   -> all pods' parameter hashes equal: committing (step.commit to every pod,
+ *      wait for every pod.committed), then the next step or finishing
+ *   -> hashes differ, a pod failed, or a deadline passed: aborting (step.abort,
+ *      wait for every pod.aborted), then finishing with the failure
+ *   finishing: run.end to every pod, wait for their final counts -> done
+ *
+ * A step is committed only once every pod has prepared it with the same hash,
+ * so the pods hold bitwise-identical parameters at every committed step.
+ */
+export interface ClientInput {
+  topology: Topology;
+  runId: string;
+  /** Steps to run in all; the run ends after step `steps - 1`. */
+  steps: number;
+  firstStep?: number;
+}
+
+export type ClientFailure =
+  | { kind: 'hashMismatch'; step: number; hashes: { pod: number; paramsHash: string }[] }
+  | { kind: 'podFailed'; step: number; pod: number; host: number; phase: string; reason: string }
+  | { kind: 'deadline'; step: number; waitingFor: string; pods: number[]; ms: number };
+
+export interface StepRecord {
+  type: 'step.committed';
+  step: number;
+  attempt: number;
+  loss: number;
+  paramsHash: string;
+  podHashes: string[];
+  podsAgree: boolean;
+  phaseMs: PhaseTimes;
+  ms: number;
+}
+
+export interface ClientContext {
+  topology: Topology;
+  runId: string;
+  steps: number;
+  step: number;
+  attempt: number;
+  stepStartedAt: number;
+  prepared: Map<number, PodPrepared>;
+  committed: Map<number, PodCommitted>;
+  aborted: Set<number>;
+  stopped: Map<number, PodStopped>;
+  phase: 'awaitPrepared' | 'committing' | 'aborting' | 'finishing' | 'done';
+  stepsCommitted: number;
+  lossFirst: number | undefined;
+  lossLast: number | undefined;
+  paramsHash: string | undefined;
+  podHashes: string[];
+  rejected: Rejections;
+  duplicates: number;
+  failure: ClientFailure | undefined;
+}
+
+export interface ClientOutput {
+  stepsCommitted: number;
+  lastStep: number;
+  loss: { first: number | undefined; last: number | undefined };
+  paramsHash: string | undefined;
+  pods: { id: string; paramsHash: string }[];
+  /** Rejections and duplicates seen by the client, every pod and every host that reported. */
+  rejected: Rejections;
+  duplicates: number;
+  podsReported: number;
+  failure: ClientFailure | undefined;
+}
+
+export type ClientEvent = WireEvent;
+
+function envelope(ctx: ClientContext, kind: string) {
+  return { v: 1 as const, runId: ctx.runId, step: ctx.step, attempt: Math.max(0, ctx.attempt), sender: actorNames.client, msgId: `client/${kind}/${ctx.step}/${ctx.attempt}` };
+}
+
+function podIndex(event: ClientEvent): number {
+  return 'msg' in event ? Number(event.msg.sender.split('/')[1]) : -1;
+}
+
+const podList = (ctx: ClientContext) => Array.from({ length: ctx.topology.pods }, (_, p) => p);
+
+function hashesAgree(ctx: ClientContext): boolean {
+  const hashes = podList(ctx).map((p) => ctx.prepared.get(p)!.paramsHash);
+  return hashes.every((h) => h === hashes[0]);
+}
+
+export const clientMachine = setup({
+  types: {
+    context: {} as ClientContext,
+    input: {} as ClientInput,
+    events: {} as ClientEvent,
+    output: {} as ClientOutput,
+    emitted: {} as StepRecord,
+  },
+  actors: {
+    wire: fromCallback<WireCommand>(() => {
+      throw new Error('clientMachine: provide the `wire` actor');
+    }),
+  },
+  delays: {
+    stepDeadline: ({ context }) => context.topology.deadlines.stepMs,
+    phaseDeadline: ({ context }) => context.topology.deadlines.phaseMs,
+  },
+  guards: {
+    forThisAttempt: ({ context, event }) => 'msg' in event && stepMismatch(context, event.msg) === undefined,
+    allPrepared: ({ context }) => context.prepared.size === context.topology.pods,
+    allPreparedAndAgree: ({ context }) => context.prepared.size === context.topology.pods && hashesAgree(context),
+    allCommitted: ({ context }) => context.committed.size === context.topology.pods,
+    allCommittedAndDone: ({ context }) => context.committed.size === context.topology.pods && context.step + 1 >= context.steps,
+    allAborted: ({ context }) => context.aborted.size === context.topology.pods,
+    allStopped: ({ context }) => context.stopped.size === context.topology.pods,
+  },
+  actions: {
+    reject: assign(({ context, event }) => {
+      if (event.type === 'wire.rejected') return { rejected: countReject(context.rejected, event.reason) };
+      if (event.type === 'wire.duplicate') return { duplicates: context.duplicates + 1 };
+      const reason = ('msg' in event && stepMismatch(context, event.msg)) || `not expected in ${context.phase}`;
+      return { rejected: countReject(context.rejected, reason) };
+    }),
+    setPhase: assign((_, params: { phase: ClientContext['phase'] }) => ({ phase: params.phase })),
+    /** Send step s, attempt a, to every pod with its share of the global batch. */
+    dispatch: enqueueActions(({ context, enqueue }) => {
+      const attempt = context.attempt + 1;
+      const ctx = { ...context, attempt };
+      enqueue.assign({ attempt, prepared: new Map(), committed: new Map(), aborted: new Set(), stepStartedAt: performance.now() });
+      for (const p of podList(context)) {
+        enqueue.sendTo('wire', {
+          type: 'wire.send',
+          subject: subjects.podCmd(context.runId, p),
+          message: { ...envelope(ctx, `step.dispatch.${p}`), kind: 'step.dispatch', samples: podSamples(context.topology.training.globalBatch, context.topology.pods, p) },
+        } satisfies WireCommand);
+      }
+    }),
+    storePrepared: assign(({ context, event }) => {
+      if (event.type !== 'pod.prepared') return {};
+      const p = podIndex(event);
+      if (context.prepared.has(p)) return { duplicates: context.duplicates + 1 };
+      return { prepared: new Map(context.prepared).set(p, event.msg) };
+    }),
+    storeCommitted: assign(({ context, event }) => (event.type === 'pod.committed' ? { committed: new Map(context.committed).set(podIndex(event), event.msg) } : {})),
+    storeAborted: assign(({ context, event }) => ({ aborted: new Set(context.aborted).add(podIndex(event)) })),
+    storeStopped: assign(({ context, event }) => (event.type === 'pod.stopped' ? { stopped: new Map(context.stopped).set(podIndex(event), event.msg) } : {})),
+    tell: enqueueActions(({ context, enqueue }, params: { kind: 'step.commit' | 'step.abort' | 'run.end'; reason?: string }) => {
+      for (const p of podList(context)) {
+        const base = envelope(context, `${params.kind}.${p}`);
+        enqueue.sendTo('wire', {
+          type: 'wire.send',
+          subject: subjects.podCmd(context.runId, p),
+          message: params.kind === 'step.abort' ? { ...base, kind: 'step.abort', reason: params.reason ?? describeFailure(context.failure) } : { ...base, kind: params.kind },
+        } satisfies WireCommand);
+      }
+    }),
+    /** Record the committed step: loss summed over pods in pod order, every pod's hash. */
+    recordStep: enqueueActions(({ context, enqueue }) => {
+      const pods = podList(context).map((p) => context.prepared.get(p)!);
+      let loss = 0;
+      for (const p of pods) loss += p.lossSum;
+      const podHashes = podList(context).map((p) => context.committed.get(p)!.paramsHash);
+      const phaseMs: PhaseTimes = {};
+      for (const p of pods) for (const [k, v] of Object.entries(p.phaseMs) as [keyof PhaseTimes, number][]) phaseMs[k] = Math.max(phaseMs[k] ?? 0, v);
+      const record: StepRecord = {
+        type: 'step.committed',
+        step: context.step,
+        attempt: context.attempt,
+        loss,
+        paramsHash: podHashes[0],
+        podHashes,
+        podsAgree: podHashes.every((h) => h === podHashes[0]),
+        phaseMs,
+        ms: performance.now() - context.stepStartedAt,
+      };
+      enqueue.emit(record);
+      enqueue.assign({
+        stepsCommitted: context.stepsCommitted + 1,
+        lossFirst: context.lossFirst ?? loss,
+        lossLast: loss,
+        paramsHash: podHashes[0],
+        podHashes,
+      });
+    }),
+    nextStep: assign(({ context }) => ({ step: context.step + 1, attempt: -1 })),
+    hashMismatch: assign(({ context }) => ({
+      failure: { kind: 'hashMismatch' as const, step: context.step, hashes: podList(context).map((p) => ({ pod: p, paramsHash: context.prepared.get(p)!.paramsHash })) },
+    })),
+    podFailed: assign(({ context, event }) =>
+      event.type === 'pod.failed' ? { failure: { kind: 'podFailed' as const, step: context.step, pod: podIndex(event), host: event.msg.host, phase: event.msg.phase, reason: event.msg.reason } } : {},
+    ),
+    deadline: assign(({ context }, params: { waitingFor: 'pod.prepared' | 'pod.committed' }) => {
+      const have = params.waitingFor === 'pod.prepared' ? context.prepared : context.committed;
+      return { failure: { kind: 'deadline' as const, step: context.step, waitingFor: params.waitingFor, pods: podList(context).filter((p) => !have.has(p)), ms: context.topology.deadlines.stepMs } };
+    }),
+  },
+}).createMachine({
+  id: 'client',
+  context: ({ input }) => ({
+    topology: input.topology,
+    runId: input.runId,
+    steps: input.steps,
+    step: input.firstStep ?? 0,
+    attempt: -1,
+    stepStartedAt: 0,
+    prepared: new Map(),
+    committed: new Map(),
+    aborted: new Set(),
+    stopped: new Map(),
+    phase: 'awaitPrepared',
+    stepsCommitted: 0,
+    lossFirst: undefined,
+    lossLast: undefined,
+    paramsHash: undefined,
+    podHashes: [],
+    rejected: {},
+    duplicates: 0,
+    failure: undefined,
+  }),
+  invoke: { id: 'wire', src: 'wire' },
+  initial: 'start',
+  on: { '*': { actions: 'reject' } },
+  states: {
+    start: {
+      always: [{ guard: ({ context }) => context.step >= context.steps, target: 'finishing' }, { target: 'awaitPrepared' }],
+    },
+    awaitPrepared: {
+      entry: [{ type: 'setPhase', params: { phase: 'awaitPrepared' } }, 'dispatch'],
+      always: [
+        { guard: 'allPreparedAndAgree', target: 'committing' },
+        { guard: 'allPrepared', target: 'aborting', actions: 'hashMismatch' },
+      ],
+      on: {
+        'pod.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
+        'pod.failed': [{ guard: 'forThisAttempt', target: 'aborting', actions: 'podFailed' }, { actions: 'reject' }],
+      },
+      after: { stepDeadline: { target: 'aborting', actions: { type: 'deadline', params: { waitingFor: 'pod.prepared' } } } },
+    },
+    committing: {
+      entry: [{ type: 'setPhase', params: { phase: 'committing' } }, { type: 'tell', params: { kind: 'step.commit' } }],
+      always: [
+        { guard: 'allCommittedAndDone', target: 'finishing', actions: 'recordStep' },
+        { guard: 'allCommitted', target: 'awaitPrepared', actions: ['recordStep', 'nextStep'] },
+      ],
+      on: { 'pod.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }] },
+      after: { stepDeadline: { target: 'finishing', actions: { type: 'deadline', params: { waitingFor: 'pod.committed' } } } },
+    },
+    aborting: {
+      entry: [{ type: 'setPhase', params: { phase: 'aborting' } }, { type: 'tell', params: { kind: 'step.abort' } }],
+      always: { guard: 'allAborted', target: 'finishing' },
+      on: {
+        'pod.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
+        // A pod that fails while the others abort cannot confirm; the run ends anyway.
+        'pod.failed': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
+      },
+      after: { phaseDeadline: 'finishing' },
+    },
+    finishing: {
+      entry: [{ type: 'setPhase', params: { phase: 'finishing' } }, { type: 'tell', params: { kind: 'run.end' } }],
+      always: { guard: 'allStopped', target: 'done' },
+      on: { 'pod.stopped': { actions: 'storeStopped' } },
+      after: { phaseDeadline: 'done' },
+    },
+    done: { type: 'final', entry: { type: 'setPhase', params: { phase: 'done' } } },
+  },
+  output: ({ context }) => {
+    const pods = [...context.stopped.values()];
+    return {
+      stepsCommitted: context.stepsCommitted,
+      lastStep: context.step,
+      loss: { first: context.lossFirst, last: context.lossLast },
+      paramsHash: context.paramsHash,
+      pods: context.podHashes.map((h, p) => ({ id: actorNames.pod(p), paramsHash: h })),
+      rejected: mergeRejections(context.rejected, ...pods.map((p) => p.rejected)),
+      duplicates: pods.reduce((n, p) => n + p.duplicates, context.duplicates),
+      podsReported: pods.length,
+      failure: context.failure,
+    };
+  },
+});
+
+/** One sentence for a failure, naming the step and the pods. */
+export function describeFailure(f: ClientFailure | undefined): string {
+  if (!f) return 'aborted';
+  switch (f.kind) {
+    case 'hashMismatch':
+      return `parameter hashes differ at step ${f.step}: ${f.hashes.map((h) => `pod/${h.pod}=${h.paramsHash.slice(0, 12)}`).join(', ')}`;
+    case 'podFailed':
+      return `pod/${f.pod} failed at step ${f.step}${f.host >= 0 ? ` (host/${f.pod}/${f.host}, ${f.phase})` : ` (${f.phase})`}: ${f.reason}`;
+    case 'deadline':
+      return `deadline of ${f.ms} ms exceeded at step ${f.step}: no ${f.waitingFor} from ${f.pods.map((p) => `pod/${p}`).join(', ')}`;
+  }
+}

@@ -1,0 +1,63 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { createActor, toPromise } from 'xstate';
+import { actorNames, encodeControl, subjects, type StepCommitted, type Topology } from '@lockstep/topology';
+import type { Logger } from 'pino';
+import { waitForPeers } from '../readiness.ts';
+import { natsEdge } from '../wire/edge.ts';
+import { clientMachine, type ClientOutput, type StepRecord } from './client.machine.ts';
+
+export interface ClientRunOptions {
+  nc: NatsConnection;
+  topology: Topology;
+  runId: string;
+  steps: number;
+  firstStep?: number;
+  log: Logger;
+  onReadyProgress?: (reached: number, total: number) => void;
+  onStep?: (record: StepRecord) => void;
+}
+
+/** Wait for every pod to be ready, run the client machine to its end, and return its summary. */
+export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
+  const { nc, topology: t, runId } = opts;
+  const log = opts.log.child({ actor: actorNames.client });
+  const pods = Array.from({ length: t.pods }, (_, p) => ({ name: actorNames.pod(p), subject: subjects.podPing(runId, p) }));
+  await waitForPeers(nc, { runId, me: actorNames.client, peers: pods, deadlineMs: t.deadlines.startupMs, needReady: true, log, onProgress: opts.onReadyProgress });
+  log.info({ pods: t.pods, hostsPerPod: t.hostsPerPod, steps: opts.steps }, 'all pods ready; training');
+
+  const wire = natsEdge({
+    nc,
+    runId,
+    log,
+    chunkBytes: t.wire.chunkBytes,
+    maxControlBytes: t.wire.maxControlBytes,
+    listen: [{ subject: subjects.clientReport(runId), channel: { on: 'client.report', pods: t.pods } }],
+  });
+  const actor = createActor(clientMachine.provide({ actors: { wire } }), { input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep } });
+  actor.on('step.committed', (r) => {
+    log.info({ step: r.step, loss: r.loss, paramsHash: r.paramsHash, podsAgree: r.podsAgree, ms: Math.round(r.ms * 100) / 100 }, 'step committed');
+    const progress: StepCommitted = {
+      v: 1,
+      runId,
+      step: r.step,
+      attempt: r.attempt,
+      sender: actorNames.client,
+      msgId: `client/step.committed/${r.step}/${r.attempt}`,
+      kind: 'step.committed',
+      loss: r.loss,
+      paramsHash: r.paramsHash,
+      podsAgree: r.podsAgree,
+      ms: r.ms,
+    };
+    nc.publish(subjects.progress(runId), encodeControl(progress));
+    opts.onStep?.(r);
+  });
+  const output = toPromise(actor);
+  actor.start();
+  try {
+    return await output;
+  } finally {
+    await nc.flush().catch(() => {});
+    actor.stop();
+  }
+}

@@ -1,0 +1,441 @@
+import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import {
+  actorNames,
+  combineShardHashes,
+  initOptimizerState,
+  initParams,
+  reduceInOrder,
+  shardHash,
+  shardRanges,
+  subjects,
+  Task,
+  type Activations,
+  type ControlMessage,
+  type HostPhase,
+  type OptimizerState,
+  type PhaseTimes,
+  type SampleRange,
+  type ShardRange,
+  type Topology,
+} from '@lockstep/topology';
+import { countReject, stepMismatch, type Rejections } from '../rejects.ts';
+import type { AssembledTensor } from '../wire/assembler.ts';
+import type { WireCommand, WireEvent } from '../wire/edge.ts';
+import { applyUpdate, backwardPass, forwardPass } from './host.actors.ts';
+
+/**
+ * A host: one replica of the parameters, owner of shard `host` of them.
+ *
+ * For each step attempt, in order:
+ *   forward -> backward -> reduceScatter (in-pod: host h sums shard h of every
+ *   host's gradient, host order) -> exchange (cross-pod, 1:1 with host h of every
+ *   other pod) -> update (sum pods in pod order, optimizer on the shard) ->
+ *   allGather (in-pod: every host gets every new shard) -> prepared (report the
+ *   shard hash) -> commit (adopt the new parameters) or abort (keep the old).
+ *
+ * The committed parameters are never touched before commit: the new ones live
+ * in `next` until then, so abort simply drops them. Tensors for the attempt in
+ * flight are kept whatever phase they arrive in; anything for another step,
+ * attempt or phase is rejected and counted, never applied.
+ */
+export interface HostInput {
+  topology: Topology;
+  runId: string;
+  pod: number;
+  host: number;
+}
+
+export interface HostContext {
+  topology: Topology;
+  runId: string;
+  pod: number;
+  host: number;
+  me: string;
+  task: Task;
+  ranges: ShardRange[];
+  /** The step in flight, or the next one to run when idle. */
+  step: number;
+  /** The attempt in flight for `step`; -1 before the first. */
+  attempt: number;
+  samples: SampleRange;
+  /** Committed full parameters, this host's committed shard and its optimizer state. */
+  params: Float32Array;
+  optState: OptimizerState;
+  acts: Activations | undefined;
+  /** This host's share of the step's loss. */
+  lossSum: number;
+  grad: Float32Array | undefined;
+  /** Pod-local gradient of my shard, after the reduce-scatter. */
+  podGrad: Float32Array | undefined;
+  /** Received for this attempt: my shard of host k's gradient, pod q's gradient of my shard, host k's new shard. */
+  slices: Map<number, Float32Array>;
+  exchanged: Map<number, Float32Array>;
+  gathered: Map<number, Float32Array>;
+  /** Tensors for the next step that came before its dispatch. */
+  early: AssembledTensor[];
+  /** The update, held until commit. */
+  next: { shard: Float32Array; optState: OptimizerState; params: Float32Array | undefined } | undefined;
+  phase: HostPhase | 'idle' | 'prepared' | 'failed';
+  phaseStartedAt: number;
+  phaseMs: PhaseTimes;
+  rejected: Rejections;
+  duplicates: number;
+  failure: { phase: string; reason: string } | undefined;
+}
+
+export type HostEvent = WireEvent;
+
+const TENSOR_FROM: Record<AssembledTensor['tensor'], 'slices' | 'exchanged' | 'gathered'> = {
+  'grad.slice': 'slices',
+  'grad.exchange': 'exchanged',
+  'param.shard': 'gathered',
+};
+
+/** Index of the peer a tensor came from: the pod for an exchange, else the host. */
+function peerIndex(t: AssembledTensor): number {
+  const [, pod, host] = t.sender.split('/');
+  return t.tensor === 'grad.exchange' ? Number(pod) : Number(host);
+}
+
+function isComputePhase(phase: HostContext['phase']): phase is HostPhase {
+  return phase !== 'idle' && phase !== 'prepared' && phase !== 'failed';
+}
+
+function eventStep(event: HostEvent): { step: number; attempt: number } | undefined {
+  if (event.type === 'tensor.received') return event.tensor;
+  if ('msg' in event) return event.msg;
+  return undefined;
+}
+
+function envelope(ctx: HostContext, kind: string) {
+  return { v: 1 as const, runId: ctx.runId, step: ctx.step, attempt: Math.max(0, ctx.attempt), sender: ctx.me, msgId: `${ctx.me}/${kind}/${ctx.step}/${ctx.attempt}` };
+}
+
+function toPod(ctx: HostContext, message: ControlMessage): WireCommand {
+  return { type: 'wire.send', subject: subjects.podReport(ctx.runId, ctx.pod), message };
+}
+
+function missing(ctx: HostContext, phase: string): string {
+  const { pods, hostsPerPod } = ctx.topology;
+  const absent = (have: Map<number, unknown>, n: number, self: number, name: (i: number) => string) =>
+    Array.from({ length: n }, (_, i) => i)
+      .filter((i) => i !== self && !have.has(i))
+      .map(name);
+  switch (phase) {
+    case 'reduceScatter':
+      return `no grad.slice yet from ${absent(ctx.slices, hostsPerPod, ctx.host, (k) => actorNames.host(ctx.pod, k)).join(', ')}`;
+    case 'exchange':
+      return `no grad.exchange yet from ${absent(ctx.exchanged, pods, ctx.pod, (q) => actorNames.host(q, ctx.host)).join(', ')}`;
+    case 'allGather':
+      return `no param.shard yet from ${absent(ctx.gathered, hostsPerPod, ctx.host, (k) => actorNames.host(ctx.pod, k)).join(', ')}`;
+    case 'prepared':
+      return 'no commit or abort from the pod';
+    default:
+      return 'computation did not finish';
+  }
+}
+
+export const hostMachine = setup({
+  types: {
+    context: {} as HostContext,
+    input: {} as HostInput,
+    events: {} as HostEvent,
+  },
+  actors: {
+    /** The NATS edge; provided by the adapter (or a test double that records what is sent). */
+    wire: fromCallback<WireCommand>(() => {
+      throw new Error('hostMachine: provide the `wire` actor');
+    }),
+    forwardPass,
+    backwardPass,
+    applyUpdate,
+  },
+  delays: {
+    phaseDeadline: ({ context }) => context.topology.deadlines.phaseMs,
+    commitDeadline: ({ context }) => context.topology.deadlines.stepMs,
+  },
+  guards: {
+    isNextDispatch: ({ context, event }) => event.type === 'host.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
+    forThisAttempt: ({ context, event }) => {
+      const s = eventStep(event);
+      return s !== undefined && stepMismatch(context, s) === undefined;
+    },
+    tensorForThisAttempt: ({ context, event }) => event.type === 'tensor.received' && stepMismatch(context, event.tensor) === undefined,
+    tensorForNextAttempt: ({ context, event }) =>
+      event.type === 'tensor.received' && event.tensor.step === context.step && event.tensor.attempt > context.attempt && context.early.length < 4 * (context.topology.hostsPerPod + context.topology.pods),
+    haveAllSlices: ({ context }) => context.slices.size === context.topology.hostsPerPod - 1,
+    haveAllExchanged: ({ context }) => context.exchanged.size === context.topology.pods - 1,
+    haveAllGathered: ({ context }) => context.gathered.size === context.topology.hostsPerPod - 1,
+  },
+  actions: {
+    /** Count a message that does not belong here; the state is left as it was. */
+    reject: assign(({ context, event }) => {
+      if (event.type === 'wire.rejected') return { rejected: countReject(context.rejected, event.reason) };
+      if (event.type === 'wire.duplicate') return { duplicates: context.duplicates + 1 };
+      const s = eventStep(event);
+      const reason = (s && stepMismatch(context, s)) ?? `not expected in ${context.phase}`;
+      return { rejected: countReject(context.rejected, reason) };
+    }),
+    beginAttempt: assign(({ context, event }) => {
+      if (event.type !== 'host.dispatch') return {};
+      const { step, attempt, samples } = event.msg;
+      const fresh = { slices: new Map(), exchanged: new Map(), gathered: new Map() } as Pick<HostContext, 'slices' | 'exchanged' | 'gathered'>;
+      let rejected = context.rejected;
+      for (const t of context.early) {
+        if (t.step === step && t.attempt === attempt) fresh[TENSOR_FROM[t.tensor]].set(peerIndex(t), t.data);
+        else rejected = countReject(rejected, 'wrong attempt');
+      }
+      return {
+        ...fresh,
+        step,
+        attempt,
+        samples,
+        early: [],
+        rejected,
+        acts: undefined,
+        lossSum: 0,
+        grad: undefined,
+        podGrad: undefined,
+        next: undefined,
+        failure: undefined,
+        phaseMs: {},
+      };
+    }),
+    holdEarly: assign(({ context, event }) => (event.type === 'tensor.received' ? { early: [...context.early, event.tensor] } : {})),
+    storeTensor: assign(({ context, event }) => {
+      if (event.type !== 'tensor.received') return {};
+      const field = TENSOR_FROM[event.tensor.tensor];
+      const from = peerIndex(event.tensor);
+      if (context[field].has(from)) return { duplicates: context.duplicates + 1 };
+      const map = new Map(context[field]);
+      map.set(from, event.tensor.data);
+      return { [field]: map };
+    }),
+    /** Close the previous phase's clock, open this one's, and tell the pod. */
+    enterPhase: enqueueActions(({ context, enqueue }, params: { phase: HostContext['phase'] }) => {
+      const now = performance.now();
+      const phaseMs = { ...context.phaseMs };
+      if (isComputePhase(context.phase)) phaseMs[context.phase] = now - context.phaseStartedAt;
+      enqueue.assign({ phase: params.phase, phaseStartedAt: now, phaseMs });
+      if (isComputePhase(params.phase)) {
+        enqueue.sendTo('wire', toPod(context, { ...envelope(context, `host.phase.${params.phase}`), kind: 'host.phase', phase: params.phase }));
+      }
+    }),
+    sendSlices: enqueueActions(({ context, enqueue }) => {
+      const grad = context.grad!;
+      for (let k = 0; k < context.topology.hostsPerPod; k++) {
+        if (k === context.host) continue;
+        const r = context.ranges[k];
+        enqueue.sendTo('wire', {
+          type: 'wire.sendTensor',
+          subject: subjects.hostData(context.runId, context.pod, k),
+          head: { ...envelope(context, `grad.slice.${k}`), tensor: 'grad.slice', shard: k },
+          data: grad.subarray(r.start, r.end),
+        } satisfies WireCommand);
+      }
+    }),
+    reduceInPod: assign(({ context }) => {
+      const r = context.ranges[context.host];
+      const parts = Array.from({ length: context.topology.hostsPerPod }, (_, k) => (k === context.host ? context.grad!.subarray(r.start, r.end) : context.slices.get(k)!));
+      return { podGrad: reduceInOrder(parts), acts: undefined };
+    }),
+    sendExchange: enqueueActions(({ context, enqueue }) => {
+      for (let q = 0; q < context.topology.pods; q++) {
+        if (q === context.pod) continue;
+        enqueue.sendTo('wire', {
+          type: 'wire.sendTensor',
+          subject: subjects.hostData(context.runId, q, context.host),
+          head: { ...envelope(context, `grad.exchange.${q}`), tensor: 'grad.exchange', shard: context.host },
+          data: context.podGrad!,
+        } satisfies WireCommand);
+      }
+    }),
+    sendShard: enqueueActions(({ context, enqueue }) => {
+      for (let k = 0; k < context.topology.hostsPerPod; k++) {
+        if (k === context.host) continue;
+        enqueue.sendTo('wire', {
+          type: 'wire.sendTensor',
+          subject: subjects.hostData(context.runId, context.pod, k),
+          head: { ...envelope(context, `param.shard.${k}`), tensor: 'param.shard', shard: context.host },
+          data: context.next!.shard,
+        } satisfies WireCommand);
+      }
+    }),
+    assembleParams: assign(({ context }) => {
+      const params = new Float32Array(context.params.length);
+      context.ranges.forEach((r, k) => params.set(k === context.host ? context.next!.shard : context.gathered.get(k)!, r.start));
+      return { next: { ...context.next!, params } };
+    }),
+    sendPrepared: sendTo('wire', ({ context }) =>
+      toPod(context, {
+        ...envelope(context, 'host.prepared'),
+        kind: 'host.prepared',
+        shardHash: shardHash(context.next!.shard),
+        lossSum: context.lossSum,
+        phaseMs: context.phaseMs,
+      }),
+    ),
+    commit: enqueueActions(({ context, enqueue }) => {
+      const next = context.next!;
+      const hash = shardHash(next.shard);
+      enqueue.sendTo('wire', toPod(context, { ...envelope(context, 'host.committed'), kind: 'host.committed', shardHash: hash }));
+      enqueue.assign({
+        params: next.params!,
+        optState: next.optState,
+        next: undefined,
+        step: context.step + 1,
+        attempt: -1,
+        grad: undefined,
+        podGrad: undefined,
+        slices: new Map(),
+        exchanged: new Map(),
+        gathered: new Map(),
+      });
+    }),
+    abort: enqueueActions(({ context, enqueue }) => {
+      enqueue.sendTo('wire', toPod(context, { ...envelope(context, 'host.aborted'), kind: 'host.aborted' }));
+      enqueue.assign({ next: undefined, grad: undefined, podGrad: undefined, acts: undefined, slices: new Map(), exchanged: new Map(), gathered: new Map() });
+    }),
+    fail: assign(({ context }, params: { phase: string; reason?: string }) => ({
+      failure: { phase: params.phase, reason: params.reason ?? `deadline of ${context.topology.deadlines.phaseMs} ms exceeded: ${missing(context, params.phase)}` },
+    })),
+    failFromError: assign(({ event }, params: { phase: string }) => ({
+      failure: { phase: params.phase, reason: `computation failed: ${(event as unknown as { error?: Error }).error?.message ?? 'unknown error'}` },
+    })),
+    sendFailed: sendTo('wire', ({ context }) =>
+      toPod(context, { ...envelope(context, 'host.failed'), kind: 'host.failed', phase: context.failure!.phase, reason: context.failure!.reason }),
+    ),
+    sendStopped: sendTo('wire', ({ context }) =>
+      toPod(context, { ...envelope(context, 'host.stopped'), kind: 'host.stopped', rejected: context.rejected, duplicates: context.duplicates }),
+    ),
+  },
+}).createMachine({
+  id: 'host',
+  context: ({ input }) => {
+    const t = input.topology;
+    const params = initParams(t.model, t.training.seed);
+    const ranges = shardRanges(params.length, t.hostsPerPod);
+    const own = ranges[input.host];
+    return {
+      topology: t,
+      runId: input.runId,
+      pod: input.pod,
+      host: input.host,
+      me: actorNames.host(input.pod, input.host),
+      task: new Task(t.model, t.training.seed),
+      ranges,
+      step: 0,
+      attempt: -1,
+      samples: { start: 0, end: 0 },
+      params,
+      optState: initOptimizerState(t.training.optimizer, own.end - own.start),
+      acts: undefined,
+      lossSum: 0,
+      grad: undefined,
+      podGrad: undefined,
+      slices: new Map(),
+      exchanged: new Map(),
+      gathered: new Map(),
+      early: [],
+      next: undefined,
+      phase: 'idle',
+      phaseStartedAt: 0,
+      phaseMs: {},
+      rejected: {},
+      duplicates: 0,
+      failure: undefined,
+    };
+  },
+  invoke: { id: 'wire', src: 'wire' },
+  initial: 'idle',
+  on: {
+    'run.end': '.stopped',
+    '*': { actions: 'reject' },
+  },
+  states: {
+    idle: {
+      entry: { type: 'enterPhase', params: { phase: 'idle' } },
+      on: {
+        'host.dispatch': [{ guard: 'isNextDispatch', target: 'attempt', actions: 'beginAttempt' }, { actions: 'reject' }],
+        'tensor.received': [{ guard: 'tensorForNextAttempt', actions: 'holdEarly' }, { actions: 'reject' }],
+      },
+    },
+    attempt: {
+      initial: 'forward',
+      on: {
+        'tensor.received': [{ guard: 'tensorForThisAttempt', actions: 'storeTensor' }, { actions: 'reject' }],
+        'host.abort': [{ guard: 'forThisAttempt', target: 'idle', actions: 'abort' }, { actions: 'reject' }],
+      },
+      states: {
+        forward: {
+          entry: { type: 'enterPhase', params: { phase: 'forward' } },
+          invoke: {
+            src: 'forwardPass',
+            input: ({ context: c }) => ({ model: c.topology.model, params: c.params, task: c.task, step: c.step, samples: c.samples, globalBatch: c.topology.training.globalBatch }),
+            onDone: { target: 'backward', actions: assign({ acts: ({ event }) => event.output, lossSum: ({ event }) => event.output.lossSum }) },
+            onError: { target: 'failed', actions: { type: 'failFromError', params: { phase: 'forward' } } },
+          },
+          after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'forward' } } } },
+        },
+        backward: {
+          entry: { type: 'enterPhase', params: { phase: 'backward' } },
+          invoke: {
+            src: 'backwardPass',
+            input: ({ context: c }) => ({ model: c.topology.model, params: c.params, acts: c.acts!, globalBatch: c.topology.training.globalBatch }),
+            onDone: { target: 'reduceScatter', actions: [assign({ grad: ({ event }) => event.output }), 'sendSlices'] },
+            onError: { target: 'failed', actions: { type: 'failFromError', params: { phase: 'backward' } } },
+          },
+          after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'backward' } } } },
+        },
+        reduceScatter: {
+          entry: { type: 'enterPhase', params: { phase: 'reduceScatter' } },
+          always: { guard: 'haveAllSlices', target: 'exchange', actions: 'reduceInPod' },
+          after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'reduceScatter' } } } },
+        },
+        exchange: {
+          entry: [{ type: 'enterPhase', params: { phase: 'exchange' } }, 'sendExchange'],
+          always: { guard: 'haveAllExchanged', target: 'update' },
+          after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'exchange' } } } },
+        },
+        update: {
+          entry: { type: 'enterPhase', params: { phase: 'update' } },
+          invoke: {
+            src: 'applyUpdate',
+            input: ({ context: c }) => {
+              const own = c.ranges[c.host];
+              const podGrads = Array.from({ length: c.topology.pods }, (_, q) => (q === c.pod ? c.podGrad! : c.exchanged.get(q)!));
+              return { optimizer: c.topology.training.optimizer, step: c.step, shard: c.params.subarray(own.start, own.end), state: c.optState, podGrads };
+            },
+            onDone: {
+              target: 'allGather',
+              actions: [assign({ next: ({ event }) => ({ shard: event.output.params, optState: event.output.state, params: undefined }) }), 'sendShard'],
+            },
+            onError: { target: 'failed', actions: { type: 'failFromError', params: { phase: 'update' } } },
+          },
+          after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'update' } } } },
+        },
+        allGather: {
+          entry: { type: 'enterPhase', params: { phase: 'allGather' } },
+          always: { guard: 'haveAllGathered', target: 'prepared', actions: 'assembleParams' },
+          after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'allGather' } } } },
+        },
+        prepared: {
+          entry: [{ type: 'enterPhase', params: { phase: 'prepared' } }, 'sendPrepared'],
+          on: {
+            'host.commit': [{ guard: 'forThisAttempt', target: '#host.idle', actions: 'commit' }, { actions: 'reject' }],
+          },
+          after: { commitDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'prepared' } } } },
+        },
+        /** Waits for the pod's abort; the committed parameters are untouched. */
+        failed: {
+          entry: 'sendFailed',
+        },
+      },
+    },
+    /** The run ended: report rejections; the adapter flushes and exits. */
+    stopped: { entry: 'sendStopped' },
+  },
+});
+
+/** The pod hash a set of hosts would report: exported for tests and the pod. */
+export const podHashOf = combineShardHashes;

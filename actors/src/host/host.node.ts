@@ -1,0 +1,78 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { createActor, waitFor } from 'xstate';
+import { actorNames, shardRange, parameterCount, subjects, type TensorKind, type Topology } from '@lockstep/topology';
+import type { Logger } from 'pino';
+import { answerPings, waitForPeers } from '../readiness.ts';
+import { natsEdge } from '../wire/edge.ts';
+import { hostMachine } from './host.machine.ts';
+
+export interface HostRun {
+  /** Resolves when every peer (in-pod and cross-pod) answers. */
+  ready: Promise<void>;
+  /** Resolves after run.end, once the final counts are flushed to the pod. */
+  done: Promise<void>;
+  stop(): void;
+}
+
+/** Connect one host machine to NATS: its edge, its ping answers, its start-up handshake. */
+export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: string; pod: number; host: number; log: Logger }): HostRun {
+  const { nc, topology: t, runId, pod, host } = opts;
+  const me = actorNames.host(pod, host);
+  const log = opts.log.child({ actor: me });
+  const size = parameterCount(t.model);
+  const lengthOf = (shard: number) => {
+    const r = shardRange(size, t.hostsPerPod, shard);
+    return r.end - r.start;
+  };
+  const expectedLength = (tensor: TensorKind, shard: number): number | undefined => {
+    if (shard >= t.hostsPerPod) return undefined;
+    if (tensor !== 'param.shard' && shard !== host) return undefined;
+    return lengthOf(shard);
+  };
+  const wire = natsEdge({
+    nc,
+    runId,
+    log,
+    chunkBytes: t.wire.chunkBytes,
+    maxControlBytes: t.wire.maxControlBytes,
+    expectedLength,
+    listen: [
+      { subject: subjects.hostCmd(runId, pod, host), channel: { on: 'host.cmd', pod, host } },
+      { subject: subjects.hostData(runId, pod, host), channel: { on: 'host.data', pod, host, pods: t.pods, hosts: t.hostsPerPod } },
+    ],
+  });
+  const actor = createActor(hostMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod, host } });
+  let failed: (err: unknown) => void = () => {};
+  const crashed = new Promise<never>((_, reject) => (failed = reject));
+  actor.subscribe({ error: (err) => failed(err) });
+  let lastPhase = '';
+  actor.subscribe((s) => {
+    if (s.context.phase !== lastPhase) {
+      lastPhase = s.context.phase;
+      log.debug({ step: s.context.step, attempt: s.context.attempt, phase: lastPhase }, 'phase');
+    }
+  });
+  actor.start();
+
+  let peersReady = false;
+  const peers = [
+    ...Array.from({ length: t.hostsPerPod }, (_, k) => k).filter((k) => k !== host).map((k) => ({ name: actorNames.host(pod, k), subject: subjects.hostPing(runId, pod, k) })),
+    ...Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== pod).map((q) => ({ name: actorNames.host(q, host), subject: subjects.hostPing(runId, q, host) })),
+  ];
+  const pingSub = answerPings(nc, subjects.hostPing(runId, pod, host), runId, me, () => ({ ready: peersReady, waitingFor: peersReady ? [] : peers.map((p) => p.name) }), log);
+  const ready = waitForPeers(nc, { runId, me, peers, deadlineMs: t.deadlines.startupMs, log }).then(() => {
+    peersReady = true;
+    log.info({ peers: peers.length }, 'host ready');
+  });
+  const done = Promise.race([
+    waitFor(actor, (s) => s.value === 'stopped', { timeout: Infinity }).then(async () => {
+      await nc.flush();
+      log.info({ rejected: actor.getSnapshot().context.rejected }, 'host stopped');
+    }),
+    crashed,
+  ]).finally(() => {
+    pingSub.unsubscribe();
+    actor.stop();
+  });
+  return { ready, done, stop: () => actor.stop() };
+}

@@ -1,0 +1,272 @@
+import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import {
+  actorNames,
+  combineShardHashes,
+  hostPhases,
+  hostSamples,
+  subjects,
+  type ControlMessage,
+  type HostPhase,
+  type HostPrepared,
+  type HostStopped,
+  type PhaseTimes,
+  type SampleRange,
+  type Topology,
+} from '@lockstep/topology';
+import { countReject, mergeRejections, stepMismatch, type Rejections } from '../rejects.ts';
+import type { WireCommand, WireEvent } from '../wire/edge.ts';
+
+/**
+ * A pod's scheduler: gang-schedules its hosts for each step attempt and speaks
+ * for them to the client.
+ *
+ *   idle --step.dispatch--> running (every host gets host.dispatch with its samples)
+ *   running --all host.prepared--> prepared (pod.prepared: pod hash over shard hashes)
+ *   prepared --step.commit--> committing --all host.committed--> idle (pod.committed)
+ *   any attempt state --step.abort--> aborting --all host.aborted--> idle (pod.aborted)
+ *   a host's failure or a missed deadline --> failed (pod.failed), then the client aborts
+ *   run.end --> stopping --all host.stopped--> stopped (pod.stopped with every count)
+ */
+export interface PodInput {
+  topology: Topology;
+  runId: string;
+  pod: number;
+}
+
+export interface PodContext {
+  topology: Topology;
+  runId: string;
+  pod: number;
+  me: string;
+  step: number;
+  attempt: number;
+  samples: SampleRange;
+  hostPhase: (HostPhase | 'idle' | 'prepared')[];
+  prepared: Map<number, HostPrepared>;
+  committed: Set<number>;
+  aborted: Set<number>;
+  stopped: Map<number, HostStopped>;
+  phase: 'idle' | 'running' | 'prepared' | 'committing' | 'aborting' | 'failed' | 'stopping' | 'stopped';
+  rejected: Rejections;
+  duplicates: number;
+  failure: { host: number; phase: string; reason: string } | undefined;
+}
+
+export type PodEvent = WireEvent;
+
+function envelope(ctx: PodContext, kind: string) {
+  return { v: 1 as const, runId: ctx.runId, step: ctx.step, attempt: Math.max(0, ctx.attempt), sender: ctx.me, msgId: `${ctx.me}/${kind}/${ctx.step}/${ctx.attempt}` };
+}
+
+function toClient(ctx: PodContext, message: ControlMessage): WireCommand {
+  return { type: 'wire.send', subject: subjects.clientReport(ctx.runId), message };
+}
+
+function eventStep(event: PodEvent): { step: number; attempt: number } | undefined {
+  return 'msg' in event ? event.msg : undefined;
+}
+
+function hostIndex(event: PodEvent): number {
+  return 'msg' in event ? Number(event.msg.sender.split('/')[2]) : -1;
+}
+
+const hostList = (ctx: PodContext) => Array.from({ length: ctx.topology.hostsPerPod }, (_, h) => h);
+
+export const podMachine = setup({
+  types: { context: {} as PodContext, input: {} as PodInput, events: {} as PodEvent },
+  actors: {
+    wire: fromCallback<WireCommand>(() => {
+      throw new Error('podMachine: provide the `wire` actor');
+    }),
+  },
+  delays: {
+    stepDeadline: ({ context }) => context.topology.deadlines.stepMs,
+    phaseDeadline: ({ context }) => context.topology.deadlines.phaseMs,
+  },
+  guards: {
+    isNextDispatch: ({ context, event }) => event.type === 'step.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
+    forThisAttempt: ({ context, event }) => {
+      const s = eventStep(event);
+      return s !== undefined && stepMismatch(context, s) === undefined;
+    },
+    allPrepared: ({ context }) => context.prepared.size === context.topology.hostsPerPod,
+    allCommitted: ({ context }) => context.committed.size === context.topology.hostsPerPod,
+    allAborted: ({ context }) => context.aborted.size === context.topology.hostsPerPod,
+    allStopped: ({ context }) => context.stopped.size === context.topology.hostsPerPod,
+  },
+  actions: {
+    reject: assign(({ context, event }) => {
+      if (event.type === 'wire.rejected') return { rejected: countReject(context.rejected, event.reason) };
+      if (event.type === 'wire.duplicate') return { duplicates: context.duplicates + 1 };
+      const s = eventStep(event);
+      return { rejected: countReject(context.rejected, (s && stepMismatch(context, s)) ?? `not expected in ${context.phase}`) };
+    }),
+    setPhase: assign((_, params: { phase: PodContext['phase'] }) => ({ phase: params.phase })),
+    /** Gang-schedule: every host of the pod gets the same step attempt, with its share of the pod's samples. */
+    dispatchHosts: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'step.dispatch') return;
+      const { step, attempt, samples } = event.msg;
+      enqueue.assign({
+        step,
+        attempt,
+        samples,
+        prepared: new Map(),
+        committed: new Set(),
+        aborted: new Set(),
+        failure: undefined,
+        hostPhase: hostList(context).map(() => 'idle' as const),
+      });
+      for (const h of hostList(context)) {
+        enqueue.sendTo('wire', {
+          type: 'wire.send',
+          subject: subjects.hostCmd(context.runId, context.pod, h),
+          message: {
+            ...envelope({ ...context, step, attempt }, `host.dispatch.${h}`),
+            kind: 'host.dispatch',
+            samples: hostSamples(samples, context.topology.hostsPerPod, h),
+          },
+        });
+      }
+    }),
+    trackPhase: assign(({ context, event }) => {
+      if (event.type !== 'host.phase') return {};
+      const hostPhase = [...context.hostPhase];
+      hostPhase[hostIndex(event)] = event.msg.phase;
+      return { hostPhase };
+    }),
+    storePrepared: assign(({ context, event }) => {
+      if (event.type !== 'host.prepared') return {};
+      const h = hostIndex(event);
+      if (context.prepared.has(h)) return { duplicates: context.duplicates + 1 };
+      const hostPhase = [...context.hostPhase];
+      hostPhase[h] = 'prepared';
+      return { prepared: new Map(context.prepared).set(h, event.msg), hostPhase };
+    }),
+    storeCommitted: assign(({ context, event }) => ({ committed: new Set(context.committed).add(hostIndex(event)) })),
+    storeAborted: assign(({ context, event }) => ({ aborted: new Set(context.aborted).add(hostIndex(event)) })),
+    storeStopped: assign(({ context, event }) => (event.type === 'host.stopped' ? { stopped: new Map(context.stopped).set(hostIndex(event), event.msg) } : {})),
+    hostFailed: assign(({ event }) => (event.type === 'host.failed' ? { failure: { host: hostIndex(event), phase: event.msg.phase, reason: event.msg.reason } } : {})),
+    deadlineFailed: assign(({ context }, params: { waitingFor: string }) => {
+      const late = hostList(context).filter((h) => !(params.waitingFor === 'host.prepared' ? context.prepared.has(h) : context.committed.has(h)));
+      const h = late[0] ?? -1;
+      return {
+        failure: {
+          host: h,
+          phase: h >= 0 ? String(context.hostPhase[h]) : 'unknown',
+          reason: `no ${params.waitingFor} within ${context.topology.deadlines.stepMs} ms from ${late.map((k) => `${actorNames.host(context.pod, k)} (last phase ${context.hostPhase[k]})`).join(', ')}`,
+        },
+      };
+    }),
+    sendPrepared: sendTo('wire', ({ context }) => {
+      const hosts = hostList(context).map((h) => context.prepared.get(h)!);
+      const shardHashes = hosts.map((p) => p.shardHash);
+      let lossSum = 0;
+      for (const p of hosts) lossSum += p.lossSum;
+      const phaseMs: PhaseTimes = {};
+      for (const phase of hostPhases) phaseMs[phase] = Math.max(0, ...hosts.map((p) => p.phaseMs[phase] ?? 0));
+      return toClient(context, { ...envelope(context, 'pod.prepared'), kind: 'pod.prepared', paramsHash: combineShardHashes(shardHashes), shardHashes, lossSum, phaseMs });
+    }),
+    relay: enqueueActions(({ context, enqueue }, params: { kind: 'host.commit' | 'host.abort' | 'run.end'; reason?: string }) => {
+      for (const h of hostList(context)) {
+        const base = { ...envelope(context, `${params.kind}.${h}`) };
+        const message: ControlMessage =
+          params.kind === 'host.abort' ? { ...base, kind: 'host.abort', reason: params.reason ?? 'aborted by the client' } : { ...base, kind: params.kind };
+        enqueue.sendTo('wire', { type: 'wire.send', subject: subjects.hostCmd(context.runId, context.pod, h), message });
+      }
+    }),
+    sendCommitted: enqueueActions(({ context, enqueue }) => {
+      const paramsHash = combineShardHashes(hostList(context).map((h) => context.prepared.get(h)!.shardHash));
+      enqueue.sendTo('wire', toClient(context, { ...envelope(context, 'pod.committed'), kind: 'pod.committed', paramsHash }));
+      enqueue.assign({ step: context.step + 1, attempt: -1 });
+    }),
+    sendAborted: sendTo('wire', ({ context }) => toClient(context, { ...envelope(context, 'pod.aborted'), kind: 'pod.aborted' })),
+    sendFailed: sendTo('wire', ({ context }) => toClient(context, { ...envelope(context, 'pod.failed'), kind: 'pod.failed', ...context.failure! })),
+    sendStopped: sendTo('wire', ({ context }) => {
+      const hosts = [...context.stopped.values()];
+      return toClient(context, {
+        ...envelope(context, 'pod.stopped'),
+        kind: 'pod.stopped',
+        rejected: mergeRejections(context.rejected, ...hosts.map((h) => h.rejected)),
+        duplicates: hosts.reduce((n, h) => n + h.duplicates, context.duplicates),
+      });
+    }),
+  },
+}).createMachine({
+  id: 'pod',
+  context: ({ input }) => ({
+    topology: input.topology,
+    runId: input.runId,
+    pod: input.pod,
+    me: actorNames.pod(input.pod),
+    step: 0,
+    attempt: -1,
+    samples: { start: 0, end: 0 },
+    hostPhase: Array.from({ length: input.topology.hostsPerPod }, () => 'idle' as const),
+    prepared: new Map(),
+    committed: new Set(),
+    aborted: new Set(),
+    stopped: new Map(),
+    phase: 'idle',
+    rejected: {},
+    duplicates: 0,
+    failure: undefined,
+  }),
+  invoke: { id: 'wire', src: 'wire' },
+  initial: 'idle',
+  on: {
+    'run.end': '.stopping',
+    '*': { actions: 'reject' },
+  },
+  states: {
+    idle: {
+      entry: { type: 'setPhase', params: { phase: 'idle' } },
+      on: { 'step.dispatch': [{ guard: 'isNextDispatch', target: 'running', actions: 'dispatchHosts' }, { actions: 'reject' }] },
+    },
+    running: {
+      entry: { type: 'setPhase', params: { phase: 'running' } },
+      always: { guard: 'allPrepared', target: 'prepared' },
+      on: {
+        'host.phase': [{ guard: 'forThisAttempt', actions: 'trackPhase' }, { actions: 'reject' }],
+        'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
+        'host.failed': [{ guard: 'forThisAttempt', target: 'failed', actions: 'hostFailed' }, { actions: 'reject' }],
+        'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
+      },
+      after: { stepDeadline: { target: 'failed', actions: { type: 'deadlineFailed', params: { waitingFor: 'host.prepared' } } } },
+    },
+    prepared: {
+      entry: [{ type: 'setPhase', params: { phase: 'prepared' } }, 'sendPrepared'],
+      on: {
+        'step.commit': [{ guard: 'forThisAttempt', target: 'committing' }, { actions: 'reject' }],
+        'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
+      },
+      after: { stepDeadline: { target: 'failed', actions: assign({ failure: ({ context }) => ({ host: -1, phase: 'prepared', reason: `no commit or abort from the client within ${context.topology.deadlines.stepMs} ms` }) }) } },
+    },
+    committing: {
+      entry: [{ type: 'setPhase', params: { phase: 'committing' } }, { type: 'relay', params: { kind: 'host.commit' } }],
+      always: { guard: 'allCommitted', target: 'idle', actions: 'sendCommitted' },
+      on: { 'host.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }] },
+      after: { stepDeadline: { target: 'failed', actions: { type: 'deadlineFailed', params: { waitingFor: 'host.committed' } } } },
+    },
+    aborting: {
+      entry: [{ type: 'setPhase', params: { phase: 'aborting' } }, { type: 'relay', params: { kind: 'host.abort' } }],
+      always: { guard: 'allAborted', target: 'idle', actions: 'sendAborted' },
+      on: { 'host.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }] },
+      after: { phaseDeadline: { target: 'failed', actions: assign({ failure: ({ context }) => ({ host: -1, phase: 'aborting', reason: `hosts did not confirm the abort within ${context.topology.deadlines.phaseMs} ms` }) }) } },
+    },
+    failed: {
+      entry: [{ type: 'setPhase', params: { phase: 'failed' } }, 'sendFailed'],
+      on: { 'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }] },
+    },
+    stopping: {
+      entry: [{ type: 'setPhase', params: { phase: 'stopping' } }, { type: 'relay', params: { kind: 'run.end' } }],
+      always: { guard: 'allStopped', target: 'stopped' },
+      on: { 'host.stopped': { actions: 'storeStopped' }, 'run.end': { actions: 'reject' } },
+      after: { phaseDeadline: 'stopped' },
+    },
+    /** Reports every count it has; the adapter flushes and exits. */
+    stopped: {
+      entry: [{ type: 'setPhase', params: { phase: 'stopped' } }, 'sendStopped'],
+      on: { 'run.end': { actions: 'reject' } },
+    },
+  },
+});

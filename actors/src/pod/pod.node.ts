@@ -1,0 +1,65 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { createActor, waitFor } from 'xstate';
+import { actorNames, subjects, type Topology } from '@lockstep/topology';
+import type { Logger } from 'pino';
+import { answerPings, waitForPeers } from '../readiness.ts';
+import { natsEdge } from '../wire/edge.ts';
+import { podMachine } from './pod.machine.ts';
+
+export interface PodRun {
+  /** Resolves when every host of the pod has answered and reached its own peers. */
+  ready: Promise<void>;
+  done: Promise<void>;
+  stop(): void;
+}
+
+/** Connect a pod scheduler machine to NATS. */
+export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: string; pod: number; log: Logger }): PodRun {
+  const { nc, topology: t, runId, pod } = opts;
+  const me = actorNames.pod(pod);
+  const log = opts.log.child({ actor: me });
+  const wire = natsEdge({
+    nc,
+    runId,
+    log,
+    chunkBytes: t.wire.chunkBytes,
+    maxControlBytes: t.wire.maxControlBytes,
+    listen: [
+      { subject: subjects.podCmd(runId, pod), channel: { on: 'pod.cmd', pod } },
+      { subject: subjects.podReport(runId, pod), channel: { on: 'pod.report', pod, hosts: t.hostsPerPod } },
+    ],
+  });
+  const actor = createActor(podMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod } });
+  let failed: (err: unknown) => void = () => {};
+  const crashed = new Promise<never>((_, reject) => (failed = reject));
+  actor.subscribe({ error: (err) => failed(err) });
+  let last = '';
+  actor.subscribe((s) => {
+    const key = `${s.context.step}/${s.context.phase}`;
+    if (key !== last) {
+      last = key;
+      log.debug({ step: s.context.step, attempt: s.context.attempt, phase: s.context.phase }, 'phase');
+      if (s.context.phase === 'failed') log.error({ step: s.context.step, failure: s.context.failure }, 'step failed in this pod');
+    }
+  });
+  actor.start();
+
+  let hostsReady = false;
+  const hosts = Array.from({ length: t.hostsPerPod }, (_, h) => ({ name: actorNames.host(pod, h), subject: subjects.hostPing(runId, pod, h) }));
+  const pingSub = answerPings(nc, subjects.podPing(runId, pod), runId, me, () => ({ ready: hostsReady, waitingFor: hostsReady ? [] : hosts.map((h) => h.name) }), log);
+  const ready = waitForPeers(nc, { runId, me, peers: hosts, deadlineMs: t.deadlines.startupMs, needReady: true, log }).then(() => {
+    hostsReady = true;
+    log.info({ hosts: hosts.length }, 'pod ready');
+  });
+  const done = Promise.race([
+    waitFor(actor, (s) => s.value === 'stopped', { timeout: Infinity }).then(async () => {
+      await nc.flush();
+      log.info({ rejected: actor.getSnapshot().context.rejected }, 'pod stopped');
+    }),
+    crashed,
+  ]).finally(() => {
+    pingSub.unsubscribe();
+    actor.stop();
+  });
+  return { ready, done, stop: () => actor.stop() };
+}

@@ -1,0 +1,72 @@
+import { parseSender, type ControlKind, type ParsedSender, type TensorKind } from '@lockstep/topology';
+
+/** Who is receiving, on which of its subjects. */
+export type Channel =
+  | { on: 'client.report'; pods: number }
+  | { on: 'pod.cmd'; pod: number }
+  | { on: 'pod.report'; pod: number; hosts: number }
+  | { on: 'host.cmd'; pod: number; host: number }
+  | { on: 'host.data'; pod: number; host: number; pods: number; hosts: number };
+
+const kindsOn: Record<Channel['on'], readonly (ControlKind | 'tensor.chunk')[]> = {
+  'client.report': ['pod.prepared', 'pod.committed', 'pod.aborted', 'pod.failed', 'pod.stopped'],
+  'pod.cmd': ['step.dispatch', 'step.commit', 'step.abort', 'run.end'],
+  'pod.report': ['host.phase', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped'],
+  'host.cmd': ['host.dispatch', 'host.commit', 'host.abort', 'run.end'],
+  'host.data': ['tensor.chunk'],
+};
+
+/** Each channel has one sending role. */
+const senderOn: Record<Channel['on'], ParsedSender['role']> = {
+  'client.report': 'pod',
+  'pod.cmd': 'client',
+  'pod.report': 'host',
+  'host.cmd': 'pod',
+  'host.data': 'host',
+};
+
+/**
+ * Whether `sender` may send `kind` on this channel. Returns undefined when it
+ * may, else the detail of a `forged sender` / `wrong subject` rejection.
+ */
+export function authorize(channel: Channel, kind: ControlKind | 'tensor.chunk', sender: string, tensor?: { tensor: TensorKind; shard: number }): { reason: string; detail: string } | undefined {
+  if (!kindsOn[channel.on].includes(kind)) return { reason: 'wrong subject', detail: `${kind} is not accepted on ${channel.on}` };
+  const s = parseSender(sender);
+  const forged = (why: string) => ({ reason: 'forged sender', detail: `${kind} from ${sender}: ${why}` });
+  if (!s) return forged('not an actor name');
+  const expected = senderOn[channel.on];
+  if (s.role !== expected) return forged(`only a ${expected} sends on ${channel.on}`);
+  switch (channel.on) {
+    case 'client.report':
+      return s.role === 'pod' && s.pod < channel.pods ? undefined : forged('no such pod');
+    case 'pod.cmd':
+      return undefined;
+    case 'pod.report':
+      return s.role === 'host' && s.pod === channel.pod && s.host < channel.hosts ? undefined : forged(`not a host of pod ${channel.pod}`);
+    case 'host.cmd':
+      return s.role === 'pod' && s.pod === channel.pod ? undefined : forged(`not pod ${channel.pod}`);
+    case 'host.data':
+      return authorizeTensor(channel, s, tensor, forged);
+  }
+}
+
+function authorizeTensor(
+  c: Extract<Channel, { on: 'host.data' }>,
+  s: ParsedSender,
+  t: { tensor: TensorKind; shard: number } | undefined,
+  forged: (why: string) => { reason: string; detail: string },
+) {
+  if (s.role !== 'host' || !t) return forged('not a host');
+  if (s.pod >= c.pods || s.host >= c.hosts) return forged('no such host');
+  switch (t.tensor) {
+    case 'grad.slice': // in-pod reduce-scatter: any other host of my pod sends me my shard of its gradient
+      if (s.pod !== c.pod || s.host === c.host) return forged('grad.slice comes from another host of the same pod');
+      return t.shard === c.host ? undefined : { reason: 'bad shard', detail: `grad.slice for shard ${t.shard} sent to host ${c.host}` };
+    case 'grad.exchange': // cross-pod: host h of another pod sends its pod's gradient of shard h
+      if (s.pod === c.pod || s.host !== c.host) return forged('grad.exchange comes from the same host index of another pod');
+      return t.shard === c.host ? undefined : { reason: 'bad shard', detail: `grad.exchange for shard ${t.shard} sent to host ${c.host}` };
+    case 'param.shard': // in-pod all-gather: another host of my pod sends the new shard it owns
+      if (s.pod !== c.pod || s.host === c.host) return forged('param.shard comes from another host of the same pod');
+      return t.shard === s.host ? undefined : { reason: 'bad shard', detail: `param.shard ${t.shard} sent by host ${s.host}` };
+  }
+}

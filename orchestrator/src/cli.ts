@@ -1,0 +1,171 @@
+import { Command, CommanderError, Option } from 'commander';
+import { z } from 'zod';
+import { InvalidInput, InvalidTopology, modelPresets, parameterCount, presetNames, describeIssues } from '@lockstep/topology';
+import { createLogger, logLevels, type LogLevel } from '@lockstep/actors';
+import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
+import { launch, type TrainResult } from './launcher.ts';
+import { loadTopology } from './load.ts';
+import { Progress, table } from './progress.ts';
+import { runReference } from './reference.ts';
+import { clientRole, hostRole, podRole } from './roles.ts';
+
+const TrainFlags = z.object({
+  topology: z.string().min(1),
+  steps: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be >= 1').max(1_000_000, 'must be <= 1000000'),
+  model: z.string().optional(),
+  hostsPerProcess: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1').optional(),
+  json: z.boolean().default(false),
+  logLevel: z.enum(logLevels).default('warn'),
+  runDir: z.string().optional(),
+  natsServer: z.string().optional(),
+});
+
+function parseTrainFlags(raw: unknown) {
+  const r = TrainFlags.safeParse(raw);
+  if (!r.success) throw new UsageError(describeIssues(r.error).map((l) => `--${l.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join('\n'));
+  return r.data;
+}
+
+function printJson(o: unknown) {
+  process.stdout.write(`${JSON.stringify(o)}\n`);
+}
+
+function fmtLoss(x: number | null | undefined) {
+  return x === null || x === undefined ? '-' : x.toPrecision(6);
+}
+
+function humanTrain(r: TrainResult): string {
+  const rows: [string, string][] = [
+    ['topology', `${r.topology} (${r.pods.length} pods, ${r.processes} processes)`],
+    ['steps', String(r.steps)],
+    ['loss first/last', `${fmtLoss(r.loss.first)} -> ${fmtLoss(r.loss.last)}`],
+    ['steps/s', r.stepsPerSecond.toFixed(2)],
+    ...r.pods.map((p): [string, string] => [`${p.id} paramsHash`, p.paramsHash]),
+    ['pods identical at every step', r.podsIdenticalEveryStep ? 'yes' : 'NO'],
+    ['rejected messages', r.rejectedTotal === 0 ? '0' : `${r.rejectedTotal} (${Object.entries(r.rejected).map(([k, v]) => `${k}: ${v}`).join(', ')})`],
+    ['mean step / exchange ms', `${r.phaseMs.step.toFixed(2)} / ${(r.phaseMs.exchange ?? 0).toFixed(2)}`],
+    ['logs', r.runDir],
+  ];
+  return `lockstep train: done\n${table(rows)}\n`;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('lockstep')
+    .description('PaLM-style two-pod training over NATS, with xstate actors and fault injection')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  const topologyOpt = () => new Option('-t, --topology <preset|file>', `preset (${presetNames.join(', ')}) or YAML/JSON file`).default('demo');
+  const stepsOpt = () => new Option('-s, --steps <n>', 'steps to train').default('100');
+  const modelOpt = () => new Option('-m, --model <preset>', `replace the topology's model (${Object.keys(modelPresets).join(', ')})`);
+
+  program
+    .command('train')
+    .description('train a topology with real processes: nats-servers, pods, hosts and the client')
+    .addOption(topologyOpt())
+    .addOption(stepsOpt())
+    .addOption(modelOpt())
+    .option('--hosts-per-process <n>', 'host actors per OS process')
+    .option('--json', 'print one JSON object as the last line of stdout')
+    .addOption(new Option('--log-level <level>', 'log level of every process').choices(logLevels).default('warn'))
+    .option('--run-dir <dir>', 'where configs and logs go (default .lockstep/runs/<run id>)')
+    .option('--nats-server <path>', 'the nats-server binary (default: found on PATH)')
+    .action(async (raw) => {
+      const f = parseTrainFlags(raw);
+      const t = loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess });
+      const log = createLogger(f.logLevel as LogLevel, { role: 'launcher' });
+      const progress = new Progress(f.steps, `train ${t.name}`);
+      progress.note(`lockstep: ${t.pods} pods x ${t.hostsPerPod} hosts, ${parameterCount(t.model)} parameters, ${f.steps} steps`);
+      const result = await launch({
+        topology: t,
+        steps: f.steps,
+        runDir: f.runDir,
+        logLevel: f.logLevel as LogLevel,
+        natsServer: f.natsServer,
+        log,
+        onReady: (reached, total) => reached === total && progress.note(`all ${total} pods ready`),
+        onStep: (s) => progress.update(s.step + 1, `loss ${s.loss.toPrecision(4)}${s.podsAgree ? '' : ' PODS DIFFER'}`),
+      });
+      if (f.json) printJson(result);
+      else process.stdout.write(humanTrain(result));
+    });
+
+  program
+    .command('reference')
+    .description('the same training in one process, with the same arithmetic: the bitwise reference for train')
+    .addOption(topologyOpt())
+    .addOption(stepsOpt())
+    .addOption(modelOpt())
+    .option('--json', 'print one JSON object as the last line of stdout')
+    .action(async (raw) => {
+      const f = parseTrainFlags({ ...raw, logLevel: 'warn' });
+      const t = loadTopology(f.topology, { model: f.model });
+      const progress = new Progress(f.steps, `reference ${t.name}`);
+      const r = runReference(t, f.steps, (s, loss) => progress.update(s + 1, `loss ${loss.toPrecision(4)}`));
+      const { hashes: _hashes, ...out } = r;
+      if (f.json) printJson(out);
+      else
+        process.stdout.write(
+          `lockstep reference: done\n${table([
+            ['topology', t.name],
+            ['steps', String(r.steps)],
+            ['loss first/last', `${fmtLoss(r.loss.first)} -> ${fmtLoss(r.loss.last)}`],
+            ['steps/s', r.stepsPerSecond.toFixed(2)],
+            ['paramsHash', r.paramsHash],
+          ])}\n`,
+        );
+    });
+
+  program
+    .command('topology')
+    .description('print a topology with every default filled in (validates a file)')
+    .addOption(topologyOpt())
+    .addOption(modelOpt())
+    .action(async (raw) => {
+      const t = loadTopology(raw.topology, { model: raw.model });
+      printJson({ ...t, parameters: parameterCount(t.model) });
+    });
+
+  const role = (name: string, desc: string) =>
+    program
+      .command(name)
+      .description(desc)
+      .requiredOption('--run <id>', 'run id')
+      .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
+      .requiredOption('--topology <preset|file>', 'topology')
+      .addOption(new Option('--log-level <level>', 'log level').choices(logLevels).default('info'));
+  role('pod', '(role process) run one pod scheduler').requiredOption('--pod <p>', 'pod index').action(async (raw) => {
+    process.exitCode = await podRole(raw);
+  });
+  role('host', '(role process) run host actors of one pod')
+    .requiredOption('--pod <p>', 'pod index')
+    .requiredOption('--hosts <list>', 'host indices, comma-separated')
+    .action(async (raw) => {
+      process.exitCode = await hostRole(raw);
+    });
+  role('client', '(role process) run the client; prints JSON lines on stdout')
+    .requiredOption('--steps <n>', 'steps to run')
+    .option('--first-step <n>', 'first step', '0')
+    .action(async (raw) => {
+      process.exitCode = await clientRole(raw);
+    });
+  return program;
+}
+
+/** Run the CLI; returns the exit code (0 ok, 1 run failed, 2 bad input or setup). */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const json = argv.includes('--json');
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    const e = err as Error;
+    const usage = e instanceof UsageError || e instanceof InvalidTopology || e instanceof InvalidInput || e instanceof NatsServerMissing;
+    process.stderr.write(`lockstep: ${e.name}: ${e.message}\n`);
+    if (json) printJson({ error: { name: e.name, message: e.message }, ...(e instanceof RunFailed && e.summary ? { partial: e.summary } : {}) });
+    if (!usage && !(e instanceof RunFailed) && !(e instanceof ProcessExited)) process.stderr.write(`${e.stack ?? ''}\n`);
+    return usage ? 2 : 1;
+  }
+}

@@ -1,0 +1,26 @@
+import { readFileSync } from 'node:fs';
+import { isPresetName, modelPresets, parseTopology, parseTopologyText, preset, presetNames, type Topology } from '@lockstep/topology';
+import { UsageError } from './errors.ts';
+
+/** `--topology` takes a preset name or a YAML/JSON file; `--model` swaps in a model preset. */
+export function loadTopology(arg: string, overrides: { model?: string; hostsPerProcess?: number } = {}): Topology {
+  let t: Topology;
+  if (isPresetName(arg)) {
+    t = preset(arg);
+  } else {
+    let text: string;
+    try {
+      text = readFileSync(arg, 'utf8');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new UsageError(`--topology: "${arg}" is neither a preset (${presetNames.join(', ')}) nor a readable file (${code ?? (err as Error).message})`);
+    }
+    t = parseTopologyText(text, arg);
+  }
+  if (overrides.model !== undefined) {
+    if (!Object.hasOwn(modelPresets, overrides.model)) throw new UsageError(`--model: must be one of ${Object.keys(modelPresets).join(', ')}; got "${overrides.model}"`);
+    t = parseTopology({ ...t, model: modelPresets[overrides.model as keyof typeof modelPresets] }, `${arg} with --model ${overrides.model}`);
+  }
+  if (overrides.hostsPerProcess !== undefined) t = parseTopology({ ...t, hostsPerProcess: overrides.hostsPerProcess }, `${arg} with --hosts-per-process`);
+  return t;
+}

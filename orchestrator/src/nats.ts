@@ -1,0 +1,91 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, openSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
+import { delimiter, join } from 'node:path';
+import type { Logger } from 'pino';
+import { NatsServerMissing, ProcessExited } from './errors.ts';
+import { freePort } from './ports.ts';
+
+/** Find the nats-server binary: an explicit path, then PATH, then where Debian and manual installs put it. */
+export function findNatsServer(explicit?: string): string {
+  const candidates = explicit ? [explicit] : [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/usr/local/bin', '/usr/bin'].map((d) => join(d, 'nats-server'));
+  for (const c of candidates) {
+    try {
+      accessSync(c, constants.X_OK);
+      return c;
+    } catch {
+      // keep looking
+    }
+  }
+  throw new NatsServerMissing();
+}
+
+export interface NatsNode {
+  pod: number;
+  url: string;
+  port: number;
+  clusterPort: number;
+  config: string;
+  process: ChildProcess;
+}
+
+/**
+ * The configuration of one pod's nats-server. With more than one pod the
+ * servers form a cluster; each route between two pods' servers stands for the
+ * data-center network between the pods.
+ */
+export function natsConfig(opts: { pod: number; port: number; clusterPort: number; routes: number[]; maxPayload?: number }): string {
+  const lines = [
+    `server_name: lockstep-pod-${opts.pod}`,
+    `listen: 127.0.0.1:${opts.port}`,
+    `max_payload: ${opts.maxPayload ?? 1048576}`,
+    'ping_interval: "5s"',
+    'write_deadline: "10s"',
+  ];
+  if (opts.routes.length > 0) {
+    lines.push(
+      'cluster {',
+      '  name: lockstep',
+      `  listen: 127.0.0.1:${opts.clusterPort}`,
+      `  routes: [${opts.routes.map((p) => `nats-route://127.0.0.1:${p}`).join(', ')}]`,
+      '}',
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function waitForPort(port: number, deadlineMs: number, child: ChildProcess, name: string): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      if (child.exitCode !== null) return reject(new ProcessExited(`${name} exited with code ${child.exitCode} before accepting connections`));
+      const sock = netConnect(port, '127.0.0.1');
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve();
+      });
+      sock.once('error', () => {
+        sock.destroy();
+        if (Date.now() > until) reject(new ProcessExited(`${name} did not accept connections on port ${port} within ${deadlineMs} ms`));
+        else setTimeout(attempt, 50);
+      });
+    };
+    attempt();
+  });
+}
+
+/** Start one nats-server per pod, clustered when there are several, and wait until each listens. */
+export async function startNatsCluster(opts: { pods: number; dir: string; bin: string; log: Logger; startupMs?: number }): Promise<NatsNode[]> {
+  const ports = await Promise.all(Array.from({ length: opts.pods }, async () => ({ port: await freePort(), clusterPort: await freePort() })));
+  const nodes = ports.map(({ port, clusterPort }, pod) => {
+    const config = join(opts.dir, `nats-pod-${pod}.conf`);
+    const routes = ports.filter((_, q) => q !== pod).map((p) => p.clusterPort);
+    writeFileSync(config, natsConfig({ pod, port, clusterPort, routes }));
+    const logFd = openSync(join(opts.dir, 'logs', `nats-pod-${pod}.log`), 'a');
+    const child = spawn(opts.bin, ['-c', config], { stdio: ['ignore', logFd, logFd] });
+    opts.log.debug({ pod, port, clusterPort, pid: child.pid }, 'nats-server started');
+    return { pod, url: `nats://127.0.0.1:${port}`, port, clusterPort, config, process: child };
+  });
+  await Promise.all(nodes.map((n) => waitForPort(n.port, opts.startupMs ?? 10_000, n.process, `nats-server of pod ${n.pod}`)));
+  return nodes;
+}

@@ -1,0 +1,50 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The CLI entry that every role process runs. */
+export const cliPath = join(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'lockstep.js');
+
+export interface Managed {
+  name: string;
+  log: string;
+  process: ChildProcess;
+  /** Set once the launcher itself asks the process to stop. */
+  stopping: boolean;
+}
+
+/**
+ * Start `lockstep <role> ...` as its own OS process. Its structured logs go to
+ * `<logDir>/<name>.log`; its stdin is a pipe whose end tells it the launcher
+ * is gone, so no process outlives the launcher.
+ */
+export function spawnRole(name: string, args: string[], logDir: string, stdout: 'pipe' | 'log' = 'log'): Managed {
+  const log = join(logDir, `${name}.log`);
+  const fd = openSync(log, 'a');
+  const child = spawn(process.execPath, [cliPath, ...args], {
+    stdio: ['pipe', stdout === 'pipe' ? 'pipe' : fd, fd],
+    env: { ...process.env, LOCKSTEP_PARENT_WATCH: '1' },
+  });
+  return { name, log, process: child, stopping: false };
+}
+
+/** Stop processes: SIGTERM, then SIGKILL after `graceMs`. Resolves when all have exited. */
+export async function stopAll(procs: { process: ChildProcess; stopping?: boolean }[], graceMs = 3000): Promise<void> {
+  await Promise.all(
+    procs.map(
+      (p) =>
+        new Promise<void>((resolve) => {
+          p.stopping = true;
+          const c = p.process;
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          const timer = setTimeout(() => c.kill('SIGKILL'), graceMs);
+          c.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          c.kill('SIGTERM');
+        }),
+    ),
+  );
+}

@@ -1,0 +1,49 @@
+/**
+ * Progress of a long run: a redrawn bar on a terminal, plain lines elsewhere
+ * (CI logs, pipes), always on stderr so stdout stays for results.
+ */
+export class Progress {
+  private readonly tty: boolean;
+  private lastPlain = -1;
+  private first: { at: number; done: number } | undefined;
+
+  constructor(
+    private readonly total: number,
+    private readonly label: string,
+    private readonly out: NodeJS.WriteStream = process.stderr,
+    private readonly enabled = true,
+  ) {
+    this.tty = Boolean(out.isTTY);
+  }
+
+  note(text: string): void {
+    if (!this.enabled) return;
+    if (this.tty) this.out.write(`\r\x1b[2K${text}\n`);
+    else this.out.write(`${text}\n`);
+  }
+
+  update(done: number, detail: string): void {
+    if (!this.enabled) return;
+    const now = performance.now();
+    this.first ??= { at: now, done };
+    const rate = now > this.first.at ? (done - this.first.done) / ((now - this.first.at) / 1000) : 0;
+    if (this.tty) {
+      const width = 30;
+      const filled = Math.round((done / this.total) * width);
+      this.out.write(`\r\x1b[2K${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${this.total} ${detail} ${rate.toFixed(1)} steps/s`);
+      if (done === this.total) this.out.write('\n');
+      return;
+    }
+    const every = Math.max(1, Math.floor(this.total / 10));
+    if (done === this.total || done - this.lastPlain >= every) {
+      this.lastPlain = done;
+      this.out.write(`${this.label} ${done}/${this.total} ${detail} ${rate.toFixed(1)} steps/s\n`);
+    }
+  }
+}
+
+/** A two-column table for a human summary. */
+export function table(rows: [string, string][]): string {
+  const w = Math.max(...rows.map(([k]) => k.length));
+  return rows.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`).join('\n');
+}

@@ -1,0 +1,38 @@
+import { z } from 'zod';
+import { Hash, PhaseTimes, RejectCounts } from '@lockstep/topology';
+
+/**
+ * What a client process prints on stdout for the launcher, one JSON object a
+ * line. The launcher validates every line: a child's output is outside input.
+ */
+export const ReadyLine = z.object({ type: z.literal('ready'), reached: z.number().int(), total: z.number().int() });
+export const StepLine = z.object({
+  type: z.literal('step.committed'),
+  step: z.number().int().min(0),
+  attempt: z.number().int().min(0),
+  loss: z.number(),
+  paramsHash: Hash,
+  podHashes: z.array(Hash),
+  podsAgree: z.boolean(),
+  phaseMs: PhaseTimes,
+  ms: z.number(),
+});
+export const Failure = z.object({ kind: z.string(), message: z.string() });
+export const SummaryLine = z.object({
+  type: z.literal('summary'),
+  stepsCommitted: z.number().int(),
+  lastStep: z.number().int(),
+  loss: z.object({ first: z.number().nullable(), last: z.number().nullable() }),
+  paramsHash: Hash.nullable(),
+  pods: z.array(z.object({ id: z.string(), paramsHash: Hash })),
+  podsIdenticalEveryStep: z.boolean(),
+  rejected: RejectCounts,
+  duplicates: z.number().int(),
+  podsReported: z.number().int(),
+  trainMs: z.number(),
+  failure: Failure.nullable(),
+});
+export const ClientLine = z.discriminatedUnion('type', [ReadyLine, StepLine, SummaryLine]);
+export type ClientLine = z.infer<typeof ClientLine>;
+export type StepLine = z.infer<typeof StepLine>;
+export type SummaryLine = z.infer<typeof SummaryLine>;

@@ -1,0 +1,134 @@
+import { z } from 'zod';
+import { connectNats, createLogger, describeFailure, logLevels, runClient, runHost, runPod, type ClientFailure, type LogLevel } from '@lockstep/actors';
+import { RunId, describeIssues } from '@lockstep/topology';
+import type { SummaryLine } from './protocol.ts';
+import { loadTopology } from './load.ts';
+import { UsageError } from './errors.ts';
+
+/**
+ * The processes a cluster is made of: `lockstep pod`, `lockstep host`,
+ * `lockstep client`. The launcher (or a container) starts them; they find
+ * each other only through NATS subjects.
+ */
+const common = {
+  run: RunId,
+  nats: z.string().min(1, 'must name a NATS server URL'),
+  topology: z.string().min(1),
+  logLevel: z.enum(logLevels).default('info'),
+};
+const index = z.coerce.number().int('must be a whole number').min(0, 'must be >= 0');
+export const PodFlags = z.object({ ...common, pod: index });
+export const HostFlags = z.object({
+  ...common,
+  pod: index,
+  hosts: z.string().regex(/^\d+(,\d+)*$/, 'must be a comma-separated list of host indices, e.g. 0,1'),
+});
+export const ClientFlags = z.object({ ...common, steps: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1'), firstStep: index.default(0) });
+
+export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.output<S> {
+  const r = schema.safeParse(flags);
+  if (!r.success) throw new UsageError(describeIssues(r.error).map((l) => `--${l.replace(/^([a-zA-Z]+)/, (m) => m.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))}`).join('\n'));
+  return r.data;
+}
+
+/** With LOCKSTEP_PARENT_WATCH=1, exit when the launcher goes away (its pipe to our stdin closes). */
+function watchParent(onGone: () => void) {
+  if (process.env.LOCKSTEP_PARENT_WATCH !== '1') return;
+  process.stdin.on('end', onGone);
+  process.stdin.on('close', onGone);
+  process.stdin.resume();
+}
+
+function onSignals(stop: () => void) {
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, stop);
+}
+
+export async function podRole(raw: unknown): Promise<number> {
+  const f = parseFlags(PodFlags, raw);
+  const t = loadTopology(f.topology);
+  const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
+  const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log });
+  const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log });
+  const exit = () => {
+    pod.stop();
+    void nc.close().finally(() => process.exit(1));
+  };
+  watchParent(exit);
+  onSignals(exit);
+  await pod.ready;
+  await pod.done;
+  await nc.drain();
+  return 0;
+}
+
+export async function hostRole(raw: unknown): Promise<number> {
+  const f = parseFlags(HostFlags, raw);
+  const t = loadTopology(f.topology);
+  const hosts = f.hosts.split(',').map(Number);
+  const bad = hosts.find((h) => h >= t.hostsPerPod);
+  if (bad !== undefined) throw new UsageError(`--hosts: host ${bad} does not exist (hostsPerPod is ${t.hostsPerPod})`);
+  if (f.pod >= t.pods) throw new UsageError(`--pod: pod ${f.pod} does not exist (pods is ${t.pods})`);
+  const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'host' });
+  const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log });
+  const runs = hosts.map((host) => runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log }));
+  const exit = () => {
+    for (const r of runs) r.stop();
+    void nc.close().finally(() => process.exit(1));
+  };
+  watchParent(exit);
+  onSignals(exit);
+  await Promise.all(runs.map((r) => r.ready));
+  await Promise.all(runs.map((r) => r.done));
+  await nc.drain();
+  return 0;
+}
+
+function failureLine(f: ClientFailure | undefined): SummaryLine['failure'] {
+  return f ? { kind: f.kind, message: describeFailure(f) } : null;
+}
+
+/** Runs the client; prints one JSON line per event on stdout for the launcher. Exit 0 only if every step committed. */
+export async function clientRole(raw: unknown): Promise<number> {
+  const f = parseFlags(ClientFlags, raw);
+  const t = loadTopology(f.topology);
+  const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'client' });
+  const nc = await connectNats({ servers: f.nats, name: 'client', log });
+  const print = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
+  onSignals(() => void nc.close().finally(() => process.exit(1)));
+  watchParent(() => void nc.close().finally(() => process.exit(1)));
+  let identical = true;
+  let started = 0;
+  const out = await runClient({
+    nc,
+    topology: t,
+    runId: f.run,
+    steps: f.steps,
+    firstStep: f.firstStep,
+    log,
+    onReadyProgress: (reached, total) => {
+      print({ type: 'ready', reached, total });
+      started = performance.now();
+    },
+    onStep: (r) => {
+      identical &&= r.podsAgree;
+      print(r);
+    },
+  });
+  const summary: SummaryLine = {
+    type: 'summary',
+    stepsCommitted: out.stepsCommitted,
+    lastStep: out.lastStep,
+    loss: { first: out.loss.first ?? null, last: out.loss.last ?? null },
+    paramsHash: out.paramsHash ?? null,
+    pods: out.pods,
+    podsIdenticalEveryStep: identical && out.stepsCommitted > 0,
+    rejected: out.rejected,
+    duplicates: out.duplicates,
+    podsReported: out.podsReported,
+    trainMs: performance.now() - started,
+    failure: failureLine(out.failure),
+  };
+  print(summary);
+  await nc.drain();
+  return out.failure ? 1 : 0;
+}

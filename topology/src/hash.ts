@@ -1,0 +1,34 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * Parameter hashes. A shard hash is SHA-256 over the shard's float32 bytes
+ * (little-endian, as laid out in memory). A pod's parameter hash is SHA-256
+ * over its hosts' shard digests in host order; it is what `paramsHash` means
+ * everywhere in lockstep.
+ */
+export function shardHash(shard: Float32Array): string {
+  return createHash('sha256').update(new Uint8Array(shard.buffer, shard.byteOffset, shard.byteLength)).digest('hex');
+}
+
+export function combineShardHashes(shardHashes: readonly string[]): string {
+  const h = createHash('sha256');
+  for (const s of shardHashes) h.update(Buffer.from(s, 'hex'));
+  return h.digest('hex');
+}
+
+/** CRC-32 (IEEE) of a byte range, the checksum of every tensor chunk on the wire. */
+const table = (() => {
+  const t = new Int32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    t[n] = c;
+  }
+  return t;
+})();
+
+export function crc32(bytes: Uint8Array): number {
+  let c = -1;
+  for (let i = 0; i < bytes.length; i++) c = table[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ -1) >>> 0;
+}

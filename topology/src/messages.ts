@@ -1,0 +1,153 @@
+import { z } from 'zod';
+
+/**
+ * Every message on the wire. Control messages are JSON; tensor chunks are
+ * binary frames whose header is `TensorChunkHeader` (see frame.ts). Types are
+ * inferred from these schemas and never written twice.
+ */
+
+const count = z.number().int().min(0);
+export const RunId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be 1-63 lowercase letters, digits or dashes');
+export const Sender = z.string().regex(/^(client|pod\/\d{1,6}|host\/\d{1,6}\/\d{1,6})$/, 'must be client, pod/<p> or host/<p>/<h>');
+export const Hash = z.string().regex(/^[0-9a-f]{64}$/, 'must be a hex SHA-256');
+
+export const Envelope = z.object({
+  v: z.literal(1),
+  runId: RunId,
+  step: count,
+  attempt: count,
+  sender: Sender,
+  msgId: z.string().min(1).max(200),
+});
+export type Envelope = z.infer<typeof Envelope>;
+
+export const SampleRangeSchema = z
+  .object({ start: count, end: count })
+  .refine((r) => r.end >= r.start, { message: 'end must be >= start' });
+
+/** The phases a host goes through for one step attempt, in order. */
+export const HostPhase = z.enum(['forward', 'backward', 'reduceScatter', 'exchange', 'update', 'allGather']);
+export type HostPhase = z.infer<typeof HostPhase>;
+export const hostPhases = HostPhase.options;
+
+/** Milliseconds spent in each phase. */
+export const PhaseTimes = z.partialRecord(HostPhase, z.number().min(0));
+export type PhaseTimes = z.infer<typeof PhaseTimes>;
+
+/** Messages rejected, by reason. */
+export const RejectCounts = z.record(z.string().max(200), count);
+export type RejectCounts = z.infer<typeof RejectCounts>;
+
+const msg = <K extends string, S extends z.ZodRawShape>(kind: K, shape: S) => Envelope.extend({ kind: z.literal(kind), ...shape }).strict();
+
+// client -> pod
+export const StepDispatch = msg('step.dispatch', { samples: SampleRangeSchema });
+export const StepCommit = msg('step.commit', {});
+export const StepAbort = msg('step.abort', { reason: z.string().max(1000) });
+export const RunEnd = msg('run.end', {});
+// pod -> host
+export const HostDispatch = msg('host.dispatch', { samples: SampleRangeSchema });
+export const HostCommit = msg('host.commit', {});
+export const HostAbort = msg('host.abort', { reason: z.string().max(1000) });
+// host -> pod
+export const HostPhaseReport = msg('host.phase', { phase: HostPhase });
+export const HostPrepared = msg('host.prepared', { shardHash: Hash, lossSum: z.number(), phaseMs: PhaseTimes });
+export const HostCommitted = msg('host.committed', { shardHash: Hash });
+export const HostAborted = msg('host.aborted', {});
+export const HostFailed = msg('host.failed', { phase: z.string().max(100), reason: z.string().max(2000) });
+export const HostStopped = msg('host.stopped', { rejected: RejectCounts, duplicates: count });
+// pod -> client
+export const PodPrepared = msg('pod.prepared', {
+  paramsHash: Hash,
+  shardHashes: z.array(Hash),
+  lossSum: z.number(),
+  /** Slowest host's time in each phase. */
+  phaseMs: PhaseTimes,
+});
+export const PodCommitted = msg('pod.committed', { paramsHash: Hash });
+export const PodAborted = msg('pod.aborted', {});
+export const PodFailed = msg('pod.failed', { host: z.number().int().min(-1), phase: z.string().max(100), reason: z.string().max(2000) });
+export const PodStopped = msg('pod.stopped', { rejected: RejectCounts, duplicates: count });
+// readiness (request/reply)
+export const Ping = msg('ping', {});
+export const Pong = msg('pong', { ready: z.boolean(), waitingFor: z.array(z.string().max(100)).max(100) });
+/** The client's record of a committed step, published for observers. */
+export const StepCommitted = msg('step.committed', {
+  loss: z.number(),
+  paramsHash: Hash,
+  podsAgree: z.boolean(),
+  ms: z.number().min(0),
+});
+
+export const ControlMessage = z.discriminatedUnion('kind', [
+  StepDispatch,
+  StepCommit,
+  StepAbort,
+  RunEnd,
+  HostDispatch,
+  HostCommit,
+  HostAbort,
+  HostPhaseReport,
+  HostPrepared,
+  HostCommitted,
+  HostAborted,
+  HostFailed,
+  HostStopped,
+  PodPrepared,
+  PodCommitted,
+  PodAborted,
+  PodFailed,
+  PodStopped,
+  Ping,
+  Pong,
+  StepCommitted,
+]);
+export type ControlMessage = z.infer<typeof ControlMessage>;
+export type ControlKind = ControlMessage['kind'];
+export type MessageOf<K extends ControlKind> = Extract<ControlMessage, { kind: K }>;
+
+export type StepDispatch = z.infer<typeof StepDispatch>;
+export type StepCommit = z.infer<typeof StepCommit>;
+export type StepAbort = z.infer<typeof StepAbort>;
+export type RunEnd = z.infer<typeof RunEnd>;
+export type HostDispatch = z.infer<typeof HostDispatch>;
+export type HostCommit = z.infer<typeof HostCommit>;
+export type HostAbort = z.infer<typeof HostAbort>;
+export type HostPhaseReport = z.infer<typeof HostPhaseReport>;
+export type HostPrepared = z.infer<typeof HostPrepared>;
+export type HostCommitted = z.infer<typeof HostCommitted>;
+export type HostAborted = z.infer<typeof HostAborted>;
+export type HostFailed = z.infer<typeof HostFailed>;
+export type HostStopped = z.infer<typeof HostStopped>;
+export type PodPrepared = z.infer<typeof PodPrepared>;
+export type PodCommitted = z.infer<typeof PodCommitted>;
+export type PodAborted = z.infer<typeof PodAborted>;
+export type PodFailed = z.infer<typeof PodFailed>;
+export type PodStopped = z.infer<typeof PodStopped>;
+export type Ping = z.infer<typeof Ping>;
+export type Pong = z.infer<typeof Pong>;
+export type StepCommitted = z.infer<typeof StepCommitted>;
+
+/** The three tensors hosts send each other in a step. */
+export const TensorKind = z.enum(['grad.slice', 'grad.exchange', 'param.shard']);
+export type TensorKind = z.infer<typeof TensorKind>;
+
+export const TensorChunkHeader = Envelope.extend({
+  kind: z.literal('tensor.chunk'),
+  tensor: TensorKind,
+  /** Which shard of the flat parameter vector this tensor covers. */
+  shard: count,
+  index: count,
+  count: z.number().int().min(1),
+  /** Element offset of this chunk within the tensor, and its element count. */
+  offset: count,
+  length: count,
+  /** Elements in the whole tensor. */
+  total: count,
+  /** CRC-32 of this chunk's bytes. */
+  crc32: z.number().int().min(0).max(0xffffffff),
+})
+  .strict()
+  .refine((h) => h.index < h.count, { message: 'index must be < count', path: ['index'] })
+  .refine((h) => h.offset + h.length <= h.total, { message: 'offset + length must be <= total', path: ['length'] });
+export type TensorChunkHeader = z.infer<typeof TensorChunkHeader>;

@@ -1,0 +1,41 @@
+import { parseTopology, type ModelSpec, type Topology, type TopologyInput } from './topology.ts';
+
+/** Model sizes. `small` measures the control plane; `large` (4.2M parameters, 16.8 MB of gradient) the data plane. */
+export const modelPresets = {
+  small: { inputDim: 32, hiddenDim: 64, outputDim: 8 },
+  medium: { inputDim: 128, hiddenDim: 1024, outputDim: 128 },
+  large: { inputDim: 512, hiddenDim: 4096, outputDim: 512 },
+} as const satisfies Record<string, ModelSpec>;
+export type ModelPresetName = keyof typeof modelPresets;
+
+const training = { seed: 42, globalBatch: 64, optimizer: { kind: 'adam', lr: 0.01 } } as const;
+
+const raw = {
+  tiny: { name: 'tiny', pods: 2, hostsPerPod: 2, model: modelPresets.small, training },
+  demo: { name: 'demo', pods: 2, hostsPerPod: 4, model: modelPresets.small, training },
+  /**
+   * PaLM 540B's layout: 2 TPU v4 pods x 768 hosts x 4 chips (6144 chips). Too many
+   * processes to train here; it exists for modeled runs and planning.
+   */
+  'palm-540b': {
+    name: 'palm-540b',
+    pods: 2,
+    hostsPerPod: 768,
+    chipsPerHost: 4,
+    hostsPerProcess: 96,
+    model: modelPresets.small,
+    training: { ...training, globalBatch: 3072 },
+  },
+} as const satisfies Record<string, TopologyInput>;
+
+export type PresetName = keyof typeof raw;
+export const presetNames = Object.keys(raw) as PresetName[];
+
+export function isPresetName(name: string): name is PresetName {
+  return Object.hasOwn(raw, name);
+}
+
+/** A validated preset topology (a fresh copy each call). */
+export function preset(name: PresetName): Topology {
+  return parseTopology(structuredClone(raw[name]), `preset ${name}`);
+}

@@ -1,0 +1,128 @@
+import { z } from 'zod';
+import { parse as parseYaml } from 'yaml';
+import { InvalidTopology } from './errors.ts';
+import { describeIssues } from './issues.ts';
+
+const positiveInt = (what = 'must be >= 1') => z.number({ error: 'must be a number' }).int('must be a whole number').min(1, what);
+
+/** The model: a two-layer MLP (tanh hidden layer) learning a seeded teacher. */
+export const ModelSpec = z
+  .object({
+    inputDim: positiveInt(),
+    hiddenDim: positiveInt(),
+    outputDim: positiveInt(),
+  })
+  .strict();
+export type ModelSpec = z.infer<typeof ModelSpec>;
+
+export const AdamSpec = z
+  .object({
+    kind: z.literal('adam'),
+    lr: z.number().positive('must be > 0'),
+    beta1: z.number().min(0).max(0.999999).default(0.9),
+    beta2: z.number().min(0).max(0.999999).default(0.999),
+    eps: z.number().positive('must be > 0').default(1e-8),
+  })
+  .strict();
+export const MomentumSpec = z
+  .object({
+    kind: z.literal('momentum'),
+    lr: z.number().positive('must be > 0'),
+    momentum: z.number().min(0).max(0.999999).default(0.9),
+  })
+  .strict();
+export const OptimizerSpec = z.discriminatedUnion('kind', [AdamSpec, MomentumSpec], {
+  error: 'must be {kind: "adam", lr, ...} or {kind: "momentum", lr, ...}',
+});
+export type OptimizerSpec = z.infer<typeof OptimizerSpec>;
+
+export const TrainingSpec = z
+  .object({
+    seed: z.number().int('must be a whole number').min(0, 'must be >= 0').max(0xffffffff, 'must fit in 32 bits'),
+    globalBatch: positiveInt(),
+    optimizer: OptimizerSpec,
+  })
+  .strict();
+export type TrainingSpec = z.infer<typeof TrainingSpec>;
+
+export const WireSpec = z
+  .object({
+    /** Bytes of tensor data in one NATS message; must stay under the server's max_payload. */
+    chunkBytes: z.number().int().min(4096, 'must be >= 4096').max(1_000_000, 'must be <= 1000000 (NATS max_payload is 1 MiB)').default(512 * 1024),
+    /** Largest control (JSON) message accepted; anything larger is rejected and counted. */
+    maxControlBytes: z.number().int().min(1024, 'must be >= 1024').default(64 * 1024),
+  })
+  .strict();
+
+export const DeadlineSpec = z
+  .object({
+    /** Processes up, subscribed and reachable. */
+    startupMs: positiveInt().default(60_000),
+    /** Any single phase of a host (forward, backward, reduce-scatter, exchange, update, all-gather). */
+    phaseMs: positiveInt().default(30_000),
+    /** A whole step as the client sees it, dispatch to commit. */
+    stepMs: positiveInt().default(120_000),
+  })
+  .strict();
+
+export const Topology = z
+  .object({
+    name: z.string().min(1, 'must not be empty').regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lowercase letters, digits and dashes'),
+    pods: positiveInt(),
+    hostsPerPod: positiveInt(),
+    /** Modeled only: chips a host stands for (PaLM: 4 TPU v4 chips a host). */
+    chipsPerHost: positiveInt().default(4),
+    /** How many host actors share one OS process. */
+    hostsPerProcess: positiveInt().default(1),
+    model: ModelSpec,
+    training: TrainingSpec,
+    wire: WireSpec.default({ chunkBytes: 512 * 1024, maxControlBytes: 64 * 1024 }),
+    deadlines: DeadlineSpec.default({ startupMs: 60_000, phaseMs: 30_000, stepMs: 120_000 }),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    const workers = t.pods * t.hostsPerPod;
+    if (t.training.globalBatch % workers !== 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['training', 'globalBatch'],
+        message: `must be divisible by pods x hostsPerPod (${t.pods} x ${t.hostsPerPod} = ${workers}); got ${t.training.globalBatch}`,
+      });
+    }
+    const params = parameterCount(t.model);
+    if (params < t.hostsPerPod) {
+      ctx.addIssue({ code: 'custom', path: ['hostsPerPod'], message: `must be <= the model's parameter count (${params})` });
+    }
+  });
+/** A topology as written in a file (defaults not yet applied). */
+export type TopologyInput = z.input<typeof Topology>;
+/** A validated topology with every default filled in. */
+export type Topology = z.output<typeof Topology>;
+
+/** Number of parameters of the MLP: W1, b1, W2, b2. */
+export function parameterCount(m: ModelSpec): number {
+  return m.hiddenDim * m.inputDim + m.hiddenDim + m.outputDim * m.hiddenDim + m.outputDim;
+}
+
+/** Validate an object as a topology, or throw InvalidTopology naming each bad field. */
+export function parseTopology(value: unknown, source = 'topology'): Topology {
+  const result = Topology.safeParse(value);
+  if (!result.success) throw new InvalidTopology(source, describeIssues(result.error));
+  return result.data;
+}
+
+/** Parse YAML or JSON text (JSON is YAML) as a topology. */
+export function parseTopologyText(text: string, source: string): Topology {
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (cause) {
+    throw new InvalidTopology(source, [`(file): not valid YAML or JSON: ${(cause as Error).message.split('\n')[0]}`], { cause });
+  }
+  return parseTopology(value, source);
+}
+
+/** Total host actors in the cluster. */
+export function hostCount(t: Topology): number {
+  return t.pods * t.hostsPerPod;
+}
