@@ -22,7 +22,9 @@ export interface Managed {
 export function spawnRole(name: string, args: string[], logDir: string, stdout: 'pipe' | 'log' = 'log'): Managed {
   const log = join(logDir, `${name}.log`);
   const fd = openSync(log, 'a');
-  const child = spawn(process.execPath, [cliPath, ...args], {
+  // LOCKSTEP_NODE_ARGS passes flags to every role process's node (e.g. --cpu-prof).
+  const nodeArgs = (process.env.LOCKSTEP_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, cliPath, ...args], {
     stdio: ['pipe', stdout === 'pipe' ? 'pipe' : fd, fd],
     env: { ...process.env, LOCKSTEP_PARENT_WATCH: '1' },
   });

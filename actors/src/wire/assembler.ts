@@ -1,4 +1,5 @@
 import type { TensorChunk, TensorKind } from '@lockstep/topology';
+import { DedupWindow } from './dedup.ts';
 
 /** A whole tensor put back together from its chunks. */
 export interface AssembledTensor {
@@ -10,7 +11,7 @@ export interface AssembledTensor {
   data: Float32Array;
 }
 
-export type AssembleResult = { kind: 'partial' } | { kind: 'complete'; tensor: AssembledTensor } | { kind: 'rejected'; reason: string; detail: string };
+export type AssembleResult = { kind: 'partial' } | { kind: 'duplicate' } | { kind: 'complete'; tensor: AssembledTensor } | { kind: 'rejected'; reason: string; detail: string };
 
 interface Partial {
   data: Float32Array;
@@ -27,6 +28,8 @@ interface Partial {
  */
 export class TensorAssembler {
   private readonly partials = new Map<string, Partial>();
+  /** Tensors completed lately: a late repeat of one of their chunks is a duplicate, not a new tensor. */
+  private readonly completed = new DedupWindow(1024);
 
   constructor(
     private readonly expectedLength: (tensor: TensorKind, shard: number) => number | undefined,
@@ -44,6 +47,7 @@ export class TensorAssembler {
     const key = `${header.sender}|${header.step}|${header.attempt}|${header.tensor}|${header.shard}`;
     let p = this.partials.get(key);
     if (!p) {
+      if (this.completed.has(key)) return { kind: 'duplicate' };
       if (this.partials.size >= this.maxPartials) this.partials.delete(this.partials.keys().next().value as string);
       const f32 = new Float32Array(expected);
       p = { data: f32, bytes: new Uint8Array(f32.buffer), got: new Set(), count: header.count };
@@ -55,6 +59,7 @@ export class TensorAssembler {
     p.got.add(header.index);
     if (p.got.size < p.count) return { kind: 'partial' };
     this.partials.delete(key);
+    this.completed.firstTime(key);
     return {
       kind: 'complete',
       tensor: { step: header.step, attempt: header.attempt, sender: header.sender, tensor: header.tensor, shard: header.shard, data: p.data },

@@ -3,6 +3,10 @@ export class DedupWindow {
   private readonly seen = new Set<string>();
   constructor(private readonly capacity = 20_000) {}
 
+  has(id: string): boolean {
+    return this.seen.has(id);
+  }
+
   /** True the first time an id is offered, false after. */
   firstTime(id: string): boolean {
     if (this.seen.has(id)) return false;

@@ -60,6 +60,7 @@ export function natsEdge(opts: EdgeOptions) {
         if (!dedup.firstTime(h.msgId)) return sendBack({ type: 'wire.duplicate', msgId: h.msgId });
         const r = assembler.add(d.value);
         if (r.kind === 'rejected') return reject(r.reason, r.detail);
+        if (r.kind === 'duplicate') return sendBack({ type: 'wire.duplicate', msgId: h.msgId });
         if (r.kind === 'complete') sendBack({ type: 'tensor.received', tensor: r.tensor });
         return;
       }

@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest';
+import { createActor, getInitialSnapshot, getNextSnapshot, type SnapshotFrom } from 'xstate';
+import { getShortestPaths } from 'xstate/graph';
+import { combineShardHashes, parseTopology, preset } from '@lockstep/topology';
+import { podMachine, totalRejections, type PodEvent, type WireCommand } from '../src/index.ts';
+import { controlSent, recordingWire } from './helpers.ts';
+
+const RUN = 'test-run';
+const t = parseTopology({ ...preset('tiny'), pods: 2, hostsPerPod: 2 });
+const H = (n: number) => n.toString(16).padStart(64, '0');
+const machine = podMachine.provide({ actors: { wire: recordingWire([]) } });
+type Snap = SnapshotFrom<typeof podMachine>;
+
+let n = 0;
+const env = (step: number, attempt: number, sender: string) => ({ v: 1 as const, runId: RUN, step, attempt, sender, msgId: `m${n++}` });
+const fromClient = (kind: 'step.dispatch' | 'step.commit' | 'step.abort', step: number, attempt: number): PodEvent =>
+  kind === 'step.dispatch'
+    ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, samples: { start: 0, end: 32 } } }
+    : kind === 'step.abort'
+      ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, reason: 'test' } }
+      : { type: kind, msg: { ...env(step, attempt, 'client'), kind } };
+const fromHost = (kind: 'host.prepared' | 'host.committed' | 'host.aborted' | 'host.failed', h: number, step: number, attempt: number): PodEvent => {
+  const e = env(step, attempt, `host/0/${h}`);
+  switch (kind) {
+    case 'host.prepared':
+      return { type: kind, msg: { ...e, kind, shardHash: H(h + 1), lossSum: 0.5, phaseMs: { forward: 1 } } };
+    case 'host.committed':
+      return { type: kind, msg: { ...e, kind, shardHash: H(h + 1) } };
+    case 'host.aborted':
+      return { type: kind, msg: { ...e, kind } };
+    case 'host.failed':
+      return { type: kind, msg: { ...e, kind, phase: 'exchange', reason: 'test' } };
+  }
+};
+
+/** Events that belong to the attempt in flight: the protocol's moves. */
+function protocolEvents(s: Snap): PodEvent[] {
+  const { step, attempt } = s.context;
+  return [
+    fromClient('step.dispatch', step, attempt + 1),
+    fromClient('step.commit', step, attempt),
+    fromClient('step.abort', step, attempt),
+    ...[0, 1].flatMap((h) => (['host.prepared', 'host.committed', 'host.aborted', 'host.failed'] as const).map((k) => fromHost(k, h, step, attempt))),
+  ];
+}
+
+/** Events that never belong: stale step, future step, wrong attempt. */
+function wrongEvents(s: Snap): PodEvent[] {
+  const { step, attempt } = s.context;
+  return [
+    ...(step > 0 ? [fromClient('step.commit', step - 1, 0), fromHost('host.prepared', 0, step - 1, 0)] : []),
+    fromClient('step.commit', step + 1, 0),
+    fromHost('host.prepared', 1, step, attempt + 5),
+    fromHost('host.committed', 0, step, attempt + 5),
+  ];
+}
+
+const key = (s: Snap) =>
+  JSON.stringify([s.value, s.context.step, s.context.attempt, [...s.context.prepared.keys()].sort(), [...s.context.committed].sort(), [...s.context.aborted].sort()]);
+
+describe('pod machine', () => {
+  const paths = getShortestPaths(machine, {
+    input: { topology: t, runId: RUN, pod: 0 },
+    events: (s) => protocolEvents(s as Snap),
+    serializeState: (s) => key(s as Snap),
+    stopWhen: (s) => (s as Snap).context.step >= 2 || (s as Snap).context.attempt >= 2,
+  });
+  const states = paths.map((p) => p.state as Snap);
+
+  it('the graph walk reaches every phase of the protocol', () => {
+    const values = new Set(states.map((s) => JSON.stringify(s.value)));
+    for (const v of ['idle', 'running', 'prepared', 'committing', 'aborting', 'failed']) expect(values).toContain(JSON.stringify(v));
+    expect(states.some((s) => s.context.step === 2)).toBe(true);
+  });
+
+  it('on every path, a commit is relayed only after every host prepared this attempt', () => {
+    let commits = 0;
+    for (const p of paths) {
+      for (let i = 1; i < p.steps.length; i++) {
+        const before = p.steps[i - 1].state as Snap;
+        const next = p.steps[i].state as Snap;
+        if (next.value === 'committing' && before.value !== 'committing') commits++;
+        if (next.value === 'committing' && before.value !== 'committing') {
+          expect(before.value).toBe('prepared');
+          expect(before.context.prepared.size).toBe(t.hostsPerPod);
+        }
+        if (next.context.step !== before.context.step) {
+          expect(next.context.step).toBe(before.context.step + 1);
+          expect(before.value).toBe('committing');
+        }
+      }
+    }
+    expect(commits).toBeGreaterThan(0);
+  });
+
+  it('in every reachable state, stale, future and wrong-attempt events are rejected and change nothing else', () => {
+    let checked = 0;
+    for (const s of states) {
+      for (const e of wrongEvents(s)) {
+        const next = getNextSnapshot(machine, s, e);
+        expect(key(next)).toBe(key(s));
+        expect(totalRejections(next.context.rejected)).toBe(totalRejections(s.context.rejected) + 1);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(50);
+  });
+
+  it('a repeated host.prepared counts once', () => {
+    let s = getInitialSnapshot(machine, { topology: t, runId: RUN, pod: 0 });
+    s = getNextSnapshot(machine, s, fromClient('step.dispatch', 0, 0));
+    const p = fromHost('host.prepared', 0, 0, 0);
+    s = getNextSnapshot(machine, s, p);
+    s = getNextSnapshot(machine, s, p);
+    expect(s.context.prepared.size).toBe(1);
+    expect(s.value).toBe('running');
+  });
+
+  it('gang-schedules its hosts and reports the pod hash over shard hashes in host order', () => {
+    const sent: WireCommand[] = [];
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0 } }).start();
+    a.send(fromClient('step.dispatch', 0, 0));
+    const dispatched = controlSent(sent, 'host.dispatch') as { samples: { start: number; end: number } }[];
+    expect(dispatched.map((d) => d.samples)).toEqual([
+      { start: 0, end: 16 },
+      { start: 16, end: 32 },
+    ]);
+    a.send(fromHost('host.prepared', 1, 0, 0));
+    a.send(fromHost('host.prepared', 0, 0, 0));
+    const [prepared] = controlSent(sent, 'pod.prepared') as { paramsHash: string; lossSum: number }[];
+    expect(prepared.paramsHash).toBe(combineShardHashes([H(1), H(2)]));
+    expect(prepared.lossSum).toBe(1);
+  });
+
+  it('a host failure is reported to the client with the host and phase', () => {
+    const sent: WireCommand[] = [];
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0 } }).start();
+    a.send(fromClient('step.dispatch', 0, 0));
+    a.send(fromHost('host.failed', 1, 0, 0));
+    expect(controlSent(sent, 'pod.failed')).toMatchObject([{ host: 1, phase: 'exchange', reason: 'test' }]);
+    a.send(fromClient('step.abort', 0, 0));
+    expect(controlSent(sent, 'host.abort').length).toBe(2);
+  });
+});
