@@ -19,6 +19,8 @@ export interface LaunchOptions {
   logLevel?: LogLevel;
   natsServer?: string;
   log: Logger;
+  /** Called once the NATS servers are up: the run id and each pod's server URL (tests use it to inject traffic). */
+  onCluster?: (info: { runId: string; urls: string[] }) => void;
   onReady?: (reached: number, total: number) => void;
   onStep?: (step: StepLine) => void;
 }
@@ -57,8 +59,9 @@ export function hostGroups(t: Topology): { pod: number; hosts: number[] }[] {
   return groups;
 }
 
-/** Largest cluster `train` starts on one machine. */
+/** Largest cluster `train` starts on one machine: processes, and host actors (in-pod traffic grows as hosts squared). */
 export const MAX_PROCESSES = 64;
+export const MAX_HOSTS = 64;
 
 /**
  * Train a topology with real processes: one nats-server per pod (clustered),
@@ -69,6 +72,11 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   const t = opts.topology;
   const groups = hostGroups(t);
   const processes = groups.length + t.pods + 1;
+  if (t.pods * t.hostsPerPod > MAX_HOSTS) {
+    throw new RunFailed(
+      `topology ${t.name} has ${t.pods * t.hostsPerPod} hosts (${t.pods} pods x ${t.hostsPerPod}); train runs at most ${MAX_HOSTS} on one machine. It is a layout for modeled runs; train a smaller topology.`,
+    );
+  }
   if (processes > MAX_PROCESSES) {
     throw new RunFailed(
       `topology ${t.name} needs ${processes} processes (${t.pods} pods x ${t.hostsPerPod} hosts, ${t.hostsPerProcess} hosts a process); train starts at most ${MAX_PROCESSES} on one machine. Raise hostsPerProcess or use a smaller topology.`,
@@ -100,9 +108,10 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   try {
     nats = await startNatsCluster({ pods: t.pods, dir: runDir, bin: natsBin, log });
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');
+    opts.onCluster?.({ runId, urls: nats.map((n) => n.url) });
     const common = (pod: number) => ['--run', runId, '--nats', nats[pod].url, '--topology', topoFile, '--log-level', level];
     for (let pod = 0; pod < t.pods; pod++) roles.push(spawnRole(`pod-${pod}`, ['pod', '--pod', String(pod), ...common(pod)], logDir));
-    for (const g of groups) roles.push(spawnRole(`host-${g.pod}-${g.hosts.join('_')}`, ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), ...common(g.pod)], logDir));
+    for (const g of groups) roles.push(spawnRole(`host-${g.pod}-${g.hosts.length === 1 ? g.hosts[0] : `${g.hosts[0]}..${g.hosts.at(-1)}`}`, ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), ...common(g.pod)], logDir));
     const client = spawnRole('client', ['client', '--steps', String(opts.steps), ...common(0)], logDir, 'pipe');
     roles.push(client);
 

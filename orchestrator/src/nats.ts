@@ -3,6 +3,7 @@ import { accessSync, constants, openSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
+import { natsConfig } from '@lockstep/infra';
 import { NatsServerMissing, ProcessExited } from './errors.ts';
 import { freePort } from './ports.ts';
 
@@ -27,31 +28,6 @@ export interface NatsNode {
   clusterPort: number;
   config: string;
   process: ChildProcess;
-}
-
-/**
- * The configuration of one pod's nats-server. With more than one pod the
- * servers form a cluster; each route between two pods' servers stands for the
- * data-center network between the pods.
- */
-export function natsConfig(opts: { pod: number; port: number; clusterPort: number; routes: number[]; maxPayload?: number }): string {
-  const lines = [
-    `server_name: lockstep-pod-${opts.pod}`,
-    `listen: 127.0.0.1:${opts.port}`,
-    `max_payload: ${opts.maxPayload ?? 1048576}`,
-    'ping_interval: "5s"',
-    'write_deadline: "10s"',
-  ];
-  if (opts.routes.length > 0) {
-    lines.push(
-      'cluster {',
-      '  name: lockstep',
-      `  listen: 127.0.0.1:${opts.clusterPort}`,
-      `  routes: [${opts.routes.map((p) => `nats-route://127.0.0.1:${p}`).join(', ')}]`,
-      '}',
-    );
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 function waitForPort(port: number, deadlineMs: number, child: ChildProcess, name: string): Promise<void> {
@@ -80,7 +56,7 @@ export async function startNatsCluster(opts: { pods: number; dir: string; bin: s
   const nodes = ports.map(({ port, clusterPort }, pod) => {
     const config = join(opts.dir, `nats-pod-${pod}.conf`);
     const routes = ports.filter((_, q) => q !== pod).map((p) => p.clusterPort);
-    writeFileSync(config, natsConfig({ pod, port, clusterPort, routes }));
+    writeFileSync(config, natsConfig({ pod, port, clusterPort, routes: routes.map((p) => ({ port: p })) }));
     const logFd = openSync(join(opts.dir, 'logs', `nats-pod-${pod}.log`), 'a');
     const child = spawn(opts.bin, ['-c', config], { stdio: ['ignore', logFd, logFd] });
     opts.log.debug({ pod, port, clusterPort, pid: child.pid }, 'nats-server started');

@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { createActor, fromCallback, setup, sendTo, type AnyActorRef } from 'xstate';
+import { subjects } from '@lockstep/topology';
+import { natsEdge, type WireCommand, type WireEvent } from '../src/index.ts';
+import { quietLog, startNatsServer } from './helpers.ts';
+
+const RUN = 'edge-test';
+
+/** A minimal machine around an edge: records what the edge hands it, forwards sends to it. */
+function harness(nc: NatsConnection, received: WireEvent[]) {
+  const wire = natsEdge({
+    nc,
+    runId: RUN,
+    log: quietLog,
+    chunkBytes: 4096,
+    maxControlBytes: 1024,
+    expectedLength: (tensor, shard) => (tensor === 'grad.slice' && shard === 0 ? 3000 : undefined),
+    listen: [
+      { subject: subjects.hostData(RUN, 0, 0), channel: { on: 'host.data', pod: 0, host: 0, pods: 2, hosts: 2 } },
+      { subject: subjects.hostCmd(RUN, 0, 0), channel: { on: 'host.cmd', pod: 0, host: 0 } },
+    ],
+  });
+  const m = setup({ types: { events: {} as WireEvent | (WireCommand & { via: true }) }, actors: { wire } }).createMachine({
+    invoke: { id: 'wire', src: 'wire' },
+    on: {
+      '*': {
+        actions: [
+          ({ event }) => {
+            if (!('via' in event)) received.push(event as WireEvent);
+          },
+          sendTo('wire', ({ event }) => event as WireCommand),
+        ],
+      },
+    },
+  });
+  return createActor(m).start() as unknown as AnyActorRef;
+}
+
+describe('NATS edge against a real nats-server', () => {
+  let server: Awaited<ReturnType<typeof startNatsServer>>;
+  let nc: NatsConnection;
+  beforeAll(async () => {
+    server = await startNatsServer();
+    nc = await connect({ servers: server.url });
+  });
+  afterAll(async () => {
+    await nc?.close();
+    await server?.stop();
+  });
+
+  it('delivers a chunked tensor whole, and turns garbage into counted rejections', async () => {
+    const received: WireEvent[] = [];
+    harness(nc, received);
+    const sender = await connect({ servers: server.url });
+    const peer = createActor(
+      setup({ actors: { wire: natsEdge({ nc: sender, runId: RUN, log: quietLog, chunkBytes: 4096, maxControlBytes: 1024, listen: [] }) } }).createMachine({
+        invoke: { id: 'wire', src: 'wire' },
+        on: { '*': { actions: sendTo('wire', ({ event }) => event as WireCommand) } },
+      }),
+    ).start();
+    await nc.flush();
+    const data = Float32Array.from({ length: 3000 }, (_, i) => i / 7);
+    peer.send({
+      type: 'wire.sendTensor',
+      subject: subjects.hostData(RUN, 0, 0),
+      head: { runId: RUN, step: 2, attempt: 0, sender: 'host/0/1', msgId: 'g', tensor: 'grad.slice', shard: 0 },
+      data,
+    } as never);
+    sender.publish(subjects.hostCmd(RUN, 0, 0), new TextEncoder().encode('not json'));
+    sender.publish(subjects.hostCmd(RUN, 0, 0), new TextEncoder().encode(JSON.stringify({ v: 1, runId: RUN, step: 0, attempt: 0, sender: 'client', msgId: 'z', kind: 'host.commit' })));
+    await sender.flush();
+    const until = Date.now() + 5000;
+    while (received.length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const tensor = received.find((e) => e.type === 'tensor.received');
+    expect(tensor && tensor.type === 'tensor.received' && [...tensor.tensor.data]).toEqual([...data]);
+    expect(received.filter((e) => e.type === 'wire.rejected').map((e) => (e as { reason: string }).reason).sort()).toEqual(['forged sender', 'malformed']);
+    await sender.close();
+  });
+});

@@ -1,0 +1,10 @@
+export * from './errors.ts';
+export * from './load.ts';
+export * from './nats.ts';
+export * from './ports.ts';
+export * from './processes.ts';
+export * from './protocol.ts';
+export * from './launcher.ts';
+export * from './reference.ts';
+export * from './progress.ts';
+export { buildProgram, main } from './cli.ts';
