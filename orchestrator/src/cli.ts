@@ -7,6 +7,7 @@ import { launch, type TrainResult } from './launcher.ts';
 import { loadTopology } from './load.ts';
 import { Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
+import { benchMarkdown, runBench, writeBench } from './bench.ts';
 import { clientRole, hostRole, podRole } from './roles.ts';
 
 const TrainFlags = z.object({
@@ -124,6 +125,33 @@ export function buildProgram(): Command {
     .action(async (raw) => {
       const t = loadTopology(raw.topology, { model: raw.model });
       printJson({ ...t, parameters: parameterCount(t.model) });
+    });
+
+  program
+    .command('bench')
+    .description('measure steps/s and phase times on tiny and demo (small and >=16 MiB gradients) against raw NATS in the same run')
+    .option('--small-steps <n>', 'steps of the control-plane runs', '100')
+    .option('--large-steps <n>', 'steps of the data-plane runs', '5')
+    .option('--out <dir>', 'where results go', 'bench/results')
+    .option('--json', 'print the report as one JSON line')
+    .action(async (raw) => {
+      const f = z
+        .object({ smallSteps: z.coerce.number().int().min(1, 'must be >= 1'), largeSteps: z.coerce.number().int().min(1, 'must be >= 1'), out: z.string().min(1), json: z.boolean().default(false) })
+        .safeParse(raw);
+      if (!f.success) throw new UsageError(describeIssues(f.error).map((l) => `--${l.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join('\n'));
+      const log = createLogger('warn', { role: 'bench' });
+      const dir = (await import('node:fs')).mkdtempSync((await import('node:path')).join((await import('node:os')).tmpdir(), 'lockstep-bench-'));
+      process.stderr.write('bench: raw NATS baseline...\n');
+      const report = await runBench({
+        dir,
+        log,
+        smallSteps: f.data.smallSteps,
+        largeSteps: f.data.largeSteps,
+        onCase: (c) => process.stderr.write(`bench: ${c.name}: ${c.stepsPerSecond.toFixed(2)} steps/s, step ${c.phaseMs.step.toFixed(1)} ms, exchange ${(c.phaseMs.exchange ?? 0).toFixed(1)} ms\n`),
+      });
+      const files = writeBench(report, f.data.out);
+      if (f.data.json) printJson(report);
+      else process.stdout.write(`${benchMarkdown(report)}\nwritten: ${files.json}, ${files.md}\n`);
     });
 
   const role = (name: string, desc: string) =>

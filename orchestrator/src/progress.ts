@@ -5,6 +5,7 @@
 export class Progress {
   private readonly tty: boolean;
   private lastPlain = -1;
+  private lastPlainAt = 0;
   private first: { at: number; done: number } | undefined;
 
   constructor(
@@ -34,9 +35,11 @@ export class Progress {
       if (done === this.total) this.out.write('\n');
       return;
     }
+    // plain lines: every 10% of the run, and at least every 5 s
     const every = Math.max(1, Math.floor(this.total / 10));
-    if (done === this.total || done - this.lastPlain >= every) {
+    if (done === this.total || done - this.lastPlain >= every || now - this.lastPlainAt >= 5000) {
       this.lastPlain = done;
+      this.lastPlainAt = now;
       this.out.write(`${this.label} ${done}/${this.total} ${detail} ${rate.toFixed(1)} steps/s\n`);
     }
   }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import * as zlib from 'node:zlib';
 
 /**
  * Parameter hashes. A shard hash is SHA-256 over the shard's float32 bytes
@@ -27,7 +28,14 @@ const table = (() => {
   return t;
 })();
 
+/** Node >= 20.15 computes CRC-32 natively (about 10x faster); older Node uses the table. */
+const nativeCrc32 = (zlib as unknown as { crc32?: (data: Uint8Array) => number }).crc32;
+
 export function crc32(bytes: Uint8Array): number {
+  return nativeCrc32 ? nativeCrc32(bytes) >>> 0 : crc32Table(bytes);
+}
+
+export function crc32Table(bytes: Uint8Array): number {
   let c = -1;
   for (let i = 0; i < bytes.length; i++) c = table[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return (c ^ -1) >>> 0;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { combineShardHashes, crc32, reduceInOrder, shardHash, shardRanges } from '../src/index.ts';
+import { combineShardHashes, crc32, crc32Table, reduceInOrder, shardHash, shardRanges } from '../src/index.ts';
 
 describe('numerics', () => {
   it('shards cover the parameter vector exactly once, in order', () => {
@@ -37,5 +37,7 @@ describe('numerics', () => {
 
   it('computes CRC-32 (IEEE)', () => {
     expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
+    const bytes = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 31) & 0xff);
+    expect(crc32Table(bytes)).toBe(crc32(bytes)); // the fallback and the native one agree
   });
 });

@@ -1,0 +1,222 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { modelPresets, parameterCount, parseTopology, preset, type Topology } from '@lockstep/topology';
+import { findNatsServer, startNatsCluster } from './nats.ts';
+import { launch, type TrainResult } from './launcher.ts';
+import { stopAll } from './processes.ts';
+
+/**
+ * `lockstep bench`: lockstep's step time against raw NATS measured in the same
+ * run, on the same two-server cluster layout (pod 0's server to pod 1's, over
+ * the route that stands for the DCN).
+ */
+export interface NatsBaseline {
+  /** One-way latency of a small message, publisher on pod 0's server, subscriber on pod 1's (ms). */
+  oneWayMs: { p50: number; p90: number; mean: number };
+  /** Throughput of `chunkBytes` messages across the route, one stream (MiB/s). */
+  throughputMiBps: number;
+  chunkBytes: number;
+}
+
+export interface BenchCase {
+  name: string;
+  topology: string;
+  pods: number;
+  hostsPerPod: number;
+  parameters: number;
+  gradientMiB: number;
+  steps: number;
+  stepsPerSecond: number;
+  phaseMs: TrainResult['phaseMs'];
+  /** Messages one after the other on a step's critical path (control hops plus the three data hops). */
+  criticalPathMessages: number;
+  /** Control plane: mean step time / (critical path messages x one-way latency). Target <= 3. */
+  controlRatio?: number;
+  /** Data plane: bytes crossing the DCN per step / mean exchange phase time, vs raw NATS throughput. Target >= 0.7. */
+  exchangeMiBps?: number;
+  exchangeRatio?: number;
+  paramsHash: string | null;
+}
+
+export interface BenchReport {
+  date: string;
+  machine: { cpus: number; node: string };
+  baseline: NatsBaseline;
+  cases: BenchCase[];
+}
+
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))];
+}
+
+export async function natsBaseline(opts: { dir: string; log: Logger; chunkBytes: number; pings?: number; megabytes?: number }): Promise<NatsBaseline> {
+  mkdirSync(join(opts.dir, 'logs'), { recursive: true });
+  const nodes = await startNatsCluster({ pods: 2, dir: opts.dir, bin: findNatsServer(), log: opts.log });
+  const a = await connect({ servers: nodes[0].url });
+  const b = await connect({ servers: nodes[1].url });
+  try {
+    // wait for the route to carry interest
+    const probe = b.subscribe('bench.probe');
+    await b.flush();
+    for (let i = 0; i < 200; i++) {
+      a.publish('bench.probe');
+      await a.flush();
+      const got = await Promise.race([probe[Symbol.asyncIterator]().next().then(() => true), new Promise((r) => setTimeout(() => r(false), 50))]);
+      if (got) break;
+    }
+    probe.unsubscribe();
+
+    // one-way latency: one message in flight at a time
+    const lat: number[] = [];
+    const pings = opts.pings ?? 2000;
+    await new Promise<void>((resolve) => {
+      let sent = 0;
+      const sub = b.subscribe('bench.lat', {
+        callback: (_e, m) => {
+          lat.push(performance.now() - new DataView(m.data.buffer, m.data.byteOffset).getFloat64(0, true));
+          if (++sent >= pings) {
+            sub.unsubscribe();
+            resolve();
+          } else send();
+        },
+      });
+      const send = () => {
+        const buf = new Uint8Array(64);
+        new DataView(buf.buffer).setFloat64(0, performance.now(), true);
+        a.publish('bench.lat', buf);
+      };
+      void b.flush().then(send);
+    });
+
+    // throughput: `megabytes` of chunks across the route
+    const total = (opts.megabytes ?? 256) * 1024 * 1024;
+    const n = Math.ceil(total / opts.chunkBytes);
+    const payload = new Uint8Array(opts.chunkBytes);
+    let got = 0;
+    const done = new Promise<void>((resolve) => {
+      b.subscribe('bench.tput', {
+        callback: () => {
+          if (++got >= n) resolve();
+        },
+      });
+    });
+    await b.flush();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      a.publish('bench.tput', payload);
+      if (i % 16 === 15) await a.flush();
+    }
+    await a.flush();
+    await Promise.race([done, new Promise((_, rej) => setTimeout(() => rej(new Error(`baseline: only ${got} of ${n} messages arrived in 60 s`)), 60_000))]);
+    const secs = (performance.now() - t0) / 1000;
+    return {
+      oneWayMs: { p50: quantile(lat, 0.5), p90: quantile(lat, 0.9), mean: lat.reduce((x, y) => x + y, 0) / lat.length },
+      throughputMiBps: (n * opts.chunkBytes) / (1024 * 1024) / secs,
+      chunkBytes: opts.chunkBytes,
+    };
+  } finally {
+    await a.close();
+    await b.close();
+    await stopAll(nodes.map((x) => ({ process: x.process })));
+  }
+}
+
+/** Messages in sequence on a step: dispatch, host.dispatch, [grad.slice], [grad.exchange], [param.shard], host.prepared, pod.prepared, commit, host.commit, host.committed, pod.committed. */
+export function criticalPath(t: Topology): number {
+  return 8 + (t.hostsPerPod > 1 ? 2 : 0) + (t.pods > 1 ? 1 : 0);
+}
+
+export async function runBench(opts: { dir: string; log: Logger; smallSteps: number; largeSteps: number; onCase?: (c: BenchCase) => void }): Promise<BenchReport> {
+  const chunkBytes = preset('demo').wire.chunkBytes;
+  const baseline = await natsBaseline({ dir: join(opts.dir, 'baseline'), log: opts.log, chunkBytes });
+  const cases: BenchCase[] = [];
+  for (const name of ['tiny', 'demo'] as const) {
+    for (const size of ['small', 'large'] as const) {
+      const base = preset(name);
+      const workers = base.pods * base.hostsPerPod;
+      // the large model computes one sample per host so the step measures the wire, not the CPU
+      const t = parseTopology({
+        ...base,
+        model: modelPresets[size],
+        training: size === 'large' ? { ...base.training, globalBatch: workers, optimizer: { kind: 'adam', lr: 1e-4 } } : base.training,
+      });
+      const steps = size === 'small' ? opts.smallSteps : opts.largeSteps;
+      const r = await launch({ topology: t, steps, runDir: join(opts.dir, `${name}-${size}`), log: opts.log });
+      const params = parameterCount(t.model);
+      const c: BenchCase = {
+        name: `${name}/${size}`,
+        topology: name,
+        pods: t.pods,
+        hostsPerPod: t.hostsPerPod,
+        parameters: params,
+        gradientMiB: (params * 4) / (1024 * 1024),
+        steps,
+        stepsPerSecond: r.stepsPerSecond,
+        phaseMs: r.phaseMs,
+        criticalPathMessages: criticalPath(t),
+        paramsHash: r.paramsHash,
+      };
+      if (size === 'small') c.controlRatio = r.phaseMs.step / (c.criticalPathMessages * baseline.oneWayMs.p50);
+      else {
+        // every host sends its pod's gradient of its shard to the other pod: the whole gradient crosses the DCN once each way
+        const crossBytes = params * 4 * t.pods * (t.pods - 1);
+        c.exchangeMiBps = crossBytes / (1024 * 1024) / ((r.phaseMs.exchange ?? 0) / 1000);
+        c.exchangeRatio = c.exchangeMiBps / baseline.throughputMiBps;
+      }
+      cases.push(c);
+      opts.onCase?.(c);
+    }
+  }
+  return { date: new Date().toISOString(), machine: { cpus: (await import('node:os')).cpus().length, node: process.version }, baseline, cases };
+}
+
+export function benchMarkdown(r: BenchReport): string {
+  const f = (x: number | undefined, d = 2) => (x === undefined ? '-' : x.toFixed(d));
+  const lines = [
+    `# lockstep bench, ${r.date}`,
+    '',
+    `Machine: ${r.machine.cpus} CPUs, Node ${r.machine.node}. Command: \`npm run bench\`.`,
+    '',
+    `Raw NATS across the pods' route, same run: one-way latency p50 ${f(r.baseline.oneWayMs.p50, 3)} ms (p90 ${f(r.baseline.oneWayMs.p90, 3)} ms); throughput ${f(r.baseline.throughputMiBps, 0)} MiB/s in ${r.baseline.chunkBytes / 1024} KiB messages.`,
+    '',
+    '| case | params | gradient MiB | steps/s | step ms | fwd | bwd | reduce-scatter | exchange | update | all-gather | critical-path msgs | control ratio (target <= 3) | exchange MiB/s | exchange / raw NATS (target >= 0.7) |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...r.cases.map((c) =>
+      [
+        c.name,
+        c.parameters,
+        f(c.gradientMiB, 2),
+        f(c.stepsPerSecond),
+        f(c.phaseMs.step),
+        f(c.phaseMs.forward),
+        f(c.phaseMs.backward),
+        f(c.phaseMs.reduceScatter),
+        f(c.phaseMs.exchange),
+        f(c.phaseMs.update),
+        f(c.phaseMs.allGather),
+        c.criticalPathMessages,
+        f(c.controlRatio, 1),
+        f(c.exchangeMiBps, 0),
+        f(c.exchangeRatio, 2),
+      ].join(' | '),
+    ).map((row) => `| ${row} |`),
+    '',
+    'Phase times are the slowest host\'s, averaged over steps. Control ratio = step ms / (critical-path messages x one-way p50). Exchange MiB/s = gradient bytes crossing the DCN per step (each pod\'s whole gradient, once each way) / exchange phase ms.',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+export function writeBench(r: BenchReport, dir: string): { json: string; md: string } {
+  mkdirSync(dir, { recursive: true });
+  const stamp = r.date.replace(/[:.]/g, '-');
+  const json = join(dir, `bench-${stamp}.json`);
+  const md = join(dir, `bench-${stamp}.md`);
+  writeFileSync(json, `${JSON.stringify(r, null, 2)}\n`);
+  writeFileSync(md, benchMarkdown(r));
+  writeFileSync(join(dir, 'latest.json'), `${JSON.stringify(r, null, 2)}\n`);
+  writeFileSync(join(dir, 'latest.md'), benchMarkdown(r));
+  return { json, md };
+}
