@@ -2,6 +2,7 @@ export * from './errors.ts';
 export * from './logger.ts';
 export * from './rejects.ts';
 export * from './connect.ts';
+export * from './lifecycle.ts';
 export * from './readiness.ts';
 export * from './wire/dedup.ts';
 export * from './wire/assembler.ts';

@@ -22,3 +22,32 @@ export function stepMismatch(current: { step: number; attempt: number }, msg: { 
   if (msg.attempt !== current.attempt) return 'wrong attempt';
   return undefined;
 }
+
+/** The machine-side bookkeeping every actor shares. */
+export interface Bookkeeping {
+  step: number;
+  attempt: number;
+  phase: string;
+  rejected: Rejections;
+  duplicates: number;
+}
+
+type AnyWireEvent = { type: string; msg?: { step: number; attempt: number }; tensor?: { step: number; attempt: number }; reason?: string };
+
+/**
+ * The context update for an event that does not belong here: an edge's
+ * rejection counted by its reason, a repeat counted as a duplicate, anything
+ * else counted by why it does not fit (stale step, future step, wrong attempt,
+ * or not expected in this phase). Nothing else changes.
+ */
+export function rejection(ctx: Bookkeeping, event: AnyWireEvent): Partial<Pick<Bookkeeping, 'rejected' | 'duplicates'>> {
+  if (event.type === 'wire.rejected') return { rejected: countReject(ctx.rejected, event.reason ?? 'rejected') };
+  if (event.type === 'wire.duplicate') return { duplicates: ctx.duplicates + 1 };
+  const s = event.msg ?? event.tensor;
+  return { rejected: countReject(ctx.rejected, (s && stepMismatch(ctx, s)) ?? `not expected in ${ctx.phase}`) };
+}
+
+/** The envelope of a message an actor sends for its current step attempt; the id makes a repeat recognizable. */
+export function envelope(ctx: { runId: string; step: number; attempt: number }, sender: string, kind: string) {
+  return { v: 1 as const, runId: ctx.runId, step: ctx.step, attempt: Math.max(0, ctx.attempt), sender, msgId: `${sender}/${kind}/${ctx.step}/${ctx.attempt}` };
+}

@@ -9,7 +9,7 @@ import {
   type PodStopped,
   type Topology,
 } from '@lockstep/topology';
-import { countReject, mergeRejections, stepMismatch, type Rejections } from '../rejects.ts';
+import { countReject, envelope as envelopeFor, mergeRejections, rejection, stepMismatch, type Rejections } from '../rejects.ts';
 import type { WireCommand, WireEvent } from '../wire/edge.ts';
 
 /**
@@ -89,7 +89,7 @@ export interface ClientOutput {
 export type ClientEvent = WireEvent;
 
 function envelope(ctx: ClientContext, kind: string) {
-  return { v: 1 as const, runId: ctx.runId, step: ctx.step, attempt: Math.max(0, ctx.attempt), sender: actorNames.client, msgId: `client/${kind}/${ctx.step}/${ctx.attempt}` };
+  return envelopeFor(ctx, actorNames.client, kind);
 }
 
 function podIndex(event: ClientEvent): number {
@@ -130,12 +130,8 @@ export const clientMachine = setup({
     allStopped: ({ context }) => context.stopped.size === context.topology.pods,
   },
   actions: {
-    reject: assign(({ context, event }) => {
-      if (event.type === 'wire.rejected') return { rejected: countReject(context.rejected, event.reason) };
-      if (event.type === 'wire.duplicate') return { duplicates: context.duplicates + 1 };
-      const reason = ('msg' in event && stepMismatch(context, event.msg)) || `not expected in ${context.phase}`;
-      return { rejected: countReject(context.rejected, reason) };
-    }),
+    /** Count a message that does not belong here; the state is left as it was. */
+    reject: assign(({ context, event }) => rejection(context, event as never)),
     setPhase: assign((_, params: { phase: ClientContext['phase'] }) => ({ phase: params.phase })),
     /** Send step s, attempt a, to every pod with its share of the global batch. */
     dispatch: enqueueActions(({ context, enqueue }) => {

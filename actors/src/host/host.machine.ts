@@ -18,7 +18,7 @@ import {
   type ShardRange,
   type Topology,
 } from '@lockstep/topology';
-import { countReject, stepMismatch, type Rejections } from '../rejects.ts';
+import { countReject, envelope as envelopeFor, rejection, stepMismatch, type Rejections } from '../rejects.ts';
 import type { AssembledTensor } from '../wire/assembler.ts';
 import type { WireCommand, WireEvent } from '../wire/edge.ts';
 import { applyUpdate, backwardPass, forwardPass } from './host.actors.ts';
@@ -108,7 +108,7 @@ function eventStep(event: HostEvent): { step: number; attempt: number } | undefi
 }
 
 function envelope(ctx: HostContext, kind: string) {
-  return { v: 1 as const, runId: ctx.runId, step: ctx.step, attempt: Math.max(0, ctx.attempt), sender: ctx.me, msgId: `${ctx.me}/${kind}/${ctx.step}/${ctx.attempt}` };
+  return envelopeFor(ctx, ctx.me, kind);
 }
 
 function toPod(ctx: HostContext, message: ControlMessage): WireCommand {
@@ -169,13 +169,7 @@ export const hostMachine = setup({
   },
   actions: {
     /** Count a message that does not belong here; the state is left as it was. */
-    reject: assign(({ context, event }) => {
-      if (event.type === 'wire.rejected') return { rejected: countReject(context.rejected, event.reason) };
-      if (event.type === 'wire.duplicate') return { duplicates: context.duplicates + 1 };
-      const s = eventStep(event);
-      const reason = (s && stepMismatch(context, s)) ?? `not expected in ${context.phase}`;
-      return { rejected: countReject(context.rejected, reason) };
-    }),
+    reject: assign(({ context, event }) => rejection(context, event as never)),
     beginAttempt: assign(({ context, event }) => {
       if (event.type !== 'host.dispatch') return {};
       const { step, attempt, samples } = event.msg;

@@ -1,7 +1,8 @@
-import type { NatsConnection } from '@nats-io/transport-node';
-import { createActor, waitFor } from 'xstate';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { createActor } from 'xstate';
 import { actorNames, shardRange, parameterCount, subjects, type TensorKind, type Topology } from '@lockstep/topology';
 import type { Logger } from 'pino';
+import { untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
 import { natsEdge } from '../wire/edge.ts';
 import { hostMachine } from './host.machine.ts';
@@ -42,9 +43,6 @@ export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: s
     ],
   });
   const actor = createActor(hostMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod, host } });
-  let failed: (err: unknown) => void = () => {};
-  const crashed = new Promise<never>((_, reject) => (failed = reject));
-  actor.subscribe({ error: (err) => failed(err) });
   let lastPhase = '';
   actor.subscribe((s) => {
     if (s.context.phase !== lastPhase) {
@@ -52,6 +50,9 @@ export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: s
       log.debug({ step: s.context.step, attempt: s.context.attempt, phase: lastPhase }, 'phase');
     }
   });
+  let pingSub: Subscription | undefined;
+  // subscribe to errors before start, so nothing the actor throws goes unhandled
+  const done = untilStopped(actor, { nc, log, name: 'host', cleanup: () => pingSub?.unsubscribe() });
   actor.start();
 
   let peersReady = false;
@@ -59,20 +60,10 @@ export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: s
     ...Array.from({ length: t.hostsPerPod }, (_, k) => k).filter((k) => k !== host).map((k) => ({ name: actorNames.host(pod, k), subject: subjects.hostPing(runId, pod, k) })),
     ...Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== pod).map((q) => ({ name: actorNames.host(q, host), subject: subjects.hostPing(runId, q, host) })),
   ];
-  const pingSub = answerPings(nc, subjects.hostPing(runId, pod, host), runId, me, () => ({ ready: peersReady, waitingFor: peersReady ? [] : peers.map((p) => p.name) }), log);
+  pingSub = answerPings(nc, subjects.hostPing(runId, pod, host), runId, me, () => ({ ready: peersReady, waitingFor: peersReady ? [] : peers.map((p) => p.name) }), log);
   const ready = waitForPeers(nc, { runId, me, peers, deadlineMs: t.deadlines.startupMs, log }).then(() => {
     peersReady = true;
     log.info({ peers: peers.length }, 'host ready');
-  });
-  const done = Promise.race([
-    waitFor(actor, (s) => s.value === 'stopped', { timeout: Infinity }).then(async () => {
-      await nc.flush();
-      log.info({ rejected: actor.getSnapshot().context.rejected }, 'host stopped');
-    }),
-    crashed,
-  ]).finally(() => {
-    pingSub.unsubscribe();
-    actor.stop();
   });
   return { ready, done, stop: () => actor.stop() };
 }

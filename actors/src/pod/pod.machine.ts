@@ -13,7 +13,7 @@ import {
   type SampleRange,
   type Topology,
 } from '@lockstep/topology';
-import { countReject, mergeRejections, stepMismatch, type Rejections } from '../rejects.ts';
+import { countReject, envelope as envelopeFor, mergeRejections, rejection, stepMismatch, type Rejections } from '../rejects.ts';
 import type { WireCommand, WireEvent } from '../wire/edge.ts';
 
 /**
@@ -55,7 +55,7 @@ export interface PodContext {
 export type PodEvent = WireEvent;
 
 function envelope(ctx: PodContext, kind: string) {
-  return { v: 1 as const, runId: ctx.runId, step: ctx.step, attempt: Math.max(0, ctx.attempt), sender: ctx.me, msgId: `${ctx.me}/${kind}/${ctx.step}/${ctx.attempt}` };
+  return envelopeFor(ctx, ctx.me, kind);
 }
 
 function toClient(ctx: PodContext, message: ControlMessage): WireCommand {
@@ -95,12 +95,8 @@ export const podMachine = setup({
     allStopped: ({ context }) => context.stopped.size === context.topology.hostsPerPod,
   },
   actions: {
-    reject: assign(({ context, event }) => {
-      if (event.type === 'wire.rejected') return { rejected: countReject(context.rejected, event.reason) };
-      if (event.type === 'wire.duplicate') return { duplicates: context.duplicates + 1 };
-      const s = eventStep(event);
-      return { rejected: countReject(context.rejected, (s && stepMismatch(context, s)) ?? `not expected in ${context.phase}`) };
-    }),
+    /** Count a message that does not belong here; the state is left as it was. */
+    reject: assign(({ context, event }) => rejection(context, event as never)),
     setPhase: assign((_, params: { phase: PodContext['phase'] }) => ({ phase: params.phase })),
     /** Gang-schedule: every host of the pod gets the same step attempt, with its share of the pod's samples. */
     dispatchHosts: enqueueActions(({ context, event, enqueue }) => {

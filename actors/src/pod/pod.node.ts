@@ -1,7 +1,8 @@
-import type { NatsConnection } from '@nats-io/transport-node';
-import { createActor, waitFor } from 'xstate';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { createActor } from 'xstate';
 import { actorNames, subjects, type Topology } from '@lockstep/topology';
 import type { Logger } from 'pino';
+import { untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
 import { natsEdge } from '../wire/edge.ts';
 import { podMachine } from './pod.machine.ts';
@@ -30,9 +31,6 @@ export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: st
     ],
   });
   const actor = createActor(podMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod } });
-  let failed: (err: unknown) => void = () => {};
-  const crashed = new Promise<never>((_, reject) => (failed = reject));
-  actor.subscribe({ error: (err) => failed(err) });
   let last = '';
   actor.subscribe((s) => {
     const key = `${s.context.step}/${s.context.phase}`;
@@ -42,24 +40,17 @@ export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: st
       if (s.context.phase === 'failed') log.error({ step: s.context.step, failure: s.context.failure }, 'step failed in this pod');
     }
   });
+  let pingSub: Subscription | undefined;
+  // subscribe to errors before start, so nothing the actor throws goes unhandled
+  const done = untilStopped(actor, { nc, log, name: 'pod', cleanup: () => pingSub?.unsubscribe() });
   actor.start();
 
   let hostsReady = false;
   const hosts = Array.from({ length: t.hostsPerPod }, (_, h) => ({ name: actorNames.host(pod, h), subject: subjects.hostPing(runId, pod, h) }));
-  const pingSub = answerPings(nc, subjects.podPing(runId, pod), runId, me, () => ({ ready: hostsReady, waitingFor: hostsReady ? [] : hosts.map((h) => h.name) }), log);
+  pingSub = answerPings(nc, subjects.podPing(runId, pod), runId, me, () => ({ ready: hostsReady, waitingFor: hostsReady ? [] : hosts.map((h) => h.name) }), log);
   const ready = waitForPeers(nc, { runId, me, peers: hosts, deadlineMs: t.deadlines.startupMs, needReady: true, log }).then(() => {
     hostsReady = true;
     log.info({ hosts: hosts.length }, 'pod ready');
-  });
-  const done = Promise.race([
-    waitFor(actor, (s) => s.value === 'stopped', { timeout: Infinity }).then(async () => {
-      await nc.flush();
-      log.info({ rejected: actor.getSnapshot().context.rejected }, 'pod stopped');
-    }),
-    crashed,
-  ]).finally(() => {
-    pingSub.unsubscribe();
-    actor.stop();
   });
   return { ready, done, stop: () => actor.stop() };
 }
