@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { InvalidInput, InvalidTopology, modelPresets, parameterCount, presetNames, describeIssues } from '@lockstep/topology';
 import { createLogger, logLevels, type LogLevel } from '@lockstep/actors';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
-import { launch, type TrainResult } from './launcher.ts';
+import { hostGroups, launch, type TrainResult } from './launcher.ts';
 import { loadTopology } from './load.ts';
 import { Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
@@ -77,6 +77,7 @@ export function buildProgram(): Command {
       const log = createLogger(f.logLevel as LogLevel, { role: 'launcher' });
       const progress = new Progress(f.steps, `train ${t.name}`);
       progress.note(`lockstep: ${t.pods} pods x ${t.hostsPerPod} hosts, ${parameterCount(t.model)} parameters, ${f.steps} steps`);
+      progress.note(`starting ${t.pods} nats-servers and ${hostGroups(t).length + t.pods + 1} processes...`);
       const result = await launch({
         topology: t,
         steps: f.steps,

@@ -1,0 +1,43 @@
+import { execFileSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { parseTopology, preset } from '@lockstep/topology';
+import { launch, RunFailed } from '../src/index.ts';
+import { quietLog, tempDir } from './helpers.ts';
+
+describe('a stalled host', () => {
+  it('ends the run within its deadlines, with an error naming the step, the pod and the stalled host', async () => {
+    const t = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 60_000, phaseMs: 2_000, stepMs: 10_000 } });
+    const runDir = tempDir();
+    let stalled = 0;
+    let stalledAt = 0;
+    const err = await launch({
+      topology: t,
+      steps: 1000,
+      runDir,
+      log: quietLog,
+      onStep: (s) => {
+        if (s.step !== 3 || stalled) return;
+        stalled = Number(execFileSync('pgrep', ['-f', `host --pod 0 --hosts 1 .*${runDir}`], { encoding: 'utf8' }).trim().split('\n')[0]);
+        process.kill(stalled, 'SIGSTOP'); // a straggler: alive, silent
+        stalledAt = Date.now();
+      },
+    }).then(
+      () => new Error('the run finished although a host was stopped'),
+      (e: unknown) => e as Error,
+    );
+    expect(stalled).toBeGreaterThan(0);
+    expect(err).toBeInstanceOf(RunFailed);
+    expect(err.message).toMatch(/pod\/\d failed at step \d+ \(host\/\d\/\d, \w+\): deadline of 2000 ms exceeded: no [\w.]+ yet from host\/0\/1/);
+    // liveness, not speed: the phase, abort and stop deadlines (2 s each) bound it far below this
+    expect(Date.now() - stalledAt).toBeLessThan(60_000);
+    const alive = (() => {
+      try {
+        process.kill(stalled, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    })();
+    expect(alive).toBe(false); // the launcher killed the stopped process on its way out
+  });
+});
