@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createActor, type SnapshotFrom } from 'xstate';
+import { createActor, waitFor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
 import { parseTopology, preset } from '@lockstep/topology';
 import { clientMachine, describeFailure, type ClientEvent, type WireCommand } from '../src/index.ts';
@@ -70,15 +70,54 @@ describe('client machine', () => {
     expect(describeFailure(out.failure)).toMatch(/parameter hashes differ at step 0: pod\/0=000000000000, pod\/1=000000000000/);
   });
 
-  it('a pod failure aborts every pod and names pod, host and phase', () => {
+  it('a pod failure aborts the attempt everywhere and retries it, up to maxAttempts; then ends naming pod, host and phase', () => {
     const { a, sent } = start(5);
-    a.send(failed(1, 0, 0));
-    expect(controlSent(sent, 'step.abort').length).toBe(2);
-    a.send(aborted(0, 0, 0));
-    a.send(failed(1, 0, 0)); // pod 1 cannot confirm; it counts as done aborting
+    for (let attempt = 0; attempt < t.recovery.maxAttempts; attempt++) {
+      expect(controlSent(sent, 'step.dispatch').filter((m) => m.attempt === attempt).length).toBe(2);
+      a.send(failed(1, 0, attempt));
+      expect(controlSent(sent, 'step.abort').filter((m) => m.attempt === attempt).length).toBe(2);
+      a.send(aborted(0, 0, attempt));
+      a.send(failed(1, 0, attempt)); // pod 1 cannot confirm; the next dispatch supersedes it anyway
+    }
+    expect(controlSent(sent, 'step.dispatch').length).toBe(2 * t.recovery.maxAttempts);
+    expect(controlSent(sent, 'run.end').length).toBe(2);
     a.send(stopped(0));
     a.send(stopped(1));
-    expect(describeFailure(a.getSnapshot().output!.failure)).toBe('pod/1 failed at step 0 (host/1/3, exchange): deadline of 100 ms exceeded');
+    const out = a.getSnapshot().output!;
+    expect(out.retried.map((r) => r.attempt)).toEqual([0, 1]);
+    expect(describeFailure(out.failure)).toBe('pod/1 failed at step 0 (host/1/3, exchange): deadline of 100 ms exceeded');
+  });
+
+  it('resends a commit that gets no answer, each time under a new message id', async () => {
+    const quick = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 40, stepMs: 1000 } });
+    const sent: WireCommand[] = [];
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, steps: 1 } });
+    a.start();
+    a.send(prepared(0, 0, 0, H(1)));
+    a.send(prepared(1, 0, 0, H(1)));
+    a.send(committed(0, 0, 0, H(1))); // pod 1's confirmation is lost
+    await waitFor(a, (s) => s.context.resends >= 2, { timeout: 5000 });
+    const commits = controlSent(sent, 'step.commit');
+    expect(commits.length).toBeGreaterThanOrEqual(6);
+    expect(new Set(commits.map((m) => m.msgId)).size).toBe(commits.length);
+    a.send(committed(1, 0, 0, H(1)));
+    expect(a.getSnapshot().context.stepsCommitted).toBe(1);
+    a.stop();
+  });
+
+  it('a retried attempt that succeeds commits the step', () => {
+    const { a, sent } = start(1);
+    a.send(failed(0, 0, 0));
+    a.send(aborted(0, 0, 0));
+    a.send(aborted(1, 0, 0));
+    a.send(prepared(0, 0, 1, H(3)));
+    a.send(prepared(1, 0, 1, H(3)));
+    expect(controlSent(sent, 'step.commit').map((m) => m.attempt)).toEqual([1, 1]);
+    a.send(committed(0, 0, 1, H(3)));
+    a.send(committed(1, 0, 1, H(3)));
+    a.send(stopped(0));
+    a.send(stopped(1));
+    expect(a.getSnapshot().output).toMatchObject({ stepsCommitted: 1, paramsHash: H(3), failure: undefined, retried: [{ step: 0, attempt: 0 }] });
   });
 
   it('graph walk: on every path, commit follows only a full set of agreeing prepares', () => {
@@ -111,7 +150,7 @@ describe('client machine', () => {
       for (let i = 1; i < p.steps.length; i++) {
         const before = p.steps[i - 1].state as Snap;
         const next = p.steps[i].state as Snap;
-        if (next.value === 'committing' && before.value !== 'committing') {
+        if (next.matches('committing') && !before.matches('committing')) {
           commits++;
           const hashes = [...next.context.prepared.values()].map((m) => m.paramsHash);
           expect(hashes.length).toBe(t.pods);

@@ -90,7 +90,8 @@ describe('host machine', () => {
     a.send(commit(0, 0, 0)); // commit in reduceScatter: out of order
     a.send({ type: 'tensor.received', tensor: { step: 0, attempt: 1, sender: 'host/0/1', tensor: 'grad.slice', shard: 0, data: new Float32Array(1316) } });
     expect(snapshotOf()).toEqual(before);
-    expect(a.getSnapshot().context.rejected).toEqual({ 'future step': 1, 'wrong attempt': 2, 'not expected in reduceScatter': 2 });
+    expect(a.getSnapshot().context.rejected).toEqual({ 'future step': 1, 'wrong attempt': 1, 'not expected in reduceScatter': 2 });
+    expect(a.getSnapshot().context.early.length).toBe(1); // a peer's tensor for attempt 1 is kept, not applied
 
     // the right slice arrives once, then again: the repeat is a duplicate, not a second contribution
     const slice = { step: 0, attempt: 0, sender: 'host/0/1', tensor: 'grad.slice' as const, shard: 0, data: new Float32Array(1316) };
@@ -131,6 +132,27 @@ describe('host machine', () => {
     expect(a.getSnapshot().value).toBe('idle');
     a.send(dispatch(0, 0, 1, { start: 0, end: 16 }));
     expect(a.getSnapshot().matches('attempt')).toBe(true);
+  });
+
+  it('a resent commit of the last step is confirmed again; a later dispatch supersedes the attempt in flight', async () => {
+    const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
+    const sent: WireCommand[] = [];
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 } }).start();
+    a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
+    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    a.send(commit(0, 0, 0));
+    const hash = shardHash(a.getSnapshot().context.params);
+    a.send(commit(0, 0, 0));
+    const confirmations = controlSent(sent, 'host.committed') as { step: number; shardHash: string }[];
+    expect(confirmations.map((m) => [m.step, m.shardHash])).toEqual([
+      [0, hash],
+      [0, hash],
+    ]);
+    a.send(dispatch(0, 1, 0, { start: 0, end: 64 }));
+    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    a.send(dispatch(0, 1, 1, { start: 0, end: 64 })); // attempt 1 supersedes attempt 0 even when prepared
+    expect(a.getSnapshot().context.attempt).toBe(1);
+    expect(shardHash(a.getSnapshot().context.params)).toBe(hash); // committed parameters untouched
   });
 
   it('run.end reports its counts to the pod', () => {

@@ -48,7 +48,7 @@ function protocolEvents(s: Snap): PodEvent[] {
 function wrongEvents(s: Snap): PodEvent[] {
   const { step, attempt } = s.context;
   return [
-    ...(step > 0 ? [fromClient('step.commit', step - 1, 0), fromHost('host.prepared', 0, step - 1, 0)] : []),
+    ...(step > 0 ? [fromClient('step.commit', step - 1, 99), fromHost('host.prepared', 0, step - 1, 0)] : []),
     fromClient('step.commit', step + 1, 0),
     fromHost('host.prepared', 1, step, attempt + 5),
     fromHost('host.committed', 0, step, attempt + 5),
@@ -104,6 +104,40 @@ describe('pod machine', () => {
       }
     }
     expect(checked).toBeGreaterThan(50);
+  });
+
+  it('a resent commit of the step just committed is confirmed again, changing nothing', () => {
+    const sent: WireCommand[] = [];
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0 } }).start();
+    a.send(fromClient('step.dispatch', 0, 0));
+    a.send(fromHost('host.prepared', 0, 0, 0));
+    a.send(fromHost('host.prepared', 1, 0, 0));
+    a.send(fromClient('step.commit', 0, 0));
+    a.send(fromHost('host.committed', 0, 0, 0));
+    a.send(fromHost('host.committed', 1, 0, 0));
+    expect(a.getSnapshot().value).toBe('idle');
+    a.send(fromClient('step.commit', 0, 0));
+    const confirmations = controlSent(sent, 'pod.committed');
+    expect(confirmations.length).toBe(2);
+    expect(new Set(confirmations.map((m) => m.msgId)).size).toBe(2); // not taken for a repeat by the client's dedup
+    expect(a.getSnapshot().context.step).toBe(1);
+    expect(totalRejections(a.getSnapshot().context.rejected)).toBe(0);
+  });
+
+  it('a later attempt supersedes the one in flight; an abort of an attempt never seen is confirmed at once', () => {
+    const sent: WireCommand[] = [];
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0 } }).start();
+    a.send(fromClient('step.abort', 0, 0)); // the dispatch of attempt 0 was lost
+    expect(controlSent(sent, 'pod.aborted')).toMatchObject([{ step: 0, attempt: 0 }]);
+    a.send(fromClient('step.dispatch', 0, 0)); // attempt 0 is over: a late dispatch of it is rejected
+    expect(a.getSnapshot().value).toBe('idle');
+    a.send(fromClient('step.dispatch', 0, 1));
+    a.send(fromHost('host.prepared', 0, 0, 1));
+    a.send(fromClient('step.dispatch', 0, 2));
+    expect(a.getSnapshot().value).toBe('running');
+    expect(a.getSnapshot().context.attempt).toBe(2);
+    expect(a.getSnapshot().context.prepared.size).toBe(0);
+    expect(controlSent(sent, 'host.dispatch').map((m) => m.attempt)).toEqual([1, 1, 2, 2]);
   });
 
   it('a repeated host.prepared counts once', () => {

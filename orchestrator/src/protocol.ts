@@ -31,6 +31,8 @@ export const SummaryLine = z.object({
   podsReported: z.number().int(),
   trainMs: z.number(),
   failure: Failure.nullable(),
+  /** Step attempts that failed and were retried, with why. */
+  retried: z.array(z.object({ step: z.number().int(), attempt: z.number().int(), reason: z.string() })),
 });
 export const ClientLine = z.discriminatedUnion('type', [ReadyLine, StepLine, SummaryLine]);
 export type ClientLine = z.infer<typeof ClientLine>;

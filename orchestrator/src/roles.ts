@@ -127,6 +127,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     podsReported: out.podsReported,
     trainMs: performance.now() - started,
     failure: failureLine(out.failure),
+    retried: out.retried,
   };
   print(summary);
   await nc.drain();

@@ -65,6 +65,15 @@ export const DeadlineSpec = z
   })
   .strict();
 
+export const RecoverySpec = z
+  .object({
+    /** Attempts of one step before the run gives up: a failed attempt is aborted everywhere and retried as attempt a+1. */
+    maxAttempts: positiveInt().max(100, 'must be <= 100').default(3),
+    /** Times a commit or abort is resent (one phase deadline apart) before the run gives up. */
+    maxResends: z.number().int().min(0, 'must be >= 0').max(100, 'must be <= 100').default(5),
+  })
+  .strict();
+
 export const Topology = z
   .object({
     name: z.string().min(1, 'must not be empty').regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lowercase letters, digits and dashes'),
@@ -78,6 +87,7 @@ export const Topology = z
     training: TrainingSpec,
     wire: WireSpec.default({ chunkBytes: 512 * 1024, maxControlBytes: 64 * 1024 }),
     deadlines: DeadlineSpec.default({ startupMs: 60_000, phaseMs: 30_000, stepMs: 120_000 }),
+    recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 5 }),
   })
   .strict()
   .superRefine((t, ctx) => {

@@ -71,6 +71,16 @@ export interface ClientContext {
   rejected: Rejections;
   duplicates: number;
   failure: ClientFailure | undefined;
+  /** Times the commit or abort of the attempt in flight was resent. */
+  resends: number;
+  /** Attempts that failed and were retried. */
+  retried: RetriedAttempt[];
+}
+
+export interface RetriedAttempt {
+  step: number;
+  attempt: number;
+  reason: string;
 }
 
 export interface ClientOutput {
@@ -84,6 +94,7 @@ export interface ClientOutput {
   duplicates: number;
   podsReported: number;
   failure: ClientFailure | undefined;
+  retried: RetriedAttempt[];
 }
 
 export type ClientEvent = WireEvent;
@@ -119,6 +130,8 @@ export const clientMachine = setup({
   delays: {
     stepDeadline: ({ context }) => context.topology.deadlines.stepMs,
     phaseDeadline: ({ context }) => context.topology.deadlines.phaseMs,
+    /** Longer than a pod's own wait for its hosts' commits, so the pod can say which host is missing first. */
+    commitGiveUp: ({ context }) => context.topology.deadlines.stepMs + context.topology.deadlines.phaseMs,
   },
   guards: {
     forThisAttempt: ({ context, event }) => 'msg' in event && stepMismatch(context, event.msg) === undefined,
@@ -128,6 +141,10 @@ export const clientMachine = setup({
     allCommittedAndDone: ({ context }) => context.committed.size === context.topology.pods && context.step + 1 >= context.steps,
     allAborted: ({ context }) => context.aborted.size === context.topology.pods,
     allStopped: ({ context }) => context.stopped.size === context.topology.pods,
+    /** A failed attempt is retried unless the pods disagreed (a bug, not a fault) or the attempts are used up. */
+    canRetry: ({ context }) =>
+      context.failure !== undefined && context.failure.kind !== 'hashMismatch' && context.attempt + 1 < context.topology.recovery.maxAttempts,
+    canResend: ({ context }) => context.resends < context.topology.recovery.maxResends,
   },
   actions: {
     /** Count a message that does not belong here; the state is left as it was. */
@@ -137,7 +154,7 @@ export const clientMachine = setup({
     dispatch: enqueueActions(({ context, enqueue }) => {
       const attempt = context.attempt + 1;
       const ctx = { ...context, attempt };
-      enqueue.assign({ attempt, prepared: new Map(), committed: new Map(), aborted: new Set(), stepStartedAt: performance.now() });
+      enqueue.assign({ attempt, prepared: new Map(), committed: new Map(), aborted: new Set(), resends: 0, ...(attempt === 0 ? { stepStartedAt: performance.now() } : {}) });
       for (const p of podList(context)) {
         enqueue.sendTo('wire', {
           type: 'wire.send',
@@ -157,7 +174,7 @@ export const clientMachine = setup({
     storeStopped: assign(({ context, event }) => (event.type === 'pod.stopped' ? { stopped: new Map(context.stopped).set(podIndex(event), event.msg) } : {})),
     tell: enqueueActions(({ context, enqueue }, params: { kind: 'step.commit' | 'step.abort' | 'run.end'; reason?: string }) => {
       for (const p of podList(context)) {
-        const base = envelope(context, `${params.kind}.${p}`);
+        const base = envelope(context, `${params.kind}.${p}.r${context.resends}`);
         enqueue.sendTo('wire', {
           type: 'wire.send',
           subject: subjects.podCmd(context.runId, p),
@@ -194,6 +211,12 @@ export const clientMachine = setup({
       });
     }),
     nextStep: assign(({ context }) => ({ step: context.step + 1, attempt: -1 })),
+    countResend: assign(({ context }) => ({ resends: context.resends + 1 })),
+    noteRetry: assign(({ context }) => ({
+      retried: [...context.retried, { step: context.step, attempt: context.attempt, reason: describeFailure(context.failure) }],
+      failure: undefined,
+      resends: 0,
+    })),
     hashMismatch: assign(({ context }) => ({
       failure: { kind: 'hashMismatch' as const, step: context.step, hashes: podList(context).map((p) => ({ pod: p, paramsHash: context.prepared.get(p)!.paramsHash })) },
     })),
@@ -227,6 +250,8 @@ export const clientMachine = setup({
     rejected: {},
     duplicates: 0,
     failure: undefined,
+    resends: 0,
+    retried: [],
   }),
   invoke: { id: 'wire', src: 'wire' },
   initial: 'start',
@@ -253,18 +278,33 @@ export const clientMachine = setup({
         { guard: 'allCommittedAndDone', target: 'finishing', actions: 'recordStep' },
         { guard: 'allCommitted', target: 'awaitPrepared', actions: ['recordStep', 'nextStep'] },
       ],
-      on: { 'pod.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }] },
-      after: { stepDeadline: { target: 'finishing', actions: { type: 'deadline', params: { waitingFor: 'pod.committed' } } } },
+      on: {
+        'pod.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }],
+        // a pod that cannot get its hosts to commit says which host: the run ends with that
+        'pod.failed': [{ guard: 'forThisAttempt', target: 'finishing', actions: 'podFailed' }, { actions: 'reject' }],
+      },
+      after: { commitGiveUp: { target: 'finishing', actions: { type: 'deadline', params: { waitingFor: 'pod.committed' } } } },
+      // once sent, a commit is never taken back: resend it, one phase deadline apart, until every pod confirms
+      initial: 'sent',
+      states: {
+        sent: {
+          after: { phaseDeadline: { guard: 'canResend', target: 'sent', reenter: true, actions: ['countResend', { type: 'tell', params: { kind: 'step.commit' } }] } },
+        },
+      },
     },
     aborting: {
       entry: [{ type: 'setPhase', params: { phase: 'aborting' } }, { type: 'tell', params: { kind: 'step.abort' } }],
-      always: { guard: 'allAborted', target: 'finishing' },
+      always: { guard: 'allAborted', target: 'retryOrEnd' },
       on: {
         'pod.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
-        // A pod that fails while the others abort cannot confirm; the run ends anyway.
+        // a pod that fails while the others abort cannot confirm; the next attempt's dispatch supersedes it anyway
         'pod.failed': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
       },
-      after: { phaseDeadline: 'finishing' },
+      after: { phaseDeadline: 'retryOrEnd' },
+    },
+    /** Retry the step as attempt a+1 (a later dispatch supersedes whatever a pod or host still holds of attempt a), or end the run. */
+    retryOrEnd: {
+      always: [{ guard: 'canRetry', target: 'awaitPrepared', actions: 'noteRetry' }, { target: 'finishing' }],
     },
     finishing: {
       entry: [{ type: 'setPhase', params: { phase: 'finishing' } }, { type: 'tell', params: { kind: 'run.end' } }],
@@ -286,6 +326,7 @@ export const clientMachine = setup({
       duplicates: pods.reduce((n, p) => n + p.duplicates, context.duplicates),
       podsReported: pods.length,
       failure: context.failure,
+      retried: context.retried,
     };
   },
 });

@@ -81,6 +81,8 @@ export interface HostContext {
   rejected: Rejections;
   duplicates: number;
   failure: { phase: string; reason: string } | undefined;
+  /** The last step this host committed: a resent commit for it is answered again, not rejected. */
+  lastCommitted: { step: number; attempt: number; shardHash: string } | undefined;
 }
 
 export type HostEvent = WireEvent;
@@ -163,6 +165,9 @@ export const hostMachine = setup({
     tensorForThisAttempt: ({ context, event }) => event.type === 'tensor.received' && stepMismatch(context, event.tensor) === undefined,
     tensorForNextAttempt: ({ context, event }) =>
       event.type === 'tensor.received' && event.tensor.step === context.step && event.tensor.attempt > context.attempt && context.early.length < 4 * (context.topology.hostsPerPod + context.topology.pods),
+    isLastCommitted: ({ context, event }) =>
+      event.type === 'host.commit' && context.lastCommitted !== undefined && event.msg.step === context.lastCommitted.step && event.msg.attempt === context.lastCommitted.attempt,
+    isAbortOfThisStep: ({ context, event }) => event.type === 'host.abort' && event.msg.step === context.step && event.msg.attempt >= context.attempt,
     haveAllSlices: ({ context }) => context.slices.size === context.topology.hostsPerPod - 1,
     haveAllExchanged: ({ context }) => context.exchanged.size === context.topology.pods - 1,
     haveAllGathered: ({ context }) => context.gathered.size === context.topology.hostsPerPod - 1,
@@ -274,6 +279,7 @@ export const hostMachine = setup({
       const hash = shardHash(next.shard);
       enqueue.sendTo('wire', toPod(context, { ...envelope(context, 'host.committed'), kind: 'host.committed', shardHash: hash }));
       enqueue.assign({
+        lastCommitted: { step: context.step, attempt: context.attempt, shardHash: hash },
         params: next.params!,
         optState: next.optState,
         next: undefined,
@@ -285,6 +291,20 @@ export const hostMachine = setup({
         exchanged: new Map(),
         gathered: new Map(),
       });
+    }),
+    /** A resent commit for the step already committed: confirm it again. */
+    confirmCommitted: sendTo('wire', ({ context, event }) => {
+      const last = context.lastCommitted!;
+      const ctx = { ...context, step: last.step, attempt: last.attempt };
+      const msgId = event.type === 'host.commit' ? event.msg.msgId : 'again';
+      return toPod(ctx, { ...envelope(ctx, `host.committed.${msgId}`), kind: 'host.committed', shardHash: last.shardHash });
+    }),
+    /** An abort of an attempt this host never started or already left: nothing to undo; confirm it. */
+    confirmAborted: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'host.abort') return;
+      const ctx = { ...context, attempt: event.msg.attempt };
+      enqueue.sendTo('wire', toPod(ctx, { ...envelope(ctx, `host.aborted.${event.msg.msgId}`), kind: 'host.aborted' }));
+      enqueue.assign({ attempt: event.msg.attempt });
     }),
     abort: enqueueActions(({ context, enqueue }) => {
       enqueue.sendTo('wire', toPod(context, { ...envelope(context, 'host.aborted'), kind: 'host.aborted' }));
@@ -338,6 +358,7 @@ export const hostMachine = setup({
       rejected: {},
       duplicates: 0,
       failure: undefined,
+      lastCommitted: undefined,
     };
   },
   invoke: { id: 'wire', src: 'wire' },
@@ -352,13 +373,18 @@ export const hostMachine = setup({
       on: {
         'host.dispatch': [{ guard: 'isNextDispatch', target: 'attempt', actions: 'beginAttempt' }, { actions: 'reject' }],
         'tensor.received': [{ guard: 'tensorForNextAttempt', actions: 'holdEarly' }, { actions: 'reject' }],
+        'host.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
+        'host.abort': [{ guard: 'isAbortOfThisStep', actions: 'confirmAborted' }, { actions: 'reject' }],
       },
     },
     attempt: {
       initial: 'forward',
       on: {
-        'tensor.received': [{ guard: 'tensorForThisAttempt', actions: 'storeTensor' }, { actions: 'reject' }],
-        'host.abort': [{ guard: 'forThisAttempt', target: 'idle', actions: 'abort' }, { actions: 'reject' }],
+        // a peer already on the next attempt: keep its tensors for when our dispatch arrives
+        'tensor.received': [{ guard: 'tensorForThisAttempt', actions: 'storeTensor' }, { guard: 'tensorForNextAttempt', actions: 'holdEarly' }, { actions: 'reject' }],
+        'host.abort': [{ guard: 'forThisAttempt', target: 'idle', actions: 'abort' }, { guard: 'isAbortOfThisStep', target: 'idle', actions: 'confirmAborted' }, { actions: 'reject' }],
+        // a later attempt of this step supersedes this one: nothing was committed, so start over
+        'host.dispatch': [{ guard: 'isNextDispatch', target: 'attempt', reenter: true, actions: 'beginAttempt' }, { actions: 'reject' }],
       },
       states: {
         forward: {

@@ -50,6 +50,10 @@ export interface PodContext {
   rejected: Rejections;
   duplicates: number;
   failure: { host: number; phase: string; reason: string } | undefined;
+  /** The last step this pod committed: a resent commit for it is answered again, not rejected. */
+  lastCommitted: { step: number; attempt: number; paramsHash: string } | undefined;
+  /** Relays sent so far; part of each relay's message id, so a resend is not taken for a repeat. */
+  relays: number;
 }
 
 export type PodEvent = WireEvent;
@@ -93,6 +97,11 @@ export const podMachine = setup({
     allCommitted: ({ context }) => context.committed.size === context.topology.hostsPerPod,
     allAborted: ({ context }) => context.aborted.size === context.topology.hostsPerPod,
     allStopped: ({ context }) => context.stopped.size === context.topology.hostsPerPod,
+    /** A later attempt of the step in flight supersedes the current one. */
+    isNewerAttempt: ({ context, event }) => event.type === 'step.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
+    isLastCommitted: ({ context, event }) =>
+      event.type === 'step.commit' && context.lastCommitted !== undefined && event.msg.step === context.lastCommitted.step && event.msg.attempt === context.lastCommitted.attempt,
+    isAbortOfThisStep: ({ context, event }) => event.type === 'step.abort' && event.msg.step === context.step && event.msg.attempt >= context.attempt,
   },
   actions: {
     /** Count a message that does not belong here; the state is left as it was. */
@@ -164,16 +173,37 @@ export const podMachine = setup({
     }),
     relay: enqueueActions(({ context, enqueue }, params: { kind: 'host.commit' | 'host.abort' | 'run.end'; reason?: string }) => {
       for (const h of hostList(context)) {
-        const base = { ...envelope(context, `${params.kind}.${h}`) };
+        const base = { ...envelope(context, `${params.kind}.${h}.r${context.relays}`) };
         const message: ControlMessage =
           params.kind === 'host.abort' ? { ...base, kind: 'host.abort', reason: params.reason ?? 'aborted by the client' } : { ...base, kind: params.kind };
         enqueue.sendTo('wire', { type: 'wire.send', subject: subjects.hostCmd(context.runId, context.pod, h), message });
       }
+      enqueue.assign({ relays: context.relays + 1 });
+    }),
+    /** A resent commit for the step already committed: confirm it again. */
+    confirmCommitted: sendTo('wire', ({ context }) => {
+      const last = context.lastCommitted!;
+      const ctx = { ...context, step: last.step, attempt: last.attempt };
+      return toClient(ctx, { ...envelope(ctx, `pod.committed.r${context.relays}`), kind: 'pod.committed', paramsHash: last.paramsHash });
+    }),
+    /** An abort of an attempt this pod never started (its dispatch was lost) or already ended: tell the hosts, confirm at once. */
+    confirmAborted: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'step.abort') return;
+      const ctx = { ...context, attempt: event.msg.attempt };
+      for (const h of hostList(context)) {
+        enqueue.sendTo('wire', {
+          type: 'wire.send',
+          subject: subjects.hostCmd(context.runId, context.pod, h),
+          message: { ...envelope(ctx, `host.abort.${h}.r${context.relays}`), kind: 'host.abort', reason: event.msg.reason },
+        });
+      }
+      enqueue.sendTo('wire', toClient(ctx, { ...envelope(ctx, `pod.aborted.r${context.relays}`), kind: 'pod.aborted' }));
+      enqueue.assign({ attempt: event.msg.attempt, relays: context.relays + 1 });
     }),
     sendCommitted: enqueueActions(({ context, enqueue }) => {
       const paramsHash = combineShardHashes(hostList(context).map((h) => context.prepared.get(h)!.shardHash));
       enqueue.sendTo('wire', toClient(context, { ...envelope(context, 'pod.committed'), kind: 'pod.committed', paramsHash }));
-      enqueue.assign({ step: context.step + 1, attempt: -1 });
+      enqueue.assign({ step: context.step + 1, attempt: -1, lastCommitted: { step: context.step, attempt: context.attempt, paramsHash } });
     }),
     sendAborted: sendTo('wire', ({ context }) => toClient(context, { ...envelope(context, 'pod.aborted'), kind: 'pod.aborted' })),
     sendFailed: sendTo('wire', ({ context }) => toClient(context, { ...envelope(context, 'pod.failed'), kind: 'pod.failed', ...context.failure! })),
@@ -206,6 +236,8 @@ export const podMachine = setup({
     rejected: {},
     duplicates: 0,
     failure: undefined,
+    lastCommitted: undefined,
+    relays: 0,
   }),
   invoke: { id: 'wire', src: 'wire' },
   initial: 'idle',
@@ -216,12 +248,17 @@ export const podMachine = setup({
   states: {
     idle: {
       entry: { type: 'setPhase', params: { phase: 'idle' } },
-      on: { 'step.dispatch': [{ guard: 'isNextDispatch', target: 'running', actions: 'dispatchHosts' }, { actions: 'reject' }] },
+      on: {
+        'step.dispatch': [{ guard: 'isNextDispatch', target: 'running', actions: 'dispatchHosts' }, { actions: 'reject' }],
+        'step.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
+        'step.abort': [{ guard: 'isAbortOfThisStep', actions: 'confirmAborted' }, { actions: 'reject' }],
+      },
     },
     running: {
       entry: { type: 'setPhase', params: { phase: 'running' } },
       always: { guard: 'allPrepared', target: 'prepared' },
       on: {
+        'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
         'host.phase': [{ guard: 'forThisAttempt', actions: 'trackPhase' }, { actions: 'reject' }],
         'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
         'host.failed': [{ guard: 'forThisAttempt', target: 'failed', actions: 'hostFailed' }, { actions: 'reject' }],
@@ -232,6 +269,7 @@ export const podMachine = setup({
     prepared: {
       entry: [{ type: 'setPhase', params: { phase: 'prepared' } }, 'sendPrepared'],
       on: {
+        'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
         'step.commit': [{ guard: 'forThisAttempt', target: 'committing' }, { actions: 'reject' }],
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
       },
@@ -240,18 +278,28 @@ export const podMachine = setup({
     committing: {
       entry: [{ type: 'setPhase', params: { phase: 'committing' } }, { type: 'relay', params: { kind: 'host.commit' } }],
       always: { guard: 'allCommitted', target: 'idle', actions: 'sendCommitted' },
-      on: { 'host.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }] },
+      on: {
+        'host.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }],
+        // the client resends a commit it has no answer to: relay it again (hosts that committed confirm again)
+        'step.commit': [{ guard: 'forThisAttempt', actions: { type: 'relay', params: { kind: 'host.commit' } } }, { actions: 'reject' }],
+      },
       after: { stepDeadline: { target: 'failed', actions: { type: 'deadlineFailed', params: { waitingFor: 'host.committed' } } } },
     },
     aborting: {
       entry: [{ type: 'setPhase', params: { phase: 'aborting' } }, { type: 'relay', params: { kind: 'host.abort' } }],
       always: { guard: 'allAborted', target: 'idle', actions: 'sendAborted' },
-      on: { 'host.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }] },
+      on: {
+        'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
+        'host.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
+      },
       after: { phaseDeadline: { target: 'failed', actions: assign({ failure: ({ context }) => ({ host: -1, phase: 'aborting', reason: `hosts did not confirm the abort within ${context.topology.deadlines.phaseMs} ms` }) }) } },
     },
     failed: {
       entry: [{ type: 'setPhase', params: { phase: 'failed' } }, 'sendFailed'],
-      on: { 'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }] },
+      on: {
+        'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
+        'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
+      },
     },
     stopping: {
       entry: [{ type: 'setPhase', params: { phase: 'stopping' } }, { type: 'relay', params: { kind: 'run.end' } }],
