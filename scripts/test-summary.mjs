@@ -11,7 +11,7 @@ for (const f of files) {
   const r = JSON.parse(readFileSync(join(dir, f), 'utf8'));
   passed += r.numPassedTests ?? 0;
   // a suite that fails to load has no failed test of its own: count it once
-  failed += Math.max(r.numFailedTests ?? 0, r.numFailedTestSuites ?? 0);
+  failed += (r.numFailedTests ?? 0) > 0 ? r.numFailedTests : (r.numFailedTestSuites ?? 0);
   skipped += (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
 }
 if (files.length === 0) {

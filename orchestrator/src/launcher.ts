@@ -106,6 +106,12 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // Last resort when the launcher dies without cleaning up (an uncaught error, a closed terminal):
+  // role processes notice their stdin closing, nats-servers do not, so kill them on the way out.
+  const onExit = () => {
+    for (const c of [...roles.map((r) => r.process), ...nats.map((n) => n.process)]) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  };
+  process.once('exit', onExit);
 
   try {
     nats = await startNatsCluster({ pods: t.pods, dir: runDir, bin: natsBin, log });
@@ -165,6 +171,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await cleanup();
+    process.off('exit', onExit);
   }
 }
 
