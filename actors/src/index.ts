@@ -3,6 +3,7 @@ export * from './logger.ts';
 export * from './rejects.ts';
 export * from './connect.ts';
 export * from './lifecycle.ts';
+export * from './clock.ts';
 export * from './readiness.ts';
 export * from './wire/dedup.ts';
 export * from './wire/assembler.ts';

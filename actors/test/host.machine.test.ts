@@ -65,10 +65,10 @@ describe('host machine', () => {
       for (const [key, a] of hosts) a.send(commit(Number(key.split('/')[0]), step, 0));
       for (const a of hosts.values()) expect(a.getSnapshot().value).toBe('idle');
     }
-    // every host sent its phases in order, once each per step
-    const phases = controlSent(sent.get('1/1')!, 'host.phase').map((m) => (m as { phase: string }).phase);
-    expect(phases.slice(0, 6)).toEqual(['forward', 'backward', 'reduceScatter', 'exchange', 'update', 'allGather']);
-    expect(phases.length).toBe(24);
+    // every host timed every phase of every step, and reported it with prepared
+    const prepared = controlSent(sent.get('1/1')!, 'host.prepared') as { phaseMs: Record<string, number> }[];
+    expect(prepared.length).toBe(4);
+    for (const p of prepared) expect(Object.keys(p.phaseMs).sort()).toEqual(['allGather', 'backward', 'exchange', 'forward', 'reduceScatter', 'update']);
   });
 
   it('rejects wrong-order, stale, wrong-attempt and repeated events and leaves its state unchanged', async () => {

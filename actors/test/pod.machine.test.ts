@@ -140,6 +140,25 @@ describe('pod machine', () => {
     expect(controlSent(sent, 'host.dispatch').map((m) => m.attempt)).toEqual([1, 1, 2, 2]);
   });
 
+  it('a host that stops heartbeating while the step runs fails the attempt, named with its last phase', async () => {
+    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 } });
+    const sent: WireCommand[] = [];
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, pod: 0 } }).start();
+    a.send(fromClient('step.dispatch', 0, 0));
+    const beat = (h: number, phase: string): PodEvent => ({ type: 'host.heartbeat', msg: { ...env(0, 0, `host/0/${h}`), kind: 'host.heartbeat', phase } });
+    const until = Date.now() + 150;
+    a.send(beat(1, 'exchange'));
+    while (Date.now() < until && a.getSnapshot().value === 'running') {
+      a.send(beat(0, 'reduceScatter')); // host 0 keeps beating, host 1 has gone quiet
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(a.getSnapshot().value).toBe('failed');
+    const [failed] = controlSent(sent, 'pod.failed') as { host: number; phase: string; reason: string }[];
+    expect(failed).toMatchObject({ host: 1, phase: 'exchange' });
+    expect(failed.reason).toMatch(/^host\/0\/1 silent for \d+ ms \(no heartbeat; last phase exchange\)$/);
+    a.stop();
+  });
+
   it('a repeated host.prepared counts once', () => {
     let s = getInitialSnapshot(machine, { topology: t, runId: RUN, pod: 0 });
     s = getNextSnapshot(machine, s, fromClient('step.dispatch', 0, 0));

@@ -50,7 +50,8 @@ export const HostDispatch = msg('host.dispatch', { samples: SampleRangeSchema })
 export const HostCommit = msg('host.commit', {});
 export const HostAbort = msg('host.abort', { reason: z.string().max(1000) });
 // host -> pod
-export const HostPhaseReport = msg('host.phase', { phase: HostPhase });
+/** Every `heartbeat.intervalMs`: alive, and where (a phase, or idle, prepared, failed). */
+export const HostHeartbeat = msg('host.heartbeat', { phase: z.string().max(40) });
 export const HostPrepared = msg('host.prepared', { shardHash: Hash, lossSum: z.number(), phaseMs: PhaseTimes });
 export const HostCommitted = msg('host.committed', { shardHash: Hash });
 export const HostAborted = msg('host.aborted', {});
@@ -87,7 +88,7 @@ export const ControlMessage = z.discriminatedUnion('kind', [
   HostDispatch,
   HostCommit,
   HostAbort,
-  HostPhaseReport,
+  HostHeartbeat,
   HostPrepared,
   HostCommitted,
   HostAborted,
@@ -113,7 +114,7 @@ export type RunEnd = z.infer<typeof RunEnd>;
 export type HostDispatch = z.infer<typeof HostDispatch>;
 export type HostCommit = z.infer<typeof HostCommit>;
 export type HostAbort = z.infer<typeof HostAbort>;
-export type HostPhaseReport = z.infer<typeof HostPhaseReport>;
+export type HostHeartbeat = z.infer<typeof HostHeartbeat>;
 export type HostPrepared = z.infer<typeof HostPrepared>;
 export type HostCommitted = z.infer<typeof HostCommitted>;
 export type HostAborted = z.infer<typeof HostAborted>;

@@ -3,7 +3,7 @@
  *
  *   lockstep.<run>.client.report        pods -> client   (pod.prepared, pod.committed, ...)
  *   lockstep.<run>.pod.<p>.cmd          client -> pod p  (step.dispatch, step.commit, ...)
- *   lockstep.<run>.pod.<p>.report       hosts of p -> pod p (host.phase, host.prepared, ...)
+ *   lockstep.<run>.pod.<p>.report       hosts of p -> pod p (host.heartbeat, host.prepared, ...)
  *   lockstep.<run>.pod.<p>.ping         readiness request/reply
  *   lockstep.<run>.host.<p>.<h>.cmd     pod p -> its host h (host.dispatch, host.commit, ...)
  *   lockstep.<run>.host.<p>.<h>.data    tensor chunks for host h of pod p (in-pod and cross-pod)

@@ -65,6 +65,15 @@ export const DeadlineSpec = z
   })
   .strict();
 
+export const HeartbeatSpec = z
+  .object({
+    /** How often a host tells its pod it is alive, and in which phase. */
+    intervalMs: positiveInt().default(1000),
+    /** Heartbeats a host may miss while a step runs before its pod declares it silent and fails the attempt. */
+    misses: positiveInt().default(3),
+  })
+  .strict();
+
 export const RecoverySpec = z
   .object({
     /** Attempts of one step before the run gives up: a failed attempt is aborted everywhere and retried as attempt a+1. */
@@ -87,6 +96,7 @@ export const Topology = z
     training: TrainingSpec,
     wire: WireSpec.default({ chunkBytes: 512 * 1024, maxControlBytes: 64 * 1024 }),
     deadlines: DeadlineSpec.default({ startupMs: 60_000, phaseMs: 30_000, stepMs: 120_000 }),
+    heartbeat: HeartbeatSpec.default({ intervalMs: 1000, misses: 3 }),
     recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 5 }),
   })
   .strict()

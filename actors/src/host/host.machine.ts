@@ -210,15 +210,12 @@ export const hostMachine = setup({
       map.set(from, event.tensor.data);
       return { [field]: map };
     }),
-    /** Close the previous phase's clock, open this one's, and tell the pod. */
-    enterPhase: enqueueActions(({ context, enqueue }, params: { phase: HostContext['phase'] }) => {
+    /** Close the previous phase's clock and open this one's (the pod learns the phase from heartbeats). */
+    enterPhase: assign(({ context }, params: { phase: HostContext['phase'] }) => {
       const now = performance.now();
       const phaseMs = { ...context.phaseMs };
       if (isComputePhase(context.phase)) phaseMs[context.phase] = now - context.phaseStartedAt;
-      enqueue.assign({ phase: params.phase, phaseStartedAt: now, phaseMs });
-      if (isComputePhase(params.phase)) {
-        enqueue.sendTo('wire', toPod(context, { ...envelope(context, `host.phase.${params.phase}`), kind: 'host.phase', phase: params.phase }));
-      }
+      return { phase: params.phase, phaseStartedAt: now, phaseMs };
     }),
     sendSlices: enqueueActions(({ context, enqueue }) => {
       const grad = context.grad!;

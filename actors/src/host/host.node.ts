@@ -1,6 +1,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { createActor } from 'xstate';
-import { actorNames, shardRange, parameterCount, subjects, type TensorKind, type Topology } from '@lockstep/topology';
+import { actorNames, encodeControl, shardRange, parameterCount, subjects, type HostHeartbeat, type TensorKind, type Topology } from '@lockstep/topology';
+import { envelope } from '../rejects.ts';
 import type { Logger } from 'pino';
 import { untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
@@ -52,7 +53,26 @@ export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: s
   });
   let pingSub: Subscription | undefined;
   // subscribe to errors before start, so nothing the actor throws goes unhandled
-  const done = untilStopped(actor, { nc, log, name: 'host', cleanup: () => pingSub?.unsubscribe() });
+  // heartbeats: alive, and in which phase; they stop when the process stalls or dies, which is how the pod tells
+  let beats = 0;
+  const heartbeat = setInterval(() => {
+    const c = actor.getSnapshot().context;
+    const beat: HostHeartbeat = { ...envelope(c, me, `host.heartbeat.${beats++}`), kind: 'host.heartbeat', phase: c.phase };
+    try {
+      nc.publish(subjects.podReport(runId, pod), encodeControl(beat));
+    } catch (err) {
+      log.warn({ err }, 'heartbeat not sent');
+    }
+  }, t.heartbeat.intervalMs);
+  const done = untilStopped(actor, {
+    nc,
+    log,
+    name: 'host',
+    cleanup: () => {
+      clearInterval(heartbeat);
+      pingSub?.unsubscribe();
+    },
+  });
   actor.start();
 
   let peersReady = false;

@@ -1,4 +1,5 @@
 import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import { clock } from '../clock.ts';
 import {
   actorNames,
   combineShardHashes,
@@ -54,9 +55,11 @@ export interface PodContext {
   lastCommitted: { step: number; attempt: number; paramsHash: string } | undefined;
   /** Relays sent so far; part of each relay's message id, so a resend is not taken for a repeat. */
   relays: number;
+  /** When each host was last heard from (performance.now), for silence detection. */
+  lastSeen: number[];
 }
 
-export type PodEvent = WireEvent;
+export type PodEvent = WireEvent | { type: 'clock.tick' };
 
 function envelope(ctx: PodContext, kind: string) {
   return envelopeFor(ctx, ctx.me, kind);
@@ -74,6 +77,18 @@ function hostIndex(event: PodEvent): number {
   return 'msg' in event ? Number(event.msg.sender.split('/')[2]) : -1;
 }
 
+/** The host silent the longest past `misses` heartbeat intervals, if any. */
+function silentHost(ctx: PodContext): { host: number; ms: number } | undefined {
+  const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
+  const now = performance.now();
+  let worst: { host: number; ms: number } | undefined;
+  ctx.lastSeen.forEach((seen, host) => {
+    const ms = now - seen;
+    if (ms > limit && (!worst || ms > worst.ms)) worst = { host, ms };
+  });
+  return worst;
+}
+
 const hostList = (ctx: PodContext) => Array.from({ length: ctx.topology.hostsPerPod }, (_, h) => h);
 
 export const podMachine = setup({
@@ -82,6 +97,7 @@ export const podMachine = setup({
     wire: fromCallback<WireCommand>(() => {
       throw new Error('podMachine: provide the `wire` actor');
     }),
+    clock,
   },
   delays: {
     stepDeadline: ({ context }) => context.topology.deadlines.stepMs,
@@ -97,6 +113,7 @@ export const podMachine = setup({
     allCommitted: ({ context }) => context.committed.size === context.topology.hostsPerPod,
     allAborted: ({ context }) => context.aborted.size === context.topology.hostsPerPod,
     allStopped: ({ context }) => context.stopped.size === context.topology.hostsPerPod,
+    someHostSilent: ({ context }) => silentHost(context) !== undefined,
     /** A later attempt of the step in flight supersedes the current one. */
     isNewerAttempt: ({ context, event }) => event.type === 'step.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
     isLastCommitted: ({ context, event }) =>
@@ -120,6 +137,7 @@ export const podMachine = setup({
         aborted: new Set(),
         failure: undefined,
         hostPhase: hostList(context).map(() => 'idle' as const),
+        lastSeen: hostList(context).map(() => performance.now()),
       });
       for (const h of hostList(context)) {
         enqueue.sendTo('wire', {
@@ -133,11 +151,25 @@ export const podMachine = setup({
         });
       }
     }),
-    trackPhase: assign(({ context, event }) => {
-      if (event.type !== 'host.phase') return {};
+    noteHeartbeat: assign(({ context, event }) => {
+      if (event.type !== 'host.heartbeat') return {};
+      const h = hostIndex(event);
+      const lastSeen = [...context.lastSeen];
+      lastSeen[h] = performance.now();
+      if (stepMismatch(context, event.msg) !== undefined) return { lastSeen };
       const hostPhase = [...context.hostPhase];
-      hostPhase[hostIndex(event)] = event.msg.phase;
-      return { hostPhase };
+      hostPhase[h] = event.msg.phase as PodContext['hostPhase'][number];
+      return { lastSeen, hostPhase };
+    }),
+    silentFailed: assign(({ context }) => {
+      const s = silentHost(context)!;
+      return {
+        failure: {
+          host: s.host,
+          phase: String(context.hostPhase[s.host]),
+          reason: `${actorNames.host(context.pod, s.host)} silent for ${Math.round(s.ms)} ms (no heartbeat; last phase ${context.hostPhase[s.host]})`,
+        },
+      };
     }),
     storePrepared: assign(({ context, event }) => {
       if (event.type !== 'host.prepared') return {};
@@ -238,11 +270,17 @@ export const podMachine = setup({
     failure: undefined,
     lastCommitted: undefined,
     relays: 0,
+    lastSeen: Array.from({ length: input.topology.hostsPerPod }, () => 0),
   }),
-  invoke: { id: 'wire', src: 'wire' },
+  invoke: [
+    { id: 'wire', src: 'wire' },
+    { id: 'clock', src: 'clock', input: ({ context }) => ({ everyMs: context.topology.heartbeat.intervalMs }) },
+  ],
   initial: 'idle',
   on: {
     'run.end': '.stopping',
+    'host.heartbeat': { actions: 'noteHeartbeat' },
+    'clock.tick': {},
     '*': { actions: 'reject' },
   },
   states: {
@@ -259,7 +297,8 @@ export const podMachine = setup({
       always: { guard: 'allPrepared', target: 'prepared' },
       on: {
         'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
-        'host.phase': [{ guard: 'forThisAttempt', actions: 'trackPhase' }, { actions: 'reject' }],
+        // a host that stops heartbeating while the step runs (crashed, or stalled) fails the attempt, named
+        'clock.tick': { guard: 'someHostSilent', target: 'failed', actions: 'silentFailed' },
         'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
         'host.failed': [{ guard: 'forThisAttempt', target: 'failed', actions: 'hostFailed' }, { actions: 'reject' }],
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],

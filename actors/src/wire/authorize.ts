@@ -11,7 +11,7 @@ export type Channel =
 const kindsOn: Record<Channel['on'], readonly (ControlKind | 'tensor.chunk')[]> = {
   'client.report': ['pod.prepared', 'pod.committed', 'pod.aborted', 'pod.failed', 'pod.stopped'],
   'pod.cmd': ['step.dispatch', 'step.commit', 'step.abort', 'run.end'],
-  'pod.report': ['host.phase', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped'],
+  'pod.report': ['host.heartbeat', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped'],
   'host.cmd': ['host.dispatch', 'host.commit', 'host.abort', 'run.end'],
   'host.data': ['tensor.chunk'],
 };
