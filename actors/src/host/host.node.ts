@@ -45,6 +45,7 @@ export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: s
   });
   const actor = createActor(hostMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod, host } });
   let lastPhase = '';
+  let lastBeatPhase = '';
   actor.subscribe((s) => {
     if (s.context.phase !== lastPhase) {
       lastPhase = s.context.phase;
@@ -54,16 +55,22 @@ export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: s
   let pingSub: Subscription | undefined;
   // subscribe to errors before start, so nothing the actor throws goes unhandled
   // heartbeats: alive, and in which phase; they stop when the process stalls or dies, which is how the pod tells
+  // (and one at once on entering a computing phase, which may hold the thread up to the phase deadline)
   let beats = 0;
-  const heartbeat = setInterval(() => {
+  const beat = () => {
     const c = actor.getSnapshot().context;
-    const beat: HostHeartbeat = { ...envelope(c, me, `host.heartbeat.${beats++}`), kind: 'host.heartbeat', phase: c.phase };
+    const msg: HostHeartbeat = { ...envelope(c, me, `host.heartbeat.${beats++}`), kind: 'host.heartbeat', phase: c.phase };
     try {
-      nc.publish(subjects.podReport(runId, pod), encodeControl(beat));
+      nc.publish(subjects.podReport(runId, pod), encodeControl(msg));
     } catch (err) {
       log.warn({ err }, 'heartbeat not sent');
     }
-  }, t.heartbeat.intervalMs);
+  };
+  const heartbeat = setInterval(beat, t.heartbeat.intervalMs);
+  actor.subscribe((s) => {
+    if ((s.context.phase === 'forward' || s.context.phase === 'update') && s.context.phase !== lastBeatPhase) beat();
+    lastBeatPhase = s.context.phase;
+  });
   const done = untilStopped(actor, {
     nc,
     log,

@@ -77,13 +77,20 @@ function hostIndex(event: PodEvent): number {
   return 'msg' in event ? Number(event.msg.sender.split('/')[2]) : -1;
 }
 
-/** The host silent the longest past `misses` heartbeat intervals, if any. */
+/** Phases that compute on the host's only thread: heartbeats pause there, for up to a phase deadline. */
+const COMPUTE: ReadonlySet<string> = new Set(['forward', 'backward', 'update']);
+
+/**
+ * The host silent the longest past its limit, if any: `misses` heartbeat
+ * intervals, or the phase deadline when its last heartbeat said it was computing.
+ */
 function silentHost(ctx: PodContext): { host: number; ms: number } | undefined {
-  const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
+  const beatLimit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
   const now = performance.now();
   let worst: { host: number; ms: number } | undefined;
   ctx.lastSeen.forEach((seen, host) => {
     const ms = now - seen;
+    const limit = COMPUTE.has(String(ctx.hostPhase[host])) ? Math.max(beatLimit, ctx.topology.deadlines.phaseMs) : beatLimit;
     if (ms > limit && (!worst || ms > worst.ms)) worst = { host, ms };
   });
   return worst;
