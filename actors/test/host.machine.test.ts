@@ -155,6 +155,23 @@ describe('host machine', () => {
     expect(shardHash(a.getSnapshot().context.params)).toBe(hash); // committed parameters untouched
   });
 
+  it('repeats its prepared report every heartbeat interval until the pod answers, each under a new id', async () => {
+    const t = parseTopology({ ...preset('tiny'), pods: 1, hostsPerPod: 1, heartbeat: { intervalMs: 20, misses: 3 } });
+    const sent: WireCommand[] = [];
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 } }).start();
+    a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
+    await waitFor(a, (s) => s.context.resends >= 2, { timeout: 5000 });
+    const reports = controlSent(sent, 'host.prepared');
+    expect(reports.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(reports.map((m) => m.msgId)).size).toBe(reports.length);
+    expect(new Set(reports.map((m) => (m as { shardHash: string }).shardHash)).size).toBe(1);
+    a.send(commit(0, 0, 0));
+    const n = controlSent(sent, 'host.prepared').length;
+    await new Promise((r) => setTimeout(r, 60));
+    expect(controlSent(sent, 'host.prepared').length).toBe(n); // answered: no more repeats
+    a.stop();
+  });
+
   it('run.end reports its counts to the pod', () => {
     const sent: WireCommand[] = [];
     const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: topo(), runId: RUN, pod: 1, host: 1 } }).start();

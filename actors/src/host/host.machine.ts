@@ -83,6 +83,8 @@ export interface HostContext {
   failure: { phase: string; reason: string } | undefined;
   /** The last step this host committed: a resent commit for it is answered again, not rejected. */
   lastCommitted: { step: number; attempt: number; shardHash: string } | undefined;
+  /** Reports of this attempt resent so far (part of their message ids). */
+  resends: number;
 }
 
 export type HostEvent = WireEvent;
@@ -155,6 +157,7 @@ export const hostMachine = setup({
   delays: {
     phaseDeadline: ({ context }) => context.topology.deadlines.phaseMs,
     commitDeadline: ({ context }) => context.topology.deadlines.stepMs,
+    resendDelay: ({ context }) => context.topology.heartbeat.intervalMs,
   },
   guards: {
     isNextDispatch: ({ context, event }) => event.type === 'host.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
@@ -198,8 +201,10 @@ export const hostMachine = setup({
         next: undefined,
         failure: undefined,
         phaseMs: {},
+        resends: 0,
       };
     }),
+    countResend: assign(({ context }) => ({ resends: context.resends + 1 })),
     holdEarly: assign(({ context, event }) => (event.type === 'tensor.received' ? { early: [...context.early, event.tensor] } : {})),
     storeTensor: assign(({ context, event }) => {
       if (event.type !== 'tensor.received') return {};
@@ -264,7 +269,7 @@ export const hostMachine = setup({
     }),
     sendPrepared: sendTo('wire', ({ context }) =>
       toPod(context, {
-        ...envelope(context, 'host.prepared'),
+        ...envelope(context, `host.prepared.r${context.resends}`),
         kind: 'host.prepared',
         shardHash: shardHash(context.next!.shard),
         lossSum: context.lossSum,
@@ -356,6 +361,7 @@ export const hostMachine = setup({
       duplicates: 0,
       failure: undefined,
       lastCommitted: undefined,
+      resends: 0,
     };
   },
   invoke: { id: 'wire', src: 'wire' },
@@ -442,6 +448,9 @@ export const hostMachine = setup({
             'host.commit': [{ guard: 'forThisAttempt', target: '#host.idle', actions: 'commit' }, { actions: 'reject' }],
           },
           after: { commitDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'prepared' } } } },
+          // a lost report would stall the step: say it again every heartbeat interval until the pod answers
+          initial: 'reported',
+          states: { reported: { after: { resendDelay: { target: 'reported', reenter: true, actions: ['countResend', 'sendPrepared'] } } } },
         },
         /** Waits for the pod's abort; the committed parameters are untouched. */
         failed: {

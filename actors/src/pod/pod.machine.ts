@@ -109,6 +109,7 @@ export const podMachine = setup({
   delays: {
     stepDeadline: ({ context }) => context.topology.deadlines.stepMs,
     phaseDeadline: ({ context }) => context.topology.deadlines.phaseMs,
+    resendDelay: ({ context }) => context.topology.heartbeat.intervalMs,
   },
   guards: {
     isNextDispatch: ({ context, event }) => event.type === 'step.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
@@ -158,6 +159,7 @@ export const podMachine = setup({
         });
       }
     }),
+    countRelay: assign(({ context }) => ({ relays: context.relays + 1 })),
     noteHeartbeat: assign(({ context, event }) => {
       if (event.type !== 'host.heartbeat') return {};
       const h = hostIndex(event);
@@ -208,7 +210,7 @@ export const podMachine = setup({
       for (const p of hosts) lossSum += p.lossSum;
       const phaseMs: PhaseTimes = {};
       for (const phase of hostPhases) phaseMs[phase] = Math.max(0, ...hosts.map((p) => p.phaseMs[phase] ?? 0));
-      return toClient(context, { ...envelope(context, 'pod.prepared'), kind: 'pod.prepared', paramsHash: combineShardHashes(shardHashes), shardHashes, lossSum, phaseMs });
+      return toClient(context, { ...envelope(context, `pod.prepared.r${context.relays}`), kind: 'pod.prepared', paramsHash: combineShardHashes(shardHashes), shardHashes, lossSum, phaseMs });
     }),
     relay: enqueueActions(({ context, enqueue }, params: { kind: 'host.commit' | 'host.abort' | 'run.end'; reason?: string }) => {
       for (const h of hostList(context)) {
@@ -320,6 +322,9 @@ export const podMachine = setup({
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
       },
       after: { stepDeadline: { target: 'failed', actions: assign({ failure: ({ context }) => ({ host: -1, phase: 'prepared', reason: `no commit or abort from the client within ${context.topology.deadlines.stepMs} ms` }) }) } },
+      // a lost report would stall the step: say it again every heartbeat interval until the client answers
+      initial: 'reported',
+      states: { reported: { after: { resendDelay: { target: 'reported', reenter: true, actions: ['countRelay', 'sendPrepared'] } } } },
     },
     committing: {
       entry: [{ type: 'setPhase', params: { phase: 'committing' } }, { type: 'relay', params: { kind: 'host.commit' } }],
