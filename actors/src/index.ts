@@ -9,6 +9,7 @@ export * from './wire/dedup.ts';
 export * from './wire/assembler.ts';
 export * from './wire/authorize.ts';
 export * from './wire/edge.ts';
+export * from './wire/faults.ts';
 export * from './host/host.actors.ts';
 export * from './host/host.machine.ts';
 export * from './host/host.node.ts';

@@ -17,7 +17,7 @@ const prepared = (pod: number, step: number, attempt: number, hash: string, loss
 });
 const committed = (pod: number, step: number, attempt: number, hash: string): ClientEvent => ({ type: 'pod.committed', msg: { ...env(step, attempt, pod), kind: 'pod.committed', paramsHash: hash } });
 const aborted = (pod: number, step: number, attempt: number): ClientEvent => ({ type: 'pod.aborted', msg: { ...env(step, attempt, pod), kind: 'pod.aborted' } });
-const stopped = (pod: number): ClientEvent => ({ type: 'pod.stopped', msg: { ...env(0, 0, pod), kind: 'pod.stopped', rejected: { schema: pod + 1 }, duplicates: 1 } });
+const stopped = (pod: number): ClientEvent => ({ type: 'pod.stopped', msg: { ...env(0, 0, pod), kind: 'pod.stopped', rejected: { schema: pod + 1 }, duplicates: 1, faultsInjected: 2 } });
 const failed = (pod: number, step: number, attempt: number): ClientEvent => ({
   type: 'pod.failed',
   msg: { ...env(step, attempt, pod), kind: 'pod.failed', host: 3, phase: 'exchange', reason: 'deadline of 100 ms exceeded' },

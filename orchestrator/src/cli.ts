@@ -43,6 +43,7 @@ function humanTrain(r: TrainResult): string {
     ['steps/s', r.stepsPerSecond.toFixed(2)],
     ...r.pods.map((p): [string, string] => [`${p.id} paramsHash`, p.paramsHash]),
     ['pods identical at every step', r.podsIdenticalEveryStep ? 'yes' : 'NO'],
+    ...(r.faultsInjected > 0 ? ([['faults injected', String(r.faultsInjected)]] as [string, string][]) : []),
     ['retried attempts', r.retried.length === 0 ? '0' : `${r.retried.length} (${r.retried.map((x) => `step ${x.step} attempt ${x.attempt}`).join(', ')})`],
     ['rejected messages', r.rejectedTotal === 0 ? '0' : `${r.rejectedTotal} (${Object.entries(r.rejected).map(([k, v]) => `${k}: ${v}`).join(', ')})`],
     ['mean step / exchange ms', `${r.phaseMs.step.toFixed(2)} / ${(r.phaseMs.exchange ?? 0).toFixed(2)}`],

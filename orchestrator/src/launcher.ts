@@ -38,6 +38,8 @@ export interface TrainResult {
   rejected: Record<string, number>;
   rejectedTotal: number;
   duplicates: number;
+  /** Faults the seeded fault layer injected (topology `faults`). */
+  faultsInjected: number;
   /** Step attempts that failed and were retried (aborted everywhere, run again as attempt a+1). */
   retried: SummaryLine['retried'];
   /** Mean over steps of the slowest host's time in each phase, and of the whole step. */
@@ -190,6 +192,7 @@ function toResult(t: Topology, runId: string, runDir: string, s: SummaryLine, st
     rejected: s.rejected,
     rejectedTotal: totalRejections(s.rejected),
     duplicates: s.duplicates,
+    faultsInjected: s.faultsInjected,
     retried: s.retried,
     phaseMs,
     processes,

@@ -28,6 +28,7 @@ export const SummaryLine = z.object({
   podsIdenticalEveryStep: z.boolean(),
   rejected: RejectCounts,
   duplicates: z.number().int(),
+  faultsInjected: z.number().int(),
   podsReported: z.number().int(),
   trainMs: z.number(),
   failure: Failure.nullable(),

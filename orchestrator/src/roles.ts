@@ -124,6 +124,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     podsIdenticalEveryStep: identical && out.stepsCommitted > 0,
     rejected: out.rejected,
     duplicates: out.duplicates,
+    faultsInjected: out.faultsInjected,
     podsReported: out.podsReported,
     trainMs: performance.now() - started,
     failure: failureLine(out.failure),

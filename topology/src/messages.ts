@@ -56,7 +56,7 @@ export const HostPrepared = msg('host.prepared', { shardHash: Hash, lossSum: z.n
 export const HostCommitted = msg('host.committed', { shardHash: Hash });
 export const HostAborted = msg('host.aborted', {});
 export const HostFailed = msg('host.failed', { phase: z.string().max(100), reason: z.string().max(2000) });
-export const HostStopped = msg('host.stopped', { rejected: RejectCounts, duplicates: count });
+export const HostStopped = msg('host.stopped', { rejected: RejectCounts, duplicates: count, faultsInjected: count });
 // pod -> client
 export const PodPrepared = msg('pod.prepared', {
   paramsHash: Hash,
@@ -68,7 +68,7 @@ export const PodPrepared = msg('pod.prepared', {
 export const PodCommitted = msg('pod.committed', { paramsHash: Hash });
 export const PodAborted = msg('pod.aborted', {});
 export const PodFailed = msg('pod.failed', { host: z.number().int().min(-1), phase: z.string().max(100), reason: z.string().max(2000) });
-export const PodStopped = msg('pod.stopped', { rejected: RejectCounts, duplicates: count });
+export const PodStopped = msg('pod.stopped', { rejected: RejectCounts, duplicates: count, faultsInjected: count });
 // readiness (request/reply)
 export const Ping = msg('ping', {});
 export const Pong = msg('pong', { ready: z.boolean(), waitingFor: z.array(z.string().max(100)).max(100) });

@@ -74,6 +74,39 @@ export const HeartbeatSpec = z
   })
   .strict();
 
+/**
+ * Seeded message faults, injected by each actor's NATS edge as it publishes.
+ * Whether a message is hit depends only on (seed, rule, message id), so a
+ * scenario replays the same faults.
+ */
+export const FaultRule = z
+  .object({
+    action: z.enum(['drop', 'duplicate', 'delay', 'reorder', 'corrupt'], { error: 'must be drop, duplicate, delay, reorder or corrupt' }),
+    /** Message kinds (`host.prepared`, ...) or tensor kinds (`grad.slice`, `grad.exchange`, `param.shard`); all when absent. */
+    kinds: z.array(z.string().min(1)).min(1).optional(),
+    /** Only messages sent by this role. */
+    from: z.enum(['client', 'pod', 'host']).optional(),
+    /** Only messages of steps in [from, to]. */
+    steps: z.object({ from: z.number().int().min(0), to: z.number().int().min(0) }).strict().optional(),
+    probability: z.number().min(0, 'must be >= 0').max(1, 'must be <= 1'),
+    /** For delay: how long. */
+    delayMs: positiveInt().default(50),
+  })
+  .strict()
+  .refine((r) => r.action !== 'corrupt' || (r.kinds ?? []).every((k) => ['grad.slice', 'grad.exchange', 'param.shard'].includes(k)), {
+    message: 'corrupt applies to tensor kinds only (grad.slice, grad.exchange, param.shard)',
+    path: ['kinds'],
+  });
+export type FaultRule = z.output<typeof FaultRule>;
+
+export const FaultSpec = z
+  .object({
+    seed: z.number().int().min(0).max(0xffffffff).default(1),
+    rules: z.array(FaultRule).default([]),
+  })
+  .strict();
+export type FaultSpec = z.output<typeof FaultSpec>;
+
 export const RecoverySpec = z
   .object({
     /** Attempts of one step before the run gives up: a failed attempt is aborted everywhere and retried as attempt a+1. */
@@ -98,6 +131,7 @@ export const Topology = z
     deadlines: DeadlineSpec.default({ startupMs: 60_000, phaseMs: 30_000, stepMs: 120_000 }),
     heartbeat: HeartbeatSpec.default({ intervalMs: 1000, misses: 3 }),
     recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 5 }),
+    faults: FaultSpec.default({ seed: 1, rules: [] }),
   })
   .strict()
   .superRefine((t, ctx) => {

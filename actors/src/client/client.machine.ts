@@ -70,6 +70,8 @@ export interface ClientContext {
   podHashes: string[];
   rejected: Rejections;
   duplicates: number;
+  /** Faults the seeded fault layer injected into what this actor sent. */
+  faultsInjected: number;
   failure: ClientFailure | undefined;
   /** Times the commit or abort of the attempt in flight was resent. */
   resends: number;
@@ -92,6 +94,7 @@ export interface ClientOutput {
   /** Rejections and duplicates seen by the client, every pod and every host that reported. */
   rejected: Rejections;
   duplicates: number;
+  faultsInjected: number;
   podsReported: number;
   failure: ClientFailure | undefined;
   retried: RetriedAttempt[];
@@ -249,13 +252,17 @@ export const clientMachine = setup({
     podHashes: [],
     rejected: {},
     duplicates: 0,
+    faultsInjected: 0,
     failure: undefined,
     resends: 0,
     retried: [],
   }),
   invoke: { id: 'wire', src: 'wire' },
   initial: 'start',
-  on: { '*': { actions: 'reject' } },
+  on: {
+    'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
+    '*': { actions: 'reject' },
+  },
   states: {
     start: {
       always: [{ guard: ({ context }) => context.step >= context.steps, target: 'finishing' }, { target: 'awaitPrepared' }],
@@ -324,6 +331,7 @@ export const clientMachine = setup({
       pods: context.podHashes.map((h, p) => ({ id: actorNames.pod(p), paramsHash: h })),
       rejected: mergeRejections(context.rejected, ...pods.map((p) => p.rejected)),
       duplicates: pods.reduce((n, p) => n + p.duplicates, context.duplicates),
+      faultsInjected: pods.reduce((n, p) => n + p.faultsInjected, context.faultsInjected),
       podsReported: pods.length,
       failure: context.failure,
       retried: context.retried,

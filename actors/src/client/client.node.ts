@@ -4,6 +4,7 @@ import { actorNames, encodeControl, subjects, type StepCommitted, type Topology 
 import type { Logger } from 'pino';
 import { waitForPeers } from '../readiness.ts';
 import { natsEdge } from '../wire/edge.ts';
+import { FaultPlan } from '../wire/faults.ts';
 import { clientMachine, type ClientOutput, type StepRecord } from './client.machine.ts';
 
 export interface ClientRunOptions {
@@ -31,6 +32,7 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
     log,
     chunkBytes: t.wire.chunkBytes,
     maxControlBytes: t.wire.maxControlBytes,
+    faults: new FaultPlan(t.faults, 'client'),
     listen: [{ subject: subjects.clientReport(runId), channel: { on: 'client.report', pods: t.pods } }],
   });
   const actor = createActor(clientMachine.provide({ actors: { wire } }), { input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep } });

@@ -80,6 +80,8 @@ export interface HostContext {
   phaseMs: PhaseTimes;
   rejected: Rejections;
   duplicates: number;
+  /** Faults the seeded fault layer injected into what this actor sent. */
+  faultsInjected: number;
   failure: { phase: string; reason: string } | undefined;
   /** The last step this host committed: a resent commit for it is answered again, not rejected. */
   lastCommitted: { step: number; attempt: number; shardHash: string } | undefined;
@@ -322,7 +324,7 @@ export const hostMachine = setup({
       toPod(context, { ...envelope(context, 'host.failed'), kind: 'host.failed', phase: context.failure!.phase, reason: context.failure!.reason }),
     ),
     sendStopped: sendTo('wire', ({ context }) =>
-      toPod(context, { ...envelope(context, 'host.stopped'), kind: 'host.stopped', rejected: context.rejected, duplicates: context.duplicates }),
+      toPod(context, { ...envelope(context, 'host.stopped'), kind: 'host.stopped', rejected: context.rejected, duplicates: context.duplicates, faultsInjected: context.faultsInjected }),
     ),
   },
 }).createMachine({
@@ -359,6 +361,7 @@ export const hostMachine = setup({
       phaseMs: {},
       rejected: {},
       duplicates: 0,
+      faultsInjected: 0,
       failure: undefined,
       lastCommitted: undefined,
       resends: 0,
@@ -368,6 +371,7 @@ export const hostMachine = setup({
   initial: 'idle',
   on: {
     'run.end': '.stopped',
+    'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
     '*': { actions: 'reject' },
   },
   states: {

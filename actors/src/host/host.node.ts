@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
 import { natsEdge } from '../wire/edge.ts';
+import { FaultPlan } from '../wire/faults.ts';
 import { hostMachine } from './host.machine.ts';
 
 export interface HostRun {
@@ -37,6 +38,7 @@ export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: s
     log,
     chunkBytes: t.wire.chunkBytes,
     maxControlBytes: t.wire.maxControlBytes,
+    faults: new FaultPlan(t.faults, 'host'),
     expectedLength,
     listen: [
       { subject: subjects.hostCmd(runId, pod, host), channel: { on: 'host.cmd', pod, host } },

@@ -50,6 +50,8 @@ export interface PodContext {
   phase: 'idle' | 'running' | 'prepared' | 'committing' | 'aborting' | 'failed' | 'stopping' | 'stopped';
   rejected: Rejections;
   duplicates: number;
+  /** Faults the seeded fault layer injected into what this actor sent. */
+  faultsInjected: number;
   failure: { host: number; phase: string; reason: string } | undefined;
   /** The last step this pod committed: a resent commit for it is answered again, not rejected. */
   lastCommitted: { step: number; attempt: number; paramsHash: string } | undefined;
@@ -255,6 +257,7 @@ export const podMachine = setup({
         kind: 'pod.stopped',
         rejected: mergeRejections(context.rejected, ...hosts.map((h) => h.rejected)),
         duplicates: hosts.reduce((n, h) => n + h.duplicates, context.duplicates),
+        faultsInjected: hosts.reduce((n, h) => n + h.faultsInjected, context.faultsInjected),
       });
     }),
   },
@@ -276,6 +279,7 @@ export const podMachine = setup({
     phase: 'idle',
     rejected: {},
     duplicates: 0,
+    faultsInjected: 0,
     failure: undefined,
     lastCommitted: undefined,
     relays: 0,
@@ -290,6 +294,7 @@ export const podMachine = setup({
     'run.end': '.stopping',
     'host.heartbeat': { actions: 'noteHeartbeat' },
     'clock.tick': {},
+    'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
     '*': { actions: 'reject' },
   },
   states: {

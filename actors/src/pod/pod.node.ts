@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
 import { natsEdge } from '../wire/edge.ts';
+import { FaultPlan } from '../wire/faults.ts';
 import { podMachine } from './pod.machine.ts';
 
 export interface PodRun {
@@ -25,6 +26,7 @@ export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: st
     log,
     chunkBytes: t.wire.chunkBytes,
     maxControlBytes: t.wire.maxControlBytes,
+    faults: new FaultPlan(t.faults, 'pod'),
     listen: [
       { subject: subjects.podCmd(runId, pod), channel: { on: 'pod.cmd', pod } },
       { subject: subjects.podReport(runId, pod), channel: { on: 'pod.report', pod, hosts: t.hostsPerPod } },

@@ -5,6 +5,7 @@ import { decodeControl, decodeTensorChunk, encodeControl, encodeTensor, isTensor
 import { TensorAssembler, type AssembledTensor } from './assembler.ts';
 import { authorize, type Channel } from './authorize.ts';
 import { DedupWindow } from './dedup.ts';
+import type { FaultPlan } from './faults.ts';
 
 /** What a machine asks its edge to publish. */
 export type WireCommand =
@@ -21,7 +22,8 @@ export type WireEvent =
   | { [K in ControlMessage['kind']]: { type: K; msg: Extract<ControlMessage, { kind: K }> } }[ControlMessage['kind']]
   | { type: 'tensor.received'; tensor: AssembledTensor }
   | { type: 'wire.rejected'; reason: string; detail?: string }
-  | { type: 'wire.duplicate'; msgId: string };
+  | { type: 'wire.duplicate'; msgId: string }
+  | { type: 'wire.faultInjected'; count: number };
 
 export interface EdgeOptions {
   nc: NatsConnection;
@@ -32,6 +34,8 @@ export interface EdgeOptions {
   /** For hosts: the element count of a tensor for a shard, or undefined if this host takes none. */
   expectedLength?: (tensor: TensorKind, shard: number) => number | undefined;
   log: Logger;
+  /** Seeded faults to inject into what this actor publishes (none when absent). */
+  faults?: FaultPlan;
 }
 
 /**
@@ -83,19 +87,62 @@ export function natsEdge(opts: EdgeOptions) {
       }),
     );
 
-    receive((cmd) => {
+    const held = new Map<string, { bytes: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
+    const rawPublish = (subject: string, bytes: Uint8Array) => {
       try {
-        if (cmd.type === 'wire.send') {
-          opts.nc.publish(cmd.subject, encodeControl(cmd.message));
-        } else {
-          for (const f of encodeTensor({ v: 1, kind: 'tensor.chunk', ...cmd.head }, cmd.data, opts.chunkBytes)) opts.nc.publish(cmd.subject, f);
-        }
+        opts.nc.publish(subject, bytes);
       } catch (err) {
-        opts.log.error({ err, subject: cmd.subject }, 'publish failed');
+        opts.log.error({ err, subject }, 'publish failed');
+      }
+    };
+    /** Publish, through the seeded fault layer when one is configured. */
+    const publish = (subject: string, bytes: Uint8Array, meta: { kind: string; step: number; msgId: string; tensor: boolean }) => {
+      const hits = opts.faults?.active ? opts.faults.decide(meta) : [];
+      if (hits.length === 0) return rawPublish(subject, bytes);
+      sendBack({ type: 'wire.faultInjected', count: hits.length });
+      opts.log.debug({ subject, kind: meta.kind, msgId: meta.msgId, faults: hits.map((h) => h.action) }, 'fault injected');
+      const has = (a: string) => hits.some((h) => h.action === a);
+      if (has('drop')) return;
+      let out = bytes;
+      if (has('corrupt') && meta.tensor) {
+        out = Uint8Array.from(bytes);
+        out[out.length - 1] ^= 0xff;
+      }
+      const deliver = () => {
+        rawPublish(subject, out);
+        if (has('duplicate')) rawPublish(subject, out);
+        const h = held.get(subject); // a message held back for reordering goes after this one
+        if (h) {
+          held.delete(subject);
+          clearTimeout(h.timer);
+          rawPublish(subject, h.bytes);
+        }
+      };
+      if (has('reorder') && !held.has(subject)) {
+        const timer = setTimeout(() => {
+          held.delete(subject);
+          rawPublish(subject, out);
+        }, 25);
+        held.set(subject, { bytes: out, timer });
+        return;
+      }
+      const delay = hits.find((h) => h.action === 'delay');
+      if (delay) setTimeout(deliver, delay.delayMs);
+      else deliver();
+    };
+
+    receive((cmd) => {
+      if (cmd.type === 'wire.send') {
+        const m = cmd.message;
+        publish(cmd.subject, encodeControl(m), { kind: m.kind, step: m.step, msgId: m.msgId, tensor: false });
+      } else {
+        const frames = encodeTensor({ v: 1, kind: 'tensor.chunk', ...cmd.head }, cmd.data, opts.chunkBytes);
+        frames.forEach((f, i) => publish(cmd.subject, f, { kind: cmd.head.tensor, step: cmd.head.step, msgId: `${cmd.head.msgId}#${i}`, tensor: true }));
       }
     });
 
     return () => {
+      for (const h of held.values()) clearTimeout(h.timer);
       for (const s of subs) s.unsubscribe();
     };
   });

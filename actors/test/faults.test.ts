@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { FaultSpec } from '@lockstep/topology';
+import { FaultPlan } from '../src/index.ts';
+
+const plan = (rules: unknown[], role: 'client' | 'pod' | 'host' = 'host', seed = 7) => new FaultPlan(FaultSpec.parse({ seed, rules }), role);
+
+describe('fault plan', () => {
+  it('hits a message by (seed, rule, message id) only: the same scenario injects the same faults', () => {
+    const a = plan([{ action: 'drop', probability: 0.3 }]);
+    const b = plan([{ action: 'drop', probability: 0.3 }]);
+    const ids = Array.from({ length: 2000 }, (_, i) => `host/0/1/host.prepared/${i}/0`);
+    const hitsA = ids.map((msgId) => a.decide({ kind: 'host.prepared', step: 1, msgId }).length);
+    expect(ids.map((msgId) => b.decide({ kind: 'host.prepared', step: 1, msgId }).length)).toEqual(hitsA);
+    const n = hitsA.reduce((x, y) => x + y, 0);
+    expect(n).toBeGreaterThan(500); // about 30% of 2000
+    expect(n).toBeLessThan(700);
+    const other = plan([{ action: 'drop', probability: 0.3 }], 'host', 8);
+    expect(ids.map((msgId) => other.decide({ kind: 'host.prepared', step: 1, msgId }).length)).not.toEqual(hitsA);
+  });
+
+  it('filters by kind, sender role and step range', () => {
+    const p = plan([{ action: 'duplicate', probability: 1, kinds: ['grad.exchange'], from: 'host', steps: { from: 2, to: 3 } }]);
+    expect(p.decide({ kind: 'grad.exchange', step: 2, msgId: 'x' })).toEqual([{ action: 'duplicate', delayMs: 50 }]);
+    expect(p.decide({ kind: 'grad.slice', step: 2, msgId: 'x' })).toEqual([]);
+    expect(p.decide({ kind: 'grad.exchange', step: 4, msgId: 'x' })).toEqual([]);
+    expect(plan([{ action: 'drop', probability: 1, from: 'pod' }], 'host').decide({ kind: 'host.prepared', step: 0, msgId: 'x' })).toEqual([]);
+  });
+
+  it('corrupt is for tensor kinds only, and probabilities stay in [0, 1]', () => {
+    expect(() => FaultSpec.parse({ rules: [{ action: 'corrupt', probability: 0.1, kinds: ['host.prepared'] }] })).toThrow(/corrupt applies to tensor kinds only/);
+    expect(() => FaultSpec.parse({ rules: [{ action: 'drop', probability: 1.5 }] })).toThrow(/must be <= 1/);
+  });
+});
