@@ -7,4 +7,5 @@ export * from './protocol.ts';
 export * from './launcher.ts';
 export * from './reference.ts';
 export * from './progress.ts';
+export * from './chaos.ts';
 export { buildProgram, main } from './cli.ts';

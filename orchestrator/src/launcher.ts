@@ -22,6 +22,8 @@ export interface LaunchOptions {
   /** Called once the NATS servers are up: the run id and each pod's server URL (tests use it to inject traffic). */
   onCluster?: (info: { runId: string; urls: string[] }) => void;
   onReady?: (reached: number, total: number) => void;
+  /** Called for every role process started: its name (pod-0, host-0-1, client) and pid. */
+  onSpawn?: (name: string, pid: number) => void;
   onStep?: (step: StepLine) => void;
 }
 
@@ -124,6 +126,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     for (const g of groups) roles.push(spawnRole(`host-${g.pod}-${g.hosts.length === 1 ? g.hosts[0] : `${g.hosts[0]}..${g.hosts.at(-1)}`}`, ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), ...common(g.pod)], logDir));
     const client = spawnRole('client', ['client', '--steps', String(opts.steps), ...common(0)], logDir, 'pipe');
     roles.push(client);
+    for (const r of roles) if (r.process.pid) opts.onSpawn?.(r.name, r.process.pid);
 
     const steps: StepLine[] = [];
     let summary: SummaryLine | undefined;

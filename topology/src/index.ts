@@ -12,3 +12,4 @@ export * from './reference.ts';
 export * from './subjects.ts';
 export * from './messages.ts';
 export * from './frame.ts';
+export * from './scenario.ts';

@@ -224,10 +224,11 @@ export const podMachine = setup({
       enqueue.assign({ relays: context.relays + 1 });
     }),
     /** A resent commit for the step already committed: confirm it again. */
-    confirmCommitted: sendTo('wire', ({ context }) => {
+    confirmCommitted: enqueueActions(({ context, enqueue }) => {
       const last = context.lastCommitted!;
       const ctx = { ...context, step: last.step, attempt: last.attempt };
-      return toClient(ctx, { ...envelope(ctx, `pod.committed.r${context.relays}`), kind: 'pod.committed', paramsHash: last.paramsHash });
+      enqueue.sendTo('wire', toClient(ctx, { ...envelope(ctx, `pod.committed.r${context.relays}`), kind: 'pod.committed', paramsHash: last.paramsHash }));
+      enqueue.assign({ relays: context.relays + 1 }); // each confirmation under a new id
     }),
     /** An abort of an attempt this pod never started (its dispatch was lost) or already ended: tell the hosts, confirm at once. */
     confirmAborted: enqueueActions(({ context, event, enqueue }) => {
@@ -323,6 +324,7 @@ export const podMachine = setup({
       entry: [{ type: 'setPhase', params: { phase: 'prepared' } }, 'sendPrepared'],
       on: {
         'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
+        'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }], // a host's repeat: counted as a duplicate
         'step.commit': [{ guard: 'forThisAttempt', target: 'committing' }, { actions: 'reject' }],
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
       },
@@ -336,6 +338,7 @@ export const podMachine = setup({
       always: { guard: 'allCommitted', target: 'idle', actions: 'sendCommitted' },
       on: {
         'host.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }],
+        'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }], // a host's repeat: counted as a duplicate
         // the client resends a commit it has no answer to: relay it again (hosts that committed confirm again)
         'step.commit': [{ guard: 'forThisAttempt', actions: { type: 'relay', params: { kind: 'host.commit' } } }, { actions: 'reject' }],
       },

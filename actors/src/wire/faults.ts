@@ -1,11 +1,11 @@
-import { key32, mix32, type FaultRule, type FaultSpec } from '@lockstep/topology';
+import { createHash } from 'node:crypto';
+import type { FaultRule, FaultSpec } from '@lockstep/topology';
 
 export type FaultAction = FaultRule['action'];
 
-function hashString(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+/** A uniform draw in [0, 1) from (seed, rule, message id): message ids that differ in one character are independent. */
+function draw(seed: number, rule: number, msgId: string): number {
+  return createHash('sha256').update(`${seed}:${rule}:${msgId}`).digest().readUInt32LE(0) / 4294967296;
 }
 
 /**
@@ -29,8 +29,7 @@ export class FaultPlan {
       if (r.from && r.from !== this.role) return;
       if (r.kinds && !r.kinds.includes(m.kind)) return;
       if (r.steps && (m.step < r.steps.from || m.step > r.steps.to)) return;
-      const u = mix32(key32(this.spec.seed, i, hashString(m.msgId))) / 4294967296;
-      if (u < r.probability) hits.push({ action: r.action, delayMs: r.delayMs });
+      if (draw(this.spec.seed, i, m.msgId) < r.probability) hits.push({ action: r.action, delayMs: r.delayMs });
     });
     return hits;
   }

@@ -1,0 +1,160 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { LogLevel } from '@lockstep/actors';
+import { isPresetName, parseScenarioText, parseTopology, preset, type Scenario, type Topology } from '@lockstep/topology';
+import { UsageError } from './errors.ts';
+import { hostGroups, launch, type TrainResult } from './launcher.ts';
+import type { StepLine } from './protocol.ts';
+import { runReference } from './reference.ts';
+
+/** What `lockstep chaos --json` reports for one scenario. */
+export interface ScenarioResult {
+  name: string;
+  passed: boolean;
+  /** Why it failed its expectation, when it did. */
+  problems: string[];
+  expected: Scenario['expect']['outcome'];
+  error: string | null;
+  faultsInjected: number;
+  stepsCommitted: number;
+  duplicateCommits: number;
+  skippedSteps: number;
+  hashMismatches: number;
+  retriedAttempts: number;
+  /** From the first process fault to the next commit (null without process faults, or no commit after). */
+  recoveryMs: number | null;
+  wallMs: number;
+}
+
+export function loadScenario(file: string): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`scenario: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return parseScenarioText(text, file);
+}
+
+export function scenarioFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+export function scenarioTopology(s: Scenario): Topology {
+  if (!isPresetName(s.topology)) throw new UsageError(`scenario ${s.name}: topology "${s.topology}" is not a preset`);
+  const base = preset(s.topology);
+  return parseTopology(
+    {
+      ...base,
+      training: { ...base.training, seed: s.seed ?? base.training.seed },
+      deadlines: { ...base.deadlines, ...s.deadlines },
+      heartbeat: { ...base.heartbeat, ...s.heartbeat },
+      recovery: { ...base.recovery, ...s.recovery },
+      faults: s.faults ?? base.faults,
+    },
+    `scenario ${s.name}`,
+  );
+}
+
+/** The process that runs `target` (client, pod/p, host/p/h). */
+function processName(t: Topology, target: string): string {
+  if (target === 'client') return 'client';
+  const [role, p, h] = target.split('/');
+  if (role === 'pod') return `pod-${p}`;
+  const g = hostGroups(t).find((x) => x.pod === Number(p) && x.hosts.includes(Number(h)));
+  if (!g) throw new UsageError(`no process runs ${target}`);
+  return `host-${g.pod}-${g.hosts.length === 1 ? g.hosts[0] : `${g.hosts[0]}..${g.hosts.at(-1)}`}`;
+}
+
+const SIGNALS = { stop: 'SIGSTOP', cont: 'SIGCONT', kill: 'SIGKILL' } as const;
+
+/** Run one scenario with real processes, inject its faults, and check the invariants. */
+export async function runScenario(s: Scenario, opts: { log: Logger; runDir: string; logLevel?: LogLevel }): Promise<ScenarioResult> {
+  const t = scenarioTopology(s);
+  const pids = new Map<string, number>();
+  const commits: (StepLine & { at: number })[] = [];
+  const injectedAt: number[] = [];
+  const pending = [...s.timeline].sort((a, b) => a.atStep - b.atStep);
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  const started = performance.now();
+  let result: TrainResult | undefined;
+  let error: Error | undefined;
+  try {
+    result = await launch({
+      topology: t,
+      steps: s.steps,
+      runDir: opts.runDir,
+      log: opts.log,
+      logLevel: opts.logLevel,
+      onSpawn: (name, pid) => pids.set(name, pid),
+      onStep: (line) => {
+        commits.push({ ...line, at: performance.now() });
+        while (pending.length > 0 && pending[0].atStep <= line.step) {
+          const f = pending.shift()!;
+          timers.push(
+            setTimeout(() => {
+              const pid = pids.get(processName(t, f.target));
+              if (!pid) return;
+              try {
+                process.kill(pid, SIGNALS[f.action]);
+                injectedAt.push(performance.now());
+              } catch {
+                // already gone
+              }
+            }, f.afterMs),
+          );
+        }
+      },
+    });
+  } catch (e) {
+    error = e as Error;
+    result = (e as { summary?: TrainResult }).summary;
+  } finally {
+    for (const x of timers) clearTimeout(x);
+  }
+
+  const steps = commits.map((c) => c.step);
+  const unique = new Set(steps);
+  const max = steps.length ? Math.max(...steps) : -1;
+  let skipped = 0;
+  for (let i = 0; i <= max; i++) if (!unique.has(i)) skipped++;
+  const firstFault = injectedAt.length ? Math.min(...injectedAt) : undefined;
+  const after = firstFault === undefined ? undefined : commits.find((c) => c.at > firstFault);
+  const r: ScenarioResult = {
+    name: s.name,
+    passed: false,
+    problems: [],
+    expected: s.expect.outcome,
+    error: error ? error.message.split('\n')[0] : null,
+    faultsInjected: (result?.faultsInjected ?? 0) + injectedAt.length,
+    stepsCommitted: unique.size,
+    duplicateCommits: steps.length - unique.size,
+    skippedSteps: skipped,
+    hashMismatches: commits.filter((c) => !c.podsAgree).length,
+    retriedAttempts: result?.retried.length ?? 0,
+    recoveryMs: firstFault !== undefined && after ? after.at - firstFault : null,
+    wallMs: performance.now() - started,
+  };
+  const problem = (ok: boolean, what: string) => ok || r.problems.push(what);
+  problem(r.duplicateCommits === 0, `${r.duplicateCommits} steps committed twice`);
+  problem(r.skippedSteps === 0, `${r.skippedSteps} steps skipped`);
+  problem(r.hashMismatches === 0, `pods disagreed at ${r.hashMismatches} committed steps`);
+  if (s.expect.outcome === 'recovers') {
+    problem(!error, `expected to recover, failed: ${r.error}`);
+    problem(r.stepsCommitted === s.steps, `committed ${r.stepsCommitted} of ${s.steps} steps`);
+    if (result && !error) {
+      const ref = runReference(t, s.steps);
+      problem(result.paramsHash === ref.paramsHash, `final paramsHash ${result.paramsHash?.slice(0, 12)} differs from the fault-free ${ref.paramsHash.slice(0, 12)}`);
+      problem(result.podsIdenticalEveryStep, 'pods not identical at every step');
+    }
+  } else {
+    problem(Boolean(error), 'expected to fail, but the run finished');
+    problem(!error || new RegExp(s.expect.error).test(error.message), `error does not match /${s.expect.error}/: ${r.error}`);
+  }
+  r.passed = r.problems.length === 0;
+  return r;
+}

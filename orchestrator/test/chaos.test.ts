@@ -1,0 +1,41 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadScenario, runScenario, scenarioFiles } from '../src/index.ts';
+import { cli, quietLog, tempDir } from './helpers.ts';
+
+const dir = join(import.meta.dirname, '..', '..', 'scenarios');
+const files = scenarioFiles(dir).filter((f) => !f.endsWith('duplicate-reorder-delay.yaml'));
+
+describe('fault-injection scenarios (scenarios/*.yaml)', () => {
+  it('there are scenarios for stragglers, stalls, loss, duplicates, reordering, corruption and an unrecoverable case', () => {
+    expect(scenarioFiles(dir).length).toBeGreaterThanOrEqual(7);
+  });
+
+  it.each(files.map((f) => [loadScenario(f).name, f]))('%s', async (_name, file) => {
+    const s = loadScenario(file);
+    const r = await runScenario(s, { log: quietLog, runDir: tempDir() });
+    expect(r.problems).toEqual([]);
+    expect(r.passed).toBe(true);
+    expect([r.duplicateCommits, r.skippedSteps, r.hashMismatches]).toEqual([0, 0, 0]);
+    expect(r.faultsInjected).toBeGreaterThan(0);
+  });
+
+  it('lockstep chaos <file> --json prints the documented fields last', () => {
+    const r = cli(['chaos', join(dir, 'duplicate-reorder-delay.yaml'), '--json']);
+    expect(r.code).toBe(0);
+    expect(r.json).toMatchObject({ passed: 1, failed: 0 });
+    const [s] = r.json!.scenarios as Record<string, unknown>[];
+    for (const k of ['name', 'passed', 'faultsInjected', 'stepsCommitted', 'duplicateCommits', 'skippedSteps', 'hashMismatches', 'recoveryMs']) expect(s).toHaveProperty(k);
+    expect(s).toMatchObject({ name: 'duplicate-reorder-delay', passed: true, stepsCommitted: 25, duplicateCommits: 0, skippedSteps: 0, hashMismatches: 0 });
+  });
+
+  it('a scenario file with a bad field exits 2 naming it', () => {
+    const d = tempDir();
+    const file = join(d, 'bad.yaml');
+    writeFileSync(file, 'name: bad\ntopology: tiny\nsteps: 0\nexpect: {outcome: recovers}\n');
+    const r = cli(['chaos', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/steps: must be >= 1/);
+  });
+});
