@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { InvalidInput, InvalidTopology, modelPresets, parameterCount, presetNames, describeIssues } from '@lockstep/topology';
+import { InvalidInput, InvalidTopology, modelPresets, parameterCount, presetNames, describeIssues, scenarioJsonSchema } from '@lockstep/topology';
 import { createLogger, logLevels, type LogLevel } from '@lockstep/actors';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
 import { hostGroups, launch, type TrainResult } from './launcher.ts';
@@ -166,7 +166,9 @@ export function buildProgram(): Command {
     .option('--dir <dir>', 'scenario directory', 'scenarios')
     .option('--json', 'print one JSON object as the last line of stdout')
     .option('--log-level <level>', 'log level of every process', 'warn')
+    .option('--schema', 'print the JSON Schema of scenario files and exit')
     .action(async (file: string | undefined, raw) => {
+      if (raw.schema) return printJson(scenarioJsonSchema());
       if (!file && !raw.all) throw new UsageError('chaos: name a scenario file, or pass --all');
       const files = raw.all ? scenarioFiles(raw.dir) : [file!];
       const scenarios = files.map(loadScenario);

@@ -1,4 +1,5 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { scenarioJsonSchema } from '@lockstep/topology';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadScenario, runScenario, scenarioFiles } from '../src/index.ts';
@@ -28,6 +29,10 @@ describe('fault-injection scenarios (scenarios/*.yaml)', () => {
     const [s] = r.json!.scenarios as Record<string, unknown>[];
     for (const k of ['name', 'passed', 'faultsInjected', 'stepsCommitted', 'duplicateCommits', 'skippedSteps', 'hashMismatches', 'recoveryMs']) expect(s).toHaveProperty(k);
     expect(s).toMatchObject({ name: 'duplicate-reorder-delay', passed: true, stepsCommitted: 25, duplicateCommits: 0, skippedSteps: 0, hashMismatches: 0 });
+  });
+
+  it('the committed JSON Schema for editors matches the scenario schema', () => {
+    expect(JSON.parse(readFileSync(join(dir, 'scenario.schema.json'), 'utf8'))).toEqual(scenarioJsonSchema());
   });
 
   it('a scenario file with a bad field exits 2 naming it', () => {
