@@ -3,8 +3,7 @@ import { createActor, toPromise } from 'xstate';
 import { actorNames, encodeControl, subjects, type StepCommitted, type Topology } from '@lockstep/topology';
 import type { Logger } from 'pino';
 import { waitForPeers } from '../readiness.ts';
-import { natsEdge } from '../wire/edge.ts';
-import { FaultPlan } from '../wire/faults.ts';
+import { edgeFor } from '../wire/edge.ts';
 import { clientMachine, type ClientOutput, type StepRecord } from './client.machine.ts';
 
 export interface ClientRunOptions {
@@ -26,13 +25,10 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
   await waitForPeers(nc, { runId, me: actorNames.client, peers: pods, deadlineMs: t.deadlines.startupMs, needReady: true, log, onProgress: opts.onReadyProgress });
   log.info({ pods: t.pods, hostsPerPod: t.hostsPerPod, steps: opts.steps }, 'all pods ready; training');
 
-  const wire = natsEdge({
+  const wire = edgeFor(t, 'client', {
     nc,
     runId,
     log,
-    chunkBytes: t.wire.chunkBytes,
-    maxControlBytes: t.wire.maxControlBytes,
-    faults: new FaultPlan(t.faults, 'client'),
     listen: [{ subject: subjects.clientReport(runId), channel: { on: 'client.report', pods: t.pods } }],
   });
   const actor = createActor(clientMachine.provide({ actors: { wire } }), { input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep } });

@@ -5,8 +5,7 @@ import { envelope } from '../rejects.ts';
 import type { Logger } from 'pino';
 import { untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
-import { natsEdge } from '../wire/edge.ts';
-import { FaultPlan } from '../wire/faults.ts';
+import { edgeFor } from '../wire/edge.ts';
 import { hostMachine } from './host.machine.ts';
 
 export interface HostRun {
@@ -32,13 +31,10 @@ export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: s
     if (tensor !== 'param.shard' && shard !== host) return undefined;
     return lengthOf(shard);
   };
-  const wire = natsEdge({
+  const wire = edgeFor(t, 'host', {
     nc,
     runId,
     log,
-    chunkBytes: t.wire.chunkBytes,
-    maxControlBytes: t.wire.maxControlBytes,
-    faults: new FaultPlan(t.faults, 'host'),
     expectedLength,
     listen: [
       { subject: subjects.hostCmd(runId, pod, host), channel: { on: 'host.cmd', pod, host } },

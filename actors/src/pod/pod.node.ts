@@ -4,8 +4,7 @@ import { actorNames, subjects, type Topology } from '@lockstep/topology';
 import type { Logger } from 'pino';
 import { untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
-import { natsEdge } from '../wire/edge.ts';
-import { FaultPlan } from '../wire/faults.ts';
+import { edgeFor } from '../wire/edge.ts';
 import { podMachine } from './pod.machine.ts';
 
 export interface PodRun {
@@ -20,13 +19,10 @@ export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: st
   const { nc, topology: t, runId, pod } = opts;
   const me = actorNames.pod(pod);
   const log = opts.log.child({ actor: me });
-  const wire = natsEdge({
+  const wire = edgeFor(t, 'pod', {
     nc,
     runId,
     log,
-    chunkBytes: t.wire.chunkBytes,
-    maxControlBytes: t.wire.maxControlBytes,
-    faults: new FaultPlan(t.faults, 'pod'),
     listen: [
       { subject: subjects.podCmd(runId, pod), channel: { on: 'pod.cmd', pod } },
       { subject: subjects.podReport(runId, pod), channel: { on: 'pod.report', pod, hosts: t.hostsPerPod } },

@@ -1,11 +1,11 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { fromCallback } from 'xstate';
 import type { Logger } from 'pino';
-import { decodeControl, decodeTensorChunk, encodeControl, encodeTensor, isTensorFrame, type ControlMessage, type TensorKind } from '@lockstep/topology';
+import { decodeControl, decodeTensorChunk, encodeControl, encodeTensor, isTensorFrame, type ControlMessage, type TensorKind, type Topology } from '@lockstep/topology';
 import { TensorAssembler, type AssembledTensor } from './assembler.ts';
 import { authorize, type Channel } from './authorize.ts';
 import { DedupWindow } from './dedup.ts';
-import type { FaultPlan } from './faults.ts';
+import { FaultPlan } from './faults.ts';
 
 /** What a machine asks its edge to publish. */
 export type WireCommand =
@@ -146,4 +146,13 @@ export function natsEdge(opts: EdgeOptions) {
       for (const s of subs) s.unsubscribe();
     };
   });
+}
+
+/** The edge of one actor of a run, with the topology's wire limits and seeded faults. */
+export function edgeFor(
+  t: Topology,
+  role: 'client' | 'pod' | 'host',
+  opts: Pick<EdgeOptions, 'nc' | 'runId' | 'log' | 'listen' | 'expectedLength'>,
+) {
+  return natsEdge({ ...opts, chunkBytes: t.wire.chunkBytes, maxControlBytes: t.wire.maxControlBytes, faults: new FaultPlan(t.faults, role) });
 }
