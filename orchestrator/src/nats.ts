@@ -62,6 +62,12 @@ export async function startNatsCluster(opts: { pods: number; dir: string; bin: s
     opts.log.debug({ pod, port, clusterPort, pid: child.pid }, 'nats-server started');
     return { pod, url: `nats://127.0.0.1:${port}`, port, clusterPort, config, process: child };
   });
-  await Promise.all(nodes.map((n) => waitForPort(n.port, opts.startupMs ?? 10_000, n.process, `nats-server of pod ${n.pod}`)));
+  try {
+    await Promise.all(nodes.map((n) => waitForPort(n.port, opts.startupMs ?? 20_000, n.process, `nats-server of pod ${n.pod}`)));
+  } catch (err) {
+    // the caller never gets these servers: stop them here, or they outlive the run
+    for (const n of nodes) if (n.process.exitCode === null) n.process.kill('SIGKILL');
+    throw err;
+  }
   return nodes;
 }
