@@ -1,6 +1,8 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { waitFor, type AnyActorRef } from 'xstate';
 import type { Logger } from 'pino';
+import { encodeControl, type HostHeartbeat, type PodHeartbeat } from '@lockstep/topology';
+import { envelope } from './rejects.ts';
 
 /**
  * Runs a started actor until its machine reaches `stopped` (its final report
@@ -21,4 +23,31 @@ export function untilStopped(actor: AnyActorRef, opts: { nc: NatsConnection; log
     opts.cleanup();
     actor.stop();
   });
+}
+
+/**
+ * Publishes `kind` (host.heartbeat or pod.heartbeat) with the actor's current
+ * phase every `everyMs`, on `subject`. Returns `beat` (one now) and `stop`.
+ */
+export function heartbeats(opts: {
+  nc: NatsConnection;
+  subject: string;
+  me: string;
+  kind: 'host.heartbeat' | 'pod.heartbeat';
+  everyMs: number;
+  state: () => { runId: string; step: number; attempt: number; phase: string };
+  log: Logger;
+}): { beat: () => void; stop: () => void } {
+  let n = 0;
+  const beat = () => {
+    const c = opts.state();
+    const msg = { ...envelope(c, opts.me, `${opts.kind}.${n++}`), kind: opts.kind, phase: c.phase } satisfies HostHeartbeat | PodHeartbeat;
+    try {
+      opts.nc.publish(opts.subject, encodeControl(msg));
+    } catch (err) {
+      opts.log.warn({ err }, 'heartbeat not sent');
+    }
+  };
+  const timer = setInterval(beat, opts.everyMs);
+  return { beat, stop: () => clearInterval(timer) };
 }

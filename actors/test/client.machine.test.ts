@@ -105,6 +105,22 @@ describe('client machine', () => {
     a.stop();
   });
 
+  it('a pod scheduler that stops heartbeating fails the attempt, named; the attempt is retried', async () => {
+    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 }, deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 } });
+    const sent: WireCommand[] = [];
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    const beat = (pod: number): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(0, 0, pod), kind: 'pod.heartbeat', phase: 'running' } });
+    const until = Date.now() + 1000;
+    while (Date.now() < until && a.getSnapshot().context.retried.length === 0) {
+      a.send(beat(0)); // pod 0 keeps beating; pod 1 has gone quiet
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(controlSent(sent, 'step.abort').filter((m) => m.attempt === 0).length).toBe(2);
+    expect(a.getSnapshot().context.retried[0].reason).toMatch(/^pod\/1 silent for \d+ ms at step 0 \(no heartbeat; last phase idle\)$/);
+    expect(controlSent(sent, 'step.dispatch').some((m) => m.attempt === 1)).toBe(true);
+    a.stop();
+  });
+
   it('a retried attempt that succeeds commits the step', () => {
     const { a, sent } = start(1);
     a.send(failed(0, 0, 0));

@@ -68,6 +68,8 @@ export const PodPrepared = msg('pod.prepared', {
 export const PodCommitted = msg('pod.committed', { paramsHash: Hash });
 export const PodAborted = msg('pod.aborted', {});
 export const PodFailed = msg('pod.failed', { host: z.number().int().min(-1), phase: z.string().max(100), reason: z.string().max(2000) });
+/** Every `heartbeat.intervalMs`: the pod scheduler is alive, and in which phase. */
+export const PodHeartbeat = msg('pod.heartbeat', { phase: z.string().max(40) });
 export const PodStopped = msg('pod.stopped', { rejected: RejectCounts, duplicates: count, faultsInjected: count });
 // readiness (request/reply)
 export const Ping = msg('ping', {});
@@ -99,6 +101,7 @@ export const ControlMessage = z.discriminatedUnion('kind', [
   PodAborted,
   PodFailed,
   PodStopped,
+  PodHeartbeat,
   Ping,
   Pong,
   StepCommitted,
@@ -125,6 +128,7 @@ export type PodCommitted = z.infer<typeof PodCommitted>;
 export type PodAborted = z.infer<typeof PodAborted>;
 export type PodFailed = z.infer<typeof PodFailed>;
 export type PodStopped = z.infer<typeof PodStopped>;
+export type PodHeartbeat = z.infer<typeof PodHeartbeat>;
 export type Ping = z.infer<typeof Ping>;
 export type Pong = z.infer<typeof Pong>;
 export type StepCommitted = z.infer<typeof StepCommitted>;

@@ -1,4 +1,5 @@
 import { assign, emit, enqueueActions, fromCallback, setup } from 'xstate';
+import { clock } from '../clock.ts';
 import {
   actorNames,
   podSamples,
@@ -37,7 +38,8 @@ export interface ClientInput {
 export type ClientFailure =
   | { kind: 'hashMismatch'; step: number; hashes: { pod: number; paramsHash: string }[] }
   | { kind: 'podFailed'; step: number; pod: number; host: number; phase: string; reason: string }
-  | { kind: 'deadline'; step: number; waitingFor: string; pods: number[]; ms: number };
+  | { kind: 'deadline'; step: number; waitingFor: string; pods: number[]; ms: number }
+  | { kind: 'podSilent'; step: number; pod: number; ms: number; phase: string };
 
 export interface StepRecord {
   type: 'step.committed';
@@ -75,6 +77,9 @@ export interface ClientContext {
   failure: ClientFailure | undefined;
   /** Times the commit or abort of the attempt in flight was resent. */
   resends: number;
+  /** When each pod was last heard from (performance.now) and its last reported phase. */
+  podSeen: number[];
+  podPhase: string[];
   /** Attempts that failed and were retried. */
   retried: RetriedAttempt[];
 }
@@ -112,6 +117,18 @@ function podIndex(event: ClientEvent): number {
 
 const podList = (ctx: ClientContext) => Array.from({ length: ctx.topology.pods }, (_, p) => p);
 
+/** The pod silent the longest past `misses` heartbeat intervals, if any. */
+function silentPod(ctx: ClientContext): { pod: number; ms: number } | undefined {
+  const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
+  const now = performance.now();
+  let worst: { pod: number; ms: number } | undefined;
+  ctx.podSeen.forEach((seen, pod) => {
+    const ms = now - seen;
+    if (ms > limit && (!worst || ms > worst.ms)) worst = { pod, ms };
+  });
+  return worst;
+}
+
 function hashesAgree(ctx: ClientContext): boolean {
   const hashes = podList(ctx).map((p) => ctx.prepared.get(p)!.paramsHash);
   return hashes.every((h) => h === hashes[0]);
@@ -129,6 +146,7 @@ export const clientMachine = setup({
     wire: fromCallback<WireCommand>(() => {
       throw new Error('clientMachine: provide the `wire` actor');
     }),
+    clock,
   },
   delays: {
     stepDeadline: ({ context }) => context.topology.deadlines.stepMs,
@@ -148,6 +166,7 @@ export const clientMachine = setup({
     canRetry: ({ context }) =>
       context.failure !== undefined && context.failure.kind !== 'hashMismatch' && context.attempt + 1 < context.topology.recovery.maxAttempts,
     canResend: ({ context }) => context.resends < context.topology.recovery.maxResends,
+    somePodSilent: ({ context }) => silentPod(context) !== undefined,
   },
   actions: {
     /** Count a message that does not belong here; the state is left as it was. */
@@ -215,6 +234,20 @@ export const clientMachine = setup({
     }),
     nextStep: assign(({ context }) => ({ step: context.step + 1, attempt: -1 })),
     countResend: assign(({ context }) => ({ resends: context.resends + 1 })),
+    notePod: assign(({ context, event }) => {
+      if (!('msg' in event)) return {};
+      const p = podIndex(event);
+      const podSeen = [...context.podSeen];
+      podSeen[p] = performance.now();
+      if (event.type !== 'pod.heartbeat') return { podSeen };
+      const podPhase = [...context.podPhase];
+      podPhase[p] = event.msg.phase;
+      return { podSeen, podPhase };
+    }),
+    podSilent: assign(({ context }) => {
+      const s = silentPod(context)!;
+      return { failure: { kind: 'podSilent' as const, step: context.step, pod: s.pod, ms: s.ms, phase: context.podPhase[s.pod] } };
+    }),
     noteRetry: assign(({ context }) => ({
       retried: [...context.retried, { step: context.step, attempt: context.attempt, reason: describeFailure(context.failure) }],
       failure: undefined,
@@ -255,12 +288,19 @@ export const clientMachine = setup({
     faultsInjected: 0,
     failure: undefined,
     resends: 0,
+    podSeen: Array.from({ length: input.topology.pods }, () => performance.now()),
+    podPhase: Array.from({ length: input.topology.pods }, () => 'idle'),
     retried: [],
   }),
-  invoke: { id: 'wire', src: 'wire' },
+  invoke: [
+    { id: 'wire', src: 'wire' },
+    { id: 'clock', src: 'clock', input: ({ context }) => ({ everyMs: context.topology.heartbeat.intervalMs }) },
+  ],
   initial: 'start',
   on: {
     'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
+    'pod.heartbeat': { actions: 'notePod' },
+    'clock.tick': {},
     '*': { actions: 'reject' },
   },
   states: {
@@ -276,6 +316,8 @@ export const clientMachine = setup({
       on: {
         'pod.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
         'pod.failed': [{ guard: 'forThisAttempt', target: 'aborting', actions: 'podFailed' }, { actions: 'reject' }],
+        // a pod scheduler that stops heartbeating (crashed, or stalled) fails the attempt, named
+        'clock.tick': { guard: 'somePodSilent', target: 'aborting', actions: 'podSilent' },
       },
       after: { stepDeadline: { target: 'aborting', actions: { type: 'deadline', params: { waitingFor: 'pod.prepared' } } } },
     },
@@ -349,5 +391,7 @@ export function describeFailure(f: ClientFailure | undefined): string {
       return `pod/${f.pod} failed at step ${f.step}${f.host >= 0 ? ` (host/${f.pod}/${f.host}, ${f.phase})` : ` (${f.phase})`}: ${f.reason}`;
     case 'deadline':
       return `deadline of ${f.ms} ms exceeded at step ${f.step}: no ${f.waitingFor} from ${f.pods.map((p) => `pod/${p}`).join(', ')}`;
+    case 'podSilent':
+      return `pod/${f.pod} silent for ${Math.round(f.ms)} ms at step ${f.step} (no heartbeat; last phase ${f.phase})`;
   }
 }

@@ -1,9 +1,8 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { createActor } from 'xstate';
-import { actorNames, encodeControl, shardRange, parameterCount, subjects, type HostHeartbeat, type TensorKind, type Topology } from '@lockstep/topology';
-import { envelope } from '../rejects.ts';
+import { actorNames, shardRange, parameterCount, subjects, type TensorKind, type Topology } from '@lockstep/topology';
 import type { Logger } from 'pino';
-import { untilStopped } from '../lifecycle.ts';
+import { heartbeats, untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
 import { edgeFor } from '../wire/edge.ts';
 import { hostMachine } from './host.machine.ts';
@@ -54,19 +53,9 @@ export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: s
   // subscribe to errors before start, so nothing the actor throws goes unhandled
   // heartbeats: alive, and in which phase; they stop when the process stalls or dies, which is how the pod tells
   // (and one at once on entering a computing phase, which may hold the thread up to the phase deadline)
-  let beats = 0;
-  const beat = () => {
-    const c = actor.getSnapshot().context;
-    const msg: HostHeartbeat = { ...envelope(c, me, `host.heartbeat.${beats++}`), kind: 'host.heartbeat', phase: c.phase };
-    try {
-      nc.publish(subjects.podReport(runId, pod), encodeControl(msg));
-    } catch (err) {
-      log.warn({ err }, 'heartbeat not sent');
-    }
-  };
-  const heartbeat = setInterval(beat, t.heartbeat.intervalMs);
+  const heartbeat = heartbeats({ nc, subject: subjects.podReport(runId, pod), me, kind: 'host.heartbeat', everyMs: t.heartbeat.intervalMs, state: () => actor.getSnapshot().context, log });
   actor.subscribe((s) => {
-    if ((s.context.phase === 'forward' || s.context.phase === 'update') && s.context.phase !== lastBeatPhase) beat();
+    if ((s.context.phase === 'forward' || s.context.phase === 'update') && s.context.phase !== lastBeatPhase) heartbeat.beat();
     lastBeatPhase = s.context.phase;
   });
   const done = untilStopped(actor, {
@@ -74,7 +63,7 @@ export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: s
     log,
     name: 'host',
     cleanup: () => {
-      clearInterval(heartbeat);
+      heartbeat.stop();
       pingSub?.unsubscribe();
     },
   });

@@ -2,7 +2,7 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { createActor } from 'xstate';
 import { actorNames, subjects, type Topology } from '@lockstep/topology';
 import type { Logger } from 'pino';
-import { untilStopped } from '../lifecycle.ts';
+import { heartbeats, untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
 import { edgeFor } from '../wire/edge.ts';
 import { podMachine } from './pod.machine.ts';
@@ -40,7 +40,17 @@ export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: st
   });
   let pingSub: Subscription | undefined;
   // subscribe to errors before start, so nothing the actor throws goes unhandled
-  const done = untilStopped(actor, { nc, log, name: 'pod', cleanup: () => pingSub?.unsubscribe() });
+  // heartbeats to the client: alive, and in which phase
+  const heartbeat = heartbeats({ nc, subject: subjects.clientReport(runId), me, kind: 'pod.heartbeat', everyMs: t.heartbeat.intervalMs, state: () => actor.getSnapshot().context, log });
+  const done = untilStopped(actor, {
+    nc,
+    log,
+    name: 'pod',
+    cleanup: () => {
+      heartbeat.stop();
+      pingSub?.unsubscribe();
+    },
+  });
   actor.start();
 
   let hostsReady = false;

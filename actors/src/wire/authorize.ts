@@ -9,7 +9,7 @@ export type Channel =
   | { on: 'host.data'; pod: number; host: number; pods: number; hosts: number };
 
 const kindsOn: Record<Channel['on'], readonly (ControlKind | 'tensor.chunk')[]> = {
-  'client.report': ['pod.prepared', 'pod.committed', 'pod.aborted', 'pod.failed', 'pod.stopped'],
+  'client.report': ['pod.heartbeat', 'pod.prepared', 'pod.committed', 'pod.aborted', 'pod.failed', 'pod.stopped'],
   'pod.cmd': ['step.dispatch', 'step.commit', 'step.abort', 'run.end'],
   'pod.report': ['host.heartbeat', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped'],
   'host.cmd': ['host.dispatch', 'host.commit', 'host.abort', 'run.end'],
