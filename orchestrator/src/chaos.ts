@@ -22,6 +22,8 @@ export interface ScenarioResult {
   skippedSteps: number;
   hashMismatches: number;
   retriedAttempts: number;
+  /** Useful work: committed steps / step attempts run (committed plus retried). */
+  goodput: number;
   /** From the first process fault to the next commit (null without process faults, or no commit after). */
   recoveryMs: number | null;
   wallMs: number;
@@ -136,6 +138,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
     skippedSteps: skipped,
     hashMismatches: commits.filter((c) => !c.podsAgree).length,
     retriedAttempts: result?.retried.length ?? 0,
+    goodput: unique.size / Math.max(1, unique.size + (result?.retried.length ?? 0)),
     recoveryMs: firstFault !== undefined && after ? after.at - firstFault : null,
     wallMs: performance.now() - started,
   };
@@ -157,4 +160,20 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   }
   r.passed = r.problems.length === 0;
   return r;
+}
+
+/** Figures over a set of scenario results: pass count, goodput over every attempt run, recovery p50 and max. */
+export function chaosSummary(results: ScenarioResult[]) {
+  const committed = results.reduce((n, r) => n + r.stepsCommitted, 0);
+  const attempts = results.reduce((n, r) => n + r.stepsCommitted + r.retriedAttempts, 0);
+  const rec = results.flatMap((r) => (r.recoveryMs === null ? [] : [r.recoveryMs])).sort((a, b) => a - b);
+  return {
+    passed: results.filter((r) => r.passed).length,
+    run: results.length,
+    duplicateCommits: results.reduce((n, r) => n + r.duplicateCommits, 0),
+    skippedSteps: results.reduce((n, r) => n + r.skippedSteps, 0),
+    hashMismatches: results.reduce((n, r) => n + r.hashMismatches, 0),
+    goodput: attempts === 0 ? 1 : committed / attempts,
+    recoveryMs: rec.length ? { p50: rec[Math.floor((rec.length - 1) / 2)], max: rec[rec.length - 1], n: rec.length } : null,
+  };
 }

@@ -8,7 +8,7 @@ import { loadTopology } from './load.ts';
 import { Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
 import { benchMarkdown, runBench, writeBench } from './bench.ts';
-import { loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
+import { chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
 import { clientRole, hostRole, podRole } from './roles.ts';
 
 const TrainFlags = z.object({
@@ -182,13 +182,22 @@ export function buildProgram(): Command {
         process.stderr.write(`chaos: ${sc.name}: ${r.passed ? 'passed' : `FAILED: ${r.problems.join('; ')}`}\n`);
       }
       const passed = results.filter((r) => r.passed).length;
-      if (raw.json) printJson({ scenarios: results, passed, failed: results.length - passed });
+      const summary = chaosSummary(results);
+      if (raw.json) printJson({ scenarios: results, passed, failed: results.length - passed, summary });
       else {
         const rows = results.map((r) =>
           [r.name, r.passed ? 'pass' : 'FAIL', r.expected, r.faultsInjected, r.stepsCommitted, r.retriedAttempts, r.duplicateCommits, r.skippedSteps, r.hashMismatches, r.recoveryMs === null ? '-' : r.recoveryMs.toFixed(0)].join(' | '),
         );
         process.stdout.write(
-          ['| scenario | result | expected | faults | steps | retried | dup commits | skipped | mismatches | recovery ms |', '|---|---|---|---:|---:|---:|---:|---:|---:|---:|', ...rows.map((x) => `| ${x} |`), '', `${passed} passed, ${results.length - passed} failed`, ''].join('\n'),
+          [
+            '| scenario | result | expected | faults | steps | retried | dup commits | skipped | mismatches | recovery ms |',
+            '|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
+            ...rows.map((x) => `| ${x} |`),
+            '',
+            `goodput ${(summary.goodput * 100).toFixed(1)}% (committed steps / attempts run); duplicate commits ${summary.duplicateCommits}, skipped steps ${summary.skippedSteps}, hash mismatches ${summary.hashMismatches}; recovery ${summary.recoveryMs ? `p50 ${summary.recoveryMs.p50.toFixed(0)} ms, max ${summary.recoveryMs.max.toFixed(0)} ms over ${summary.recoveryMs.n} scenarios` : '-'}`,
+            `${passed} passed, ${results.length - passed} failed`,
+            '',
+          ].join('\n'),
         );
       }
       process.exitCode = passed === results.length ? 0 : 1;
