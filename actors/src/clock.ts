@@ -5,3 +5,17 @@ export const clock = fromCallback<{ type: 'noop' }, { everyMs: number }>(({ send
   const timer = setInterval(() => sendBack({ type: 'clock.tick' }), input.everyMs);
   return () => clearInterval(timer);
 });
+
+/**
+ * Of peers last heard from at `lastSeen[i]` (performance.now), the one silent
+ * the longest past its own limit, if any.
+ */
+export function longestSilence(lastSeen: readonly number[], limitFor: (i: number) => number): { index: number; ms: number } | undefined {
+  const now = performance.now();
+  let worst: { index: number; ms: number } | undefined;
+  lastSeen.forEach((seen, index) => {
+    const ms = now - seen;
+    if (ms > limitFor(index) && (!worst || ms > worst.ms)) worst = { index, ms };
+  });
+  return worst;
+}

@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -170,7 +171,7 @@ export async function runBench(opts: { dir: string; log: Logger; smallSteps: num
       opts.onCase?.(c);
     }
   }
-  return { date: new Date().toISOString(), machine: { cpus: (await import('node:os')).cpus().length, node: process.version }, baseline, cases };
+  return { date: new Date().toISOString(), machine: { cpus: cpus().length, node: process.version }, baseline, cases };
 }
 
 export function benchMarkdown(r: BenchReport): string {

@@ -1,6 +1,9 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { InvalidInput, InvalidTopology, modelPresets, parameterCount, presetNames, describeIssues, scenarioJsonSchema } from '@lockstep/topology';
+import { InvalidInput, InvalidTopology, modelPresets, parameterCount, presetNames, scenarioJsonSchema } from '@lockstep/topology';
 import { createLogger, logLevels, type LogLevel } from '@lockstep/actors';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
 import { hostGroups, launch, type TrainResult } from './launcher.ts';
@@ -9,7 +12,7 @@ import { Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
 import { benchMarkdown, runBench, writeBench } from './bench.ts';
 import { chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
-import { clientRole, hostRole, podRole } from './roles.ts';
+import { clientRole, hostRole, parseFlags, podRole } from './roles.ts';
 
 const TrainFlags = z.object({
   topology: z.string().min(1),
@@ -22,11 +25,7 @@ const TrainFlags = z.object({
   natsServer: z.string().optional(),
 });
 
-function parseTrainFlags(raw: unknown) {
-  const r = TrainFlags.safeParse(raw);
-  if (!r.success) throw new UsageError(describeIssues(r.error).map((l) => `--${l.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join('\n'));
-  return r.data;
-}
+const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
 
 function printJson(o: unknown) {
   process.stdout.write(`${JSON.stringify(o)}\n`);
@@ -139,22 +138,22 @@ export function buildProgram(): Command {
     .option('--out <dir>', 'where results go', 'bench/results')
     .option('--json', 'print the report as one JSON line')
     .action(async (raw) => {
-      const f = z
-        .object({ smallSteps: z.coerce.number().int().min(1, 'must be >= 1'), largeSteps: z.coerce.number().int().min(1, 'must be >= 1'), out: z.string().min(1), json: z.boolean().default(false) })
-        .safeParse(raw);
-      if (!f.success) throw new UsageError(describeIssues(f.error).map((l) => `--${l.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join('\n'));
+      const flags = parseFlags(
+        z.object({ smallSteps: z.coerce.number().int().min(1, 'must be >= 1'), largeSteps: z.coerce.number().int().min(1, 'must be >= 1'), out: z.string().min(1), json: z.boolean().default(false) }),
+        raw,
+      );
       const log = createLogger('warn', { role: 'bench' });
-      const dir = (await import('node:fs')).mkdtempSync((await import('node:path')).join((await import('node:os')).tmpdir(), 'lockstep-bench-'));
+      const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-'));
       process.stderr.write('bench: raw NATS baseline...\n');
       const report = await runBench({
         dir,
         log,
-        smallSteps: f.data.smallSteps,
-        largeSteps: f.data.largeSteps,
+        smallSteps: flags.smallSteps,
+        largeSteps: flags.largeSteps,
         onCase: (c) => process.stderr.write(`bench: ${c.name}: ${c.stepsPerSecond.toFixed(2)} steps/s, step ${c.phaseMs.step.toFixed(1)} ms, exchange ${(c.phaseMs.exchange ?? 0).toFixed(1)} ms\n`),
       });
-      const files = writeBench(report, f.data.out);
-      if (f.data.json) printJson(report);
+      const files = writeBench(report, flags.out);
+      if (flags.json) printJson(report);
       else process.stdout.write(`${benchMarkdown(report)}\nwritten: ${files.json}, ${files.md}\n`);
     });
 
@@ -174,10 +173,10 @@ export function buildProgram(): Command {
       const scenarios = files.map(loadScenario);
       const log = createLogger(z.enum(logLevels).catch('warn').parse(raw.logLevel) as LogLevel, { role: 'chaos' });
       const results: ScenarioResult[] = [];
-      const dir = (await import('node:fs')).mkdtempSync((await import('node:path')).join((await import('node:os')).tmpdir(), 'lockstep-chaos-'));
+      const dir = mkdtempSync(join(tmpdir(), 'lockstep-chaos-'));
       for (const sc of scenarios) {
         process.stderr.write(`chaos: ${sc.name}...\n`);
-        const r = await runScenario(sc, { log, logLevel: log.level as LogLevel, runDir: (await import('node:path')).join(dir, sc.name) });
+        const r = await runScenario(sc, { log, logLevel: log.level as LogLevel, runDir: join(dir, sc.name) });
         results.push(r);
         process.stderr.write(`chaos: ${sc.name}: ${r.passed ? 'passed' : `FAILED: ${r.problems.join('; ')}`}\n`);
       }

@@ -1,5 +1,5 @@
 import { assign, emit, enqueueActions, fromCallback, setup } from 'xstate';
-import { clock } from '../clock.ts';
+import { clock, longestSilence } from '../clock.ts';
 import {
   actorNames,
   podSamples,
@@ -120,13 +120,8 @@ const podList = (ctx: ClientContext) => Array.from({ length: ctx.topology.pods }
 /** The pod silent the longest past `misses` heartbeat intervals, if any. */
 function silentPod(ctx: ClientContext): { pod: number; ms: number } | undefined {
   const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
-  const now = performance.now();
-  let worst: { pod: number; ms: number } | undefined;
-  ctx.podSeen.forEach((seen, pod) => {
-    const ms = now - seen;
-    if (ms > limit && (!worst || ms > worst.ms)) worst = { pod, ms };
-  });
-  return worst;
+  const s = longestSilence(ctx.podSeen, () => limit);
+  return s && { pod: s.index, ms: s.ms };
 }
 
 function hashesAgree(ctx: ClientContext): boolean {

@@ -1,7 +1,6 @@
 import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
 import {
   actorNames,
-  combineShardHashes,
   initOptimizerState,
   initParams,
   reduceInOrder,
@@ -75,7 +74,7 @@ export interface HostContext {
   early: AssembledTensor[];
   /** The update, held until commit. */
   next: { shard: Float32Array; optState: OptimizerState; params: Float32Array | undefined } | undefined;
-  phase: HostPhase | 'idle' | 'prepared' | 'failed';
+  phase: HostPhase | 'idle' | 'prepared';
   phaseStartedAt: number;
   phaseMs: PhaseTimes;
   rejected: Rejections;
@@ -104,7 +103,7 @@ function peerIndex(t: AssembledTensor): number {
 }
 
 function isComputePhase(phase: HostContext['phase']): phase is HostPhase {
-  return phase !== 'idle' && phase !== 'prepared' && phase !== 'failed';
+  return phase !== 'idle' && phase !== 'prepared';
 }
 
 function eventStep(event: HostEvent): { step: number; attempt: number } | undefined {
@@ -466,6 +465,3 @@ export const hostMachine = setup({
     stopped: { entry: 'sendStopped' },
   },
 });
-
-/** The pod hash a set of hosts would report: exported for tests and the pod. */
-export const podHashOf = combineShardHashes;

@@ -1,5 +1,5 @@
 import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
-import { clock } from '../clock.ts';
+import { clock, longestSilence } from '../clock.ts';
 import {
   actorNames,
   combineShardHashes,
@@ -88,14 +88,9 @@ const COMPUTE: ReadonlySet<string> = new Set(['forward', 'backward', 'update']);
  */
 function silentHost(ctx: PodContext): { host: number; ms: number } | undefined {
   const beatLimit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
-  const now = performance.now();
-  let worst: { host: number; ms: number } | undefined;
-  ctx.lastSeen.forEach((seen, host) => {
-    const ms = now - seen;
-    const limit = COMPUTE.has(String(ctx.hostPhase[host])) ? Math.max(beatLimit, ctx.topology.deadlines.phaseMs) : beatLimit;
-    if (ms > limit && (!worst || ms > worst.ms)) worst = { host, ms };
-  });
-  return worst;
+  const computeLimit = Math.max(beatLimit, ctx.topology.deadlines.phaseMs);
+  const s = longestSilence(ctx.lastSeen, (host) => (COMPUTE.has(String(ctx.hostPhase[host])) ? computeLimit : beatLimit));
+  return s && { host: s.index, ms: s.ms };
 }
 
 const hostList = (ctx: PodContext) => Array.from({ length: ctx.topology.hostsPerPod }, (_, h) => h);
