@@ -21,3 +21,8 @@ export class StartupTimeout extends Error {
 export class NatsUnavailable extends Error {
   override name = 'NatsUnavailable';
 }
+
+/** A restarted host could not get its committed state back from any replica. */
+export class HealFailed extends Error {
+  override name = 'HealFailed';
+}

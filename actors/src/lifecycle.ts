@@ -36,12 +36,15 @@ export function heartbeats(opts: {
   kind: 'host.heartbeat' | 'pod.heartbeat';
   everyMs: number;
   state: () => { runId: string; step: number; attempt: number; phase: string };
+  /** For pods: the hosts not heard from lately; none means a step dispatched now can run. */
+  silentHosts?: () => number[];
   log: Logger;
 }): { beat: () => void; stop: () => void } {
   let n = 0;
   const beat = () => {
     const c = opts.state();
-    const msg = { ...envelope(c, opts.me, `${opts.kind}.${n++}`), kind: opts.kind, phase: c.phase } satisfies HostHeartbeat | PodHeartbeat;
+    const base = { ...envelope({ ...c, step: Math.max(0, c.step) }, opts.me, `${opts.kind}.${n++}`), phase: c.phase };
+    const msg: HostHeartbeat | PodHeartbeat = opts.kind === 'pod.heartbeat' ? { ...base, kind: 'pod.heartbeat', ready: (opts.silentHosts?.() ?? []).length === 0, silentHosts: opts.silentHosts?.() ?? [] } : { ...base, kind: 'host.heartbeat' };
     try {
       opts.nc.publish(opts.subject, encodeControl(msg));
     } catch (err) {

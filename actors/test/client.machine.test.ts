@@ -18,6 +18,8 @@ const prepared = (pod: number, step: number, attempt: number, hash: string, loss
 const committed = (pod: number, step: number, attempt: number, hash: string): ClientEvent => ({ type: 'pod.committed', msg: { ...env(step, attempt, pod), kind: 'pod.committed', paramsHash: hash } });
 const aborted = (pod: number, step: number, attempt: number): ClientEvent => ({ type: 'pod.aborted', msg: { ...env(step, attempt, pod), kind: 'pod.aborted' } });
 const stopped = (pod: number): ClientEvent => ({ type: 'pod.stopped', msg: { ...env(0, 0, pod), kind: 'pod.stopped', rejected: { schema: pod + 1 }, duplicates: 1, faultsInjected: 2 } });
+/** A pod's heartbeat saying all its hosts are up. */
+const up = (pod: number, step = 0, attempt = 0, phase = 'idle'): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(step, attempt, pod), kind: 'pod.heartbeat', phase, ready: true, silentHosts: [] } });
 const failed = (pod: number, step: number, attempt: number): ClientEvent => ({
   type: 'pod.failed',
   msg: { ...env(step, attempt, pod), kind: 'pod.failed', host: 3, phase: 'exchange', reason: 'deadline of 100 ms exceeded' },
@@ -78,6 +80,8 @@ describe('client machine', () => {
       expect(controlSent(sent, 'step.abort').filter((m) => m.attempt === attempt).length).toBe(2);
       a.send(aborted(0, 0, attempt));
       a.send(failed(1, 0, attempt)); // pod 1 cannot confirm; the next dispatch supersedes it anyway
+      a.send(up(0));
+      a.send(up(1));
     }
     expect(controlSent(sent, 'step.dispatch').length).toBe(2 * t.recovery.maxAttempts);
     expect(controlSent(sent, 'run.end').length).toBe(2);
@@ -89,7 +93,7 @@ describe('client machine', () => {
   });
 
   it('resends a commit that gets no answer, each time under a new message id', async () => {
-    const quick = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 40, stepMs: 1000 } });
+    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 2 }, deadlines: { startupMs: 1000, phaseMs: 1000, stepMs: 1000 } });
     const sent: WireCommand[] = [];
     const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, steps: 1 } });
     a.start();
@@ -109,7 +113,7 @@ describe('client machine', () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 }, deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 } });
     const sent: WireCommand[] = [];
     const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
-    const beat = (pod: number): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(0, 0, pod), kind: 'pod.heartbeat', phase: 'running' } });
+    const beat = (pod: number): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(0, 0, pod), kind: 'pod.heartbeat', phase: 'running', ready: true, silentHosts: [] } });
     const until = Date.now() + 1000;
     while (Date.now() < until && a.getSnapshot().context.retried.length === 0) {
       a.send(beat(0)); // pod 0 keeps beating; pod 1 has gone quiet
@@ -117,7 +121,41 @@ describe('client machine', () => {
     }
     expect(controlSent(sent, 'step.abort').filter((m) => m.attempt === 0).length).toBe(2);
     expect(a.getSnapshot().context.retried[0].reason).toMatch(/^pod\/1 silent for \d+ ms at step 0 \(no heartbeat; last phase idle\)$/);
-    expect(controlSent(sent, 'step.dispatch').some((m) => m.attempt === 1)).toBe(true);
+    // the retry waits until both pods say, after the failure, that their hosts are up
+    expect(controlSent(sent, 'step.dispatch').some((m) => m.attempt === 1)).toBe(false);
+    a.send(up(0));
+    expect(controlSent(sent, 'step.dispatch').some((m) => m.attempt === 1)).toBe(false);
+    a.send(up(1));
+    expect(controlSent(sent, 'step.dispatch').filter((m) => m.attempt === 1).length).toBe(2);
+    a.stop();
+  });
+
+  it('a pod idle well after the dispatch (restarted, or the dispatch was lost) fails the attempt', async () => {
+    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 }, deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 } });
+    const sent: WireCommand[] = [];
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    a.send(up(1)); // at once: its heartbeat may predate the dispatch
+    expect(a.getSnapshot().context.retried).toEqual([]);
+    await new Promise((r) => setTimeout(r, 60));
+    a.send(up(0, 0, 0, 'running'));
+    a.send(up(1));
+    expect(controlSent(sent, 'step.abort').filter((m) => m.attempt === 0).length).toBe(2);
+    await waitFor(a, (s) => s.context.retried.length === 1, { timeout: 2000 });
+    expect(a.getSnapshot().context.retried[0].reason).toBe('pod/1 failed at step 0 (idle): idle in attempt 0 (restarted, or its dispatch was lost)');
+    a.stop();
+  });
+
+  it('ends the run when a pod does not come back within the start-up deadline', async () => {
+    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 10, misses: 3 }, deadlines: { startupMs: 100, phaseMs: 100, stepMs: 5000 } });
+    const sent: WireCommand[] = [];
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    a.send(failed(1, 0, 0));
+    a.send(aborted(0, 0, 0));
+    a.send(aborted(1, 0, 0));
+    a.send(up(0));
+    await waitFor(a, (s) => s.context.failure?.kind === 'podsNotReady', { timeout: 2000 });
+    expect(describeFailure(a.getSnapshot().context.failure)).toBe('not ready within 100 ms to retry step 0: pod/1 (scheduler silent)');
+    expect(controlSent(sent, 'step.dispatch').some((m) => m.attempt === 1)).toBe(false);
     a.stop();
   });
 
@@ -126,6 +164,8 @@ describe('client machine', () => {
     a.send(failed(0, 0, 0));
     a.send(aborted(0, 0, 0));
     a.send(aborted(1, 0, 0));
+    a.send(up(0));
+    a.send(up(1));
     a.send(prepared(0, 0, 1, H(3)));
     a.send(prepared(1, 0, 1, H(3)));
     expect(controlSent(sent, 'step.commit').map((m) => m.attempt)).toEqual([1, 1]);

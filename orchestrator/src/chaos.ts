@@ -2,9 +2,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { LogLevel } from '@lockstep/actors';
-import { isPresetName, parseScenarioText, parseTopology, preset, type Scenario, type Topology } from '@lockstep/topology';
+import { isPresetName, parseScenarioText, parseTopology, preset, type CrashPoint, type Scenario, type Topology } from '@lockstep/topology';
 import { UsageError } from './errors.ts';
-import { hostGroups, launch, type TrainResult } from './launcher.ts';
+import { hostGroups, hostProcessName, launch, type TrainResult } from './launcher.ts';
 import type { StepLine } from './protocol.ts';
 import { runReference } from './reference.ts';
 
@@ -67,9 +67,10 @@ function processName(t: Topology, target: string): string {
   if (target === 'client') return 'client';
   const [role, p, h] = target.split('/');
   if (role === 'pod') return `pod-${p}`;
+  if (role === 'nats') return `nats-${p}`;
   const g = hostGroups(t).find((x) => x.pod === Number(p) && x.hosts.includes(Number(h)));
   if (!g) throw new UsageError(`no process runs ${target}`);
-  return `host-${g.pod}-${g.hosts.length === 1 ? g.hosts[0] : `${g.hosts[0]}..${g.hosts.at(-1)}`}`;
+  return hostProcessName(g);
 }
 
 const SIGNALS = { stop: 'SIGSTOP', cont: 'SIGCONT', kill: 'SIGKILL' } as const;
@@ -80,7 +81,16 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   const pids = new Map<string, number>();
   const commits: (StepLine & { at: number })[] = [];
   const injectedAt: number[] = [];
-  const pending = [...s.timeline].sort((a, b) => a.atStep - b.atStep);
+  const pending = s.timeline.filter((f) => !f.inPhase).sort((a, b) => a.atStep - b.atStep);
+  // faults at an exact phase are armed inside the host's process (it signals itself), on its first start only
+  const processEnv: Record<string, Record<string, string>> = {};
+  for (const f of s.timeline.filter((x) => x.inPhase)) {
+    const name = processName(t, f.target);
+    if (processEnv[name]) throw new UsageError(`scenario ${s.name}: more than one inPhase fault for ${name}`);
+    const point: CrashPoint = { host: Number(f.target.split('/')[2]), step: f.atStep, phase: f.inPhase!, signal: f.action === 'kill' ? 'SIGKILL' : 'SIGSTOP' };
+    processEnv[name] = { LOCKSTEP_CRASH_POINT: JSON.stringify(point) };
+  }
+  const restarts: { name: string; at: number }[] = [];
   const timers: ReturnType<typeof setTimeout>[] = [];
   const started = performance.now();
   let result: TrainResult | undefined;
@@ -92,7 +102,9 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
       runDir: opts.runDir,
       log: opts.log,
       logLevel: opts.logLevel,
+      processEnv,
       onSpawn: (name, pid) => pids.set(name, pid),
+      onRestart: (r) => restarts.push({ name: r.process, at: r.at }),
       onStep: (line) => {
         commits.push({ ...line, at: performance.now() });
         while (pending.length > 0 && pending[0].atStep <= line.step) {
@@ -124,7 +136,11 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   const max = steps.length ? Math.max(...steps) : -1;
   let skipped = 0;
   for (let i = 0; i <= max; i++) if (!unique.has(i)) skipped++;
-  const firstFault = injectedAt.length ? Math.min(...injectedAt) : undefined;
+  // a self-inflicted crash is seen when the supervisor restarts the process
+  const faultTimes = [...injectedAt, ...restarts.map((r) => r.at)];
+  const armedKills = Object.keys(processEnv).filter((name) => s.timeline.some((f) => f.inPhase && f.action === 'kill' && processName(t, f.target) === name));
+  const firedKills = armedKills.filter((name) => restarts.some((r) => r.name === name));
+  const firstFault = faultTimes.length ? Math.min(...faultTimes) : undefined;
   const after = firstFault === undefined ? undefined : commits.find((c) => c.at > firstFault);
   const r: ScenarioResult = {
     name: s.name,
@@ -132,7 +148,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
     problems: [],
     expected: s.expect.outcome,
     error: error ? error.message.split('\n')[0] : null,
-    faultsInjected: (result?.faultsInjected ?? 0) + injectedAt.length,
+    faultsInjected: (result?.faultsInjected ?? 0) + injectedAt.length + firedKills.length,
     stepsCommitted: unique.size,
     duplicateCommits: steps.length - unique.size,
     skippedSteps: skipped,
@@ -146,6 +162,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   problem(r.duplicateCommits === 0, `${r.duplicateCommits} steps committed twice`);
   problem(r.skippedSteps === 0, `${r.skippedSteps} steps skipped`);
   problem(r.hashMismatches === 0, `pods disagreed at ${r.hashMismatches} committed steps`);
+  problem(firedKills.length === armedKills.length, `crash point never reached in ${armedKills.filter((n) => !firedKills.includes(n)).join(', ')}`);
   if (s.expect.outcome === 'recovers') {
     problem(!error, `expected to recover, failed: ${r.error}`);
     problem(r.stepsCommitted === s.steps, `committed ${r.stepsCommitted} of ${s.steps} steps`);

@@ -210,12 +210,16 @@ export function buildProgram(): Command {
       .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
       .requiredOption('--topology <preset|file>', 'topology')
       .addOption(new Option('--log-level <level>', 'log level').choices(logLevels).default('info'));
-  role('pod', '(role process) run one pod scheduler').requiredOption('--pod <p>', 'pod index').action(async (raw) => {
-    process.exitCode = await podRole(raw);
-  });
+  role('pod', '(role process) run one pod scheduler')
+    .requiredOption('--pod <p>', 'pod index')
+    .option('--rejoin', 'restarted after a crash: learn the step from the client')
+    .action(async (raw) => {
+      process.exitCode = await podRole(raw);
+    });
   role('host', '(role process) run host actors of one pod')
     .requiredOption('--pod <p>', 'pod index')
     .requiredOption('--hosts <list>', 'host indices, comma-separated')
+    .option('--rejoin', 'restarted after a crash: heal the committed state from host h of another pod')
     .action(async (raw) => {
       process.exitCode = await hostRole(raw);
     });

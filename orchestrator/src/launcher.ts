@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -6,8 +7,9 @@ import type { Logger } from 'pino';
 import { hostPhases, type PhaseTimes, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
 import { ProcessExited, RunFailed } from './errors.ts';
-import { findNatsServer, startNatsCluster, type NatsNode } from './nats.ts';
-import { spawnRole, stopAll, type Managed } from './processes.ts';
+import { findNatsServer, spawnNats, startNatsCluster, type NatsNode } from './nats.ts';
+import { spawnRole, stopAll } from './processes.ts';
+import { Supervised, type Restart } from './supervisor.ts';
 import { ClientLine, type StepLine, type SummaryLine } from './protocol.ts';
 
 export interface LaunchOptions {
@@ -25,6 +27,10 @@ export interface LaunchOptions {
   /** Called for every role process started: its name (pod-0, host-0-1, client) and pid. */
   onSpawn?: (name: string, pid: number) => void;
   onStep?: (step: StepLine) => void;
+  /** Called when a crashed process is restarted. */
+  onRestart?: (r: Restart) => void;
+  /** Extra environment for the first start of named processes (fault injection: LOCKSTEP_CRASH_POINT). */
+  processEnv?: Record<string, Record<string, string>>;
 }
 
 /** What `lockstep train --json` prints. */
@@ -47,6 +53,8 @@ export interface TrainResult {
   /** Mean over steps of the slowest host's time in each phase, and of the whole step. */
   phaseMs: PhaseTimes & { step: number };
   processes: number;
+  /** Processes the launcher restarted after they crashed, and how they had exited. */
+  restarts: { process: string; exit: string }[];
   runDir: string;
 }
 
@@ -99,10 +107,12 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   const level = opts.logLevel ?? 'info';
 
   let nats: NatsNode[] = [];
-  const roles: Managed[] = [];
+  const supervised: Supervised[] = [];
+  const restarts: Restart[] = [];
   const cleanup = async () => {
-    await stopAll(roles);
-    await stopAll(nats.map((n) => ({ process: n.process })));
+    await stopAll(supervised.filter((x) => !x.name.startsWith('nats-')));
+    await stopAll(supervised.filter((x) => x.name.startsWith('nats-')));
+    await stopAll(nats.map((n) => ({ process: n.process }))); // started but not yet supervised
   };
   const onSignal = (sig: NodeJS.Signals) => {
     log.warn({ sig }, 'stopping every process of the run');
@@ -113,7 +123,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   // Last resort when the launcher dies without cleaning up (an uncaught error, a closed terminal):
   // role processes notice their stdin closing, nats-servers do not, so kill them on the way out.
   const onExit = () => {
-    for (const c of [...roles.map((r) => r.process), ...nats.map((n) => n.process)]) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const c of [...supervised.map((r) => r.process), ...nats.map((n) => n.process)]) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   };
   process.once('exit', onExit);
 
@@ -121,17 +131,42 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     nats = await startNatsCluster({ pods: t.pods, dir: runDir, bin: natsBin, log });
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');
     opts.onCluster?.({ runId, urls: nats.map((n) => n.url) });
-    const common = (pod: number) => ['--run', runId, '--nats', nats[pod].url, '--topology', topoFile, '--log-level', level];
-    for (let pod = 0; pod < t.pods; pod++) roles.push(spawnRole(`pod-${pod}`, ['pod', '--pod', String(pod), ...common(pod)], logDir));
-    for (const g of groups) roles.push(spawnRole(`host-${g.pod}-${g.hosts.length === 1 ? g.hosts[0] : `${g.hosts[0]}..${g.hosts.at(-1)}`}`, ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), ...common(g.pod)], logDir));
-    const client = spawnRole('client', ['client', '--steps', String(opts.steps), ...common(0)], logDir, 'pipe');
-    roles.push(client);
-    for (const r of roles) if (r.process.pid) opts.onSpawn?.(r.name, r.process.pid);
 
-    const steps: StepLine[] = [];
+    let giveUp: (err: Error) => void = () => {};
+    const died = new Promise<never>((_, reject) => (giveUp = reject));
     let summary: SummaryLine | undefined;
-    const lines = createInterface({ input: client.process.stdout! });
-    lines.on('line', (line) => {
+    const steps: StepLine[] = [];
+    const onRestart = (r: Restart) => {
+      restarts.push(r);
+      opts.onRestart?.(r);
+    };
+    const supervise = (name: string, start: (restart: number) => ChildProcess, logFile: string, expected: (code: number | null) => boolean, maxRestarts = t.recovery.maxRestarts) => {
+      const s = new Supervised({ name, maxRestarts, start, expected, log, logFile, onStart: (pid) => opts.onSpawn?.(name, pid), onRestart, onGiveUp: (err) => giveUp(err) });
+      supervised.push(s);
+      return s;
+    };
+    // a crashed nats-server comes back on the same ports; clients reconnect and the protocol resends what was lost
+    for (const n of nats) {
+      const logFile = join(logDir, `nats-pod-${n.pod}.log`);
+      supervise(`nats-${n.pod}`, (r) => (r === 0 ? n.process : spawnNats(natsBin, n.config, logFile)), logFile, () => summary !== undefined);
+    }
+    const urls = nats.map((n) => n.url);
+    nats = [];
+    // each process connects to its pod's server first, and fails over to the others while it is down
+    const natsUrls = (pod: number) => [pod, ...Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== pod)].map((q) => urls[q]).join(',');
+    const common = (pod: number) => ['--run', runId, '--nats', natsUrls(pod), '--topology', topoFile, '--log-level', level];
+    // a restarted role process rejoins: a pod scheduler learns the step from the client, a host heals from its cross-pod peer
+    const role = (name: string, args: string[]) =>
+      supervise(
+        name,
+        (r) => (r === 0 ? spawnRole(name, args, logDir, 'log', opts.processEnv?.[name]) : spawnRole(name, [...args, '--rejoin'], logDir)).process,
+        join(logDir, `${name}.log`),
+        (code) => code === 0,
+      );
+    for (let pod = 0; pod < t.pods; pod++) role(`pod-${pod}`, ['pod', '--pod', String(pod), ...common(pod)]);
+    for (const g of groups) role(hostProcessName(g), ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), ...common(g.pod)]);
+
+    const onLine = (line: string) => {
       let parsed: ReturnType<typeof ClientLine.safeParse>;
       try {
         parsed = ClientLine.safeParse(JSON.parse(line));
@@ -145,30 +180,29 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
         steps.push(l);
         opts.onStep?.(l);
       } else summary = l;
-    });
+    };
+    let clientCode: (code: number) => void = () => {};
+    const clientExit = new Promise<number>((res) => (clientCode = res));
+    const clientLog = join(logDir, 'client.log');
+    supervise(
+      'client',
+      (r) => {
+        const m = spawnRole('client', ['client', '--steps', String(opts.steps), ...common(0)], logDir, 'pipe');
+        createInterface({ input: m.process.stdout! }).on('line', onLine);
+        m.process.once('close', (code) => {
+          if (summary) clientCode(code ?? 1);
+        });
+        return m.process;
+      },
+      clientLog,
+      () => summary !== undefined,
+      0,
+    );
 
-    // Fail fast when any process dies before the client ends.
-    const died = new Promise<never>((_, reject) => {
-      for (const r of roles) {
-        r.process.once('exit', (code, signal) => {
-          // A role process exits 0 once the run has ended; anything else is a failure.
-          if (r === client || r.stopping || code === 0) return;
-          reject(new ProcessExited(`${r.name} exited (${signal ?? `code ${code}`}) during the run; its log: ${r.log}\n${tail(r.log)}`));
-        });
-      }
-      for (const n of nats) {
-        n.process.once('exit', (code, signal) => {
-          if (!summary) reject(new ProcessExited(`nats-server of pod ${n.pod} exited (${signal ?? `code ${code}`}); its log: ${join(logDir, `nats-pod-${n.pod}.log`)}`));
-        });
-      }
-    });
-    const linesClosed = new Promise<void>((res) => lines.once('close', () => res()));
-    const exited = new Promise<number>((res) => client.process.once('exit', (code) => res(code ?? 1)));
-    const clientExit = Promise.all([exited, linesClosed]).then(([c]) => c);
     const code = await Promise.race([clientExit, died]);
-    if (!summary) throw new RunFailed(`the client exited (code ${code}) without a summary; its log: ${client.log}\n${tail(client.log)}`);
+    if (!summary) throw new RunFailed(`the client exited (code ${code}) without a summary; its log: ${clientLog}\n${tail(clientLog)}`);
     const s: SummaryLine = summary;
-    const result = toResult(t, runId, runDir, s, steps, processes);
+    const result = toResult(t, runId, runDir, s, steps, processes, restarts);
     if (s.failure) throw new RunFailed(`${s.failure.kind}: ${s.failure.message} (logs in ${logDir})`, result);
     if (s.stepsCommitted !== opts.steps) throw new RunFailed(`only ${s.stepsCommitted} of ${opts.steps} steps committed (logs in ${logDir})`, result);
     return result;
@@ -179,8 +213,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     process.off('exit', onExit);
   }
 }
-
-function toResult(t: Topology, runId: string, runDir: string, s: SummaryLine, steps: StepLine[], processes: number): TrainResult {
+function toResult(t: Topology, runId: string, runDir: string, s: SummaryLine, steps: StepLine[], processes: number, restarts: Restart[]): TrainResult {
   const phaseMs = { step: mean(steps.map((x) => x.ms)) } as PhaseTimes & { step: number };
   for (const p of hostPhases) phaseMs[p] = mean(steps.map((x) => x.phaseMs[p] ?? 0));
   return {
@@ -199,8 +232,14 @@ function toResult(t: Topology, runId: string, runDir: string, s: SummaryLine, st
     retried: s.retried,
     phaseMs,
     processes,
+    restarts: restarts.map((r) => ({ process: r.process, exit: r.exit })),
     runDir,
   };
+}
+
+/** The name of a host process: host-<pod>-<host>, or host-<pod>-<first>..<last> for a group. */
+export function hostProcessName(g: { pod: number; hosts: number[] }): string {
+  return `host-${g.pod}-${g.hosts.length === 1 ? g.hosts[0] : `${g.hosts[0]}..${g.hosts.at(-1)}`}`;
 }
 
 function mean(xs: number[]): number {

@@ -50,6 +50,12 @@ function waitForPort(port: number, deadlineMs: number, child: ChildProcess, name
   });
 }
 
+/** Start nats-server with a config file, logging to `logFile` (also how a crashed server is restarted, on the same ports). */
+export function spawnNats(bin: string, config: string, logFile: string): ChildProcess {
+  const logFd = openSync(logFile, 'a');
+  return spawn(bin, ['-c', config], { stdio: ['ignore', logFd, logFd] });
+}
+
 /** Start one nats-server per pod, clustered when there are several, and wait until each listens. */
 export async function startNatsCluster(opts: { pods: number; dir: string; bin: string; log: Logger; startupMs?: number }): Promise<NatsNode[]> {
   const ports = await Promise.all(Array.from({ length: opts.pods }, async () => ({ port: await freePort(), clusterPort: await freePort() })));
@@ -57,8 +63,7 @@ export async function startNatsCluster(opts: { pods: number; dir: string; bin: s
     const config = join(opts.dir, `nats-pod-${pod}.conf`);
     const routes = ports.filter((_, q) => q !== pod).map((p) => p.clusterPort);
     writeFileSync(config, natsConfig({ pod, port, clusterPort, routes: routes.map((p) => ({ port: p })) }));
-    const logFd = openSync(join(opts.dir, 'logs', `nats-pod-${pod}.log`), 'a');
-    const child = spawn(opts.bin, ['-c', config], { stdio: ['ignore', logFd, logFd] });
+    const child = spawnNats(opts.bin, config, join(opts.dir, 'logs', `nats-pod-${pod}.log`));
     opts.log.debug({ pod, port, clusterPort, pid: child.pid }, 'nats-server started');
     return { pod, url: `nats://127.0.0.1:${port}`, port, clusterPort, config, process: child };
   });

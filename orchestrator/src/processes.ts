@@ -19,14 +19,14 @@ export interface Managed {
  * `<logDir>/<name>.log`; its stdin is a pipe whose end tells it the launcher
  * is gone, so no process outlives the launcher.
  */
-export function spawnRole(name: string, args: string[], logDir: string, stdout: 'pipe' | 'log' = 'log'): Managed {
+export function spawnRole(name: string, args: string[], logDir: string, stdout: 'pipe' | 'log' = 'log', env: Record<string, string> = {}): Managed {
   const log = join(logDir, `${name}.log`);
   const fd = openSync(log, 'a');
   // LOCKSTEP_NODE_ARGS passes flags to every role process's node (e.g. --cpu-prof).
   const nodeArgs = (process.env.LOCKSTEP_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, cliPath, ...args], {
     stdio: ['pipe', stdout === 'pipe' ? 'pipe' : fd, fd],
-    env: { ...process.env, LOCKSTEP_PARENT_WATCH: '1' },
+    env: { ...process.env, ...env, LOCKSTEP_PARENT_WATCH: '1' },
   });
   return { name, log, process: child, stopping: false };
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { connectNats, createLogger, describeFailure, logLevels, runClient, runHost, runPod, type ClientFailure, type LogLevel } from '@lockstep/actors';
-import { RunId, describeIssues } from '@lockstep/topology';
+import { parseCrashPoint, connectNats, createLogger, describeFailure, logLevels, runClient, runHost, runPod, type ClientFailure, type LogLevel } from '@lockstep/actors';
+import { RunId, describeIssues, type CrashPoint } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
 import { loadTopology } from './load.ts';
 import { UsageError } from './errors.ts';
@@ -17,10 +17,13 @@ const common = {
   logLevel: z.enum(logLevels).default('info'),
 };
 const index = z.coerce.number().int('must be a whole number').min(0, 'must be >= 0');
-export const PodFlags = z.object({ ...common, pod: index });
+/** --rejoin: started again after a crash (a pod scheduler learns the step from the client, a host heals from its peer). */
+const rejoin = z.boolean().default(false);
+export const PodFlags = z.object({ ...common, pod: index, rejoin });
 export const HostFlags = z.object({
   ...common,
   pod: index,
+  rejoin,
   hosts: z.string().regex(/^\d+(,\d+)*$/, 'must be a comma-separated list of host indices, e.g. 0,1'),
 });
 export const ClientFlags = z.object({ ...common, steps: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1'), firstStep: index.default(0) });
@@ -48,7 +51,7 @@ export async function podRole(raw: unknown): Promise<number> {
   const t = loadTopology(f.topology);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
   const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log });
-  const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log });
+  const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log, rejoin: f.rejoin });
   const exit = () => {
     pod.stop();
     void nc.close().finally(() => process.exit(1));
@@ -70,7 +73,13 @@ export async function hostRole(raw: unknown): Promise<number> {
   if (f.pod >= t.pods) throw new UsageError(`--pod: pod ${f.pod} does not exist (pods is ${t.pods})`);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'host' });
   const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log });
-  const runs = hosts.map((host) => runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log }));
+  let crashPoint: CrashPoint | undefined;
+  try {
+    crashPoint = parseCrashPoint(process.env.LOCKSTEP_CRASH_POINT);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const runs = hosts.map((host) => runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal: f.rejoin, crashPoint }));
   const exit = () => {
     for (const r of runs) r.stop();
     void nc.close().finally(() => process.exit(1));

@@ -40,3 +40,10 @@ export function crc32Table(bytes: Uint8Array): number {
   for (let i = 0; i < bytes.length; i++) c = table[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return (c ^ -1) >>> 0;
 }
+
+/** SHA-256 over tensors' float32 bytes in order: the checksum of a host's state in transfer and on disk. */
+export function tensorsDigest(tensors: readonly Float32Array[]): string {
+  const h = createHash('sha256');
+  for (const t of tensors) h.update(new Uint8Array(t.buffer, t.byteOffset, t.byteLength));
+  return h.digest('hex');
+}

@@ -69,8 +69,26 @@ export const PodCommitted = msg('pod.committed', { paramsHash: Hash });
 export const PodAborted = msg('pod.aborted', {});
 export const PodFailed = msg('pod.failed', { host: z.number().int().min(-1), phase: z.string().max(100), reason: z.string().max(2000) });
 /** Every `heartbeat.intervalMs`: the pod scheduler is alive, and in which phase. */
-export const PodHeartbeat = msg('pod.heartbeat', { phase: z.string().max(40) });
+export const PodHeartbeat = msg('pod.heartbeat', {
+  phase: z.string().max(40),
+  /** Every host of the pod heard from lately and holding parameters: a step dispatched now can run. */
+  ready: z.boolean(),
+  /** Hosts not heard from lately (dead, stalled, or healing after a restart). */
+  silentHosts: z.array(z.number().int().min(0)).max(4096).default([]),
+});
 export const PodStopped = msg('pod.stopped', { rejected: RejectCounts, duplicates: count, faultsInjected: count });
+// healing: a restarted host asks host h of another pod for its committed state (host -> host)
+export const StateRequest = msg('state.request', { reqId: z.string().min(1).max(100) });
+/** The committed state follows as state.params and state.opt tensors; this closes it. */
+export const StateDone = msg('state.done', {
+  reqId: z.string().min(1).max(100),
+  lastCommitted: z.object({ step: count, attempt: count, shardHash: Hash }).strict().nullable(),
+  optTensors: count,
+  /** SHA-256 over the params bytes, then every optimizer tensor's bytes. */
+  sha256: Hash,
+});
+/** The peer holds no state it can give (it is healing too). */
+export const StateNone = msg('state.none', { reqId: z.string().min(1).max(100), reason: z.string().max(500) });
 // readiness (request/reply)
 export const Ping = msg('ping', {});
 export const Pong = msg('pong', { ready: z.boolean(), waitingFor: z.array(z.string().max(100)).max(100) });
@@ -105,6 +123,9 @@ export const ControlMessage = z.discriminatedUnion('kind', [
   Ping,
   Pong,
   StepCommitted,
+  StateRequest,
+  StateDone,
+  StateNone,
 ]);
 export type ControlMessage = z.infer<typeof ControlMessage>;
 export type ControlKind = ControlMessage['kind'];
@@ -132,9 +153,12 @@ export type PodHeartbeat = z.infer<typeof PodHeartbeat>;
 export type Ping = z.infer<typeof Ping>;
 export type Pong = z.infer<typeof Pong>;
 export type StepCommitted = z.infer<typeof StepCommitted>;
+export type StateRequest = z.infer<typeof StateRequest>;
+export type StateDone = z.infer<typeof StateDone>;
+export type StateNone = z.infer<typeof StateNone>;
 
-/** The three tensors hosts send each other in a step. */
-export const TensorKind = z.enum(['grad.slice', 'grad.exchange', 'param.shard']);
+/** The three tensors hosts send each other in a step, and the two a healing host receives (full parameters, optimizer state). */
+export const TensorKind = z.enum(['grad.slice', 'grad.exchange', 'param.shard', 'state.params', 'state.opt']);
 export type TensorKind = z.infer<typeof TensorKind>;
 
 export const TensorChunkHeader = Envelope.extend({

@@ -8,17 +8,40 @@ import { DeadlineSpec, FaultSpec, HeartbeatSpec, RecoverySpec } from './topology
  * A fault-injection scenario: a topology, a number of steps, a timeline of
  * process faults and seeded message faults, and the outcome expected.
  */
+/** Where in a step a host can be made to fail: a phase of the step, waiting for the commit, or just after committing it. */
+export const FaultPhase = z.enum(['forward', 'backward', 'reduceScatter', 'exchange', 'update', 'allGather', 'prepared', 'committed']);
+export type FaultPhase = z.infer<typeof FaultPhase>;
+
+/**
+ * A host process told (through LOCKSTEP_CRASH_POINT) to signal itself the
+ * moment its host enters `phase` of `step`: a real SIGKILL or SIGSTOP at an
+ * exact point of the protocol, which a timer from outside cannot hit.
+ */
+export const CrashPoint = z
+  .object({
+    host: z.number().int().min(0),
+    step: z.number().int().min(0),
+    phase: FaultPhase,
+    signal: z.enum(['SIGKILL', 'SIGSTOP']),
+  })
+  .strict();
+export type CrashPoint = z.infer<typeof CrashPoint>;
+
 export const ProcessFault = z
   .object({
-    /** Inject when the client has committed this step. */
+    /** Inject when the client has committed this step; with `inPhase`, inject during this step. */
     atStep: z.number().int().min(0),
     /** Then wait this long. */
     afterMs: z.number().int().min(0).default(0),
+    /** For a host: signal its process the moment it enters this phase of step `atStep` (kill or stop only). */
+    inPhase: FaultPhase.optional(),
     /** stop = SIGSTOP (a straggler), cont = SIGCONT, kill = SIGKILL. */
     action: z.enum(['stop', 'cont', 'kill'], { error: 'must be stop, cont or kill' }),
-    target: z.string().regex(/^(client|pod\/\d+|host\/\d+\/\d+)$/, 'must be client, pod/<p> or host/<p>/<h>'),
+    /** The process to signal: the client, a pod scheduler, the process running a host, or a pod's nats-server. */
+    target: z.string().regex(/^(client|pod\/\d+|host\/\d+\/\d+|nats\/\d+)$/, 'must be client, pod/<p>, host/<p>/<h> or nats/<p>'),
   })
-  .strict();
+  .strict()
+  .refine((f) => !f.inPhase || (f.target.startsWith('host/') && f.action !== 'cont'), { message: 'inPhase is for kill or stop of a host', path: ['inPhase'] });
 export type ProcessFault = z.output<typeof ProcessFault>;
 
 export const Scenario = z

@@ -8,6 +8,8 @@
  *   lockstep.<run>.host.<p>.<h>.cmd     pod p -> its host h (host.dispatch, host.commit, ...)
  *   lockstep.<run>.host.<p>.<h>.data    tensor chunks for host h of pod p (in-pod and cross-pod)
  *   lockstep.<run>.host.<p>.<h>.ping    readiness request/reply
+ *   lockstep.<run>.host.<p>.<h>.state   state.request from host h of another pod (healing)
+ *   lockstep.<run>.host.<p>.<h>.heal    the committed state sent back to a healing host h
  *   lockstep.<run>.progress             client -> observers: one message per committed step
  *
  * Each direction has its own subject so that per-role permissions can say who
@@ -23,6 +25,8 @@ export const subjects = {
   hostCmd: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.cmd`,
   hostData: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.data`,
   hostPing: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.ping`,
+  hostState: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.state`,
+  hostHeal: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.heal`,
   progress: (run: string) => `lockstep.${run}.progress`,
 } as const;
 

@@ -111,8 +111,10 @@ export const RecoverySpec = z
   .object({
     /** Attempts of one step before the run gives up: a failed attempt is aborted everywhere and retried as attempt a+1. */
     maxAttempts: positiveInt().max(100, 'must be <= 100').default(3),
-    /** Times a commit or abort is resent (one phase deadline apart) before the run gives up. */
-    maxResends: z.number().int().min(0, 'must be >= 0').max(100, 'must be <= 100').default(5),
+    /** Times the client resends a commit (one heartbeat interval apart) before the run gives up. */
+    maxResends: z.number().int().min(0, 'must be >= 0').max(100, 'must be <= 100').default(10),
+    /** Times the launcher restarts one crashed process (host, pod scheduler, client, nats-server) before the run fails. */
+    maxRestarts: z.number().int().min(0, 'must be >= 0').max(100, 'must be <= 100').default(3),
   })
   .strict();
 
@@ -130,7 +132,7 @@ export const Topology = z
     wire: WireSpec.default({ chunkBytes: 512 * 1024, maxControlBytes: 64 * 1024 }),
     deadlines: DeadlineSpec.default({ startupMs: 60_000, phaseMs: 30_000, stepMs: 120_000 }),
     heartbeat: HeartbeatSpec.default({ intervalMs: 1000, misses: 3 }),
-    recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 5 }),
+    recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 10, maxRestarts: 3 }),
     faults: FaultSpec.default({ seed: 1, rules: [] }),
   })
   .strict()

@@ -39,7 +39,8 @@ export type ClientFailure =
   | { kind: 'hashMismatch'; step: number; hashes: { pod: number; paramsHash: string }[] }
   | { kind: 'podFailed'; step: number; pod: number; host: number; phase: string; reason: string }
   | { kind: 'deadline'; step: number; waitingFor: string; pods: number[]; ms: number }
-  | { kind: 'podSilent'; step: number; pod: number; ms: number; phase: string };
+  | { kind: 'podSilent'; step: number; pod: number; ms: number; phase: string }
+  | { kind: 'podsNotReady'; step: number; pods: { pod: number; silentHosts: number[] }[]; ms: number };
 
 export interface StepRecord {
   type: 'step.committed';
@@ -64,7 +65,7 @@ export interface ClientContext {
   committed: Map<number, PodCommitted>;
   aborted: Set<number>;
   stopped: Map<number, PodStopped>;
-  phase: 'awaitPrepared' | 'committing' | 'aborting' | 'finishing' | 'done';
+  phase: 'awaitPods' | 'awaitPrepared' | 'committing' | 'aborting' | 'finishing' | 'done';
   stepsCommitted: number;
   lossFirst: number | undefined;
   lossLast: number | undefined;
@@ -80,6 +81,16 @@ export interface ClientContext {
   /** When each pod was last heard from (performance.now) and its last reported phase. */
   podSeen: number[];
   podPhase: string[];
+  /** Each pod's last word on whether all its hosts are up, and the step attempt it was at. */
+  podReady: boolean[];
+  podSilentHosts: number[][];
+  podAt: { step: number; attempt: number }[];
+  /** Since when the client waits for every pod to be ready again (after a failed attempt). */
+  waitSince: number;
+  /** Attempts of the step in flight run by this client. */
+  tries: number;
+  /** When the attempt in flight was dispatched (performance.now). */
+  dispatchedAt: number;
   /** Attempts that failed and were retried. */
   retried: RetriedAttempt[];
 }
@@ -117,6 +128,11 @@ function podIndex(event: ClientEvent): number {
 
 const podList = (ctx: ClientContext) => Array.from({ length: ctx.topology.pods }, (_, p) => p);
 
+/** Pods that have not said, since `waitSince`, that every one of their hosts is up. */
+function podsNotReady(ctx: ClientContext): number[] {
+  return podList(ctx).filter((p) => !(ctx.podSeen[p] >= ctx.waitSince && ctx.podReady[p]));
+}
+
 /** The pod silent the longest past `misses` heartbeat intervals, if any. */
 function silentPod(ctx: ClientContext): { pod: number; ms: number } | undefined {
   const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
@@ -146,8 +162,12 @@ export const clientMachine = setup({
   delays: {
     stepDeadline: ({ context }) => context.topology.deadlines.stepMs,
     phaseDeadline: ({ context }) => context.topology.deadlines.phaseMs,
-    /** Longer than a pod's own wait for its hosts' commits, so the pod can say which host is missing first. */
-    commitGiveUp: ({ context }) => context.topology.deadlines.stepMs + context.topology.deadlines.phaseMs,
+    startupDeadline: ({ context }) => context.topology.deadlines.startupMs,
+    resendDelay: ({ context }) => context.topology.heartbeat.intervalMs,
+    abortWait: ({ context }) => context.topology.heartbeat.intervalMs * context.topology.heartbeat.misses,
+    /** Longer than a pod's own wait for its hosts' commits (so the pod can say which host is missing first), and than every resend. */
+    commitGiveUp: ({ context }) =>
+      Math.max(context.topology.deadlines.stepMs + context.topology.deadlines.phaseMs, (context.topology.recovery.maxResends + 1) * context.topology.heartbeat.intervalMs),
   },
   guards: {
     forThisAttempt: ({ context, event }) => 'msg' in event && stepMismatch(context, event.msg) === undefined,
@@ -159,7 +179,11 @@ export const clientMachine = setup({
     allStopped: ({ context }) => context.stopped.size === context.topology.pods,
     /** A failed attempt is retried unless the pods disagreed (a bug, not a fault) or the attempts are used up. */
     canRetry: ({ context }) =>
-      context.failure !== undefined && context.failure.kind !== 'hashMismatch' && context.attempt + 1 < context.topology.recovery.maxAttempts,
+      context.failure !== undefined && context.failure.kind !== 'hashMismatch' && context.tries < context.topology.recovery.maxAttempts,
+    allPodsReady: ({ context }) => podsNotReady(context).length === 0,
+    /** A pod idle well after the dispatch never got it, or was restarted meanwhile: this attempt cannot finish. */
+    podIdleInAttempt: ({ context, event }) =>
+      event.type === 'pod.heartbeat' && event.msg.phase === 'idle' && performance.now() - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs,
     canResend: ({ context }) => context.resends < context.topology.recovery.maxResends,
     somePodSilent: ({ context }) => silentPod(context) !== undefined,
   },
@@ -171,7 +195,7 @@ export const clientMachine = setup({
     dispatch: enqueueActions(({ context, enqueue }) => {
       const attempt = context.attempt + 1;
       const ctx = { ...context, attempt };
-      enqueue.assign({ attempt, prepared: new Map(), committed: new Map(), aborted: new Set(), resends: 0, ...(attempt === 0 ? { stepStartedAt: performance.now() } : {}) });
+      enqueue.assign({ attempt, tries: context.tries + 1, dispatchedAt: performance.now(), prepared: new Map(), committed: new Map(), aborted: new Set(), resends: 0, ...(attempt === 0 ? { stepStartedAt: performance.now() } : {}) });
       for (const p of podList(context)) {
         enqueue.sendTo('wire', {
           type: 'wire.send',
@@ -227,7 +251,19 @@ export const clientMachine = setup({
         podHashes,
       });
     }),
-    nextStep: assign(({ context }) => ({ step: context.step + 1, attempt: -1 })),
+    nextStep: assign(({ context }) => ({ step: context.step + 1, attempt: -1, tries: 0 })),
+    /** Number the next attempt past any a pod has seen for this step (a restarted client does not know how far the last one got). */
+    catchUpAttempt: assign(({ context }) => ({
+      attempt: Math.max(context.attempt, ...context.podAt.filter((a) => a.step === context.step).map((a) => a.attempt)),
+    })),
+    podsNotReady: assign(({ context }) => ({
+      failure: {
+        kind: 'podsNotReady' as const,
+        step: context.step,
+        pods: podsNotReady(context).map((p) => ({ pod: p, silentHosts: context.podSeen[p] >= context.waitSince ? context.podSilentHosts[p] : [] })),
+        ms: context.topology.deadlines.startupMs,
+      },
+    })),
     countResend: assign(({ context }) => ({ resends: context.resends + 1 })),
     notePod: assign(({ context, event }) => {
       if (!('msg' in event)) return {};
@@ -237,8 +273,24 @@ export const clientMachine = setup({
       if (event.type !== 'pod.heartbeat') return { podSeen };
       const podPhase = [...context.podPhase];
       podPhase[p] = event.msg.phase;
-      return { podSeen, podPhase };
+      const podReady = [...context.podReady];
+      podReady[p] = event.msg.ready;
+      const podSilentHosts = [...context.podSilentHosts];
+      podSilentHosts[p] = event.msg.silentHosts;
+      const podAt = [...context.podAt];
+      podAt[p] = { step: event.msg.step, attempt: event.msg.attempt };
+      return { podSeen, podPhase, podReady, podAt, podSilentHosts };
     }),
+    podIdle: assign(({ context, event }) => ({
+      failure: {
+        kind: 'podFailed' as const,
+        step: context.step,
+        pod: podIndex(event),
+        host: -1,
+        phase: 'idle',
+        reason: `idle in attempt ${context.attempt} (restarted, or its dispatch was lost)`,
+      },
+    })),
     podSilent: assign(({ context }) => {
       const s = silentPod(context)!;
       return { failure: { kind: 'podSilent' as const, step: context.step, pod: s.pod, ms: s.ms, phase: context.podPhase[s.pod] } };
@@ -285,6 +337,12 @@ export const clientMachine = setup({
     resends: 0,
     podSeen: Array.from({ length: input.topology.pods }, () => performance.now()),
     podPhase: Array.from({ length: input.topology.pods }, () => 'idle'),
+    podReady: Array.from({ length: input.topology.pods }, () => false),
+    podSilentHosts: Array.from({ length: input.topology.pods }, () => []),
+    podAt: Array.from({ length: input.topology.pods }, () => ({ step: 0, attempt: 0 })),
+    waitSince: 0,
+    tries: 0,
+    dispatchedAt: 0,
     retried: [],
   }),
   invoke: [
@@ -313,6 +371,7 @@ export const clientMachine = setup({
         'pod.failed': [{ guard: 'forThisAttempt', target: 'aborting', actions: 'podFailed' }, { actions: 'reject' }],
         // a pod scheduler that stops heartbeating (crashed, or stalled) fails the attempt, named
         'clock.tick': { guard: 'somePodSilent', target: 'aborting', actions: 'podSilent' },
+        'pod.heartbeat': [{ guard: 'podIdleInAttempt', target: 'aborting', actions: ['notePod', 'podIdle'] }, { actions: 'notePod' }],
       },
       after: { stepDeadline: { target: 'aborting', actions: { type: 'deadline', params: { waitingFor: 'pod.prepared' } } } },
     },
@@ -328,11 +387,12 @@ export const clientMachine = setup({
         'pod.failed': [{ guard: 'forThisAttempt', target: 'finishing', actions: 'podFailed' }, { actions: 'reject' }],
       },
       after: { commitGiveUp: { target: 'finishing', actions: { type: 'deadline', params: { waitingFor: 'pod.committed' } } } },
-      // once sent, a commit is never taken back: resend it, one phase deadline apart, until every pod confirms
+      // once sent, a commit is never taken back: resend it every heartbeat interval until every pod confirms
+      // (a pod scheduler restarted meanwhile learns of the step from it)
       initial: 'sent',
       states: {
         sent: {
-          after: { phaseDeadline: { guard: 'canResend', target: 'sent', reenter: true, actions: ['countResend', { type: 'tell', params: { kind: 'step.commit' } }] } },
+          after: { resendDelay: { guard: 'canResend', target: 'sent', reenter: true, actions: ['countResend', { type: 'tell', params: { kind: 'step.commit' } }] } },
         },
       },
     },
@@ -344,11 +404,21 @@ export const clientMachine = setup({
         // a pod that fails while the others abort cannot confirm; the next attempt's dispatch supersedes it anyway
         'pod.failed': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
       },
-      after: { phaseDeadline: 'retryOrEnd' },
+      // a pod that is down cannot confirm; the next attempt's dispatch supersedes the aborted one anyway
+      after: { abortWait: 'retryOrEnd' },
     },
     /** Retry the step as attempt a+1 (a later dispatch supersedes whatever a pod or host still holds of attempt a), or end the run. */
     retryOrEnd: {
-      always: [{ guard: 'canRetry', target: 'awaitPrepared', actions: 'noteRetry' }, { target: 'finishing' }],
+      always: [{ guard: 'canRetry', target: 'awaitPods', actions: 'noteRetry' }, { target: 'finishing' }],
+    },
+    /**
+     * Before a retry: wait until every pod says, in a heartbeat sent after the failure, that all its hosts are up
+     * (a crashed process is being restarted and healed meanwhile).
+     */
+    awaitPods: {
+      entry: [{ type: 'setPhase', params: { phase: 'awaitPods' } }, assign({ waitSince: () => performance.now() })],
+      always: { guard: 'allPodsReady', target: 'awaitPrepared', actions: 'catchUpAttempt' },
+      after: { startupDeadline: { target: 'finishing', actions: 'podsNotReady' } },
     },
     finishing: {
       entry: [{ type: 'setPhase', params: { phase: 'finishing' } }, { type: 'tell', params: { kind: 'run.end' } }],
@@ -388,5 +458,9 @@ export function describeFailure(f: ClientFailure | undefined): string {
       return `deadline of ${f.ms} ms exceeded at step ${f.step}: no ${f.waitingFor} from ${f.pods.map((p) => `pod/${p}`).join(', ')}`;
     case 'podSilent':
       return `pod/${f.pod} silent for ${Math.round(f.ms)} ms at step ${f.step} (no heartbeat; last phase ${f.phase})`;
+    case 'podsNotReady':
+      return `not ready within ${f.ms} ms to retry step ${f.step}: ${f.pods
+        .map((p) => (p.silentHosts.length ? `pod/${p.pod} (${p.silentHosts.map((h) => `host/${p.pod}/${h}`).join(', ')} silent)` : `pod/${p.pod} (scheduler silent)`))
+        .join(', ')}`;
   }
 }

@@ -20,6 +20,7 @@ import {
 import { countReject, envelope as envelopeFor, rejection, stepMismatch, type Rejections } from '../rejects.ts';
 import type { AssembledTensor } from '../wire/assembler.ts';
 import type { WireCommand, WireEvent } from '../wire/edge.ts';
+import type { CommittedState } from './heal.ts';
 import { applyUpdate, backwardPass, forwardPass } from './host.actors.ts';
 
 /**
@@ -42,6 +43,8 @@ export interface HostInput {
   runId: string;
   pod: number;
   host: number;
+  /** A restarted host starts from the committed state it healed from its cross-pod peer. */
+  restored?: CommittedState;
 }
 
 export interface HostContext {
@@ -90,10 +93,13 @@ export interface HostContext {
 
 export type HostEvent = WireEvent;
 
-const TENSOR_FROM: Record<AssembledTensor['tensor'], 'slices' | 'exchanged' | 'gathered'> = {
+/** Where a step's tensor goes; state tensors (healing) never reach the machine: the edge rejects them. */
+const TENSOR_FROM: Record<AssembledTensor['tensor'], 'slices' | 'exchanged' | 'gathered' | undefined> = {
   'grad.slice': 'slices',
   'grad.exchange': 'exchanged',
   'param.shard': 'gathered',
+  'state.params': undefined,
+  'state.opt': undefined,
 };
 
 /** Index of the peer a tensor came from: the pod for an exchange, else the host. */
@@ -185,7 +191,8 @@ export const hostMachine = setup({
       const fresh = { slices: new Map(), exchanged: new Map(), gathered: new Map() } as Pick<HostContext, 'slices' | 'exchanged' | 'gathered'>;
       let rejected = context.rejected;
       for (const t of context.early) {
-        if (t.step === step && t.attempt === attempt) fresh[TENSOR_FROM[t.tensor]].set(peerIndex(t), t.data);
+        const field = TENSOR_FROM[t.tensor];
+        if (field && t.step === step && t.attempt === attempt) fresh[field].set(peerIndex(t), t.data);
         else rejected = countReject(rejected, 'wrong attempt');
       }
       return {
@@ -210,6 +217,7 @@ export const hostMachine = setup({
     storeTensor: assign(({ context, event }) => {
       if (event.type !== 'tensor.received') return {};
       const field = TENSOR_FROM[event.tensor.tensor];
+      if (!field) return { rejected: countReject(context.rejected, 'wrong subject') };
       const from = peerIndex(event.tensor);
       if (context[field].has(from)) return { duplicates: context.duplicates + 1 };
       const map = new Map(context[field]);
@@ -330,7 +338,8 @@ export const hostMachine = setup({
   id: 'host',
   context: ({ input }) => {
     const t = input.topology;
-    const params = initParams(t.model, t.training.seed);
+    const r = input.restored;
+    const params = r?.params ?? initParams(t.model, t.training.seed);
     const ranges = shardRanges(params.length, t.hostsPerPod);
     const own = ranges[input.host];
     return {
@@ -341,11 +350,11 @@ export const hostMachine = setup({
       me: actorNames.host(input.pod, input.host),
       task: new Task(t.model, t.training.seed),
       ranges,
-      step: 0,
+      step: r?.step ?? 0,
       attempt: -1,
       samples: { start: 0, end: 0 },
       params,
-      optState: initOptimizerState(t.training.optimizer, own.end - own.start),
+      optState: r?.optState ?? initOptimizerState(t.training.optimizer, own.end - own.start),
       acts: undefined,
       lossSum: 0,
       grad: undefined,
@@ -362,7 +371,7 @@ export const hostMachine = setup({
       duplicates: 0,
       faultsInjected: 0,
       failure: undefined,
-      lastCommitted: undefined,
+      lastCommitted: r?.lastCommitted,
       resends: 0,
     };
   },

@@ -1,83 +1,148 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { createActor } from 'xstate';
-import { actorNames, shardRange, parameterCount, subjects, type TensorKind, type Topology } from '@lockstep/topology';
+import { createActor, waitFor, type ActorRefFrom } from 'xstate';
+import { actorNames, shardRange, parameterCount, subjects, type CrashPoint, type TensorKind, type Topology } from '@lockstep/topology';
+import { armCrash } from './crash.ts';
 import type { Logger } from 'pino';
+import { HealFailed } from '../errors.ts';
 import { heartbeats, untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
 import { edgeFor } from '../wire/edge.ts';
+import { fetchState, serveState, type CommittedState } from './heal.ts';
 import { hostMachine } from './host.machine.ts';
 
+/** Into a computing phase (forward, update) and out of one (reduceScatter after backward, allGather after update). */
+const BEAT_ON_ENTRY: ReadonlySet<string> = new Set(['forward', 'reduceScatter', 'update', 'allGather']);
+
 export interface HostRun {
-  /** Resolves when every peer (in-pod and cross-pod) answers. */
+  /** Resolves when the host holds its state (healed, if restarted) and every peer (in-pod and cross-pod) answers. */
   ready: Promise<void>;
   /** Resolves after run.end, once the final counts are flushed to the pod. */
   done: Promise<void>;
   stop(): void;
 }
 
-/** Connect one host machine to NATS: its edge, its ping answers, its start-up handshake. */
-export function runHost(opts: { nc: NatsConnection; topology: Topology; runId: string; pod: number; host: number; log: Logger }): HostRun {
+export interface HostRunOptions {
+  nc: NatsConnection;
+  topology: Topology;
+  runId: string;
+  pod: number;
+  host: number;
+  log: Logger;
+  /** A restarted host: heal the committed state from host h of another pod before taking part. */
+  heal?: boolean;
+  /** Scenario fault injection: signal this process at an exact point of the protocol. */
+  crashPoint?: CrashPoint;
+}
+
+/** Connect one host machine to NATS: its edge, its ping answers, its state service, its start-up handshake. */
+export function runHost(opts: HostRunOptions): HostRun {
   const { nc, topology: t, runId, pod, host } = opts;
   const me = actorNames.host(pod, host);
   const log = opts.log.child({ actor: me });
-  const size = parameterCount(t.model);
-  const lengthOf = (shard: number) => {
-    const r = shardRange(size, t.hostsPerPod, shard);
-    return r.end - r.start;
-  };
-  const expectedLength = (tensor: TensorKind, shard: number): number | undefined => {
-    if (shard >= t.hostsPerPod) return undefined;
-    if (tensor !== 'param.shard' && shard !== host) return undefined;
-    return lengthOf(shard);
-  };
-  const wire = edgeFor(t, 'host', {
-    nc,
-    runId,
-    log,
-    expectedLength,
-    listen: [
-      { subject: subjects.hostCmd(runId, pod, host), channel: { on: 'host.cmd', pod, host } },
-      { subject: subjects.hostData(runId, pod, host), channel: { on: 'host.data', pod, host, pods: t.pods, hosts: t.hostsPerPod } },
-    ],
-  });
-  const actor = createActor(hostMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod, host } });
-  let lastPhase = '';
-  let lastBeatPhase = '';
-  actor.subscribe((s) => {
-    if (s.context.phase !== lastPhase) {
-      lastPhase = s.context.phase;
-      log.debug({ step: s.context.step, attempt: s.context.attempt, phase: lastPhase }, 'phase');
+  let actor: ActorRefFrom<typeof hostMachine> | undefined;
+  let stopped = false;
+  const subs: Subscription[] = [];
+
+  // answers peers that heal from this host; while this host heals itself it has nothing to give
+  subs.push(
+    serveState({
+      nc,
+      topology: t,
+      runId,
+      pod,
+      host,
+      log,
+      state: async () => {
+        if (!actor) return 'healing itself (restarted, no state yet)';
+        // awaiting a commit or abort, the committed state is about to change: answer once it is settled
+        const s = await waitFor(actor, (x) => x.context.phase !== 'prepared' || x.status !== 'active', { timeout: t.deadlines.stepMs });
+        const c = s.context;
+        return { step: c.step, params: c.params, optState: c.optState, lastCommitted: c.lastCommitted } satisfies CommittedState;
+      },
+    }),
+  );
+
+  const start = async (): Promise<{ done: Promise<void> }> => {
+    let restored: CommittedState | undefined;
+    if (opts.heal) {
+      const began = performance.now();
+      const r = await fetchState({ nc, topology: t, runId, pod, host, log, deadlineMs: t.deadlines.startupMs });
+      if (!r.ok) throw new HealFailed(`${me} cannot heal: ${r.reason}`);
+      restored = r.state;
+      log.info({ from: r.from, step: r.state.step, lastCommitted: r.state.lastCommitted, ms: Math.round(performance.now() - began) }, 'healed from cross-pod peer');
     }
-  });
-  let pingSub: Subscription | undefined;
-  // subscribe to errors before start, so nothing the actor throws goes unhandled
-  // heartbeats: alive, and in which phase; they stop when the process stalls or dies, which is how the pod tells
-  // (and one at once on entering a computing phase, which may hold the thread up to the phase deadline)
-  const heartbeat = heartbeats({ nc, subject: subjects.podReport(runId, pod), me, kind: 'host.heartbeat', everyMs: t.heartbeat.intervalMs, state: () => actor.getSnapshot().context, log });
-  actor.subscribe((s) => {
-    if ((s.context.phase === 'forward' || s.context.phase === 'update') && s.context.phase !== lastBeatPhase) heartbeat.beat();
-    lastBeatPhase = s.context.phase;
-  });
-  const done = untilStopped(actor, {
-    nc,
-    log,
-    name: 'host',
-    cleanup: () => {
-      heartbeat.stop();
-      pingSub?.unsubscribe();
-    },
-  });
-  actor.start();
+    if (stopped) throw new HealFailed(`${me} stopped while healing`);
+    const done = runMachine(restored);
+    return { done };
+  };
+
+  const runMachine = (restored: CommittedState | undefined): Promise<void> => {
+    const size = parameterCount(t.model);
+    const lengthOf = (shard: number) => {
+      const r = shardRange(size, t.hostsPerPod, shard);
+      return r.end - r.start;
+    };
+    const expectedLength = (tensor: TensorKind, shard: number): number | undefined => {
+      if (shard >= t.hostsPerPod) return undefined;
+      if (tensor !== 'param.shard' && shard !== host) return undefined;
+      return lengthOf(shard);
+    };
+    const wire = edgeFor(t, 'host', {
+      nc,
+      runId,
+      log,
+      expectedLength,
+      listen: [
+        { subject: subjects.hostCmd(runId, pod, host), channel: { on: 'host.cmd', pod, host } },
+        { subject: subjects.hostData(runId, pod, host), channel: { on: 'host.data', pod, host, pods: t.pods, hosts: t.hostsPerPod } },
+      ],
+    });
+    const a = createActor(hostMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod, host, restored } });
+    actor = a;
+    let lastPhase = '';
+    let lastBeatPhase = '';
+    a.subscribe((s) => {
+      if (s.context.phase !== lastPhase) {
+        lastPhase = s.context.phase;
+        log.debug({ step: s.context.step, attempt: s.context.attempt, phase: lastPhase }, 'phase');
+      }
+    });
+    // heartbeats: alive, and in which phase; they stop when the process stalls or dies, which is how the pod tells.
+    // One goes at once on entering a computing phase (it may hold the thread up to the phase deadline, and the pod
+    // allows that long) and one on leaving it, so a host that dies after computing is missed within `misses` beats.
+    const heartbeat = heartbeats({ nc, subject: subjects.podReport(runId, pod), me, kind: 'host.heartbeat', everyMs: t.heartbeat.intervalMs, state: () => a.getSnapshot().context, log });
+    a.subscribe((s) => {
+      if (BEAT_ON_ENTRY.has(s.context.phase) && s.context.phase !== lastBeatPhase) heartbeat.beat();
+      lastBeatPhase = s.context.phase;
+    });
+    // subscribe to errors before start, so nothing the actor throws goes unhandled
+    const done = untilStopped(a, { nc, log, name: 'host', cleanup: () => heartbeat.stop() });
+    if (opts.crashPoint?.host === host) armCrash(a, opts.crashPoint, log);
+    a.start();
+    heartbeat.beat();
+    return done;
+  };
 
   let peersReady = false;
   const peers = [
     ...Array.from({ length: t.hostsPerPod }, (_, k) => k).filter((k) => k !== host).map((k) => ({ name: actorNames.host(pod, k), subject: subjects.hostPing(runId, pod, k) })),
     ...Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== pod).map((q) => ({ name: actorNames.host(q, host), subject: subjects.hostPing(runId, q, host) })),
   ];
-  pingSub = answerPings(nc, subjects.hostPing(runId, pod, host), runId, me, () => ({ ready: peersReady, waitingFor: peersReady ? [] : peers.map((p) => p.name) }), log);
-  const ready = waitForPeers(nc, { runId, me, peers, deadlineMs: t.deadlines.startupMs, log }).then(() => {
+  subs.push(answerPings(nc, subjects.hostPing(runId, pod, host), runId, me, () => ({ ready: peersReady && actor !== undefined, waitingFor: peersReady ? [] : peers.map((p) => p.name) }), log));
+  const started = start();
+  const ready = Promise.all([started, waitForPeers(nc, { runId, me, peers, deadlineMs: t.deadlines.startupMs, log })]).then(() => {
     peersReady = true;
     log.info({ peers: peers.length }, 'host ready');
   });
-  return { ready, done, stop: () => actor.stop() };
+  const done = started.then((s) => s.done).finally(() => {
+    for (const s of subs) s.unsubscribe();
+  });
+  return {
+    ready,
+    done,
+    stop: () => {
+      stopped = true;
+      actor?.stop();
+    },
+  };
 }

@@ -32,6 +32,8 @@ export interface PodInput {
   topology: Topology;
   runId: string;
   pod: number;
+  /** A restarted scheduler: it does not know the step until the client next speaks (step -1 until then). */
+  rejoin?: boolean;
 }
 
 export interface PodContext {
@@ -44,7 +46,8 @@ export interface PodContext {
   samples: SampleRange;
   hostPhase: (HostPhase | 'idle' | 'prepared')[];
   prepared: Map<number, HostPrepared>;
-  committed: Set<number>;
+  /** Hosts that confirmed the commit, with the shard hash each committed. */
+  committed: Map<number, string>;
   aborted: Set<number>;
   stopped: Map<number, HostStopped>;
   phase: 'idle' | 'running' | 'prepared' | 'committing' | 'aborting' | 'failed' | 'stopping' | 'stopped';
@@ -59,6 +62,10 @@ export interface PodContext {
   relays: number;
   /** When each host was last heard from (performance.now), for silence detection. */
   lastSeen: number[];
+  /** The longest compute phase (forward, backward, update) any host has reported. */
+  computeMs: number;
+  /** When the attempt in flight was dispatched (performance.now). */
+  dispatchedAt: number;
 }
 
 export type PodEvent = WireEvent | { type: 'clock.tick' };
@@ -84,16 +91,32 @@ const COMPUTE: ReadonlySet<string> = new Set(['forward', 'backward', 'update']);
 
 /**
  * The host silent the longest past its limit, if any: `misses` heartbeat
- * intervals, or the phase deadline when its last heartbeat said it was computing.
+ * intervals, or, when its last heartbeat said it was computing (a host's
+ * compute holds its only thread), that plus four times the longest compute
+ * phase seen so far, at most the phase deadline (the whole phase deadline
+ * before any step has reported its times).
  */
 function silentHost(ctx: PodContext): { host: number; ms: number } | undefined {
   const beatLimit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
-  const computeLimit = Math.max(beatLimit, ctx.topology.deadlines.phaseMs);
+  const phaseMs = ctx.topology.deadlines.phaseMs;
+  const computeLimit = Math.max(beatLimit, ctx.computeMs === 0 ? phaseMs : Math.min(phaseMs, beatLimit + 4 * ctx.computeMs));
   const s = longestSilence(ctx.lastSeen, (host) => (COMPUTE.has(String(ctx.hostPhase[host])) ? computeLimit : beatLimit));
   return s && { host: s.index, ms: s.ms };
 }
 
 const hostList = (ctx: PodContext) => Array.from({ length: ctx.topology.hostsPerPod }, (_, h) => h);
+
+/** Hosts not heard from within `misses` heartbeat intervals: a step dispatched now could not run. */
+export function silentHosts(ctx: Pick<PodContext, 'topology' | 'lastSeen'>): number[] {
+  const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
+  const now = performance.now();
+  return ctx.lastSeen.flatMap((seen, h) => (now - seen > limit ? [h] : []));
+}
+
+/** Whether a dispatch is the next one: a later attempt of the step in flight, or any step after a restart. */
+function isNext(ctx: PodContext, msg: { step: number; attempt: number }): boolean {
+  return (ctx.step === -1 || msg.step === ctx.step) && msg.attempt > ctx.attempt;
+}
 
 export const podMachine = setup({
   types: { context: {} as PodContext, input: {} as PodInput, events: {} as PodEvent },
@@ -109,7 +132,9 @@ export const podMachine = setup({
     resendDelay: ({ context }) => context.topology.heartbeat.intervalMs,
   },
   guards: {
-    isNextDispatch: ({ context, event }) => event.type === 'step.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
+    isNextDispatch: ({ context, event }) => event.type === 'step.dispatch' && isNext(context, event.msg),
+    /** Restarted while the client was committing: the client's resent commit is the first it hears of the step. */
+    isCommitAfterRejoin: ({ context, event }) => event.type === 'step.commit' && context.step === -1,
     forThisAttempt: ({ context, event }) => {
       const s = eventStep(event);
       return s !== undefined && stepMismatch(context, s) === undefined;
@@ -119,11 +144,20 @@ export const podMachine = setup({
     allAborted: ({ context }) => context.aborted.size === context.topology.hostsPerPod,
     allStopped: ({ context }) => context.stopped.size === context.topology.hostsPerPod,
     someHostSilent: ({ context }) => silentHost(context) !== undefined,
+    /**
+     * A host that says it is idle at this step well after the dispatch never got it, or was restarted
+     * (and healed) meanwhile: either way this attempt cannot finish.
+     */
+    hostIdleInAttempt: ({ context, event }) =>
+      event.type === 'host.heartbeat' &&
+      event.msg.phase === 'idle' &&
+      event.msg.step === context.step &&
+      performance.now() - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs,
     /** A later attempt of the step in flight supersedes the current one. */
-    isNewerAttempt: ({ context, event }) => event.type === 'step.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
+    isNewerAttempt: ({ context, event }) => event.type === 'step.dispatch' && isNext(context, event.msg),
     isLastCommitted: ({ context, event }) =>
       event.type === 'step.commit' && context.lastCommitted !== undefined && event.msg.step === context.lastCommitted.step && event.msg.attempt === context.lastCommitted.attempt,
-    isAbortOfThisStep: ({ context, event }) => event.type === 'step.abort' && event.msg.step === context.step && event.msg.attempt >= context.attempt,
+    isAbortOfThisStep: ({ context, event }) => event.type === 'step.abort' && (context.step === -1 || (event.msg.step === context.step && event.msg.attempt >= context.attempt)),
   },
   actions: {
     /** Count a message that does not belong here; the state is left as it was. */
@@ -138,11 +172,12 @@ export const podMachine = setup({
         attempt,
         samples,
         prepared: new Map(),
-        committed: new Set(),
+        committed: new Map(),
         aborted: new Set(),
         failure: undefined,
         hostPhase: hostList(context).map(() => 'idle' as const),
         lastSeen: hostList(context).map(() => performance.now()),
+        dispatchedAt: performance.now(),
       });
       for (const h of hostList(context)) {
         enqueue.sendTo('wire', {
@@ -167,6 +202,10 @@ export const podMachine = setup({
       hostPhase[h] = event.msg.phase as PodContext['hostPhase'][number];
       return { lastSeen, hostPhase };
     }),
+    idleFailed: assign(({ context, event }) => {
+      const h = hostIndex(event);
+      return { failure: { host: h, phase: 'idle', reason: `${actorNames.host(context.pod, h)} is idle in attempt ${context.attempt} of step ${context.step} (restarted, or its dispatch was lost)` } };
+    }),
     silentFailed: assign(({ context }) => {
       const s = silentHost(context)!;
       return {
@@ -183,9 +222,11 @@ export const podMachine = setup({
       if (context.prepared.has(h)) return { duplicates: context.duplicates + 1 };
       const hostPhase = [...context.hostPhase];
       hostPhase[h] = 'prepared';
-      return { prepared: new Map(context.prepared).set(h, event.msg), hostPhase };
+      const { forward = 0, backward = 0, update = 0 } = event.msg.phaseMs;
+      return { prepared: new Map(context.prepared).set(h, event.msg), hostPhase, computeMs: Math.max(context.computeMs, forward, backward, update) };
     }),
-    storeCommitted: assign(({ context, event }) => ({ committed: new Set(context.committed).add(hostIndex(event)) })),
+    storeCommitted: assign(({ context, event }) => (event.type === 'host.committed' ? { committed: new Map(context.committed).set(hostIndex(event), event.msg.shardHash) } : {})),
+    adoptCommit: assign(({ event }) => (event.type === 'step.commit' ? { step: event.msg.step, attempt: event.msg.attempt, prepared: new Map(), committed: new Map(), aborted: new Set<number>() } : {})),
     storeAborted: assign(({ context, event }) => ({ aborted: new Set(context.aborted).add(hostIndex(event)) })),
     storeStopped: assign(({ context, event }) => (event.type === 'host.stopped' ? { stopped: new Map(context.stopped).set(hostIndex(event), event.msg) } : {})),
     hostFailed: assign(({ event }) => (event.type === 'host.failed' ? { failure: { host: hostIndex(event), phase: event.msg.phase, reason: event.msg.reason } } : {})),
@@ -209,8 +250,10 @@ export const podMachine = setup({
       for (const phase of hostPhases) phaseMs[phase] = Math.max(0, ...hosts.map((p) => p.phaseMs[phase] ?? 0));
       return toClient(context, { ...envelope(context, `pod.prepared.r${context.relays}`), kind: 'pod.prepared', paramsHash: combineShardHashes(shardHashes), shardHashes, lossSum, phaseMs });
     }),
-    relay: enqueueActions(({ context, enqueue }, params: { kind: 'host.commit' | 'host.abort' | 'run.end'; reason?: string }) => {
+    relay: enqueueActions(({ context, enqueue }, params: { kind: 'host.commit' | 'host.abort' | 'run.end'; reason?: string; missingOnly?: boolean }) => {
+      const answered = params.kind === 'host.commit' ? context.committed : context.aborted;
       for (const h of hostList(context)) {
+        if (params.missingOnly && answered.has(h)) continue;
         const base = { ...envelope(context, `${params.kind}.${h}.r${context.relays}`) };
         const message: ControlMessage =
           params.kind === 'host.abort' ? { ...base, kind: 'host.abort', reason: params.reason ?? 'aborted by the client' } : { ...base, kind: params.kind };
@@ -240,7 +283,7 @@ export const podMachine = setup({
       enqueue.assign({ attempt: event.msg.attempt, relays: context.relays + 1 });
     }),
     sendCommitted: enqueueActions(({ context, enqueue }) => {
-      const paramsHash = combineShardHashes(hostList(context).map((h) => context.prepared.get(h)!.shardHash));
+      const paramsHash = combineShardHashes(hostList(context).map((h) => context.committed.get(h)!));
       enqueue.sendTo('wire', toClient(context, { ...envelope(context, 'pod.committed'), kind: 'pod.committed', paramsHash }));
       enqueue.assign({ step: context.step + 1, attempt: -1, lastCommitted: { step: context.step, attempt: context.attempt, paramsHash } });
     }),
@@ -264,12 +307,12 @@ export const podMachine = setup({
     runId: input.runId,
     pod: input.pod,
     me: actorNames.pod(input.pod),
-    step: 0,
+    step: input.rejoin ? -1 : 0,
     attempt: -1,
     samples: { start: 0, end: 0 },
     hostPhase: Array.from({ length: input.topology.hostsPerPod }, () => 'idle' as const),
     prepared: new Map(),
-    committed: new Set(),
+    committed: new Map(),
     aborted: new Set(),
     stopped: new Map(),
     phase: 'idle',
@@ -280,6 +323,8 @@ export const podMachine = setup({
     lastCommitted: undefined,
     relays: 0,
     lastSeen: Array.from({ length: input.topology.hostsPerPod }, () => 0),
+    computeMs: 0,
+    dispatchedAt: 0,
   }),
   invoke: [
     { id: 'wire', src: 'wire' },
@@ -298,7 +343,11 @@ export const podMachine = setup({
       entry: { type: 'setPhase', params: { phase: 'idle' } },
       on: {
         'step.dispatch': [{ guard: 'isNextDispatch', target: 'running', actions: 'dispatchHosts' }, { actions: 'reject' }],
-        'step.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
+        'step.commit': [
+          { guard: 'isLastCommitted', actions: 'confirmCommitted' },
+          { guard: 'isCommitAfterRejoin', target: 'committing', actions: 'adoptCommit' },
+          { actions: 'reject' },
+        ],
         'step.abort': [{ guard: 'isAbortOfThisStep', actions: 'confirmAborted' }, { actions: 'reject' }],
       },
     },
@@ -309,6 +358,7 @@ export const podMachine = setup({
         'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
         // a host that stops heartbeating while the step runs (crashed, or stalled) fails the attempt, named
         'clock.tick': { guard: 'someHostSilent', target: 'failed', actions: 'silentFailed' },
+        'host.heartbeat': [{ guard: 'hostIdleInAttempt', target: 'failed', actions: ['noteHeartbeat', 'idleFailed'] }, { actions: 'noteHeartbeat' }],
         'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
         'host.failed': [{ guard: 'forThisAttempt', target: 'failed', actions: 'hostFailed' }, { actions: 'reject' }],
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
@@ -338,6 +388,9 @@ export const podMachine = setup({
         'step.commit': [{ guard: 'forThisAttempt', actions: { type: 'relay', params: { kind: 'host.commit' } } }, { actions: 'reject' }],
       },
       after: { stepDeadline: { target: 'failed', actions: { type: 'deadlineFailed', params: { waitingFor: 'host.committed' } } } },
+      // a lost commit (or a host restarted meanwhile, which confirms once healed): say it again to hosts that have not confirmed
+      initial: 'relayed',
+      states: { relayed: { after: { resendDelay: { target: 'relayed', reenter: true, actions: { type: 'relay', params: { kind: 'host.commit', missingOnly: true } } } } } },
     },
     aborting: {
       entry: [{ type: 'setPhase', params: { phase: 'aborting' } }, { type: 'relay', params: { kind: 'host.abort' } }],
@@ -347,6 +400,9 @@ export const podMachine = setup({
         'host.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
       },
       after: { phaseDeadline: { target: 'failed', actions: assign({ failure: ({ context }) => ({ host: -1, phase: 'aborting', reason: `hosts did not confirm the abort within ${context.topology.deadlines.phaseMs} ms` }) }) } },
+      // a lost abort, or a host restarted meanwhile (it confirms once healed): say it again to hosts that have not confirmed
+      initial: 'relayed',
+      states: { relayed: { after: { resendDelay: { target: 'relayed', reenter: true, actions: { type: 'relay', params: { kind: 'host.abort', missingOnly: true } } } } } },
     },
     failed: {
       entry: [{ type: 'setPhase', params: { phase: 'failed' } }, 'sendFailed'],

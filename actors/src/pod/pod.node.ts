@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { heartbeats, untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
 import { edgeFor } from '../wire/edge.ts';
-import { podMachine } from './pod.machine.ts';
+import { podMachine, silentHosts } from './pod.machine.ts';
 
 export interface PodRun {
   /** Resolves when every host of the pod has answered and reached its own peers. */
@@ -15,7 +15,7 @@ export interface PodRun {
 }
 
 /** Connect a pod scheduler machine to NATS. */
-export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: string; pod: number; log: Logger }): PodRun {
+export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: string; pod: number; log: Logger; rejoin?: boolean }): PodRun {
   const { nc, topology: t, runId, pod } = opts;
   const me = actorNames.pod(pod);
   const log = opts.log.child({ actor: me });
@@ -28,7 +28,7 @@ export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: st
       { subject: subjects.podReport(runId, pod), channel: { on: 'pod.report', pod, hosts: t.hostsPerPod } },
     ],
   });
-  const actor = createActor(podMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod } });
+  const actor = createActor(podMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod, rejoin: opts.rejoin } });
   let last = '';
   actor.subscribe((s) => {
     const key = `${s.context.step}/${s.context.phase}`;
@@ -41,7 +41,16 @@ export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: st
   let pingSub: Subscription | undefined;
   // subscribe to errors before start, so nothing the actor throws goes unhandled
   // heartbeats to the client: alive, and in which phase
-  const heartbeat = heartbeats({ nc, subject: subjects.clientReport(runId), me, kind: 'pod.heartbeat', everyMs: t.heartbeat.intervalMs, state: () => actor.getSnapshot().context, log });
+  const heartbeat = heartbeats({
+    nc,
+    subject: subjects.clientReport(runId),
+    me,
+    kind: 'pod.heartbeat',
+    everyMs: t.heartbeat.intervalMs,
+    state: () => actor.getSnapshot().context,
+    silentHosts: () => silentHosts(actor.getSnapshot().context),
+    log,
+  });
   const done = untilStopped(actor, {
     nc,
     log,

@@ -68,5 +68,8 @@ function authorizeTensor(
     case 'param.shard': // in-pod all-gather: another host of my pod sends the new shard it owns
       if (s.pod !== c.pod || s.host === c.host) return forged('param.shard comes from another host of the same pod');
       return t.shard === s.host ? undefined : { reason: 'bad shard', detail: `param.shard ${t.shard} sent by host ${s.host}` };
+    case 'state.params':
+    case 'state.opt': // only on a healing host's heal subject, never with step data
+      return { reason: 'wrong subject', detail: `${t.tensor} is not accepted on host.data` };
   }
 }

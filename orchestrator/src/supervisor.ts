@@ -1,0 +1,72 @@
+import type { ChildProcess } from 'node:child_process';
+import type { Logger } from 'pino';
+import { ProcessExited } from './errors.ts';
+
+/** One restart the supervisor made: which process, why, and when (performance.now). */
+export interface Restart {
+  process: string;
+  exit: string;
+  at: number;
+  restart: number;
+}
+
+export interface SupervisedOptions {
+  name: string;
+  maxRestarts: number;
+  /** Start the process; `restart` is 0 the first time, then 1, 2, ... */
+  start: (restart: number) => ChildProcess;
+  /** An exit the run expects (a role's exit 0 at the end); not restarted. */
+  expected?: (code: number | null, signal: NodeJS.Signals | null) => boolean;
+  log: Logger;
+  onStart?: (pid: number, restart: number) => void;
+  onRestart?: (r: Restart) => void;
+  /** The restarts are used up: the run cannot go on. */
+  onGiveUp: (err: ProcessExited) => void;
+  /** Where to look when it fails. */
+  logFile?: string;
+}
+
+/**
+ * Keeps one process of the run alive: when it exits unexpectedly it is
+ * started again, up to `maxRestarts` times; after that the run gives up with
+ * an error naming the process and how it exited.
+ */
+export class Supervised {
+  restarts = 0;
+  stopping = false;
+  private child: ChildProcess;
+
+  constructor(private readonly o: SupervisedOptions) {
+    this.child = this.spawn();
+  }
+
+  get name(): string {
+    return this.o.name;
+  }
+
+  get process(): ChildProcess {
+    return this.child;
+  }
+
+  private spawn(): ChildProcess {
+    const child = this.o.start(this.restarts);
+    if (child.pid) this.o.onStart?.(child.pid, this.restarts);
+    // 'close', not 'exit': by then its stdout is read to the end, so a last line it printed is seen first
+    child.once('close', (code, signal) => this.exited(child, code, signal));
+    return child;
+  }
+
+  private exited(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null) {
+    if (child !== this.child || this.stopping || this.o.expected?.(code, signal)) return;
+    const exit = signal ?? `code ${code}`;
+    if (this.restarts >= this.o.maxRestarts) {
+      const where = this.o.logFile ? `; its log: ${this.o.logFile}` : '';
+      this.o.onGiveUp(new ProcessExited(`${this.o.name} exited (${exit}) during the run${this.o.maxRestarts > 0 ? ` after ${this.restarts} restarts` : ''}${where}`));
+      return;
+    }
+    this.restarts++;
+    this.o.log.warn({ process: this.o.name, exit, restart: this.restarts, of: this.o.maxRestarts }, 'process exited during the run; restarting it');
+    this.o.onRestart?.({ process: this.o.name, exit, at: performance.now(), restart: this.restarts });
+    this.child = this.spawn();
+  }
+}
