@@ -26,3 +26,13 @@ export class NatsUnavailable extends Error {
 export class HealFailed extends Error {
   override name = 'HealFailed';
 }
+
+/** The run log refused a record: the step is already committed, or one before it is missing. Never retried. */
+export class RunLogConflict extends Error {
+  override name = 'RunLogConflict';
+}
+
+/** The run log's server did not answer in time. */
+export class RunLogUnavailable extends Error {
+  override name = 'RunLogUnavailable';
+}

@@ -19,3 +19,4 @@ export * from './pod/pod.machine.ts';
 export * from './pod/pod.node.ts';
 export * from './client/client.machine.ts';
 export * from './client/client.node.ts';
+export * from './client/runlog.ts';

@@ -47,7 +47,14 @@ export function rejection(ctx: Bookkeeping, event: AnyWireEvent): Partial<Pick<B
   return { rejected: countReject(ctx.rejected, (s && stepMismatch(ctx, s)) ?? `not expected in ${ctx.phase}`) };
 }
 
+/**
+ * Which life of this process sent a message: a restarted process counts its
+ * resends from 0 again, and without this its new messages would carry the
+ * ids of its predecessor's and be dropped as repeats.
+ */
+const incarnation = `${process.pid.toString(36)}.${Date.now().toString(36)}`;
+
 /** The envelope of a message an actor sends for its current step attempt; the id makes a repeat recognizable. */
 export function envelope(ctx: { runId: string; step: number; attempt: number }, sender: string, kind: string) {
-  return { v: 1 as const, runId: ctx.runId, step: Math.max(0, ctx.step), attempt: Math.max(0, ctx.attempt), sender, msgId: `${sender}/${kind}/${ctx.step}/${ctx.attempt}` };
+  return { v: 1 as const, runId: ctx.runId, step: Math.max(0, ctx.step), attempt: Math.max(0, ctx.attempt), sender, msgId: `${sender}/${kind}/${ctx.step}/${ctx.attempt}@${incarnation}` };
 }

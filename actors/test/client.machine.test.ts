@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { createActor, waitFor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
-import { parseTopology, preset } from '@lockstep/topology';
+import { parseTopology, preset, type RunLogRecord } from '@lockstep/topology';
 import { clientMachine, describeFailure, type ClientEvent, type WireCommand } from '../src/index.ts';
-import { controlSent, recordingWire } from './helpers.ts';
+import { controlSent, memoryRunLog, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
 const t = parseTopology({ ...preset('tiny') });
@@ -27,7 +27,7 @@ const failed = (pod: number, step: number, attempt: number): ClientEvent => ({
 
 function start(steps: number) {
   const sent: WireCommand[] = [];
-  const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, steps } });
+  const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]) } }), { input: { topology: t, runId: RUN, steps } });
   a.subscribe({ error: () => {} });
   return { a: a.start(), sent };
 }
@@ -95,7 +95,7 @@ describe('client machine', () => {
   it('resends a commit that gets no answer, each time under a new message id', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 2 }, deadlines: { startupMs: 1000, phaseMs: 1000, stepMs: 1000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, steps: 1 } });
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]) } }), { input: { topology: quick, runId: RUN, steps: 1 } });
     a.start();
     a.send(prepared(0, 0, 0, H(1)));
     a.send(prepared(1, 0, 0, H(1)));
@@ -112,7 +112,7 @@ describe('client machine', () => {
   it('a pod scheduler that stops heartbeating fails the attempt, named; the attempt is retried', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 }, deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
     const beat = (pod: number): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(0, 0, pod), kind: 'pod.heartbeat', phase: 'running', ready: true, silentHosts: [] } });
     const until = Date.now() + 1000;
     while (Date.now() < until && a.getSnapshot().context.retried.length === 0) {
@@ -133,7 +133,7 @@ describe('client machine', () => {
   it('a pod idle well after the dispatch (restarted, or the dispatch was lost) fails the attempt', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 }, deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
     a.send(up(1)); // at once: its heartbeat may predate the dispatch
     expect(a.getSnapshot().context.retried).toEqual([]);
     await new Promise((r) => setTimeout(r, 60));
@@ -148,7 +148,7 @@ describe('client machine', () => {
   it('ends the run when a pod does not come back within the start-up deadline', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 10, misses: 3 }, deadlines: { startupMs: 100, phaseMs: 100, stepMs: 5000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
     a.send(failed(1, 0, 0));
     a.send(aborted(0, 0, 0));
     a.send(aborted(1, 0, 0));
@@ -176,8 +176,52 @@ describe('client machine', () => {
     expect(a.getSnapshot().output).toMatchObject({ stepsCommitted: 1, paramsHash: H(3), failure: undefined, retried: [{ step: 0, attempt: 0 }] });
   });
 
+  it('logs the decision before any pod hears of the commit; a step the log refuses is never committed', () => {
+    const records: RunLogRecord[] = [{ step: 0, attempt: 0, paramsHash: H(7), loss: 1, at: 'then' }]; // step 0 already logged: a zombie's decision
+    const sent: WireCommand[] = [];
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records) } }), { input: { topology: t, runId: RUN, steps: 3 } }).start();
+    a.send(prepared(0, 0, 0, H(1)));
+    a.send(prepared(1, 0, 0, H(1)));
+    expect(controlSent(sent, 'step.commit')).toEqual([]);
+    expect(controlSent(sent, 'step.abort').length).toBe(2);
+    a.send(aborted(0, 0, 0));
+    a.send(aborted(1, 0, 0));
+    expect(controlSent(sent, 'run.end').length).toBe(2);
+    expect(describeFailure(a.getSnapshot().context.failure)).toBe('run log at step 0: RunLogConflict: step 0 after 1 records');
+    expect(records.length).toBe(1);
+    a.stop();
+  });
+
+  it('a restarted client finishes the logged commit first, then goes on past any attempt a pod has seen', () => {
+    const records: RunLogRecord[] = [0, 1, 2].map((step) => ({ step, attempt: 0, paramsHash: H(step + 1), loss: 0.5, at: 'then' }));
+    const sent: WireCommand[] = [];
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records) } }), {
+      input: { topology: t, runId: RUN, steps: 5, resume: records[2] },
+    }).start();
+    const emitted: { step: number; recovered?: boolean }[] = [];
+    a.on('step.committed', (r) => emitted.push({ step: r.step, recovered: r.recovered }));
+    expect(controlSent(sent, 'step.commit').map((m) => [m.step, m.attempt])).toEqual([
+      [2, 0],
+      [2, 0],
+    ]);
+    expect(controlSent(sent, 'step.dispatch')).toEqual([]);
+    a.send(committed(0, 2, 0, H(3)));
+    a.send(committed(1, 2, 0, H(3)));
+    expect(emitted).toEqual([{ step: 2, recovered: true }]);
+    a.send(up(0, 3, 1, 'running')); // pod 0 was running attempt 1 of step 3 when the old client died
+    a.send(up(1, 3, 0));
+    expect(controlSent(sent, 'step.dispatch').map((m) => [m.step, m.attempt])).toEqual([
+      [3, 2],
+      [3, 2],
+    ]);
+    a.send(prepared(0, 3, 2, H(4)));
+    a.send(prepared(1, 3, 2, H(4)));
+    expect(records.map((r) => r.step)).toEqual([0, 1, 2, 3]);
+    a.stop();
+  });
+
   it('graph walk: on every path, commit follows only a full set of agreeing prepares', () => {
-    const machine = clientMachine.provide({ actors: { wire: recordingWire([]) } });
+    const machine = clientMachine.provide({ actors: { wire: recordingWire([]), runlog: memoryRunLog([]) } });
     const events = (s: Snap): ClientEvent[] => {
       const { step, attempt } = s.context;
       return [
@@ -189,6 +233,7 @@ describe('client machine', () => {
         aborted(0, step, attempt),
         aborted(1, step, attempt),
         failed(0, step, attempt),
+        { type: 'log.appended', step }, // the run log's answer (the graph walk does not run the log actor)
         prepared(0, step + 1, attempt, H(1)), // future: must be rejected
         committed(1, Math.max(0, step - 1), attempt, H(1)), // stale or not-yet: rejected unless in order
       ];

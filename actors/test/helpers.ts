@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromCallback } from 'xstate';
 import { pino } from 'pino';
-import type { WireCommand } from '../src/index.ts';
+import type { RunLogRecord } from '@lockstep/topology';
+import type { RunLogCommand, RunLogEvent, WireCommand } from '../src/index.ts';
 
 export const quietLog = pino({ level: 'silent' });
 
@@ -14,6 +15,23 @@ export function recordingWire(sent: WireCommand[], route?: (cmd: WireCommand) =>
     receive((cmd) => {
       sent.push(cmd);
       route?.(cmd);
+    });
+  });
+}
+
+/**
+ * A run log for machine tests without a server: it keeps records in memory and,
+ * like the JetStream log, refuses a step unless exactly the steps before it are logged.
+ */
+export function memoryRunLog(records: RunLogRecord[]) {
+  return fromCallback<RunLogCommand>(({ receive, sendBack }) => {
+    receive((cmd) => {
+      const step = cmd.record.step;
+      if (step !== records.length) sendBack({ type: 'log.failed', step, reason: `RunLogConflict: step ${step} after ${records.length} records`, retry: false } satisfies RunLogEvent);
+      else {
+        records.push(cmd.record);
+        sendBack({ type: 'log.appended', step } satisfies RunLogEvent);
+      }
     });
   });
 }

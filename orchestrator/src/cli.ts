@@ -226,6 +226,8 @@ export function buildProgram(): Command {
   role('client', '(role process) run the client; prints JSON lines on stdout')
     .requiredOption('--steps <n>', 'steps to run')
     .option('--first-step <n>', 'first step', '0')
+    .requiredOption('--log-nats <url>', 'the run log NATS server (JetStream)')
+    .option('--resume', 'restarted: finish the run log\'s last commit, then go on')
     .action(async (raw) => {
       process.exitCode = await clientRole(raw);
     });

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { hostPhases, type PhaseTimes, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
 import { ProcessExited, RunFailed } from './errors.ts';
-import { findNatsServer, spawnNats, startNatsCluster, type NatsNode } from './nats.ts';
+import { findNatsServer, spawnNats, startNatsCluster, startRunLogServer, type NatsNode } from './nats.ts';
 import { spawnRole, stopAll } from './processes.ts';
 import { Supervised, type Restart } from './supervisor.ts';
 import { ClientLine, type StepLine, type SummaryLine } from './protocol.ts';
@@ -129,6 +129,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
 
   try {
     nats = await startNatsCluster({ pods: t.pods, dir: runDir, bin: natsBin, log });
+    const runLogServer = await startRunLogServer({ dir: runDir, bin: natsBin, log });
+    nats.push(runLogServer);
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');
     opts.onCluster?.({ runId, urls: nats.map((n) => n.url) });
 
@@ -147,10 +149,11 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     };
     // a crashed nats-server comes back on the same ports; clients reconnect and the protocol resends what was lost
     for (const n of nats) {
-      const logFile = join(logDir, `nats-pod-${n.pod}.log`);
-      supervise(`nats-${n.pod}`, (r) => (r === 0 ? n.process : spawnNats(natsBin, n.config, logFile)), logFile, () => summary !== undefined);
+      const name = n === runLogServer ? 'nats-log' : `nats-${n.pod}`;
+      const logFile = join(logDir, n === runLogServer ? 'nats-runlog.log' : `nats-pod-${n.pod}.log`);
+      supervise(name, (r) => (r === 0 ? n.process : spawnNats(natsBin, n.config, logFile)), logFile, () => summary !== undefined);
     }
-    const urls = nats.map((n) => n.url);
+    const urls = nats.filter((n) => n !== runLogServer).map((n) => n.url);
     nats = [];
     // each process connects to its pod's server first, and fails over to the others while it is down
     const natsUrls = (pod: number) => [pod, ...Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== pod)].map((q) => urls[q]).join(',');
@@ -177,6 +180,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       const l = parsed.data;
       if (l.type === 'ready') opts.onReady?.(l.reached, l.total);
       else if (l.type === 'step.committed') {
+        // a restarted client reports the commit it finished; its predecessor may have reported it already
+        if (l.recovered && steps.some((x) => x.step === l.step)) return;
         steps.push(l);
         opts.onStep?.(l);
       } else summary = l;
@@ -186,8 +191,10 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     const clientLog = join(logDir, 'client.log');
     supervise(
       'client',
+      // a restarted client resumes from the run log: it finishes the last logged commit and goes on
       (r) => {
-        const m = spawnRole('client', ['client', '--steps', String(opts.steps), ...common(0)], logDir, 'pipe');
+        const args = ['client', '--steps', String(opts.steps), '--log-nats', runLogServer.url, ...common(0), ...(r > 0 ? ['--resume'] : [])];
+        const m = spawnRole('client', args, logDir, 'pipe');
         createInterface({ input: m.process.stdout! }).on('line', onLine);
         m.process.once('close', (code) => {
           if (summary) clientCode(code ?? 1);
@@ -196,7 +203,6 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       },
       clientLog,
       () => summary !== undefined,
-      0,
     );
 
     const code = await Promise.race([clientExit, died]);
@@ -204,7 +210,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     const s: SummaryLine = summary;
     const result = toResult(t, runId, runDir, s, steps, processes, restarts);
     if (s.failure) throw new RunFailed(`${s.failure.kind}: ${s.failure.message} (logs in ${logDir})`, result);
-    if (s.stepsCommitted !== opts.steps) throw new RunFailed(`only ${s.stepsCommitted} of ${opts.steps} steps committed (logs in ${logDir})`, result);
+    if (s.logged !== opts.steps) throw new RunFailed(`only ${s.logged} of ${opts.steps} steps committed (logs in ${logDir})`, result);
     return result;
   } finally {
     process.off('SIGINT', onSignal);
@@ -220,7 +226,7 @@ function toResult(t: Topology, runId: string, runDir: string, s: SummaryLine, st
     runId,
     topology: t.name,
     pods: s.pods,
-    steps: s.stepsCommitted,
+    steps: s.logged,
     paramsHash: s.paramsHash,
     loss: s.loss,
     stepsPerSecond: s.trainMs > 0 ? s.stepsCommitted / (s.trainMs / 1000) : 0,

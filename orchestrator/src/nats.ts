@@ -3,7 +3,7 @@ import { accessSync, constants, openSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
-import { natsConfig } from '@lockstep/infra';
+import { natsConfig, runLogServerConfig } from '@lockstep/infra';
 import { NatsServerMissing, ProcessExited } from './errors.ts';
 import { freePort } from './ports.ts';
 
@@ -54,6 +54,22 @@ function waitForPort(port: number, deadlineMs: number, child: ChildProcess, name
 export function spawnNats(bin: string, config: string, logFile: string): ChildProcess {
   const logFd = openSync(logFile, 'a');
   return spawn(bin, ['-c', config], { stdio: ['ignore', logFd, logFd] });
+}
+
+/** Start the run log's server (JetStream, on disk under `dir`/jetstream) and wait until it listens. */
+export async function startRunLogServer(opts: { dir: string; bin: string; log: Logger; startupMs?: number }): Promise<NatsNode> {
+  const port = await freePort();
+  const config = join(opts.dir, 'nats-runlog.conf');
+  writeFileSync(config, runLogServerConfig({ port, storeDir: join(opts.dir, 'jetstream') }));
+  const child = spawnNats(opts.bin, config, join(opts.dir, 'logs', 'nats-runlog.log'));
+  try {
+    await waitForPort(port, opts.startupMs ?? 20_000, child, 'the run log nats-server');
+  } catch (err) {
+    if (child.exitCode === null) child.kill('SIGKILL');
+    throw err;
+  }
+  opts.log.debug({ port, pid: child.pid }, 'run log nats-server started');
+  return { pod: -1, url: `nats://127.0.0.1:${port}`, port, clusterPort: 0, config, process: child };
 }
 
 /** Start one nats-server per pod, clustered when there are several, and wait until each listens. */

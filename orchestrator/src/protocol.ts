@@ -16,6 +16,8 @@ export const StepLine = z.object({
   podsAgree: z.boolean(),
   phaseMs: PhaseTimes,
   ms: z.number(),
+  /** Finished by a restarted client from the run log; its predecessor may have reported it already. */
+  recovered: z.boolean().optional(),
 });
 export const Failure = z.object({ kind: z.string(), message: z.string() });
 export const SummaryLine = z.object({
@@ -32,6 +34,8 @@ export const SummaryLine = z.object({
   podsReported: z.number().int(),
   trainMs: z.number(),
   failure: Failure.nullable(),
+  /** Steps in the run's durable log at the end: every step committed in the run, by any client. */
+  logged: z.number().int(),
   /** Step attempts that failed and were retried, with why. */
   retried: z.array(z.object({ step: z.number().int(), attempt: z.number().int(), reason: z.string() })),
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseCrashPoint, connectNats, createLogger, describeFailure, logLevels, runClient, runHost, runPod, type ClientFailure, type LogLevel } from '@lockstep/actors';
+import { parseCrashPoint, RunLog, connectNats, createLogger, describeFailure, logLevels, runClient, runHost, runPod, type ClientFailure, type LogLevel } from '@lockstep/actors';
 import { RunId, describeIssues, type CrashPoint } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
 import { loadTopology } from './load.ts';
@@ -26,7 +26,15 @@ export const HostFlags = z.object({
   rejoin,
   hosts: z.string().regex(/^\d+(,\d+)*$/, 'must be a comma-separated list of host indices, e.g. 0,1'),
 });
-export const ClientFlags = z.object({ ...common, steps: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1'), firstStep: index.default(0) });
+export const ClientFlags = z.object({
+  ...common,
+  steps: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1'),
+  firstStep: index.default(0),
+  /** The run log's server (JetStream). */
+  logNats: z.string().min(1, 'must name the run log NATS server URL'),
+  /** Restarted: finish the run log's last commit, then go on from the next step. */
+  resume: z.boolean().default(false),
+});
 
 export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.output<S> {
   const r = schema.safeParse(flags);
@@ -102,6 +110,11 @@ export async function clientRole(raw: unknown): Promise<number> {
   const t = loadTopology(f.topology);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'client' });
   const nc = await connectNats({ servers: f.nats, name: 'client', log });
+  const lnc = await connectNats({ servers: f.logNats, name: 'client/runlog', log });
+  const runLog = await RunLog.open(lnc, f.run, log, t.deadlines.phaseMs);
+  const last = await runLog.last();
+  if (last && !f.resume) throw new UsageError(`run ${f.run} already has ${last.step + 1} committed steps in its run log; resume it (--resume) instead`);
+  if (f.resume) log.warn({ lastLogged: last ?? null }, 'client restarted: resuming from the run log');
   const print = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
   onSignals(() => void nc.close().finally(() => process.exit(1)));
   watchParent(() => void nc.close().finally(() => process.exit(1)));
@@ -113,6 +126,8 @@ export async function clientRole(raw: unknown): Promise<number> {
     runId: f.run,
     steps: f.steps,
     firstStep: f.firstStep,
+    runLog,
+    resume: f.resume ? last : undefined,
     log,
     onReadyProgress: (reached, total) => {
       print({ type: 'ready', reached, total });
@@ -138,8 +153,10 @@ export async function clientRole(raw: unknown): Promise<number> {
     trainMs: performance.now() - started,
     failure: failureLine(out.failure),
     retried: out.retried,
+    logged: ((await runLog.last())?.step ?? -1) + 1,
   };
   print(summary);
   await nc.drain();
+  await lnc.drain();
   return out.failure ? 1 : 0;
 }

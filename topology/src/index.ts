@@ -13,3 +13,4 @@ export * from './subjects.ts';
 export * from './messages.ts';
 export * from './frame.ts';
 export * from './scenario.ts';
+export * from './runlog.ts';

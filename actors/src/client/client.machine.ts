@@ -1,4 +1,4 @@
-import { assign, emit, enqueueActions, fromCallback, setup } from 'xstate';
+import { assign, emit, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
 import { clock, longestSilence } from '../clock.ts';
 import {
   actorNames,
@@ -8,6 +8,7 @@ import {
   type PodCommitted,
   type PodPrepared,
   type PodStopped,
+  type RunLogRecord,
   type Topology,
 } from '@lockstep/topology';
 import { countReject, envelope as envelopeFor, mergeRejections, rejection, stepMismatch, type Rejections } from '../rejects.ts';
@@ -33,6 +34,12 @@ export interface ClientInput {
   /** Steps to run in all; the run ends after step `steps - 1`. */
   steps: number;
   firstStep?: number;
+  /**
+   * A restarted client: the run log's last record. That step's commit is
+   * finished first (pods that already committed it confirm again), then the
+   * run goes on from the next step.
+   */
+  resume?: RunLogRecord;
 }
 
 export type ClientFailure =
@@ -40,7 +47,8 @@ export type ClientFailure =
   | { kind: 'podFailed'; step: number; pod: number; host: number; phase: string; reason: string }
   | { kind: 'deadline'; step: number; waitingFor: string; pods: number[]; ms: number }
   | { kind: 'podSilent'; step: number; pod: number; ms: number; phase: string }
-  | { kind: 'podsNotReady'; step: number; pods: { pod: number; silentHosts: number[] }[]; ms: number };
+  | { kind: 'podsNotReady'; step: number; pods: { pod: number; silentHosts: number[] }[]; ms: number }
+  | { kind: 'runLog'; step: number; reason: string; retry: boolean };
 
 export interface StepRecord {
   type: 'step.committed';
@@ -52,6 +60,8 @@ export interface StepRecord {
   podsAgree: boolean;
   phaseMs: PhaseTimes;
   ms: number;
+  /** Finished by a restarted client from the run log (its predecessor may have reported it already). */
+  recovered?: boolean;
 }
 
 export interface ClientContext {
@@ -65,7 +75,7 @@ export interface ClientContext {
   committed: Map<number, PodCommitted>;
   aborted: Set<number>;
   stopped: Map<number, PodStopped>;
-  phase: 'awaitPods' | 'awaitPrepared' | 'committing' | 'aborting' | 'finishing' | 'done';
+  phase: 'awaitPods' | 'awaitPrepared' | 'logging' | 'committing' | 'aborting' | 'finishing' | 'done';
   stepsCommitted: number;
   lossFirst: number | undefined;
   lossLast: number | undefined;
@@ -91,6 +101,8 @@ export interface ClientContext {
   tries: number;
   /** When the attempt in flight was dispatched (performance.now). */
   dispatchedAt: number;
+  /** The run log record being finished after a restart. */
+  resumed: RunLogRecord | undefined;
   /** Attempts that failed and were retried. */
   retried: RetriedAttempt[];
 }
@@ -116,7 +128,11 @@ export interface ClientOutput {
   retried: RetriedAttempt[];
 }
 
-export type ClientEvent = WireEvent;
+/** What the client asks of its run log, and what the log answers. */
+export type RunLogCommand = { type: 'log.append'; record: RunLogRecord };
+export type RunLogEvent = { type: 'log.appended'; step: number } | { type: 'log.failed'; step: number; reason: string; retry: boolean };
+
+export type ClientEvent = WireEvent | RunLogEvent;
 
 function envelope(ctx: ClientContext, kind: string) {
   return envelopeFor(ctx, actorNames.client, kind);
@@ -158,6 +174,10 @@ export const clientMachine = setup({
       throw new Error('clientMachine: provide the `wire` actor');
     }),
     clock,
+    /** The durable run log; provided by the adapter: answers log.append with log.appended or log.failed. */
+    runlog: fromCallback<RunLogCommand>(() => {
+      throw new Error('clientMachine: provide the `runlog` actor');
+    }),
   },
   delays: {
     stepDeadline: ({ context }) => context.topology.deadlines.stepMs,
@@ -179,7 +199,11 @@ export const clientMachine = setup({
     allStopped: ({ context }) => context.stopped.size === context.topology.pods,
     /** A failed attempt is retried unless the pods disagreed (a bug, not a fault) or the attempts are used up. */
     canRetry: ({ context }) =>
-      context.failure !== undefined && context.failure.kind !== 'hashMismatch' && context.tries < context.topology.recovery.maxAttempts,
+      context.failure !== undefined &&
+      context.failure.kind !== 'hashMismatch' &&
+      !(context.failure.kind === 'runLog' && !context.failure.retry) &&
+      context.tries < context.topology.recovery.maxAttempts,
+    isResuming: ({ context }) => context.resumed !== undefined,
     allPodsReady: ({ context }) => podsNotReady(context).length === 0,
     /** A pod idle well after the dispatch never got it, or was restarted meanwhile: this attempt cannot finish. */
     podIdleInAttempt: ({ context, event }) =>
@@ -225,9 +249,9 @@ export const clientMachine = setup({
     }),
     /** Record the committed step: loss summed over pods in pod order, every pod's hash. */
     recordStep: enqueueActions(({ context, enqueue }) => {
-      const pods = podList(context).map((p) => context.prepared.get(p)!);
-      let loss = 0;
-      for (const p of pods) loss += p.lossSum;
+      const pods = podList(context).flatMap((p) => context.prepared.get(p) ?? []);
+      let loss = context.resumed?.loss ?? 0;
+      if (!context.resumed) for (const p of pods) loss += p.lossSum;
       const podHashes = podList(context).map((p) => context.committed.get(p)!.paramsHash);
       const phaseMs: PhaseTimes = {};
       for (const p of pods) for (const [k, v] of Object.entries(p.phaseMs) as [keyof PhaseTimes, number][]) phaseMs[k] = Math.max(phaseMs[k] ?? 0, v);
@@ -240,7 +264,8 @@ export const clientMachine = setup({
         podHashes,
         podsAgree: podHashes.every((h) => h === podHashes[0]),
         phaseMs,
-        ms: performance.now() - context.stepStartedAt,
+        ms: context.resumed ? 0 : performance.now() - context.stepStartedAt,
+        ...(context.resumed ? { recovered: true } : {}),
       };
       enqueue.emit(record);
       enqueue.assign({
@@ -251,7 +276,7 @@ export const clientMachine = setup({
         podHashes,
       });
     }),
-    nextStep: assign(({ context }) => ({ step: context.step + 1, attempt: -1, tries: 0 })),
+    nextStep: assign(({ context }) => ({ step: context.step + 1, attempt: -1, tries: 0, resumed: undefined })),
     /** Number the next attempt past any a pod has seen for this step (a restarted client does not know how far the last one got). */
     catchUpAttempt: assign(({ context }) => ({
       attempt: Math.max(context.attempt, ...context.podAt.filter((a) => a.step === context.step).map((a) => a.attempt)),
@@ -317,8 +342,8 @@ export const clientMachine = setup({
     topology: input.topology,
     runId: input.runId,
     steps: input.steps,
-    step: input.firstStep ?? 0,
-    attempt: -1,
+    step: input.resume?.step ?? input.firstStep ?? 0,
+    attempt: input.resume?.attempt ?? -1,
     stepStartedAt: 0,
     prepared: new Map(),
     committed: new Map(),
@@ -343,10 +368,12 @@ export const clientMachine = setup({
     waitSince: 0,
     tries: 0,
     dispatchedAt: 0,
+    resumed: input.resume,
     retried: [],
   }),
   invoke: [
     { id: 'wire', src: 'wire' },
+    { id: 'runlog', src: 'runlog' },
     { id: 'clock', src: 'clock', input: ({ context }) => ({ everyMs: context.topology.heartbeat.intervalMs }) },
   ],
   initial: 'start',
@@ -358,12 +385,16 @@ export const clientMachine = setup({
   },
   states: {
     start: {
-      always: [{ guard: ({ context }) => context.step >= context.steps, target: 'finishing' }, { target: 'awaitPrepared' }],
+      always: [
+        { guard: 'isResuming', target: 'committing' },
+        { guard: ({ context }) => context.step >= context.steps, target: 'finishing' },
+        { target: 'awaitPrepared' },
+      ],
     },
     awaitPrepared: {
       entry: [{ type: 'setPhase', params: { phase: 'awaitPrepared' } }, 'dispatch'],
       always: [
-        { guard: 'allPreparedAndAgree', target: 'committing' },
+        { guard: 'allPreparedAndAgree', target: 'logging' },
         { guard: 'allPrepared', target: 'aborting', actions: 'hashMismatch' },
       ],
       on: {
@@ -375,10 +406,36 @@ export const clientMachine = setup({
       },
       after: { stepDeadline: { target: 'aborting', actions: { type: 'deadline', params: { waitingFor: 'pod.prepared' } } } },
     },
+    /** The commit point: the decision goes to the durable run log before any pod hears of it. */
+    logging: {
+      entry: [
+        { type: 'setPhase', params: { phase: 'logging' } },
+        sendTo('runlog', ({ context }): RunLogCommand => {
+          let loss = 0;
+          for (const p of podList(context)) loss += context.prepared.get(p)!.lossSum;
+          return { type: 'log.append', record: { step: context.step, attempt: context.attempt, paramsHash: context.prepared.get(0)!.paramsHash, loss, at: new Date().toISOString() } };
+        }),
+      ],
+      on: {
+        'log.appended': [{ guard: ({ context, event }) => event.step === context.step, target: 'committing' }, { actions: 'reject' }],
+        // refused (already committed, or a gap: never retried) or unreachable (retried as a new attempt): nothing was committed yet
+        'log.failed': [
+          {
+            guard: ({ context, event }) => event.step === context.step,
+            target: 'aborting',
+            actions: assign(({ context, event }) => ({ failure: { kind: 'runLog' as const, step: context.step, reason: event.reason, retry: event.retry } })),
+          },
+          { actions: 'reject' },
+        ],
+        'pod.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
+      },
+    },
     committing: {
       entry: [{ type: 'setPhase', params: { phase: 'committing' } }, { type: 'tell', params: { kind: 'step.commit' } }],
       always: [
         { guard: 'allCommittedAndDone', target: 'finishing', actions: 'recordStep' },
+        // a restarted client has finished its predecessor's commit: wait for the pods to say where they are before going on
+        { guard: ({ context }) => context.committed.size === context.topology.pods && context.resumed !== undefined, target: 'awaitPods', actions: ['recordStep', 'nextStep'] },
         { guard: 'allCommitted', target: 'awaitPrepared', actions: ['recordStep', 'nextStep'] },
       ],
       on: {
@@ -458,6 +515,8 @@ export function describeFailure(f: ClientFailure | undefined): string {
       return `deadline of ${f.ms} ms exceeded at step ${f.step}: no ${f.waitingFor} from ${f.pods.map((p) => `pod/${p}`).join(', ')}`;
     case 'podSilent':
       return `pod/${f.pod} silent for ${Math.round(f.ms)} ms at step ${f.step} (no heartbeat; last phase ${f.phase})`;
+    case 'runLog':
+      return `run log at step ${f.step}: ${f.reason}`;
     case 'podsNotReady':
       return `not ready within ${f.ms} ms to retry step ${f.step}: ${f.pods
         .map((p) => (p.silentHosts.length ? `pod/${p.pod} (${p.silentHosts.map((h) => `host/${p.pod}/${h}`).join(', ')} silent)` : `pod/${p.pod} (scheduler silent)`))

@@ -1,10 +1,11 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createActor, toPromise } from 'xstate';
-import { actorNames, encodeControl, subjects, type StepCommitted, type Topology } from '@lockstep/topology';
+import { actorNames, encodeControl, subjects, type RunLogRecord, type StepCommitted, type Topology } from '@lockstep/topology';
 import type { Logger } from 'pino';
 import { waitForPeers } from '../readiness.ts';
 import { edgeFor } from '../wire/edge.ts';
 import { clientMachine, type ClientOutput, type StepRecord } from './client.machine.ts';
+import { runLogActor, type RunLog } from './runlog.ts';
 
 export interface ClientRunOptions {
   nc: NatsConnection;
@@ -12,6 +13,10 @@ export interface ClientRunOptions {
   runId: string;
   steps: number;
   firstStep?: number;
+  /** The run's durable log of committed steps. */
+  runLog: RunLog;
+  /** A restarted client: the log's last record, whose commit it finishes first. */
+  resume?: RunLogRecord;
   log: Logger;
   onReadyProgress?: (reached: number, total: number) => void;
   onStep?: (record: StepRecord) => void;
@@ -31,7 +36,9 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
     log,
     listen: [{ subject: subjects.clientReport(runId), channel: { on: 'client.report', pods: t.pods } }],
   });
-  const actor = createActor(clientMachine.provide({ actors: { wire } }), { input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep } });
+  const actor = createActor(clientMachine.provide({ actors: { wire, runlog: runLogActor(opts.runLog) } }), {
+    input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep, resume: opts.resume },
+  });
   actor.on('step.committed', (r) => {
     log.info({ step: r.step, loss: r.loss, paramsHash: r.paramsHash, podsAgree: r.podsAgree, ms: Math.round(r.ms * 100) / 100 }, 'step committed');
     const progress: StepCommitted = {

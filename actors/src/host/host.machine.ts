@@ -398,6 +398,7 @@ export const hostMachine = setup({
         // a peer already on the next attempt: keep its tensors for when our dispatch arrives
         'tensor.received': [{ guard: 'tensorForThisAttempt', actions: 'storeTensor' }, { guard: 'tensorForNextAttempt', actions: 'holdEarly' }, { actions: 'reject' }],
         'host.abort': [{ guard: 'forThisAttempt', target: 'idle', actions: 'abort' }, { guard: 'isAbortOfThisStep', target: 'idle', actions: 'confirmAborted' }, { actions: 'reject' }],
+        'host.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
         // a later attempt of this step supersedes this one: nothing was committed, so start over
         'host.dispatch': [{ guard: 'isNextDispatch', target: 'attempt', reenter: true, actions: 'beginAttempt' }, { actions: 'reject' }],
       },
@@ -457,7 +458,7 @@ export const hostMachine = setup({
         prepared: {
           entry: [{ type: 'enterPhase', params: { phase: 'prepared' } }, 'sendPrepared'],
           on: {
-            'host.commit': [{ guard: 'forThisAttempt', target: '#host.idle', actions: 'commit' }, { actions: 'reject' }],
+            'host.commit': [{ guard: 'forThisAttempt', target: '#host.idle', actions: 'commit' }, { guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
           },
           after: { commitDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'prepared' } } } },
           // a lost report would stall the step: say it again every heartbeat interval until the pod answers

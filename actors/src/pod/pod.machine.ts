@@ -334,6 +334,8 @@ export const podMachine = setup({
   on: {
     'run.end': '.stopping',
     'host.heartbeat': { actions: 'noteHeartbeat' },
+    // a restarted client finishing the commit it logged last: the step is committed here already, confirm it again
+    'step.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
     'clock.tick': {},
     'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
     '*': { actions: 'reject' },
@@ -370,7 +372,7 @@ export const podMachine = setup({
       on: {
         'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
         'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }], // a host's repeat: counted as a duplicate
-        'step.commit': [{ guard: 'forThisAttempt', target: 'committing' }, { actions: 'reject' }],
+        'step.commit': [{ guard: 'forThisAttempt', target: 'committing' }, { guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
       },
       after: { stepDeadline: { target: 'failed', actions: assign({ failure: ({ context }) => ({ host: -1, phase: 'prepared', reason: `no commit or abort from the client within ${context.topology.deadlines.stepMs} ms` }) }) } },
@@ -385,7 +387,7 @@ export const podMachine = setup({
         'host.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }],
         'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }], // a host's repeat: counted as a duplicate
         // the client resends a commit it has no answer to: relay it again (hosts that committed confirm again)
-        'step.commit': [{ guard: 'forThisAttempt', actions: { type: 'relay', params: { kind: 'host.commit' } } }, { actions: 'reject' }],
+        'step.commit': [{ guard: 'forThisAttempt', actions: { type: 'relay', params: { kind: 'host.commit' } } }, { guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
       },
       after: { stepDeadline: { target: 'failed', actions: { type: 'deadlineFailed', params: { waitingFor: 'host.committed' } } } },
       // a lost commit (or a host restarted meanwhile, which confirms once healed): say it again to hosts that have not confirmed

@@ -25,11 +25,13 @@ export class FaultPlan {
 
   decide(m: { kind: string; step: number; msgId: string }): { action: FaultAction; delayMs: number }[] {
     const hits: { action: FaultAction; delayMs: number }[] = [];
+    // drawn on the id without the sender's incarnation (see envelope()), so a scenario replays the same faults
+    const key = m.msgId.replace(/@[^#]*/, '');
     this.spec.rules.forEach((r, i) => {
       if (r.from && r.from !== this.role) return;
       if (r.kinds && !r.kinds.includes(m.kind)) return;
       if (r.steps && (m.step < r.steps.from || m.step > r.steps.to)) return;
-      if (draw(this.spec.seed, i, m.msgId) < r.probability) hits.push({ action: r.action, delayMs: r.delayMs });
+      if (draw(this.spec.seed, i, key) < r.probability) hits.push({ action: r.action, delayMs: r.delayMs });
     });
     return hits;
   }

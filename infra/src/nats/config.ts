@@ -15,6 +15,21 @@ export interface NatsServerConfig {
   maxPayload?: number;
 }
 
+/**
+ * The run log's server: standalone, with JetStream storing on disk under
+ * `storeDir`, so the log of committed steps outlives the client (and a
+ * restart of this server).
+ */
+export function runLogServerConfig(c: { port: number; host?: string; storeDir: string }): string {
+  return [
+    'server_name: lockstep-runlog',
+    `listen: ${c.host ?? '127.0.0.1'}:${c.port}`,
+    'ping_interval: "5s"',
+    `jetstream { store_dir: ${JSON.stringify(c.storeDir)}, max_memory_store: 64MB, max_file_store: 1GB }`,
+    '',
+  ].join('\n');
+}
+
 export function natsConfig(c: NatsServerConfig): string {
   const host = c.host ?? '127.0.0.1';
   const lines = [

@@ -1,0 +1,106 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import { fromCallback } from 'xstate';
+import type { RunLogCommand, RunLogEvent } from './client.machine.ts';
+import { describeIssues, runLogStream, runLogSubject, RunLogRecord } from '@lockstep/topology';
+import { RunLogConflict, RunLogUnavailable } from '../errors.ts';
+
+/**
+ * A run's durable log of committed steps, in a JetStream stream on disk. The
+ * client appends a step's record when it decides to commit it, before telling
+ * any pod; a restarted client reads the last record and finishes that commit.
+ * Each append expects the last sequence to be the step number, so a second
+ * commit of a step (a zombie client, a replayed decision) is refused.
+ */
+export class RunLog {
+  private constructor(
+    private readonly jsm: JetStreamManager,
+    private readonly js: JetStreamClient,
+    private readonly runId: string,
+    private readonly log: Logger,
+    private readonly timeoutMs: number,
+  ) {}
+
+  static async open(nc: NatsConnection, runId: string, log: Logger, timeoutMs = 5000): Promise<RunLog> {
+    const until = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < until) {
+      try {
+        const jsm = await jetstreamManager(nc, { timeout: 2000 });
+        const name = runLogStream(runId);
+        const info = await jsm.streams.info(name).catch(() => null);
+        if (!info) await jsm.streams.add({ name, subjects: [runLogSubject(runId)], storage: StorageType.File, num_replicas: 1, duplicate_window: 120_000_000_000 });
+        return new RunLog(jsm, jetstream(nc, { timeout: 2000 }), runId, log, timeoutMs);
+      } catch (err) {
+        last = err;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    throw new RunLogUnavailable(`the run log (JetStream stream ${runLogStream(runId)}) is not reachable within ${timeoutMs} ms: ${(last as Error)?.message ?? 'no answer'}`, { cause: last });
+  }
+
+  /** The last committed step's record, or undefined for a run with none. */
+  async last(): Promise<RunLogRecord | undefined> {
+    const m = await this.jsm.streams.getMessage(runLogStream(this.runId), { last_by_subj: runLogSubject(this.runId) });
+    return m ? this.parse(m.data, m.seq) : undefined;
+  }
+
+  /** Every record, in step order. */
+  async all(): Promise<RunLogRecord[]> {
+    const info = await this.jsm.streams.info(runLogStream(this.runId));
+    const out: RunLogRecord[] = [];
+    for (let seq = 1; seq <= info.state.last_seq; seq++) {
+      const m = await this.jsm.streams.getMessage(runLogStream(this.runId), { seq });
+      if (m) out.push(this.parse(m.data, seq));
+    }
+    return out;
+  }
+
+  /** Append step s's record; refused (RunLogConflict) unless exactly steps 0..s-1 are logged. Retries a lost answer. */
+  async append(rec: RunLogRecord): Promise<void> {
+    const until = Date.now() + this.timeoutMs;
+    let last: unknown;
+    while (Date.now() < until) {
+      try {
+        const ack = await this.js.publish(runLogSubject(this.runId), JSON.stringify(rec), { expect: { lastSequence: rec.step }, msgID: `${this.runId}/step/${rec.step}` });
+        if (ack.seq !== rec.step + 1) throw new RunLogConflict(`run log: step ${rec.step} stored at sequence ${ack.seq}, expected ${rec.step + 1}`);
+        return;
+      } catch (err) {
+        const msg = (err as Error).message ?? '';
+        if (err instanceof RunLogConflict) throw err;
+        if (/wrong last sequence/i.test(msg)) throw new RunLogConflict(`run log refused step ${rec.step}: ${msg} (the step is already committed, or an earlier one is missing)`, { cause: err });
+        last = err;
+        this.log.warn({ err: msg, step: rec.step }, 'run log append failed; retrying');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+    throw new RunLogUnavailable(`run log: step ${rec.step} not stored within ${this.timeoutMs} ms: ${(last as Error)?.message ?? 'no answer'}`, { cause: last });
+  }
+
+  private parse(data: Uint8Array, seq: number): RunLogRecord {
+    let value: unknown;
+    try {
+      value = JSON.parse(new TextDecoder().decode(data));
+    } catch {
+      throw new RunLogConflict(`run log record ${seq} is not JSON`);
+    }
+    const r = RunLogRecord.safeParse(value);
+    if (!r.success) throw new RunLogConflict(`run log record ${seq}: ${describeIssues(r.error).join('; ')}`);
+    if (r.data.step !== seq - 1) throw new RunLogConflict(`run log record ${seq} is for step ${r.data.step}, expected ${seq - 1}`);
+    return r.data;
+  }
+}
+
+/** The client machine's `runlog` actor over a RunLog: each log.append answered with log.appended or log.failed. */
+export function runLogActor(runLog: RunLog) {
+  return fromCallback<RunLogCommand>(({ sendBack, receive }) => {
+    receive((cmd) => {
+      const step = cmd.record.step;
+      runLog.append(cmd.record).then(
+        () => sendBack({ type: 'log.appended', step } satisfies RunLogEvent),
+        (err: Error) => sendBack({ type: 'log.failed', step, reason: `${err.name}: ${err.message}`, retry: !(err instanceof RunLogConflict) } satisfies RunLogEvent),
+      );
+    });
+  });
+}
