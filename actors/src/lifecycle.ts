@@ -25,6 +25,10 @@ export function untilStopped(actor: AnyActorRef, opts: { nc: NatsConnection; log
   });
 }
 
+function podBeat(base: Omit<PodHeartbeat, 'kind' | 'ready' | 'silentHosts' | 'lostHosts'>, h: { silent: number[]; lost: number[] }): PodHeartbeat {
+  return { ...base, kind: 'pod.heartbeat', ready: h.silent.length === 0 && h.lost.length === 0, silentHosts: h.silent, lostHosts: h.lost };
+}
+
 /**
  * Publishes `kind` (host.heartbeat or pod.heartbeat) with the actor's current
  * phase every `everyMs`, on `subject`. Returns `beat` (one now) and `stop`.
@@ -36,15 +40,15 @@ export function heartbeats(opts: {
   kind: 'host.heartbeat' | 'pod.heartbeat';
   everyMs: number;
   state: () => { runId: string; step: number; attempt: number; phase: string };
-  /** For pods: the hosts not heard from lately; none means a step dispatched now can run. */
-  silentHosts?: () => number[];
+  /** For pods: hosts not heard from lately, and hosts with no replica left to heal from; none of either means a step can run. */
+  hosts?: () => { silent: number[]; lost: number[] };
   log: Logger;
 }): { beat: () => void; stop: () => void } {
   let n = 0;
   const beat = () => {
     const c = opts.state();
     const base = { ...envelope({ ...c, step: Math.max(0, c.step) }, opts.me, `${opts.kind}.${n++}`), phase: c.phase };
-    const msg: HostHeartbeat | PodHeartbeat = opts.kind === 'pod.heartbeat' ? { ...base, kind: 'pod.heartbeat', ready: (opts.silentHosts?.() ?? []).length === 0, silentHosts: opts.silentHosts?.() ?? [] } : { ...base, kind: 'host.heartbeat' };
+    const msg: HostHeartbeat | PodHeartbeat = opts.kind === 'pod.heartbeat' ? podBeat(base, opts.hosts?.() ?? { silent: [], lost: [] }) : { ...base, kind: 'host.heartbeat' };
     try {
       opts.nc.publish(opts.subject, encodeControl(msg));
     } catch (err) {

@@ -3,7 +3,7 @@ import { createActor, waitFor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
 import { parseTopology, preset, type RunLogRecord } from '@lockstep/topology';
 import { clientMachine, describeFailure, type ClientEvent, type WireCommand } from '../src/index.ts';
-import { controlSent, memoryRunLog, recordingWire } from './helpers.ts';
+import { controlSent, memoryRunLog, noCheckpoints, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
 const t = parseTopology({ ...preset('tiny') });
@@ -19,7 +19,7 @@ const committed = (pod: number, step: number, attempt: number, hash: string): Cl
 const aborted = (pod: number, step: number, attempt: number): ClientEvent => ({ type: 'pod.aborted', msg: { ...env(step, attempt, pod), kind: 'pod.aborted' } });
 const stopped = (pod: number): ClientEvent => ({ type: 'pod.stopped', msg: { ...env(0, 0, pod), kind: 'pod.stopped', rejected: { schema: pod + 1 }, duplicates: 1, faultsInjected: 2 } });
 /** A pod's heartbeat saying all its hosts are up. */
-const up = (pod: number, step = 0, attempt = 0, phase = 'idle'): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(step, attempt, pod), kind: 'pod.heartbeat', phase, ready: true, silentHosts: [] } });
+const up = (pod: number, step = 0, attempt = 0, phase = 'idle'): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(step, attempt, pod), kind: 'pod.heartbeat', phase, ready: true, silentHosts: [], lostHosts: [] } });
 const failed = (pod: number, step: number, attempt: number): ClientEvent => ({
   type: 'pod.failed',
   msg: { ...env(step, attempt, pod), kind: 'pod.failed', host: 3, phase: 'exchange', reason: 'deadline of 100 ms exceeded' },
@@ -27,7 +27,7 @@ const failed = (pod: number, step: number, attempt: number): ClientEvent => ({
 
 function start(steps: number) {
   const sent: WireCommand[] = [];
-  const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]) } }), { input: { topology: t, runId: RUN, steps } });
+  const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }), { input: { topology: t, runId: RUN, steps } });
   a.subscribe({ error: () => {} });
   return { a: a.start(), sent };
 }
@@ -95,7 +95,7 @@ describe('client machine', () => {
   it('resends a commit that gets no answer, each time under a new message id', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 2 }, deadlines: { startupMs: 1000, phaseMs: 1000, stepMs: 1000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]) } }), { input: { topology: quick, runId: RUN, steps: 1 } });
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }), { input: { topology: quick, runId: RUN, steps: 1 } });
     a.start();
     a.send(prepared(0, 0, 0, H(1)));
     a.send(prepared(1, 0, 0, H(1)));
@@ -112,8 +112,8 @@ describe('client machine', () => {
   it('a pod scheduler that stops heartbeating fails the attempt, named; the attempt is retried', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 }, deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
-    const beat = (pod: number): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(0, 0, pod), kind: 'pod.heartbeat', phase: 'running', ready: true, silentHosts: [] } });
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    const beat = (pod: number): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(0, 0, pod), kind: 'pod.heartbeat', phase: 'running', ready: true, silentHosts: [], lostHosts: [] } });
     const until = Date.now() + 1000;
     while (Date.now() < until && a.getSnapshot().context.retried.length === 0) {
       a.send(beat(0)); // pod 0 keeps beating; pod 1 has gone quiet
@@ -131,12 +131,12 @@ describe('client machine', () => {
   });
 
   it('a pod idle well after the dispatch (restarted, or the dispatch was lost) fails the attempt', async () => {
-    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 }, deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 } });
+    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 200, misses: 3 }, deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
     a.send(up(1)); // at once: its heartbeat may predate the dispatch
     expect(a.getSnapshot().context.retried).toEqual([]);
-    await new Promise((r) => setTimeout(r, 60));
+    await new Promise((r) => setTimeout(r, 450));
     a.send(up(0, 0, 0, 'running'));
     a.send(up(1));
     expect(controlSent(sent, 'step.abort').filter((m) => m.attempt === 0).length).toBe(2);
@@ -148,7 +148,7 @@ describe('client machine', () => {
   it('ends the run when a pod does not come back within the start-up deadline', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 10, misses: 3 }, deadlines: { startupMs: 100, phaseMs: 100, stepMs: 5000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]) } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
     a.send(failed(1, 0, 0));
     a.send(aborted(0, 0, 0));
     a.send(aborted(1, 0, 0));
@@ -179,7 +179,7 @@ describe('client machine', () => {
   it('logs the decision before any pod hears of the commit; a step the log refuses is never committed', () => {
     const records: RunLogRecord[] = [{ step: 0, attempt: 0, paramsHash: H(7), loss: 1, at: 'then' }]; // step 0 already logged: a zombie's decision
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records) } }), { input: { topology: t, runId: RUN, steps: 3 } }).start();
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints() } }), { input: { topology: t, runId: RUN, steps: 3 } }).start();
     a.send(prepared(0, 0, 0, H(1)));
     a.send(prepared(1, 0, 0, H(1)));
     expect(controlSent(sent, 'step.commit')).toEqual([]);
@@ -195,7 +195,7 @@ describe('client machine', () => {
   it('a restarted client finishes the logged commit first, then goes on past any attempt a pod has seen', () => {
     const records: RunLogRecord[] = [0, 1, 2].map((step) => ({ step, attempt: 0, paramsHash: H(step + 1), loss: 0.5, at: 'then' }));
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records) } }), {
+    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints() } }), {
       input: { topology: t, runId: RUN, steps: 5, resume: records[2] },
     }).start();
     const emitted: { step: number; recovered?: boolean }[] = [];
@@ -221,7 +221,7 @@ describe('client machine', () => {
   });
 
   it('graph walk: on every path, commit follows only a full set of agreeing prepares', () => {
-    const machine = clientMachine.provide({ actors: { wire: recordingWire([]), runlog: memoryRunLog([]) } });
+    const machine = clientMachine.provide({ actors: { wire: recordingWire([]), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } });
     const events = (s: Snap): ClientEvent[] => {
       const { step, attempt } = s.context;
       return [

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fromCallback } from 'xstate';
 import { pino } from 'pino';
 import type { RunLogRecord } from '@lockstep/topology';
-import type { RunLogCommand, RunLogEvent, WireCommand } from '../src/index.ts';
+import type { CheckpointCommand, CheckpointEvent, RunLogCommand, RunLogEvent, WireCommand } from '../src/index.ts';
 
 export const quietLog = pino({ level: 'silent' });
 
@@ -27,12 +27,20 @@ export function memoryRunLog(records: RunLogRecord[]) {
   return fromCallback<RunLogCommand>(({ receive, sendBack }) => {
     receive((cmd) => {
       const step = cmd.record.step;
-      if (step !== records.length) sendBack({ type: 'log.failed', step, reason: `RunLogConflict: step ${step} after ${records.length} records`, retry: false } satisfies RunLogEvent);
+      if (step < records.length && records[step].paramsHash === cmd.record.paramsHash) sendBack({ type: 'log.appended', step } satisfies RunLogEvent);
+      else if (step !== records.length) sendBack({ type: 'log.failed', step, reason: `RunLogConflict: step ${step} after ${records.length} records`, retry: false } satisfies RunLogEvent);
       else {
         records.push(cmd.record);
         sendBack({ type: 'log.appended', step } satisfies RunLogEvent);
       }
     });
+  });
+}
+
+/** A checkpoint store with nothing in it: a restore goes back to the initial state. */
+export function noCheckpoints() {
+  return fromCallback<CheckpointCommand>(({ receive, sendBack }) => {
+    receive(() => sendBack({ type: 'ckpt.none', skipped: [] } satisfies CheckpointEvent));
   });
 }
 

@@ -1,8 +1,9 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import { checkpointSteps } from '@lockstep/actors';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { LogLevel } from '@lockstep/actors';
-import { isPresetName, parseScenarioText, parseTopology, preset, type CrashPoint, type Scenario, type Topology } from '@lockstep/topology';
+import { checkpointDirName, isPresetName, parseScenarioText, parseTopology, preset, type CrashPoint, type Scenario, type Topology } from '@lockstep/topology';
 import { UsageError } from './errors.ts';
 import { hostGroups, hostProcessName, launch, type TrainResult } from './launcher.ts';
 import type { StepLine } from './protocol.ts';
@@ -26,6 +27,9 @@ export interface ScenarioResult {
   goodput: number;
   /** From the first process fault to the next commit (null without process faults, or no commit after). */
   recoveryMs: number | null;
+  /** Steps run again after a checkpoint restore, and the restores. */
+  stepsReplayed: number;
+  restores: number;
   wallMs: number;
 }
 
@@ -75,6 +79,20 @@ function processName(t: Topology, target: string): string {
 
 const SIGNALS = { stop: 'SIGSTOP', cont: 'SIGCONT', kill: 'SIGKILL' } as const;
 
+/** Cut every replica of shard 0 of the newest checkpoint with a manifest to half its length, as a crash mid-write on a filesystem without atomic rename would. */
+function tearNewestCheckpoint(dir: string): string | undefined {
+  const step = checkpointSteps(dir).find((s) => existsSync(join(dir, checkpointDirName(s), 'manifest.json')));
+  if (step === undefined) return undefined;
+  const torn: string[] = [];
+  for (const f of readdirSync(join(dir, checkpointDirName(step)))) {
+    if (!/^pod\d+-host0\.ckpt$/.test(f)) continue;
+    const file = join(dir, checkpointDirName(step), f);
+    truncateSync(file, Math.floor(statSync(file).size / 2));
+    torn.push(file);
+  }
+  return torn.length ? `step ${step}: ${torn.length} files` : undefined;
+}
+
 /** Run one scenario with real processes, inject its faults, and check the invariants. */
 export async function runScenario(s: Scenario, opts: { log: Logger; runDir: string; logLevel?: LogLevel }): Promise<ScenarioResult> {
   const t = scenarioTopology(s);
@@ -91,6 +109,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
     processEnv[name] = { LOCKSTEP_CRASH_POINT: JSON.stringify(point) };
   }
   const restarts: { name: string; at: number }[] = [];
+  let torn = 0;
   const timers: ReturnType<typeof setTimeout>[] = [];
   const started = performance.now();
   let result: TrainResult | undefined;
@@ -111,10 +130,18 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
           const f = pending.shift()!;
           timers.push(
             setTimeout(() => {
+              if (f.action === 'tear') {
+                const what = tearNewestCheckpoint(join(opts.runDir, 'checkpoints'));
+                if (what) {
+                  torn++; // not a recovery start: nothing notices a torn checkpoint until a restore needs it
+                  opts.log.warn({ torn: what }, 'checkpoint torn');
+                }
+                return;
+              }
               const pid = pids.get(processName(t, f.target));
               if (!pid) return;
               try {
-                process.kill(pid, SIGNALS[f.action]);
+                process.kill(pid, SIGNALS[f.action as keyof typeof SIGNALS]);
                 injectedAt.push(performance.now());
               } catch {
                 // already gone
@@ -148,20 +175,23 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
     problems: [],
     expected: s.expect.outcome,
     error: error ? error.message.split('\n')[0] : null,
-    faultsInjected: (result?.faultsInjected ?? 0) + injectedAt.length + firedKills.length,
+    faultsInjected: (result?.faultsInjected ?? 0) + injectedAt.length + firedKills.length + torn,
     stepsCommitted: unique.size,
     duplicateCommits: steps.length - unique.size,
     skippedSteps: skipped,
     hashMismatches: commits.filter((c) => !c.podsAgree).length,
     retriedAttempts: result?.retried.length ?? 0,
-    goodput: unique.size / Math.max(1, unique.size + (result?.retried.length ?? 0)),
+    goodput: unique.size / Math.max(1, unique.size + (result?.retried.length ?? 0) + (result?.replayedSteps ?? 0)),
     recoveryMs: firstFault !== undefined && after ? after.at - firstFault : null,
+    stepsReplayed: result?.replayedSteps ?? 0,
+    restores: result?.restores.length ?? 0,
     wallMs: performance.now() - started,
   };
   const problem = (ok: boolean, what: string) => ok || r.problems.push(what);
   problem(r.duplicateCommits === 0, `${r.duplicateCommits} steps committed twice`);
   problem(r.skippedSteps === 0, `${r.skippedSteps} steps skipped`);
   problem(r.hashMismatches === 0, `pods disagreed at ${r.hashMismatches} committed steps`);
+  problem(result?.replayedHashesMatch ?? true, 'a replayed step did not reproduce the hash it was committed with');
   problem(firedKills.length === armedKills.length, `crash point never reached in ${armedKills.filter((n) => !firedKills.includes(n)).join(', ')}`);
   if (s.expect.outcome === 'recovers') {
     problem(!error, `expected to recover, failed: ${r.error}`);
@@ -182,7 +212,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
 /** Figures over a set of scenario results: pass count, goodput over every attempt run, recovery p50 and max. */
 export function chaosSummary(results: ScenarioResult[]) {
   const committed = results.reduce((n, r) => n + r.stepsCommitted, 0);
-  const attempts = results.reduce((n, r) => n + r.stepsCommitted + r.retriedAttempts, 0);
+  const attempts = results.reduce((n, r) => n + r.stepsCommitted + r.retriedAttempts + r.stepsReplayed, 0);
   const rec = results.flatMap((r) => (r.recoveryMs === null ? [] : [r.recoveryMs])).sort((a, b) => a - b);
   return {
     passed: results.filter((r) => r.passed).length,

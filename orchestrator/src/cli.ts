@@ -220,6 +220,7 @@ export function buildProgram(): Command {
     .requiredOption('--pod <p>', 'pod index')
     .requiredOption('--hosts <list>', 'host indices, comma-separated')
     .option('--rejoin', 'restarted after a crash: heal the committed state from host h of another pod')
+    .requiredOption('--ckpt-dir <dir>', 'checkpoint directory (shared with the client)')
     .action(async (raw) => {
       process.exitCode = await hostRole(raw);
     });
@@ -227,6 +228,7 @@ export function buildProgram(): Command {
     .requiredOption('--steps <n>', 'steps to run')
     .option('--first-step <n>', 'first step', '0')
     .requiredOption('--log-nats <url>', 'the run log NATS server (JetStream)')
+    .requiredOption('--ckpt-dir <dir>', 'checkpoint directory (shared with the hosts)')
     .option('--resume', 'restarted: finish the run log\'s last commit, then go on')
     .action(async (raw) => {
       process.exitCode = await clientRole(raw);

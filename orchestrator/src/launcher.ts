@@ -55,6 +55,10 @@ export interface TrainResult {
   processes: number;
   /** Processes the launcher restarted after they crashed, and how they had exited. */
   restarts: { process: string; exit: string }[];
+  /** Rollbacks to a checkpoint (every replica of a shard lost), the steps replayed after them, and whether each replay reproduced its committed hash. */
+  restores: SummaryLine['restores'];
+  replayedSteps: number;
+  replayedHashesMatch: boolean;
   runDir: string;
 }
 
@@ -138,6 +142,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     const died = new Promise<never>((_, reject) => (giveUp = reject));
     let summary: SummaryLine | undefined;
     const steps: StepLine[] = [];
+    const replayed: StepLine[] = [];
     const onRestart = (r: Restart) => {
       restarts.push(r);
       opts.onRestart?.(r);
@@ -167,7 +172,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
         (code) => code === 0,
       );
     for (let pod = 0; pod < t.pods; pod++) role(`pod-${pod}`, ['pod', '--pod', String(pod), ...common(pod)]);
-    for (const g of groups) role(hostProcessName(g), ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), ...common(g.pod)]);
+    const ckptDir = join(runDir, 'checkpoints');
+    for (const g of groups) role(hostProcessName(g), ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), '--ckpt-dir', ckptDir, ...common(g.pod)]);
 
     const onLine = (line: string) => {
       let parsed: ReturnType<typeof ClientLine.safeParse>;
@@ -182,6 +188,11 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       else if (l.type === 'step.committed') {
         // a restarted client reports the commit it finished; its predecessor may have reported it already
         if (l.recovered && steps.some((x) => x.step === l.step)) return;
+        // a step run again after a checkpoint restore: counted apart, not as a second commit
+        if (l.replayed) {
+          replayed.push(l);
+          return;
+        }
         steps.push(l);
         opts.onStep?.(l);
       } else summary = l;
@@ -193,7 +204,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       'client',
       // a restarted client resumes from the run log: it finishes the last logged commit and goes on
       (r) => {
-        const args = ['client', '--steps', String(opts.steps), '--log-nats', runLogServer.url, ...common(0), ...(r > 0 ? ['--resume'] : [])];
+        const args = ['client', '--steps', String(opts.steps), '--log-nats', runLogServer.url, '--ckpt-dir', ckptDir, ...common(0), ...(r > 0 ? ['--resume'] : [])];
         const m = spawnRole('client', args, logDir, 'pipe');
         createInterface({ input: m.process.stdout! }).on('line', onLine);
         m.process.once('close', (code) => {
@@ -208,7 +219,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     const code = await Promise.race([clientExit, died]);
     if (!summary) throw new RunFailed(`the client exited (code ${code}) without a summary; its log: ${clientLog}\n${tail(clientLog)}`);
     const s: SummaryLine = summary;
-    const result = toResult(t, runId, runDir, s, steps, processes, restarts);
+    const result = toResult(t, runId, runDir, s, steps, processes, restarts, replayed);
     if (s.failure) throw new RunFailed(`${s.failure.kind}: ${s.failure.message} (logs in ${logDir})`, result);
     if (s.logged !== opts.steps) throw new RunFailed(`only ${s.logged} of ${opts.steps} steps committed (logs in ${logDir})`, result);
     return result;
@@ -219,7 +230,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     process.off('exit', onExit);
   }
 }
-function toResult(t: Topology, runId: string, runDir: string, s: SummaryLine, steps: StepLine[], processes: number, restarts: Restart[]): TrainResult {
+function toResult(t: Topology, runId: string, runDir: string, s: SummaryLine, steps: StepLine[], processes: number, restarts: Restart[], replayed: StepLine[]): TrainResult {
   const phaseMs = { step: mean(steps.map((x) => x.ms)) } as PhaseTimes & { step: number };
   for (const p of hostPhases) phaseMs[p] = mean(steps.map((x) => x.phaseMs[p] ?? 0));
   return {
@@ -239,6 +250,9 @@ function toResult(t: Topology, runId: string, runDir: string, s: SummaryLine, st
     phaseMs,
     processes,
     restarts: restarts.map((r) => ({ process: r.process, exit: r.exit })),
+    restores: s.restores,
+    replayedSteps: replayed.length,
+    replayedHashesMatch: replayed.every((r) => steps.find((x) => x.step === r.step)?.paramsHash === r.paramsHash),
     runDir,
   };
 }

@@ -18,6 +18,9 @@ export const StepLine = z.object({
   ms: z.number(),
   /** Finished by a restarted client from the run log; its predecessor may have reported it already. */
   recovered: z.boolean().optional(),
+  /** Run again after a checkpoint restore (committed before, with the same hash). */
+  replayed: z.boolean().optional(),
+  shardHashes: z.array(Hash),
 });
 export const Failure = z.object({ kind: z.string(), message: z.string() });
 export const SummaryLine = z.object({
@@ -36,6 +39,8 @@ export const SummaryLine = z.object({
   failure: Failure.nullable(),
   /** Steps in the run's durable log at the end: every step committed in the run, by any client. */
   logged: z.number().int(),
+  /** Rollbacks to a checkpoint after every replica of a shard was lost. */
+  restores: z.array(z.object({ atStep: z.number().int(), checkpoint: z.number().int(), skipped: z.array(z.object({ step: z.number().int(), reason: z.string() })) })),
   /** Step attempts that failed and were retried, with why. */
   retried: z.array(z.object({ step: z.number().int(), attempt: z.number().int(), reason: z.string() })),
 });

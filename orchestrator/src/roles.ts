@@ -19,17 +19,20 @@ const common = {
 const index = z.coerce.number().int('must be a whole number').min(0, 'must be >= 0');
 /** --rejoin: started again after a crash (a pod scheduler learns the step from the client, a host heals from its peer). */
 const rejoin = z.boolean().default(false);
+const ckptDir = z.string().min(1, 'must name the checkpoint directory');
 export const PodFlags = z.object({ ...common, pod: index, rejoin });
 export const HostFlags = z.object({
   ...common,
   pod: index,
   rejoin,
+  ckptDir,
   hosts: z.string().regex(/^\d+(,\d+)*$/, 'must be a comma-separated list of host indices, e.g. 0,1'),
 });
 export const ClientFlags = z.object({
   ...common,
   steps: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1'),
   firstStep: index.default(0),
+  ckptDir,
   /** The run log's server (JetStream). */
   logNats: z.string().min(1, 'must name the run log NATS server URL'),
   /** Restarted: finish the run log's last commit, then go on from the next step. */
@@ -87,7 +90,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const runs = hosts.map((host) => runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal: f.rejoin, crashPoint }));
+  const runs = hosts.map((host) => runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal: f.rejoin, crashPoint, checkpointDir: f.ckptDir }));
   const exit = () => {
     for (const r of runs) r.stop();
     void nc.close().finally(() => process.exit(1));
@@ -127,6 +130,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     steps: f.steps,
     firstStep: f.firstStep,
     runLog,
+    checkpointDir: f.ckptDir,
     resume: f.resume ? last : undefined,
     log,
     onReadyProgress: (reached, total) => {
@@ -154,6 +158,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     failure: failureLine(out.failure),
     retried: out.retried,
     logged: ((await runLog.last())?.step ?? -1) + 1,
+    restores: out.restores,
   };
   print(summary);
   await nc.drain();

@@ -14,3 +14,4 @@ export * from './messages.ts';
 export * from './frame.ts';
 export * from './scenario.ts';
 export * from './runlog.ts';
+export * from './checkpoint.ts';

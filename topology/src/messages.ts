@@ -45,10 +45,13 @@ export const StepDispatch = msg('step.dispatch', { samples: SampleRangeSchema })
 export const StepCommit = msg('step.commit', {});
 export const StepAbort = msg('step.abort', { reason: z.string().max(1000) });
 export const RunEnd = msg('run.end', {});
+/** Every replica of some shard is gone: roll every host back to the checkpoint of step `step` (-1: the initial parameters). The envelope's step is 0. */
+export const RunRestore = msg('run.restore', { checkpoint: z.number().int().min(-1), paramsHash: Hash.nullable() });
 // pod -> host
 export const HostDispatch = msg('host.dispatch', { samples: SampleRangeSchema });
 export const HostCommit = msg('host.commit', {});
 export const HostAbort = msg('host.abort', { reason: z.string().max(1000) });
+export const HostRestore = msg('host.restore', { checkpoint: z.number().int().min(-1) });
 // host -> pod
 /** Every `heartbeat.intervalMs`: alive, and where (a phase, or idle, prepared, failed). */
 export const HostHeartbeat = msg('host.heartbeat', { phase: z.string().max(40) });
@@ -56,6 +59,7 @@ export const HostPrepared = msg('host.prepared', { shardHash: Hash, lossSum: z.n
 export const HostCommitted = msg('host.committed', { shardHash: Hash });
 export const HostAborted = msg('host.aborted', {});
 export const HostFailed = msg('host.failed', { phase: z.string().max(100), reason: z.string().max(2000) });
+export const HostRestored = msg('host.restored', { checkpoint: z.number().int().min(-1), shardHash: Hash });
 export const HostStopped = msg('host.stopped', { rejected: RejectCounts, duplicates: count, faultsInjected: count });
 // pod -> client
 export const PodPrepared = msg('pod.prepared', {
@@ -67,6 +71,7 @@ export const PodPrepared = msg('pod.prepared', {
 });
 export const PodCommitted = msg('pod.committed', { paramsHash: Hash });
 export const PodAborted = msg('pod.aborted', {});
+export const PodRestored = msg('pod.restored', { checkpoint: z.number().int().min(-1), paramsHash: Hash });
 export const PodFailed = msg('pod.failed', { host: z.number().int().min(-1), phase: z.string().max(100), reason: z.string().max(2000) });
 /** Every `heartbeat.intervalMs`: the pod scheduler is alive, and in which phase. */
 export const PodHeartbeat = msg('pod.heartbeat', {
@@ -75,6 +80,8 @@ export const PodHeartbeat = msg('pod.heartbeat', {
   ready: z.boolean(),
   /** Hosts not heard from lately (dead, stalled, or healing after a restart). */
   silentHosts: z.array(z.number().int().min(0)).max(4096).default([]),
+  /** Hosts restarted with no replica of their shard left to heal from: only a checkpoint restore brings them back. */
+  lostHosts: z.array(z.number().int().min(0)).max(4096).default([]),
 });
 export const PodStopped = msg('pod.stopped', { rejected: RejectCounts, duplicates: count, faultsInjected: count });
 // healing: a restarted host asks host h of another pod for its committed state (host -> host)
@@ -105,6 +112,10 @@ export const ControlMessage = z.discriminatedUnion('kind', [
   StepCommit,
   StepAbort,
   RunEnd,
+  RunRestore,
+  HostRestore,
+  HostRestored,
+  PodRestored,
   HostDispatch,
   HostCommit,
   HostAbort,

@@ -35,13 +35,14 @@ export const ProcessFault = z
     afterMs: z.number().int().min(0).default(0),
     /** For a host: signal its process the moment it enters this phase of step `atStep` (kill or stop only). */
     inPhase: FaultPhase.optional(),
-    /** stop = SIGSTOP (a straggler), cont = SIGCONT, kill = SIGKILL. */
-    action: z.enum(['stop', 'cont', 'kill'], { error: 'must be stop, cont or kill' }),
-    /** The process to signal: the client, a pod scheduler, the process running a host, or a pod's nats-server. */
-    target: z.string().regex(/^(client|pod\/\d+|host\/\d+\/\d+|nats\/\d+)$/, 'must be client, pod/<p>, host/<p>/<h> or nats/<p>'),
+    /** stop = SIGSTOP (a straggler), cont = SIGCONT, kill = SIGKILL; tear = cut every replica of shard 0 of the newest checkpoint to half its length. */
+    action: z.enum(['stop', 'cont', 'kill', 'tear'], { error: 'must be stop, cont, kill or tear' }),
+    /** The process to signal: the client, a pod scheduler, the process running a host, or a pod's nats-server; `checkpoint` for tear. */
+    target: z.string().regex(/^(client|pod\/\d+|host\/\d+\/\d+|nats\/\d+|checkpoint)$/, 'must be client, pod/<p>, host/<p>/<h>, nats/<p> or checkpoint'),
   })
   .strict()
-  .refine((f) => !f.inPhase || (f.target.startsWith('host/') && f.action !== 'cont'), { message: 'inPhase is for kill or stop of a host', path: ['inPhase'] });
+  .refine((f) => !f.inPhase || (f.target.startsWith('host/') && f.action !== 'cont' && f.action !== 'tear'), { message: 'inPhase is for kill or stop of a host', path: ['inPhase'] })
+  .refine((f) => (f.action === 'tear') === (f.target === 'checkpoint'), { message: 'tear goes with target checkpoint, and only tear does', path: ['target'] });
 export type ProcessFault = z.output<typeof ProcessFault>;
 
 export const Scenario = z

@@ -118,6 +118,15 @@ export const RecoverySpec = z
   })
   .strict();
 
+export const CheckpointSpec = z
+  .object({
+    /** Every host writes its shard and optimizer state after committing step s when (s + 1) is a multiple of this. */
+    everySteps: positiveInt().default(10),
+    /** Checkpoints kept on disk; older ones are deleted. */
+    keep: positiveInt().max(1000, 'must be <= 1000').default(3),
+  })
+  .strict();
+
 export const Topology = z
   .object({
     name: z.string().min(1, 'must not be empty').regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lowercase letters, digits and dashes'),
@@ -133,6 +142,7 @@ export const Topology = z
     deadlines: DeadlineSpec.default({ startupMs: 60_000, phaseMs: 30_000, stepMs: 120_000 }),
     heartbeat: HeartbeatSpec.default({ intervalMs: 1000, misses: 3 }),
     recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 10, maxRestarts: 3 }),
+    checkpoint: CheckpointSpec.default({ everySteps: 10, keep: 3 }),
     faults: FaultSpec.default({ seed: 1, rules: [] }),
   })
   .strict()

@@ -1,4 +1,4 @@
-import { assign, emit, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import { and, assign, emit, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
 import { clock, longestSilence } from '../clock.ts';
 import {
   actorNames,
@@ -48,7 +48,8 @@ export type ClientFailure =
   | { kind: 'deadline'; step: number; waitingFor: string; pods: number[]; ms: number }
   | { kind: 'podSilent'; step: number; pod: number; ms: number; phase: string }
   | { kind: 'podsNotReady'; step: number; pods: { pod: number; silentHosts: number[] }[]; ms: number }
-  | { kind: 'runLog'; step: number; reason: string; retry: boolean };
+  | { kind: 'runLog'; step: number; reason: string; retry: boolean }
+  | { kind: 'restore'; step: number; reason: string };
 
 export interface StepRecord {
   type: 'step.committed';
@@ -62,6 +63,19 @@ export interface StepRecord {
   ms: number;
   /** Finished by a restarted client from the run log (its predecessor may have reported it already). */
   recovered?: boolean;
+  /** Run again after a checkpoint restore; committed before (the run log holds its record, with the same hash). */
+  replayed?: boolean;
+  /** Each shard's hash (what a checkpoint manifest records). */
+  shardHashes: string[];
+}
+
+/** A rollback to a checkpoint because every replica of a shard was gone. */
+export interface RestoreRecord {
+  /** The step the run was at, and the checkpoint it went back to (-1: the initial parameters). */
+  atStep: number;
+  checkpoint: number;
+  /** Newer checkpoints that did not check out, and why. */
+  skipped: { step: number; reason: string }[];
 }
 
 export interface ClientContext {
@@ -75,7 +89,7 @@ export interface ClientContext {
   committed: Map<number, PodCommitted>;
   aborted: Set<number>;
   stopped: Map<number, PodStopped>;
-  phase: 'awaitPods' | 'awaitPrepared' | 'logging' | 'committing' | 'aborting' | 'finishing' | 'done';
+  phase: 'awaitPods' | 'findingCheckpoint' | 'restoring' | 'awaitPrepared' | 'logging' | 'committing' | 'aborting' | 'finishing' | 'done';
   stepsCommitted: number;
   lossFirst: number | undefined;
   lossLast: number | undefined;
@@ -103,6 +117,20 @@ export interface ClientContext {
   dispatchedAt: number;
   /** The run log record being finished after a restart. */
   resumed: RunLogRecord | undefined;
+  /** Pods' last word on their hosts with no replica left. */
+  podLost: number[][];
+  /** A restore in flight: the checkpoint, the hash its manifest promises, pods that confirmed. */
+  restore: { checkpoint: number; paramsHash: string | null; skipped: { step: number; reason: string }[]; atStep: number } | undefined;
+  restoredPods: Set<number>;
+  restores: RestoreRecord[];
+  /** Steps up to here were committed before the last restore: running them again is a replay. */
+  replayUntil: number;
+  /**
+   * Attempts of a step are numbered from here: after a restore it is above every attempt used so
+   * far, so a replayed step's messages never carry the ids of the first run's (and are not dropped as repeats).
+   */
+  attemptFloor: number;
+  maxAttempt: number;
   /** Attempts that failed and were retried. */
   retried: RetriedAttempt[];
 }
@@ -126,13 +154,20 @@ export interface ClientOutput {
   podsReported: number;
   failure: ClientFailure | undefined;
   retried: RetriedAttempt[];
+  restores: RestoreRecord[];
 }
+
+/** What the client asks of its checkpoint store, and what it answers. */
+export type CheckpointCommand = { type: 'ckpt.find'; atMost: number };
+export type CheckpointEvent =
+  | { type: 'ckpt.found'; step: number; paramsHash: string; skipped: { step: number; reason: string }[] }
+  | { type: 'ckpt.none'; skipped: { step: number; reason: string }[] };
 
 /** What the client asks of its run log, and what the log answers. */
 export type RunLogCommand = { type: 'log.append'; record: RunLogRecord };
 export type RunLogEvent = { type: 'log.appended'; step: number } | { type: 'log.failed'; step: number; reason: string; retry: boolean };
 
-export type ClientEvent = WireEvent | RunLogEvent;
+export type ClientEvent = WireEvent | RunLogEvent | CheckpointEvent;
 
 function envelope(ctx: ClientContext, kind: string) {
   return envelopeFor(ctx, actorNames.client, kind);
@@ -178,6 +213,10 @@ export const clientMachine = setup({
     runlog: fromCallback<RunLogCommand>(() => {
       throw new Error('clientMachine: provide the `runlog` actor');
     }),
+    /** The checkpoint store; provided by the adapter: answers ckpt.find with the newest usable checkpoint. */
+    checkpoints: fromCallback<CheckpointCommand>(() => {
+      throw new Error('clientMachine: provide the `checkpoints` actor');
+    }),
   },
   delays: {
     stepDeadline: ({ context }) => context.topology.deadlines.stepMs,
@@ -204,6 +243,9 @@ export const clientMachine = setup({
       !(context.failure.kind === 'runLog' && !context.failure.retry) &&
       context.tries < context.topology.recovery.maxAttempts,
     isResuming: ({ context }) => context.resumed !== undefined,
+    /** A pod says (since the failure) that a host has no replica left to heal from. */
+    someHostLost: ({ context }) => podList(context).some((p) => context.podSeen[p] >= context.waitSince && context.podLost[p].length > 0),
+    canRestore: ({ context }) => context.restores.length < context.topology.recovery.maxRestarts,
     allPodsReady: ({ context }) => podsNotReady(context).length === 0,
     /** A pod idle well after the dispatch never got it, or was restarted meanwhile: this attempt cannot finish. */
     podIdleInAttempt: ({ context, event }) =>
@@ -219,7 +261,7 @@ export const clientMachine = setup({
     dispatch: enqueueActions(({ context, enqueue }) => {
       const attempt = context.attempt + 1;
       const ctx = { ...context, attempt };
-      enqueue.assign({ attempt, tries: context.tries + 1, dispatchedAt: performance.now(), prepared: new Map(), committed: new Map(), aborted: new Set(), resends: 0, ...(attempt === 0 ? { stepStartedAt: performance.now() } : {}) });
+      enqueue.assign({ attempt, maxAttempt: Math.max(context.maxAttempt, attempt), tries: context.tries + 1, dispatchedAt: performance.now(), prepared: new Map(), committed: new Map(), aborted: new Set(), resends: 0, ...(attempt === 0 ? { stepStartedAt: performance.now() } : {}) });
       for (const p of podList(context)) {
         enqueue.sendTo('wire', {
           type: 'wire.send',
@@ -247,6 +289,18 @@ export const clientMachine = setup({
         } satisfies WireCommand);
       }
     }),
+    tellRestore: enqueueActions(({ context, enqueue }) => {
+      const r = context.restore!;
+      for (const p of podList(context)) {
+        if (context.restoredPods.has(p)) continue;
+        enqueue.sendTo('wire', {
+          type: 'wire.send',
+          subject: subjects.podCmd(context.runId, p),
+          message: { ...envelope(context, `run.restore.${p}.${r.checkpoint}.r${context.resends}`), kind: 'run.restore', checkpoint: r.checkpoint, paramsHash: r.paramsHash },
+        } satisfies WireCommand);
+      }
+      enqueue.assign({ resends: context.resends + 1 });
+    }),
     /** Record the committed step: loss summed over pods in pod order, every pod's hash. */
     recordStep: enqueueActions(({ context, enqueue }) => {
       const pods = podList(context).flatMap((p) => context.prepared.get(p) ?? []);
@@ -265,7 +319,9 @@ export const clientMachine = setup({
         podsAgree: podHashes.every((h) => h === podHashes[0]),
         phaseMs,
         ms: context.resumed ? 0 : performance.now() - context.stepStartedAt,
+        shardHashes: context.prepared.get(0)?.shardHashes ?? [],
         ...(context.resumed ? { recovered: true } : {}),
+        ...(context.step <= context.replayUntil ? { replayed: true } : {}),
       };
       enqueue.emit(record);
       enqueue.assign({
@@ -276,7 +332,7 @@ export const clientMachine = setup({
         podHashes,
       });
     }),
-    nextStep: assign(({ context }) => ({ step: context.step + 1, attempt: -1, tries: 0, resumed: undefined })),
+    nextStep: assign(({ context }) => ({ step: context.step + 1, attempt: context.attemptFloor - 1, tries: 0, resumed: undefined })),
     /** Number the next attempt past any a pod has seen for this step (a restarted client does not know how far the last one got). */
     catchUpAttempt: assign(({ context }) => ({
       attempt: Math.max(context.attempt, ...context.podAt.filter((a) => a.step === context.step).map((a) => a.attempt)),
@@ -302,9 +358,11 @@ export const clientMachine = setup({
       podReady[p] = event.msg.ready;
       const podSilentHosts = [...context.podSilentHosts];
       podSilentHosts[p] = event.msg.silentHosts;
+      const podLost = [...context.podLost];
+      podLost[p] = event.msg.lostHosts;
       const podAt = [...context.podAt];
       podAt[p] = { step: event.msg.step, attempt: event.msg.attempt };
-      return { podSeen, podPhase, podReady, podAt, podSilentHosts };
+      return { podSeen, podPhase, podReady, podAt, podSilentHosts, podLost };
     }),
     podIdle: assign(({ context, event }) => ({
       failure: {
@@ -364,6 +422,13 @@ export const clientMachine = setup({
     podPhase: Array.from({ length: input.topology.pods }, () => 'idle'),
     podReady: Array.from({ length: input.topology.pods }, () => false),
     podSilentHosts: Array.from({ length: input.topology.pods }, () => []),
+    podLost: Array.from({ length: input.topology.pods }, () => []),
+    restore: undefined,
+    restoredPods: new Set(),
+    restores: [],
+    replayUntil: -1,
+    attemptFloor: 0,
+    maxAttempt: input.resume?.attempt ?? 0,
     podAt: Array.from({ length: input.topology.pods }, () => ({ step: 0, attempt: 0 })),
     waitSince: 0,
     tries: 0,
@@ -374,6 +439,7 @@ export const clientMachine = setup({
   invoke: [
     { id: 'wire', src: 'wire' },
     { id: 'runlog', src: 'runlog' },
+    { id: 'checkpoints', src: 'checkpoints' },
     { id: 'clock', src: 'clock', input: ({ context }) => ({ everyMs: context.topology.heartbeat.intervalMs }) },
   ],
   initial: 'start',
@@ -474,8 +540,66 @@ export const clientMachine = setup({
      */
     awaitPods: {
       entry: [{ type: 'setPhase', params: { phase: 'awaitPods' } }, assign({ waitSince: () => performance.now() })],
-      always: { guard: 'allPodsReady', target: 'awaitPrepared', actions: 'catchUpAttempt' },
+      always: [
+        { guard: 'allPodsReady', target: 'awaitPrepared', actions: 'catchUpAttempt' },
+        // every replica of a shard is gone: roll the run back to a checkpoint
+        { guard: and(['someHostLost', 'canRestore']), target: 'findingCheckpoint' },
+      ],
       after: { startupDeadline: { target: 'finishing', actions: 'podsNotReady' } },
+    },
+    /** The newest checkpoint before the step in flight whose manifest and every shard check out (none: the initial state). */
+    findingCheckpoint: {
+      entry: [
+        { type: 'setPhase', params: { phase: 'findingCheckpoint' } },
+        sendTo('checkpoints', ({ context }): CheckpointCommand => ({ type: 'ckpt.find', atMost: context.step - 1 })),
+      ],
+      on: {
+        'ckpt.found': {
+          target: 'restoring',
+          actions: assign(({ context, event }) => ({ restore: { checkpoint: event.step, paramsHash: event.paramsHash, skipped: event.skipped, atStep: context.step } })),
+        },
+        'ckpt.none': {
+          target: 'restoring',
+          actions: assign(({ context, event }) => ({ restore: { checkpoint: -1, paramsHash: null, skipped: event.skipped, atStep: context.step } })),
+        },
+      },
+      after: { phaseDeadline: { target: 'finishing', actions: assign(({ context }) => ({ failure: { kind: 'restore' as const, step: context.step, reason: 'the checkpoint store did not answer' } })) } },
+    },
+    /** Every pod rolls its hosts back; the parameters must hash to what the checkpoint's manifest says. Then the steps since are replayed. */
+    restoring: {
+      entry: [{ type: 'setPhase', params: { phase: 'restoring' } }, assign({ restoredPods: () => new Set<number>() }), 'tellRestore'],
+      on: {
+        'pod.restored': [
+          {
+            guard: ({ context, event }) => event.msg.checkpoint === context.restore!.checkpoint && context.restore!.paramsHash !== null && event.msg.paramsHash !== context.restore!.paramsHash,
+            target: 'finishing',
+            actions: assign(({ context, event }) => ({
+              failure: { kind: 'restore' as const, step: context.step, reason: `pod/${podIndex(event)} restored checkpoint ${context.restore!.checkpoint} to ${event.msg.paramsHash.slice(0, 12)}, its manifest says ${context.restore!.paramsHash!.slice(0, 12)}` },
+            })),
+          },
+          { guard: ({ context, event }) => event.msg.checkpoint === context.restore!.checkpoint, actions: assign({ restoredPods: ({ context, event }) => new Set(context.restoredPods).add(podIndex(event)) }) },
+          { actions: 'reject' },
+        ],
+      },
+      always: {
+        guard: ({ context }) => context.restoredPods.size === context.topology.pods,
+        target: 'awaitPods',
+        actions: assign(({ context }) => {
+          const r = context.restore!;
+          return {
+            restores: [...context.restores, { atStep: r.atStep, checkpoint: r.checkpoint, skipped: r.skipped }],
+            replayUntil: Math.max(context.replayUntil, r.atStep - 1),
+            step: r.checkpoint + 1,
+            attempt: context.maxAttempt,
+            attemptFloor: context.maxAttempt + 1,
+            tries: 0,
+            failure: undefined,
+          };
+        }),
+      },
+      after: { stepDeadline: { target: 'finishing', actions: assign(({ context }) => ({ failure: { kind: 'restore' as const, step: context.step, reason: `pods did not restore checkpoint ${context.restore!.checkpoint} within ${context.topology.deadlines.stepMs} ms` } })) } },
+      initial: 'told',
+      states: { told: { after: { resendDelay: { target: 'told', reenter: true, actions: 'tellRestore' } } } },
     },
     finishing: {
       entry: [{ type: 'setPhase', params: { phase: 'finishing' } }, { type: 'tell', params: { kind: 'run.end' } }],
@@ -499,6 +623,7 @@ export const clientMachine = setup({
       podsReported: pods.length,
       failure: context.failure,
       retried: context.retried,
+      restores: context.restores,
     };
   },
 });
@@ -515,6 +640,8 @@ export function describeFailure(f: ClientFailure | undefined): string {
       return `deadline of ${f.ms} ms exceeded at step ${f.step}: no ${f.waitingFor} from ${f.pods.map((p) => `pod/${p}`).join(', ')}`;
     case 'podSilent':
       return `pod/${f.pod} silent for ${Math.round(f.ms)} ms at step ${f.step} (no heartbeat; last phase ${f.phase})`;
+    case 'restore':
+      return `restore at step ${f.step}: ${f.reason}`;
     case 'runLog':
       return `run log at step ${f.step}: ${f.reason}`;
     case 'podsNotReady':

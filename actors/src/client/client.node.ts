@@ -6,6 +6,26 @@ import { waitForPeers } from '../readiness.ts';
 import { edgeFor } from '../wire/edge.ts';
 import { clientMachine, type ClientOutput, type StepRecord } from './client.machine.ts';
 import { runLogActor, type RunLog } from './runlog.ts';
+import { findCheckpoint, writeManifest } from '../checkpoint/store.ts';
+import { fromCallback } from 'xstate';
+import type { CheckpointCommand, CheckpointEvent } from './client.machine.ts';
+
+/** The client machine's `checkpoints` actor: finds the newest usable checkpoint on disk. */
+function checkpointActor(dir: string, t: Topology, runId: string, log: Logger) {
+  return fromCallback<CheckpointCommand>(({ receive, sendBack }) => {
+    receive((cmd) => {
+      const r = findCheckpoint(dir, t, runId, cmd.atMost);
+      for (const s of r.skipped) log.warn({ step: s.step, reason: s.reason }, 'checkpoint skipped');
+      if ('manifest' in r) {
+        log.warn({ step: r.manifest.step }, 'restoring checkpoint');
+        sendBack({ type: 'ckpt.found', step: r.manifest.step, paramsHash: r.manifest.paramsHash, skipped: r.skipped } satisfies CheckpointEvent);
+      } else {
+        log.warn('no usable checkpoint: restoring the initial state');
+        sendBack({ type: 'ckpt.none', skipped: r.skipped } satisfies CheckpointEvent);
+      }
+    });
+  });
+}
 
 export interface ClientRunOptions {
   nc: NatsConnection;
@@ -17,6 +37,8 @@ export interface ClientRunOptions {
   runLog: RunLog;
   /** A restarted client: the log's last record, whose commit it finishes first. */
   resume?: RunLogRecord;
+  /** Where hosts write checkpoints and the client their manifests. */
+  checkpointDir: string;
   log: Logger;
   onReadyProgress?: (reached: number, total: number) => void;
   onStep?: (record: StepRecord) => void;
@@ -36,10 +58,22 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
     log,
     listen: [{ subject: subjects.clientReport(runId), channel: { on: 'client.report', pods: t.pods } }],
   });
-  const actor = createActor(clientMachine.provide({ actors: { wire, runlog: runLogActor(opts.runLog) } }), {
+  const actor = createActor(clientMachine.provide({ actors: { wire, runlog: runLogActor(opts.runLog), checkpoints: checkpointActor(opts.checkpointDir, t, runId, log) } }), {
     input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep, resume: opts.resume },
   });
   actor.on('step.committed', (r) => {
+    // every `everySteps`-th step: the manifest of the checkpoint the hosts write after committing it
+    if ((r.step + 1) % t.checkpoint.everySteps === 0 && r.shardHashes.length === t.hostsPerPod) {
+      try {
+        writeManifest(
+          opts.checkpointDir,
+          { format: 'lockstep-checkpoint/1', runId, step: r.step, attempt: r.attempt, paramsHash: r.paramsHash, shardHashes: r.shardHashes, pods: t.pods, writtenAt: new Date().toISOString() },
+          t.checkpoint.keep,
+        );
+      } catch (err) {
+        log.error({ err, step: r.step }, 'checkpoint manifest not written');
+      }
+    }
     log.info({ step: r.step, loss: r.loss, paramsHash: r.paramsHash, podsAgree: r.podsAgree, ms: Math.round(r.ms * 100) / 100 }, 'step committed');
     const progress: StepCommitted = {
       v: 1,
@@ -56,6 +90,11 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
     };
     nc.publish(subjects.progress(runId), encodeControl(progress));
     opts.onStep?.(r);
+  });
+  let retries = 0;
+  actor.subscribe((s) => {
+    for (const r of s.context.retried.slice(retries)) log.warn({ step: r.step, attempt: r.attempt, reason: r.reason }, 'attempt failed; retrying');
+    retries = s.context.retried.length;
   });
   const output = toPromise(actor);
   actor.start();

@@ -57,7 +57,17 @@ export class RunLog {
     return out;
   }
 
-  /** Append step s's record; refused (RunLogConflict) unless exactly steps 0..s-1 are logged. Retries a lost answer. */
+  /** The record of one step, if logged. */
+  async get(step: number): Promise<RunLogRecord | undefined> {
+    const m = await this.jsm.streams.getMessage(runLogStream(this.runId), { seq: step + 1 });
+    return m ? this.parse(m.data, m.seq) : undefined;
+  }
+
+  /**
+   * Append step s's record; refused (RunLogConflict) unless exactly steps 0..s-1 are logged, or
+   * step s is logged with the same parameter hash (a replay after a checkpoint restore must
+   * reproduce the bits it committed before). Retries a lost answer.
+   */
   async append(rec: RunLogRecord): Promise<void> {
     const until = Date.now() + this.timeoutMs;
     let last: unknown;
@@ -69,7 +79,12 @@ export class RunLog {
       } catch (err) {
         const msg = (err as Error).message ?? '';
         if (err instanceof RunLogConflict) throw err;
-        if (/wrong last sequence/i.test(msg)) throw new RunLogConflict(`run log refused step ${rec.step}: ${msg} (the step is already committed, or an earlier one is missing)`, { cause: err });
+        if (/wrong last sequence/i.test(msg)) {
+          const logged = await this.get(rec.step).catch(() => undefined);
+          if (logged && logged.paramsHash === rec.paramsHash) return; // a replay that reproduced the step bit for bit
+          if (logged) throw new RunLogConflict(`run log: step ${rec.step} was committed with paramsHash ${logged.paramsHash.slice(0, 12)}, now ${rec.paramsHash.slice(0, 12)}`, { cause: err });
+          throw new RunLogConflict(`run log refused step ${rec.step}: ${msg} (an earlier step is missing)`, { cause: err });
+        }
         last = err;
         this.log.warn({ err: msg, step: rec.step }, 'run log append failed; retrying');
         await new Promise((r) => setTimeout(r, 200));

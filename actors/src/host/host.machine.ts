@@ -1,4 +1,4 @@
-import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import { assign, enqueueActions, fromCallback, fromPromise, sendTo, setup } from 'xstate';
 import {
   actorNames,
   initOptimizerState,
@@ -45,6 +45,8 @@ export interface HostInput {
   host: number;
   /** A restarted host starts from the committed state it healed from its cross-pod peer. */
   restored?: CommittedState;
+  /** A restarted host that found no replica to heal from: it holds nothing until a checkpoint restore. */
+  lost?: boolean;
 }
 
 export interface HostContext {
@@ -77,7 +79,7 @@ export interface HostContext {
   early: AssembledTensor[];
   /** The update, held until commit. */
   next: { shard: Float32Array; optState: OptimizerState; params: Float32Array | undefined } | undefined;
-  phase: HostPhase | 'idle' | 'prepared';
+  phase: HostPhase | 'idle' | 'prepared' | 'lost' | 'restoring';
   phaseStartedAt: number;
   phaseMs: PhaseTimes;
   rejected: Rejections;
@@ -89,6 +91,8 @@ export interface HostContext {
   lastCommitted: { step: number; attempt: number; shardHash: string } | undefined;
   /** Reports of this attempt resent so far (part of their message ids). */
   resends: number;
+  /** The checkpoint a restore in flight loads (-1: the initial state). */
+  restoreTo: number;
 }
 
 export type HostEvent = WireEvent;
@@ -109,7 +113,7 @@ function peerIndex(t: AssembledTensor): number {
 }
 
 function isComputePhase(phase: HostContext['phase']): phase is HostPhase {
-  return phase !== 'idle' && phase !== 'prepared';
+  return phase !== 'idle' && phase !== 'prepared' && phase !== 'lost' && phase !== 'restoring';
 }
 
 function eventStep(event: HostEvent): { step: number; attempt: number } | undefined {
@@ -160,6 +164,10 @@ export const hostMachine = setup({
     forwardPass,
     backwardPass,
     applyUpdate,
+    /** Read the checkpoint of a step from disk; provided by the adapter. */
+    loadCheckpoint: fromPromise<CommittedState, { checkpoint: number }>(async () => {
+      throw new Error('hostMachine: provide the `loadCheckpoint` actor');
+    }),
   },
   delays: {
     phaseDeadline: ({ context }) => context.topology.deadlines.phaseMs,
@@ -330,6 +338,34 @@ export const hostMachine = setup({
     sendFailed: sendTo('wire', ({ context }) =>
       toPod(context, { ...envelope(context, 'host.failed'), kind: 'host.failed', phase: context.failure!.phase, reason: context.failure!.reason }),
     ),
+    adoptRestored: assign(({ event }) => {
+      const s = (event as unknown as { output: CommittedState }).output;
+      return {
+        step: s.step,
+        attempt: -1,
+        params: s.params,
+        optState: s.optState,
+        lastCommitted: s.lastCommitted,
+        next: undefined,
+        grad: undefined,
+        podGrad: undefined,
+        acts: undefined,
+        slices: new Map(),
+        exchanged: new Map(),
+        gathered: new Map(),
+        early: [],
+        failure: undefined,
+      };
+    }),
+    sendRestored: sendTo('wire', ({ context }) => {
+      const own = context.ranges[context.host];
+      return toPod(context, {
+        ...envelope(context, `host.restored.${context.restoreTo}.r${context.resends}`),
+        kind: 'host.restored',
+        checkpoint: context.restoreTo,
+        shardHash: shardHash(context.params.subarray(own.start, own.end)),
+      });
+    }),
     sendStopped: sendTo('wire', ({ context }) =>
       toPod(context, { ...envelope(context, 'host.stopped'), kind: 'host.stopped', rejected: context.rejected, duplicates: context.duplicates, faultsInjected: context.faultsInjected }),
     ),
@@ -364,7 +400,7 @@ export const hostMachine = setup({
       gathered: new Map(),
       early: [],
       next: undefined,
-      phase: 'idle',
+      phase: input.lost ? 'lost' : 'idle',
       phaseStartedAt: 0,
       phaseMs: {},
       rejected: {},
@@ -373,16 +409,31 @@ export const hostMachine = setup({
       failure: undefined,
       lastCommitted: r?.lastCommitted,
       resends: 0,
+      restoreTo: -1,
     };
   },
   invoke: { id: 'wire', src: 'wire' },
-  initial: 'idle',
+  initial: 'start',
   on: {
     'run.end': '.stopped',
+    // the whole run rolls back to a checkpoint: whatever this host was doing is dropped (nothing uncommitted survives)
+    'host.restore': { target: '.restoring', actions: assign({ restoreTo: ({ event }) => event.msg.checkpoint, resends: ({ context }) => context.resends + 1 }) },
     'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
     '*': { actions: 'reject' },
   },
   states: {
+    start: { always: [{ guard: ({ context }) => context.phase === 'lost', target: 'lost' }, { target: 'idle' }] },
+    /** Restarted with no replica of its shard left anywhere: it waits for the client to restore a checkpoint. */
+    lost: { entry: { type: 'enterPhase', params: { phase: 'lost' } } },
+    restoring: {
+      entry: { type: 'enterPhase', params: { phase: 'restoring' } },
+      invoke: {
+        src: 'loadCheckpoint',
+        input: ({ context }) => ({ checkpoint: context.restoreTo }),
+        onDone: { target: 'idle', actions: ['adoptRestored', 'sendRestored'] },
+        onError: { target: 'lost', actions: { type: 'failFromError', params: { phase: 'restoring' } } },
+      },
+    },
     idle: {
       entry: { type: 'enterPhase', params: { phase: 'idle' } },
       on: {

@@ -1,5 +1,6 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { createActor, waitFor, type ActorRefFrom } from 'xstate';
+import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
+import { loadCheckpoint, writeShardCheckpoint } from '../checkpoint/store.ts';
 import { actorNames, shardRange, parameterCount, subjects, type CrashPoint, type TensorKind, type Topology } from '@lockstep/topology';
 import { armCrash } from './crash.ts';
 import type { Logger } from 'pino';
@@ -32,6 +33,8 @@ export interface HostRunOptions {
   heal?: boolean;
   /** Scenario fault injection: signal this process at an exact point of the protocol. */
   crashPoint?: CrashPoint;
+  /** Where checkpoints are written and read (shared by every host and the client). */
+  checkpointDir: string;
 }
 
 /** Connect one host machine to NATS: its edge, its ping answers, its state service, its start-up handshake. */
@@ -54,6 +57,8 @@ export function runHost(opts: HostRunOptions): HostRun {
       log,
       state: async () => {
         if (!actor) return 'healing itself (restarted, no state yet)';
+        const phase = actor.getSnapshot().context.phase;
+        if (phase === 'lost' || phase === 'restoring') return `${phase} (no replica was left to heal from)`;
         // awaiting a commit or abort, the committed state is about to change: answer once it is settled
         const s = await waitFor(actor, (x) => x.context.phase !== 'prepared' || x.status !== 'active', { timeout: t.deadlines.stepMs });
         const c = s.context;
@@ -64,19 +69,25 @@ export function runHost(opts: HostRunOptions): HostRun {
 
   const start = async (): Promise<{ done: Promise<void> }> => {
     let restored: CommittedState | undefined;
+    let lost = false;
     if (opts.heal) {
       const began = performance.now();
       const r = await fetchState({ nc, topology: t, runId, pod, host, log, deadlineMs: t.deadlines.startupMs });
-      if (!r.ok) throw new HealFailed(`${me} cannot heal: ${r.reason}`);
-      restored = r.state;
-      log.info({ from: r.from, step: r.state.step, lastCommitted: r.state.lastCommitted, ms: Math.round(performance.now() - began) }, 'healed from cross-pod peer');
+      if (r.ok) {
+        restored = r.state;
+        log.info({ from: r.from, step: r.state.step, lastCommitted: r.state.lastCommitted, ms: Math.round(performance.now() - began) }, 'healed from cross-pod peer');
+      } else {
+        // every replica of this shard is gone: say so (heartbeat phase 'lost') and wait for the client to restore a checkpoint
+        lost = true;
+        log.warn({ reason: r.reason }, 'cannot heal: waiting for a checkpoint restore');
+      }
     }
     if (stopped) throw new HealFailed(`${me} stopped while healing`);
-    const done = runMachine(restored);
+    const done = runMachine(restored, lost);
     return { done };
   };
 
-  const runMachine = (restored: CommittedState | undefined): Promise<void> => {
+  const runMachine = (restored: CommittedState | undefined, lost: boolean): Promise<void> => {
     const size = parameterCount(t.model);
     const lengthOf = (shard: number) => {
       const r = shardRange(size, t.hostsPerPod, shard);
@@ -97,7 +108,25 @@ export function runHost(opts: HostRunOptions): HostRun {
         { subject: subjects.hostData(runId, pod, host), channel: { on: 'host.data', pod, host, pods: t.pods, hosts: t.hostsPerPod } },
       ],
     });
-    const a = createActor(hostMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod, host, restored } });
+    const load = fromPromise<CommittedState, { checkpoint: number }>(async ({ input }) => {
+      const s = loadCheckpoint(opts.checkpointDir, t, runId, host, input.checkpoint);
+      log.info({ checkpoint: input.checkpoint, step: s.step }, 'restored from checkpoint');
+      return s;
+    });
+    const a = createActor(hostMachine.provide({ actors: { wire, loadCheckpoint: load } }), { input: { topology: t, runId, pod, host, restored, lost } });
+    // after committing every `everySteps`-th step, write this host's part of the checkpoint (its shard and optimizer state)
+    let written = -1;
+    a.subscribe((s) => {
+      const c = s.context.lastCommitted;
+      if (!c || c.step === written || (c.step + 1) % t.checkpoint.everySteps !== 0 || s.context.phase === 'restoring') return;
+      written = c.step;
+      const own = s.context.ranges[host];
+      try {
+        writeShardCheckpoint(opts.checkpointDir, { runId, step: c.step, pod, host, shard: s.context.params.subarray(own.start, own.end), opt: s.context.optState });
+      } catch (err) {
+        log.error({ err, step: c.step }, 'checkpoint not written');
+      }
+    });
     actor = a;
     let lastPhase = '';
     let lastBeatPhase = '';

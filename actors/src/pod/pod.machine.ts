@@ -50,7 +50,7 @@ export interface PodContext {
   committed: Map<number, string>;
   aborted: Set<number>;
   stopped: Map<number, HostStopped>;
-  phase: 'idle' | 'running' | 'prepared' | 'committing' | 'aborting' | 'failed' | 'stopping' | 'stopped';
+  phase: 'idle' | 'running' | 'prepared' | 'committing' | 'aborting' | 'failed' | 'restoring' | 'stopping' | 'stopped';
   rejected: Rejections;
   duplicates: number;
   /** Faults the seeded fault layer injected into what this actor sent. */
@@ -66,6 +66,11 @@ export interface PodContext {
   computeMs: number;
   /** When the attempt in flight was dispatched (performance.now). */
   dispatchedAt: number;
+  /** Hosts whose last heartbeat said they are lost (restarted with no replica to heal from). */
+  lost: boolean[];
+  /** The checkpoint a restore in flight goes back to, and the shard hash each host restored. */
+  restoreTo: number;
+  restored: Map<number, string>;
 }
 
 export type PodEvent = WireEvent | { type: 'clock.tick' };
@@ -113,6 +118,11 @@ export function silentHosts(ctx: Pick<PodContext, 'topology' | 'lastSeen'>): num
   return ctx.lastSeen.flatMap((seen, h) => (now - seen > limit ? [h] : []));
 }
 
+/** Hosts restarted with no replica of their shard left: only a restore brings them back. */
+export function lostHosts(ctx: Pick<PodContext, 'lost'>): number[] {
+  return ctx.lost.flatMap((l, h) => (l ? [h] : []));
+}
+
 /** Whether a dispatch is the next one: a later attempt of the step in flight, or any step after a restart. */
 function isNext(ctx: PodContext, msg: { step: number; attempt: number }): boolean {
   return (ctx.step === -1 || msg.step === ctx.step) && msg.attempt > ctx.attempt;
@@ -150,9 +160,8 @@ export const podMachine = setup({
      */
     hostIdleInAttempt: ({ context, event }) =>
       event.type === 'host.heartbeat' &&
-      event.msg.phase === 'idle' &&
-      event.msg.step === context.step &&
-      performance.now() - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs,
+      (event.msg.phase === 'lost' ||
+        (event.msg.phase === 'idle' && event.msg.step === context.step && performance.now() - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs)),
     /** A later attempt of the step in flight supersedes the current one. */
     isNewerAttempt: ({ context, event }) => event.type === 'step.dispatch' && isNext(context, event.msg),
     isLastCommitted: ({ context, event }) =>
@@ -197,14 +206,18 @@ export const podMachine = setup({
       const h = hostIndex(event);
       const lastSeen = [...context.lastSeen];
       lastSeen[h] = performance.now();
-      if (stepMismatch(context, event.msg) !== undefined) return { lastSeen };
+      const lost = [...context.lost];
+      lost[h] = event.msg.phase === 'lost';
+      if (stepMismatch(context, event.msg) !== undefined) return { lastSeen, lost };
       const hostPhase = [...context.hostPhase];
       hostPhase[h] = event.msg.phase as PodContext['hostPhase'][number];
-      return { lastSeen, hostPhase };
+      return { lastSeen, hostPhase, lost };
     }),
     idleFailed: assign(({ context, event }) => {
       const h = hostIndex(event);
-      return { failure: { host: h, phase: 'idle', reason: `${actorNames.host(context.pod, h)} is idle in attempt ${context.attempt} of step ${context.step} (restarted, or its dispatch was lost)` } };
+      const lost = event.type === 'host.heartbeat' && event.msg.phase === 'lost';
+      const why = lost ? 'restarted with no replica of its shard left' : 'restarted, or its dispatch was lost';
+      return { failure: { host: h, phase: lost ? 'lost' : 'idle', reason: `${actorNames.host(context.pod, h)} is ${lost ? 'lost' : 'idle'} in attempt ${context.attempt} of step ${context.step} (${why})` } };
     }),
     silentFailed: assign(({ context }) => {
       const s = silentHost(context)!;
@@ -287,6 +300,36 @@ export const podMachine = setup({
       enqueue.sendTo('wire', toClient(context, { ...envelope(context, 'pod.committed'), kind: 'pod.committed', paramsHash }));
       enqueue.assign({ step: context.step + 1, attempt: -1, lastCommitted: { step: context.step, attempt: context.attempt, paramsHash } });
     }),
+    beginRestore: assign(({ event }) => (event.type === 'run.restore' ? { restoreTo: event.msg.checkpoint, restored: new Map<number, string>() } : {})),
+    /** Tell every host (or those that have not confirmed) to load the checkpoint. */
+    relayRestore: enqueueActions(({ context, enqueue }, params: { missingOnly: boolean }) => {
+      for (const h of hostList(context)) {
+        if (params.missingOnly && context.restored.has(h)) continue;
+        enqueue.sendTo('wire', {
+          type: 'wire.send',
+          subject: subjects.hostCmd(context.runId, context.pod, h),
+          message: { ...envelope(context, `host.restore.${h}.${context.restoreTo}.r${context.relays}`), kind: 'host.restore', checkpoint: context.restoreTo },
+        });
+      }
+      enqueue.assign({ relays: context.relays + 1 });
+    }),
+    storeRestored: assign(({ context, event }) =>
+      event.type === 'host.restored' && event.msg.checkpoint === context.restoreTo ? { restored: new Map(context.restored).set(hostIndex(event), event.msg.shardHash) } : {},
+    ),
+    /** Every host is back at the checkpoint: the pod is at the step after it, and says so with the parameters' hash. */
+    sendRestored: enqueueActions(({ context, enqueue }) => {
+      const paramsHash = combineShardHashes(hostList(context).map((h) => context.restored.get(h)!));
+      const step = context.restoreTo + 1;
+      enqueue.sendTo('wire', toClient(context, { ...envelope(context, `pod.restored.${context.restoreTo}.r${context.relays}`), kind: 'pod.restored', checkpoint: context.restoreTo, paramsHash }));
+      enqueue.assign({
+        step,
+        attempt: -1,
+        lastCommitted: context.restoreTo >= 0 ? { step: context.restoreTo, attempt: 0, paramsHash } : undefined,
+        relays: context.relays + 1,
+        failure: undefined,
+        lost: hostList(context).map(() => false),
+      });
+    }),
     sendAborted: sendTo('wire', ({ context }) => toClient(context, { ...envelope(context, 'pod.aborted'), kind: 'pod.aborted' })),
     sendFailed: sendTo('wire', ({ context }) => toClient(context, { ...envelope(context, 'pod.failed'), kind: 'pod.failed', ...context.failure! })),
     sendStopped: sendTo('wire', ({ context }) => {
@@ -325,6 +368,9 @@ export const podMachine = setup({
     lastSeen: Array.from({ length: input.topology.hostsPerPod }, () => 0),
     computeMs: 0,
     dispatchedAt: 0,
+    lost: Array.from({ length: input.topology.hostsPerPod }, () => false),
+    restoreTo: -1,
+    restored: new Map(),
   }),
   invoke: [
     { id: 'wire', src: 'wire' },
@@ -333,6 +379,8 @@ export const podMachine = setup({
   initial: 'idle',
   on: {
     'run.end': '.stopping',
+    // every replica of a shard is gone: the client rolls the whole run back to a checkpoint
+    'run.restore': { target: '.restoring', actions: 'beginRestore' },
     'host.heartbeat': { actions: 'noteHeartbeat' },
     // a restarted client finishing the commit it logged last: the step is committed here already, confirm it again
     'step.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
@@ -412,6 +460,19 @@ export const podMachine = setup({
         'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
       },
+    },
+    /** Every host loads the checkpoint (or the initial state); then the pod is idle at the step after it. */
+    restoring: {
+      entry: [{ type: 'setPhase', params: { phase: 'restoring' } }, { type: 'relayRestore', params: { missingOnly: false } }],
+      always: { guard: ({ context }) => context.restored.size === context.topology.hostsPerPod, target: 'idle', actions: 'sendRestored' },
+      on: {
+        'host.restored': { actions: 'storeRestored' },
+        // the client's resend of the same restore: nothing new to start
+        'run.restore': [{ guard: ({ context, event }) => event.msg.checkpoint === context.restoreTo }, { target: 'restoring', reenter: true, actions: 'beginRestore' }],
+      },
+      after: { stepDeadline: { target: 'failed', actions: assign({ failure: ({ context }) => ({ host: -1, phase: 'restoring', reason: `hosts did not restore checkpoint ${context.restoreTo} within ${context.topology.deadlines.stepMs} ms` }) }) } },
+      initial: 'relayed',
+      states: { relayed: { after: { resendDelay: { target: 'relayed', reenter: true, actions: { type: 'relayRestore', params: { missingOnly: true } } } } } },
     },
     stopping: {
       entry: [{ type: 'setPhase', params: { phase: 'stopping' } }, { type: 'relay', params: { kind: 'run.end' } }],

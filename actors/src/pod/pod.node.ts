@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { heartbeats, untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
 import { edgeFor } from '../wire/edge.ts';
-import { podMachine, silentHosts } from './pod.machine.ts';
+import { lostHosts, podMachine, silentHosts } from './pod.machine.ts';
 
 export interface PodRun {
   /** Resolves when every host of the pod has answered and reached its own peers. */
@@ -48,7 +48,7 @@ export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: st
     kind: 'pod.heartbeat',
     everyMs: t.heartbeat.intervalMs,
     state: () => actor.getSnapshot().context,
-    silentHosts: () => silentHosts(actor.getSnapshot().context),
+    hosts: () => ({ silent: silentHosts(actor.getSnapshot().context), lost: lostHosts(actor.getSnapshot().context) }),
     log,
   });
   const done = untilStopped(actor, {

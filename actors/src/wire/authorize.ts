@@ -9,10 +9,10 @@ export type Channel =
   | { on: 'host.data'; pod: number; host: number; pods: number; hosts: number };
 
 const kindsOn: Record<Channel['on'], readonly (ControlKind | 'tensor.chunk')[]> = {
-  'client.report': ['pod.heartbeat', 'pod.prepared', 'pod.committed', 'pod.aborted', 'pod.failed', 'pod.stopped'],
-  'pod.cmd': ['step.dispatch', 'step.commit', 'step.abort', 'run.end'],
-  'pod.report': ['host.heartbeat', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped'],
-  'host.cmd': ['host.dispatch', 'host.commit', 'host.abort', 'run.end'],
+  'client.report': ['pod.heartbeat', 'pod.prepared', 'pod.committed', 'pod.aborted', 'pod.failed', 'pod.stopped', 'pod.restored'],
+  'pod.cmd': ['step.dispatch', 'step.commit', 'step.abort', 'run.end', 'run.restore'],
+  'pod.report': ['host.heartbeat', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped', 'host.restored'],
+  'host.cmd': ['host.dispatch', 'host.commit', 'host.abort', 'run.end', 'host.restore'],
   'host.data': ['tensor.chunk'],
 };
 
