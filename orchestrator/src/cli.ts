@@ -1,12 +1,12 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { InvalidInput, InvalidTopology, modelPresets, parameterCount, presetNames, scenarioJsonSchema } from '@lockstep/topology';
+import { describeIssues, InvalidInput, InvalidTopology, modelPresets, parameterCount, presetNames, scenarioJsonSchema } from '@lockstep/topology';
 import { createLogger, logLevels, type LogLevel } from '@lockstep/actors';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
-import { hostGroups, launch, type TrainResult } from './launcher.ts';
+import { hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
 import { loadTopology } from './load.ts';
 import { Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
@@ -23,9 +23,24 @@ const TrainFlags = z.object({
   logLevel: z.enum(logLevels).default('warn'),
   runDir: z.string().optional(),
   natsServer: z.string().optional(),
+  resume: z.string().min(1, 'must name a run id or run directory').optional(),
 });
 
 const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
+
+/** The run a `train --resume` continues: its directory, id and step count, from its run.json. */
+function priorRun(arg: string): { runDir: string; runId: string; steps: number } {
+  const runDir = existsSync(join(arg, 'run.json')) ? arg : join('.lockstep', 'runs', arg);
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--resume: ${arg} is not a run (no readable ${join(runDir, 'run.json')}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const r = RunInfo.safeParse(value);
+  if (!r.success) throw new UsageError(`--resume: ${join(runDir, 'run.json')}: ${describeIssues(r.error).join('; ')}`);
+  return { runDir, runId: r.data.runId, steps: r.data.steps };
+}
 
 function printJson(o: unknown) {
   process.stdout.write(`${JSON.stringify(o)}\n`);
@@ -45,6 +60,10 @@ function humanTrain(r: TrainResult): string {
     ['pods identical at every step', r.podsIdenticalEveryStep ? 'yes' : 'NO'],
     ...(r.faultsInjected > 0 ? ([['faults injected', String(r.faultsInjected)]] as [string, string][]) : []),
     ['retried attempts', r.retried.length === 0 ? '0' : `${r.retried.length} (${r.retried.map((x) => `step ${x.step} attempt ${x.attempt}`).join(', ')})`],
+    ['process restarts', r.restarts.length === 0 ? '0' : `${r.restarts.length} (${r.restarts.map((x) => `${x.process} ${x.exit}`).join(', ')})`],
+    ...(r.restores.length > 0
+      ? ([['checkpoint restores', `${r.restores.map((x) => `at step ${x.atStep} to checkpoint ${x.checkpoint}`).join(', ')}; ${r.replayedSteps} steps replayed, ${r.replayedHashesMatch ? 'each with its logged hash' : 'SOME WITH ANOTHER HASH'}`]] as [string, string][])
+      : []),
     ['rejected messages', r.rejectedTotal === 0 ? '0' : `${r.rejectedTotal} (${Object.entries(r.rejected).map(([k, v]) => `${k}: ${v}`).join(', ')})`],
     ['mean step / exchange ms', `${r.phaseMs.step.toFixed(2)} / ${(r.phaseMs.exchange ?? 0).toFixed(2)}`],
     ['logs', r.runDir],
@@ -73,9 +92,12 @@ export function buildProgram(): Command {
     .addOption(new Option('--log-level <level>', 'log level of every process').choices(logLevels).default('warn'))
     .option('--run-dir <dir>', 'where configs and logs go (default .lockstep/runs/<run id>)')
     .option('--nats-server <path>', 'the nats-server binary (default: found on PATH)')
-    .action(async (raw) => {
+    .option('--resume <run>', 'continue a run that was stopped (a run id under .lockstep/runs, or its directory): restore its newest checkpoint, replay to its last committed step, go on')
+    .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
-      const t = loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess });
+      const prior = f.resume ? priorRun(f.resume) : undefined;
+      if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;
+      const t = prior ? loadTopology(join(prior.runDir, 'topology.json')) : loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess });
       const log = createLogger(f.logLevel as LogLevel, { role: 'launcher' });
       const progress = new Progress(f.steps, `train ${t.name}`);
       progress.note(`lockstep: ${t.pods} pods x ${t.hostsPerPod} hosts, ${parameterCount(t.model)} parameters, ${f.steps} steps`);
@@ -83,7 +105,9 @@ export function buildProgram(): Command {
       const result = await launch({
         topology: t,
         steps: f.steps,
-        runDir: f.runDir,
+        runDir: prior?.runDir ?? f.runDir,
+        runId: prior?.runId,
+        resume: prior !== undefined,
         logLevel: f.logLevel as LogLevel,
         natsServer: f.natsServer,
         log,
@@ -230,6 +254,7 @@ export function buildProgram(): Command {
     .requiredOption('--log-nats <url>', 'the run log NATS server (JetStream)')
     .requiredOption('--ckpt-dir <dir>', 'checkpoint directory (shared with the hosts)')
     .option('--resume', 'restarted: finish the run log\'s last commit, then go on')
+    .option('--cold', 'with --resume: the whole cluster is new; restore a checkpoint and replay first')
     .action(async (raw) => {
       process.exitCode = await clientRole(raw);
     });

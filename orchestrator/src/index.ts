@@ -8,4 +8,5 @@ export * from './launcher.ts';
 export * from './reference.ts';
 export * from './progress.ts';
 export * from './chaos.ts';
+export * from './supervisor.ts';
 export { buildProgram, main } from './cli.ts';

@@ -4,7 +4,8 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { hostPhases, type PhaseTimes, type Topology } from '@lockstep/topology';
+import { z } from 'zod';
+import { hostPhases, RunId, type PhaseTimes, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
 import { ProcessExited, RunFailed } from './errors.ts';
 import { findNatsServer, spawnNats, startNatsCluster, startRunLogServer, type NatsNode } from './nats.ts';
@@ -29,6 +30,8 @@ export interface LaunchOptions {
   onStep?: (step: StepLine) => void;
   /** Called when a crashed process is restarted. */
   onRestart?: (r: Restart) => void;
+  /** Continue the run in `runDir` (same run id): its run log and checkpoints are there; the client restores and replays first. */
+  resume?: boolean;
   /** Extra environment for the first start of named processes (fault injection: LOCKSTEP_CRASH_POINT). */
   processEnv?: Record<string, Record<string, string>>;
 }
@@ -61,6 +64,10 @@ export interface TrainResult {
   replayedHashesMatch: boolean;
   runDir: string;
 }
+
+/** What a run directory's run.json holds: enough for `train --resume`. */
+export const RunInfo = z.object({ runId: RunId, steps: z.number().int().min(1) }).strict();
+export type RunInfo = z.infer<typeof RunInfo>;
 
 export function newRunId(): string {
   return `r-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
@@ -107,6 +114,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   mkdirSync(logDir, { recursive: true });
   const topoFile = join(runDir, 'topology.json');
   writeFileSync(topoFile, JSON.stringify(t, null, 2));
+  writeFileSync(join(runDir, 'run.json'), `${JSON.stringify({ runId, steps: opts.steps } satisfies RunInfo)}\n`);
   const log = opts.log.child({ run: runId });
   const level = opts.logLevel ?? 'info';
 
@@ -120,6 +128,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   };
   const onSignal = (sig: NodeJS.Signals) => {
     log.warn({ sig }, 'stopping every process of the run');
+    // Ctrl-C reaches the whole process group: what exits now is not a crash to restart
+    for (const s of supervised) s.stopping = true;
     void cleanup().finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
@@ -204,7 +214,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       'client',
       // a restarted client resumes from the run log: it finishes the last logged commit and goes on
       (r) => {
-        const args = ['client', '--steps', String(opts.steps), '--log-nats', runLogServer.url, '--ckpt-dir', ckptDir, ...common(0), ...(r > 0 ? ['--resume'] : [])];
+        const resume = r > 0 ? ['--resume'] : opts.resume ? ['--resume', '--cold'] : [];
+        const args = ['client', '--steps', String(opts.steps), '--log-nats', runLogServer.url, '--ckpt-dir', ckptDir, ...common(0), ...resume];
         const m = spawnRole('client', args, logDir, 'pipe');
         createInterface({ input: m.process.stdout! }).on('line', onLine);
         m.process.once('close', (code) => {

@@ -37,6 +37,8 @@ export const ClientFlags = z.object({
   logNats: z.string().min(1, 'must name the run log NATS server URL'),
   /** Restarted: finish the run log's last commit, then go on from the next step. */
   resume: z.boolean().default(false),
+  /** With --resume: every process was started again; restore a checkpoint and replay to the last logged step. */
+  cold: z.boolean().default(false),
 });
 
 export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.output<S> {
@@ -132,6 +134,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     runLog,
     checkpointDir: f.ckptDir,
     resume: f.resume ? last : undefined,
+    cold: f.cold,
     log,
     onReadyProgress: (reached, total) => {
       print({ type: 'ready', reached, total });

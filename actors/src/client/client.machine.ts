@@ -40,6 +40,11 @@ export interface ClientInput {
    * run goes on from the next step.
    */
   resume?: RunLogRecord;
+  /**
+   * With `resume`: the whole cluster was started again (`train --resume`), so no host holds
+   * the logged state; restore the newest checkpoint and replay up to the last logged step.
+   */
+  cold?: boolean;
 }
 
 export type ClientFailure =
@@ -243,6 +248,7 @@ export const clientMachine = setup({
       !(context.failure.kind === 'runLog' && !context.failure.retry) &&
       context.tries < context.topology.recovery.maxAttempts,
     isResuming: ({ context }) => context.resumed !== undefined,
+    isColdResume: ({ context }) => context.replayUntil >= 0 && context.restores.length === 0 && context.step > context.replayUntil,
     /** A pod says (since the failure) that a host has no replica left to heal from. */
     someHostLost: ({ context }) => podList(context).some((p) => context.podSeen[p] >= context.waitSince && context.podLost[p].length > 0),
     canRestore: ({ context }) => context.restores.length < context.topology.recovery.maxRestarts,
@@ -261,7 +267,7 @@ export const clientMachine = setup({
     dispatch: enqueueActions(({ context, enqueue }) => {
       const attempt = context.attempt + 1;
       const ctx = { ...context, attempt };
-      enqueue.assign({ attempt, maxAttempt: Math.max(context.maxAttempt, attempt), tries: context.tries + 1, dispatchedAt: performance.now(), prepared: new Map(), committed: new Map(), aborted: new Set(), resends: 0, ...(attempt === 0 ? { stepStartedAt: performance.now() } : {}) });
+      enqueue.assign({ attempt, maxAttempt: Math.max(context.maxAttempt, attempt), tries: context.tries + 1, dispatchedAt: performance.now(), prepared: new Map(), committed: new Map(), aborted: new Set(), resends: 0, ...(context.tries === 0 ? { stepStartedAt: performance.now() } : {}) });
       for (const p of podList(context)) {
         enqueue.sendTo('wire', {
           type: 'wire.send',
@@ -400,8 +406,8 @@ export const clientMachine = setup({
     topology: input.topology,
     runId: input.runId,
     steps: input.steps,
-    step: input.resume?.step ?? input.firstStep ?? 0,
-    attempt: input.resume?.attempt ?? -1,
+    step: input.resume ? input.resume.step + (input.cold ? 1 : 0) : (input.firstStep ?? 0),
+    attempt: input.resume && !input.cold ? input.resume.attempt : -1,
     stepStartedAt: 0,
     prepared: new Map(),
     committed: new Map(),
@@ -426,14 +432,14 @@ export const clientMachine = setup({
     restore: undefined,
     restoredPods: new Set(),
     restores: [],
-    replayUntil: -1,
+    replayUntil: input.cold && input.resume ? input.resume.step : -1,
     attemptFloor: 0,
     maxAttempt: input.resume?.attempt ?? 0,
     podAt: Array.from({ length: input.topology.pods }, () => ({ step: 0, attempt: 0 })),
     waitSince: 0,
     tries: 0,
     dispatchedAt: 0,
-    resumed: input.resume,
+    resumed: input.cold ? undefined : input.resume,
     retried: [],
   }),
   invoke: [
@@ -452,6 +458,7 @@ export const clientMachine = setup({
   states: {
     start: {
       always: [
+        { guard: 'isColdResume', target: 'findingCheckpoint' },
         { guard: 'isResuming', target: 'committing' },
         { guard: ({ context }) => context.step >= context.steps, target: 'finishing' },
         { target: 'awaitPrepared' },

@@ -37,6 +37,8 @@ export interface ClientRunOptions {
   runLog: RunLog;
   /** A restarted client: the log's last record, whose commit it finishes first. */
   resume?: RunLogRecord;
+  /** With resume: a fresh cluster (train --resume) that must restore a checkpoint and replay first. */
+  cold?: boolean;
   /** Where hosts write checkpoints and the client their manifests. */
   checkpointDir: string;
   log: Logger;
@@ -59,7 +61,7 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
     listen: [{ subject: subjects.clientReport(runId), channel: { on: 'client.report', pods: t.pods } }],
   });
   const actor = createActor(clientMachine.provide({ actors: { wire, runlog: runLogActor(opts.runLog), checkpoints: checkpointActor(opts.checkpointDir, t, runId, log) } }), {
-    input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep, resume: opts.resume },
+    input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep, resume: opts.resume, cold: opts.cold },
   });
   actor.on('step.committed', (r) => {
     // every `everySteps`-th step: the manifest of the checkpoint the hosts write after committing it

@@ -75,6 +75,11 @@ export class RunLog {
       try {
         const ack = await this.js.publish(runLogSubject(this.runId), JSON.stringify(rec), { expect: { lastSequence: rec.step }, msgID: `${this.runId}/step/${rec.step}` });
         if (ack.seq !== rec.step + 1) throw new RunLogConflict(`run log: step ${rec.step} stored at sequence ${ack.seq}, expected ${rec.step + 1}`);
+        if (ack.duplicate) {
+          // the server matched the message id of an earlier append of this step: it holds that one, which must be this record
+          const logged = await this.get(rec.step);
+          if (logged?.paramsHash !== rec.paramsHash) throw new RunLogConflict(`run log: step ${rec.step} was committed with paramsHash ${logged?.paramsHash.slice(0, 12)}, now ${rec.paramsHash.slice(0, 12)}`);
+        }
         return;
       } catch (err) {
         const msg = (err as Error).message ?? '';
