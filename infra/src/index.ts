@@ -1,1 +1,2 @@
 export * from './nats/config.ts';
+export * from './dcn/proxy.ts';

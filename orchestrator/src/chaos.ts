@@ -3,7 +3,8 @@ import { checkpointSteps } from '@lockstep/actors';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { LogLevel } from '@lockstep/actors';
-import { checkpointDirName, isPresetName, parseScenarioText, parseTopology, preset, type CrashPoint, type Scenario, type Topology } from '@lockstep/topology';
+import type { DcnProxy } from '@lockstep/infra';
+import { checkpointDirName, DCN_ACTIONS, isPresetName, parseScenarioText, parseTopology, preset, type CrashPoint, type Scenario, type Topology } from '@lockstep/topology';
 import { UsageError } from './errors.ts';
 import { hostGroups, hostProcessName, launch, type TrainResult } from './launcher.ts';
 import type { StepLine } from './protocol.ts';
@@ -110,6 +111,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   }
   const restarts: { name: string; at: number }[] = [];
   let torn = 0;
+  const dcnLinks: { proxy: DcnProxy }[] = [];
   const timers: ReturnType<typeof setTimeout>[] = [];
   const started = performance.now();
   let result: TrainResult | undefined;
@@ -122,6 +124,8 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
       log: opts.log,
       logLevel: opts.logLevel,
       processEnv,
+      dcnProxy: s.timeline.some((f) => f.target === 'dcn'),
+      onDcn: (links) => dcnLinks.push(...links),
       onSpawn: (name, pid) => pids.set(name, pid),
       onRestart: (r) => restarts.push({ name: r.process, at: r.at }),
       onStep: (line) => {
@@ -130,6 +134,18 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
           const f = pending.shift()!;
           timers.push(
             setTimeout(() => {
+              if (DCN_ACTIONS.includes(f.action)) {
+                for (const { proxy } of dcnLinks) {
+                  if (f.action === 'cut') proxy.cut();
+                  else if (f.action === 'cut-one-way') proxy.cutOneWay(f.direction);
+                  else if (f.action === 'heal') proxy.heal();
+                  else if (f.action === 'latency') proxy.latency(f.value ?? 0);
+                  else if (f.action === 'bandwidth') proxy.bandwidth(f.value ?? 0);
+                }
+                if (f.action !== 'heal') injectedAt.push(performance.now());
+                opts.log.warn({ dcn: f.action, value: f.value, direction: f.direction }, 'DCN fault');
+                return;
+              }
               if (f.action === 'tear') {
                 const what = tearNewestCheckpoint(join(opts.runDir, 'checkpoints'));
                 if (what) {

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { hostPhases, RunId, type PhaseTimes, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
+import type { DcnProxy } from '@lockstep/infra';
 import { ProcessExited, RunFailed } from './errors.ts';
 import { findNatsServer, spawnNats, startNatsCluster, startRunLogServer, type NatsNode } from './nats.ts';
 import { spawnRole, stopAll } from './processes.ts';
@@ -32,6 +33,9 @@ export interface LaunchOptions {
   onRestart?: (r: Restart) => void;
   /** Continue the run in `runDir` (same run id): its run log and checkpoints are there; the client restores and replays first. */
   resume?: boolean;
+  /** Route the pods' nats-servers through DCN fault proxies (one per pair of pods), handed to `onDcn`. */
+  dcnProxy?: boolean;
+  onDcn?: (links: { from: number; to: number; proxy: DcnProxy }[]) => void;
   /** Extra environment for the first start of named processes (fault injection: LOCKSTEP_CRASH_POINT). */
   processEnv?: Record<string, Record<string, string>>;
 }
@@ -120,11 +124,13 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
 
   let nats: NatsNode[] = [];
   const supervised: Supervised[] = [];
+  const dcn: { from: number; to: number; proxy: DcnProxy }[] = [];
   const restarts: Restart[] = [];
   const cleanup = async () => {
     await stopAll(supervised.filter((x) => !x.name.startsWith('nats-')));
     await stopAll(supervised.filter((x) => x.name.startsWith('nats-')));
     await stopAll(nats.map((n) => ({ process: n.process }))); // started but not yet supervised
+    await Promise.all(dcn.map((d) => d.proxy.stop()));
   };
   const onSignal = (sig: NodeJS.Signals) => {
     log.warn({ sig }, 'stopping every process of the run');
@@ -142,7 +148,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   process.once('exit', onExit);
 
   try {
-    nats = await startNatsCluster({ pods: t.pods, dir: runDir, bin: natsBin, log });
+    nats = await startNatsCluster({ pods: t.pods, dir: runDir, bin: natsBin, log, dcnProxies: opts.dcnProxy ? dcn : undefined });
+    if (opts.dcnProxy) opts.onDcn?.(dcn);
     const runLogServer = await startRunLogServer({ dir: runDir, bin: natsBin, log });
     nats.push(runLogServer);
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');

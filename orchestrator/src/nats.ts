@@ -3,7 +3,7 @@ import { accessSync, constants, openSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
-import { natsConfig, runLogServerConfig } from '@lockstep/infra';
+import { DcnProxy, natsConfig, runLogServerConfig } from '@lockstep/infra';
 import { NatsServerMissing, ProcessExited } from './errors.ts';
 import { freePort } from './ports.ts';
 
@@ -73,12 +73,33 @@ export async function startRunLogServer(opts: { dir: string; bin: string; log: L
 }
 
 /** Start one nats-server per pod, clustered when there are several, and wait until each listens. */
-export async function startNatsCluster(opts: { pods: number; dir: string; bin: string; log: Logger; startupMs?: number }): Promise<NatsNode[]> {
+export async function startNatsCluster(opts: {
+  pods: number;
+  dir: string;
+  bin: string;
+  log: Logger;
+  startupMs?: number;
+  /** Put a DcnProxy on the route of every pair of pods (pod p dials pod q > p through it); they are pushed here. */
+  dcnProxies?: { from: number; to: number; proxy: DcnProxy }[];
+}): Promise<NatsNode[]> {
   const ports = await Promise.all(Array.from({ length: opts.pods }, async () => ({ port: await freePort(), clusterPort: await freePort() })));
+  const proxied = opts.dcnProxies !== undefined;
+  if (proxied) {
+    for (let p = 0; p < opts.pods; p++) {
+      for (let q = p + 1; q < opts.pods; q++) {
+        const proxy = new DcnProxy({ host: '127.0.0.1', port: ports[q].clusterPort });
+        await proxy.start();
+        opts.dcnProxies!.push({ from: p, to: q, proxy });
+      }
+    }
+  }
   const nodes = ports.map(({ port, clusterPort }, pod) => {
     const config = join(opts.dir, `nats-pod-${pod}.conf`);
-    const routes = ports.filter((_, q) => q !== pod).map((p) => p.clusterPort);
-    writeFileSync(config, natsConfig({ pod, port, clusterPort, routes: routes.map((p) => ({ port: p })) }));
+    // without a proxy every server dials every other; with one, only the lower pod dials, through the proxy
+    const routes = proxied
+      ? opts.dcnProxies!.filter((x) => x.from === pod).map((x) => x.proxy.port)
+      : ports.filter((_, q) => q !== pod).map((p) => p.clusterPort);
+    writeFileSync(config, natsConfig({ pod, port, clusterPort, routes: routes.map((p) => ({ port: p })), noAdvertise: proxied }));
     const child = spawnNats(opts.bin, config, join(opts.dir, 'logs', `nats-pod-${pod}.log`));
     opts.log.debug({ pod, port, clusterPort, pid: child.pid }, 'nats-server started');
     return { pod, url: `nats://127.0.0.1:${port}`, port, clusterPort, config, process: child };

@@ -35,14 +35,28 @@ export const ProcessFault = z
     afterMs: z.number().int().min(0).default(0),
     /** For a host: signal its process the moment it enters this phase of step `atStep` (kill or stop only). */
     inPhase: FaultPhase.optional(),
-    /** stop = SIGSTOP (a straggler), cont = SIGCONT, kill = SIGKILL; tear = cut every replica of shard 0 of the newest checkpoint to half its length. */
-    action: z.enum(['stop', 'cont', 'kill', 'tear'], { error: 'must be stop, cont, kill or tear' }),
-    /** The process to signal: the client, a pod scheduler, the process running a host, or a pod's nats-server; `checkpoint` for tear. */
-    target: z.string().regex(/^(client|pod\/\d+|host\/\d+\/\d+|nats\/\d+|checkpoint)$/, 'must be client, pod/<p>, host/<p>/<h>, nats/<p> or checkpoint'),
+    /**
+     * Process faults: stop = SIGSTOP (a straggler), cont = SIGCONT, kill = SIGKILL.
+     * tear: cut every replica of shard 0 of the newest checkpoint to half its length (target checkpoint).
+     * DCN faults on the route between the pods' nats-servers (target dcn): cut, cut-one-way (`direction`),
+     * heal, latency (`value` ms each way), bandwidth (`value` bytes/s each way; 0 lifts it).
+     */
+    action: z.enum(['stop', 'cont', 'kill', 'tear', 'cut', 'cut-one-way', 'heal', 'latency', 'bandwidth'], {
+      error: 'must be stop, cont, kill, tear, cut, cut-one-way, heal, latency or bandwidth',
+    }),
+    /** The process to signal: the client, a pod scheduler, the process running a host, or a pod's nats-server; `checkpoint` for tear; `dcn` for the network. */
+    target: z.string().regex(/^(client|pod\/\d+|host\/\d+\/\d+|nats\/\d+|checkpoint|dcn)$/, 'must be client, pod/<p>, host/<p>/<h>, nats/<p>, checkpoint or dcn'),
+    /** For latency (ms) and bandwidth (bytes a second). */
+    value: z.number().int().min(0).optional(),
+    /** For cut-one-way: forward is pod 0 -> pod 1 (the lower pod to the higher), back the other way. */
+    direction: z.enum(['forward', 'back']).default('forward'),
   })
   .strict()
   .refine((f) => !f.inPhase || (f.target.startsWith('host/') && f.action !== 'cont' && f.action !== 'tear'), { message: 'inPhase is for kill or stop of a host', path: ['inPhase'] })
-  .refine((f) => (f.action === 'tear') === (f.target === 'checkpoint'), { message: 'tear goes with target checkpoint, and only tear does', path: ['target'] });
+  .refine((f) => (f.action === 'tear') === (f.target === 'checkpoint'), { message: 'tear goes with target checkpoint, and only tear does', path: ['target'] })
+  .refine((f) => DCN_ACTIONS.includes(f.action) === (f.target === 'dcn'), { message: 'cut, cut-one-way, heal, latency and bandwidth go with target dcn, and only they do', path: ['target'] })
+  .refine((f) => !(f.action === 'latency' || f.action === 'bandwidth') || f.value !== undefined, { message: 'latency and bandwidth need a value', path: ['value'] });
+export const DCN_ACTIONS: readonly string[] = ['cut', 'cut-one-way', 'heal', 'latency', 'bandwidth'];
 export type ProcessFault = z.output<typeof ProcessFault>;
 
 export const Scenario = z

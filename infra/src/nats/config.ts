@@ -13,6 +13,8 @@ export interface NatsServerConfig {
   clusterPort: number;
   routes: { host?: string; port: number }[];
   maxPayload?: number;
+  /** Do not gossip this server's route address: with a DCN proxy between pods, servers must not dial each other around it. */
+  noAdvertise?: boolean;
 }
 
 /**
@@ -39,12 +41,13 @@ export function natsConfig(c: NatsServerConfig): string {
     'ping_interval: "5s"',
     'write_deadline: "10s"',
   ];
-  if (c.routes.length > 0) {
+  if (c.routes.length > 0 || c.noAdvertise) {
     lines.push(
       'cluster {',
       '  name: lockstep',
       `  listen: ${host}:${c.clusterPort}`,
       `  routes: [${c.routes.map((r) => `nats-route://${r.host ?? '127.0.0.1'}:${r.port}`).join(', ')}]`,
+      ...(c.noAdvertise ? ['  no_advertise: true'] : []),
       '}',
     );
   }
