@@ -5,9 +5,9 @@ import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { hostPhases, RunId, type PhaseTimes, type Topology } from '@lockstep/topology';
+import { hostPhases, rolePermissions, RunId, type PhaseTimes, type Role, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
-import type { DcnProxy } from '@lockstep/infra';
+import type { DcnProxy, NatsUser } from '@lockstep/infra';
 import { ProcessExited, RunFailed } from './errors.ts';
 import { findNatsServer, spawnNats, startNatsCluster, startRunLogServer, type NatsNode } from './nats.ts';
 import { spawnRole, stopAll } from './processes.ts';
@@ -23,8 +23,10 @@ export interface LaunchOptions {
   logLevel?: LogLevel;
   natsServer?: string;
   log: Logger;
-  /** Called once the NATS servers are up: the run id and each pod's server URL (tests use it to inject traffic). */
-  onCluster?: (info: { runId: string; urls: string[] }) => void;
+  /** Called once the NATS servers are up: the run id, each pod's server URL and each role's credentials (tests use them to inject traffic). */
+  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined }) => void;
+  /** A NATS user per role with per-subject permissions, credentials made for this run (default true). */
+  auth?: boolean;
   onReady?: (reached: number, total: number) => void;
   /** Called for every role process started: its name (pod-0, host-0-1, client) and pid. */
   onSpawn?: (name: string, pid: number) => void;
@@ -67,6 +69,20 @@ export interface TrainResult {
   replayedSteps: number;
   replayedHashesMatch: boolean;
   runDir: string;
+}
+
+export type Credentials = Record<Role, { user: string; password: string }>;
+
+function newCredentials(): Credentials {
+  const pw = () => randomBytes(18).toString('base64url');
+  return { client: { user: 'client', password: pw() }, pod: { user: 'pod', password: pw() }, host: { user: 'host', password: pw() } };
+}
+
+/** The pods' servers take all three roles; the run log's server only the client. */
+function natsUsers(runId: string, c: Credentials): { cluster: NatsUser[]; runLog: NatsUser[] } {
+  const perms = rolePermissions(runId);
+  const cluster = (['client', 'pod', 'host'] as const).map((r) => ({ user: c[r].user, password: c[r].password, ...perms[r] }));
+  return { cluster, runLog: [{ user: c.client.user, password: c.client.password, publish: ['$JS.API.>', `lockstep.${runId}.runlog`, '_INBOX.>'], subscribe: ['_INBOX.>'] }] };
 }
 
 /** What a run directory's run.json holds: enough for `train --resume`. */
@@ -148,12 +164,17 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   process.once('exit', onExit);
 
   try {
-    nats = await startNatsCluster({ pods: t.pods, dir: runDir, bin: natsBin, log, dcnProxies: opts.dcnProxy ? dcn : undefined });
+    // who may say what: a user per role, passwords made for this run, kept in the run directory (mode 0600)
+    const credentials = opts.auth === false ? undefined : newCredentials();
+    const users = credentials && natsUsers(runId, credentials);
+    if (credentials) writeFileSync(join(runDir, 'credentials.json'), `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
+    nats = await startNatsCluster({ pods: t.pods, dir: runDir, bin: natsBin, log, dcnProxies: opts.dcnProxy ? dcn : undefined, users: users?.cluster });
     if (opts.dcnProxy) opts.onDcn?.(dcn);
-    const runLogServer = await startRunLogServer({ dir: runDir, bin: natsBin, log });
+    const runLogServer = await startRunLogServer({ dir: runDir, bin: natsBin, log, users: users?.runLog });
     nats.push(runLogServer);
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');
-    opts.onCluster?.({ runId, urls: nats.map((n) => n.url) });
+    opts.onCluster?.({ runId, urls: nats.filter((n) => n !== runLogServer).map((n) => n.url), credentials });
+    const envOf = (role: Role): Record<string, string> => (credentials ? { LOCKSTEP_NATS_USER: credentials[role].user, LOCKSTEP_NATS_PASS: credentials[role].password } : {});
 
     let giveUp: (err: Error) => void = () => {};
     const died = new Promise<never>((_, reject) => (giveUp = reject));
@@ -181,16 +202,16 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     const natsUrls = (pod: number) => [pod, ...Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== pod)].map((q) => urls[q]).join(',');
     const common = (pod: number) => ['--run', runId, '--nats', natsUrls(pod), '--topology', topoFile, '--log-level', level];
     // a restarted role process rejoins: a pod scheduler learns the step from the client, a host heals from its cross-pod peer
-    const role = (name: string, args: string[]) =>
+    const role = (name: string, args: string[], env: Record<string, string>) =>
       supervise(
         name,
-        (r) => (r === 0 ? spawnRole(name, args, logDir, 'log', opts.processEnv?.[name]) : spawnRole(name, [...args, '--rejoin'], logDir)).process,
+        (r) => (r === 0 ? spawnRole(name, args, logDir, 'log', { ...env, ...opts.processEnv?.[name] }) : spawnRole(name, [...args, '--rejoin'], logDir, 'log', env)).process,
         join(logDir, `${name}.log`),
         (code) => code === 0,
       );
-    for (let pod = 0; pod < t.pods; pod++) role(`pod-${pod}`, ['pod', '--pod', String(pod), ...common(pod)]);
+    for (let pod = 0; pod < t.pods; pod++) role(`pod-${pod}`, ['pod', '--pod', String(pod), ...common(pod)], envOf('pod'));
     const ckptDir = join(runDir, 'checkpoints');
-    for (const g of groups) role(hostProcessName(g), ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), '--ckpt-dir', ckptDir, ...common(g.pod)]);
+    for (const g of groups) role(hostProcessName(g), ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), '--ckpt-dir', ckptDir, ...common(g.pod)], envOf('host'));
 
     const onLine = (line: string) => {
       let parsed: ReturnType<typeof ClientLine.safeParse>;
@@ -223,7 +244,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       (r) => {
         const resume = r > 0 ? ['--resume'] : opts.resume ? ['--resume', '--cold'] : [];
         const args = ['client', '--steps', String(opts.steps), '--log-nats', runLogServer.url, '--ckpt-dir', ckptDir, ...common(0), ...resume];
-        const m = spawnRole('client', args, logDir, 'pipe');
+        const m = spawnRole('client', args, logDir, 'pipe', envOf('client'));
         createInterface({ input: m.process.stdout! }).on('line', onLine);
         m.process.once('close', (code) => {
           if (summary) clientCode(code ?? 1);

@@ -3,7 +3,7 @@ import { accessSync, constants, openSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
-import { DcnProxy, natsConfig, runLogServerConfig } from '@lockstep/infra';
+import { DcnProxy, natsConfig, runLogServerConfig, type NatsUser } from '@lockstep/infra';
 import { NatsServerMissing, ProcessExited } from './errors.ts';
 import { freePort } from './ports.ts';
 
@@ -57,10 +57,10 @@ export function spawnNats(bin: string, config: string, logFile: string): ChildPr
 }
 
 /** Start the run log's server (JetStream, on disk under `dir`/jetstream) and wait until it listens. */
-export async function startRunLogServer(opts: { dir: string; bin: string; log: Logger; startupMs?: number }): Promise<NatsNode> {
+export async function startRunLogServer(opts: { dir: string; bin: string; log: Logger; startupMs?: number; users?: NatsUser[] }): Promise<NatsNode> {
   const port = await freePort();
   const config = join(opts.dir, 'nats-runlog.conf');
-  writeFileSync(config, runLogServerConfig({ port, storeDir: join(opts.dir, 'jetstream') }));
+  writeFileSync(config, runLogServerConfig({ port, storeDir: join(opts.dir, 'jetstream'), users: opts.users }));
   const child = spawnNats(opts.bin, config, join(opts.dir, 'logs', 'nats-runlog.log'));
   try {
     await waitForPort(port, opts.startupMs ?? 20_000, child, 'the run log nats-server');
@@ -81,6 +81,8 @@ export async function startNatsCluster(opts: {
   startupMs?: number;
   /** Put a DcnProxy on the route of every pair of pods (pod p dials pod q > p through it); they are pushed here. */
   dcnProxies?: { from: number; to: number; proxy: DcnProxy }[];
+  /** Per-role users and permissions; without, anyone may connect and say anything. */
+  users?: NatsUser[];
 }): Promise<NatsNode[]> {
   const ports = await Promise.all(Array.from({ length: opts.pods }, async () => ({ port: await freePort(), clusterPort: await freePort() })));
   const proxied = opts.dcnProxies !== undefined;
@@ -99,7 +101,7 @@ export async function startNatsCluster(opts: {
     const routes = proxied
       ? opts.dcnProxies!.filter((x) => x.from === pod).map((x) => x.proxy.port)
       : ports.filter((_, q) => q !== pod).map((p) => p.clusterPort);
-    writeFileSync(config, natsConfig({ pod, port, clusterPort, routes: routes.map((p) => ({ port: p })), noAdvertise: proxied }));
+    writeFileSync(config, natsConfig({ pod, port, clusterPort, routes: routes.map((p) => ({ port: p })), noAdvertise: proxied, users: opts.users }));
     const child = spawnNats(opts.bin, config, join(opts.dir, 'logs', `nats-pod-${pod}.log`));
     opts.log.debug({ pod, port, clusterPort, pid: child.pid }, 'nats-server started');
     return { pod, url: `nats://127.0.0.1:${port}`, port, clusterPort, config, process: child };

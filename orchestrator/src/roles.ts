@@ -55,6 +55,14 @@ function watchParent(onGone: () => void) {
   process.stdin.resume();
 }
 
+/** The role's NATS user, from the environment the launcher sets (never on the command line, where ps shows it). */
+const NatsAuthEnv = z.object({ LOCKSTEP_NATS_USER: z.string().min(1).optional(), LOCKSTEP_NATS_PASS: z.string().min(1).optional() });
+function natsAuth(): { user?: string; pass?: string } {
+  const r = NatsAuthEnv.safeParse(process.env);
+  if (!r.success) throw new UsageError(`NATS credentials: ${describeIssues(r.error).join('; ')}`);
+  return { user: r.data.LOCKSTEP_NATS_USER, pass: r.data.LOCKSTEP_NATS_PASS };
+}
+
 function onSignals(stop: () => void) {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, stop);
 }
@@ -63,7 +71,7 @@ export async function podRole(raw: unknown): Promise<number> {
   const f = parseFlags(PodFlags, raw);
   const t = loadTopology(f.topology);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
-  const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log });
+  const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
   const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log, rejoin: f.rejoin });
   const exit = () => {
     pod.stop();
@@ -85,7 +93,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   if (bad !== undefined) throw new UsageError(`--hosts: host ${bad} does not exist (hostsPerPod is ${t.hostsPerPod})`);
   if (f.pod >= t.pods) throw new UsageError(`--pod: pod ${f.pod} does not exist (pods is ${t.pods})`);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'host' });
-  const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log });
+  const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
   let crashPoint: CrashPoint | undefined;
   try {
     crashPoint = parseCrashPoint(process.env.LOCKSTEP_CRASH_POINT);
@@ -114,8 +122,8 @@ export async function clientRole(raw: unknown): Promise<number> {
   const f = parseFlags(ClientFlags, raw);
   const t = loadTopology(f.topology);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'client' });
-  const nc = await connectNats({ servers: f.nats, name: 'client', log });
-  const lnc = await connectNats({ servers: f.logNats, name: 'client/runlog', log });
+  const nc = await connectNats({ servers: f.nats, name: 'client', log, ...natsAuth() });
+  const lnc = await connectNats({ servers: f.logNats, name: 'client/runlog', log, ...natsAuth() });
   const runLog = await RunLog.open(lnc, f.run, log, t.deadlines.phaseMs);
   const last = await runLog.last();
   if (last && !f.resume) throw new UsageError(`run ${f.run} already has ${last.step + 1} committed steps in its run log; resume it (--resume) instead`);

@@ -15,3 +15,4 @@ export * from './frame.ts';
 export * from './scenario.ts';
 export * from './runlog.ts';
 export * from './checkpoint.ts';
+export * from './permissions.ts';

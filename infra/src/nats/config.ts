@@ -15,6 +15,27 @@ export interface NatsServerConfig {
   maxPayload?: number;
   /** Do not gossip this server's route address: with a DCN proxy between pods, servers must not dial each other around it. */
   noAdvertise?: boolean;
+  /** Users and what each may publish and subscribe to; with any, a connection without credentials is refused. */
+  users?: NatsUser[];
+}
+
+export interface NatsUser {
+  user: string;
+  password: string;
+  publish: string[];
+  subscribe: string[];
+}
+
+function authorization(users: NatsUser[] | undefined): string[] {
+  if (!users || users.length === 0) return [];
+  const list = (xs: string[]) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
+  return [
+    'authorization {',
+    '  users: [',
+    ...users.map((u) => `    { user: ${JSON.stringify(u.user)}, password: ${JSON.stringify(u.password)}, permissions: { publish: ${list(u.publish)}, subscribe: ${list(u.subscribe)} } }`),
+    '  ]',
+    '}',
+  ];
 }
 
 /**
@@ -22,12 +43,13 @@ export interface NatsServerConfig {
  * `storeDir`, so the log of committed steps outlives the client (and a
  * restart of this server).
  */
-export function runLogServerConfig(c: { port: number; host?: string; storeDir: string }): string {
+export function runLogServerConfig(c: { port: number; host?: string; storeDir: string; users?: NatsUser[] }): string {
   return [
     'server_name: lockstep-runlog',
     `listen: ${c.host ?? '127.0.0.1'}:${c.port}`,
     'ping_interval: "5s"',
     `jetstream { store_dir: ${JSON.stringify(c.storeDir)}, max_memory_store: 64MB, max_file_store: 1GB }`,
+    ...authorization(c.users),
     '',
   ].join('\n');
 }
@@ -51,5 +73,6 @@ export function natsConfig(c: NatsServerConfig): string {
       '}',
     );
   }
+  lines.push(...authorization(c.users));
   return `${lines.join('\n')}\n`;
 }
