@@ -10,9 +10,23 @@ import { hostGroups, hostProcessName, launch, type TrainResult } from './launche
 import type { StepLine } from './protocol.ts';
 import { runReference } from './reference.ts';
 
+/**
+ * The fault class of a scenario, for the figures: what it does first among
+ * checkpoint tearing, DCN faults, process kills, process stops and message faults.
+ */
+export function faultClass(s: Scenario): string {
+  const acts = new Set(s.timeline.map((f) => f.action));
+  if (acts.has('tear')) return 'checkpoint';
+  if (s.timeline.some((f) => f.target === 'dcn')) return 'dcn';
+  if (acts.has('kill')) return s.expect.outcome === 'fails' ? 'unrecoverable' : 'crash';
+  if (acts.has('stop')) return s.expect.outcome === 'fails' ? 'unrecoverable' : 'stall';
+  return 'message';
+}
+
 /** What `lockstep chaos --json` reports for one scenario. */
 export interface ScenarioResult {
   name: string;
+  faultClass: string;
   passed: boolean;
   /** Why it failed its expectation, when it did. */
   problems: string[];
@@ -187,6 +201,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   const after = firstFault === undefined ? undefined : commits.find((c) => c.at > firstFault);
   const r: ScenarioResult = {
     name: s.name,
+    faultClass: faultClass(s),
     passed: false,
     problems: [],
     expected: s.expect.outcome,
@@ -225,8 +240,25 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   return r;
 }
 
-/** Figures over a set of scenario results: pass count, goodput over every attempt run, recovery p50 and max. */
-export function chaosSummary(results: ScenarioResult[]) {
+/** Figures over a set of scenario results: pass count, goodput over every attempt run, recovery p50 and max; also per fault class. */
+export function chaosSummary(results: ScenarioResult[]): ChaosFigures & { byClass: Record<string, ChaosFigures> } {
+  const byClass: Record<string, ChaosFigures> = {};
+  for (const c of [...new Set(results.map((r) => r.faultClass))].sort()) byClass[c] = figures(results.filter((r) => r.faultClass === c));
+  return { ...figures(results), byClass };
+}
+
+export interface ChaosFigures {
+  passed: number;
+  run: number;
+  duplicateCommits: number;
+  skippedSteps: number;
+  hashMismatches: number;
+  stepsReplayed: number;
+  goodput: number;
+  recoveryMs: { p50: number; max: number; n: number } | null;
+}
+
+function figures(results: ScenarioResult[]): ChaosFigures {
   const committed = results.reduce((n, r) => n + r.stepsCommitted, 0);
   const attempts = results.reduce((n, r) => n + r.stepsCommitted + r.retriedAttempts + r.stepsReplayed, 0);
   const rec = results.flatMap((r) => (r.recoveryMs === null ? [] : [r.recoveryMs])).sort((a, b) => a - b);
@@ -236,6 +268,7 @@ export function chaosSummary(results: ScenarioResult[]) {
     duplicateCommits: results.reduce((n, r) => n + r.duplicateCommits, 0),
     skippedSteps: results.reduce((n, r) => n + r.skippedSteps, 0),
     hashMismatches: results.reduce((n, r) => n + r.hashMismatches, 0),
+    stepsReplayed: results.reduce((n, r) => n + r.stepsReplayed, 0),
     goodput: attempts === 0 ? 1 : committed / attempts,
     recoveryMs: rec.length ? { p50: rec[Math.floor((rec.length - 1) / 2)], max: rec[rec.length - 1], n: rec.length } : null,
   };

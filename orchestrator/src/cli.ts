@@ -208,14 +208,22 @@ export function buildProgram(): Command {
       const summary = chaosSummary(results);
       if (raw.json) printJson({ scenarios: results, passed, failed: results.length - passed, summary });
       else {
+        const ms = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(0));
         const rows = results.map((r) =>
-          [r.name, r.passed ? 'pass' : 'FAIL', r.expected, r.faultsInjected, r.stepsCommitted, r.retriedAttempts, r.duplicateCommits, r.skippedSteps, r.hashMismatches, r.recoveryMs === null ? '-' : r.recoveryMs.toFixed(0)].join(' | '),
+          [r.name, r.faultClass, r.passed ? 'pass' : 'FAIL', r.expected, r.faultsInjected, r.stepsCommitted, r.retriedAttempts, r.stepsReplayed, r.duplicateCommits, r.skippedSteps, r.hashMismatches, ms(r.recoveryMs)].join(' | '),
+        );
+        const classes = Object.entries(summary.byClass).map(([c, f]) =>
+          [c, `${f.passed}/${f.run}`, f.duplicateCommits, f.skippedSteps, f.hashMismatches, f.stepsReplayed, `${(f.goodput * 100).toFixed(1)}%`, ms(f.recoveryMs?.p50), ms(f.recoveryMs?.max)].join(' | '),
         );
         process.stdout.write(
           [
-            '| scenario | result | expected | faults | steps | retried | dup commits | skipped | mismatches | recovery ms |',
-            '|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
+            '| scenario | class | result | expected | faults | steps | retried | replayed | dup commits | skipped | mismatches | recovery ms |',
+            '|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
             ...rows.map((x) => `| ${x} |`),
+            '',
+            '| fault class | passed/run | dup commits | skipped | mismatches | replayed | goodput | recovery p50 ms | recovery max ms |',
+            '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+            ...classes.map((x) => `| ${x} |`),
             '',
             `goodput ${(summary.goodput * 100).toFixed(1)}% (committed steps / attempts run); duplicate commits ${summary.duplicateCommits}, skipped steps ${summary.skippedSteps}, hash mismatches ${summary.hashMismatches}; recovery ${summary.recoveryMs ? `p50 ${summary.recoveryMs.p50.toFixed(0)} ms, max ${summary.recoveryMs.max.toFixed(0)} ms over ${summary.recoveryMs.n} scenarios` : '-'}`,
             `${passed} passed, ${results.length - passed} failed`,

@@ -2,15 +2,17 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { scenarioJsonSchema } from '@lockstep/topology';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadScenario, runScenario, scenarioFiles } from '../src/index.ts';
+import { faultClass, loadScenario, runScenario, scenarioFiles } from '../src/index.ts';
 import { cli, quietLog, tempDir } from './helpers.ts';
 
 const dir = join(import.meta.dirname, '..', '..', 'scenarios');
 const files = scenarioFiles(dir).filter((f) => !f.endsWith('duplicate-reorder-delay.yaml'));
 
 describe('fault-injection scenarios (scenarios/*.yaml)', () => {
-  it('there are scenarios for stragglers, stalls, loss, duplicates, reordering, corruption and an unrecoverable case', () => {
-    expect(scenarioFiles(dir).length).toBeGreaterThanOrEqual(7);
+  it('there are at least 15 scenarios, covering crashes, stalls, the DCN, checkpoints, message faults and unrecoverable cases', () => {
+    const all = scenarioFiles(dir).map(loadScenario);
+    expect(all.length).toBeGreaterThanOrEqual(15);
+    expect(new Set(all.map(faultClass))).toEqual(new Set(['checkpoint', 'crash', 'dcn', 'message', 'stall', 'unrecoverable']));
   });
 
   it.each(files.map((f) => [loadScenario(f).name, f]))('%s', async (_name, file) => {
