@@ -27,8 +27,8 @@ describe('Ctrl-C', () => {
         }
       });
     });
-    // 2 nats-servers (their config is in the run dir), 2 pods, 4 hosts, 1 client
-    expect(processesOf(runDir).length).toBe(9);
+    // 2 pods' nats-servers and the run log's (their configs are in the run dir), 2 pods, 4 hosts, 1 client
+    expect(processesOf(runDir).length).toBe(10);
     const code = await new Promise<number | null>((resolve) => {
       child.once('exit', (c) => resolve(c));
       child.kill('SIGINT');

@@ -135,7 +135,8 @@ export class DcnProxy {
       if (this.isCut || this.blocked === p.dir) return;
       const now = performance.now();
       const head = p.queue[0];
-      const at = Math.max(head.readyAt, this.rate > 0 ? p.nextFree : 0);
+      // a link of `rate` bytes/s delivers a chunk its length / rate after the previous one is through
+      const at = this.rate > 0 ? Math.max(head.readyAt, p.nextFree) + (head.buf.length / this.rate) * 1000 : head.readyAt;
       if (at > now) {
         p.timer = setTimeout(() => {
           p.timer = undefined;
@@ -145,7 +146,7 @@ export class DcnProxy {
       }
       p.queue.shift();
       p.queued -= head.buf.length;
-      if (this.rate > 0) p.nextFree = Math.max(now, p.nextFree) + (head.buf.length / this.rate) * 1000;
+      if (this.rate > 0) p.nextFree = at;
       this.stats.bytes[p.dir] += head.buf.length;
       p.to.write(head.buf);
       if (p.queued <= HIGH_WATER / 2 && p.from.isPaused()) p.from.resume();
