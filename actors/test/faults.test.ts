@@ -26,6 +26,20 @@ describe('fault plan', () => {
     expect(plan([{ action: 'drop', probability: 1, from: 'pod' }], 'host').decide({ kind: 'host.prepared', step: 0, msgId: 'x' })).toEqual([]);
   });
 
+  it('filters by protocol phase and by subject pattern', () => {
+    const byPhase = plan([{ action: 'drop', probability: 1, phases: ['exchange', 'commit'] }]);
+    expect(byPhase.decide({ kind: 'grad.exchange', step: 1, msgId: 'x' }).length).toBe(1);
+    expect(byPhase.decide({ kind: 'host.committed', step: 1, msgId: 'x' }).length).toBe(1);
+    expect(byPhase.decide({ kind: 'grad.slice', step: 1, msgId: 'x' }).length).toBe(0);
+    expect(byPhase.decide({ kind: 'host.prepared', step: 1, msgId: 'x' }).length).toBe(0);
+    const bySubject = plan([{ action: 'drop', probability: 1, subjects: ['lockstep.*.host.1.*.data', 'lockstep.r.pod.>'] }]);
+    expect(bySubject.decide({ kind: 'grad.exchange', step: 1, msgId: 'x', subject: 'lockstep.r.host.1.0.data' }).length).toBe(1);
+    expect(bySubject.decide({ kind: 'grad.exchange', step: 1, msgId: 'x', subject: 'lockstep.r.host.0.0.data' }).length).toBe(0);
+    expect(bySubject.decide({ kind: 'host.prepared', step: 1, msgId: 'x', subject: 'lockstep.r.pod.0.report' }).length).toBe(1);
+    expect(bySubject.decide({ kind: 'step.commit', step: 1, msgId: 'x', subject: 'lockstep.r.pod' }).length).toBe(0); // '>' needs a token
+    expect(() => FaultSpec.parse({ rules: [{ action: 'drop', probability: 1, phases: ['backward'] }] })).toThrow(/Invalid option/);
+  });
+
   it('corrupt is for tensor kinds only, and probabilities stay in [0, 1]', () => {
     expect(() => FaultSpec.parse({ rules: [{ action: 'corrupt', probability: 0.1, kinds: ['host.prepared'] }] })).toThrow(/corrupt applies to tensor kinds only/);
     expect(() => FaultSpec.parse({ rules: [{ action: 'drop', probability: 1.5 }] })).toThrow(/must be <= 1/);

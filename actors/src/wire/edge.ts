@@ -97,7 +97,7 @@ export function natsEdge(opts: EdgeOptions) {
     };
     /** Publish, through the seeded fault layer when one is configured. */
     const publish = (subject: string, bytes: Uint8Array, meta: { kind: string; step: number; msgId: string; tensor: boolean }) => {
-      const hits = opts.faults?.active ? opts.faults.decide(meta) : [];
+      const hits = opts.faults?.active ? opts.faults.decide({ ...meta, subject }) : [];
       if (hits.length === 0) return rawPublish(subject, bytes);
       sendBack({ type: 'wire.faultInjected', count: hits.length });
       opts.log.debug({ subject, kind: meta.kind, msgId: meta.msgId, faults: hits.map((h) => h.action) }, 'fault injected');

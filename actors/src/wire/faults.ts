@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { FaultRule, FaultSpec } from '@lockstep/topology';
+import { phaseOfKind, subjectMatches, type FaultRule, type FaultSpec } from '@lockstep/topology';
 
 export type FaultAction = FaultRule['action'];
 
@@ -23,7 +23,7 @@ export class FaultPlan {
     return this.spec.rules.length > 0;
   }
 
-  decide(m: { kind: string; step: number; msgId: string }): { action: FaultAction; delayMs: number }[] {
+  decide(m: { kind: string; step: number; msgId: string; subject?: string }): { action: FaultAction; delayMs: number }[] {
     const hits: { action: FaultAction; delayMs: number }[] = [];
     // drawn on the id without the sender's incarnation (see envelope()), so a scenario replays the same faults
     const key = m.msgId.replace(/@[^#]*/, '');
@@ -31,6 +31,11 @@ export class FaultPlan {
       if (r.from && r.from !== this.role) return;
       if (r.kinds && !r.kinds.includes(m.kind)) return;
       if (r.steps && (m.step < r.steps.from || m.step > r.steps.to)) return;
+      if (r.phases) {
+        const phase = phaseOfKind(m.kind);
+        if (!phase || !r.phases.includes(phase)) return;
+      }
+      if (r.subjects && (m.subject === undefined || !r.subjects.some((p) => subjectMatches(p, m.subject!)))) return;
       if (draw(this.spec.seed, i, key) < r.probability) hits.push({ action: r.action, delayMs: r.delayMs });
     });
     return hits;
