@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { describeIssues, InvalidInput, InvalidTopology, modelPresets, parameterCount, presetNames, scenarioJsonSchema } from '@lockstep/topology';
+import { describeIssues, InvalidInput, InvalidTopology, isPresetName, modelPresets, parameterCount, presetNames, RunId, scenarioJsonSchema } from '@lockstep/topology';
+import { writeCompose } from './compose.ts';
 import { createLogger, logLevels, type LogLevel } from '@lockstep/actors';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
 import { hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
@@ -179,6 +180,34 @@ export function buildProgram(): Command {
       const files = writeBench(report, flags.out);
       if (flags.json) printJson(report);
       else process.stdout.write(`${benchMarkdown(report)}\nwritten: ${files.json}, ${files.md}\n`);
+    });
+
+  program
+    .command('compose')
+    .description('write a docker compose file for a topology (and its NATS configs beside it)')
+    .addOption(topologyOpt())
+    .addOption(stepsOpt())
+    .option('--out <file>', 'the compose file to write', 'infra/compose/<topology>.yaml')
+    .option('--run <id>', 'run id', 'compose')
+    .option('--image <name>', 'the lockstep image', 'lockstep:dev')
+    .option('--nats-image <name>', 'the nats-server image', 'lockstep-nats:2.9.10')
+    .action(async (raw) => {
+      const f = parseFlags(
+        z.object({
+          topology: z.string().min(1),
+          steps: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1'),
+          out: z.string().min(1),
+          run: RunId,
+          image: z.string().min(1),
+          natsImage: z.string().min(1),
+        }),
+        raw,
+      );
+      const t = loadTopology(f.topology);
+      if (!isPresetName(f.topology)) throw new UsageError('--topology: compose takes a preset name (the containers name it on their command line)');
+      const out = f.out.replace('<topology>', t.name);
+      const files = writeCompose(out, { topology: t, topologyArg: f.topology, steps: f.steps, runId: f.run, image: f.image, natsImage: f.natsImage });
+      process.stdout.write(`${files.join('\n')}\n`);
     });
 
   program

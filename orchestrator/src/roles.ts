@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseCrashPoint, RunLog, connectNats, createLogger, describeFailure, logLevels, runClient, runHost, runPod, type ClientFailure, type LogLevel } from '@lockstep/actors';
-import { RunId, describeIssues, type CrashPoint } from '@lockstep/topology';
+import { existsSync, writeFileSync } from 'node:fs';
+import { RunId, describeIssues, type CrashPoint, type Topology } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
 import { loadTopology } from './load.ts';
 import { UsageError } from './errors.ts';
@@ -63,6 +64,18 @@ function natsAuth(): { user?: string; pass?: string } {
   return { user: r.data.LOCKSTEP_NATS_USER, pass: r.data.LOCKSTEP_NATS_PASS };
 }
 
+/**
+ * Whether this process was started before in this container: with LOCKSTEP_RESTART_MARKER set (compose sets it), the
+ * first start leaves that file, and a container restarted by its restart policy finds it and rejoins.
+ */
+function restartedContainer(): boolean {
+  const marker = process.env.LOCKSTEP_RESTART_MARKER;
+  if (!marker) return false;
+  if (existsSync(marker)) return true;
+  writeFileSync(marker, `${process.pid}\n`);
+  return false;
+}
+
 function onSignals(stop: () => void) {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, stop);
 }
@@ -72,7 +85,7 @@ export async function podRole(raw: unknown): Promise<number> {
   const t = loadTopology(f.topology);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
   const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
-  const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log, rejoin: f.rejoin });
+  const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log, rejoin: f.rejoin || restartedContainer() });
   const exit = () => {
     pod.stop();
     void nc.close().finally(() => process.exit(1));
@@ -100,7 +113,8 @@ export async function hostRole(raw: unknown): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const runs = hosts.map((host) => runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal: f.rejoin, crashPoint, checkpointDir: f.ckptDir }));
+  const heal = f.rejoin || restartedContainer();
+  const runs = hosts.map((host) => runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal, crashPoint, checkpointDir: f.ckptDir }));
   const exit = () => {
     for (const r of runs) r.stop();
     void nc.close().finally(() => process.exit(1));
@@ -111,6 +125,19 @@ export async function hostRole(raw: unknown): Promise<number> {
   await Promise.all(runs.map((r) => r.done));
   await nc.drain();
   return 0;
+}
+
+function summaryTable(t: Topology, s: SummaryLine): string {
+  const rows: [string, string][] = [
+    ['topology', `${t.name} (${t.pods} pods x ${t.hostsPerPod} hosts)`],
+    ['steps', String(s.logged)],
+    ['loss first/last', `${s.loss.first?.toPrecision(6) ?? '-'} -> ${s.loss.last?.toPrecision(6) ?? '-'}`],
+    ...s.pods.map((p): [string, string] => [`${p.id} paramsHash`, p.paramsHash]),
+    ['pods identical at every step', s.podsIdenticalEveryStep ? 'yes' : 'NO'],
+    ['retried attempts', String(s.retried.length)],
+    ['failure', s.failure ? `${s.failure.kind}: ${s.failure.message}` : 'none'],
+  ];
+  return `lockstep client: ${s.failure ? 'failed' : 'done'}\n${rows.map(([k, v]) => `  ${k.padEnd(30)}${v}`).join('\n')}\n`;
 }
 
 function failureLine(f: ClientFailure | undefined): SummaryLine['failure'] {
@@ -126,6 +153,7 @@ export async function clientRole(raw: unknown): Promise<number> {
   const lnc = await connectNats({ servers: f.logNats, name: 'client/runlog', log, ...natsAuth() });
   const runLog = await RunLog.open(lnc, f.run, log, t.deadlines.phaseMs);
   const last = await runLog.last();
+  if (restartedContainer()) f.resume = true;
   if (last && !f.resume) throw new UsageError(`run ${f.run} already has ${last.step + 1} committed steps in its run log; resume it (--resume) instead`);
   if (f.resume) log.warn({ lastLogged: last ?? null }, 'client restarted: resuming from the run log');
   const print = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
@@ -172,6 +200,8 @@ export async function clientRole(raw: unknown): Promise<number> {
     restores: out.restores,
   };
   print(summary);
+  // in a container there is no launcher to print the table: LOCKSTEP_SUMMARY=table prints it on stderr
+  if (process.env.LOCKSTEP_SUMMARY === 'table') process.stderr.write(summaryTable(t, summary));
   await nc.drain();
   await lnc.drain();
   return out.failure ? 1 : 0;
