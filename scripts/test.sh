@@ -5,6 +5,12 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-deps.sh || exit 1
+# the container suite: Docker and the images (as root, installed and built here); without them those tests skip,
+# or fail where LOCKSTEP_REQUIRE_DOCKER=1 (CI)
+if ! bash scripts/ensure-docker.sh; then
+  [[ "${LOCKSTEP_REQUIRE_DOCKER:-0}" == 1 ]] && { echo "lockstep: LOCKSTEP_REQUIRE_DOCKER=1 and no Docker engine or images" >&2; exit 1; }
+fi
+export TESTCONTAINERS_RYUK_DISABLED=true   # its reaper image cannot be pulled here; the tests stop their containers
 export TURBO_TELEMETRY_DISABLED=1
 results=$(mktemp -d)
 export LOCKSTEP_TEST_RESULTS="$results"
