@@ -204,9 +204,8 @@ export function buildProgram(): Command {
         raw,
       );
       const t = loadTopology(f.topology);
-      if (!isPresetName(f.topology)) throw new UsageError('--topology: compose takes a preset name (the containers name it on their command line)');
       const out = f.out.replace('<topology>', t.name);
-      const files = writeCompose(out, { topology: t, topologyArg: f.topology, steps: f.steps, runId: f.run, image: f.image, natsImage: f.natsImage });
+      const files = writeCompose(out, { topology: t, preset: isPresetName(f.topology) ? f.topology : undefined, steps: f.steps, runId: f.run, image: f.image, natsImage: f.natsImage });
       process.stdout.write(`${files.join('\n')}\n`);
     });
 

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -19,7 +19,7 @@ describe('lockstep compose', () => {
   });
 
   it('every network is internal; every service has a restart policy; nats servers have health checks the roles wait for', () => {
-    const { yaml } = composeFile({ topology: preset('demo'), topologyArg: 'demo', steps: 100, runId: 'demo', image: 'lockstep:dev', natsImage: 'lockstep-nats:2.9.10' }, 'demo');
+    const { yaml } = composeFile({ topology: preset('demo'), preset: 'demo', steps: 100, runId: 'demo', image: 'lockstep:dev', natsImage: 'lockstep-nats:2.9.10' }, 'demo');
     const doc = parse(yaml) as { version?: string; services: Record<string, Record<string, unknown>>; networks: Record<string, { internal: boolean }> };
     expect(doc.version).toBeUndefined(); // the compose spec: read by docker compose v2 and docker-compose 1.29 alike
     expect(Object.values(doc.networks).every((n) => n.internal === true)).toBe(true);
@@ -36,8 +36,25 @@ describe('lockstep compose', () => {
     expect(doc.services['nats-0'].networks).toEqual(['pod-0', 'dcn', 'ctl']);
   });
 
-  it('compose refuses a topology file (containers name a preset)', () => {
-    const r = cli(['compose', '--topology', join(root, 'package.json')]);
+  it('a topology file goes beside the compose file, mounted into every role container', () => {
+    const d = tempDir();
+    const topo = join(d, 'three.yaml');
+    writeFileSync(topo, 'name: three\npods: 3\nhostsPerPod: 2\nchipsPerHost: 4\nmodel: { inputDim: 8, hiddenDim: 8, outputDim: 2 }\ntraining: { seed: 1, globalBatch: 12, optimizer: { kind: adam, lr: 0.01 } }\n');
+    const out = join(d, 'three.yaml.out', 'three.yaml');
+    const r = cli(['compose', '--topology', topo, '--out', out]);
+    expect(r.code, r.stderr).toBe(0);
+    const doc = parse(readFileSync(out, 'utf8')) as { services: Record<string, { command: string[]; volumes?: string[] }> };
+    expect(Object.keys(doc.services).filter((n) => n.startsWith('nats-') && n !== 'nats-log').length).toBe(3);
+    expect(doc.services['host-2-1'].command).toEqual(expect.arrayContaining(['--topology', '/etc/lockstep/topology.json']));
+    expect(doc.services['host-2-1'].volumes).toContain('./three/topology.json:/etc/lockstep/topology.json:ro');
+    expect(JSON.parse(readFileSync(join(d, 'three.yaml.out', 'three', 'topology.json'), 'utf8')).pods).toBe(3);
+  });
+
+  it('a bad topology file exits 2 naming the field', () => {
+    const d = tempDir();
+    writeFileSync(join(d, 'bad.yaml'), 'name: bad\npods: 0\n');
+    const r = cli(['compose', '--topology', join(d, 'bad.yaml'), '--out', join(d, 'x.yaml')]);
     expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/pods/);
   });
 });
