@@ -59,16 +59,16 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     expect(logs).toMatch(/"from":"host\/0\/1".*"msg":"healed from cross-pod peer"/);
   }, 300_000);
 
-  it('a host container paused past its deadline and unpaused: the attempt is retried, nothing lost', async () => {
+  it('a host container paused past its deadline and unpaused: nothing lost, the bits unchanged', async () => {
     c = await startLockstepCluster({ topology: 'tiny', steps: STEPS });
     await c.untilStep(5);
     await c.faults.pause('host-0-1');
     expect(c.committed()).toBeLessThan(STEPS);
     await new Promise((r) => setTimeout(r, 4500)); // past 3 missed heartbeats
     await c.faults.unpause('host-0-1');
-    const r = await c.waitForClient();
-    expectReference(r);
-    expect(r.summary!.retried.length).toBeGreaterThanOrEqual(1);
+    // paused mid-attempt the attempt is retried; paused after preparing, the commit is resent until it answers:
+    // either way no step is lost or skipped and the bits are the reference's
+    expectReference(await c.waitForClient());
   }, 300_000);
 
   it("one pod's nats container disconnected from the DCN network and reconnected", async () => {
