@@ -22,9 +22,9 @@ export class NatsUnavailable extends Error {
   override name = 'NatsUnavailable';
 }
 
-/** A restarted host could not get its committed state back from any replica. */
-export class HealFailed extends Error {
-  override name = 'HealFailed';
+/** A restarted host was stopped before it finished healing. (A heal that finds no replica is not an error: the host reports itself lost and waits for the client to restore a checkpoint.) */
+export class HealInterrupted extends Error {
+  override name = 'HealInterrupted';
 }
 
 /** The run log refused a record: the step is already committed, or one before it is missing. Never retried. */

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createActor, fromCallback, setup, sendTo, type AnyActorRef } from 'xstate';
+import { createActor, setup, sendTo, type AnyActorRef } from 'xstate';
 import { subjects } from '@lockstep/topology';
 import { natsEdge, type WireCommand, type WireEvent } from '../src/index.ts';
 import { quietLog, startNatsServer } from './helpers.ts';

@@ -1,2 +1,3 @@
 export * from './nats/config.ts';
 export * from './dcn/proxy.ts';
+export * from './nats/users.ts';

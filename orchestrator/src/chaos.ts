@@ -116,13 +116,13 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   const injectedAt: number[] = [];
   const pending = s.timeline.filter((f) => !f.inPhase).sort((a, b) => a.atStep - b.atStep);
   // faults at an exact phase are armed inside the host's process (it signals itself), on its first start only
-  const processEnv: Record<string, Record<string, string>> = {};
+  const armed = new Map<string, CrashPoint>(); // process name -> its crash point
   for (const f of s.timeline.filter((x) => x.inPhase)) {
     const name = processName(t, f.target);
-    if (processEnv[name]) throw new UsageError(`scenario ${s.name}: more than one inPhase fault for ${name}`);
-    const point: CrashPoint = { host: Number(f.target.split('/')[2]), step: f.atStep, phase: f.inPhase!, signal: f.action === 'kill' ? 'SIGKILL' : 'SIGSTOP' };
-    processEnv[name] = { LOCKSTEP_CRASH_POINT: JSON.stringify(point) };
+    if (armed.has(name)) throw new UsageError(`scenario ${s.name}: more than one inPhase fault for ${name}`);
+    armed.set(name, { host: Number(f.target.split('/')[2]), step: f.atStep, phase: f.inPhase!, signal: f.action === 'kill' ? 'SIGKILL' : 'SIGSTOP' });
   }
+  const processEnv = Object.fromEntries([...armed].map(([name, point]) => [name, { LOCKSTEP_CRASH_POINT: JSON.stringify(point) }]));
   const restarts: { name: string; at: number }[] = [];
   let torn = 0;
   const dcnLinks: { proxy: DcnProxy }[] = [];
@@ -195,7 +195,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   for (let i = 0; i <= max; i++) if (!unique.has(i)) skipped++;
   // a self-inflicted crash is seen when the supervisor restarts the process
   const faultTimes = [...injectedAt, ...restarts.map((r) => r.at)];
-  const armedKills = Object.keys(processEnv).filter((name) => s.timeline.some((f) => f.inPhase && f.action === 'kill' && processName(t, f.target) === name));
+  const armedKills = [...armed].filter(([, point]) => point.signal === 'SIGKILL').map(([name]) => name);
   const firedKills = armedKills.filter((name) => restarts.some((r) => r.name === name));
   const firstFault = faultTimes.length ? Math.min(...faultTimes) : undefined;
   const after = firstFault === undefined ? undefined : commits.find((c) => c.at > firstFault);

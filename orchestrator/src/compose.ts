@@ -1,8 +1,9 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
-import { natsConfig, runLogServerConfig } from '@lockstep/infra';
-import type { Topology } from '@lockstep/topology';
+import { z } from 'zod';
+import { natsConfig, natsUsers, newCredentials, runLogServerConfig, type Credentials } from '@lockstep/infra';
+import { describeIssues, InvalidInput, type Role, type Topology } from '@lockstep/topology';
 import { hostGroups, hostProcessName } from './launcher.ts';
 
 /**
@@ -17,6 +18,11 @@ import { hostGroups, hostProcessName } from './launcher.ts';
  * process finds the marker it left at its first start and rejoins: a pod
  * scheduler learns the step from the client, a host heals from its cross-pod
  * peer, the client resumes from the run log.
+ *
+ * Each role connects as its own NATS user with per-subject permissions (a
+ * host cannot publish a commit). The passwords are made when the directory is
+ * first written and kept in its credentials.json; they are in the generated
+ * files too, so treat the directory as the cluster's secret.
  */
 export interface ComposeOptions {
   topology: Topology;
@@ -26,6 +32,7 @@ export interface ComposeOptions {
   runId: string;
   image: string;
   natsImage: string;
+  credentials: Credentials;
 }
 
 const NATS_PORT = 4222;
@@ -33,6 +40,7 @@ const ROUTE_PORT = 6222;
 
 export function composeFile(o: ComposeOptions, confDir: string): { yaml: string; files: Record<string, string> } {
   const t = o.topology;
+  const users = natsUsers(o.runId, o.credentials);
   const files: Record<string, string> = {};
   const services: Record<string, unknown> = {};
   const natsName = (p: number) => `nats-${p}`;
@@ -51,6 +59,7 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
       port: NATS_PORT,
       clusterPort: ROUTE_PORT,
       routes: Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== p).map((q) => ({ host: natsName(q), port: ROUTE_PORT })),
+      users: users.cluster,
     });
     services[natsName(p)] = {
       image: o.natsImage,
@@ -61,7 +70,7 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
       restart: 'unless-stopped',
     };
   }
-  files['nats-log.conf'] = runLogServerConfig({ host: '0.0.0.0', port: NATS_PORT, storeDir: '/data' });
+  files['nats-log.conf'] = runLogServerConfig({ host: '0.0.0.0', port: NATS_PORT, storeDir: '/data', users: users.runLog });
   services['nats-log'] = {
     image: o.natsImage,
     command: ['-c', '/etc/lockstep/nats.conf'],
@@ -76,18 +85,20 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
     ...(log ? { 'nats-log': { condition: 'service_healthy' } } : {}),
   });
   const common = (p: number) => ['--run', o.runId, '--topology', topologyArg, '--nats', natsUrl(p)];
-  const role = (command: string[], networks: string[], dependsOn: Record<string, unknown>, volumes: string[] = []) => ({
+  const login = (r: Role) => ({ LOCKSTEP_NATS_USER: o.credentials[r].user, LOCKSTEP_NATS_PASS: o.credentials[r].password });
+  const role = (r: Role, command: string[], networks: string[], dependsOn: Record<string, unknown>, volumes: string[] = []) => ({
     image: o.image,
     command,
-    environment: marker,
+    environment: { ...marker, ...login(r) },
     networks,
     depends_on: dependsOn,
     ...(volumes.length || topologyMount.length ? { volumes: [...topologyMount, ...volumes] } : {}),
     restart: 'on-failure',
   });
-  for (let p = 0; p < t.pods; p++) services[`pod-${p}`] = role(['pod', '--pod', String(p), ...common(p)], [`pod-${p}`], needsNats([p]));
+  for (let p = 0; p < t.pods; p++) services[`pod-${p}`] = role('pod', ['pod', '--pod', String(p), ...common(p)], [`pod-${p}`], needsNats([p]));
   for (const g of hostGroups(t)) {
     services[hostProcessName(g).replace('..', '-to-')] = role(
+      'host',
       ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), '--ckpt-dir', '/ckpt', ...common(g.pod)],
       [`pod-${g.pod}`],
       needsNats([g.pod]),
@@ -97,12 +108,13 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   const all = Array.from({ length: t.pods }, (_, p) => p);
   services.client = {
     ...role(
+      'client',
       ['client', '--steps', String(o.steps), '--log-nats', `nats://nats-log:${NATS_PORT}`, '--ckpt-dir', '/ckpt', '--run', o.runId, '--topology', topologyArg, '--nats', all.map(natsUrl).join(',')],
       ['ctl'],
       needsNats(all, true),
       ['checkpoints:/ckpt'],
     ),
-    environment: { ...marker, LOCKSTEP_SUMMARY: 'table' },
+    environment: { ...marker, ...login('client'), LOCKSTEP_SUMMARY: 'table' },
   };
 
   const networks: Record<string, unknown> = { dcn: { internal: true }, ctl: { internal: true } };
@@ -117,17 +129,41 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   return { yaml: header + stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false }), files };
 }
 
-/** Write the compose file and its NATS configs (in a directory named after it). */
-export function writeCompose(out: string, o: ComposeOptions): string[] {
+const Login = z.object({ user: z.string().min(1), password: z.string().min(12) }).strict();
+const CredentialsFile = z.object({ client: Login, pod: Login, host: Login }).strict();
+
+/**
+ * Write the compose file and its NATS configs (in a directory named after
+ * it). The credentials in that directory's credentials.json are kept when it
+ * exists; otherwise new ones are made and written there (mode 0600).
+ */
+export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials'>): string[] {
   const confDir = basename(out).replace(/\.ya?ml$/, '');
-  const { yaml, files } = composeFile(o, confDir);
-  mkdirSync(join(dirname(out), confDir), { recursive: true });
+  const dir = join(dirname(out), confDir);
+  const credFile = join(dir, 'credentials.json');
+  const credentials = existsSync(credFile) ? readCredentials(credFile) : newCredentials();
+  const { yaml, files } = composeFile({ ...o, credentials }, confDir);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(credFile, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(credFile, 0o600); // a file that was there keeps its mode otherwise
   writeFileSync(out, yaml);
-  const written = [out];
+  const written = [out, credFile];
   for (const [name, text] of Object.entries(files)) {
     const f = join(dirname(out), confDir, name);
     writeFileSync(f, text);
     written.push(f);
   }
   return written;
+}
+
+function readCredentials(file: string): Credentials {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (cause) {
+    throw new InvalidInput(file, [`(file): not valid JSON: ${(cause as Error).message}`], { cause });
+  }
+  const r = CredentialsFile.safeParse(value);
+  if (!r.success) throw new InvalidInput(file, describeIssues(r.error));
+  return r.data;
 }

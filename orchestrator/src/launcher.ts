@@ -1,14 +1,14 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { hostPhases, rolePermissions, RunId, type PhaseTimes, type Role, type Topology } from '@lockstep/topology';
+import { hostPhases, RunId, type PhaseTimes, type Role, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
-import type { DcnProxy, NatsUser } from '@lockstep/infra';
-import { ProcessExited, RunFailed } from './errors.ts';
+import { natsUsers, newCredentials, type Credentials, type DcnProxy } from '@lockstep/infra';
+import { RunFailed } from './errors.ts';
 import { findNatsServer, spawnNats, startNatsCluster, startRunLogServer, type NatsNode } from './nats.ts';
 import { spawnRole, stopAll } from './processes.ts';
 import { Supervised, type Restart } from './supervisor.ts';
@@ -69,20 +69,6 @@ export interface TrainResult {
   replayedSteps: number;
   replayedHashesMatch: boolean;
   runDir: string;
-}
-
-export type Credentials = Record<Role, { user: string; password: string }>;
-
-function newCredentials(): Credentials {
-  const pw = () => randomBytes(18).toString('base64url');
-  return { client: { user: 'client', password: pw() }, pod: { user: 'pod', password: pw() }, host: { user: 'host', password: pw() } };
-}
-
-/** The pods' servers take all three roles; the run log's server only the client. */
-function natsUsers(runId: string, c: Credentials): { cluster: NatsUser[]; runLog: NatsUser[] } {
-  const perms = rolePermissions(runId);
-  const cluster = (['client', 'pod', 'host'] as const).map((r) => ({ user: c[r].user, password: c[r].password, ...perms[r] }));
-  return { cluster, runLog: [{ user: c.client.user, password: c.client.password, publish: ['$JS.API.>', `lockstep.${runId}.runlog`, '_INBOX.>'], subscribe: ['_INBOX.>'] }] };
 }
 
 /** What a run directory's run.json holds: enough for `train --resume`. */

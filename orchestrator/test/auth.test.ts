@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { preset, subjects } from '@lockstep/topology';
-import { launch, runReference, type Credentials } from '../src/index.ts';
+import type { Credentials } from '@lockstep/infra';
+import { launch, runReference } from '../src/index.ts';
 import { quietLog, tempDir } from './helpers.ts';
 
 const json = (o: unknown) => new TextEncoder().encode(JSON.stringify(o));

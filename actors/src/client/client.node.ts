@@ -6,26 +6,8 @@ import { waitForPeers } from '../readiness.ts';
 import { edgeFor } from '../wire/edge.ts';
 import { clientMachine, type ClientOutput, type StepRecord } from './client.machine.ts';
 import { runLogActor, type RunLog } from './runlog.ts';
-import { findCheckpoint, writeManifest } from '../checkpoint/store.ts';
-import { fromCallback } from 'xstate';
-import type { CheckpointCommand, CheckpointEvent } from './client.machine.ts';
-
-/** The client machine's `checkpoints` actor: finds the newest usable checkpoint on disk. */
-function checkpointActor(dir: string, t: Topology, runId: string, log: Logger) {
-  return fromCallback<CheckpointCommand>(({ receive, sendBack }) => {
-    receive((cmd) => {
-      const r = findCheckpoint(dir, t, runId, cmd.atMost);
-      for (const s of r.skipped) log.warn({ step: s.step, reason: s.reason }, 'checkpoint skipped');
-      if ('manifest' in r) {
-        log.warn({ step: r.manifest.step }, 'restoring checkpoint');
-        sendBack({ type: 'ckpt.found', step: r.manifest.step, paramsHash: r.manifest.paramsHash, skipped: r.skipped } satisfies CheckpointEvent);
-      } else {
-        log.warn('no usable checkpoint: restoring the initial state');
-        sendBack({ type: 'ckpt.none', skipped: r.skipped } satisfies CheckpointEvent);
-      }
-    });
-  });
-}
+import { writeManifest } from '../checkpoint/store.ts';
+import { checkpointActor } from './checkpoints.ts';
 
 export interface ClientRunOptions {
   nc: NatsConnection;

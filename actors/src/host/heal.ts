@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import type { Logger } from 'pino';
+import type { Subscription } from '@nats-io/transport-node';
 import {
   actorNames,
   decodeControl,
@@ -16,9 +15,9 @@ import {
   tensorsDigest,
   type OptimizerState,
   type StateDone,
-  type Topology,
 } from '@lockstep/topology';
 import { TensorAssembler } from '../wire/assembler.ts';
+import type { HostAddress } from './address.ts';
 
 /**
  * Healing a restarted host from its cross-pod peer. Host h of every pod holds
@@ -42,15 +41,7 @@ export interface CommittedState {
 }
 
 /** Answer state requests from host h of other pods. `state` resolves once the committed state is stable (not awaiting a commit), or to why there is none. */
-export function serveState(opts: {
-  nc: NatsConnection;
-  topology: Topology;
-  runId: string;
-  pod: number;
-  host: number;
-  log: Logger;
-  state: () => Promise<CommittedState | string>;
-}): Subscription {
+export function serveState(opts: HostAddress & { state: () => Promise<CommittedState | string> }): Subscription {
   const { nc, topology: t, runId, pod, host } = opts;
   const me = actorNames.host(pod, host);
   const served = new Set<string>();
@@ -101,7 +92,7 @@ export type HealResult = { ok: true; state: CommittedState; from: string } | { o
  * one delivers a state that checks out, every peer says it has none, or
  * `deadlineMs` passes.
  */
-export async function fetchState(opts: { nc: NatsConnection; topology: Topology; runId: string; pod: number; host: number; log: Logger; deadlineMs: number }): Promise<HealResult> {
+export async function fetchState(opts: HostAddress & { deadlineMs: number }): Promise<HealResult> {
   const { nc, topology: t, runId, pod, host } = opts;
   const me = actorNames.host(pod, host);
   const size = parameterCount(t.model);

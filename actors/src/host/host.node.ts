@@ -1,13 +1,13 @@
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Subscription } from '@nats-io/transport-node';
 import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
 import { loadCheckpoint, writeShardCheckpoint } from '../checkpoint/store.ts';
-import { actorNames, shardRange, parameterCount, subjects, type CrashPoint, type TensorKind, type Topology } from '@lockstep/topology';
+import { actorNames, shardRange, parameterCount, subjects, type CrashPoint, type TensorKind } from '@lockstep/topology';
 import { armCrash } from './crash.ts';
-import type { Logger } from 'pino';
-import { HealFailed } from '../errors.ts';
+import { HealInterrupted } from '../errors.ts';
 import { heartbeats, untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
 import { edgeFor } from '../wire/edge.ts';
+import type { HostAddress } from './address.ts';
 import { fetchState, serveState, type CommittedState } from './heal.ts';
 import { hostMachine } from './host.machine.ts';
 
@@ -22,14 +22,7 @@ export interface HostRun {
   stop(): void;
 }
 
-export interface HostRunOptions {
-  nc: NatsConnection;
-  topology: Topology;
-  runId: string;
-  pod: number;
-  host: number;
-  log: Logger;
-  /** A restarted host: heal the committed state from host h of another pod before taking part. */
+export interface HostRunOptions extends HostAddress {  /** A restarted host: heal the committed state from host h of another pod before taking part. */
   heal?: boolean;
   /** Scenario fault injection: signal this process at an exact point of the protocol. */
   crashPoint?: CrashPoint;
@@ -82,7 +75,7 @@ export function runHost(opts: HostRunOptions): HostRun {
         log.warn({ reason: r.reason }, 'cannot heal: waiting for a checkpoint restore');
       }
     }
-    if (stopped) throw new HealFailed(`${me} stopped while healing`);
+    if (stopped) throw new HealInterrupted(`${me} stopped while healing`);
     const done = runMachine(restored, lost);
     return { done };
   };

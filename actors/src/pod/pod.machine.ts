@@ -14,7 +14,7 @@ import {
   type SampleRange,
   type Topology,
 } from '@lockstep/topology';
-import { countReject, envelope as envelopeFor, mergeRejections, rejection, stepMismatch, type Rejections } from '../rejects.ts';
+import { envelope as envelopeFor, mergeRejections, rejection, stepMismatch, type Rejections } from '../rejects.ts';
 import type { WireCommand, WireEvent } from '../wire/edge.ts';
 
 /**
