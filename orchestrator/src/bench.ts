@@ -125,9 +125,14 @@ export async function natsBaseline(opts: { dir: string; log: Logger; chunkBytes:
   }
 }
 
-/** Messages in sequence on a step: dispatch, host.dispatch, [grad.slice], [grad.exchange], [param.shard], host.prepared, pod.prepared, commit, host.commit, host.committed, pod.committed. */
+/**
+ * Messages in sequence on a step: dispatch, host.dispatch, [grad.slice],
+ * [grad.exchange], [param.shard], host.prepared, pod.prepared, the run log
+ * record and its JetStream ack (written before any pod hears the commit),
+ * commit, host.commit, host.committed, pod.committed.
+ */
 export function criticalPath(t: Topology): number {
-  return 8 + (t.hostsPerPod > 1 ? 2 : 0) + (t.pods > 1 ? 1 : 0);
+  return 10 + (t.hostsPerPod > 1 ? 2 : 0) + (t.pods > 1 ? 1 : 0);
 }
 
 export async function runBench(opts: { dir: string; log: Logger; smallSteps: number; largeSteps: number; onCase?: (c: BenchCase) => void }): Promise<BenchReport> {

@@ -65,6 +65,7 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     expect(r.summary).toMatchObject({ paramsHash: ref, logged: STEPS, podsIdenticalEveryStep: true });
     const steps = r.steps.map((s) => s.step).filter((s, i, a) => a.indexOf(s) === i);
     expect(steps.length).toBe(STEPS); // none skipped
+    expect(r.steps.length).toBe(STEPS); // none committed twice
     expect(r.steps.every((s) => s.podsAgree)).toBe(true);
   };
 
