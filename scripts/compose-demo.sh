@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Train the demo in containers: build the images (offline), bring infra/compose/demo.yaml up,
-# wait for the client container, print its summary, take everything down; exit with the client's code.
-# Works with `docker compose` (v2) and the standalone `docker-compose` 1.29.
+# Train the demo in containers: build the images (offline), then the command the compose file's header gives,
+# `up --exit-code-from client`, showing the client's lines as they come (not the per-step protocol lines);
+# take everything down; exit with the client's code. Works with `docker compose` (v2) and docker-compose 1.29.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 file=infra/compose/demo.yaml
 if docker compose version >/dev/null 2>&1; then compose=(docker compose -f "$file"); else compose=(docker-compose -f "$file"); fi
 [ "${SKIP_IMAGES:-0}" = 1 ] || scripts/images.sh
 "${compose[@]}" down -v >/dev/null 2>&1 || true
-"${compose[@]}" up -d
-client="$("${compose[@]}" ps -q client)"
-code="$(timeout "${COMPOSE_TIMEOUT:-600}" docker wait "$client" || echo 124)"
-"${compose[@]}" logs --no-color client 2>&1 | grep -v '"type":"step.committed"' | tail -12
+set +e
+timeout "${COMPOSE_TIMEOUT:-600}" "${compose[@]}" up --no-color --exit-code-from client 2>&1 |
+  grep --line-buffered -E '^client[-_0-9 ]*\|' | grep --line-buffered -v '"type":"step.committed"' | sed -u -E 's/^client[-_0-9 ]*\| ?//'
+code=${PIPESTATUS[0]}
+set -e
 "${compose[@]}" down -v >/dev/null 2>&1 || true
 echo "compose demo: client exited with code $code"
 exit "$code"

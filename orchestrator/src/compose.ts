@@ -37,6 +37,7 @@ export interface ComposeOptions {
 
 const NATS_PORT = 4222;
 const ROUTE_PORT = 6222;
+const EXIT_DELAY_MS = 10_000;
 
 export function composeFile(o: ComposeOptions, confDir: string): { yaml: string; files: Record<string, string> } {
   const t = o.topology;
@@ -89,7 +90,8 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   const role = (r: Role, command: string[], networks: string[], dependsOn: Record<string, unknown>, volumes: string[] = []) => ({
     image: o.image,
     command,
-    environment: { ...marker, ...login(r) },
+    // pods and hosts outlive the client, so `up --exit-code-from client` ends on the client's exit, with its code
+    environment: { ...marker, ...login(r), ...(r === 'client' ? {} : { LOCKSTEP_EXIT_DELAY_MS: String(EXIT_DELAY_MS) }) },
     networks,
     depends_on: dependsOn,
     ...(volumes.length || topologyMount.length ? { volumes: [...topologyMount, ...volumes] } : {}),

@@ -80,10 +80,38 @@ function onSignals(stop: () => void) {
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, stop);
 }
 
+const ExitDelayEnv = z.object({ LOCKSTEP_EXIT_DELAY_MS: z.coerce.number().int('must be a whole number').min(0).max(600_000).optional() });
+/**
+ * With LOCKSTEP_EXIT_DELAY_MS (compose sets it for pods and hosts), a role
+ * that finished stays up that long before exiting 0, or until it is stopped:
+ * `docker compose up --exit-code-from client` stops everything when the
+ * first container exits, so the client must be the first to go.
+ */
+function exitDelayMs(): number {
+  const r = ExitDelayEnv.safeParse(process.env);
+  if (!r.success) throw new UsageError(`LOCKSTEP_EXIT_DELAY_MS: ${describeIssues(r.error).map((x) => x.replace(/^[^:]+: /, '')).join('; ')}`);
+  return r.data.LOCKSTEP_EXIT_DELAY_MS ?? 0;
+}
+async function linger(ms: number, log: { info(o: object, m: string): void }): Promise<void> {
+  if (ms === 0) return;
+  log.info({ ms }, 'run over: exiting after the delay');
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+      process.removeAllListeners(sig);
+      process.once(sig, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    }
+  });
+}
+
 export async function podRole(raw: unknown): Promise<number> {
   const f = parseFlags(PodFlags, raw);
   const t = loadTopology(f.topology);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
+  const delay = exitDelayMs();
   const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
   const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log, rejoin: f.rejoin || restartedContainer() });
   const exit = () => {
@@ -95,6 +123,7 @@ export async function podRole(raw: unknown): Promise<number> {
   await pod.ready;
   await pod.done;
   await nc.drain();
+  await linger(delay, log);
   return 0;
 }
 
@@ -106,13 +135,14 @@ export async function hostRole(raw: unknown): Promise<number> {
   if (bad !== undefined) throw new UsageError(`--hosts: host ${bad} does not exist (hostsPerPod is ${t.hostsPerPod})`);
   if (f.pod >= t.pods) throw new UsageError(`--pod: pod ${f.pod} does not exist (pods is ${t.pods})`);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'host' });
-  const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
+  const delay = exitDelayMs();
   let crashPoint: CrashPoint | undefined;
   try {
     crashPoint = parseCrashPoint(process.env.LOCKSTEP_CRASH_POINT);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+  const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
   const heal = f.rejoin || restartedContainer();
   const runs = hosts.map((host) => runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal, crashPoint, checkpointDir: f.ckptDir }));
   const exit = () => {
@@ -124,6 +154,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   await Promise.all(runs.map((r) => r.ready));
   await Promise.all(runs.map((r) => r.done));
   await nc.drain();
+  await linger(delay, log);
   return 0;
 }
 

@@ -40,6 +40,16 @@ describe('lockstep CLI', () => {
     expect(model.stderr).toMatch(/--model: must be one of small, medium, large/);
   });
 
+  it('a bad environment variable for a role exits 2 naming it, before any connection is tried', () => {
+    const role = ['host', '--run', 'x', '--topology', 'tiny', '--pod', '0', '--hosts', '0', '--nats', 'nats://127.0.0.1:1', '--ckpt-dir', '/tmp'];
+    const delay = cli(role, { env: { LOCKSTEP_EXIT_DELAY_MS: 'soon' } });
+    expect(delay.code).toBe(2);
+    expect(delay.stderr).toMatch(/LOCKSTEP_EXIT_DELAY_MS: .*number/);
+    const crash = cli(role, { env: { LOCKSTEP_CRASH_POINT: '{"host":0}' } });
+    expect(crash.code).toBe(2);
+    expect(crash.stderr).toMatch(/LOCKSTEP_CRASH_POINT/);
+  });
+
   it('a missing nats-server exits 2 and says how to install it', () => {
     const r = cli(['train', '--topology', 'tiny', '--steps', '2', '--nats-server', '/nonexistent/nats-server', '--json']);
     expect(r.code).toBe(2);

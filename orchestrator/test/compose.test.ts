@@ -62,6 +62,10 @@ describe('lockstep compose', () => {
     expect(doc.services['host-1-2'].environment).toMatchObject({ LOCKSTEP_NATS_USER: 'host', LOCKSTEP_NATS_PASS: credentials.host.password });
     expect(doc.services['pod-0'].environment).toMatchObject({ LOCKSTEP_NATS_USER: 'pod', LOCKSTEP_NATS_PASS: credentials.pod.password });
     expect(doc.services.client.environment).toMatchObject({ LOCKSTEP_NATS_USER: 'client', LOCKSTEP_NATS_PASS: credentials.client.password });
+    // pods and hosts outlive the client, so `up --exit-code-from client` ends on the client's exit
+    expect(doc.services['host-1-2'].environment?.LOCKSTEP_EXIT_DELAY_MS).toBe('10000');
+    expect(doc.services['pod-1'].environment?.LOCKSTEP_EXIT_DELAY_MS).toBe('10000');
+    expect(doc.services.client.environment?.LOCKSTEP_EXIT_DELAY_MS).toBeUndefined();
     const hostLine = files['nats-1.conf'].split('\n').find((l) => l.includes('user: "host"'));
     expect(hostLine).toContain(JSON.stringify(credentials.host.password));
     expect(hostLine).toContain(`publish: [${rolePermissions('demo').host.publish.map((x) => JSON.stringify(x)).join(', ')}]`);
