@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createActor, waitFor, type Actor } from 'xstate';
 import { ReferenceTrainer, combineShardHashes, parseTopology, preset, shardHash, subjects, type Topology } from '@lockstep/topology';
-import { hostMachine, type HostEvent, type WireCommand } from '../src/index.ts';
+import { crashInspector, hostMachine, type HostEvent, type WireCommand } from '../src/index.ts';
 import { controlSent, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
@@ -22,8 +22,12 @@ function abort(pod: number, step: number, attempt: number): HostEvent {
 
 type HostActor = Actor<typeof hostMachine>;
 
-/** Every host of a topology as pure machines in one process, their tensor sends routed straight to each other. */
-function cluster(t: Topology) {
+/**
+ * Every host of a topology as pure machines in one process, their tensor sends
+ * (and tensor requests) routed straight to each other; `lose` drops the sends
+ * it picks, as a lossy network would.
+ */
+function cluster(t: Topology, lose: (cmd: WireCommand) => boolean = () => false) {
   const sent = new Map<string, WireCommand[]>();
   const hosts = new Map<string, HostActor>();
   for (let p = 0; p < t.pods; p++) {
@@ -31,10 +35,16 @@ function cluster(t: Topology) {
       const log: WireCommand[] = [];
       sent.set(`${p}/${h}`, log);
       const wire = recordingWire(log, (cmd) => {
-        if (cmd.type !== 'wire.sendTensor') return;
-        const [, , , tp, th] = cmd.subject.split('.');
+        const [, , , tp, th, kind] = cmd.subject.split('.');
+        if (kind !== 'data' || lose(cmd)) return;
+        const to = hosts.get(`${tp}/${th}`)!;
+        if (cmd.type === 'wire.send') {
+          const m = cmd.message;
+          if (m.kind === 'tensor.request') queueMicrotask(() => to.send({ type: 'tensor.request', msg: m }));
+          return;
+        }
         const data = Float32Array.from(cmd.data);
-        queueMicrotask(() => hosts.get(`${tp}/${th}`)!.send({ type: 'tensor.received', tensor: { ...cmd.head, data } }));
+        queueMicrotask(() => to.send({ type: 'tensor.received', tensor: { ...cmd.head, data } }));
       });
       const a = createActor(hostMachine.provide({ actors: { wire } }), { input: { topology: t, runId: RUN, pod: p, host: h } });
       a.subscribe({ error: (e) => console.error(e) });
@@ -69,6 +79,67 @@ describe('host machine', () => {
     const prepared = controlSent(sent.get('1/1')!, 'host.prepared') as { phaseMs: Record<string, number> }[];
     expect(prepared.length).toBe(4);
     for (const p of prepared) expect(Object.keys(p.phaseMs).sort()).toEqual(['allGather', 'backward', 'exchange', 'forward', 'reduceScatter', 'update']);
+  });
+
+  it('a tensor lost on the way is asked for again and the step prepares without a retry, to the reference bits', async () => {
+    const t = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 }, deadlines: { startupMs: 5000, phaseMs: 2000, stepMs: 5000 } });
+    const lost: string[] = [];
+    // the first send of each tensor kind from host/1/0 is lost: a slice to host/1/1, the exchange to host/0/0, the shard to host/1/1
+    const { hosts, sent } = cluster(t, (cmd) => {
+      if (cmd.type !== 'wire.sendTensor' || cmd.head.sender !== 'host/1/0' || cmd.head.msgId.includes('.x')) return false;
+      lost.push(cmd.head.tensor);
+      return true;
+    });
+    const per = t.training.globalBatch / (t.pods * t.hostsPerPod);
+    for (const [key, a] of hosts) {
+      const [p, h] = key.split('/').map(Number);
+      const start = (p * t.hostsPerPod + h) * per;
+      a.send(dispatch(p, 0, 0, { start, end: start + per }));
+    }
+    await Promise.all([...hosts.values()].map((a) => waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 })));
+    expect(lost.sort()).toEqual(['grad.exchange', 'grad.slice', 'param.shard']);
+    const expected = new ReferenceTrainer(t).runStep().paramsHash;
+    for (let p = 0; p < t.pods; p++) {
+      const shardHashes = Array.from({ length: t.hostsPerPod }, (_, h) => (controlSent(sent.get(`${p}/${h}`)!, 'host.prepared').at(-1) as { shardHash: string }).shardHash);
+      expect(combineShardHashes(shardHashes)).toBe(expected);
+    }
+    // the hosts that missed a tensor asked host/1/0 for it, and it sent it again under new ids
+    const asked = (key: string) => (controlSent(sent.get(key)!, 'tensor.request') as { tensor: string }[]).map((m) => m.tensor);
+    expect(asked('0/0')).toContain('grad.exchange');
+    expect(asked('1/1')).toEqual(expect.arrayContaining(['grad.slice', 'param.shard']));
+    const again = sent.get('1/0')!.filter((c) => c.type === 'wire.sendTensor' && c.head.msgId.includes('.x')) as Extract<WireCommand, { type: 'wire.sendTensor' }>[];
+    expect(again.map((c) => c.head.tensor).sort()).toEqual(expect.arrayContaining(['grad.exchange', 'grad.slice', 'param.shard']));
+    for (const a of hosts.values()) expect(controlSent(sent.get(`${a.getSnapshot().context.pod}/${a.getSnapshot().context.host}`)!, 'host.failed')).toEqual([]);
+    for (const a of hosts.values()) a.stop();
+  });
+
+  it('a request for a tensor this host has not made yet is not answered (it sends it when it gets there)', () => {
+    const t = topo({ pods: 1 } as Partial<Topology>);
+    const sent: WireCommand[] = [];
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 } }).start();
+    const request = (attempt: number): HostEvent => ({ type: 'tensor.request', msg: { v: 1, runId: RUN, step: 0, attempt, sender: 'host/0/1', msgId: `r/${attempt}/${Math.random()}`, kind: 'tensor.request', tensor: 'param.shard', round: 1 } });
+    a.send(dispatch(0, 0, 0, { start: 0, end: 16 }));
+    a.send(request(0)); // still computing: no shard yet
+    a.send(request(3)); // another attempt: rejected
+    expect(sent.filter((c) => c.type === 'wire.sendTensor' && c.head.tensor === 'param.shard')).toEqual([]);
+    expect(a.getSnapshot().context.rejected).toMatchObject({ 'wrong attempt': 1 });
+    a.stop();
+  });
+
+  it('a crash point fires on a phase entered and left within one event (no peers to wait for)', async () => {
+    const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
+    const fired: string[] = [];
+    const quiet = { warn: () => {} } as never;
+    const inspect = crashInspector({ host: 0, step: 1, phase: 'exchange', signal: 'SIGKILL' }, quiet, (sig) => fired.push(sig));
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire([]) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 }, inspect }).start();
+    a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
+    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    expect(fired).toEqual([]); // step 0 is not the point
+    a.send(commit(0, 0, 0));
+    a.send(dispatch(0, 1, 0, { start: 0, end: 64 }));
+    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    expect(fired).toEqual(['SIGKILL']); // exchange was never a settled snapshot, yet it fired, once
+    a.stop();
   });
 
   it('rejects wrong-order, stale, wrong-attempt and repeated events and leaves its state unchanged', async () => {

@@ -48,6 +48,15 @@ describe('authorize', () => {
     [data, 'tensor.chunk', 'host/1/2', { tensor: 'grad.exchange', shard: 1 }, 'forged sender'],
     [data, 'tensor.chunk', 'host/0/3', { tensor: 'param.shard', shard: 3 }, undefined],
     [data, 'tensor.chunk', 'host/0/3', { tensor: 'param.shard', shard: 2 }, 'bad shard'],
+    // a host asks again only the peer that sends it that tensor
+    [data, 'tensor.request', 'host/0/2', { tensor: 'grad.slice' }, undefined],
+    [data, 'tensor.request', 'host/0/2', { tensor: 'param.shard' }, undefined],
+    [data, 'tensor.request', 'host/1/1', { tensor: 'grad.exchange' }, undefined],
+    [data, 'tensor.request', 'host/0/2', { tensor: 'grad.exchange' }, 'forged sender'],
+    [data, 'tensor.request', 'host/1/1', { tensor: 'grad.slice' }, 'forged sender'],
+    [data, 'tensor.request', 'host/0/1', { tensor: 'param.shard' }, 'forged sender'],
+    [data, 'tensor.request', 'pod/0', { tensor: 'grad.slice' }, 'forged sender'],
+    [{ on: 'host.cmd', pod: 0, host: 1 }, 'tensor.request', 'host/0/2', { tensor: 'grad.slice' }, 'wrong subject'],
   ] as const)('%j %s from %s %j -> %s', (channel, kind, sender, tensor, reason) => {
     expect(authorize(channel as never, kind, sender, tensor as never)?.reason).toBe(reason);
   });

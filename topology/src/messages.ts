@@ -97,6 +97,14 @@ export const StateDone = msg('state.done', {
 /** The peer holds no state it can give (it is healing too). */
 export const StateNone = msg('state.none', { reqId: z.string().min(1).max(100), reason: z.string().max(500) });
 // readiness (request/reply)
+/**
+ * host -> host, on the peer's data subject: "the tensor you send me for this
+ * attempt has not all come; send it again". `round` counts the asker's
+ * requests in the attempt, so each resend has its own message ids (and its own
+ * draw in a fault plan).
+ */
+export const TensorRequest = msg('tensor.request', { tensor: z.enum(['grad.slice', 'grad.exchange', 'param.shard']), round: z.number().int().min(1).max(1_000_000) });
+
 export const Ping = msg('ping', {});
 export const Pong = msg('pong', { ready: z.boolean(), waitingFor: z.array(z.string().max(100)).max(100) });
 /** The client's record of a committed step, published for observers. */
@@ -137,6 +145,7 @@ export const ControlMessage = z.discriminatedUnion('kind', [
   StateRequest,
   StateDone,
   StateNone,
+  TensorRequest,
 ]);
 export type ControlMessage = z.infer<typeof ControlMessage>;
 export type ControlKind = ControlMessage['kind'];
@@ -167,6 +176,7 @@ export type StepCommitted = z.infer<typeof StepCommitted>;
 export type StateRequest = z.infer<typeof StateRequest>;
 export type StateDone = z.infer<typeof StateDone>;
 export type StateNone = z.infer<typeof StateNone>;
+export type TensorRequest = z.infer<typeof TensorRequest>;
 
 /** The three tensors hosts send each other in a step, and the two a healing host receives (full parameters, optimizer state). */
 export const TensorKind = z.enum(['grad.slice', 'grad.exchange', 'param.shard', 'state.params', 'state.opt']);

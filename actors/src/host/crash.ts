@@ -1,4 +1,4 @@
-import type { AnyActorRef } from 'xstate';
+import type { InspectionEvent } from 'xstate';
 import type { Logger } from 'pino';
 import { CrashPoint } from '@lockstep/topology';
 import type { HostContext } from './host.machine.ts';
@@ -21,15 +21,21 @@ export function parseCrashPoint(raw: string | undefined): CrashPoint | undefined
   return r.data;
 }
 
-export function armCrash(actor: AnyActorRef, point: CrashPoint, log: Logger): void {
+/**
+ * An inspector for the host's actor that fires at the crash point. It looks at
+ * every microstep, not only the snapshot a macrostep settles in: a phase whose
+ * tensors were already in (they came early) is entered and left in one event.
+ */
+export function crashInspector(point: CrashPoint, log: Logger, signal: (sig: CrashPoint['signal']) => void = (sig) => process.kill(process.pid, sig)): (e: InspectionEvent) => void {
   let fired = false;
-  actor.subscribe((s: { context: HostContext }) => {
-    if (fired) return;
-    const c = s.context;
+  return (e) => {
+    if (fired || (e.type !== '@xstate.microstep' && e.type !== '@xstate.snapshot')) return;
+    const c = (e.snapshot as { context?: Partial<HostContext> }).context;
+    if (!c?.me?.startsWith('host/')) return; // a child actor's snapshot
     const hit = point.phase === 'committed' ? c.lastCommitted?.step === point.step : c.step === point.step && c.phase === point.phase;
     if (!hit) return;
     fired = true;
     log.warn({ point }, 'crash point reached: signalling this process');
-    process.kill(process.pid, point.signal);
-  });
+    signal(point.signal);
+  };
 }

@@ -16,6 +16,8 @@ import {
   type SampleRange,
   type ShardRange,
   type Topology,
+  type TensorRequest,
+  parseSender,
 } from '@lockstep/topology';
 import { countReject, envelope as envelopeFor, rejection, stepMismatch, type Rejections } from '../rejects.ts';
 import type { AssembledTensor } from '../wire/assembler.ts';
@@ -32,6 +34,11 @@ import { applyUpdate, backwardPass, forwardPass } from './host.actors.ts';
  *   other pod) -> update (sum pods in pod order, optimizer on the shard) ->
  *   allGather (in-pod: every host gets every new shard) -> prepared (report the
  *   shard hash) -> commit (adopt the new parameters) or abort (keep the old).
+ *
+ * While it waits for tensors (reduceScatter, exchange, allGather), a host asks
+ * each peer whose tensor has not all come to send it again (tensor.request,
+ * every `requestDelay`); a peer answers once it has got that far. A lost or
+ * corrupt chunk costs a resend, not the attempt.
  *
  * The committed parameters are never touched before commit: the new ones live
  * in `next` until then, so abort simply drops them. Tensors for the attempt in
@@ -91,6 +98,10 @@ export interface HostContext {
   lastCommitted: { step: number; attempt: number; shardHash: string } | undefined;
   /** Reports of this attempt resent so far (part of their message ids). */
   resends: number;
+  /** Rounds of tensor requests sent in this attempt (part of their message ids, and of the answers'). */
+  requests: number;
+  /** The longest each phase has taken in this run: a tensor is asked for again only after twice that. */
+  slowest: PhaseTimes;
   /** The checkpoint a restore in flight loads (-1: the initial state). */
   restoreTo: number;
 }
@@ -173,6 +184,18 @@ export const hostMachine = setup({
     phaseDeadline: ({ context }) => context.topology.deadlines.phaseMs,
     commitDeadline: ({ context }) => context.topology.deadlines.stepMs,
     resendDelay: ({ context }) => context.topology.heartbeat.intervalMs,
+    /**
+     * How long a phase waits for a tensor before asking for it (again): twice
+     * the phase's slowest so far and at least a heartbeat interval, doubled
+     * for each round already asked in this attempt (a slow link is not
+     * flooded with copies), at most a quarter of the phase deadline.
+     */
+    requestDelay: ({ context }) => {
+      const { deadlines, heartbeat } = context.topology;
+      const slowest = isComputePhase(context.phase) ? (context.slowest[context.phase] ?? 0) : 0;
+      const base = Math.max(heartbeat.intervalMs, 2 * slowest) * 2 ** Math.min(context.requests, 10);
+      return Math.max(50, Math.min(deadlines.phaseMs / 4, base));
+    },
   },
   guards: {
     isNextDispatch: ({ context, event }) => event.type === 'host.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
@@ -218,6 +241,7 @@ export const hostMachine = setup({
         failure: undefined,
         phaseMs: {},
         resends: 0,
+        requests: 0,
       };
     }),
     countResend: assign(({ context }) => ({ resends: context.resends + 1 })),
@@ -236,8 +260,13 @@ export const hostMachine = setup({
     enterPhase: assign(({ context }, params: { phase: HostContext['phase'] }) => {
       const now = performance.now();
       const phaseMs = { ...context.phaseMs };
-      if (isComputePhase(context.phase)) phaseMs[context.phase] = now - context.phaseStartedAt;
-      return { phase: params.phase, phaseStartedAt: now, phaseMs };
+      const slowest = { ...context.slowest };
+      if (isComputePhase(context.phase)) {
+        const took = now - context.phaseStartedAt;
+        phaseMs[context.phase] = took;
+        slowest[context.phase] = Math.max(took, slowest[context.phase] ?? 0);
+      }
+      return { phase: params.phase, phaseStartedAt: now, phaseMs, slowest };
     }),
     sendSlices: enqueueActions(({ context, enqueue }) => {
       const grad = context.grad!;
@@ -283,6 +312,50 @@ export const hostMachine = setup({
       const params = new Float32Array(context.params.length);
       context.ranges.forEach((r, k) => params.set(k === context.host ? context.next!.shard : context.gathered.get(k)!, r.start));
       return { next: { ...context.next!, params } };
+    }),
+    /**
+     * Ask each peer whose tensor for this phase has not all come to send it
+     * again (a chunk was lost, or corrupt and rejected). Cheaper than failing
+     * the attempt at the phase deadline and running the step again.
+     */
+    requestMissing: enqueueActions(({ context, enqueue }) => {
+      const round = context.requests + 1;
+      const ask = (subject: string, tensor: TensorRequest['tensor']) =>
+        enqueue.sendTo('wire', { type: 'wire.send', subject, message: { ...envelope(context, `tensor.request.${tensor}.r${round}`), kind: 'tensor.request', tensor, round } } satisfies WireCommand);
+      const { pods, hostsPerPod } = context.topology;
+      if (context.phase === 'reduceScatter' || context.phase === 'allGather') {
+        const [have, tensor] = context.phase === 'reduceScatter' ? ([context.slices, 'grad.slice'] as const) : ([context.gathered, 'param.shard'] as const);
+        for (let k = 0; k < hostsPerPod; k++) if (k !== context.host && !have.has(k)) ask(subjects.hostData(context.runId, context.pod, k), tensor);
+      } else if (context.phase === 'exchange') {
+        for (let q = 0; q < pods; q++) if (q !== context.pod && !context.exchanged.has(q)) ask(subjects.hostData(context.runId, q, context.host), 'grad.exchange');
+      }
+      enqueue.assign({ requests: round });
+    }),
+    /** A peer asks again for what this host sends it in this attempt: send it, if this host has got that far (if not, it sends it when it gets there). */
+    answerRequest: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'tensor.request') return;
+      const from = parseSender(event.msg.sender);
+      if (from?.role !== 'host') return;
+      const again = (subject: string, tensor: AssembledTensor['tensor'], shard: number, data: Float32Array, to: number) =>
+        enqueue.sendTo('wire', {
+          type: 'wire.sendTensor',
+          subject,
+          head: { ...envelope(context, `${tensor}.${to}.x${event.msg.round}`), tensor, shard },
+          data,
+        } satisfies WireCommand);
+      switch (event.msg.tensor) {
+        case 'grad.slice': {
+          const r = context.ranges[from.host];
+          if (context.grad) again(subjects.hostData(context.runId, context.pod, from.host), 'grad.slice', from.host, context.grad.subarray(r.start, r.end), from.host);
+          return;
+        }
+        case 'grad.exchange':
+          if (context.podGrad) again(subjects.hostData(context.runId, from.pod, context.host), 'grad.exchange', context.host, context.podGrad, from.pod);
+          return;
+        case 'param.shard':
+          if (context.next) again(subjects.hostData(context.runId, context.pod, from.host), 'param.shard', context.host, context.next.shard, from.host);
+          return;
+      }
     }),
     sendPrepared: sendTo('wire', ({ context }) =>
       toPod(context, {
@@ -409,6 +482,8 @@ export const hostMachine = setup({
       failure: undefined,
       lastCommitted: r?.lastCommitted,
       resends: 0,
+      requests: 0,
+      slowest: {},
       restoreTo: -1,
     };
   },
@@ -450,6 +525,7 @@ export const hostMachine = setup({
         'tensor.received': [{ guard: 'tensorForThisAttempt', actions: 'storeTensor' }, { guard: 'tensorForNextAttempt', actions: 'holdEarly' }, { actions: 'reject' }],
         'host.abort': [{ guard: 'forThisAttempt', target: 'idle', actions: 'abort' }, { guard: 'isAbortOfThisStep', target: 'idle', actions: 'confirmAborted' }, { actions: 'reject' }],
         'host.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
+        'tensor.request': [{ guard: 'forThisAttempt', actions: 'answerRequest' }, { actions: 'reject' }],
         // a later attempt of this step supersedes this one: nothing was committed, so start over
         'host.dispatch': [{ guard: 'isNextDispatch', target: 'attempt', reenter: true, actions: 'beginAttempt' }, { actions: 'reject' }],
       },
@@ -478,11 +554,17 @@ export const hostMachine = setup({
           entry: { type: 'enterPhase', params: { phase: 'reduceScatter' } },
           always: { guard: 'haveAllSlices', target: 'exchange', actions: 'reduceInPod' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'reduceScatter' } } } },
+          // a tensor lost on the way is asked for again, not waited for until the deadline
+          initial: 'waiting',
+          states: { waiting: { after: { requestDelay: { target: 'waiting', reenter: true, actions: 'requestMissing' } } } },
         },
         exchange: {
           entry: [{ type: 'enterPhase', params: { phase: 'exchange' } }, 'sendExchange'],
           always: { guard: 'haveAllExchanged', target: 'update' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'exchange' } } } },
+          // a tensor lost on the way is asked for again, not waited for until the deadline
+          initial: 'waiting',
+          states: { waiting: { after: { requestDelay: { target: 'waiting', reenter: true, actions: 'requestMissing' } } } },
         },
         update: {
           entry: { type: 'enterPhase', params: { phase: 'update' } },
@@ -505,6 +587,9 @@ export const hostMachine = setup({
           entry: { type: 'enterPhase', params: { phase: 'allGather' } },
           always: { guard: 'haveAllGathered', target: 'prepared', actions: 'assembleParams' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'allGather' } } } },
+          // a tensor lost on the way is asked for again, not waited for until the deadline
+          initial: 'waiting',
+          states: { waiting: { after: { requestDelay: { target: 'waiting', reenter: true, actions: 'requestMissing' } } } },
         },
         prepared: {
           entry: [{ type: 'enterPhase', params: { phase: 'prepared' } }, 'sendPrepared'],

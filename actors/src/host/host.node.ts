@@ -2,7 +2,7 @@ import type { Subscription } from '@nats-io/transport-node';
 import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
 import { loadCheckpoint, writeShardCheckpoint } from '../checkpoint/store.ts';
 import { actorNames, shardRange, parameterCount, subjects, type CrashPoint, type TensorKind } from '@lockstep/topology';
-import { armCrash } from './crash.ts';
+import { crashInspector } from './crash.ts';
 import { HealInterrupted } from '../errors.ts';
 import { heartbeats, untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
@@ -106,7 +106,8 @@ export function runHost(opts: HostRunOptions): HostRun {
       log.info({ checkpoint: input.checkpoint, step: s.step }, 'restored from checkpoint');
       return s;
     });
-    const a = createActor(hostMachine.provide({ actors: { wire, loadCheckpoint: load } }), { input: { topology: t, runId, pod, host, restored, lost } });
+    const inspect = opts.crashPoint?.host === host ? crashInspector(opts.crashPoint, log) : undefined;
+    const a = createActor(hostMachine.provide({ actors: { wire, loadCheckpoint: load } }), { input: { topology: t, runId, pod, host, restored, lost }, inspect });
     // after committing every `everySteps`-th step, write this host's part of the checkpoint (its shard and optimizer state)
     let written = -1;
     a.subscribe((s) => {
@@ -139,7 +140,6 @@ export function runHost(opts: HostRunOptions): HostRun {
     });
     // subscribe to errors before start, so nothing the actor throws goes unhandled
     const done = untilStopped(a, { nc, log, name: 'host', cleanup: () => heartbeat.stop() });
-    if (opts.crashPoint?.host === host) armCrash(a, opts.crashPoint, log);
     a.start();
     heartbeat.beat();
     return done;

@@ -13,7 +13,7 @@ const kindsOn: Record<Channel['on'], readonly (ControlKind | 'tensor.chunk')[]> 
   'pod.cmd': ['step.dispatch', 'step.commit', 'step.abort', 'run.end', 'run.restore'],
   'pod.report': ['host.heartbeat', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped', 'host.restored'],
   'host.cmd': ['host.dispatch', 'host.commit', 'host.abort', 'run.end', 'host.restore'],
-  'host.data': ['tensor.chunk'],
+  'host.data': ['tensor.chunk', 'tensor.request'],
 };
 
 /** Each channel has one sending role. */
@@ -29,7 +29,7 @@ const senderOn: Record<Channel['on'], ParsedSender['role']> = {
  * Whether `sender` may send `kind` on this channel. Returns undefined when it
  * may, else the detail of a `forged sender` / `wrong subject` rejection.
  */
-export function authorize(channel: Channel, kind: ControlKind | 'tensor.chunk', sender: string, tensor?: { tensor: TensorKind; shard: number }): { reason: string; detail: string } | undefined {
+export function authorize(channel: Channel, kind: ControlKind | 'tensor.chunk', sender: string, tensor?: { tensor: TensorKind; shard?: number }): { reason: string; detail: string } | undefined {
   if (!kindsOn[channel.on].includes(kind)) return { reason: 'wrong subject', detail: `${kind} is not accepted on ${channel.on}` };
   const s = parseSender(sender);
   const forged = (why: string) => ({ reason: 'forged sender', detail: `${kind} from ${sender}: ${why}` });
@@ -46,14 +46,34 @@ export function authorize(channel: Channel, kind: ControlKind | 'tensor.chunk', 
     case 'host.cmd':
       return s.role === 'pod' && s.pod === channel.pod ? undefined : forged(`not pod ${channel.pod}`);
     case 'host.data':
-      return authorizeTensor(channel, s, tensor, forged);
+      return kind === 'tensor.request' ? authorizeRequest(channel, s, tensor, forged) : authorizeTensor(channel, s, tensor, forged);
+  }
+}
+
+/** A host asks for a tensor again only from the peer that sends it that tensor. */
+function authorizeRequest(
+  c: Extract<Channel, { on: 'host.data' }>,
+  s: ParsedSender,
+  t: { tensor: TensorKind } | undefined,
+  forged: (why: string) => { reason: string; detail: string },
+) {
+  if (s.role !== 'host' || !t) return forged('not a host');
+  if (s.pod >= c.pods || s.host >= c.hosts) return forged('no such host');
+  switch (t.tensor) {
+    case 'grad.slice':
+    case 'param.shard':
+      return s.pod === c.pod && s.host !== c.host ? undefined : forged(`only another host of the same pod asks for ${t.tensor}`);
+    case 'grad.exchange':
+      return s.pod !== c.pod && s.host === c.host ? undefined : forged('only the same host index of another pod asks for grad.exchange');
+    default:
+      return { reason: 'wrong subject', detail: `${t.tensor} is not asked for on host.data` };
   }
 }
 
 function authorizeTensor(
   c: Extract<Channel, { on: 'host.data' }>,
   s: ParsedSender,
-  t: { tensor: TensorKind; shard: number } | undefined,
+  t: { tensor: TensorKind; shard?: number } | undefined,
   forged: (why: string) => { reason: string; detail: string },
 ) {
   if (s.role !== 'host' || !t) return forged('not a host');

@@ -72,7 +72,7 @@ export function natsEdge(opts: EdgeOptions) {
       if (!d.ok) return reject(d.reason, d.detail);
       const msg = d.value;
       if (msg.runId !== opts.runId) return reject('wrong run', msg.runId);
-      const denied = authorize(channel, msg.kind, msg.sender);
+      const denied = authorize(channel, msg.kind, msg.sender, msg.kind === 'tensor.request' ? { tensor: msg.tensor } : undefined);
       if (denied) return reject(denied.reason, denied.detail);
       if (!dedup.firstTime(msg.msgId)) return sendBack({ type: 'wire.duplicate', msgId: msg.msgId });
       sendBack({ type: msg.kind, msg } as WireEvent);
