@@ -19,6 +19,19 @@ describe('tensor assembler', () => {
     expect(asm.inProgress).toBe(0);
   });
 
+  it('knows whether a tensor from a peer is still coming (a request for it is then held back)', () => {
+    const cs = chunks(new Float32Array(5000));
+    const asm = new TensorAssembler(() => 5000);
+    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 10_000)).toBe(false); // nothing yet: ask
+    asm.add(cs[0]);
+    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 10_000)).toBe(true);
+    expect(asm.receiving('host/0/2', 0, 0, 'grad.slice', 10_000)).toBe(false);
+    expect(asm.receiving('host/0/1', 0, 1, 'grad.slice', 10_000)).toBe(false);
+    expect(asm.receiving('host/0/1', 0, 0, 'param.shard', 10_000)).toBe(false);
+    for (const c of cs.slice(1)) asm.add(c);
+    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 10_000)).toBe(false); // complete: nothing is coming
+  });
+
   it('rejects a tensor of the wrong size for its shard', () => {
     const asm = new TensorAssembler(() => 10);
     expect(asm.add(chunks(new Float32Array(20))[0])).toMatchObject({ kind: 'rejected', reason: 'bad tensor size' });

@@ -186,14 +186,16 @@ export const hostMachine = setup({
     resendDelay: ({ context }) => context.topology.heartbeat.intervalMs,
     /**
      * How long a phase waits for a tensor before asking for it (again): twice
-     * the phase's slowest so far and at least a heartbeat interval, doubled
-     * for each round already asked in this attempt (a slow link is not
-     * flooded with copies), at most a quarter of the phase deadline.
+     * the phase's slowest so far and at least a heartbeat interval (a quarter
+     * of the phase deadline until the phase has been timed once: the first
+     * step is the slowest), doubled for each round already asked in this
+     * attempt (a slow link is not flooded with copies), at most a quarter of
+     * the phase deadline.
      */
     requestDelay: ({ context }) => {
       const { deadlines, heartbeat } = context.topology;
       const slowest = isComputePhase(context.phase) ? (context.slowest[context.phase] ?? 0) : 0;
-      const base = Math.max(heartbeat.intervalMs, 2 * slowest) * 2 ** Math.min(context.requests, 10);
+      const base = (slowest > 0 ? Math.max(heartbeat.intervalMs, 2 * slowest) : deadlines.phaseMs / 4) * 2 ** Math.min(context.requests, 10);
       return Math.max(50, Math.min(deadlines.phaseMs / 4, base));
     },
   },

@@ -18,6 +18,8 @@ interface Partial {
   bytes: Uint8Array;
   got: Set<number>;
   count: number;
+  /** When its last new chunk came (performance.now()). */
+  lastAt: number;
 }
 
 /**
@@ -40,6 +42,14 @@ export class TensorAssembler {
     return this.partials.size;
   }
 
+  /** Whether chunks of `tensor` from `sender` for (step, attempt) are still coming: one came within the last `ms`. */
+  receiving(sender: string, step: number, attempt: number, tensor: TensorKind, ms: number): boolean {
+    const prefix = `${sender}|${step}|${attempt}|${tensor}|`;
+    const since = performance.now() - ms;
+    for (const [key, p] of this.partials) if (key.startsWith(prefix) && p.lastAt >= since) return true;
+    return false;
+  }
+
   add({ header, data }: TensorChunk): AssembleResult {
     const expected = this.expectedLength(header.tensor, header.shard);
     if (expected === undefined) return { kind: 'rejected', reason: 'bad shard', detail: `${header.tensor} shard ${header.shard} is not for this host` };
@@ -50,13 +60,14 @@ export class TensorAssembler {
       if (this.completed.has(key)) return { kind: 'duplicate' };
       if (this.partials.size >= this.maxPartials) this.partials.delete(this.partials.keys().next().value as string);
       const f32 = new Float32Array(expected);
-      p = { data: f32, bytes: new Uint8Array(f32.buffer), got: new Set(), count: header.count };
+      p = { data: f32, bytes: new Uint8Array(f32.buffer), got: new Set(), count: header.count, lastAt: performance.now() };
       this.partials.set(key, p);
     }
     if (header.count !== p.count) return { kind: 'rejected', reason: 'malformed', detail: `chunk count ${header.count} differs from ${p.count}` };
     if (p.got.has(header.index)) return { kind: 'partial' };
     p.bytes.set(data, header.offset * 4);
     p.got.add(header.index);
+    p.lastAt = performance.now();
     if (p.got.size < p.count) return { kind: 'partial' };
     this.partials.delete(key);
     this.completed.firstTime(key);

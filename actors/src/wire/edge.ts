@@ -36,6 +36,8 @@ export interface EdgeOptions {
   log: Logger;
   /** Seeded faults to inject into what this actor publishes (none when absent). */
   faults?: FaultPlan;
+  /** A tensor.request is held back while chunks of that tensor from that peer came within this many ms (it is only slow). */
+  requestQuietMs?: number;
 }
 
 /**
@@ -134,6 +136,13 @@ export function natsEdge(opts: EdgeOptions) {
     receive((cmd) => {
       if (cmd.type === 'wire.send') {
         const m = cmd.message;
+        if (m.kind === 'tensor.request' && opts.requestQuietMs) {
+          const [, , , p, h] = cmd.subject.split('.'); // lockstep.<run>.host.<p>.<h>.data: the peer asked
+          if (assembler.receiving(`host/${p}/${h}`, m.step, m.attempt, m.tensor, opts.requestQuietMs)) {
+            opts.log.debug({ to: `host/${p}/${h}`, tensor: m.tensor, step: m.step, attempt: m.attempt }, 'tensor request held: its chunks are still coming');
+            return;
+          }
+        }
         publish(cmd.subject, encodeControl(m), { kind: m.kind, step: m.step, msgId: m.msgId, tensor: false });
       } else {
         const frames = encodeTensor({ v: 1, kind: 'tensor.chunk', ...cmd.head }, cmd.data, opts.chunkBytes);
@@ -154,5 +163,5 @@ export function edgeFor(
   role: 'client' | 'pod' | 'host',
   opts: Pick<EdgeOptions, 'nc' | 'runId' | 'log' | 'listen' | 'expectedLength'>,
 ) {
-  return natsEdge({ ...opts, chunkBytes: t.wire.chunkBytes, maxControlBytes: t.wire.maxControlBytes, faults: new FaultPlan(t.faults, role) });
+  return natsEdge({ ...opts, chunkBytes: t.wire.chunkBytes, maxControlBytes: t.wire.maxControlBytes, faults: new FaultPlan(t.faults, role), requestQuietMs: t.heartbeat.intervalMs });
 }
