@@ -9,7 +9,7 @@ import { createLogger, logLevels, type LogLevel } from '@lockstep/actors';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
 import { hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
 import { loadTopology } from './load.ts';
-import { Progress, table } from './progress.ts';
+import { fmtLoss, Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
 import { benchMarkdown, runBench, writeBench } from './bench.ts';
 import { chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
@@ -45,10 +45,6 @@ function priorRun(arg: string): { runDir: string; runId: string; steps: number }
 
 function printJson(o: unknown) {
   process.stdout.write(`${JSON.stringify(o)}\n`);
-}
-
-function fmtLoss(x: number | null | undefined) {
-  return x === null || x === undefined ? '-' : x.toPrecision(6);
 }
 
 function humanTrain(r: TrainResult): string {

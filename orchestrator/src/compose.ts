@@ -151,7 +151,7 @@ export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials'>
   writeFileSync(out, yaml);
   const written = [out, credFile];
   for (const [name, text] of Object.entries(files)) {
-    const f = join(dirname(out), confDir, name);
+    const f = join(dir, name);
     writeFileSync(f, text);
     written.push(f);
   }

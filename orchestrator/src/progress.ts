@@ -45,6 +45,11 @@ export class Progress {
   }
 }
 
+/** A loss for a human summary (6 significant digits), or '-' when there is none. */
+export function fmtLoss(x: number | null | undefined): string {
+  return x === null || x === undefined ? '-' : x.toPrecision(6);
+}
+
 /** A two-column table for a human summary. */
 export function table(rows: [string, string][]): string {
   const w = Math.max(...rows.map(([k]) => k.length));

@@ -3,6 +3,7 @@ import { parseCrashPoint, RunLog, connectNats, createLogger, describeFailure, lo
 import { existsSync, writeFileSync } from 'node:fs';
 import { RunId, describeIssues, type CrashPoint, type Topology } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
+import { fmtLoss, table } from './progress.ts';
 import { loadTopology } from './load.ts';
 import { UsageError } from './errors.ts';
 
@@ -162,13 +163,13 @@ function summaryTable(t: Topology, s: SummaryLine): string {
   const rows: [string, string][] = [
     ['topology', `${t.name} (${t.pods} pods x ${t.hostsPerPod} hosts)`],
     ['steps', String(s.logged)],
-    ['loss first/last', `${s.loss.first?.toPrecision(6) ?? '-'} -> ${s.loss.last?.toPrecision(6) ?? '-'}`],
+    ['loss first/last', `${fmtLoss(s.loss.first)} -> ${fmtLoss(s.loss.last)}`],
     ...s.pods.map((p): [string, string] => [`${p.id} paramsHash`, p.paramsHash]),
     ['pods identical at every step', s.podsIdenticalEveryStep ? 'yes' : 'NO'],
     ['retried attempts', String(s.retried.length)],
     ['failure', s.failure ? `${s.failure.kind}: ${s.failure.message}` : 'none'],
   ];
-  return `lockstep client: ${s.failure ? 'failed' : 'done'}\n${rows.map(([k, v]) => `  ${k.padEnd(30)}${v}`).join('\n')}\n`;
+  return `lockstep client: ${s.failure ? 'failed' : 'done'}\n${table(rows)}\n`;
 }
 
 function failureLine(f: ClientFailure | undefined): SummaryLine['failure'] {

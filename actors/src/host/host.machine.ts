@@ -141,24 +141,44 @@ function toPod(ctx: HostContext, message: ControlMessage): WireCommand {
   return { type: 'wire.send', subject: subjects.podReport(ctx.runId, ctx.pod), message };
 }
 
-function missing(ctx: HostContext, phase: string): string {
+type StepTensor = TensorRequest['tensor'];
+type Peer = { pod: number; host: number };
+
+/** The tensor a host waits for in each phase that waits for tensors. */
+const PHASE_TENSOR: Partial<Record<string, StepTensor>> = { reduceScatter: 'grad.slice', exchange: 'grad.exchange', allGather: 'param.shard' };
+
+/** Who this host swaps a step tensor with: the other hosts of its pod (slices, shards), or host h of every other pod (the exchange). */
+function peersFor(ctx: HostContext, tensor: StepTensor): Peer[] {
   const { pods, hostsPerPod } = ctx.topology;
-  const absent = (have: Map<number, unknown>, n: number, self: number, name: (i: number) => string) =>
-    Array.from({ length: n }, (_, i) => i)
-      .filter((i) => i !== self && !have.has(i))
-      .map(name);
-  switch (phase) {
-    case 'reduceScatter':
-      return `no grad.slice yet from ${absent(ctx.slices, hostsPerPod, ctx.host, (k) => actorNames.host(ctx.pod, k)).join(', ')}`;
-    case 'exchange':
-      return `no grad.exchange yet from ${absent(ctx.exchanged, pods, ctx.pod, (q) => actorNames.host(q, ctx.host)).join(', ')}`;
-    case 'allGather':
-      return `no param.shard yet from ${absent(ctx.gathered, hostsPerPod, ctx.host, (k) => actorNames.host(ctx.pod, k)).join(', ')}`;
-    case 'prepared':
-      return 'no commit or abort from the pod';
-    default:
-      return 'computation did not finish';
-  }
+  return tensor === 'grad.exchange'
+    ? Array.from({ length: pods }, (_, q) => ({ pod: q, host: ctx.host })).filter((p) => p.pod !== ctx.pod)
+    : Array.from({ length: hostsPerPod }, (_, k) => ({ pod: ctx.pod, host: k })).filter((p) => p.host !== ctx.host);
+}
+
+/** The peers whose `tensor` for this attempt has not all come. */
+function missingPeers(ctx: HostContext, tensor: StepTensor): Peer[] {
+  const have = ctx[TENSOR_FROM[tensor]!];
+  return peersFor(ctx, tensor).filter((p) => !have.has(tensor === 'grad.exchange' ? p.pod : p.host));
+}
+
+/** The `tensor` this host sends peer `to` in this attempt, once it has it; `round` marks a resend the peer asked for. */
+function tensorTo(ctx: HostContext, tensor: StepTensor, to: Peer, round?: number): WireCommand | undefined {
+  const r = ctx.ranges[to.host];
+  const data = tensor === 'grad.slice' ? ctx.grad?.subarray(r.start, r.end) : tensor === 'grad.exchange' ? ctx.podGrad : ctx.next?.shard;
+  if (!data) return undefined;
+  const id = `${tensor}.${tensor === 'grad.exchange' ? to.pod : to.host}${round === undefined ? '' : `.x${round}`}`;
+  return {
+    type: 'wire.sendTensor',
+    subject: subjects.hostData(ctx.runId, to.pod, to.host),
+    head: { ...envelope(ctx, id), tensor, shard: tensor === 'grad.slice' ? to.host : ctx.host },
+    data,
+  };
+}
+
+function missing(ctx: HostContext, phase: string): string {
+  const tensor = PHASE_TENSOR[phase];
+  if (tensor) return `no ${tensor} yet from ${missingPeers(ctx, tensor).map((p) => actorNames.host(p.pod, p.host)).join(', ')}`;
+  return phase === 'prepared' ? 'no commit or abort from the pod' : 'computation did not finish';
 }
 
 export const hostMachine = setup({
@@ -270,45 +290,14 @@ export const hostMachine = setup({
       }
       return { phase: params.phase, phaseStartedAt: now, phaseMs, slowest };
     }),
-    sendSlices: enqueueActions(({ context, enqueue }) => {
-      const grad = context.grad!;
-      for (let k = 0; k < context.topology.hostsPerPod; k++) {
-        if (k === context.host) continue;
-        const r = context.ranges[k];
-        enqueue.sendTo('wire', {
-          type: 'wire.sendTensor',
-          subject: subjects.hostData(context.runId, context.pod, k),
-          head: { ...envelope(context, `grad.slice.${k}`), tensor: 'grad.slice', shard: k },
-          data: grad.subarray(r.start, r.end),
-        } satisfies WireCommand);
-      }
+    /** Send this attempt's `tensor` to every peer that takes it (slices and shards in the pod, the exchange across pods). */
+    sendTensors: enqueueActions(({ context, enqueue }, params: { tensor: StepTensor }) => {
+      for (const p of peersFor(context, params.tensor)) enqueue.sendTo('wire', tensorTo(context, params.tensor, p)!);
     }),
     reduceInPod: assign(({ context }) => {
       const r = context.ranges[context.host];
       const parts = Array.from({ length: context.topology.hostsPerPod }, (_, k) => (k === context.host ? context.grad!.subarray(r.start, r.end) : context.slices.get(k)!));
       return { podGrad: reduceInOrder(parts), acts: undefined };
-    }),
-    sendExchange: enqueueActions(({ context, enqueue }) => {
-      for (let q = 0; q < context.topology.pods; q++) {
-        if (q === context.pod) continue;
-        enqueue.sendTo('wire', {
-          type: 'wire.sendTensor',
-          subject: subjects.hostData(context.runId, q, context.host),
-          head: { ...envelope(context, `grad.exchange.${q}`), tensor: 'grad.exchange', shard: context.host },
-          data: context.podGrad!,
-        } satisfies WireCommand);
-      }
-    }),
-    sendShard: enqueueActions(({ context, enqueue }) => {
-      for (let k = 0; k < context.topology.hostsPerPod; k++) {
-        if (k === context.host) continue;
-        enqueue.sendTo('wire', {
-          type: 'wire.sendTensor',
-          subject: subjects.hostData(context.runId, context.pod, k),
-          head: { ...envelope(context, `param.shard.${k}`), tensor: 'param.shard', shard: context.host },
-          data: context.next!.shard,
-        } satisfies WireCommand);
-      }
     }),
     assembleParams: assign(({ context }) => {
       const params = new Float32Array(context.params.length);
@@ -321,15 +310,12 @@ export const hostMachine = setup({
      * the attempt at the phase deadline and running the step again.
      */
     requestMissing: enqueueActions(({ context, enqueue }) => {
+      const tensor = PHASE_TENSOR[context.phase];
+      if (!tensor) return;
       const round = context.requests + 1;
-      const ask = (subject: string, tensor: TensorRequest['tensor']) =>
-        enqueue.sendTo('wire', { type: 'wire.send', subject, message: { ...envelope(context, `tensor.request.${tensor}.r${round}`), kind: 'tensor.request', tensor, round } } satisfies WireCommand);
-      const { pods, hostsPerPod } = context.topology;
-      if (context.phase === 'reduceScatter' || context.phase === 'allGather') {
-        const [have, tensor] = context.phase === 'reduceScatter' ? ([context.slices, 'grad.slice'] as const) : ([context.gathered, 'param.shard'] as const);
-        for (let k = 0; k < hostsPerPod; k++) if (k !== context.host && !have.has(k)) ask(subjects.hostData(context.runId, context.pod, k), tensor);
-      } else if (context.phase === 'exchange') {
-        for (let q = 0; q < pods; q++) if (q !== context.pod && !context.exchanged.has(q)) ask(subjects.hostData(context.runId, q, context.host), 'grad.exchange');
+      for (const p of missingPeers(context, tensor)) {
+        const message = { ...envelope(context, `tensor.request.${tensor}.r${round}`), kind: 'tensor.request' as const, tensor, round };
+        enqueue.sendTo('wire', { type: 'wire.send', subject: subjects.hostData(context.runId, p.pod, p.host), message } satisfies WireCommand);
       }
       enqueue.assign({ requests: round });
     }),
@@ -338,26 +324,8 @@ export const hostMachine = setup({
       if (event.type !== 'tensor.request') return;
       const from = parseSender(event.msg.sender);
       if (from?.role !== 'host') return;
-      const again = (subject: string, tensor: AssembledTensor['tensor'], shard: number, data: Float32Array, to: number) =>
-        enqueue.sendTo('wire', {
-          type: 'wire.sendTensor',
-          subject,
-          head: { ...envelope(context, `${tensor}.${to}.x${event.msg.round}`), tensor, shard },
-          data,
-        } satisfies WireCommand);
-      switch (event.msg.tensor) {
-        case 'grad.slice': {
-          const r = context.ranges[from.host];
-          if (context.grad) again(subjects.hostData(context.runId, context.pod, from.host), 'grad.slice', from.host, context.grad.subarray(r.start, r.end), from.host);
-          return;
-        }
-        case 'grad.exchange':
-          if (context.podGrad) again(subjects.hostData(context.runId, from.pod, context.host), 'grad.exchange', context.host, context.podGrad, from.pod);
-          return;
-        case 'param.shard':
-          if (context.next) again(subjects.hostData(context.runId, context.pod, from.host), 'param.shard', context.host, context.next.shard, from.host);
-          return;
-      }
+      const cmd = tensorTo(context, event.msg.tensor, from, event.msg.round);
+      if (cmd) enqueue.sendTo('wire', cmd);
     }),
     sendPrepared: sendTo('wire', ({ context }) =>
       toPod(context, {
@@ -547,7 +515,7 @@ export const hostMachine = setup({
           invoke: {
             src: 'backwardPass',
             input: ({ context: c }) => ({ model: c.topology.model, params: c.params, acts: c.acts!, globalBatch: c.topology.training.globalBatch }),
-            onDone: { target: 'reduceScatter', actions: [assign({ grad: ({ event }) => event.output }), 'sendSlices'] },
+            onDone: { target: 'reduceScatter', actions: [assign({ grad: ({ event }) => event.output }), { type: 'sendTensors', params: { tensor: 'grad.slice' } }] },
             onError: { target: 'failed', actions: { type: 'failFromError', params: { phase: 'backward' } } },
           },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'backward' } } } },
@@ -561,7 +529,7 @@ export const hostMachine = setup({
           states: { waiting: { after: { requestDelay: { target: 'waiting', reenter: true, actions: 'requestMissing' } } } },
         },
         exchange: {
-          entry: [{ type: 'enterPhase', params: { phase: 'exchange' } }, 'sendExchange'],
+          entry: [{ type: 'enterPhase', params: { phase: 'exchange' } }, { type: 'sendTensors', params: { tensor: 'grad.exchange' } }],
           always: { guard: 'haveAllExchanged', target: 'update' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'exchange' } } } },
           // a tensor lost on the way is asked for again, not waited for until the deadline
@@ -579,7 +547,7 @@ export const hostMachine = setup({
             },
             onDone: {
               target: 'allGather',
-              actions: [assign({ next: ({ event }) => ({ shard: event.output.params, optState: event.output.state, params: undefined }) }), 'sendShard'],
+              actions: [assign({ next: ({ event }) => ({ shard: event.output.params, optState: event.output.state, params: undefined }) }), { type: 'sendTensors', params: { tensor: 'param.shard' } }],
             },
             onError: { target: 'failed', actions: { type: 'failFromError', params: { phase: 'update' } } },
           },

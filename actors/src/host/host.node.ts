@@ -22,7 +22,8 @@ export interface HostRun {
   stop(): void;
 }
 
-export interface HostRunOptions extends HostAddress {  /** A restarted host: heal the committed state from host h of another pod before taking part. */
+export interface HostRunOptions extends HostAddress {
+  /** A restarted host: heal the committed state from host h of another pod before taking part. */
   heal?: boolean;
   /** Scenario fault injection: signal this process at an exact point of the protocol. */
   crashPoint?: CrashPoint;

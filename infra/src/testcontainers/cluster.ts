@@ -159,14 +159,14 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
       containers[name] = c;
       return c;
     };
-    for (let p = 0; p < shape.pods; p++) await role(`pod-${p}`, `pod-${p}`, ['pod', '--pod', String(p), ...common, '--nats', `nats://nats-${p}:4222`]);
+    for (let p = 0; p < shape.pods; p++) await role(`pod-${p}`, `pod-${p}`, ['pod', '--pod', String(p), ...common, '--nats', `nats://nats-${p}:${NATS_PORT}`]);
     for (let p = 0; p < shape.pods; p++) {
-      for (let h = 0; h < shape.hostsPerPod; h++) await role(`host-${p}-${h}`, `pod-${p}`, ['host', '--pod', String(p), '--hosts', String(h), '--ckpt-dir', '/ckpt', ...common, '--nats', `nats://nats-${p}:4222`]);
+      for (let h = 0; h < shape.hostsPerPod; h++) await role(`host-${p}-${h}`, `pod-${p}`, ['host', '--pod', String(p), '--hosts', String(h), '--ckpt-dir', '/ckpt', ...common, '--nats', `nats://nats-${p}:${NATS_PORT}`]);
     }
-    const natsAll = Array.from({ length: shape.pods }, (_, p) => `nats://nats-${p}:4222`).join(',');
+    const natsAll = Array.from({ length: shape.pods }, (_, p) => `nats://nats-${p}:${NATS_PORT}`).join(',');
     const startClient = async () => {
       if (containers.client) throw new Error('the client is already started');
-      const client = await role('client', 'ctl', ['client', '--steps', String(o.steps), '--log-nats', 'nats://nats-log:4222', '--ckpt-dir', '/ckpt', ...common, '--nats', natsAll]);
+      const client = await role('client', 'ctl', ['client', '--steps', String(o.steps), '--log-nats', `nats://nats-log:${NATS_PORT}`, '--ckpt-dir', '/ckpt', ...common, '--nats', natsAll]);
       const out = await client.logs();
       let partial = '';
       out.on('data', (d: Buffer | string) => {
