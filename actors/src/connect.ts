@@ -7,7 +7,14 @@ import { NatsUnavailable } from './errors.ts';
  * pings every 2 minutes by default). Gives up with NatsUnavailable after
  * `timeoutMs` at start.
  */
-export async function connectNats(opts: { servers: string | string[]; name: string; log: Logger; timeoutMs?: number; user?: string; pass?: string }): Promise<NatsConnection> {
+export async function connectNats(opts: {
+  servers: string | string[];
+  name: string;
+  log: Logger;
+  timeoutMs?: number;
+  user?: string;
+  pass?: string;
+}): Promise<NatsConnection> {
   const servers = Array.isArray(opts.servers) ? opts.servers : opts.servers.split(',');
   const until = Date.now() + (opts.timeoutMs ?? 15_000);
   let lastError: unknown;
@@ -34,5 +41,8 @@ export async function connectNats(opts: { servers: string | string[]; name: stri
       await new Promise((r) => setTimeout(r, 200));
     }
   }
-  throw new NatsUnavailable(`${opts.name}: cannot connect to NATS at ${servers.join(', ')} within ${opts.timeoutMs ?? 15_000} ms: ${(lastError as Error)?.message ?? 'no answer'}`, { cause: lastError });
+  throw new NatsUnavailable(
+    `${opts.name}: cannot connect to NATS at ${servers.join(', ')} within ${opts.timeoutMs ?? 15_000} ms: ${(lastError as Error)?.message ?? 'no answer'}`,
+    { cause: lastError },
+  );
 }

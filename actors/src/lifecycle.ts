@@ -9,7 +9,10 @@ import { envelope } from './rejects.ts';
  * is sent), then flushes NATS. Rejects if the actor errors: every root actor
  * has an error subscriber, so a failed invoked actor never exits Node silently.
  */
-export function untilStopped(actor: AnyActorRef, opts: { nc: NatsConnection; log: Logger; name: string; cleanup: () => void }): Promise<void> {
+export function untilStopped(
+  actor: AnyActorRef,
+  opts: { nc: NatsConnection; log: Logger; name: string; cleanup: () => void },
+): Promise<void> {
   let failed: (err: unknown) => void = () => {};
   const crashed = new Promise<never>((_, reject) => (failed = reject));
   actor.subscribe({ error: (err) => failed(err) });
@@ -25,7 +28,10 @@ export function untilStopped(actor: AnyActorRef, opts: { nc: NatsConnection; log
   });
 }
 
-function podBeat(base: Omit<PodHeartbeat, 'kind' | 'ready' | 'silentHosts' | 'lostHosts'>, h: { silent: number[]; lost: number[] }): PodHeartbeat {
+function podBeat(
+  base: Omit<PodHeartbeat, 'kind' | 'ready' | 'silentHosts' | 'lostHosts'>,
+  h: { silent: number[]; lost: number[] },
+): PodHeartbeat {
   return { ...base, kind: 'pod.heartbeat', ready: h.silent.length === 0 && h.lost.length === 0, silentHosts: h.silent, lostHosts: h.lost };
 }
 
@@ -48,7 +54,8 @@ export function heartbeats(opts: {
   const beat = () => {
     const c = opts.state();
     const base = { ...envelope({ ...c, step: Math.max(0, c.step) }, opts.me, `${opts.kind}.${n++}`), phase: c.phase };
-    const msg: HostHeartbeat | PodHeartbeat = opts.kind === 'pod.heartbeat' ? podBeat(base, opts.hosts?.() ?? { silent: [], lost: [] }) : { ...base, kind: 'host.heartbeat' };
+    const msg: HostHeartbeat | PodHeartbeat =
+      opts.kind === 'pod.heartbeat' ? podBeat(base, opts.hosts?.() ?? { silent: [], lost: [] }) : { ...base, kind: 'host.heartbeat' };
     try {
       opts.nc.publish(opts.subject, encodeControl(msg));
     } catch (err) {

@@ -6,5 +6,8 @@ export type LogLevel = (typeof logLevels)[number];
 
 /** Structured logs (one JSON object a line) to stderr; stdout is kept for results. */
 export function createLogger(level: LogLevel, base: Record<string, unknown> = {}): Logger {
-  return pino({ level, base: { pid: process.pid, ...base }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ fd: 2, sync: true }));
+  return pino(
+    { level, base: { pid: process.pid, ...base }, timestamp: pino.stdTimeFunctions.isoTime },
+    pino.destination({ fd: 2, sync: true }),
+  );
 }

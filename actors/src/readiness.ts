@@ -9,7 +9,14 @@ import { StartupTimeout } from './errors.ts';
  * answer too. A reply proves the subscription exists and its interest has
  * reached this actor's server, across the pods' cluster route as well.
  */
-export function answerPings(nc: NatsConnection, subject: string, runId: string, me: string, state: () => { ready: boolean; waitingFor: string[] }, log: Logger): Subscription {
+export function answerPings(
+  nc: NatsConnection,
+  subject: string,
+  runId: string,
+  me: string,
+  state: () => { ready: boolean; waitingFor: string[] },
+  log: Logger,
+): Subscription {
   return nc.subscribe(subject, {
     callback: (_err, m) => {
       const d = decodeControl(m.data, 4096);
@@ -18,7 +25,17 @@ export function answerPings(nc: NatsConnection, subject: string, runId: string, 
         return;
       }
       const s = state();
-      const pong: Pong = { v: 1, runId, step: 0, attempt: 0, sender: me, msgId: `${me}/pong/${Date.now()}`, kind: 'pong', ready: s.ready, waitingFor: s.waitingFor.slice(0, 100) };
+      const pong: Pong = {
+        v: 1,
+        runId,
+        step: 0,
+        attempt: 0,
+        sender: me,
+        msgId: `${me}/pong/${Date.now()}`,
+        kind: 'pong',
+        ready: s.ready,
+        waitingFor: s.waitingFor.slice(0, 100),
+      };
       m.respond(encodeControl(pong));
     },
   });
@@ -32,7 +49,15 @@ export interface Peer {
 /** Ping every peer until each answers (and, with `needReady`, says it is ready), or throw StartupTimeout. */
 export async function waitForPeers(
   nc: NatsConnection,
-  opts: { runId: string; me: string; peers: Peer[]; deadlineMs: number; needReady?: boolean; log: Logger; onProgress?: (reached: number, total: number) => void },
+  opts: {
+    runId: string;
+    me: string;
+    peers: Peer[];
+    deadlineMs: number;
+    needReady?: boolean;
+    log: Logger;
+    onProgress?: (reached: number, total: number) => void;
+  },
 ): Promise<void> {
   const pending = new Map(opts.peers.map((p) => [p.name, p]));
   const lastWaiting = new Map<string, string[]>();
@@ -40,12 +65,24 @@ export async function waitForPeers(
   let round = 0;
   while (pending.size > 0) {
     if (Date.now() > until) {
-      const detail = [...pending.keys()].map((n) => (lastWaiting.get(n)?.length ? `${n} (waiting for ${lastWaiting.get(n)!.join(', ')})` : n));
-      throw new StartupTimeout(`${opts.me}: not reachable within ${opts.deadlineMs} ms: ${detail.join('; ')}. Check that every process started (see its log) and that the NATS servers are clustered.`);
+      const detail = [...pending.keys()].map((n) =>
+        lastWaiting.get(n)?.length ? `${n} (waiting for ${lastWaiting.get(n)!.join(', ')})` : n,
+      );
+      throw new StartupTimeout(
+        `${opts.me}: not reachable within ${opts.deadlineMs} ms: ${detail.join('; ')}. Check that every process started (see its log) and that the NATS servers are clustered.`,
+      );
     }
     await Promise.all(
       [...pending.values()].map(async (peer) => {
-        const ping = { v: 1 as const, runId: opts.runId, step: 0, attempt: 0, sender: opts.me, msgId: `${opts.me}/ping/${peer.name}/${round}`, kind: 'ping' as const };
+        const ping = {
+          v: 1 as const,
+          runId: opts.runId,
+          step: 0,
+          attempt: 0,
+          sender: opts.me,
+          msgId: `${opts.me}/ping/${peer.name}/${round}`,
+          kind: 'ping' as const,
+        };
         try {
           const reply = await nc.request(peer.subject, encodeControl(ping), { timeout: 1000 });
           const d = decodeControl(reply.data, 4096);

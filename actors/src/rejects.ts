@@ -56,5 +56,12 @@ const incarnation = `${process.pid.toString(36)}.${Date.now().toString(36)}`;
 
 /** The envelope of a message an actor sends for its current step attempt; the id makes a repeat recognizable. */
 export function envelope(ctx: { runId: string; step: number; attempt: number }, sender: string, kind: string) {
-  return { v: 1 as const, runId: ctx.runId, step: Math.max(0, ctx.step), attempt: Math.max(0, ctx.attempt), sender, msgId: `${sender}/${kind}/${ctx.step}/${ctx.attempt}@${incarnation}` };
+  return {
+    v: 1 as const,
+    runId: ctx.runId,
+    step: Math.max(0, ctx.step),
+    attempt: Math.max(0, ctx.attempt),
+    sender,
+    msgId: `${sender}/${kind}/${ctx.step}/${ctx.attempt}@${incarnation}`,
+  };
 }

@@ -2,7 +2,18 @@ import { mkdtempSync, readdirSync, readFileSync, statSync, truncateSync, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkpointDirName, combineShardHashes, initOptimizerState, initParams, parameterCount, parseTopology, preset, shardFileName, shardHash, shardRange } from '@lockstep/topology';
+import {
+  checkpointDirName,
+  combineShardHashes,
+  initOptimizerState,
+  initParams,
+  parameterCount,
+  parseTopology,
+  preset,
+  shardFileName,
+  shardHash,
+  shardRange,
+} from '@lockstep/topology';
 import { findCheckpoint, loadCheckpoint, writeManifest, writeShardCheckpoint } from '../src/index.ts';
 
 const t = parseTopology({ ...preset('tiny'), checkpoint: { everySteps: 10, keep: 2 } });
@@ -20,7 +31,20 @@ function writeCheckpoint(dir: string, step: number, k: number) {
     const opt = initOptimizerState(t.training.optimizer, r.end - r.start).map((o) => o.fill(k));
     for (let pod = 0; pod < t.pods; pod++) writeShardCheckpoint(dir, { runId: RUN, step, pod, host: h, shard, opt });
   }
-  writeManifest(dir, { format: 'lockstep-checkpoint/1', runId: RUN, step, attempt: 1, paramsHash: combineShardHashes(shardHashes), shardHashes, pods: t.pods, writtenAt: 'now' }, t.checkpoint.keep);
+  writeManifest(
+    dir,
+    {
+      format: 'lockstep-checkpoint/1',
+      runId: RUN,
+      step,
+      attempt: 1,
+      paramsHash: combineShardHashes(shardHashes),
+      shardHashes,
+      pods: t.pods,
+      writtenAt: 'now',
+    },
+    t.checkpoint.keep,
+  );
   return { params, paramsHash: combineShardHashes(shardHashes) };
 }
 
@@ -51,7 +75,12 @@ describe('checkpoints on disk', () => {
     writeFileSync(f(1), bytes);
     c = findCheckpoint(dir, t, RUN, 100);
     expect('manifest' in c && c.manifest.step).toBe(9);
-    expect(c.skipped).toEqual([{ step: 19, reason: expect.stringMatching(/shard 0: no valid replica \(pod 0: .*torn.*; pod 1: payload checksum mismatch \(corrupted\)\)/) }]);
+    expect(c.skipped).toEqual([
+      {
+        step: 19,
+        reason: expect.stringMatching(/shard 0: no valid replica \(pod 0: .*torn.*; pod 1: payload checksum mismatch \(corrupted\)\)/),
+      },
+    ]);
     expect(() => loadCheckpoint(dir, t, RUN, 0, 19)).toThrow(/checkpoint of step 19 is not usable: shard 0/);
   });
 

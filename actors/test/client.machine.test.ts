@@ -10,16 +10,35 @@ const t = parseTopology({ ...preset('tiny') });
 const H = (n: number) => n.toString(16).padStart(64, '0');
 type Snap = SnapshotFrom<typeof clientMachine>;
 let n = 0;
-const env = (step: number, attempt: number, pod: number) => ({ v: 1 as const, runId: RUN, step, attempt, sender: `pod/${pod}`, msgId: `m${n++}` });
+const env = (step: number, attempt: number, pod: number) => ({
+  v: 1 as const,
+  runId: RUN,
+  step,
+  attempt,
+  sender: `pod/${pod}`,
+  msgId: `m${n++}`,
+});
 const prepared = (pod: number, step: number, attempt: number, hash: string, lossSum = 0.25): ClientEvent => ({
   type: 'pod.prepared',
   msg: { ...env(step, attempt, pod), kind: 'pod.prepared', paramsHash: hash, shardHashes: [hash], lossSum, phaseMs: { exchange: 2 } },
 });
-const committed = (pod: number, step: number, attempt: number, hash: string): ClientEvent => ({ type: 'pod.committed', msg: { ...env(step, attempt, pod), kind: 'pod.committed', paramsHash: hash } });
-const aborted = (pod: number, step: number, attempt: number): ClientEvent => ({ type: 'pod.aborted', msg: { ...env(step, attempt, pod), kind: 'pod.aborted' } });
-const stopped = (pod: number): ClientEvent => ({ type: 'pod.stopped', msg: { ...env(0, 0, pod), kind: 'pod.stopped', rejected: { schema: pod + 1 }, duplicates: 1, faultsInjected: 2 } });
+const committed = (pod: number, step: number, attempt: number, hash: string): ClientEvent => ({
+  type: 'pod.committed',
+  msg: { ...env(step, attempt, pod), kind: 'pod.committed', paramsHash: hash },
+});
+const aborted = (pod: number, step: number, attempt: number): ClientEvent => ({
+  type: 'pod.aborted',
+  msg: { ...env(step, attempt, pod), kind: 'pod.aborted' },
+});
+const stopped = (pod: number): ClientEvent => ({
+  type: 'pod.stopped',
+  msg: { ...env(0, 0, pod), kind: 'pod.stopped', rejected: { schema: pod + 1 }, duplicates: 1, faultsInjected: 2 },
+});
 /** A pod's heartbeat saying all its hosts are up. */
-const up = (pod: number, step = 0, attempt = 0, phase = 'idle'): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(step, attempt, pod), kind: 'pod.heartbeat', phase, ready: true, silentHosts: [], lostHosts: [] } });
+const up = (pod: number, step = 0, attempt = 0, phase = 'idle'): ClientEvent => ({
+  type: 'pod.heartbeat',
+  msg: { ...env(step, attempt, pod), kind: 'pod.heartbeat', phase, ready: true, silentHosts: [], lostHosts: [] },
+});
 const failed = (pod: number, step: number, attempt: number): ClientEvent => ({
   type: 'pod.failed',
   msg: { ...env(step, attempt, pod), kind: 'pod.failed', host: 3, phase: 'exchange', reason: 'deadline of 100 ms exceeded' },
@@ -27,7 +46,10 @@ const failed = (pod: number, step: number, attempt: number): ClientEvent => ({
 
 function start(steps: number) {
   const sent: WireCommand[] = [];
-  const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }), { input: { topology: t, runId: RUN, steps } });
+  const a = createActor(
+    clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }),
+    { input: { topology: t, runId: RUN, steps } },
+  );
   a.subscribe({ error: () => {} });
   return { a: a.start(), sent };
 }
@@ -54,7 +76,13 @@ describe('client machine', () => {
     a.send(stopped(0));
     a.send(stopped(1));
     expect(a.getSnapshot().status).toBe('done');
-    expect(a.getSnapshot().output).toMatchObject({ stepsCommitted: 2, paramsHash: H(2), rejected: { schema: 3 }, duplicates: 2, failure: undefined });
+    expect(a.getSnapshot().output).toMatchObject({
+      stepsCommitted: 2,
+      paramsHash: H(2),
+      rejected: { schema: 3 },
+      duplicates: 2,
+      failure: undefined,
+    });
   });
 
   it('different hashes abort the step and end the run with a HashMismatch naming the step and pods', () => {
@@ -93,9 +121,16 @@ describe('client machine', () => {
   });
 
   it('resends a commit that gets no answer, each time under a new message id', async () => {
-    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 2 }, deadlines: { startupMs: 1000, phaseMs: 1000, stepMs: 1000 } });
+    const quick = parseTopology({
+      ...preset('tiny'),
+      heartbeat: { intervalMs: 20, misses: 2 },
+      deadlines: { startupMs: 1000, phaseMs: 1000, stepMs: 1000 },
+    });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }), { input: { topology: quick, runId: RUN, steps: 1 } });
+    const a = createActor(
+      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }),
+      { input: { topology: quick, runId: RUN, steps: 1 } },
+    );
     a.start();
     a.send(prepared(0, 0, 0, H(1)));
     a.send(prepared(1, 0, 0, H(1)));
@@ -110,10 +145,20 @@ describe('client machine', () => {
   });
 
   it('a pod scheduler that stops heartbeating fails the attempt, named; the attempt is retried', async () => {
-    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 }, deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 } });
+    const quick = parseTopology({
+      ...preset('tiny'),
+      heartbeat: { intervalMs: 20, misses: 3 },
+      deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 },
+    });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
-    const beat = (pod: number): ClientEvent => ({ type: 'pod.heartbeat', msg: { ...env(0, 0, pod), kind: 'pod.heartbeat', phase: 'running', ready: true, silentHosts: [], lostHosts: [] } });
+    const a = createActor(
+      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }),
+      { input: { topology: quick, runId: RUN, steps: 1 } },
+    ).start();
+    const beat = (pod: number): ClientEvent => ({
+      type: 'pod.heartbeat',
+      msg: { ...env(0, 0, pod), kind: 'pod.heartbeat', phase: 'running', ready: true, silentHosts: [], lostHosts: [] },
+    });
     const until = Date.now() + 1000;
     while (Date.now() < until && a.getSnapshot().context.retried.length === 0) {
       a.send(beat(0)); // pod 0 keeps beating; pod 1 has gone quiet
@@ -131,9 +176,16 @@ describe('client machine', () => {
   });
 
   it('a pod idle well after the dispatch (restarted, or the dispatch was lost) fails the attempt', async () => {
-    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 200, misses: 3 }, deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 } });
+    const quick = parseTopology({
+      ...preset('tiny'),
+      heartbeat: { intervalMs: 200, misses: 3 },
+      deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 },
+    });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    const a = createActor(
+      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }),
+      { input: { topology: quick, runId: RUN, steps: 1 } },
+    ).start();
     a.send(up(1)); // at once: its heartbeat may predate the dispatch
     expect(a.getSnapshot().context.retried).toEqual([]);
     await new Promise((r) => setTimeout(r, 450));
@@ -141,14 +193,23 @@ describe('client machine', () => {
     a.send(up(1));
     expect(controlSent(sent, 'step.abort').filter((m) => m.attempt === 0).length).toBe(2);
     await waitFor(a, (s) => s.context.retried.length === 1, { timeout: 2000 });
-    expect(a.getSnapshot().context.retried[0].reason).toBe('pod/1 failed at step 0 (idle): idle in attempt 0 (restarted, or its dispatch was lost)');
+    expect(a.getSnapshot().context.retried[0].reason).toBe(
+      'pod/1 failed at step 0 (idle): idle in attempt 0 (restarted, or its dispatch was lost)',
+    );
     a.stop();
   });
 
   it('ends the run when a pod does not come back within the start-up deadline', async () => {
-    const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 10, misses: 3 }, deadlines: { startupMs: 100, phaseMs: 100, stepMs: 5000 } });
+    const quick = parseTopology({
+      ...preset('tiny'),
+      heartbeat: { intervalMs: 10, misses: 3 },
+      deadlines: { startupMs: 100, phaseMs: 100, stepMs: 5000 },
+    });
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }), { input: { topology: quick, runId: RUN, steps: 1 } }).start();
+    const a = createActor(
+      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }),
+      { input: { topology: quick, runId: RUN, steps: 1 } },
+    ).start();
     a.send(failed(1, 0, 0));
     a.send(aborted(0, 0, 0));
     a.send(aborted(1, 0, 0));
@@ -173,13 +234,21 @@ describe('client machine', () => {
     a.send(committed(1, 0, 1, H(3)));
     a.send(stopped(0));
     a.send(stopped(1));
-    expect(a.getSnapshot().output).toMatchObject({ stepsCommitted: 1, paramsHash: H(3), failure: undefined, retried: [{ step: 0, attempt: 0 }] });
+    expect(a.getSnapshot().output).toMatchObject({
+      stepsCommitted: 1,
+      paramsHash: H(3),
+      failure: undefined,
+      retried: [{ step: 0, attempt: 0 }],
+    });
   });
 
   it('logs the decision before any pod hears of the commit; a step the log refuses is never committed', () => {
     const records: RunLogRecord[] = [{ step: 0, attempt: 0, paramsHash: H(7), loss: 1, at: 'then' }]; // step 0 already logged: a zombie's decision
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints() } }), { input: { topology: t, runId: RUN, steps: 3 } }).start();
+    const a = createActor(
+      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints() } }),
+      { input: { topology: t, runId: RUN, steps: 3 } },
+    ).start();
     a.send(prepared(0, 0, 0, H(1)));
     a.send(prepared(1, 0, 0, H(1)));
     expect(controlSent(sent, 'step.commit')).toEqual([]);
@@ -195,9 +264,12 @@ describe('client machine', () => {
   it('a restarted client finishes the logged commit first, then goes on past any attempt a pod has seen', () => {
     const records: RunLogRecord[] = [0, 1, 2].map((step) => ({ step, attempt: 0, paramsHash: H(step + 1), loss: 0.5, at: 'then' }));
     const sent: WireCommand[] = [];
-    const a = createActor(clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints() } }), {
-      input: { topology: t, runId: RUN, steps: 5, resume: records[2] },
-    }).start();
+    const a = createActor(
+      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints() } }),
+      {
+        input: { topology: t, runId: RUN, steps: 5, resume: records[2] },
+      },
+    ).start();
     const emitted: { step: number; recovered?: boolean }[] = [];
     a.on('step.committed', (r) => emitted.push({ step: r.step, recovered: r.recovered }));
     expect(controlSent(sent, 'step.commit').map((m) => [m.step, m.attempt])).toEqual([
@@ -243,7 +315,14 @@ describe('client machine', () => {
       events: (s) => events(s as Snap),
       serializeState: (s) => {
         const c = (s as Snap).context;
-        return JSON.stringify([(s as Snap).value, c.step, c.attempt, [...c.prepared.entries()].map(([k, v]) => [k, v.paramsHash]), [...c.committed.keys()], [...c.aborted]]);
+        return JSON.stringify([
+          (s as Snap).value,
+          c.step,
+          c.attempt,
+          [...c.prepared.entries()].map(([k, v]) => [k, v.paramsHash]),
+          [...c.committed.keys()],
+          [...c.aborted],
+        ]);
       },
     });
     let commits = 0;

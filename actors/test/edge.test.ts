@@ -54,7 +54,9 @@ describe('NATS edge against a real nats-server', () => {
     harness(nc, received);
     const sender = await connect({ servers: server.url });
     const peer = createActor(
-      setup({ actors: { wire: natsEdge({ nc: sender, runId: RUN, log: quietLog, chunkBytes: 4096, maxControlBytes: 1024, listen: [] }) } }).createMachine({
+      setup({
+        actors: { wire: natsEdge({ nc: sender, runId: RUN, log: quietLog, chunkBytes: 4096, maxControlBytes: 1024, listen: [] }) },
+      }).createMachine({
         invoke: { id: 'wire', src: 'wire' },
         on: { '*': { actions: sendTo('wire', ({ event }) => event as WireCommand) } },
       }),
@@ -68,13 +70,23 @@ describe('NATS edge against a real nats-server', () => {
       data,
     } as never);
     sender.publish(subjects.hostCmd(RUN, 0, 0), new TextEncoder().encode('not json'));
-    sender.publish(subjects.hostCmd(RUN, 0, 0), new TextEncoder().encode(JSON.stringify({ v: 1, runId: RUN, step: 0, attempt: 0, sender: 'client', msgId: 'z', kind: 'host.commit' })));
+    sender.publish(
+      subjects.hostCmd(RUN, 0, 0),
+      new TextEncoder().encode(
+        JSON.stringify({ v: 1, runId: RUN, step: 0, attempt: 0, sender: 'client', msgId: 'z', kind: 'host.commit' }),
+      ),
+    );
     await sender.flush();
     const until = Date.now() + 5000;
     while (received.length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     const tensor = received.find((e) => e.type === 'tensor.received');
     expect(tensor && tensor.type === 'tensor.received' && [...tensor.tensor.data]).toEqual([...data]);
-    expect(received.filter((e) => e.type === 'wire.rejected').map((e) => (e as { reason: string }).reason).sort()).toEqual(['forged sender', 'malformed']);
+    expect(
+      received
+        .filter((e) => e.type === 'wire.rejected')
+        .map((e) => (e as { reason: string }).reason)
+        .sort(),
+    ).toEqual(['forged sender', 'malformed']);
     await sender.close();
   });
 });

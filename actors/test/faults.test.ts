@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { FaultSpec } from '@lockstep/topology';
 import { FaultPlan } from '../src/index.ts';
 
-const plan = (rules: unknown[], role: 'client' | 'pod' | 'host' = 'host', seed = 7) => new FaultPlan(FaultSpec.parse({ seed, rules }), role);
+const plan = (rules: unknown[], role: 'client' | 'pod' | 'host' = 'host', seed = 7) =>
+  new FaultPlan(FaultSpec.parse({ seed, rules }), role);
 
 describe('fault plan', () => {
   it('hits a message by (seed, rule, message id) only: the same scenario injects the same faults', () => {
@@ -23,7 +24,9 @@ describe('fault plan', () => {
     expect(p.decide({ kind: 'grad.exchange', step: 2, msgId: 'x' })).toEqual([{ action: 'duplicate', delayMs: 50 }]);
     expect(p.decide({ kind: 'grad.slice', step: 2, msgId: 'x' })).toEqual([]);
     expect(p.decide({ kind: 'grad.exchange', step: 4, msgId: 'x' })).toEqual([]);
-    expect(plan([{ action: 'drop', probability: 1, from: 'pod' }], 'host').decide({ kind: 'host.prepared', step: 0, msgId: 'x' })).toEqual([]);
+    expect(plan([{ action: 'drop', probability: 1, from: 'pod' }], 'host').decide({ kind: 'host.prepared', step: 0, msgId: 'x' })).toEqual(
+      [],
+    );
   });
 
   it('filters by protocol phase and by subject pattern', () => {
@@ -41,7 +44,9 @@ describe('fault plan', () => {
   });
 
   it('corrupt is for tensor kinds only, and probabilities stay in [0, 1]', () => {
-    expect(() => FaultSpec.parse({ rules: [{ action: 'corrupt', probability: 0.1, kinds: ['host.prepared'] }] })).toThrow(/corrupt applies to tensor kinds only/);
+    expect(() => FaultSpec.parse({ rules: [{ action: 'corrupt', probability: 0.1, kinds: ['host.prepared'] }] })).toThrow(
+      /corrupt applies to tensor kinds only/,
+    );
     expect(() => FaultSpec.parse({ rules: [{ action: 'drop', probability: 1.5 }] })).toThrow(/must be <= 1/);
   });
 });

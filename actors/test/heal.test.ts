@@ -1,12 +1,27 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { encodeControl, initOptimizerState, initParams, parseTopology, preset, shardHash, shardRange, parameterCount, subjects, type Topology } from '@lockstep/topology';
+import {
+  encodeControl,
+  initOptimizerState,
+  initParams,
+  parseTopology,
+  preset,
+  shardHash,
+  shardRange,
+  parameterCount,
+  subjects,
+  type Topology,
+} from '@lockstep/topology';
 import { connectNats, fetchState, serveState, type CommittedState } from '../src/index.ts';
 import { quietLog, startNatsServer } from './helpers.ts';
 
 const RUN = 'heal-test';
 // chunks of 4 KiB, so the state crosses the wire in many frames
-const t: Topology = parseTopology({ ...preset('tiny'), wire: { chunkBytes: 4096, maxControlBytes: 65536 }, heartbeat: { intervalMs: 50, misses: 3 } });
+const t: Topology = parseTopology({
+  ...preset('tiny'),
+  wire: { chunkBytes: 4096, maxControlBytes: 65536 },
+  heartbeat: { intervalMs: 50, misses: 3 },
+});
 
 function committed(host: number): CommittedState {
   const params = initParams(t.model, t.training.seed).map((x, i) => x + i * 1e-6);
@@ -57,7 +72,15 @@ describe('healing a restarted host from its cross-pod peer (real nats-server)', 
   });
 
   it('when the only peer is healing too, no replica is left: said at once, not after the deadline', async () => {
-    const sub = serveState({ nc, topology: t, runId: RUN, pod: 0, host: 0, log: quietLog, state: async () => 'healing itself (restarted, no state yet)' });
+    const sub = serveState({
+      nc,
+      topology: t,
+      runId: RUN,
+      pod: 0,
+      host: 0,
+      log: quietLog,
+      state: async () => 'healing itself (restarted, no state yet)',
+    });
     try {
       const began = performance.now();
       const r = await fetchState({ nc, topology: t, runId: RUN, pod: 1, host: 0, log: quietLog, deadlineMs: 10_000 });
@@ -72,7 +95,10 @@ describe('healing a restarted host from its cross-pod peer (real nats-server)', 
     let asked = 0;
     const sub = serveState({ nc, topology: t, runId: RUN, pod: 0, host: 1, log: quietLog, state: async () => (asked++, committed(1)) });
     const request = (sender: string, reqId: string) =>
-      nc.publish(subjects.hostState(RUN, 0, 1), encodeControl({ v: 1, runId: RUN, step: 0, attempt: 0, sender, msgId: `${sender}/${reqId}`, kind: 'state.request', reqId }));
+      nc.publish(
+        subjects.hostState(RUN, 0, 1),
+        encodeControl({ v: 1, runId: RUN, step: 0, attempt: 0, sender, msgId: `${sender}/${reqId}`, kind: 'state.request', reqId }),
+      );
     try {
       request('host/0/0', 'a'); // same pod
       request('host/1/0', 'b'); // another shard

@@ -27,8 +27,15 @@ export function memoryRunLog(records: RunLogRecord[]) {
   return fromCallback<RunLogCommand>(({ receive, sendBack }) => {
     receive((cmd) => {
       const step = cmd.record.step;
-      if (step < records.length && records[step].paramsHash === cmd.record.paramsHash) sendBack({ type: 'log.appended', step } satisfies RunLogEvent);
-      else if (step !== records.length) sendBack({ type: 'log.failed', step, reason: `RunLogConflict: step ${step} after ${records.length} records`, retry: false } satisfies RunLogEvent);
+      if (step < records.length && records[step].paramsHash === cmd.record.paramsHash)
+        sendBack({ type: 'log.appended', step } satisfies RunLogEvent);
+      else if (step !== records.length)
+        sendBack({
+          type: 'log.failed',
+          step,
+          reason: `RunLogConflict: step ${step} after ${records.length} records`,
+          retry: false,
+        } satisfies RunLogEvent);
       else {
         records.push(cmd.record);
         sendBack({ type: 'log.appended', step } satisfies RunLogEvent);
@@ -49,15 +56,18 @@ export function controlSent(sent: WireCommand[], kind: string) {
 }
 
 /** A real nats-server on a free port, the way nats.js's own tests start one. */
-export async function startNatsServer(args: string[] = []): Promise<{ url: string; port: number; proc: ChildProcess; stop: () => Promise<void> }> {
-  const bin = ['/usr/sbin/nats-server', '/usr/local/bin/nats-server', '/usr/bin/nats-server'].find((p) => {
-    try {
-      readFileSync(p, { flag: 'r' }).length;
-      return true;
-    } catch {
-      return false;
-    }
-  }) ?? 'nats-server';
+export async function startNatsServer(
+  args: string[] = [],
+): Promise<{ url: string; port: number; proc: ChildProcess; stop: () => Promise<void> }> {
+  const bin =
+    ['/usr/sbin/nats-server', '/usr/local/bin/nats-server', '/usr/bin/nats-server'].find((p) => {
+      try {
+        readFileSync(p, { flag: 'r' }).length;
+        return true;
+      } catch {
+        return false;
+      }
+    }) ?? 'nats-server';
   const dir = mkdtempSync(join(tmpdir(), 'lockstep-nats-'));
   const proc = spawn(bin, ['-a', '127.0.0.1', '-p', '-1', '--ports_file_dir', dir, ...args], { stdio: 'ignore' });
   const until = Date.now() + 10_000;

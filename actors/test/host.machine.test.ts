@@ -11,13 +11,31 @@ function topo(over: Partial<Topology> = {}): Topology {
 }
 
 function dispatch(pod: number, step: number, attempt: number, samples: { start: number; end: number }): HostEvent {
-  return { type: 'host.dispatch', msg: { v: 1, runId: RUN, step, attempt, sender: `pod/${pod}`, msgId: `d/${pod}/${step}/${attempt}/${Math.random()}`, kind: 'host.dispatch', samples } };
+  return {
+    type: 'host.dispatch',
+    msg: {
+      v: 1,
+      runId: RUN,
+      step,
+      attempt,
+      sender: `pod/${pod}`,
+      msgId: `d/${pod}/${step}/${attempt}/${Math.random()}`,
+      kind: 'host.dispatch',
+      samples,
+    },
+  };
 }
 function commit(pod: number, step: number, attempt: number): HostEvent {
-  return { type: 'host.commit', msg: { v: 1, runId: RUN, step, attempt, sender: `pod/${pod}`, msgId: `c/${step}/${Math.random()}`, kind: 'host.commit' } };
+  return {
+    type: 'host.commit',
+    msg: { v: 1, runId: RUN, step, attempt, sender: `pod/${pod}`, msgId: `c/${step}/${Math.random()}`, kind: 'host.commit' },
+  };
 }
 function abort(pod: number, step: number, attempt: number): HostEvent {
-  return { type: 'host.abort', msg: { v: 1, runId: RUN, step, attempt, sender: `pod/${pod}`, msgId: `a/${step}/${Math.random()}`, kind: 'host.abort', reason: 'test' } };
+  return {
+    type: 'host.abort',
+    msg: { v: 1, runId: RUN, step, attempt, sender: `pod/${pod}`, msgId: `a/${step}/${Math.random()}`, kind: 'host.abort', reason: 'test' },
+  };
 }
 
 type HostActor = Actor<typeof hostMachine>;
@@ -69,7 +87,10 @@ describe('host machine', () => {
       await Promise.all([...hosts.values()].map((a) => waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 })));
       const expected = ref.runStep().paramsHash;
       for (let p = 0; p < t.pods; p++) {
-        const shardHashes = Array.from({ length: t.hostsPerPod }, (_, h) => controlSent(sent.get(`${p}/${h}`)!, 'host.prepared').at(-1)!).map((m) => (m as { shardHash: string }).shardHash);
+        const shardHashes = Array.from(
+          { length: t.hostsPerPod },
+          (_, h) => controlSent(sent.get(`${p}/${h}`)!, 'host.prepared').at(-1)!,
+        ).map((m) => (m as { shardHash: string }).shardHash);
         expect(combineShardHashes(shardHashes)).toBe(expected);
       }
       for (const [key, a] of hosts) a.send(commit(Number(key.split('/')[0]), step, 0));
@@ -78,11 +99,16 @@ describe('host machine', () => {
     // every host timed every phase of every step, and reported it with prepared
     const prepared = controlSent(sent.get('1/1')!, 'host.prepared') as { phaseMs: Record<string, number> }[];
     expect(prepared.length).toBe(4);
-    for (const p of prepared) expect(Object.keys(p.phaseMs).sort()).toEqual(['allGather', 'backward', 'exchange', 'forward', 'reduceScatter', 'update']);
+    for (const p of prepared)
+      expect(Object.keys(p.phaseMs).sort()).toEqual(['allGather', 'backward', 'exchange', 'forward', 'reduceScatter', 'update']);
   });
 
   it('a tensor lost on the way is asked for again and the step prepares without a retry, to the reference bits', async () => {
-    const t = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 }, deadlines: { startupMs: 5000, phaseMs: 2000, stepMs: 5000 } });
+    const t = parseTopology({
+      ...preset('tiny'),
+      heartbeat: { intervalMs: 20, misses: 3 },
+      deadlines: { startupMs: 5000, phaseMs: 2000, stepMs: 5000 },
+    });
     const lost: string[] = [];
     // the first send of each tensor kind from host/1/0 is lost: a slice to host/1/1, the exchange to host/0/0, the shard to host/1/1
     const { hosts, sent } = cluster(t, (cmd) => {
@@ -100,24 +126,46 @@ describe('host machine', () => {
     expect(lost.sort()).toEqual(['grad.exchange', 'grad.slice', 'param.shard']);
     const expected = new ReferenceTrainer(t).runStep().paramsHash;
     for (let p = 0; p < t.pods; p++) {
-      const shardHashes = Array.from({ length: t.hostsPerPod }, (_, h) => (controlSent(sent.get(`${p}/${h}`)!, 'host.prepared').at(-1) as { shardHash: string }).shardHash);
+      const shardHashes = Array.from(
+        { length: t.hostsPerPod },
+        (_, h) => (controlSent(sent.get(`${p}/${h}`)!, 'host.prepared').at(-1) as { shardHash: string }).shardHash,
+      );
       expect(combineShardHashes(shardHashes)).toBe(expected);
     }
     // the hosts that missed a tensor asked host/1/0 for it, and it sent it again under new ids
     const asked = (key: string) => (controlSent(sent.get(key)!, 'tensor.request') as { tensor: string }[]).map((m) => m.tensor);
     expect(asked('0/0')).toContain('grad.exchange');
     expect(asked('1/1')).toEqual(expect.arrayContaining(['grad.slice', 'param.shard']));
-    const again = sent.get('1/0')!.filter((c) => c.type === 'wire.sendTensor' && c.head.msgId.includes('.x')) as Extract<WireCommand, { type: 'wire.sendTensor' }>[];
+    const again = sent.get('1/0')!.filter((c) => c.type === 'wire.sendTensor' && c.head.msgId.includes('.x')) as Extract<
+      WireCommand,
+      { type: 'wire.sendTensor' }
+    >[];
     expect(again.map((c) => c.head.tensor).sort()).toEqual(expect.arrayContaining(['grad.exchange', 'grad.slice', 'param.shard']));
-    for (const a of hosts.values()) expect(controlSent(sent.get(`${a.getSnapshot().context.pod}/${a.getSnapshot().context.host}`)!, 'host.failed')).toEqual([]);
+    for (const a of hosts.values())
+      expect(controlSent(sent.get(`${a.getSnapshot().context.pod}/${a.getSnapshot().context.host}`)!, 'host.failed')).toEqual([]);
     for (const a of hosts.values()) a.stop();
   });
 
   it('a request for a tensor this host has not made yet is not answered (it sends it when it gets there)', () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 } }).start();
-    const request = (attempt: number): HostEvent => ({ type: 'tensor.request', msg: { v: 1, runId: RUN, step: 0, attempt, sender: 'host/0/1', msgId: `r/${attempt}/${Math.random()}`, kind: 'tensor.request', tensor: 'param.shard', round: 1 } });
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    }).start();
+    const request = (attempt: number): HostEvent => ({
+      type: 'tensor.request',
+      msg: {
+        v: 1,
+        runId: RUN,
+        step: 0,
+        attempt,
+        sender: 'host/0/1',
+        msgId: `r/${attempt}/${Math.random()}`,
+        kind: 'tensor.request',
+        tensor: 'param.shard',
+        round: 1,
+      },
+    });
     a.send(dispatch(0, 0, 0, { start: 0, end: 16 }));
     a.send(request(0)); // still computing: no shard yet
     a.send(request(3)); // another attempt: rejected
@@ -131,7 +179,10 @@ describe('host machine', () => {
     const fired: string[] = [];
     const quiet = { warn: () => {} } as never;
     const inspect = crashInspector({ host: 0, step: 1, phase: 'exchange', signal: 'SIGKILL' }, quiet, (sig) => fired.push(sig));
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire([]) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 }, inspect }).start();
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire([]) } }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+      inspect,
+    }).start();
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
     await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
     expect(fired).toEqual([]); // step 0 is not the point
@@ -145,8 +196,14 @@ describe('host machine', () => {
   it('rejects wrong-order, stale, wrong-attempt and repeated events and leaves its state unchanged', async () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 } }).start();
-    const snapshotOf = () => ({ value: a.getSnapshot().value, step: a.getSnapshot().context.step, attempt: a.getSnapshot().context.attempt });
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    }).start();
+    const snapshotOf = () => ({
+      value: a.getSnapshot().value,
+      step: a.getSnapshot().context.step,
+      attempt: a.getSnapshot().context.attempt,
+    });
 
     a.send(commit(0, 0, 0)); // commit before any dispatch
     expect(snapshotOf()).toEqual({ value: 'idle', step: 0, attempt: -1 });
@@ -159,7 +216,10 @@ describe('host machine', () => {
     const before = snapshotOf();
     a.send(d); // the same dispatch again
     a.send(commit(0, 0, 0)); // commit in reduceScatter: out of order
-    a.send({ type: 'tensor.received', tensor: { step: 0, attempt: 1, sender: 'host/0/1', tensor: 'grad.slice', shard: 0, data: new Float32Array(1316) } });
+    a.send({
+      type: 'tensor.received',
+      tensor: { step: 0, attempt: 1, sender: 'host/0/1', tensor: 'grad.slice', shard: 0, data: new Float32Array(1316) },
+    });
     expect(snapshotOf()).toEqual(before);
     expect(a.getSnapshot().context.rejected).toEqual({ 'future step': 1, 'wrong attempt': 1, 'not expected in reduceScatter': 2 });
     expect(a.getSnapshot().context.early.length).toBe(1); // a peer's tensor for attempt 1 is kept, not applied
@@ -176,8 +236,13 @@ describe('host machine', () => {
   it('holds tensors that arrive before their dispatch, and uses them', async () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 } }).start();
-    a.send({ type: 'tensor.received', tensor: { step: 0, attempt: 0, sender: 'host/0/1', tensor: 'grad.slice', shard: 0, data: new Float32Array(1316) } });
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    }).start();
+    a.send({
+      type: 'tensor.received',
+      tensor: { step: 0, attempt: 0, sender: 'host/0/1', tensor: 'grad.slice', shard: 0, data: new Float32Array(1316) },
+    });
     expect(a.getSnapshot().context.early.length).toBe(1);
     a.send(dispatch(0, 0, 0, { start: 0, end: 16 }));
     await waitFor(a, (s) => s.matches({ attempt: 'allGather' }), { timeout: 5000 });
@@ -187,7 +252,9 @@ describe('host machine', () => {
   it('a missed deadline fails the attempt naming the missing peer; abort keeps the committed parameters', async () => {
     const t = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 1000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 } }).start();
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    }).start();
     const before = shardHash(a.getSnapshot().context.params);
     a.send(dispatch(0, 0, 0, { start: 0, end: 16 }));
     await waitFor(a, (s) => s.matches({ attempt: 'failed' }), { timeout: 5000 });
@@ -208,7 +275,9 @@ describe('host machine', () => {
   it('a resent commit of the last step is confirmed again; a later dispatch supersedes the attempt in flight', async () => {
     const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 } }).start();
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    }).start();
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
     await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
     a.send(commit(0, 0, 0));
@@ -229,7 +298,9 @@ describe('host machine', () => {
   it('repeats its prepared report every heartbeat interval until the pod answers, each under a new id', async () => {
     const t = parseTopology({ ...preset('tiny'), pods: 1, hostsPerPod: 1, heartbeat: { intervalMs: 20, misses: 3 } });
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0, host: 0 } }).start();
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    }).start();
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
     await waitFor(a, (s) => s.context.resends >= 2, { timeout: 5000 });
     const reports = controlSent(sent, 'host.prepared');
@@ -245,7 +316,9 @@ describe('host machine', () => {
 
   it('run.end reports its counts to the pod', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: topo(), runId: RUN, pod: 1, host: 1 } }).start();
+    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: topo(), runId: RUN, pod: 1, host: 1 },
+    }).start();
     a.send({ type: 'wire.rejected', reason: 'checksum' });
     a.send({ type: 'run.end', msg: { v: 1, runId: RUN, step: 0, attempt: 0, sender: 'pod/1', msgId: 'e', kind: 'run.end' } });
     expect(a.getSnapshot().value).toBe('stopped');

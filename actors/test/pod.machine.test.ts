@@ -19,7 +19,12 @@ const fromClient = (kind: 'step.dispatch' | 'step.commit' | 'step.abort', step: 
     : kind === 'step.abort'
       ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, reason: 'test' } }
       : { type: kind, msg: { ...env(step, attempt, 'client'), kind } };
-const fromHost = (kind: 'host.prepared' | 'host.committed' | 'host.aborted' | 'host.failed', h: number, step: number, attempt: number): PodEvent => {
+const fromHost = (
+  kind: 'host.prepared' | 'host.committed' | 'host.aborted' | 'host.failed',
+  h: number,
+  step: number,
+  attempt: number,
+): PodEvent => {
   const e = env(step, attempt, `host/0/${h}`);
   switch (kind) {
     case 'host.prepared':
@@ -40,7 +45,9 @@ function protocolEvents(s: Snap): PodEvent[] {
     fromClient('step.dispatch', step, attempt + 1),
     fromClient('step.commit', step, attempt),
     fromClient('step.abort', step, attempt),
-    ...[0, 1].flatMap((h) => (['host.prepared', 'host.committed', 'host.aborted', 'host.failed'] as const).map((k) => fromHost(k, h, step, attempt))),
+    ...[0, 1].flatMap((h) =>
+      (['host.prepared', 'host.committed', 'host.aborted', 'host.failed'] as const).map((k) => fromHost(k, h, step, attempt)),
+    ),
   ];
 }
 
@@ -56,7 +63,14 @@ function wrongEvents(s: Snap): PodEvent[] {
 }
 
 const key = (s: Snap) =>
-  JSON.stringify([s.value, s.context.step, s.context.attempt, [...s.context.prepared.keys()].sort(), [...s.context.committed].sort(), [...s.context.aborted].sort()]);
+  JSON.stringify([
+    s.value,
+    s.context.step,
+    s.context.attempt,
+    [...s.context.prepared.keys()].sort(),
+    [...s.context.committed].sort(),
+    [...s.context.aborted].sort(),
+  ]);
 
 describe('pod machine', () => {
   const paths = getShortestPaths(machine, {
@@ -68,7 +82,8 @@ describe('pod machine', () => {
   const states = paths.map((p) => p.state as Snap);
 
   it('the graph walk reaches every phase of the protocol', () => {
-    for (const v of ['idle', 'running', 'prepared', 'committing', 'aborting', 'failed']) expect(states.some((s) => s.matches(v as never))).toBe(true);
+    for (const v of ['idle', 'running', 'prepared', 'committing', 'aborting', 'failed'])
+      expect(states.some((s) => s.matches(v as never))).toBe(true);
     expect(states.some((s) => s.context.step === 2)).toBe(true);
   });
 
@@ -107,7 +122,9 @@ describe('pod machine', () => {
 
   it('a resent commit of the step just committed is confirmed again, changing nothing', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0 } }).start();
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: t, runId: RUN, pod: 0 },
+    }).start();
     a.send(fromClient('step.dispatch', 0, 0));
     a.send(fromHost('host.prepared', 0, 0, 0));
     a.send(fromHost('host.prepared', 1, 0, 0));
@@ -125,7 +142,9 @@ describe('pod machine', () => {
 
   it('a later attempt supersedes the one in flight; an abort of an attempt never seen is confirmed at once', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0 } }).start();
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: t, runId: RUN, pod: 0 },
+    }).start();
     a.send(fromClient('step.abort', 0, 0)); // the dispatch of attempt 0 was lost
     expect(controlSent(sent, 'pod.aborted')).toMatchObject([{ step: 0, attempt: 0 }]);
     a.send(fromClient('step.dispatch', 0, 0)); // attempt 0 is over: a late dispatch of it is rejected
@@ -142,9 +161,14 @@ describe('pod machine', () => {
   it('a host that stops heartbeating while the step runs fails the attempt, named with its last phase', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 } });
     const sent: WireCommand[] = [];
-    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: quick, runId: RUN, pod: 0 } }).start();
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: quick, runId: RUN, pod: 0 },
+    }).start();
     a.send(fromClient('step.dispatch', 0, 0));
-    const beat = (h: number, phase: string): PodEvent => ({ type: 'host.heartbeat', msg: { ...env(0, 0, `host/0/${h}`), kind: 'host.heartbeat', phase } });
+    const beat = (h: number, phase: string): PodEvent => ({
+      type: 'host.heartbeat',
+      msg: { ...env(0, 0, `host/0/${h}`), kind: 'host.heartbeat', phase },
+    });
     const until = Date.now() + 150;
     a.send(beat(1, 'exchange'));
     while (Date.now() < until && a.getSnapshot().value === 'running') {
@@ -170,7 +194,9 @@ describe('pod machine', () => {
 
   it('gang-schedules its hosts and reports the pod hash over shard hashes in host order', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0 } }).start();
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: t, runId: RUN, pod: 0 },
+    }).start();
     a.send(fromClient('step.dispatch', 0, 0));
     const dispatched = controlSent(sent, 'host.dispatch') as { samples: { start: number; end: number } }[];
     expect(dispatched.map((d) => d.samples)).toEqual([
@@ -186,7 +212,9 @@ describe('pod machine', () => {
 
   it('a host failure is reported to the client with the host and phase', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), { input: { topology: t, runId: RUN, pod: 0 } }).start();
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), {
+      input: { topology: t, runId: RUN, pod: 0 },
+    }).start();
     a.send(fromClient('step.dispatch', 0, 0));
     a.send(fromHost('host.failed', 1, 0, 0));
     expect(controlSent(sent, 'pod.failed')).toMatchObject([{ host: 1, phase: 'exchange', reason: 'test' }]);

@@ -2,8 +2,19 @@ import { describe, expect, it } from 'vitest';
 import { encodeTensor, type TensorChunk, decodeTensorChunk } from '@lockstep/topology';
 import { DedupWindow, TensorAssembler, authorize } from '../src/index.ts';
 
-const head = { v: 1 as const, runId: 'r', step: 0, attempt: 0, sender: 'host/0/1', msgId: 'x', kind: 'tensor.chunk' as const, tensor: 'grad.slice' as const, shard: 0 };
-const chunks = (data: Float32Array, bytes = 4096): TensorChunk[] => encodeTensor(head, data, bytes).map((f) => (decodeTensorChunk(f) as { ok: true; value: TensorChunk }).value);
+const head = {
+  v: 1 as const,
+  runId: 'r',
+  step: 0,
+  attempt: 0,
+  sender: 'host/0/1',
+  msgId: 'x',
+  kind: 'tensor.chunk' as const,
+  tensor: 'grad.slice' as const,
+  shard: 0,
+};
+const chunks = (data: Float32Array, bytes = 4096): TensorChunk[] =>
+  encodeTensor(head, data, bytes).map((f) => (decodeTensorChunk(f) as { ok: true; value: TensorChunk }).value);
 
 describe('tensor assembler', () => {
   it('reassembles chunks that arrive in any order and ignores repeats', () => {
@@ -39,7 +50,8 @@ describe('tensor assembler', () => {
 
   it('keeps at most maxPartials tensors in progress', () => {
     const asm = new TensorAssembler(() => 5000, 4);
-    for (let s = 0; s < 10; s++) asm.add({ ...chunks(new Float32Array(5000))[0], header: { ...chunks(new Float32Array(5000))[0].header, step: s } });
+    for (let s = 0; s < 10; s++)
+      asm.add({ ...chunks(new Float32Array(5000))[0], header: { ...chunks(new Float32Array(5000))[0].header, step: s } });
     expect(asm.inProgress).toBe(4);
   });
 });
@@ -78,6 +90,12 @@ describe('authorize', () => {
 describe('dedup window', () => {
   it('sees each id once and forgets the oldest past capacity', () => {
     const d = new DedupWindow(2);
-    expect([d.firstTime('a'), d.firstTime('a'), d.firstTime('b'), d.firstTime('c'), d.firstTime('a')]).toEqual([true, false, true, true, true]);
+    expect([d.firstTime('a'), d.firstTime('a'), d.firstTime('b'), d.firstTime('c'), d.firstTime('a')]).toEqual([
+      true,
+      false,
+      true,
+      true,
+      true,
+    ]);
   });
 });

@@ -2,5 +2,9 @@
 const port = Number(process.argv[2] ?? 4222);
 const s = require('node:net').connect(port, '127.0.0.1');
 const t = setTimeout(() => process.exit(1), 2000);
-s.on('connect', () => { clearTimeout(t); s.destroy(); process.exit(0); });
+s.on('connect', () => {
+  clearTimeout(t);
+  s.destroy();
+  process.exit(0);
+});
 s.on('error', () => process.exit(1));

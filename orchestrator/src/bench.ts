@@ -53,7 +53,13 @@ function quantile(xs: number[], q: number): number {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
 }
 
-export async function natsBaseline(opts: { dir: string; log: Logger; chunkBytes: number; pings?: number; megabytes?: number }): Promise<NatsBaseline> {
+export async function natsBaseline(opts: {
+  dir: string;
+  log: Logger;
+  chunkBytes: number;
+  pings?: number;
+  megabytes?: number;
+}): Promise<NatsBaseline> {
   mkdirSync(join(opts.dir, 'logs'), { recursive: true });
   const nodes = await startNatsCluster({ pods: 2, dir: opts.dir, bin: findNatsServer(), log: opts.log });
   const a = await connect({ servers: nodes[0].url });
@@ -65,7 +71,12 @@ export async function natsBaseline(opts: { dir: string; log: Logger; chunkBytes:
     for (let i = 0; i < 200; i++) {
       a.publish('bench.probe');
       await a.flush();
-      const got = await Promise.race([probe[Symbol.asyncIterator]().next().then(() => true), new Promise((r) => setTimeout(() => r(false), 50))]);
+      const got = await Promise.race([
+        probe[Symbol.asyncIterator]()
+          .next()
+          .then(() => true),
+        new Promise((r) => setTimeout(() => r(false), 50)),
+      ]);
       if (got) break;
     }
     probe.unsubscribe();
@@ -111,7 +122,10 @@ export async function natsBaseline(opts: { dir: string; log: Logger; chunkBytes:
       if (i % 16 === 15) await a.flush();
     }
     await a.flush();
-    await Promise.race([done, new Promise((_, rej) => setTimeout(() => rej(new Error(`baseline: only ${got} of ${n} messages arrived in 60 s`)), 60_000))]);
+    await Promise.race([
+      done,
+      new Promise((_, rej) => setTimeout(() => rej(new Error(`baseline: only ${got} of ${n} messages arrived in 60 s`)), 60_000)),
+    ]);
     const secs = (performance.now() - t0) / 1000;
     return {
       oneWayMs: { p50: quantile(lat, 0.5), p90: quantile(lat, 0.9), mean: lat.reduce((x, y) => x + y, 0) / lat.length },
@@ -135,7 +149,13 @@ export function criticalPath(t: Topology): number {
   return 10 + (t.hostsPerPod > 1 ? 2 : 0) + (t.pods > 1 ? 1 : 0);
 }
 
-export async function runBench(opts: { dir: string; log: Logger; smallSteps: number; largeSteps: number; onCase?: (c: BenchCase) => void }): Promise<BenchReport> {
+export async function runBench(opts: {
+  dir: string;
+  log: Logger;
+  smallSteps: number;
+  largeSteps: number;
+  onCase?: (c: BenchCase) => void;
+}): Promise<BenchReport> {
   const chunkBytes = preset('demo').wire.chunkBytes;
   const baseline = await natsBaseline({ dir: join(opts.dir, 'baseline'), log: opts.log, chunkBytes });
   const cases: BenchCase[] = [];
@@ -190,27 +210,29 @@ export function benchMarkdown(r: BenchReport): string {
     '',
     '| case | params | gradient MiB | steps/s | step ms | fwd | bwd | reduce-scatter | exchange | update | all-gather | critical-path msgs | control ratio (target <= 3) | exchange MiB/s | exchange / raw NATS (target >= 0.7) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...r.cases.map((c) =>
-      [
-        c.name,
-        c.parameters,
-        f(c.gradientMiB, 2),
-        f(c.stepsPerSecond),
-        f(c.phaseMs.step),
-        f(c.phaseMs.forward),
-        f(c.phaseMs.backward),
-        f(c.phaseMs.reduceScatter),
-        f(c.phaseMs.exchange),
-        f(c.phaseMs.update),
-        f(c.phaseMs.allGather),
-        c.criticalPathMessages,
-        f(c.controlRatio, 1),
-        f(c.exchangeMiBps, 0),
-        f(c.exchangeRatio, 2),
-      ].join(' | '),
-    ).map((row) => `| ${row} |`),
+    ...r.cases
+      .map((c) =>
+        [
+          c.name,
+          c.parameters,
+          f(c.gradientMiB, 2),
+          f(c.stepsPerSecond),
+          f(c.phaseMs.step),
+          f(c.phaseMs.forward),
+          f(c.phaseMs.backward),
+          f(c.phaseMs.reduceScatter),
+          f(c.phaseMs.exchange),
+          f(c.phaseMs.update),
+          f(c.phaseMs.allGather),
+          c.criticalPathMessages,
+          f(c.controlRatio, 1),
+          f(c.exchangeMiBps, 0),
+          f(c.exchangeRatio, 2),
+        ].join(' | '),
+      )
+      .map((row) => `| ${row} |`),
     '',
-    'Phase times are the slowest host\'s, averaged over steps. Control ratio = step ms / (critical-path messages x one-way p50). Exchange MiB/s = gradient bytes crossing the DCN per step (each pod\'s whole gradient, once each way) / exchange phase ms.',
+    "Phase times are the slowest host's, averaged over steps. Control ratio = step ms / (critical-path messages x one-way p50). Exchange MiB/s = gradient bytes crossing the DCN per step (each pod's whole gradient, once each way) / exchange phase ms.",
   ];
   return `${lines.join('\n')}\n`;
 }

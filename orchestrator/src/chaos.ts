@@ -4,7 +4,17 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { LogLevel } from '@lockstep/actors';
 import type { DcnProxy } from '@lockstep/infra';
-import { checkpointDirName, DCN_ACTIONS, isPresetName, parseScenarioText, parseTopology, preset, type CrashPoint, type Scenario, type Topology } from '@lockstep/topology';
+import {
+  checkpointDirName,
+  DCN_ACTIONS,
+  isPresetName,
+  parseScenarioText,
+  parseTopology,
+  preset,
+  type CrashPoint,
+  type Scenario,
+  type Topology,
+} from '@lockstep/topology';
 import { UsageError } from './errors.ts';
 import { hostGroups, hostProcessName, launch, type TrainResult } from './launcher.ts';
 import type { StepLine } from './protocol.ts';
@@ -120,7 +130,12 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   for (const f of s.timeline.filter((x) => x.inPhase)) {
     const name = processName(t, f.target);
     if (armed.has(name)) throw new UsageError(`scenario ${s.name}: more than one inPhase fault for ${name}`);
-    armed.set(name, { host: Number(f.target.split('/')[2]), step: f.atStep, phase: f.inPhase!, signal: f.action === 'kill' ? 'SIGKILL' : 'SIGSTOP' });
+    armed.set(name, {
+      host: Number(f.target.split('/')[2]),
+      step: f.atStep,
+      phase: f.inPhase!,
+      signal: f.action === 'kill' ? 'SIGKILL' : 'SIGSTOP',
+    });
   }
   const processEnv = Object.fromEntries([...armed].map(([name, point]) => [name, { LOCKSTEP_CRASH_POINT: JSON.stringify(point) }]));
   const restarts: { name: string; at: number }[] = [];
@@ -223,13 +238,19 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   problem(r.skippedSteps === 0, `${r.skippedSteps} steps skipped`);
   problem(r.hashMismatches === 0, `pods disagreed at ${r.hashMismatches} committed steps`);
   problem(result?.replayedHashesMatch ?? true, 'a replayed step did not reproduce the hash it was committed with');
-  problem(firedKills.length === armedKills.length, `crash point never reached in ${armedKills.filter((n) => !firedKills.includes(n)).join(', ')}`);
+  problem(
+    firedKills.length === armedKills.length,
+    `crash point never reached in ${armedKills.filter((n) => !firedKills.includes(n)).join(', ')}`,
+  );
   if (s.expect.outcome === 'recovers') {
     problem(!error, `expected to recover, failed: ${r.error}`);
     problem(r.stepsCommitted === s.steps, `committed ${r.stepsCommitted} of ${s.steps} steps`);
     if (result && !error) {
       const ref = runReference(t, s.steps);
-      problem(result.paramsHash === ref.paramsHash, `final paramsHash ${result.paramsHash?.slice(0, 12)} differs from the fault-free ${ref.paramsHash.slice(0, 12)}`);
+      problem(
+        result.paramsHash === ref.paramsHash,
+        `final paramsHash ${result.paramsHash?.slice(0, 12)} differs from the fault-free ${ref.paramsHash.slice(0, 12)}`,
+      );
       problem(result.podsIdenticalEveryStep, 'pods not identical at every step');
     }
   } else {

@@ -3,7 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
-import { describeIssues, InvalidInput, InvalidTopology, isPresetName, modelPresets, parameterCount, presetNames, RunId, scenarioJsonSchema } from '@lockstep/topology';
+import {
+  describeIssues,
+  InvalidInput,
+  InvalidTopology,
+  isPresetName,
+  modelPresets,
+  parameterCount,
+  presetNames,
+  RunId,
+  scenarioJsonSchema,
+} from '@lockstep/topology';
 import { writeCompose } from './compose.ts';
 import { createLogger, logLevels, type LogLevel } from '@lockstep/actors';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
@@ -17,7 +27,11 @@ import { clientRole, hostRole, parseFlags, podRole } from './roles.ts';
 
 const TrainFlags = z.object({
   topology: z.string().min(1),
-  steps: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be >= 1').max(1_000_000, 'must be <= 1000000'),
+  steps: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(1, 'must be >= 1')
+    .max(1_000_000, 'must be <= 1000000'),
   model: z.string().optional(),
   hostsPerProcess: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1').optional(),
   json: z.boolean().default(false),
@@ -36,7 +50,9 @@ function priorRun(arg: string): { runDir: string; runId: string; steps: number }
   try {
     value = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'));
   } catch (err) {
-    throw new UsageError(`--resume: ${arg} is not a run (no readable ${join(runDir, 'run.json')}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new UsageError(
+      `--resume: ${arg} is not a run (no readable ${join(runDir, 'run.json')}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
   const r = RunInfo.safeParse(value);
   if (!r.success) throw new UsageError(`--resume: ${join(runDir, 'run.json')}: ${describeIssues(r.error).join('; ')}`);
@@ -56,12 +72,30 @@ function humanTrain(r: TrainResult): string {
     ...r.pods.map((p): [string, string] => [`${p.id} paramsHash`, p.paramsHash]),
     ['pods identical at every step', r.podsIdenticalEveryStep ? 'yes' : 'NO'],
     ...(r.faultsInjected > 0 ? ([['faults injected', String(r.faultsInjected)]] as [string, string][]) : []),
-    ['retried attempts', r.retried.length === 0 ? '0' : `${r.retried.length} (${r.retried.map((x) => `step ${x.step} attempt ${x.attempt}`).join(', ')})`],
-    ['process restarts', r.restarts.length === 0 ? '0' : `${r.restarts.length} (${r.restarts.map((x) => `${x.process} ${x.exit}`).join(', ')})`],
+    [
+      'retried attempts',
+      r.retried.length === 0 ? '0' : `${r.retried.length} (${r.retried.map((x) => `step ${x.step} attempt ${x.attempt}`).join(', ')})`,
+    ],
+    [
+      'process restarts',
+      r.restarts.length === 0 ? '0' : `${r.restarts.length} (${r.restarts.map((x) => `${x.process} ${x.exit}`).join(', ')})`,
+    ],
     ...(r.restores.length > 0
-      ? ([['checkpoint restores', `${r.restores.map((x) => `at step ${x.atStep} to checkpoint ${x.checkpoint}`).join(', ')}; ${r.replayedSteps} steps replayed, ${r.replayedHashesMatch ? 'each with its logged hash' : 'SOME WITH ANOTHER HASH'}`]] as [string, string][])
+      ? ([
+          [
+            'checkpoint restores',
+            `${r.restores.map((x) => `at step ${x.atStep} to checkpoint ${x.checkpoint}`).join(', ')}; ${r.replayedSteps} steps replayed, ${r.replayedHashesMatch ? 'each with its logged hash' : 'SOME WITH ANOTHER HASH'}`,
+          ],
+        ] as [string, string][])
       : []),
-    ['rejected messages', r.rejectedTotal === 0 ? '0' : `${r.rejectedTotal} (${Object.entries(r.rejected).map(([k, v]) => `${k}: ${v}`).join(', ')})`],
+    [
+      'rejected messages',
+      r.rejectedTotal === 0
+        ? '0'
+        : `${r.rejectedTotal} (${Object.entries(r.rejected)
+            .map(([k, v]) => `${k}: ${v}`)
+            .join(', ')})`,
+    ],
     ['mean step / exchange ms', `${r.phaseMs.step.toFixed(2)} / ${(r.phaseMs.exchange ?? 0).toFixed(2)}`],
     ['logs', r.runDir],
   ];
@@ -74,7 +108,8 @@ export function buildProgram(): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
-  const topologyOpt = () => new Option('-t, --topology <preset|file>', `preset (${presetNames.join(', ')}) or YAML/JSON file`).default('demo');
+  const topologyOpt = () =>
+    new Option('-t, --topology <preset|file>', `preset (${presetNames.join(', ')}) or YAML/JSON file`).default('demo');
   const stepsOpt = () => new Option('-s, --steps <n>', 'steps to train').default('100');
   const modelOpt = () => new Option('-m, --model <preset>', `replace the topology's model (${Object.keys(modelPresets).join(', ')})`);
 
@@ -89,12 +124,17 @@ export function buildProgram(): Command {
     .addOption(new Option('--log-level <level>', 'log level of every process').choices(logLevels).default('warn'))
     .option('--run-dir <dir>', 'where configs and logs go (default .lockstep/runs/<run id>)')
     .option('--nats-server <path>', 'the nats-server binary (default: found on PATH)')
-    .option('--resume <run>', 'continue a run that was stopped (a run id under .lockstep/runs, or its directory): restore its newest checkpoint, replay to its last committed step, go on')
+    .option(
+      '--resume <run>',
+      'continue a run that was stopped (a run id under .lockstep/runs, or its directory): restore its newest checkpoint, replay to its last committed step, go on',
+    )
     .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
       const prior = f.resume ? priorRun(f.resume) : undefined;
       if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;
-      const t = prior ? loadTopology(join(prior.runDir, 'topology.json')) : loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess });
+      const t = prior
+        ? loadTopology(join(prior.runDir, 'topology.json'))
+        : loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess });
       const log = createLogger(f.logLevel as LogLevel, { role: 'launcher' });
       const progress = new Progress(f.steps, `train ${t.name}`);
       progress.note(`lockstep: ${t.pods} pods x ${t.hostsPerPod} hosts, ${parameterCount(t.model)} parameters, ${f.steps} steps`);
@@ -160,7 +200,12 @@ export function buildProgram(): Command {
     .option('--json', 'print the report as one JSON line')
     .action(async (raw) => {
       const flags = parseFlags(
-        z.object({ smallSteps: z.coerce.number().int().min(1, 'must be >= 1'), largeSteps: z.coerce.number().int().min(1, 'must be >= 1'), out: z.string().min(1), json: z.boolean().default(false) }),
+        z.object({
+          smallSteps: z.coerce.number().int().min(1, 'must be >= 1'),
+          largeSteps: z.coerce.number().int().min(1, 'must be >= 1'),
+          out: z.string().min(1),
+          json: z.boolean().default(false),
+        }),
         raw,
       );
       const log = createLogger('warn', { role: 'bench' });
@@ -171,7 +216,10 @@ export function buildProgram(): Command {
         log,
         smallSteps: flags.smallSteps,
         largeSteps: flags.largeSteps,
-        onCase: (c) => process.stderr.write(`bench: ${c.name}: ${c.stepsPerSecond.toFixed(2)} steps/s, step ${c.phaseMs.step.toFixed(1)} ms, exchange ${(c.phaseMs.exchange ?? 0).toFixed(1)} ms\n`),
+        onCase: (c) =>
+          process.stderr.write(
+            `bench: ${c.name}: ${c.stepsPerSecond.toFixed(2)} steps/s, step ${c.phaseMs.step.toFixed(1)} ms, exchange ${(c.phaseMs.exchange ?? 0).toFixed(1)} ms\n`,
+          ),
       });
       const files = writeBench(report, flags.out);
       if (flags.json) printJson(report);
@@ -201,13 +249,22 @@ export function buildProgram(): Command {
       );
       const t = loadTopology(f.topology);
       const out = f.out.replace('<topology>', t.name);
-      const files = writeCompose(out, { topology: t, preset: isPresetName(f.topology) ? f.topology : undefined, steps: f.steps, runId: f.run, image: f.image, natsImage: f.natsImage });
+      const files = writeCompose(out, {
+        topology: t,
+        preset: isPresetName(f.topology) ? f.topology : undefined,
+        steps: f.steps,
+        runId: f.run,
+        image: f.image,
+        natsImage: f.natsImage,
+      });
       process.stdout.write(`${files.join('\n')}\n`);
     });
 
   program
     .command('chaos')
-    .description('run fault-injection scenarios (YAML) and check the invariants: every step committed once, none skipped, pods identical, final bits equal to a fault-free run')
+    .description(
+      'run fault-injection scenarios (YAML) and check the invariants: every step committed once, none skipped, pods identical, final bits equal to a fault-free run',
+    )
     .argument('[file]', 'a scenario file')
     .option('--all', 'run every scenario in --dir')
     .option('--dir <dir>', 'scenario directory', 'scenarios')
@@ -234,10 +291,33 @@ export function buildProgram(): Command {
       else {
         const ms = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(0));
         const rows = results.map((r) =>
-          [r.name, r.faultClass, r.passed ? 'pass' : 'FAIL', r.expected, r.faultsInjected, r.stepsCommitted, r.retriedAttempts, r.stepsReplayed, r.duplicateCommits, r.skippedSteps, r.hashMismatches, ms(r.recoveryMs)].join(' | '),
+          [
+            r.name,
+            r.faultClass,
+            r.passed ? 'pass' : 'FAIL',
+            r.expected,
+            r.faultsInjected,
+            r.stepsCommitted,
+            r.retriedAttempts,
+            r.stepsReplayed,
+            r.duplicateCommits,
+            r.skippedSteps,
+            r.hashMismatches,
+            ms(r.recoveryMs),
+          ].join(' | '),
         );
         const classes = Object.entries(summary.byClass).map(([c, f]) =>
-          [c, `${f.passed}/${f.run}`, f.duplicateCommits, f.skippedSteps, f.hashMismatches, f.stepsReplayed, `${(f.goodput * 100).toFixed(1)}%`, ms(f.recoveryMs?.p50), ms(f.recoveryMs?.max)].join(' | '),
+          [
+            c,
+            `${f.passed}/${f.run}`,
+            f.duplicateCommits,
+            f.skippedSteps,
+            f.hashMismatches,
+            f.stepsReplayed,
+            `${(f.goodput * 100).toFixed(1)}%`,
+            ms(f.recoveryMs?.p50),
+            ms(f.recoveryMs?.max),
+          ].join(' | '),
         );
         process.stdout.write(
           [
@@ -285,7 +365,7 @@ export function buildProgram(): Command {
     .option('--first-step <n>', 'first step', '0')
     .requiredOption('--log-nats <url>', 'the run log NATS server (JetStream)')
     .requiredOption('--ckpt-dir <dir>', 'checkpoint directory (shared with the hosts)')
-    .option('--resume', 'restarted: finish the run log\'s last commit, then go on')
+    .option('--resume', "restarted: finish the run log's last commit, then go on")
     .option('--cold', 'with --resume: the whole cluster is new; restore a checkpoint and replay first')
     .action(async (raw) => {
       process.exitCode = await clientRole(raw);
@@ -305,7 +385,8 @@ export async function main(argv: string[]): Promise<number> {
     const e = err as Error;
     const usage = e instanceof UsageError || e instanceof InvalidTopology || e instanceof InvalidInput || e instanceof NatsServerMissing;
     process.stderr.write(`lockstep: ${e.name}: ${e.message}\n`);
-    if (json) printJson({ error: { name: e.name, message: e.message }, ...(e instanceof RunFailed && e.summary ? { partial: e.summary } : {}) });
+    if (json)
+      printJson({ error: { name: e.name, message: e.message }, ...(e instanceof RunFailed && e.summary ? { partial: e.summary } : {}) });
     if (!usage && !(e instanceof RunFailed) && !(e instanceof ProcessExited)) process.stderr.write(`${e.stack ?? ''}\n`);
     return usage ? 2 : 1;
   }

@@ -59,7 +59,9 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
       host: '0.0.0.0',
       port: NATS_PORT,
       clusterPort: ROUTE_PORT,
-      routes: Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== p).map((q) => ({ host: natsName(q), port: ROUTE_PORT })),
+      routes: Array.from({ length: t.pods }, (_, q) => q)
+        .filter((q) => q !== p)
+        .map((q) => ({ host: natsName(q), port: ROUTE_PORT })),
       users: users.cluster,
     });
     services[natsName(p)] = {
@@ -97,7 +99,8 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
     ...(volumes.length || topologyMount.length ? { volumes: [...topologyMount, ...volumes] } : {}),
     restart: 'on-failure',
   });
-  for (let p = 0; p < t.pods; p++) services[`pod-${p}`] = role('pod', ['pod', '--pod', String(p), ...common(p)], [`pod-${p}`], needsNats([p]));
+  for (let p = 0; p < t.pods; p++)
+    services[`pod-${p}`] = role('pod', ['pod', '--pod', String(p), ...common(p)], [`pod-${p}`], needsNats([p]));
   for (const g of hostGroups(t)) {
     services[hostProcessName(g).replace('..', '-to-')] = role(
       'host',
@@ -111,7 +114,21 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   services.client = {
     ...role(
       'client',
-      ['client', '--steps', String(o.steps), '--log-nats', `nats://nats-log:${NATS_PORT}`, '--ckpt-dir', '/ckpt', '--run', o.runId, '--topology', topologyArg, '--nats', all.map(natsUrl).join(',')],
+      [
+        'client',
+        '--steps',
+        String(o.steps),
+        '--log-nats',
+        `nats://nats-log:${NATS_PORT}`,
+        '--ckpt-dir',
+        '/ckpt',
+        '--run',
+        o.runId,
+        '--topology',
+        topologyArg,
+        '--nats',
+        all.map(natsUrl).join(','),
+      ],
       ['ctl'],
       needsNats(all, true),
       ['checkpoints:/ckpt'],

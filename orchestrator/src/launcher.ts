@@ -145,7 +145,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   // Last resort when the launcher dies without cleaning up (an uncaught error, a closed terminal):
   // role processes notice their stdin closing, nats-servers do not, so kill them on the way out.
   const onExit = () => {
-    for (const c of [...supervised.map((r) => r.process), ...nats.map((n) => n.process)]) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const c of [...supervised.map((r) => r.process), ...nats.map((n) => n.process)])
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   };
   process.once('exit', onExit);
 
@@ -154,13 +155,21 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     const credentials = opts.auth === false ? undefined : newCredentials();
     const users = credentials && natsUsers(runId, credentials);
     if (credentials) writeFileSync(join(runDir, 'credentials.json'), `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
-    nats = await startNatsCluster({ pods: t.pods, dir: runDir, bin: natsBin, log, dcnProxies: opts.dcnProxy ? dcn : undefined, users: users?.cluster });
+    nats = await startNatsCluster({
+      pods: t.pods,
+      dir: runDir,
+      bin: natsBin,
+      log,
+      dcnProxies: opts.dcnProxy ? dcn : undefined,
+      users: users?.cluster,
+    });
     if (opts.dcnProxy) opts.onDcn?.(dcn);
     const runLogServer = await startRunLogServer({ dir: runDir, bin: natsBin, log, users: users?.runLog });
     nats.push(runLogServer);
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');
     opts.onCluster?.({ runId, urls: nats.filter((n) => n !== runLogServer).map((n) => n.url), credentials });
-    const envOf = (role: Role): Record<string, string> => (credentials ? { LOCKSTEP_NATS_USER: credentials[role].user, LOCKSTEP_NATS_PASS: credentials[role].password } : {});
+    const envOf = (role: Role): Record<string, string> =>
+      credentials ? { LOCKSTEP_NATS_USER: credentials[role].user, LOCKSTEP_NATS_PASS: credentials[role].password } : {};
 
     let giveUp: (err: Error) => void = () => {};
     const died = new Promise<never>((_, reject) => (giveUp = reject));
@@ -171,8 +180,24 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       restarts.push(r);
       opts.onRestart?.(r);
     };
-    const supervise = (name: string, start: (restart: number) => ChildProcess, logFile: string, expected: (code: number | null) => boolean, maxRestarts = t.recovery.maxRestarts) => {
-      const s = new Supervised({ name, maxRestarts, start, expected, log, logFile, onStart: (pid) => opts.onSpawn?.(name, pid), onRestart, onGiveUp: (err) => giveUp(err) });
+    const supervise = (
+      name: string,
+      start: (restart: number) => ChildProcess,
+      logFile: string,
+      expected: (code: number | null) => boolean,
+      maxRestarts = t.recovery.maxRestarts,
+    ) => {
+      const s = new Supervised({
+        name,
+        maxRestarts,
+        start,
+        expected,
+        log,
+        logFile,
+        onStart: (pid) => opts.onSpawn?.(name, pid),
+        onRestart,
+        onGiveUp: (err) => giveUp(err),
+      });
       supervised.push(s);
       return s;
     };
@@ -180,24 +205,39 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     for (const n of nats) {
       const name = n === runLogServer ? 'nats-log' : `nats-${n.pod}`;
       const logFile = join(logDir, n === runLogServer ? 'nats-runlog.log' : `nats-pod-${n.pod}.log`);
-      supervise(name, (r) => (r === 0 ? n.process : spawnNats(natsBin, n.config, logFile)), logFile, () => summary !== undefined);
+      supervise(
+        name,
+        (r) => (r === 0 ? n.process : spawnNats(natsBin, n.config, logFile)),
+        logFile,
+        () => summary !== undefined,
+      );
     }
     const urls = nats.filter((n) => n !== runLogServer).map((n) => n.url);
     nats = [];
     // each process connects to its pod's server first, and fails over to the others while it is down
-    const natsUrls = (pod: number) => [pod, ...Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== pod)].map((q) => urls[q]).join(',');
+    const natsUrls = (pod: number) =>
+      [pod, ...Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== pod)].map((q) => urls[q]).join(',');
     const common = (pod: number) => ['--run', runId, '--nats', natsUrls(pod), '--topology', topoFile, '--log-level', level];
     // a restarted role process rejoins: a pod scheduler learns the step from the client, a host heals from its cross-pod peer
     const role = (name: string, args: string[], env: Record<string, string>) =>
       supervise(
         name,
-        (r) => (r === 0 ? spawnRole(name, args, logDir, 'log', { ...env, ...opts.processEnv?.[name] }) : spawnRole(name, [...args, '--rejoin'], logDir, 'log', env)).process,
+        (r) =>
+          (r === 0
+            ? spawnRole(name, args, logDir, 'log', { ...env, ...opts.processEnv?.[name] })
+            : spawnRole(name, [...args, '--rejoin'], logDir, 'log', env)
+          ).process,
         join(logDir, `${name}.log`),
         (code) => code === 0,
       );
     for (let pod = 0; pod < t.pods; pod++) role(`pod-${pod}`, ['pod', '--pod', String(pod), ...common(pod)], envOf('pod'));
     const ckptDir = join(runDir, 'checkpoints');
-    for (const g of groups) role(hostProcessName(g), ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), '--ckpt-dir', ckptDir, ...common(g.pod)], envOf('host'));
+    for (const g of groups)
+      role(
+        hostProcessName(g),
+        ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), '--ckpt-dir', ckptDir, ...common(g.pod)],
+        envOf('host'),
+      );
 
     const onLine = (line: string) => {
       let parsed: ReturnType<typeof ClientLine.safeParse>;
@@ -229,7 +269,17 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       // a restarted client resumes from the run log: it finishes the last logged commit and goes on
       (r) => {
         const resume = r > 0 ? ['--resume'] : opts.resume ? ['--resume', '--cold'] : [];
-        const args = ['client', '--steps', String(opts.steps), '--log-nats', runLogServer.url, '--ckpt-dir', ckptDir, ...common(0), ...resume];
+        const args = [
+          'client',
+          '--steps',
+          String(opts.steps),
+          '--log-nats',
+          runLogServer.url,
+          '--ckpt-dir',
+          ckptDir,
+          ...common(0),
+          ...resume,
+        ];
         const m = spawnRole('client', args, logDir, 'pipe', envOf('client'));
         createInterface({ input: m.process.stdout! }).on('line', onLine);
         m.process.once('close', (code) => {
@@ -255,7 +305,16 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     process.off('exit', onExit);
   }
 }
-function toResult(t: Topology, runId: string, runDir: string, s: SummaryLine, steps: StepLine[], processes: number, restarts: Restart[], replayed: StepLine[]): TrainResult {
+function toResult(
+  t: Topology,
+  runId: string,
+  runDir: string,
+  s: SummaryLine,
+  steps: StepLine[],
+  processes: number,
+  restarts: Restart[],
+  replayed: StepLine[],
+): TrainResult {
   const phaseMs = { step: mean(steps.map((x) => x.ms)) } as PhaseTimes & { step: number };
   for (const p of hostPhases) phaseMs[p] = mean(steps.map((x) => x.phaseMs[p] ?? 0));
   return {
@@ -294,7 +353,12 @@ function mean(xs: number[]): number {
 /** The last lines of a log, for an error message. */
 export function tail(file: string, lines = 8): string {
   try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).map((l) => `    ${l.slice(0, 400)}`).join('\n');
+    return readFileSync(file, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .slice(-lines)
+      .map((l) => `    ${l.slice(0, 400)}`)
+      .join('\n');
   } catch {
     return '';
   }

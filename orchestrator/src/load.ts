@@ -13,14 +13,21 @@ export function loadTopology(arg: string, overrides: { model?: string; hostsPerP
       text = readFileSync(arg, 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new UsageError(`--topology: "${arg}" is neither a preset (${presetNames.join(', ')}) nor a readable file (${code ?? (err as Error).message})`);
+      throw new UsageError(
+        `--topology: "${arg}" is neither a preset (${presetNames.join(', ')}) nor a readable file (${code ?? (err as Error).message})`,
+      );
     }
     t = parseTopologyText(text, arg);
   }
   if (overrides.model !== undefined) {
-    if (!Object.hasOwn(modelPresets, overrides.model)) throw new UsageError(`--model: must be one of ${Object.keys(modelPresets).join(', ')}; got "${overrides.model}"`);
-    t = parseTopology({ ...t, model: modelPresets[overrides.model as keyof typeof modelPresets] }, `${arg} with --model ${overrides.model}`);
+    if (!Object.hasOwn(modelPresets, overrides.model))
+      throw new UsageError(`--model: must be one of ${Object.keys(modelPresets).join(', ')}; got "${overrides.model}"`);
+    t = parseTopology(
+      { ...t, model: modelPresets[overrides.model as keyof typeof modelPresets] },
+      `${arg} with --model ${overrides.model}`,
+    );
   }
-  if (overrides.hostsPerProcess !== undefined) t = parseTopology({ ...t, hostsPerProcess: overrides.hostsPerProcess }, `${arg} with --hosts-per-process`);
+  if (overrides.hostsPerProcess !== undefined)
+    t = parseTopology({ ...t, hostsPerProcess: overrides.hostsPerProcess }, `${arg} with --hosts-per-process`);
   return t;
 }

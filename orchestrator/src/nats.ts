@@ -9,7 +9,11 @@ import { freePort } from './ports.ts';
 
 /** Find the nats-server binary: an explicit path, then PATH, then where Debian and manual installs put it. */
 export function findNatsServer(explicit?: string): string {
-  const candidates = explicit ? [explicit] : [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/usr/local/bin', '/usr/bin'].map((d) => join(d, 'nats-server'));
+  const candidates = explicit
+    ? [explicit]
+    : [...(process.env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/usr/local/bin', '/usr/bin'].map((d) =>
+        join(d, 'nats-server'),
+      );
   for (const c of candidates) {
     try {
       accessSync(c, constants.X_OK);
@@ -34,7 +38,8 @@ function waitForPort(port: number, deadlineMs: number, child: ChildProcess, name
   const until = Date.now() + deadlineMs;
   return new Promise((resolve, reject) => {
     const attempt = () => {
-      if (child.exitCode !== null) return reject(new ProcessExited(`${name} exited with code ${child.exitCode} before accepting connections`));
+      if (child.exitCode !== null)
+        return reject(new ProcessExited(`${name} exited with code ${child.exitCode} before accepting connections`));
       const sock = netConnect(port, '127.0.0.1');
       sock.once('connect', () => {
         sock.destroy();
@@ -57,7 +62,13 @@ export function spawnNats(bin: string, config: string, logFile: string): ChildPr
 }
 
 /** Start the run log's server (JetStream, on disk under `dir`/jetstream) and wait until it listens. */
-export async function startRunLogServer(opts: { dir: string; bin: string; log: Logger; startupMs?: number; users?: NatsUser[] }): Promise<NatsNode> {
+export async function startRunLogServer(opts: {
+  dir: string;
+  bin: string;
+  log: Logger;
+  startupMs?: number;
+  users?: NatsUser[];
+}): Promise<NatsNode> {
   const port = await freePort();
   const config = join(opts.dir, 'nats-runlog.conf');
   writeFileSync(config, runLogServerConfig({ port, storeDir: join(opts.dir, 'jetstream'), users: opts.users }));
@@ -84,7 +95,9 @@ export async function startNatsCluster(opts: {
   /** Per-role users and permissions; without, anyone may connect and say anything. */
   users?: NatsUser[];
 }): Promise<NatsNode[]> {
-  const ports = await Promise.all(Array.from({ length: opts.pods }, async () => ({ port: await freePort(), clusterPort: await freePort() })));
+  const ports = await Promise.all(
+    Array.from({ length: opts.pods }, async () => ({ port: await freePort(), clusterPort: await freePort() })),
+  );
   const proxied = opts.dcnProxies !== undefined;
   if (proxied) {
     for (let p = 0; p < opts.pods; p++) {
@@ -101,7 +114,10 @@ export async function startNatsCluster(opts: {
     const routes = proxied
       ? opts.dcnProxies!.filter((x) => x.from === pod).map((x) => x.proxy.port)
       : ports.filter((_, q) => q !== pod).map((p) => p.clusterPort);
-    writeFileSync(config, natsConfig({ pod, port, clusterPort, routes: routes.map((p) => ({ port: p })), noAdvertise: proxied, users: opts.users }));
+    writeFileSync(
+      config,
+      natsConfig({ pod, port, clusterPort, routes: routes.map((p) => ({ port: p })), noAdvertise: proxied, users: opts.users }),
+    );
     const child = spawnNats(opts.bin, config, join(opts.dir, 'logs', `nats-pod-${pod}.log`));
     opts.log.debug({ pod, port, clusterPort, pid: child.pid }, 'nats-server started');
     return { pod, url: `nats://127.0.0.1:${port}`, port, clusterPort, config, process: child };

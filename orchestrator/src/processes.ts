@@ -19,7 +19,13 @@ export interface Managed {
  * `<logDir>/<name>.log`; its stdin is a pipe whose end tells it the launcher
  * is gone, so no process outlives the launcher.
  */
-export function spawnRole(name: string, args: string[], logDir: string, stdout: 'pipe' | 'log' = 'log', env: Record<string, string> = {}): Managed {
+export function spawnRole(
+  name: string,
+  args: string[],
+  logDir: string,
+  stdout: 'pipe' | 'log' = 'log',
+  env: Record<string, string> = {},
+): Managed {
   const log = join(logDir, `${name}.log`);
   const fd = openSync(log, 'a');
   // LOCKSTEP_NODE_ARGS passes flags to every role process's node (e.g. --cpu-prof).

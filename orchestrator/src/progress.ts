@@ -31,7 +31,9 @@ export class Progress {
     if (this.tty) {
       const width = 30;
       const filled = Math.round((done / this.total) * width);
-      this.out.write(`\r\x1b[2K${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${this.total} ${detail} ${rate.toFixed(1)} steps/s`);
+      this.out.write(
+        `\r\x1b[2K${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${this.total} ${detail} ${rate.toFixed(1)} steps/s`,
+      );
       if (done === this.total) this.out.write('\n');
       return;
     }

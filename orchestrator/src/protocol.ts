@@ -40,7 +40,13 @@ export const SummaryLine = z.object({
   /** Steps in the run's durable log at the end: every step committed in the run, by any client. */
   logged: z.number().int(),
   /** Rollbacks to a checkpoint after every replica of a shard was lost. */
-  restores: z.array(z.object({ atStep: z.number().int(), checkpoint: z.number().int(), skipped: z.array(z.object({ step: z.number().int(), reason: z.string() })) })),
+  restores: z.array(
+    z.object({
+      atStep: z.number().int(),
+      checkpoint: z.number().int(),
+      skipped: z.array(z.object({ step: z.number().int(), reason: z.string() })),
+    }),
+  ),
   /** Step attempts that failed and were retried, with why. */
   retried: z.array(z.object({ step: z.number().int(), attempt: z.number().int(), reason: z.string() })),
 });

@@ -26,5 +26,13 @@ export function runReference(t: Topology, steps: number, onStep?: (step: number,
   }
   const ms = performance.now() - t0;
   const paramsHash = r.paramsHash();
-  return { topology: t.name, steps, paramsHash, pods: [{ id: 'reference', paramsHash }], loss: { first, last }, stepsPerSecond: steps / (ms / 1000), hashes };
+  return {
+    topology: t.name,
+    steps,
+    paramsHash,
+    pods: [{ id: 'reference', paramsHash }],
+    loss: { first, last },
+    stepsPerSecond: steps / (ms / 1000),
+    hashes,
+  };
 }

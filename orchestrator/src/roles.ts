@@ -1,5 +1,17 @@
 import { z } from 'zod';
-import { parseCrashPoint, RunLog, connectNats, createLogger, describeFailure, logLevels, runClient, runHost, runPod, type ClientFailure, type LogLevel } from '@lockstep/actors';
+import {
+  parseCrashPoint,
+  RunLog,
+  connectNats,
+  createLogger,
+  describeFailure,
+  logLevels,
+  runClient,
+  runHost,
+  runPod,
+  type ClientFailure,
+  type LogLevel,
+} from '@lockstep/actors';
 import { existsSync, writeFileSync } from 'node:fs';
 import { RunId, describeIssues, type CrashPoint, type Topology } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
@@ -45,7 +57,12 @@ export const ClientFlags = z.object({
 
 export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.output<S> {
   const r = schema.safeParse(flags);
-  if (!r.success) throw new UsageError(describeIssues(r.error).map((l) => `--${l.replace(/^([a-zA-Z]+)/, (m) => m.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))}`).join('\n'));
+  if (!r.success)
+    throw new UsageError(
+      describeIssues(r.error)
+        .map((l) => `--${l.replace(/^([a-zA-Z]+)/, (m) => m.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))}`)
+        .join('\n'),
+    );
   return r.data;
 }
 
@@ -90,7 +107,12 @@ const ExitDelayEnv = z.object({ LOCKSTEP_EXIT_DELAY_MS: z.coerce.number().int('m
  */
 function exitDelayMs(): number {
   const r = ExitDelayEnv.safeParse(process.env);
-  if (!r.success) throw new UsageError(`LOCKSTEP_EXIT_DELAY_MS: ${describeIssues(r.error).map((x) => x.replace(/^[^:]+: /, '')).join('; ')}`);
+  if (!r.success)
+    throw new UsageError(
+      `LOCKSTEP_EXIT_DELAY_MS: ${describeIssues(r.error)
+        .map((x) => x.replace(/^[^:]+: /, ''))
+        .join('; ')}`,
+    );
   return r.data.LOCKSTEP_EXIT_DELAY_MS ?? 0;
 }
 async function linger(ms: number, log: { info(o: object, m: string): void }): Promise<void> {
@@ -145,7 +167,9 @@ export async function hostRole(raw: unknown): Promise<number> {
   }
   const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
   const heal = f.rejoin || restartedContainer();
-  const runs = hosts.map((host) => runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal, crashPoint, checkpointDir: f.ckptDir }));
+  const runs = hosts.map((host) =>
+    runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal, crashPoint, checkpointDir: f.ckptDir }),
+  );
   const exit = () => {
     for (const r of runs) r.stop();
     void nc.close().finally(() => process.exit(1));
@@ -186,7 +210,8 @@ export async function clientRole(raw: unknown): Promise<number> {
   const runLog = await RunLog.open(lnc, f.run, log, t.deadlines.phaseMs);
   const last = await runLog.last();
   if (restartedContainer()) f.resume = true;
-  if (last && !f.resume) throw new UsageError(`run ${f.run} already has ${last.step + 1} committed steps in its run log; resume it (--resume) instead`);
+  if (last && !f.resume)
+    throw new UsageError(`run ${f.run} already has ${last.step + 1} committed steps in its run log; resume it (--resume) instead`);
   if (f.resume) log.warn({ lastLogged: last ?? null }, 'client restarted: resuming from the run log');
   const print = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
   onSignals(() => void nc.close().finally(() => process.exit(1)));

@@ -61,11 +61,18 @@ export class Supervised {
     const exit = signal ?? `code ${code}`;
     if (this.restarts >= this.o.maxRestarts) {
       const where = this.o.logFile ? `; its log: ${this.o.logFile}` : '';
-      this.o.onGiveUp(new ProcessExited(`${this.o.name} exited (${exit}) during the run${this.o.maxRestarts > 0 ? ` after ${this.restarts} restarts` : ''}${where}`));
+      this.o.onGiveUp(
+        new ProcessExited(
+          `${this.o.name} exited (${exit}) during the run${this.o.maxRestarts > 0 ? ` after ${this.restarts} restarts` : ''}${where}`,
+        ),
+      );
       return;
     }
     this.restarts++;
-    this.o.log.warn({ process: this.o.name, exit, restart: this.restarts, of: this.o.maxRestarts }, 'process exited during the run; restarting it');
+    this.o.log.warn(
+      { process: this.o.name, exit, restart: this.restarts, of: this.o.maxRestarts },
+      'process exited during the run; restarting it',
+    );
     this.o.onRestart?.({ process: this.o.name, exit, at: performance.now(), restart: this.restarts });
     this.child = this.spawn();
   }

@@ -42,7 +42,10 @@ describe('NATS users per role (credentials made by the launcher for the run)', (
             },
           });
           await nc.flush();
-          nc.publish(subjects.hostCmd(runId, 0, 0), json({ v: 1, runId, step: 4, attempt: 0, sender: 'pod/0', msgId: 'forged-by-a-host', kind: 'host.commit' }));
+          nc.publish(
+            subjects.hostCmd(runId, 0, 0),
+            json({ v: 1, runId, step: 4, attempt: 0, sender: 'pod/0', msgId: 'forged-by-a-host', kind: 'host.commit' }),
+          );
           await nc.flush().catch(() => {});
           await new Promise((r) => setTimeout(r, 1000));
           await nc.close();

@@ -14,12 +14,24 @@ async function inject(nc: NatsConnection, run: string, step: number) {
   // wrong schema: a host.dispatch without its samples
   nc.publish(subjects.hostCmd(run, 0, 0), json({ ...env('pod/0', 'bad-schema'), kind: 'host.dispatch' }));
   // stale step: a host's prepared report for step 0, long committed
-  const stale: HostPrepared = { ...env('host/0/1', 'bad-stale'), v: 1, step: 0, kind: 'host.prepared', shardHash: 'a'.repeat(64), lossSum: 1, phaseMs: {} };
+  const stale: HostPrepared = {
+    ...env('host/0/1', 'bad-stale'),
+    v: 1,
+    step: 0,
+    kind: 'host.prepared',
+    shardHash: 'a'.repeat(64),
+    lossSum: 1,
+    phaseMs: {},
+  };
   nc.publish(subjects.podReport(run, 0), json(stale));
   // forged sender: a host trying to commit a step
   nc.publish(subjects.podCmd(run, 1), json({ ...env('host/1/0', 'bad-forged'), kind: 'step.commit' }));
   // a corrupted tensor chunk: right header, flipped bit
-  const [frame] = encodeTensor({ ...env('host/0/0', 'bad-chunk'), v: 1, kind: 'tensor.chunk', tensor: 'grad.slice', shard: 1 }, new Float32Array(658), 1 << 20);
+  const [frame] = encodeTensor(
+    { ...env('host/0/0', 'bad-chunk'), v: 1, kind: 'tensor.chunk', tensor: 'grad.slice', shard: 1 },
+    new Float32Array(658),
+    1 << 20,
+  );
   frame[frame.length - 5] ^= 0x10;
   nc.publish(subjects.hostData(run, 0, 1), frame);
   // oversized for a control message (the server would take it; lockstep's limit is 64 KiB)

@@ -27,10 +27,31 @@ describe('fault-injection scenarios (scenarios/*.yaml)', () => {
   it('lockstep chaos <file> --json prints the documented fields last', () => {
     const r = cli(['chaos', join(dir, 'duplicate-reorder-delay.yaml'), '--json']);
     expect(r.code).toBe(0);
-    expect(r.json).toMatchObject({ passed: 1, failed: 0, summary: { passed: 1, run: 1, duplicateCommits: 0, skippedSteps: 0, hashMismatches: 0, goodput: 1 } });
+    expect(r.json).toMatchObject({
+      passed: 1,
+      failed: 0,
+      summary: { passed: 1, run: 1, duplicateCommits: 0, skippedSteps: 0, hashMismatches: 0, goodput: 1 },
+    });
     const [s] = r.json!.scenarios as Record<string, unknown>[];
-    for (const k of ['name', 'passed', 'faultsInjected', 'stepsCommitted', 'duplicateCommits', 'skippedSteps', 'hashMismatches', 'recoveryMs']) expect(s).toHaveProperty(k);
-    expect(s).toMatchObject({ name: 'duplicate-reorder-delay', passed: true, stepsCommitted: 25, duplicateCommits: 0, skippedSteps: 0, hashMismatches: 0 });
+    for (const k of [
+      'name',
+      'passed',
+      'faultsInjected',
+      'stepsCommitted',
+      'duplicateCommits',
+      'skippedSteps',
+      'hashMismatches',
+      'recoveryMs',
+    ])
+      expect(s).toHaveProperty(k);
+    expect(s).toMatchObject({
+      name: 'duplicate-reorder-delay',
+      passed: true,
+      stepsCommitted: 25,
+      duplicateCommits: 0,
+      skippedSteps: 0,
+      hashMismatches: 0,
+    });
   });
 
   it('the committed JSON Schema for editors matches the scenario schema', () => {

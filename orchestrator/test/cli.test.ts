@@ -22,7 +22,10 @@ describe('lockstep CLI', () => {
   it('an invalid topology file exits 2 naming the field and the reason', () => {
     const dir = tempDir();
     const file = join(dir, 'bad.yaml');
-    writeFileSync(file, 'name: bad\npods: 0\nhostsPerPod: 2\nmodel: {inputDim: 4, hiddenDim: 4, outputDim: 2}\ntraining: {seed: 1, globalBatch: 4, optimizer: {kind: adam, lr: 0.01}}\n');
+    writeFileSync(
+      file,
+      'name: bad\npods: 0\nhostsPerPod: 2\nmodel: {inputDim: 4, hiddenDim: 4, outputDim: 2}\ntraining: {seed: 1, globalBatch: 4, optimizer: {kind: adam, lr: 0.01}}\n',
+    );
     const r = cli(['train', '--topology', file, '--steps', '3']);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/pods: must be >= 1/);
@@ -41,7 +44,21 @@ describe('lockstep CLI', () => {
   });
 
   it('a bad environment variable for a role exits 2 naming it, before any connection is tried', () => {
-    const role = ['host', '--run', 'x', '--topology', 'tiny', '--pod', '0', '--hosts', '0', '--nats', 'nats://127.0.0.1:1', '--ckpt-dir', '/tmp'];
+    const role = [
+      'host',
+      '--run',
+      'x',
+      '--topology',
+      'tiny',
+      '--pod',
+      '0',
+      '--hosts',
+      '0',
+      '--nats',
+      'nats://127.0.0.1:1',
+      '--ckpt-dir',
+      '/tmp',
+    ];
     const delay = cli(role, { env: { LOCKSTEP_EXIT_DELAY_MS: 'soon' } });
     expect(delay.code).toBe(2);
     expect(delay.stderr).toMatch(/LOCKSTEP_EXIT_DELAY_MS: .*number/);

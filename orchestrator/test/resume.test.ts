@@ -10,7 +10,9 @@ describe('train --resume', () => {
   it('after the whole run is stopped, continues from the newest checkpoint and ends with the uninterrupted paramsHash', async () => {
     const runDir = join(tempDir(), 'run');
     const steps = 60;
-    const child = spawn(process.execPath, [cliPath, 'train', '--topology', 'tiny', '--steps', String(steps), '--run-dir', runDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [cliPath, 'train', '--topology', 'tiny', '--steps', String(steps), '--run-dir', runDir], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let err = '';
     child.stderr.on('data', (d) => (err += String(d)));
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));

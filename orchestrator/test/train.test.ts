@@ -30,7 +30,12 @@ describe('training in separate OS processes over a NATS cluster', () => {
 
   it('1 pod and 3 pods match their references', async () => {
     for (const pods of [1, 3]) {
-      const t = parseTopology({ ...preset('tiny'), name: `pods-${pods}`, pods, training: { ...preset('tiny').training, globalBatch: 12 * pods } });
+      const t = parseTopology({
+        ...preset('tiny'),
+        name: `pods-${pods}`,
+        pods,
+        training: { ...preset('tiny').training, globalBatch: 12 * pods },
+      });
       const { result, ref } = await trainAndCompare(t, 12);
       expect(result.pods.length).toBe(pods);
       expect(result.paramsHash).toBe(ref.paramsHash);
@@ -39,7 +44,13 @@ describe('training in separate OS processes over a NATS cluster', () => {
   }, 180_000);
 
   it('a gradient larger than NATS max_payload, in 64 KiB chunks, with hosts grouped two to a process, matches the reference', async () => {
-    const t = parseTopology({ ...preset('tiny'), name: 'chunked', model: { inputDim: 128, hiddenDim: 1024, outputDim: 128 }, hostsPerProcess: 2, wire: { chunkBytes: 65536, maxControlBytes: 65536 } });
+    const t = parseTopology({
+      ...preset('tiny'),
+      name: 'chunked',
+      model: { inputDim: 128, hiddenDim: 1024, outputDim: 128 },
+      hostsPerProcess: 2,
+      wire: { chunkBytes: 65536, maxControlBytes: 65536 },
+    });
     const { result, ref } = await trainAndCompare(t, 4);
     expect(result.processes).toBe(5); // 2 pods + 2 host processes + client
     expect(result.paramsHash).toBe(ref.paramsHash);

@@ -51,10 +51,20 @@ const MAGIC = Buffer.from('LSCK');
 export const checkpointDirName = (step: number) => `step-${String(step).padStart(8, '0')}`;
 export const shardFileName = (pod: number, host: number) => `pod${pod}-host${host}.ckpt`;
 
-export function encodeShardFile(head: Omit<ShardFileHeader, 'format' | 'sha256' | 'length' | 'optTensors'>, shard: Float32Array, opt: Float32Array[]): Buffer {
+export function encodeShardFile(
+  head: Omit<ShardFileHeader, 'format' | 'sha256' | 'length' | 'optTensors'>,
+  shard: Float32Array,
+  opt: Float32Array[],
+): Buffer {
   const parts = [shard, ...opt].map((t) => Buffer.from(t.buffer, t.byteOffset, t.byteLength));
   const payload = Buffer.concat(parts);
-  const header: ShardFileHeader = { format: 'lockstep-shard/1', ...head, length: shard.length, optTensors: opt.length, sha256: createHash('sha256').update(payload).digest('hex') };
+  const header: ShardFileHeader = {
+    format: 'lockstep-shard/1',
+    ...head,
+    length: shard.length,
+    optTensors: opt.length,
+    sha256: createHash('sha256').update(payload).digest('hex'),
+  };
   const h = Buffer.from(JSON.stringify(header));
   const len = Buffer.alloc(4);
   len.writeUInt32LE(h.length);
@@ -62,7 +72,9 @@ export function encodeShardFile(head: Omit<ShardFileHeader, 'format' | 'sha256' 
 }
 
 /** Parse and verify a shard file: the header's schema and the payload's SHA-256. Never throws. */
-export function decodeShardFile(bytes: Buffer): { ok: true; header: ShardFileHeader; shard: Float32Array; opt: Float32Array[] } | { ok: false; reason: string } {
+export function decodeShardFile(
+  bytes: Buffer,
+): { ok: true; header: ShardFileHeader; shard: Float32Array; opt: Float32Array[] } | { ok: false; reason: string } {
   if (bytes.length < 8 || !bytes.subarray(0, 4).equals(MAGIC)) return { ok: false, reason: 'not a lockstep shard file' };
   const hl = bytes.readUInt32LE(4);
   if (8 + hl > bytes.length || hl > 4096) return { ok: false, reason: 'truncated header' };
@@ -76,8 +88,10 @@ export function decodeShardFile(bytes: Buffer): { ok: true; header: ShardFileHea
   if (!r.success) return { ok: false, reason: `header: ${describeIssues(r.error).join('; ')}` };
   const header = r.data;
   const payload = bytes.subarray(8 + hl);
-  if (payload.length !== header.length * 4 * (1 + header.optTensors)) return { ok: false, reason: `payload is ${payload.length} bytes, expected ${header.length * 4 * (1 + header.optTensors)} (torn)` };
-  if (createHash('sha256').update(payload).digest('hex') !== header.sha256) return { ok: false, reason: 'payload checksum mismatch (corrupted)' };
+  if (payload.length !== header.length * 4 * (1 + header.optTensors))
+    return { ok: false, reason: `payload is ${payload.length} bytes, expected ${header.length * 4 * (1 + header.optTensors)} (torn)` };
+  if (createHash('sha256').update(payload).digest('hex') !== header.sha256)
+    return { ok: false, reason: 'payload checksum mismatch (corrupted)' };
   const copy = new Float32Array(header.length * (1 + header.optTensors));
   new Uint8Array(copy.buffer).set(payload);
   const at = (i: number) => copy.subarray(i * header.length, (i + 1) * header.length);

@@ -13,7 +13,14 @@ export class Task {
     readonly model: ModelSpec,
     readonly seed: number,
   ) {
-    this.teacher = fillUniform(new Float32Array(model.outputDim * model.inputDim), Math.sqrt(3 / model.inputDim), seed, Stream.teacher, 0, 0);
+    this.teacher = fillUniform(
+      new Float32Array(model.outputDim * model.inputDim),
+      Math.sqrt(3 / model.inputDim),
+      seed,
+      Stream.teacher,
+      0,
+      0,
+    );
   }
 
   input(step: number, index: number, out = new Float32Array(this.model.inputDim)): Float32Array {

@@ -38,7 +38,11 @@ export interface TensorChunk {
 }
 
 /** Split `tensor` into frames of at most `chunkBytes` of data each. */
-export function encodeTensor(head: Omit<TensorChunkHeader, 'index' | 'count' | 'offset' | 'length' | 'total' | 'crc32' | 'msgId'> & { msgId: string }, tensor: Float32Array, chunkBytes: number): Uint8Array[] {
+export function encodeTensor(
+  head: Omit<TensorChunkHeader, 'index' | 'count' | 'offset' | 'length' | 'total' | 'crc32' | 'msgId'> & { msgId: string },
+  tensor: Float32Array,
+  chunkBytes: number,
+): Uint8Array[] {
   const perChunk = Math.max(1, Math.floor(chunkBytes / 4));
   const count = Math.max(1, Math.ceil(tensor.length / perChunk));
   const frames: Uint8Array[] = [];
@@ -46,7 +50,16 @@ export function encodeTensor(head: Omit<TensorChunkHeader, 'index' | 'count' | '
     const offset = index * perChunk;
     const length = Math.min(perChunk, tensor.length - offset);
     const data = new Uint8Array(tensor.buffer, tensor.byteOffset + offset * 4, length * 4);
-    const header: TensorChunkHeader = { ...head, msgId: `${head.msgId}#${index}`, index, count, offset, length, total: tensor.length, crc32: crc32(data) };
+    const header: TensorChunkHeader = {
+      ...head,
+      msgId: `${head.msgId}#${index}`,
+      index,
+      count,
+      offset,
+      length,
+      total: tensor.length,
+      crc32: crc32(data),
+    };
     frames.push(frame(header, data));
   }
   return frames;
@@ -82,6 +95,7 @@ export function decodeTensorChunk(bytes: Uint8Array): Decoded<TensorChunk> {
   const header = parsed.data;
   const data = bytes.subarray(8 + headLen);
   if (data.length !== header.length * 4) return { ok: false, reason: 'malformed', detail: 'chunk length does not match its header' };
-  if (crc32(data) !== header.crc32) return { ok: false, reason: 'checksum', detail: `chunk ${header.index}/${header.count} of ${header.tensor} from ${header.sender}` };
+  if (crc32(data) !== header.crc32)
+    return { ok: false, reason: 'checksum', detail: `chunk ${header.index}/${header.count} of ${header.tensor} from ${header.sender}` };
   return { ok: true, value: { header, data } };
 }

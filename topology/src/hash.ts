@@ -8,7 +8,9 @@ import * as zlib from 'node:zlib';
  * everywhere in lockstep.
  */
 export function shardHash(shard: Float32Array): string {
-  return createHash('sha256').update(new Uint8Array(shard.buffer, shard.byteOffset, shard.byteLength)).digest('hex');
+  return createHash('sha256')
+    .update(new Uint8Array(shard.buffer, shard.byteOffset, shard.byteLength))
+    .digest('hex');
 }
 
 export function combineShardHashes(shardHashes: readonly string[]): string {

@@ -103,7 +103,10 @@ export const StateNone = msg('state.none', { reqId: z.string().min(1).max(100), 
  * requests in the attempt, so each resend has its own message ids (and its own
  * draw in a fault plan).
  */
-export const TensorRequest = msg('tensor.request', { tensor: z.enum(['grad.slice', 'grad.exchange', 'param.shard']), round: z.number().int().min(1).max(1_000_000) });
+export const TensorRequest = msg('tensor.request', {
+  tensor: z.enum(['grad.slice', 'grad.exchange', 'param.shard']),
+  round: z.number().int().min(1).max(1_000_000),
+});
 
 export const Ping = msg('ping', {});
 export const Pong = msg('pong', { ready: z.boolean(), waitingFor: z.array(z.string().max(100)).max(100) });

@@ -46,7 +46,14 @@ export interface Activations {
   lossSum: number;
 }
 
-export function forward(m: ModelSpec, params: Float32Array, task: Task, step: number, samples: SampleRange, globalBatch: number): Activations {
+export function forward(
+  m: ModelSpec,
+  params: Float32Array,
+  task: Task,
+  step: number,
+  samples: SampleRange,
+  globalBatch: number,
+): Activations {
   const l = layout(m);
   const { inputDim, hiddenDim, outputDim } = m;
   const acts: Activations = { step, samples, inputs: [], targets: [], hidden: [], outputs: [], lossSum: 0 };

@@ -17,7 +17,13 @@ export interface UpdateResult {
 }
 
 /** Apply one optimizer step (t = step + 1) to a shard. */
-export function applyOptimizer(spec: OptimizerSpec, step: number, params: Float32Array, state: OptimizerState, grad: Float32Array): UpdateResult {
+export function applyOptimizer(
+  spec: OptimizerSpec,
+  step: number,
+  params: Float32Array,
+  state: OptimizerState,
+  grad: Float32Array,
+): UpdateResult {
   const n = params.length;
   if (grad.length !== n) throw new Error(`applyOptimizer: gradient has ${grad.length} elements, shard has ${n}`);
   const out = new Float32Array(n);
@@ -26,8 +32,8 @@ export function applyOptimizer(spec: OptimizerSpec, step: number, params: Float3
     const m = new Float32Array(n);
     const v = new Float32Array(n);
     const t = step + 1;
-    const c1 = 1 - Math.pow(spec.beta1, t);
-    const c2 = 1 - Math.pow(spec.beta2, t);
+    const c1 = 1 - spec.beta1 ** t;
+    const c2 = 1 - spec.beta2 ** t;
     for (let i = 0; i < n; i++) {
       const g = grad[i];
       m[i] = spec.beta1 * m0[i] + (1 - spec.beta1) * g;

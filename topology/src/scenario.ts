@@ -45,17 +45,34 @@ export const ProcessFault = z
       error: 'must be stop, cont, kill, tear, cut, cut-one-way, heal, latency or bandwidth',
     }),
     /** The process to signal: the client, a pod scheduler, the process running a host, or a pod's nats-server; `checkpoint` for tear; `dcn` for the network. */
-    target: z.string().regex(/^(client|pod\/\d+|host\/\d+\/\d+|nats\/\d+|checkpoint|dcn)$/, 'must be client, pod/<p>, host/<p>/<h>, nats/<p>, checkpoint or dcn'),
+    target: z
+      .string()
+      .regex(
+        /^(client|pod\/\d+|host\/\d+\/\d+|nats\/\d+|checkpoint|dcn)$/,
+        'must be client, pod/<p>, host/<p>/<h>, nats/<p>, checkpoint or dcn',
+      ),
     /** For latency (ms) and bandwidth (bytes a second). */
     value: z.number().int().min(0).optional(),
     /** For cut-one-way: forward is pod 0 -> pod 1 (the lower pod to the higher), back the other way. */
     direction: z.enum(['forward', 'back']).default('forward'),
   })
   .strict()
-  .refine((f) => !f.inPhase || (f.target.startsWith('host/') && f.action !== 'cont' && f.action !== 'tear'), { message: 'inPhase is for kill or stop of a host', path: ['inPhase'] })
-  .refine((f) => (f.action === 'tear') === (f.target === 'checkpoint'), { message: 'tear goes with target checkpoint, and only tear does', path: ['target'] })
-  .refine((f) => DCN_ACTIONS.includes(f.action) === (f.target === 'dcn'), { message: 'cut, cut-one-way, heal, latency and bandwidth go with target dcn, and only they do', path: ['target'] })
-  .refine((f) => !(f.action === 'latency' || f.action === 'bandwidth') || f.value !== undefined, { message: 'latency and bandwidth need a value', path: ['value'] });
+  .refine((f) => !f.inPhase || (f.target.startsWith('host/') && f.action !== 'cont' && f.action !== 'tear'), {
+    message: 'inPhase is for kill or stop of a host',
+    path: ['inPhase'],
+  })
+  .refine((f) => (f.action === 'tear') === (f.target === 'checkpoint'), {
+    message: 'tear goes with target checkpoint, and only tear does',
+    path: ['target'],
+  })
+  .refine((f) => DCN_ACTIONS.includes(f.action) === (f.target === 'dcn'), {
+    message: 'cut, cut-one-way, heal, latency and bandwidth go with target dcn, and only they do',
+    path: ['target'],
+  })
+  .refine((f) => !(f.action === 'latency' || f.action === 'bandwidth') || f.value !== undefined, {
+    message: 'latency and bandwidth need a value',
+    path: ['value'],
+  });
 export const DCN_ACTIONS: readonly string[] = ['cut', 'cut-one-way', 'heal', 'latency', 'bandwidth'];
 export type ProcessFault = z.output<typeof ProcessFault>;
 

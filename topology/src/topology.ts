@@ -48,9 +48,18 @@ export type TrainingSpec = z.infer<typeof TrainingSpec>;
 export const WireSpec = z
   .object({
     /** Bytes of tensor data in one NATS message; must stay under the server's max_payload. */
-    chunkBytes: z.number().int().min(4096, 'must be >= 4096').max(1_000_000, 'must be <= 1000000 (NATS max_payload is 1 MiB)').default(512 * 1024),
+    chunkBytes: z
+      .number()
+      .int()
+      .min(4096, 'must be >= 4096')
+      .max(1_000_000, 'must be <= 1000000 (NATS max_payload is 1 MiB)')
+      .default(512 * 1024),
     /** Largest control (JSON) message accepted; anything larger is rejected and counted. */
-    maxControlBytes: z.number().int().min(1024, 'must be >= 1024').default(64 * 1024),
+    maxControlBytes: z
+      .number()
+      .int()
+      .min(1024, 'must be >= 1024')
+      .default(64 * 1024),
   })
   .strict();
 
@@ -144,7 +153,10 @@ export const FaultRule = z
     /** Only messages published on subjects matching one of these NATS patterns (`*` one token, `>` the rest), e.g. `lockstep.*.host.1.*.data`. */
     subjects: z.array(z.string().min(1).max(300)).min(1).optional(),
     /** Only messages of steps in [from, to]. */
-    steps: z.object({ from: z.number().int().min(0), to: z.number().int().min(0) }).strict().optional(),
+    steps: z
+      .object({ from: z.number().int().min(0), to: z.number().int().min(0) })
+      .strict()
+      .optional(),
     probability: z.number().min(0, 'must be >= 0').max(1, 'must be <= 1'),
     /** For delay: how long. */
     delayMs: positiveInt().default(50),
@@ -186,7 +198,10 @@ export const CheckpointSpec = z
 
 export const Topology = z
   .object({
-    name: z.string().min(1, 'must not be empty').regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lowercase letters, digits and dashes'),
+    name: z
+      .string()
+      .min(1, 'must not be empty')
+      .regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lowercase letters, digits and dashes'),
     pods: positiveInt(),
     hostsPerPod: positiveInt(),
     /** Modeled only: chips a host stands for (PaLM: 4 TPU v4 chips a host). */

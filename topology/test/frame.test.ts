@@ -1,7 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { decodeControl, decodeTensorChunk, encodeControl, encodeTensor, frame, type StepDispatch } from '../src/index.ts';
 
-const head = { v: 1 as const, runId: 'r1', step: 3, attempt: 0, sender: 'host/0/1', msgId: 'm', kind: 'tensor.chunk' as const, tensor: 'grad.slice' as const, shard: 0 };
+const head = {
+  v: 1 as const,
+  runId: 'r1',
+  step: 3,
+  attempt: 0,
+  sender: 'host/0/1',
+  msgId: 'm',
+  kind: 'tensor.chunk' as const,
+  tensor: 'grad.slice' as const,
+  shard: 0,
+};
 
 describe('wire frames', () => {
   it('splits a tensor into chunks under the chunk size and puts it back', () => {
@@ -31,12 +41,24 @@ describe('wire frames', () => {
   });
 
   it('control messages: round trip, malformed JSON, schema, oversized', () => {
-    const m: StepDispatch = { v: 1, runId: 'r1', step: 0, attempt: 0, sender: 'client', msgId: 'a', kind: 'step.dispatch', samples: { start: 0, end: 32 } };
+    const m: StepDispatch = {
+      v: 1,
+      runId: 'r1',
+      step: 0,
+      attempt: 0,
+      sender: 'client',
+      msgId: 'a',
+      kind: 'step.dispatch',
+      samples: { start: 0, end: 32 },
+    };
     expect(decodeControl(encodeControl(m), 65536)).toEqual({ ok: true, value: m });
     expect(decodeControl(new TextEncoder().encode('{nope'), 65536)).toMatchObject({ ok: false, reason: 'malformed' });
     const noSamples = new TextEncoder().encode(JSON.stringify({ ...m, samples: undefined }));
     expect(decodeControl(noSamples, 65536)).toMatchObject({ ok: false, reason: 'schema', detail: expect.stringMatching(/samples/) });
-    expect(decodeControl(new TextEncoder().encode(JSON.stringify({ ...m, sender: 'mallory' })), 65536)).toMatchObject({ ok: false, reason: 'schema' });
+    expect(decodeControl(new TextEncoder().encode(JSON.stringify({ ...m, sender: 'mallory' })), 65536)).toMatchObject({
+      ok: false,
+      reason: 'schema',
+    });
     expect(decodeControl(new Uint8Array(70000), 65536)).toMatchObject({ ok: false, reason: 'oversized' });
   });
 });

@@ -3,7 +3,12 @@ import { combineShardHashes, crc32, crc32Table, reduceInOrder, shardHash, shardR
 
 describe('numerics', () => {
   it('shards cover the parameter vector exactly once, in order', () => {
-    for (const [n, k] of [[10, 3], [2632, 4], [7, 7], [1000003, 768]]) {
+    for (const [n, k] of [
+      [10, 3],
+      [2632, 4],
+      [7, 7],
+      [1000003, 768],
+    ]) {
       const r = shardRanges(n, k);
       expect(r[0].start).toBe(0);
       expect(r[k - 1].end).toBe(n);

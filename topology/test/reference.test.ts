@@ -28,7 +28,11 @@ describe('reference trainer', () => {
   });
 
   it('works with momentum SGD and with one pod', () => {
-    const t = parseTopology({ ...preset('tiny'), pods: 1, training: { seed: 1, globalBatch: 16, optimizer: { kind: 'momentum', lr: 0.05 } } });
+    const t = parseTopology({
+      ...preset('tiny'),
+      pods: 1,
+      training: { seed: 1, globalBatch: 16, optimizer: { kind: 'momentum', lr: 0.05 } },
+    });
     const r = new ReferenceTrainer(t);
     const first = r.runStep().loss;
     let last = first;

@@ -11,7 +11,10 @@ describe('topology', () => {
   });
 
   it('fills defaults for wire and deadlines', () => {
-    const t = parseTopologyText('name: x\npods: 1\nhostsPerPod: 2\nmodel: {inputDim: 4, hiddenDim: 4, outputDim: 2}\ntraining: {seed: 1, globalBatch: 4, optimizer: {kind: momentum, lr: 0.1}}\n', 'x.yaml');
+    const t = parseTopologyText(
+      'name: x\npods: 1\nhostsPerPod: 2\nmodel: {inputDim: 4, hiddenDim: 4, outputDim: 2}\ntraining: {seed: 1, globalBatch: 4, optimizer: {kind: momentum, lr: 0.1}}\n',
+      'x.yaml',
+    );
     expect(t.wire.chunkBytes).toBe(512 * 1024);
     expect(t.deadlines.phaseMs).toBe(30_000);
     expect(t.hostsPerProcess).toBe(1);

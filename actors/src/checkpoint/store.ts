@@ -42,9 +42,15 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
 }
 
 /** A host's part of the checkpoint of `step`: its shard and optimizer state. */
-export function writeShardCheckpoint(dir: string, o: { runId: string; step: number; pod: number; host: number; shard: Float32Array; opt: Float32Array[] }): string {
+export function writeShardCheckpoint(
+  dir: string,
+  o: { runId: string; step: number; pod: number; host: number; shard: Float32Array; opt: Float32Array[] },
+): string {
   const path = join(dir, checkpointDirName(o.step), shardFileName(o.pod, o.host));
-  writeFileAtomic(path, encodeShardFile({ runId: o.runId, step: o.step, pod: o.pod, host: o.host, shardHash: shardHash(o.shard) }, o.shard, o.opt));
+  writeFileAtomic(
+    path,
+    encodeShardFile({ runId: o.runId, step: o.step, pod: o.pod, host: o.host, shardHash: shardHash(o.shard) }, o.shard, o.opt),
+  );
   return path;
 }
 
@@ -109,7 +115,8 @@ function validReplica(dir: string, m: CheckpointManifest, host: number, length: 
     }
     const d = decodeShardFile(bytes);
     if (!d.ok) reasons.push(`pod ${pod}: ${d.reason}`);
-    else if (d.header.step !== m.step || d.header.host !== host || d.shard.length !== length) reasons.push(`pod ${pod}: file is for step ${d.header.step} host ${d.header.host}`);
+    else if (d.header.step !== m.step || d.header.host !== host || d.shard.length !== length)
+      reasons.push(`pod ${pod}: file is for step ${d.header.step} host ${d.header.host}`);
     else if (shardHash(d.shard) !== m.shardHashes[host]) reasons.push(`pod ${pod}: shard hash differs from the manifest`);
     else return { file };
   }
@@ -117,7 +124,12 @@ function validReplica(dir: string, m: CheckpointManifest, host: number, length: 
 }
 
 /** The newest checkpoint at or before `atMost` whose manifest and every shard check out. */
-export function findCheckpoint(dir: string, t: Topology, runId: string, atMost: number): CheckpointChoice | { skipped: { step: number; reason: string }[] } {
+export function findCheckpoint(
+  dir: string,
+  t: Topology,
+  runId: string,
+  atMost: number,
+): CheckpointChoice | { skipped: { step: number; reason: string }[] } {
   const skipped: { step: number; reason: string }[] = [];
   const size = parameterCount(t.model);
   for (const step of checkpointSteps(dir).filter((s) => s <= atMost)) {
@@ -144,9 +156,16 @@ export function findCheckpoint(dir: string, t: Topology, runId: string, atMost: 
 export function loadCheckpoint(dir: string, t: Topology, runId: string, host: number, step: number): CommittedState {
   const size = parameterCount(t.model);
   const own = shardRange(size, t.hostsPerPod, host);
-  if (step < 0) return { step: 0, params: initParams(t.model, t.training.seed), optState: initOptimizerState(t.training.optimizer, own.end - own.start), lastCommitted: undefined };
+  if (step < 0)
+    return {
+      step: 0,
+      params: initParams(t.model, t.training.seed),
+      optState: initOptimizerState(t.training.optimizer, own.end - own.start),
+      lastCommitted: undefined,
+    };
   const choice = findCheckpoint(dir, t, runId, step);
-  if (!('manifest' in choice) || choice.manifest.step !== step) throw new Error(`checkpoint of step ${step} is not usable: ${choice.skipped.find((s) => s.step === step)?.reason ?? 'not found'}`);
+  if (!('manifest' in choice) || choice.manifest.step !== step)
+    throw new Error(`checkpoint of step ${step} is not usable: ${choice.skipped.find((s) => s.step === step)?.reason ?? 'not found'}`);
   const params = new Float32Array(size);
   let optState: Float32Array[] = [];
   choice.files.forEach((file, k) => {

@@ -12,7 +12,12 @@ export function checkpointActor(dir: string, t: Topology, runId: string, log: Lo
       for (const s of r.skipped) log.warn({ step: s.step, reason: s.reason }, 'checkpoint skipped');
       if ('manifest' in r) {
         log.warn({ step: r.manifest.step }, 'restoring checkpoint');
-        sendBack({ type: 'ckpt.found', step: r.manifest.step, paramsHash: r.manifest.paramsHash, skipped: r.skipped } satisfies CheckpointEvent);
+        sendBack({
+          type: 'ckpt.found',
+          step: r.manifest.step,
+          paramsHash: r.manifest.paramsHash,
+          skipped: r.skipped,
+        } satisfies CheckpointEvent);
       } else {
         log.warn('no usable checkpoint: restoring the initial state');
         sendBack({ type: 'ckpt.none', skipped: r.skipped } satisfies CheckpointEvent);

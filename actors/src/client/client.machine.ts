@@ -231,7 +231,10 @@ export const clientMachine = setup({
     abortWait: ({ context }) => context.topology.heartbeat.intervalMs * context.topology.heartbeat.misses,
     /** Longer than a pod's own wait for its hosts' commits (so the pod can say which host is missing first), and than every resend. */
     commitGiveUp: ({ context }) =>
-      Math.max(context.topology.deadlines.stepMs + context.topology.deadlines.phaseMs, (context.topology.recovery.maxResends + 1) * context.topology.heartbeat.intervalMs),
+      Math.max(
+        context.topology.deadlines.stepMs + context.topology.deadlines.phaseMs,
+        (context.topology.recovery.maxResends + 1) * context.topology.heartbeat.intervalMs,
+      ),
   },
   guards: {
     forThisAttempt: ({ context, event }) => 'msg' in event && stepMismatch(context, event.msg) === undefined,
@@ -255,7 +258,9 @@ export const clientMachine = setup({
     allPodsReady: ({ context }) => podsNotReady(context).length === 0,
     /** A pod idle well after the dispatch never got it, or was restarted meanwhile: this attempt cannot finish. */
     podIdleInAttempt: ({ context, event }) =>
-      event.type === 'pod.heartbeat' && event.msg.phase === 'idle' && performance.now() - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs,
+      event.type === 'pod.heartbeat' &&
+      event.msg.phase === 'idle' &&
+      performance.now() - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs,
     canResend: ({ context }) => context.resends < context.topology.recovery.maxResends,
     somePodSilent: ({ context }) => silentPod(context) !== undefined,
   },
@@ -267,12 +272,26 @@ export const clientMachine = setup({
     dispatch: enqueueActions(({ context, enqueue }) => {
       const attempt = context.attempt + 1;
       const ctx = { ...context, attempt };
-      enqueue.assign({ attempt, maxAttempt: Math.max(context.maxAttempt, attempt), tries: context.tries + 1, dispatchedAt: performance.now(), prepared: new Map(), committed: new Map(), aborted: new Set(), resends: 0, ...(context.tries === 0 ? { stepStartedAt: performance.now() } : {}) });
+      enqueue.assign({
+        attempt,
+        maxAttempt: Math.max(context.maxAttempt, attempt),
+        tries: context.tries + 1,
+        dispatchedAt: performance.now(),
+        prepared: new Map(),
+        committed: new Map(),
+        aborted: new Set(),
+        resends: 0,
+        ...(context.tries === 0 ? { stepStartedAt: performance.now() } : {}),
+      });
       for (const p of podList(context)) {
         enqueue.sendTo('wire', {
           type: 'wire.send',
           subject: subjects.podCmd(context.runId, p),
-          message: { ...envelope(ctx, `step.dispatch.${p}`), kind: 'step.dispatch', samples: podSamples(context.topology.training.globalBatch, context.topology.pods, p) },
+          message: {
+            ...envelope(ctx, `step.dispatch.${p}`),
+            kind: 'step.dispatch',
+            samples: podSamples(context.topology.training.globalBatch, context.topology.pods, p),
+          },
         } satisfies WireCommand);
       }
     }),
@@ -282,16 +301,23 @@ export const clientMachine = setup({
       if (context.prepared.has(p)) return { duplicates: context.duplicates + 1 };
       return { prepared: new Map(context.prepared).set(p, event.msg) };
     }),
-    storeCommitted: assign(({ context, event }) => (event.type === 'pod.committed' ? { committed: new Map(context.committed).set(podIndex(event), event.msg) } : {})),
+    storeCommitted: assign(({ context, event }) =>
+      event.type === 'pod.committed' ? { committed: new Map(context.committed).set(podIndex(event), event.msg) } : {},
+    ),
     storeAborted: assign(({ context, event }) => ({ aborted: new Set(context.aborted).add(podIndex(event)) })),
-    storeStopped: assign(({ context, event }) => (event.type === 'pod.stopped' ? { stopped: new Map(context.stopped).set(podIndex(event), event.msg) } : {})),
+    storeStopped: assign(({ context, event }) =>
+      event.type === 'pod.stopped' ? { stopped: new Map(context.stopped).set(podIndex(event), event.msg) } : {},
+    ),
     tell: enqueueActions(({ context, enqueue }, params: { kind: 'step.commit' | 'step.abort' | 'run.end'; reason?: string }) => {
       for (const p of podList(context)) {
         const base = envelope(context, `${params.kind}.${p}.r${context.resends}`);
         enqueue.sendTo('wire', {
           type: 'wire.send',
           subject: subjects.podCmd(context.runId, p),
-          message: params.kind === 'step.abort' ? { ...base, kind: 'step.abort', reason: params.reason ?? describeFailure(context.failure) } : { ...base, kind: params.kind },
+          message:
+            params.kind === 'step.abort'
+              ? { ...base, kind: 'step.abort', reason: params.reason ?? describeFailure(context.failure) }
+              : { ...base, kind: params.kind },
         } satisfies WireCommand);
       }
     }),
@@ -302,7 +328,12 @@ export const clientMachine = setup({
         enqueue.sendTo('wire', {
           type: 'wire.send',
           subject: subjects.podCmd(context.runId, p),
-          message: { ...envelope(context, `run.restore.${p}.${r.checkpoint}.r${context.resends}`), kind: 'run.restore', checkpoint: r.checkpoint, paramsHash: r.paramsHash },
+          message: {
+            ...envelope(context, `run.restore.${p}.${r.checkpoint}.r${context.resends}`),
+            kind: 'run.restore',
+            checkpoint: r.checkpoint,
+            paramsHash: r.paramsHash,
+          },
         } satisfies WireCommand);
       }
       enqueue.assign({ resends: context.resends + 1 });
@@ -314,7 +345,8 @@ export const clientMachine = setup({
       if (!context.resumed) for (const p of pods) loss += p.lossSum;
       const podHashes = podList(context).map((p) => context.committed.get(p)!.paramsHash);
       const phaseMs: PhaseTimes = {};
-      for (const p of pods) for (const [k, v] of Object.entries(p.phaseMs) as [keyof PhaseTimes, number][]) phaseMs[k] = Math.max(phaseMs[k] ?? 0, v);
+      for (const p of pods)
+        for (const [k, v] of Object.entries(p.phaseMs) as [keyof PhaseTimes, number][]) phaseMs[k] = Math.max(phaseMs[k] ?? 0, v);
       const record: StepRecord = {
         type: 'step.committed',
         step: context.step,
@@ -347,7 +379,10 @@ export const clientMachine = setup({
       failure: {
         kind: 'podsNotReady' as const,
         step: context.step,
-        pods: podsNotReady(context).map((p) => ({ pod: p, silentHosts: context.podSeen[p] >= context.waitSince ? context.podSilentHosts[p] : [] })),
+        pods: podsNotReady(context).map((p) => ({
+          pod: p,
+          silentHosts: context.podSeen[p] >= context.waitSince ? context.podSilentHosts[p] : [],
+        })),
         ms: context.topology.deadlines.startupMs,
       },
     })),
@@ -390,14 +425,37 @@ export const clientMachine = setup({
       resends: 0,
     })),
     hashMismatch: assign(({ context }) => ({
-      failure: { kind: 'hashMismatch' as const, step: context.step, hashes: podList(context).map((p) => ({ pod: p, paramsHash: context.prepared.get(p)!.paramsHash })) },
+      failure: {
+        kind: 'hashMismatch' as const,
+        step: context.step,
+        hashes: podList(context).map((p) => ({ pod: p, paramsHash: context.prepared.get(p)!.paramsHash })),
+      },
     })),
     podFailed: assign(({ context, event }) =>
-      event.type === 'pod.failed' ? { failure: { kind: 'podFailed' as const, step: context.step, pod: podIndex(event), host: event.msg.host, phase: event.msg.phase, reason: event.msg.reason } } : {},
+      event.type === 'pod.failed'
+        ? {
+            failure: {
+              kind: 'podFailed' as const,
+              step: context.step,
+              pod: podIndex(event),
+              host: event.msg.host,
+              phase: event.msg.phase,
+              reason: event.msg.reason,
+            },
+          }
+        : {},
     ),
     deadline: assign(({ context }, params: { waitingFor: 'pod.prepared' | 'pod.committed' }) => {
       const have = params.waitingFor === 'pod.prepared' ? context.prepared : context.committed;
-      return { failure: { kind: 'deadline' as const, step: context.step, waitingFor: params.waitingFor, pods: podList(context).filter((p) => !have.has(p)), ms: context.topology.deadlines.stepMs } };
+      return {
+        failure: {
+          kind: 'deadline' as const,
+          step: context.step,
+          waitingFor: params.waitingFor,
+          pods: podList(context).filter((p) => !have.has(p)),
+          ms: context.topology.deadlines.stepMs,
+        },
+      };
     }),
   },
 }).createMachine({
@@ -486,7 +544,16 @@ export const clientMachine = setup({
         sendTo('runlog', ({ context }): RunLogCommand => {
           let loss = 0;
           for (const p of podList(context)) loss += context.prepared.get(p)!.lossSum;
-          return { type: 'log.append', record: { step: context.step, attempt: context.attempt, paramsHash: context.prepared.get(0)!.paramsHash, loss, at: new Date().toISOString() } };
+          return {
+            type: 'log.append',
+            record: {
+              step: context.step,
+              attempt: context.attempt,
+              paramsHash: context.prepared.get(0)!.paramsHash,
+              loss,
+              at: new Date().toISOString(),
+            },
+          };
         }),
       ],
       on: {
@@ -496,7 +563,9 @@ export const clientMachine = setup({
           {
             guard: ({ context, event }) => event.step === context.step,
             target: 'aborting',
-            actions: assign(({ context, event }) => ({ failure: { kind: 'runLog' as const, step: context.step, reason: event.reason, retry: event.retry } })),
+            actions: assign(({ context, event }) => ({
+              failure: { kind: 'runLog' as const, step: context.step, reason: event.reason, retry: event.retry },
+            })),
           },
           { actions: 'reject' },
         ],
@@ -504,11 +573,18 @@ export const clientMachine = setup({
       },
     },
     committing: {
-      entry: [{ type: 'setPhase', params: { phase: 'committing' } }, { type: 'tell', params: { kind: 'step.commit' } }],
+      entry: [
+        { type: 'setPhase', params: { phase: 'committing' } },
+        { type: 'tell', params: { kind: 'step.commit' } },
+      ],
       always: [
         { guard: 'allCommittedAndDone', target: 'finishing', actions: 'recordStep' },
         // a restarted client has finished its predecessor's commit: wait for the pods to say where they are before going on
-        { guard: ({ context }) => context.committed.size === context.topology.pods && context.resumed !== undefined, target: 'awaitPods', actions: ['recordStep', 'nextStep'] },
+        {
+          guard: ({ context }) => context.committed.size === context.topology.pods && context.resumed !== undefined,
+          target: 'awaitPods',
+          actions: ['recordStep', 'nextStep'],
+        },
         { guard: 'allCommitted', target: 'awaitPrepared', actions: ['recordStep', 'nextStep'] },
       ],
       on: {
@@ -522,12 +598,22 @@ export const clientMachine = setup({
       initial: 'sent',
       states: {
         sent: {
-          after: { resendDelay: { guard: 'canResend', target: 'sent', reenter: true, actions: ['countResend', { type: 'tell', params: { kind: 'step.commit' } }] } },
+          after: {
+            resendDelay: {
+              guard: 'canResend',
+              target: 'sent',
+              reenter: true,
+              actions: ['countResend', { type: 'tell', params: { kind: 'step.commit' } }],
+            },
+          },
         },
       },
     },
     aborting: {
-      entry: [{ type: 'setPhase', params: { phase: 'aborting' } }, { type: 'tell', params: { kind: 'step.abort' } }],
+      entry: [
+        { type: 'setPhase', params: { phase: 'aborting' } },
+        { type: 'tell', params: { kind: 'step.abort' } },
+      ],
       always: { guard: 'allAborted', target: 'retryOrEnd' },
       on: {
         'pod.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
@@ -563,14 +649,25 @@ export const clientMachine = setup({
       on: {
         'ckpt.found': {
           target: 'restoring',
-          actions: assign(({ context, event }) => ({ restore: { checkpoint: event.step, paramsHash: event.paramsHash, skipped: event.skipped, atStep: context.step } })),
+          actions: assign(({ context, event }) => ({
+            restore: { checkpoint: event.step, paramsHash: event.paramsHash, skipped: event.skipped, atStep: context.step },
+          })),
         },
         'ckpt.none': {
           target: 'restoring',
-          actions: assign(({ context, event }) => ({ restore: { checkpoint: -1, paramsHash: null, skipped: event.skipped, atStep: context.step } })),
+          actions: assign(({ context, event }) => ({
+            restore: { checkpoint: -1, paramsHash: null, skipped: event.skipped, atStep: context.step },
+          })),
         },
       },
-      after: { phaseDeadline: { target: 'finishing', actions: assign(({ context }) => ({ failure: { kind: 'restore' as const, step: context.step, reason: 'the checkpoint store did not answer' } })) } },
+      after: {
+        phaseDeadline: {
+          target: 'finishing',
+          actions: assign(({ context }) => ({
+            failure: { kind: 'restore' as const, step: context.step, reason: 'the checkpoint store did not answer' },
+          })),
+        },
+      },
     },
     /** Every pod rolls its hosts back; the parameters must hash to what the checkpoint's manifest says. Then the steps since are replayed. */
     restoring: {
@@ -578,13 +675,23 @@ export const clientMachine = setup({
       on: {
         'pod.restored': [
           {
-            guard: ({ context, event }) => event.msg.checkpoint === context.restore!.checkpoint && context.restore!.paramsHash !== null && event.msg.paramsHash !== context.restore!.paramsHash,
+            guard: ({ context, event }) =>
+              event.msg.checkpoint === context.restore!.checkpoint &&
+              context.restore!.paramsHash !== null &&
+              event.msg.paramsHash !== context.restore!.paramsHash,
             target: 'finishing',
             actions: assign(({ context, event }) => ({
-              failure: { kind: 'restore' as const, step: context.step, reason: `pod/${podIndex(event)} restored checkpoint ${context.restore!.checkpoint} to ${event.msg.paramsHash.slice(0, 12)}, its manifest says ${context.restore!.paramsHash!.slice(0, 12)}` },
+              failure: {
+                kind: 'restore' as const,
+                step: context.step,
+                reason: `pod/${podIndex(event)} restored checkpoint ${context.restore!.checkpoint} to ${event.msg.paramsHash.slice(0, 12)}, its manifest says ${context.restore!.paramsHash!.slice(0, 12)}`,
+              },
             })),
           },
-          { guard: ({ context, event }) => event.msg.checkpoint === context.restore!.checkpoint, actions: assign({ restoredPods: ({ context, event }) => new Set(context.restoredPods).add(podIndex(event)) }) },
+          {
+            guard: ({ context, event }) => event.msg.checkpoint === context.restore!.checkpoint,
+            actions: assign({ restoredPods: ({ context, event }) => new Set(context.restoredPods).add(podIndex(event)) }),
+          },
           { actions: 'reject' },
         ],
       },
@@ -604,12 +711,26 @@ export const clientMachine = setup({
           };
         }),
       },
-      after: { stepDeadline: { target: 'finishing', actions: assign(({ context }) => ({ failure: { kind: 'restore' as const, step: context.step, reason: `pods did not restore checkpoint ${context.restore!.checkpoint} within ${context.topology.deadlines.stepMs} ms` } })) } },
+      after: {
+        stepDeadline: {
+          target: 'finishing',
+          actions: assign(({ context }) => ({
+            failure: {
+              kind: 'restore' as const,
+              step: context.step,
+              reason: `pods did not restore checkpoint ${context.restore!.checkpoint} within ${context.topology.deadlines.stepMs} ms`,
+            },
+          })),
+        },
+      },
       initial: 'told',
       states: { told: { after: { resendDelay: { target: 'told', reenter: true, actions: 'tellRestore' } } } },
     },
     finishing: {
-      entry: [{ type: 'setPhase', params: { phase: 'finishing' } }, { type: 'tell', params: { kind: 'run.end' } }],
+      entry: [
+        { type: 'setPhase', params: { phase: 'finishing' } },
+        { type: 'tell', params: { kind: 'run.end' } },
+      ],
       always: { guard: 'allStopped', target: 'done' },
       on: { 'pod.stopped': { actions: 'storeStopped' } },
       after: { phaseDeadline: 'done' },
@@ -653,7 +774,11 @@ export function describeFailure(f: ClientFailure | undefined): string {
       return `run log at step ${f.step}: ${f.reason}`;
     case 'podsNotReady':
       return `not ready within ${f.ms} ms to retry step ${f.step}: ${f.pods
-        .map((p) => (p.silentHosts.length ? `pod/${p.pod} (${p.silentHosts.map((h) => `host/${p.pod}/${h}`).join(', ')} silent)` : `pod/${p.pod} (scheduler silent)`))
+        .map((p) =>
+          p.silentHosts.length
+            ? `pod/${p.pod} (${p.silentHosts.map((h) => `host/${p.pod}/${h}`).join(', ')} silent)`
+            : `pod/${p.pod} (scheduler silent)`,
+        )
         .join(', ')}`;
   }
 }

@@ -33,7 +33,15 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
   const { nc, topology: t, runId } = opts;
   const log = opts.log.child({ actor: actorNames.client });
   const pods = Array.from({ length: t.pods }, (_, p) => ({ name: actorNames.pod(p), subject: subjects.podPing(runId, p) }));
-  await waitForPeers(nc, { runId, me: actorNames.client, peers: pods, deadlineMs: t.deadlines.startupMs, needReady: true, log, onProgress: opts.onReadyProgress });
+  await waitForPeers(nc, {
+    runId,
+    me: actorNames.client,
+    peers: pods,
+    deadlineMs: t.deadlines.startupMs,
+    needReady: true,
+    log,
+    onProgress: opts.onReadyProgress,
+  });
   log.info({ pods: t.pods, hostsPerPod: t.hostsPerPod, steps: opts.steps }, 'all pods ready; training');
 
   const wire = edgeFor(t, 'client', {
@@ -42,23 +50,40 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
     log,
     listen: [{ subject: subjects.clientReport(runId), channel: { on: 'client.report', pods: t.pods } }],
   });
-  const actor = createActor(clientMachine.provide({ actors: { wire, runlog: runLogActor(opts.runLog), checkpoints: checkpointActor(opts.checkpointDir, t, runId, log) } }), {
-    input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep, resume: opts.resume, cold: opts.cold },
-  });
+  const actor = createActor(
+    clientMachine.provide({
+      actors: { wire, runlog: runLogActor(opts.runLog), checkpoints: checkpointActor(opts.checkpointDir, t, runId, log) },
+    }),
+    {
+      input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep, resume: opts.resume, cold: opts.cold },
+    },
+  );
   actor.on('step.committed', (r) => {
     // every `everySteps`-th step: the manifest of the checkpoint the hosts write after committing it
     if ((r.step + 1) % t.checkpoint.everySteps === 0 && r.shardHashes.length === t.hostsPerPod) {
       try {
         writeManifest(
           opts.checkpointDir,
-          { format: 'lockstep-checkpoint/1', runId, step: r.step, attempt: r.attempt, paramsHash: r.paramsHash, shardHashes: r.shardHashes, pods: t.pods, writtenAt: new Date().toISOString() },
+          {
+            format: 'lockstep-checkpoint/1',
+            runId,
+            step: r.step,
+            attempt: r.attempt,
+            paramsHash: r.paramsHash,
+            shardHashes: r.shardHashes,
+            pods: t.pods,
+            writtenAt: new Date().toISOString(),
+          },
           t.checkpoint.keep,
         );
       } catch (err) {
         log.error({ err, step: r.step }, 'checkpoint manifest not written');
       }
     }
-    log.info({ step: r.step, loss: r.loss, paramsHash: r.paramsHash, podsAgree: r.podsAgree, ms: Math.round(r.ms * 100) / 100 }, 'step committed');
+    log.info(
+      { step: r.step, loss: r.loss, paramsHash: r.paramsHash, podsAgree: r.podsAgree, ms: Math.round(r.ms * 100) / 100 },
+      'step committed',
+    );
     const progress: StepCommitted = {
       v: 1,
       runId,
@@ -77,7 +102,8 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
   });
   let retries = 0;
   actor.subscribe((s) => {
-    for (const r of s.context.retried.slice(retries)) log.warn({ step: r.step, attempt: r.attempt, reason: r.reason }, 'attempt failed; retrying');
+    for (const r of s.context.retried.slice(retries))
+      log.warn({ step: r.step, attempt: r.attempt, reason: r.reason }, 'attempt failed; retrying');
     retries = s.context.retried.length;
   });
   const output = toPromise(actor);

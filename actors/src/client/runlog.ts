@@ -30,14 +30,24 @@ export class RunLog {
         const jsm = await jetstreamManager(nc, { timeout: 2000 });
         const name = runLogStream(runId);
         const info = await jsm.streams.info(name).catch(() => null);
-        if (!info) await jsm.streams.add({ name, subjects: [runLogSubject(runId)], storage: StorageType.File, num_replicas: 1, duplicate_window: 120_000_000_000 });
+        if (!info)
+          await jsm.streams.add({
+            name,
+            subjects: [runLogSubject(runId)],
+            storage: StorageType.File,
+            num_replicas: 1,
+            duplicate_window: 120_000_000_000,
+          });
         return new RunLog(jsm, jetstream(nc, { timeout: 2000 }), runId, log, timeoutMs);
       } catch (err) {
         last = err;
         await new Promise((r) => setTimeout(r, 200));
       }
     }
-    throw new RunLogUnavailable(`the run log (JetStream stream ${runLogStream(runId)}) is not reachable within ${timeoutMs} ms: ${(last as Error)?.message ?? 'no answer'}`, { cause: last });
+    throw new RunLogUnavailable(
+      `the run log (JetStream stream ${runLogStream(runId)}) is not reachable within ${timeoutMs} ms: ${(last as Error)?.message ?? 'no answer'}`,
+      { cause: last },
+    );
   }
 
   /** The last committed step's record, or undefined for a run with none. */
@@ -73,12 +83,19 @@ export class RunLog {
     let last: unknown;
     while (Date.now() < until) {
       try {
-        const ack = await this.js.publish(runLogSubject(this.runId), JSON.stringify(rec), { expect: { lastSequence: rec.step }, msgID: `${this.runId}/step/${rec.step}` });
-        if (ack.seq !== rec.step + 1) throw new RunLogConflict(`run log: step ${rec.step} stored at sequence ${ack.seq}, expected ${rec.step + 1}`);
+        const ack = await this.js.publish(runLogSubject(this.runId), JSON.stringify(rec), {
+          expect: { lastSequence: rec.step },
+          msgID: `${this.runId}/step/${rec.step}`,
+        });
+        if (ack.seq !== rec.step + 1)
+          throw new RunLogConflict(`run log: step ${rec.step} stored at sequence ${ack.seq}, expected ${rec.step + 1}`);
         if (ack.duplicate) {
           // the server matched the message id of an earlier append of this step: it holds that one, which must be this record
           const logged = await this.get(rec.step);
-          if (logged?.paramsHash !== rec.paramsHash) throw new RunLogConflict(`run log: step ${rec.step} was committed with paramsHash ${logged?.paramsHash.slice(0, 12)}, now ${rec.paramsHash.slice(0, 12)}`);
+          if (logged?.paramsHash !== rec.paramsHash)
+            throw new RunLogConflict(
+              `run log: step ${rec.step} was committed with paramsHash ${logged?.paramsHash.slice(0, 12)}, now ${rec.paramsHash.slice(0, 12)}`,
+            );
         }
         return;
       } catch (err) {
@@ -87,7 +104,11 @@ export class RunLog {
         if (/wrong last sequence/i.test(msg)) {
           const logged = await this.get(rec.step).catch(() => undefined);
           if (logged && logged.paramsHash === rec.paramsHash) return; // a replay that reproduced the step bit for bit
-          if (logged) throw new RunLogConflict(`run log: step ${rec.step} was committed with paramsHash ${logged.paramsHash.slice(0, 12)}, now ${rec.paramsHash.slice(0, 12)}`, { cause: err });
+          if (logged)
+            throw new RunLogConflict(
+              `run log: step ${rec.step} was committed with paramsHash ${logged.paramsHash.slice(0, 12)}, now ${rec.paramsHash.slice(0, 12)}`,
+              { cause: err },
+            );
           throw new RunLogConflict(`run log refused step ${rec.step}: ${msg} (an earlier step is missing)`, { cause: err });
         }
         last = err;
@@ -95,7 +116,10 @@ export class RunLog {
         await new Promise((r) => setTimeout(r, 200));
       }
     }
-    throw new RunLogUnavailable(`run log: step ${rec.step} not stored within ${this.timeoutMs} ms: ${(last as Error)?.message ?? 'no answer'}`, { cause: last });
+    throw new RunLogUnavailable(
+      `run log: step ${rec.step} not stored within ${this.timeoutMs} ms: ${(last as Error)?.message ?? 'no answer'}`,
+      { cause: last },
+    );
   }
 
   private parse(data: Uint8Array, seq: number): RunLogRecord {
@@ -119,7 +143,13 @@ export function runLogActor(runLog: RunLog) {
       const step = cmd.record.step;
       runLog.append(cmd.record).then(
         () => sendBack({ type: 'log.appended', step } satisfies RunLogEvent),
-        (err: Error) => sendBack({ type: 'log.failed', step, reason: `${err.name}: ${err.message}`, retry: !(err instanceof RunLogConflict) } satisfies RunLogEvent),
+        (err: Error) =>
+          sendBack({
+            type: 'log.failed',
+            step,
+            reason: `${err.name}: ${err.message}`,
+            retry: !(err instanceof RunLogConflict),
+          } satisfies RunLogEvent),
       );
     });
   });

@@ -26,7 +26,11 @@ export function parseCrashPoint(raw: string | undefined): CrashPoint | undefined
  * every microstep, not only the snapshot a macrostep settles in: a phase whose
  * tensors were already in (they came early) is entered and left in one event.
  */
-export function crashInspector(point: CrashPoint, log: Logger, signal: (sig: CrashPoint['signal']) => void = (sig) => process.kill(process.pid, sig)): (e: InspectionEvent) => void {
+export function crashInspector(
+  point: CrashPoint,
+  log: Logger,
+  signal: (sig: CrashPoint['signal']) => void = (sig) => process.kill(process.pid, sig),
+): (e: InspectionEvent) => void {
   let fired = false;
   return (e) => {
     if (fired || (e.type !== '@xstate.microstep' && e.type !== '@xstate.snapshot')) return;

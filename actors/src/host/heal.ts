@@ -48,23 +48,37 @@ export function serveState(opts: HostAddress & { state: () => Promise<CommittedS
   return nc.subscribe(subjects.hostState(runId, pod, host), {
     callback: (_err, m) => {
       const d = decodeControl(m.data, t.wire.maxControlBytes);
-      if (!d.ok || d.value.kind !== 'state.request' || d.value.runId !== runId) return opts.log.warn({ reason: d.ok ? `unexpected ${d.value.kind}` : d.reason }, 'state request rejected');
+      if (!d.ok || d.value.kind !== 'state.request' || d.value.runId !== runId)
+        return opts.log.warn({ reason: d.ok ? `unexpected ${d.value.kind}` : d.reason }, 'state request rejected');
       const req = d.value;
       const s = parseSender(req.sender);
-      if (!s || s.role !== 'host' || s.host !== host || s.pod === pod || s.pod >= t.pods) return opts.log.warn({ sender: req.sender }, 'state request rejected: not host h of another pod');
+      if (!s || s.role !== 'host' || s.host !== host || s.pod === pod || s.pod >= t.pods)
+        return opts.log.warn({ sender: req.sender }, 'state request rejected: not host h of another pod');
       if (served.has(req.reqId)) return; // a repeat of a request already answered
       served.add(req.reqId);
       const to = subjects.hostHeal(runId, s.pod, host);
       void opts.state().then(
         (state) => {
-          const env = (kind: string, step: number) => ({ v: 1 as const, runId, step, attempt: 0, sender: me, msgId: `${me}/${kind}/${req.reqId}` });
+          const env = (kind: string, step: number) => ({
+            v: 1 as const,
+            runId,
+            step,
+            attempt: 0,
+            sender: me,
+            msgId: `${me}/${kind}/${req.reqId}`,
+          });
           if (typeof state === 'string') {
             nc.publish(to, encodeControl({ ...env('state.none', 0), kind: 'state.none', reqId: req.reqId, reason: state }));
             return;
           }
           const tensors = [state.params, ...state.optState];
           tensors.forEach((data, i) => {
-            const head = { ...env(`state.${i}`, state.step), kind: 'tensor.chunk' as const, tensor: i === 0 ? ('state.params' as const) : ('state.opt' as const), shard: Math.max(0, i - 1) };
+            const head = {
+              ...env(`state.${i}`, state.step),
+              kind: 'tensor.chunk' as const,
+              tensor: i === 0 ? ('state.params' as const) : ('state.opt' as const),
+              shard: Math.max(0, i - 1),
+            };
             for (const f of encodeTensor(head, data, t.wire.chunkBytes)) nc.publish(to, f);
           });
           const done: StateDone = {
@@ -76,7 +90,10 @@ export function serveState(opts: HostAddress & { state: () => Promise<CommittedS
             sha256: tensorsDigest(tensors),
           };
           nc.publish(to, encodeControl(done));
-          opts.log.info({ to: req.sender, step: state.step, bytes: tensors.reduce((n, x) => n + x.byteLength, 0) }, 'state sent to a healing peer');
+          opts.log.info(
+            { to: req.sender, step: state.step, bytes: tensors.reduce((n, x) => n + x.byteLength, 0) },
+            'state sent to a healing peer',
+          );
         },
         (err) => opts.log.warn({ err }, 'state not served'),
       );
@@ -110,7 +127,9 @@ export async function fetchState(opts: HostAddress & { deadlineMs: number }): Pr
   }
   const fresh = (): Pending => ({
     reqId: randomBytes(6).toString('hex'),
-    assembler: new TensorAssembler((tensor, shard) => (tensor === 'state.params' && shard === 0 ? size : tensor === 'state.opt' && shard < 4 ? shardLength : undefined)),
+    assembler: new TensorAssembler((tensor, shard) =>
+      tensor === 'state.params' && shard === 0 ? size : tensor === 'state.opt' && shard < 4 ? shardLength : undefined,
+    ),
     tensors: new Map(),
     done: undefined,
     none: undefined,
@@ -166,7 +185,10 @@ export async function fetchState(opts: HostAddress & { deadlineMs: number }): Pr
       if (msg.kind === 'state.none') {
         p.none = msg.reason;
         if ([...pending.values()].every((x) => x.none !== undefined)) {
-          settle({ ok: false, reason: `no replica of shard ${host} left: ${peers.map((x) => `${actorNames.host(x, host)} ${pending.get(x)!.none}`).join('; ')}` });
+          settle({
+            ok: false,
+            reason: `no replica of shard ${host} left: ${peers.map((x) => `${actorNames.host(x, host)} ${pending.get(x)!.none}`).join('; ')}`,
+          });
         }
         return;
       }
@@ -180,7 +202,16 @@ export async function fetchState(opts: HostAddress & { deadlineMs: number }): Pr
       // a state.done comes after its tensors (one publisher, one subject): done but incomplete means chunks were lost
       const p = prev.done ? fresh() : prev;
       pending.set(q, p);
-      const req = { v: 1 as const, runId, step: 0, attempt: 0, sender: me, msgId: `${me}/state.request/${p.reqId}/${Date.now()}`, kind: 'state.request' as const, reqId: p.reqId };
+      const req = {
+        v: 1 as const,
+        runId,
+        step: 0,
+        attempt: 0,
+        sender: me,
+        msgId: `${me}/state.request/${p.reqId}/${Date.now()}`,
+        kind: 'state.request' as const,
+        reqId: p.reqId,
+      };
       try {
         nc.publish(subjects.hostState(runId, q, host), encodeControl(req));
       } catch (err) {
@@ -191,7 +222,11 @@ export async function fetchState(opts: HostAddress & { deadlineMs: number }): Pr
   ask();
   const timer = setInterval(ask, t.heartbeat.intervalMs);
   const deadline = setTimeout(
-    () => settle({ ok: false, reason: `no peer delivered the state of shard ${host} within ${opts.deadlineMs} ms (asked ${peers.map((q) => actorNames.host(q, host)).join(', ')})` }),
+    () =>
+      settle({
+        ok: false,
+        reason: `no peer delivered the state of shard ${host} within ${opts.deadlineMs} ms (asked ${peers.map((q) => actorNames.host(q, host)).join(', ')})`,
+      }),
     opts.deadlineMs,
   );
   try {

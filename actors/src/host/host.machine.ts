@@ -145,7 +145,11 @@ type StepTensor = TensorRequest['tensor'];
 type Peer = { pod: number; host: number };
 
 /** The tensor a host waits for in each phase that waits for tensors. */
-const PHASE_TENSOR: Partial<Record<string, StepTensor>> = { reduceScatter: 'grad.slice', exchange: 'grad.exchange', allGather: 'param.shard' };
+const PHASE_TENSOR: Partial<Record<string, StepTensor>> = {
+  reduceScatter: 'grad.slice',
+  exchange: 'grad.exchange',
+  allGather: 'param.shard',
+};
 
 /** Who this host swaps a step tensor with: the other hosts of its pod (slices, shards), or host h of every other pod (the exchange). */
 function peersFor(ctx: HostContext, tensor: StepTensor): Peer[] {
@@ -177,7 +181,10 @@ function tensorTo(ctx: HostContext, tensor: StepTensor, to: Peer, round?: number
 
 function missing(ctx: HostContext, phase: string): string {
   const tensor = PHASE_TENSOR[phase];
-  if (tensor) return `no ${tensor} yet from ${missingPeers(ctx, tensor).map((p) => actorNames.host(p.pod, p.host)).join(', ')}`;
+  if (tensor)
+    return `no ${tensor} yet from ${missingPeers(ctx, tensor)
+      .map((p) => actorNames.host(p.pod, p.host))
+      .join(', ')}`;
   return phase === 'prepared' ? 'no commit or abort from the pod' : 'computation did not finish';
 }
 
@@ -215,22 +222,31 @@ export const hostMachine = setup({
     requestDelay: ({ context }) => {
       const { deadlines, heartbeat } = context.topology;
       const slowest = isComputePhase(context.phase) ? (context.slowest[context.phase] ?? 0) : 0;
-      const base = (slowest > 0 ? Math.max(heartbeat.intervalMs, 2 * slowest) : deadlines.phaseMs / 4) * 2 ** Math.min(context.requests, 10);
+      const base =
+        (slowest > 0 ? Math.max(heartbeat.intervalMs, 2 * slowest) : deadlines.phaseMs / 4) * 2 ** Math.min(context.requests, 10);
       return Math.max(50, Math.min(deadlines.phaseMs / 4, base));
     },
   },
   guards: {
-    isNextDispatch: ({ context, event }) => event.type === 'host.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
+    isNextDispatch: ({ context, event }) =>
+      event.type === 'host.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
     forThisAttempt: ({ context, event }) => {
       const s = eventStep(event);
       return s !== undefined && stepMismatch(context, s) === undefined;
     },
     tensorForThisAttempt: ({ context, event }) => event.type === 'tensor.received' && stepMismatch(context, event.tensor) === undefined,
     tensorForNextAttempt: ({ context, event }) =>
-      event.type === 'tensor.received' && event.tensor.step === context.step && event.tensor.attempt > context.attempt && context.early.length < 4 * (context.topology.hostsPerPod + context.topology.pods),
+      event.type === 'tensor.received' &&
+      event.tensor.step === context.step &&
+      event.tensor.attempt > context.attempt &&
+      context.early.length < 4 * (context.topology.hostsPerPod + context.topology.pods),
     isLastCommitted: ({ context, event }) =>
-      event.type === 'host.commit' && context.lastCommitted !== undefined && event.msg.step === context.lastCommitted.step && event.msg.attempt === context.lastCommitted.attempt,
-    isAbortOfThisStep: ({ context, event }) => event.type === 'host.abort' && event.msg.step === context.step && event.msg.attempt >= context.attempt,
+      event.type === 'host.commit' &&
+      context.lastCommitted !== undefined &&
+      event.msg.step === context.lastCommitted.step &&
+      event.msg.attempt === context.lastCommitted.attempt,
+    isAbortOfThisStep: ({ context, event }) =>
+      event.type === 'host.abort' && event.msg.step === context.step && event.msg.attempt >= context.attempt,
     haveAllSlices: ({ context }) => context.slices.size === context.topology.hostsPerPod - 1,
     haveAllExchanged: ({ context }) => context.exchanged.size === context.topology.pods - 1,
     haveAllGathered: ({ context }) => context.gathered.size === context.topology.hostsPerPod - 1,
@@ -241,7 +257,10 @@ export const hostMachine = setup({
     beginAttempt: assign(({ context, event }) => {
       if (event.type !== 'host.dispatch') return {};
       const { step, attempt, samples } = event.msg;
-      const fresh = { slices: new Map(), exchanged: new Map(), gathered: new Map() } as Pick<HostContext, 'slices' | 'exchanged' | 'gathered'>;
+      const fresh = { slices: new Map(), exchanged: new Map(), gathered: new Map() } as Pick<
+        HostContext,
+        'slices' | 'exchanged' | 'gathered'
+      >;
       let rejected = context.rejected;
       for (const t of context.early) {
         const field = TENSOR_FROM[t.tensor];
@@ -296,7 +315,9 @@ export const hostMachine = setup({
     }),
     reduceInPod: assign(({ context }) => {
       const r = context.ranges[context.host];
-      const parts = Array.from({ length: context.topology.hostsPerPod }, (_, k) => (k === context.host ? context.grad!.subarray(r.start, r.end) : context.slices.get(k)!));
+      const parts = Array.from({ length: context.topology.hostsPerPod }, (_, k) =>
+        k === context.host ? context.grad!.subarray(r.start, r.end) : context.slices.get(k)!,
+      );
       return { podGrad: reduceInOrder(parts), acts: undefined };
     }),
     assembleParams: assign(({ context }) => {
@@ -315,7 +336,11 @@ export const hostMachine = setup({
       const round = context.requests + 1;
       for (const p of missingPeers(context, tensor)) {
         const message = { ...envelope(context, `tensor.request.${tensor}.r${round}`), kind: 'tensor.request' as const, tensor, round };
-        enqueue.sendTo('wire', { type: 'wire.send', subject: subjects.hostData(context.runId, p.pod, p.host), message } satisfies WireCommand);
+        enqueue.sendTo('wire', {
+          type: 'wire.send',
+          subject: subjects.hostData(context.runId, p.pod, p.host),
+          message,
+        } satisfies WireCommand);
       }
       enqueue.assign({ requests: round });
     }),
@@ -370,16 +395,35 @@ export const hostMachine = setup({
     }),
     abort: enqueueActions(({ context, enqueue }) => {
       enqueue.sendTo('wire', toPod(context, { ...envelope(context, 'host.aborted'), kind: 'host.aborted' }));
-      enqueue.assign({ next: undefined, grad: undefined, podGrad: undefined, acts: undefined, slices: new Map(), exchanged: new Map(), gathered: new Map() });
+      enqueue.assign({
+        next: undefined,
+        grad: undefined,
+        podGrad: undefined,
+        acts: undefined,
+        slices: new Map(),
+        exchanged: new Map(),
+        gathered: new Map(),
+      });
     }),
     fail: assign(({ context }, params: { phase: string; reason?: string }) => ({
-      failure: { phase: params.phase, reason: params.reason ?? `deadline of ${context.topology.deadlines.phaseMs} ms exceeded: ${missing(context, params.phase)}` },
+      failure: {
+        phase: params.phase,
+        reason: params.reason ?? `deadline of ${context.topology.deadlines.phaseMs} ms exceeded: ${missing(context, params.phase)}`,
+      },
     })),
     failFromError: assign(({ event }, params: { phase: string }) => ({
-      failure: { phase: params.phase, reason: `computation failed: ${(event as unknown as { error?: Error }).error?.message ?? 'unknown error'}` },
+      failure: {
+        phase: params.phase,
+        reason: `computation failed: ${(event as unknown as { error?: Error }).error?.message ?? 'unknown error'}`,
+      },
     })),
     sendFailed: sendTo('wire', ({ context }) =>
-      toPod(context, { ...envelope(context, 'host.failed'), kind: 'host.failed', phase: context.failure!.phase, reason: context.failure!.reason }),
+      toPod(context, {
+        ...envelope(context, 'host.failed'),
+        kind: 'host.failed',
+        phase: context.failure!.phase,
+        reason: context.failure!.reason,
+      }),
     ),
     adoptRestored: assign(({ event }) => {
       const s = (event as unknown as { output: CommittedState }).output;
@@ -410,7 +454,13 @@ export const hostMachine = setup({
       });
     }),
     sendStopped: sendTo('wire', ({ context }) =>
-      toPod(context, { ...envelope(context, 'host.stopped'), kind: 'host.stopped', rejected: context.rejected, duplicates: context.duplicates, faultsInjected: context.faultsInjected }),
+      toPod(context, {
+        ...envelope(context, 'host.stopped'),
+        kind: 'host.stopped',
+        rejected: context.rejected,
+        duplicates: context.duplicates,
+        faultsInjected: context.faultsInjected,
+      }),
     ),
   },
 }).createMachine({
@@ -462,7 +512,10 @@ export const hostMachine = setup({
   on: {
     'run.end': '.stopped',
     // the whole run rolls back to a checkpoint: whatever this host was doing is dropped (nothing uncommitted survives)
-    'host.restore': { target: '.restoring', actions: assign({ restoreTo: ({ event }) => event.msg.checkpoint, resends: ({ context }) => context.resends + 1 }) },
+    'host.restore': {
+      target: '.restoring',
+      actions: assign({ restoreTo: ({ event }) => event.msg.checkpoint, resends: ({ context }) => context.resends + 1 }),
+    },
     'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
     '*': { actions: 'reject' },
   },
@@ -492,8 +545,16 @@ export const hostMachine = setup({
       initial: 'forward',
       on: {
         // a peer already on the next attempt: keep its tensors for when our dispatch arrives
-        'tensor.received': [{ guard: 'tensorForThisAttempt', actions: 'storeTensor' }, { guard: 'tensorForNextAttempt', actions: 'holdEarly' }, { actions: 'reject' }],
-        'host.abort': [{ guard: 'forThisAttempt', target: 'idle', actions: 'abort' }, { guard: 'isAbortOfThisStep', target: 'idle', actions: 'confirmAborted' }, { actions: 'reject' }],
+        'tensor.received': [
+          { guard: 'tensorForThisAttempt', actions: 'storeTensor' },
+          { guard: 'tensorForNextAttempt', actions: 'holdEarly' },
+          { actions: 'reject' },
+        ],
+        'host.abort': [
+          { guard: 'forThisAttempt', target: 'idle', actions: 'abort' },
+          { guard: 'isAbortOfThisStep', target: 'idle', actions: 'confirmAborted' },
+          { actions: 'reject' },
+        ],
         'host.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
         'tensor.request': [{ guard: 'forThisAttempt', actions: 'answerRequest' }, { actions: 'reject' }],
         // a later attempt of this step supersedes this one: nothing was committed, so start over
@@ -504,8 +565,18 @@ export const hostMachine = setup({
           entry: { type: 'enterPhase', params: { phase: 'forward' } },
           invoke: {
             src: 'forwardPass',
-            input: ({ context: c }) => ({ model: c.topology.model, params: c.params, task: c.task, step: c.step, samples: c.samples, globalBatch: c.topology.training.globalBatch }),
-            onDone: { target: 'backward', actions: assign({ acts: ({ event }) => event.output, lossSum: ({ event }) => event.output.lossSum }) },
+            input: ({ context: c }) => ({
+              model: c.topology.model,
+              params: c.params,
+              task: c.task,
+              step: c.step,
+              samples: c.samples,
+              globalBatch: c.topology.training.globalBatch,
+            }),
+            onDone: {
+              target: 'backward',
+              actions: assign({ acts: ({ event }) => event.output, lossSum: ({ event }) => event.output.lossSum }),
+            },
             onError: { target: 'failed', actions: { type: 'failFromError', params: { phase: 'forward' } } },
           },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'forward' } } } },
@@ -514,8 +585,16 @@ export const hostMachine = setup({
           entry: { type: 'enterPhase', params: { phase: 'backward' } },
           invoke: {
             src: 'backwardPass',
-            input: ({ context: c }) => ({ model: c.topology.model, params: c.params, acts: c.acts!, globalBatch: c.topology.training.globalBatch }),
-            onDone: { target: 'reduceScatter', actions: [assign({ grad: ({ event }) => event.output }), { type: 'sendTensors', params: { tensor: 'grad.slice' } }] },
+            input: ({ context: c }) => ({
+              model: c.topology.model,
+              params: c.params,
+              acts: c.acts!,
+              globalBatch: c.topology.training.globalBatch,
+            }),
+            onDone: {
+              target: 'reduceScatter',
+              actions: [assign({ grad: ({ event }) => event.output }), { type: 'sendTensors', params: { tensor: 'grad.slice' } }],
+            },
             onError: { target: 'failed', actions: { type: 'failFromError', params: { phase: 'backward' } } },
           },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'backward' } } } },
@@ -529,7 +608,10 @@ export const hostMachine = setup({
           states: { waiting: { after: { requestDelay: { target: 'waiting', reenter: true, actions: 'requestMissing' } } } },
         },
         exchange: {
-          entry: [{ type: 'enterPhase', params: { phase: 'exchange' } }, { type: 'sendTensors', params: { tensor: 'grad.exchange' } }],
+          entry: [
+            { type: 'enterPhase', params: { phase: 'exchange' } },
+            { type: 'sendTensors', params: { tensor: 'grad.exchange' } },
+          ],
           always: { guard: 'haveAllExchanged', target: 'update' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'exchange' } } } },
           // a tensor lost on the way is asked for again, not waited for until the deadline
@@ -543,11 +625,20 @@ export const hostMachine = setup({
             input: ({ context: c }) => {
               const own = c.ranges[c.host];
               const podGrads = Array.from({ length: c.topology.pods }, (_, q) => (q === c.pod ? c.podGrad! : c.exchanged.get(q)!));
-              return { optimizer: c.topology.training.optimizer, step: c.step, shard: c.params.subarray(own.start, own.end), state: c.optState, podGrads };
+              return {
+                optimizer: c.topology.training.optimizer,
+                step: c.step,
+                shard: c.params.subarray(own.start, own.end),
+                state: c.optState,
+                podGrads,
+              };
             },
             onDone: {
               target: 'allGather',
-              actions: [assign({ next: ({ event }) => ({ shard: event.output.params, optState: event.output.state, params: undefined }) }), { type: 'sendTensors', params: { tensor: 'param.shard' } }],
+              actions: [
+                assign({ next: ({ event }) => ({ shard: event.output.params, optState: event.output.state, params: undefined }) }),
+                { type: 'sendTensors', params: { tensor: 'param.shard' } },
+              ],
             },
             onError: { target: 'failed', actions: { type: 'failFromError', params: { phase: 'update' } } },
           },
@@ -564,7 +655,11 @@ export const hostMachine = setup({
         prepared: {
           entry: [{ type: 'enterPhase', params: { phase: 'prepared' } }, 'sendPrepared'],
           on: {
-            'host.commit': [{ guard: 'forThisAttempt', target: '#host.idle', actions: 'commit' }, { guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
+            'host.commit': [
+              { guard: 'forThisAttempt', target: '#host.idle', actions: 'commit' },
+              { guard: 'isLastCommitted', actions: 'confirmCommitted' },
+              { actions: 'reject' },
+            ],
           },
           after: { commitDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'prepared' } } } },
           // a lost report would stall the step: say it again every heartbeat interval until the pod answers

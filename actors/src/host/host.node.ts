@@ -69,7 +69,10 @@ export function runHost(opts: HostRunOptions): HostRun {
       const r = await fetchState({ nc, topology: t, runId, pod, host, log, deadlineMs: t.deadlines.startupMs });
       if (r.ok) {
         restored = r.state;
-        log.info({ from: r.from, step: r.state.step, lastCommitted: r.state.lastCommitted, ms: Math.round(performance.now() - began) }, 'healed from cross-pod peer');
+        log.info(
+          { from: r.from, step: r.state.step, lastCommitted: r.state.lastCommitted, ms: Math.round(performance.now() - began) },
+          'healed from cross-pod peer',
+        );
       } else {
         // every replica of this shard is gone: say so (heartbeat phase 'lost') and wait for the client to restore a checkpoint
         lost = true;
@@ -108,7 +111,10 @@ export function runHost(opts: HostRunOptions): HostRun {
       return s;
     });
     const inspect = opts.crashPoint?.host === host ? crashInspector(opts.crashPoint, log) : undefined;
-    const a = createActor(hostMachine.provide({ actors: { wire, loadCheckpoint: load } }), { input: { topology: t, runId, pod, host, restored, lost }, inspect });
+    const a = createActor(hostMachine.provide({ actors: { wire, loadCheckpoint: load } }), {
+      input: { topology: t, runId, pod, host, restored, lost },
+      inspect,
+    });
     // after committing every `everySteps`-th step, write this host's part of the checkpoint (its shard and optimizer state)
     let written = -1;
     a.subscribe((s) => {
@@ -117,7 +123,14 @@ export function runHost(opts: HostRunOptions): HostRun {
       written = c.step;
       const own = s.context.ranges[host];
       try {
-        writeShardCheckpoint(opts.checkpointDir, { runId, step: c.step, pod, host, shard: s.context.params.subarray(own.start, own.end), opt: s.context.optState });
+        writeShardCheckpoint(opts.checkpointDir, {
+          runId,
+          step: c.step,
+          pod,
+          host,
+          shard: s.context.params.subarray(own.start, own.end),
+          opt: s.context.optState,
+        });
       } catch (err) {
         log.error({ err, step: c.step }, 'checkpoint not written');
       }
@@ -134,7 +147,15 @@ export function runHost(opts: HostRunOptions): HostRun {
     // heartbeats: alive, and in which phase; they stop when the process stalls or dies, which is how the pod tells.
     // One goes at once on entering a computing phase (it may hold the thread up to the phase deadline, and the pod
     // allows that long) and one on leaving it, so a host that dies after computing is missed within `misses` beats.
-    const heartbeat = heartbeats({ nc, subject: subjects.podReport(runId, pod), me, kind: 'host.heartbeat', everyMs: t.heartbeat.intervalMs, state: () => a.getSnapshot().context, log });
+    const heartbeat = heartbeats({
+      nc,
+      subject: subjects.podReport(runId, pod),
+      me,
+      kind: 'host.heartbeat',
+      everyMs: t.heartbeat.intervalMs,
+      state: () => a.getSnapshot().context,
+      log,
+    });
     a.subscribe((s) => {
       if (BEAT_ON_ENTRY.has(s.context.phase) && s.context.phase !== lastBeatPhase) heartbeat.beat();
       lastBeatPhase = s.context.phase;
@@ -148,18 +169,33 @@ export function runHost(opts: HostRunOptions): HostRun {
 
   let peersReady = false;
   const peers = [
-    ...Array.from({ length: t.hostsPerPod }, (_, k) => k).filter((k) => k !== host).map((k) => ({ name: actorNames.host(pod, k), subject: subjects.hostPing(runId, pod, k) })),
-    ...Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== pod).map((q) => ({ name: actorNames.host(q, host), subject: subjects.hostPing(runId, q, host) })),
+    ...Array.from({ length: t.hostsPerPod }, (_, k) => k)
+      .filter((k) => k !== host)
+      .map((k) => ({ name: actorNames.host(pod, k), subject: subjects.hostPing(runId, pod, k) })),
+    ...Array.from({ length: t.pods }, (_, q) => q)
+      .filter((q) => q !== pod)
+      .map((q) => ({ name: actorNames.host(q, host), subject: subjects.hostPing(runId, q, host) })),
   ];
-  subs.push(answerPings(nc, subjects.hostPing(runId, pod, host), runId, me, () => ({ ready: peersReady && actor !== undefined, waitingFor: peersReady ? [] : peers.map((p) => p.name) }), log));
+  subs.push(
+    answerPings(
+      nc,
+      subjects.hostPing(runId, pod, host),
+      runId,
+      me,
+      () => ({ ready: peersReady && actor !== undefined, waitingFor: peersReady ? [] : peers.map((p) => p.name) }),
+      log,
+    ),
+  );
   const started = start();
   const ready = Promise.all([started, waitForPeers(nc, { runId, me, peers, deadlineMs: t.deadlines.startupMs, log })]).then(() => {
     peersReady = true;
     log.info({ peers: peers.length }, 'host ready');
   });
-  const done = started.then((s) => s.done).finally(() => {
-    for (const s of subs) s.unsubscribe();
-  });
+  const done = started
+    .then((s) => s.done)
+    .finally(() => {
+      for (const s of subs) s.unsubscribe();
+    });
   return {
     ready,
     done,

@@ -161,12 +161,18 @@ export const podMachine = setup({
     hostIdleInAttempt: ({ context, event }) =>
       event.type === 'host.heartbeat' &&
       (event.msg.phase === 'lost' ||
-        (event.msg.phase === 'idle' && event.msg.step === context.step && performance.now() - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs)),
+        (event.msg.phase === 'idle' &&
+          event.msg.step === context.step &&
+          performance.now() - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs)),
     /** A later attempt of the step in flight supersedes the current one. */
     isNewerAttempt: ({ context, event }) => event.type === 'step.dispatch' && isNext(context, event.msg),
     isLastCommitted: ({ context, event }) =>
-      event.type === 'step.commit' && context.lastCommitted !== undefined && event.msg.step === context.lastCommitted.step && event.msg.attempt === context.lastCommitted.attempt,
-    isAbortOfThisStep: ({ context, event }) => event.type === 'step.abort' && (context.step === -1 || (event.msg.step === context.step && event.msg.attempt >= context.attempt)),
+      event.type === 'step.commit' &&
+      context.lastCommitted !== undefined &&
+      event.msg.step === context.lastCommitted.step &&
+      event.msg.attempt === context.lastCommitted.attempt,
+    isAbortOfThisStep: ({ context, event }) =>
+      event.type === 'step.abort' && (context.step === -1 || (event.msg.step === context.step && event.msg.attempt >= context.attempt)),
   },
   actions: {
     /** Count a message that does not belong here; the state is left as it was. */
@@ -217,7 +223,13 @@ export const podMachine = setup({
       const h = hostIndex(event);
       const lost = event.type === 'host.heartbeat' && event.msg.phase === 'lost';
       const why = lost ? 'restarted with no replica of its shard left' : 'restarted, or its dispatch was lost';
-      return { failure: { host: h, phase: lost ? 'lost' : 'idle', reason: `${actorNames.host(context.pod, h)} is ${lost ? 'lost' : 'idle'} in attempt ${context.attempt} of step ${context.step} (${why})` } };
+      return {
+        failure: {
+          host: h,
+          phase: lost ? 'lost' : 'idle',
+          reason: `${actorNames.host(context.pod, h)} is ${lost ? 'lost' : 'idle'} in attempt ${context.attempt} of step ${context.step} (${why})`,
+        },
+      };
     }),
     silentFailed: assign(({ context }) => {
       const s = silentHost(context)!;
@@ -236,15 +248,31 @@ export const podMachine = setup({
       const hostPhase = [...context.hostPhase];
       hostPhase[h] = 'prepared';
       const { forward = 0, backward = 0, update = 0 } = event.msg.phaseMs;
-      return { prepared: new Map(context.prepared).set(h, event.msg), hostPhase, computeMs: Math.max(context.computeMs, forward, backward, update) };
+      return {
+        prepared: new Map(context.prepared).set(h, event.msg),
+        hostPhase,
+        computeMs: Math.max(context.computeMs, forward, backward, update),
+      };
     }),
-    storeCommitted: assign(({ context, event }) => (event.type === 'host.committed' ? { committed: new Map(context.committed).set(hostIndex(event), event.msg.shardHash) } : {})),
-    adoptCommit: assign(({ event }) => (event.type === 'step.commit' ? { step: event.msg.step, attempt: event.msg.attempt, prepared: new Map(), committed: new Map(), aborted: new Set<number>() } : {})),
+    storeCommitted: assign(({ context, event }) =>
+      event.type === 'host.committed' ? { committed: new Map(context.committed).set(hostIndex(event), event.msg.shardHash) } : {},
+    ),
+    adoptCommit: assign(({ event }) =>
+      event.type === 'step.commit'
+        ? { step: event.msg.step, attempt: event.msg.attempt, prepared: new Map(), committed: new Map(), aborted: new Set<number>() }
+        : {},
+    ),
     storeAborted: assign(({ context, event }) => ({ aborted: new Set(context.aborted).add(hostIndex(event)) })),
-    storeStopped: assign(({ context, event }) => (event.type === 'host.stopped' ? { stopped: new Map(context.stopped).set(hostIndex(event), event.msg) } : {})),
-    hostFailed: assign(({ event }) => (event.type === 'host.failed' ? { failure: { host: hostIndex(event), phase: event.msg.phase, reason: event.msg.reason } } : {})),
+    storeStopped: assign(({ context, event }) =>
+      event.type === 'host.stopped' ? { stopped: new Map(context.stopped).set(hostIndex(event), event.msg) } : {},
+    ),
+    hostFailed: assign(({ event }) =>
+      event.type === 'host.failed' ? { failure: { host: hostIndex(event), phase: event.msg.phase, reason: event.msg.reason } } : {},
+    ),
     deadlineFailed: assign(({ context }, params: { waitingFor: string }) => {
-      const late = hostList(context).filter((h) => !(params.waitingFor === 'host.prepared' ? context.prepared.has(h) : context.committed.has(h)));
+      const late = hostList(context).filter(
+        (h) => !(params.waitingFor === 'host.prepared' ? context.prepared.has(h) : context.committed.has(h)),
+      );
       const h = late[0] ?? -1;
       return {
         failure: {
@@ -261,24 +289,38 @@ export const podMachine = setup({
       for (const p of hosts) lossSum += p.lossSum;
       const phaseMs: PhaseTimes = {};
       for (const phase of hostPhases) phaseMs[phase] = Math.max(0, ...hosts.map((p) => p.phaseMs[phase] ?? 0));
-      return toClient(context, { ...envelope(context, `pod.prepared.r${context.relays}`), kind: 'pod.prepared', paramsHash: combineShardHashes(shardHashes), shardHashes, lossSum, phaseMs });
+      return toClient(context, {
+        ...envelope(context, `pod.prepared.r${context.relays}`),
+        kind: 'pod.prepared',
+        paramsHash: combineShardHashes(shardHashes),
+        shardHashes,
+        lossSum,
+        phaseMs,
+      });
     }),
-    relay: enqueueActions(({ context, enqueue }, params: { kind: 'host.commit' | 'host.abort' | 'run.end'; reason?: string; missingOnly?: boolean }) => {
-      const answered = params.kind === 'host.commit' ? context.committed : context.aborted;
-      for (const h of hostList(context)) {
-        if (params.missingOnly && answered.has(h)) continue;
-        const base = { ...envelope(context, `${params.kind}.${h}.r${context.relays}`) };
-        const message: ControlMessage =
-          params.kind === 'host.abort' ? { ...base, kind: 'host.abort', reason: params.reason ?? 'aborted by the client' } : { ...base, kind: params.kind };
-        enqueue.sendTo('wire', { type: 'wire.send', subject: subjects.hostCmd(context.runId, context.pod, h), message });
-      }
-      enqueue.assign({ relays: context.relays + 1 });
-    }),
+    relay: enqueueActions(
+      ({ context, enqueue }, params: { kind: 'host.commit' | 'host.abort' | 'run.end'; reason?: string; missingOnly?: boolean }) => {
+        const answered = params.kind === 'host.commit' ? context.committed : context.aborted;
+        for (const h of hostList(context)) {
+          if (params.missingOnly && answered.has(h)) continue;
+          const base = { ...envelope(context, `${params.kind}.${h}.r${context.relays}`) };
+          const message: ControlMessage =
+            params.kind === 'host.abort'
+              ? { ...base, kind: 'host.abort', reason: params.reason ?? 'aborted by the client' }
+              : { ...base, kind: params.kind };
+          enqueue.sendTo('wire', { type: 'wire.send', subject: subjects.hostCmd(context.runId, context.pod, h), message });
+        }
+        enqueue.assign({ relays: context.relays + 1 });
+      },
+    ),
     /** A resent commit for the step already committed: confirm it again. */
     confirmCommitted: enqueueActions(({ context, enqueue }) => {
       const last = context.lastCommitted!;
       const ctx = { ...context, step: last.step, attempt: last.attempt };
-      enqueue.sendTo('wire', toClient(ctx, { ...envelope(ctx, `pod.committed.r${context.relays}`), kind: 'pod.committed', paramsHash: last.paramsHash }));
+      enqueue.sendTo(
+        'wire',
+        toClient(ctx, { ...envelope(ctx, `pod.committed.r${context.relays}`), kind: 'pod.committed', paramsHash: last.paramsHash }),
+      );
       enqueue.assign({ relays: context.relays + 1 }); // each confirmation under a new id
     }),
     /** An abort of an attempt this pod never started (its dispatch was lost) or already ended: tell the hosts, confirm at once. */
@@ -300,7 +342,9 @@ export const podMachine = setup({
       enqueue.sendTo('wire', toClient(context, { ...envelope(context, 'pod.committed'), kind: 'pod.committed', paramsHash }));
       enqueue.assign({ step: context.step + 1, attempt: -1, lastCommitted: { step: context.step, attempt: context.attempt, paramsHash } });
     }),
-    beginRestore: assign(({ event }) => (event.type === 'run.restore' ? { restoreTo: event.msg.checkpoint, restored: new Map<number, string>() } : {})),
+    beginRestore: assign(({ event }) =>
+      event.type === 'run.restore' ? { restoreTo: event.msg.checkpoint, restored: new Map<number, string>() } : {},
+    ),
     /** Tell every host (or those that have not confirmed) to load the checkpoint. */
     relayRestore: enqueueActions(({ context, enqueue }, params: { missingOnly: boolean }) => {
       for (const h of hostList(context)) {
@@ -308,19 +352,33 @@ export const podMachine = setup({
         enqueue.sendTo('wire', {
           type: 'wire.send',
           subject: subjects.hostCmd(context.runId, context.pod, h),
-          message: { ...envelope(context, `host.restore.${h}.${context.restoreTo}.r${context.relays}`), kind: 'host.restore', checkpoint: context.restoreTo },
+          message: {
+            ...envelope(context, `host.restore.${h}.${context.restoreTo}.r${context.relays}`),
+            kind: 'host.restore',
+            checkpoint: context.restoreTo,
+          },
         });
       }
       enqueue.assign({ relays: context.relays + 1 });
     }),
     storeRestored: assign(({ context, event }) =>
-      event.type === 'host.restored' && event.msg.checkpoint === context.restoreTo ? { restored: new Map(context.restored).set(hostIndex(event), event.msg.shardHash) } : {},
+      event.type === 'host.restored' && event.msg.checkpoint === context.restoreTo
+        ? { restored: new Map(context.restored).set(hostIndex(event), event.msg.shardHash) }
+        : {},
     ),
     /** Every host is back at the checkpoint: the pod is at the step after it, and says so with the parameters' hash. */
     sendRestored: enqueueActions(({ context, enqueue }) => {
       const paramsHash = combineShardHashes(hostList(context).map((h) => context.restored.get(h)!));
       const step = context.restoreTo + 1;
-      enqueue.sendTo('wire', toClient(context, { ...envelope(context, `pod.restored.${context.restoreTo}.r${context.relays}`), kind: 'pod.restored', checkpoint: context.restoreTo, paramsHash }));
+      enqueue.sendTo(
+        'wire',
+        toClient(context, {
+          ...envelope(context, `pod.restored.${context.restoreTo}.r${context.relays}`),
+          kind: 'pod.restored',
+          checkpoint: context.restoreTo,
+          paramsHash,
+        }),
+      );
       enqueue.assign({
         step,
         attempt: -1,
@@ -331,7 +389,9 @@ export const podMachine = setup({
       });
     }),
     sendAborted: sendTo('wire', ({ context }) => toClient(context, { ...envelope(context, 'pod.aborted'), kind: 'pod.aborted' })),
-    sendFailed: sendTo('wire', ({ context }) => toClient(context, { ...envelope(context, 'pod.failed'), kind: 'pod.failed', ...context.failure! })),
+    sendFailed: sendTo('wire', ({ context }) =>
+      toClient(context, { ...envelope(context, 'pod.failed'), kind: 'pod.failed', ...context.failure! }),
+    ),
     sendStopped: sendTo('wire', ({ context }) => {
       const hosts = [...context.stopped.values()];
       return toClient(context, {
@@ -408,7 +468,10 @@ export const podMachine = setup({
         'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
         // a host that stops heartbeating while the step runs (crashed, or stalled) fails the attempt, named
         'clock.tick': { guard: 'someHostSilent', target: 'failed', actions: 'silentFailed' },
-        'host.heartbeat': [{ guard: 'hostIdleInAttempt', target: 'failed', actions: ['noteHeartbeat', 'idleFailed'] }, { actions: 'noteHeartbeat' }],
+        'host.heartbeat': [
+          { guard: 'hostIdleInAttempt', target: 'failed', actions: ['noteHeartbeat', 'idleFailed'] },
+          { actions: 'noteHeartbeat' },
+        ],
         'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
         'host.failed': [{ guard: 'forThisAttempt', target: 'failed', actions: 'hostFailed' }, { actions: 'reject' }],
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
@@ -420,39 +483,95 @@ export const podMachine = setup({
       on: {
         'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
         'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }], // a host's repeat: counted as a duplicate
-        'step.commit': [{ guard: 'forThisAttempt', target: 'committing' }, { guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
+        'step.commit': [
+          { guard: 'forThisAttempt', target: 'committing' },
+          { guard: 'isLastCommitted', actions: 'confirmCommitted' },
+          { actions: 'reject' },
+        ],
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
       },
-      after: { stepDeadline: { target: 'failed', actions: assign({ failure: ({ context }) => ({ host: -1, phase: 'prepared', reason: `no commit or abort from the client within ${context.topology.deadlines.stepMs} ms` }) }) } },
+      after: {
+        stepDeadline: {
+          target: 'failed',
+          actions: assign({
+            failure: ({ context }) => ({
+              host: -1,
+              phase: 'prepared',
+              reason: `no commit or abort from the client within ${context.topology.deadlines.stepMs} ms`,
+            }),
+          }),
+        },
+      },
       // a lost report would stall the step: say it again every heartbeat interval until the client answers
       initial: 'reported',
       states: { reported: { after: { resendDelay: { target: 'reported', reenter: true, actions: ['countRelay', 'sendPrepared'] } } } },
     },
     committing: {
-      entry: [{ type: 'setPhase', params: { phase: 'committing' } }, { type: 'relay', params: { kind: 'host.commit' } }],
+      entry: [
+        { type: 'setPhase', params: { phase: 'committing' } },
+        { type: 'relay', params: { kind: 'host.commit' } },
+      ],
       always: { guard: 'allCommitted', target: 'idle', actions: 'sendCommitted' },
       on: {
         'host.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }],
         'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }], // a host's repeat: counted as a duplicate
         // the client resends a commit it has no answer to: relay it again (hosts that committed confirm again)
-        'step.commit': [{ guard: 'forThisAttempt', actions: { type: 'relay', params: { kind: 'host.commit' } } }, { guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
+        'step.commit': [
+          { guard: 'forThisAttempt', actions: { type: 'relay', params: { kind: 'host.commit' } } },
+          { guard: 'isLastCommitted', actions: 'confirmCommitted' },
+          { actions: 'reject' },
+        ],
       },
       after: { stepDeadline: { target: 'failed', actions: { type: 'deadlineFailed', params: { waitingFor: 'host.committed' } } } },
       // a lost commit (or a host restarted meanwhile, which confirms once healed): say it again to hosts that have not confirmed
       initial: 'relayed',
-      states: { relayed: { after: { resendDelay: { target: 'relayed', reenter: true, actions: { type: 'relay', params: { kind: 'host.commit', missingOnly: true } } } } } },
+      states: {
+        relayed: {
+          after: {
+            resendDelay: {
+              target: 'relayed',
+              reenter: true,
+              actions: { type: 'relay', params: { kind: 'host.commit', missingOnly: true } },
+            },
+          },
+        },
+      },
     },
     aborting: {
-      entry: [{ type: 'setPhase', params: { phase: 'aborting' } }, { type: 'relay', params: { kind: 'host.abort' } }],
+      entry: [
+        { type: 'setPhase', params: { phase: 'aborting' } },
+        { type: 'relay', params: { kind: 'host.abort' } },
+      ],
       always: { guard: 'allAborted', target: 'idle', actions: 'sendAborted' },
       on: {
         'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
         'host.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
       },
-      after: { phaseDeadline: { target: 'failed', actions: assign({ failure: ({ context }) => ({ host: -1, phase: 'aborting', reason: `hosts did not confirm the abort within ${context.topology.deadlines.phaseMs} ms` }) }) } },
+      after: {
+        phaseDeadline: {
+          target: 'failed',
+          actions: assign({
+            failure: ({ context }) => ({
+              host: -1,
+              phase: 'aborting',
+              reason: `hosts did not confirm the abort within ${context.topology.deadlines.phaseMs} ms`,
+            }),
+          }),
+        },
+      },
       // a lost abort, or a host restarted meanwhile (it confirms once healed): say it again to hosts that have not confirmed
       initial: 'relayed',
-      states: { relayed: { after: { resendDelay: { target: 'relayed', reenter: true, actions: { type: 'relay', params: { kind: 'host.abort', missingOnly: true } } } } } },
+      states: {
+        relayed: {
+          after: {
+            resendDelay: {
+              target: 'relayed',
+              reenter: true,
+              actions: { type: 'relay', params: { kind: 'host.abort', missingOnly: true } },
+            },
+          },
+        },
+      },
     },
     failed: {
       entry: [{ type: 'setPhase', params: { phase: 'failed' } }, 'sendFailed'],
@@ -463,19 +582,43 @@ export const podMachine = setup({
     },
     /** Every host loads the checkpoint (or the initial state); then the pod is idle at the step after it. */
     restoring: {
-      entry: [{ type: 'setPhase', params: { phase: 'restoring' } }, { type: 'relayRestore', params: { missingOnly: false } }],
+      entry: [
+        { type: 'setPhase', params: { phase: 'restoring' } },
+        { type: 'relayRestore', params: { missingOnly: false } },
+      ],
       always: { guard: ({ context }) => context.restored.size === context.topology.hostsPerPod, target: 'idle', actions: 'sendRestored' },
       on: {
         'host.restored': { actions: 'storeRestored' },
         // the client's resend of the same restore: nothing new to start
-        'run.restore': [{ guard: ({ context, event }) => event.msg.checkpoint === context.restoreTo }, { target: 'restoring', reenter: true, actions: 'beginRestore' }],
+        'run.restore': [
+          { guard: ({ context, event }) => event.msg.checkpoint === context.restoreTo },
+          { target: 'restoring', reenter: true, actions: 'beginRestore' },
+        ],
       },
-      after: { stepDeadline: { target: 'failed', actions: assign({ failure: ({ context }) => ({ host: -1, phase: 'restoring', reason: `hosts did not restore checkpoint ${context.restoreTo} within ${context.topology.deadlines.stepMs} ms` }) }) } },
+      after: {
+        stepDeadline: {
+          target: 'failed',
+          actions: assign({
+            failure: ({ context }) => ({
+              host: -1,
+              phase: 'restoring',
+              reason: `hosts did not restore checkpoint ${context.restoreTo} within ${context.topology.deadlines.stepMs} ms`,
+            }),
+          }),
+        },
+      },
       initial: 'relayed',
-      states: { relayed: { after: { resendDelay: { target: 'relayed', reenter: true, actions: { type: 'relayRestore', params: { missingOnly: true } } } } } },
+      states: {
+        relayed: {
+          after: { resendDelay: { target: 'relayed', reenter: true, actions: { type: 'relayRestore', params: { missingOnly: true } } } },
+        },
+      },
     },
     stopping: {
-      entry: [{ type: 'setPhase', params: { phase: 'stopping' } }, { type: 'relay', params: { kind: 'run.end' } }],
+      entry: [
+        { type: 'setPhase', params: { phase: 'stopping' } },
+        { type: 'relay', params: { kind: 'run.end' } },
+      ],
       always: { guard: 'allStopped', target: 'stopped' },
       on: { 'host.stopped': { actions: 'storeStopped' }, 'run.end': { actions: 'reject' } },
       after: { phaseDeadline: 'stopped' },

@@ -15,7 +15,14 @@ export interface PodRun {
 }
 
 /** Connect a pod scheduler machine to NATS. */
-export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: string; pod: number; log: Logger; rejoin?: boolean }): PodRun {
+export function runPod(opts: {
+  nc: NatsConnection;
+  topology: Topology;
+  runId: string;
+  pod: number;
+  log: Logger;
+  rejoin?: boolean;
+}): PodRun {
   const { nc, topology: t, runId, pod } = opts;
   const me = actorNames.pod(pod);
   const log = opts.log.child({ actor: me });
@@ -63,8 +70,18 @@ export function runPod(opts: { nc: NatsConnection; topology: Topology; runId: st
   actor.start();
 
   let hostsReady = false;
-  const hosts = Array.from({ length: t.hostsPerPod }, (_, h) => ({ name: actorNames.host(pod, h), subject: subjects.hostPing(runId, pod, h) }));
-  pingSub = answerPings(nc, subjects.podPing(runId, pod), runId, me, () => ({ ready: hostsReady, waitingFor: hostsReady ? [] : hosts.map((h) => h.name) }), log);
+  const hosts = Array.from({ length: t.hostsPerPod }, (_, h) => ({
+    name: actorNames.host(pod, h),
+    subject: subjects.hostPing(runId, pod, h),
+  }));
+  pingSub = answerPings(
+    nc,
+    subjects.podPing(runId, pod),
+    runId,
+    me,
+    () => ({ ready: hostsReady, waitingFor: hostsReady ? [] : hosts.map((h) => h.name) }),
+    log,
+  );
   const ready = waitForPeers(nc, { runId, me, peers: hosts, deadlineMs: t.deadlines.startupMs, needReady: true, log }).then(() => {
     hostsReady = true;
     log.info({ hosts: hosts.length }, 'pod ready');

@@ -11,7 +11,11 @@ export interface AssembledTensor {
   data: Float32Array;
 }
 
-export type AssembleResult = { kind: 'partial' } | { kind: 'duplicate' } | { kind: 'complete'; tensor: AssembledTensor } | { kind: 'rejected'; reason: string; detail: string };
+export type AssembleResult =
+  | { kind: 'partial' }
+  | { kind: 'duplicate' }
+  | { kind: 'complete'; tensor: AssembledTensor }
+  | { kind: 'rejected'; reason: string; detail: string };
 
 interface Partial {
   data: Float32Array;
@@ -52,8 +56,14 @@ export class TensorAssembler {
 
   add({ header, data }: TensorChunk): AssembleResult {
     const expected = this.expectedLength(header.tensor, header.shard);
-    if (expected === undefined) return { kind: 'rejected', reason: 'bad shard', detail: `${header.tensor} shard ${header.shard} is not for this host` };
-    if (header.total !== expected) return { kind: 'rejected', reason: 'bad tensor size', detail: `${header.tensor} shard ${header.shard}: ${header.total} elements, expected ${expected}` };
+    if (expected === undefined)
+      return { kind: 'rejected', reason: 'bad shard', detail: `${header.tensor} shard ${header.shard} is not for this host` };
+    if (header.total !== expected)
+      return {
+        kind: 'rejected',
+        reason: 'bad tensor size',
+        detail: `${header.tensor} shard ${header.shard}: ${header.total} elements, expected ${expected}`,
+      };
     const key = `${header.sender}|${header.step}|${header.attempt}|${header.tensor}|${header.shard}`;
     let p = this.partials.get(key);
     if (!p) {
@@ -63,7 +73,8 @@ export class TensorAssembler {
       p = { data: f32, bytes: new Uint8Array(f32.buffer), got: new Set(), count: header.count, lastAt: performance.now() };
       this.partials.set(key, p);
     }
-    if (header.count !== p.count) return { kind: 'rejected', reason: 'malformed', detail: `chunk count ${header.count} differs from ${p.count}` };
+    if (header.count !== p.count)
+      return { kind: 'rejected', reason: 'malformed', detail: `chunk count ${header.count} differs from ${p.count}` };
     if (p.got.has(header.index)) return { kind: 'partial' };
     p.bytes.set(data, header.offset * 4);
     p.got.add(header.index);
@@ -73,7 +84,14 @@ export class TensorAssembler {
     this.completed.firstTime(key);
     return {
       kind: 'complete',
-      tensor: { step: header.step, attempt: header.attempt, sender: header.sender, tensor: header.tensor, shard: header.shard, data: p.data },
+      tensor: {
+        step: header.step,
+        attempt: header.attempt,
+        sender: header.sender,
+        tensor: header.tensor,
+        shard: header.shard,
+        data: p.data,
+      },
     };
   }
 }

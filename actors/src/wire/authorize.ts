@@ -29,7 +29,12 @@ const senderOn: Record<Channel['on'], ParsedSender['role']> = {
  * Whether `sender` may send `kind` on this channel. Returns undefined when it
  * may, else the detail of a `forged sender` / `wrong subject` rejection.
  */
-export function authorize(channel: Channel, kind: ControlKind | 'tensor.chunk', sender: string, tensor?: { tensor: TensorKind; shard?: number }): { reason: string; detail: string } | undefined {
+export function authorize(
+  channel: Channel,
+  kind: ControlKind | 'tensor.chunk',
+  sender: string,
+  tensor?: { tensor: TensorKind; shard?: number },
+): { reason: string; detail: string } | undefined {
   if (!kindsOn[channel.on].includes(kind)) return { reason: 'wrong subject', detail: `${kind} is not accepted on ${channel.on}` };
   const s = parseSender(sender);
   const forged = (why: string) => ({ reason: 'forged sender', detail: `${kind} from ${sender}: ${why}` });

@@ -1,7 +1,16 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { fromCallback } from 'xstate';
 import type { Logger } from 'pino';
-import { decodeControl, decodeTensorChunk, encodeControl, encodeTensor, isTensorFrame, type ControlMessage, type TensorKind, type Topology } from '@lockstep/topology';
+import {
+  decodeControl,
+  decodeTensorChunk,
+  encodeControl,
+  encodeTensor,
+  isTensorFrame,
+  type ControlMessage,
+  type TensorKind,
+  type Topology,
+} from '@lockstep/topology';
 import { TensorAssembler, type AssembledTensor } from './assembler.ts';
 import { authorize, type Channel } from './authorize.ts';
 import { DedupWindow } from './dedup.ts';
@@ -139,14 +148,19 @@ export function natsEdge(opts: EdgeOptions) {
         if (m.kind === 'tensor.request' && opts.requestQuietMs) {
           const [, , , p, h] = cmd.subject.split('.'); // lockstep.<run>.host.<p>.<h>.data: the peer asked
           if (assembler.receiving(`host/${p}/${h}`, m.step, m.attempt, m.tensor, opts.requestQuietMs)) {
-            opts.log.debug({ to: `host/${p}/${h}`, tensor: m.tensor, step: m.step, attempt: m.attempt }, 'tensor request held: its chunks are still coming');
+            opts.log.debug(
+              { to: `host/${p}/${h}`, tensor: m.tensor, step: m.step, attempt: m.attempt },
+              'tensor request held: its chunks are still coming',
+            );
             return;
           }
         }
         publish(cmd.subject, encodeControl(m), { kind: m.kind, step: m.step, msgId: m.msgId, tensor: false });
       } else {
         const frames = encodeTensor({ v: 1, kind: 'tensor.chunk', ...cmd.head }, cmd.data, opts.chunkBytes);
-        frames.forEach((f, i) => publish(cmd.subject, f, { kind: cmd.head.tensor, step: cmd.head.step, msgId: `${cmd.head.msgId}#${i}`, tensor: true }));
+        frames.forEach((f, i) =>
+          publish(cmd.subject, f, { kind: cmd.head.tensor, step: cmd.head.step, msgId: `${cmd.head.msgId}#${i}`, tensor: true }),
+        );
       }
     });
 
@@ -163,5 +177,11 @@ export function edgeFor(
   role: 'client' | 'pod' | 'host',
   opts: Pick<EdgeOptions, 'nc' | 'runId' | 'log' | 'listen' | 'expectedLength'>,
 ) {
-  return natsEdge({ ...opts, chunkBytes: t.wire.chunkBytes, maxControlBytes: t.wire.maxControlBytes, faults: new FaultPlan(t.faults, role), requestQuietMs: t.heartbeat.intervalMs });
+  return natsEdge({
+    ...opts,
+    chunkBytes: t.wire.chunkBytes,
+    maxControlBytes: t.wire.maxControlBytes,
+    faults: new FaultPlan(t.faults, role),
+    requestQuietMs: t.heartbeat.intervalMs,
+  });
 }

@@ -138,10 +138,13 @@ export class DcnProxy {
       // a link of `rate` bytes/s delivers a chunk its length / rate after the previous one is through
       const at = this.rate > 0 ? Math.max(head.readyAt, p.nextFree) + (head.buf.length / this.rate) * 1000 : head.readyAt;
       if (at > now) {
-        p.timer = setTimeout(() => {
-          p.timer = undefined;
-          this.pump(p);
-        }, Math.ceil(at - now));
+        p.timer = setTimeout(
+          () => {
+            p.timer = undefined;
+            this.pump(p);
+          },
+          Math.ceil(at - now),
+        );
         return;
       }
       p.queue.shift();

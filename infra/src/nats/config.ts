@@ -32,7 +32,10 @@ function authorization(users: NatsUser[] | undefined): string[] {
   return [
     'authorization {',
     '  users: [',
-    ...users.map((u) => `    { user: ${JSON.stringify(u.user)}, password: ${JSON.stringify(u.password)}, permissions: { publish: ${list(u.publish)}, subscribe: ${list(u.subscribe)} } }`),
+    ...users.map(
+      (u) =>
+        `    { user: ${JSON.stringify(u.user)}, password: ${JSON.stringify(u.password)}, permissions: { publish: ${list(u.publish)}, subscribe: ${list(u.subscribe)} } }`,
+    ),
     '  ]',
     '}',
   ];

@@ -17,10 +17,16 @@ export function newCredentials(): Credentials {
  * it may watch the run's subjects and publish nothing); the run log's server
  * only the client.
  */
-export function natsUsers(runId: string, c: Credentials, observer?: { user: string; password: string }): { cluster: NatsUser[]; runLog: NatsUser[] } {
+export function natsUsers(
+  runId: string,
+  c: Credentials,
+  observer?: { user: string; password: string },
+): { cluster: NatsUser[]; runLog: NatsUser[] } {
   const perms = rolePermissions(runId);
   const cluster: NatsUser[] = (['client', 'pod', 'host'] as const).map((r) => ({ user: c[r].user, password: c[r].password, ...perms[r] }));
   if (observer) cluster.push({ ...observer, ...observerPermissions(runId) });
-  const runLog = [{ user: c.client.user, password: c.client.password, publish: ['$JS.API.>', runLogSubject(runId), '_INBOX.>'], subscribe: ['_INBOX.>'] }];
+  const runLog = [
+    { user: c.client.user, password: c.client.password, publish: ['$JS.API.>', runLogSubject(runId), '_INBOX.>'], subscribe: ['_INBOX.>'] },
+  ];
   return { cluster, runLog };
 }

@@ -40,7 +40,15 @@ export interface ClusterOptions {
 
 export interface ClientSummary {
   exitCode: number;
-  summary: { paramsHash: string | null; logged: number; podsIdenticalEveryStep: boolean; failure: { kind: string; message: string } | null; retried: unknown[] } | undefined;
+  summary:
+    | {
+        paramsHash: string | null;
+        logged: number;
+        podsIdenticalEveryStep: boolean;
+        failure: { kind: string; message: string } | null;
+        retried: unknown[];
+      }
+    | undefined;
   steps: { step: number; paramsHash: string; podsAgree: boolean }[];
 }
 
@@ -81,13 +89,20 @@ export interface LockstepCluster {
   stop(): Promise<void>;
 }
 
-const PRESET_SHAPE: Record<string, { pods: number; hostsPerPod: number }> = { tiny: { pods: 2, hostsPerPod: 2 }, demo: { pods: 2, hostsPerPod: 4 } };
+const PRESET_SHAPE: Record<string, { pods: number; hostsPerPod: number }> = {
+  tiny: { pods: 2, hostsPerPod: 2 },
+  demo: { pods: 2, hostsPerPod: 4 },
+};
 const NATS_PORT = 4222;
 const ROUTE_PORT = 6222;
 const CONF = '/etc/lockstep/nats.conf';
 
 export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepCluster> {
-  const shape = { ...PRESET_SHAPE[o.topology], ...(o.pods ? { pods: o.pods } : {}), ...(o.hostsPerPod ? { hostsPerPod: o.hostsPerPod } : {}) };
+  const shape = {
+    ...PRESET_SHAPE[o.topology],
+    ...(o.pods ? { pods: o.pods } : {}),
+    ...(o.hostsPerPod ? { hostsPerPod: o.hostsPerPod } : {}),
+  };
   if (!shape.pods) throw new Error(`startLockstepCluster: unknown preset ${o.topology}; give pods and hostsPerPod`);
   const image = o.image ?? 'lockstep:dev';
   const natsImage = o.natsImage ?? 'lockstep-nats:2.9.10';
@@ -113,7 +128,11 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
     }
     const attach = async (c: StartedTestContainer, nets: string[], alias: string) => {
       for (const n of nets) {
-        await runtime.container.connectToNetwork(runtime.container.getById(c.getId()), runtime.network.getById(network[n].getId()) as never, [alias]);
+        await runtime.container.connectToNetwork(
+          runtime.container.getById(c.getId()),
+          runtime.network.getById(network[n].getId()) as never,
+          [alias],
+        );
       }
     };
     // one nats-server per pod, routed to the others over the dcn network; the run log's JetStream server on ctl
@@ -145,7 +164,11 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
 
     const ckpt = mkdtempSync(join(tmpdir(), 'lockstep-tc-ckpt-'));
     chmodSync(ckpt, 0o777);
-    const env = (r: Role) => ({ LOCKSTEP_NATS_USER: credentials[r].user, LOCKSTEP_NATS_PASS: credentials[r].password, LOCKSTEP_RESTART_MARKER: '/tmp/lockstep-started' });
+    const env = (r: Role) => ({
+      LOCKSTEP_NATS_USER: credentials[r].user,
+      LOCKSTEP_NATS_PASS: credentials[r].password,
+      LOCKSTEP_RESTART_MARKER: '/tmp/lockstep-started',
+    });
     const common = ['--run', runId, '--topology', o.topology];
     const role = async (name: string, net: string, command: string[]) => {
       const c = await new GenericContainer(image)
@@ -159,14 +182,38 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
       containers[name] = c;
       return c;
     };
-    for (let p = 0; p < shape.pods; p++) await role(`pod-${p}`, `pod-${p}`, ['pod', '--pod', String(p), ...common, '--nats', `nats://nats-${p}:${NATS_PORT}`]);
+    for (let p = 0; p < shape.pods; p++)
+      await role(`pod-${p}`, `pod-${p}`, ['pod', '--pod', String(p), ...common, '--nats', `nats://nats-${p}:${NATS_PORT}`]);
     for (let p = 0; p < shape.pods; p++) {
-      for (let h = 0; h < shape.hostsPerPod; h++) await role(`host-${p}-${h}`, `pod-${p}`, ['host', '--pod', String(p), '--hosts', String(h), '--ckpt-dir', '/ckpt', ...common, '--nats', `nats://nats-${p}:${NATS_PORT}`]);
+      for (let h = 0; h < shape.hostsPerPod; h++)
+        await role(`host-${p}-${h}`, `pod-${p}`, [
+          'host',
+          '--pod',
+          String(p),
+          '--hosts',
+          String(h),
+          '--ckpt-dir',
+          '/ckpt',
+          ...common,
+          '--nats',
+          `nats://nats-${p}:${NATS_PORT}`,
+        ]);
     }
     const natsAll = Array.from({ length: shape.pods }, (_, p) => `nats://nats-${p}:${NATS_PORT}`).join(',');
     const startClient = async () => {
       if (containers.client) throw new Error('the client is already started');
-      const client = await role('client', 'ctl', ['client', '--steps', String(o.steps), '--log-nats', `nats://nats-log:${NATS_PORT}`, '--ckpt-dir', '/ckpt', ...common, '--nats', natsAll]);
+      const client = await role('client', 'ctl', [
+        'client',
+        '--steps',
+        String(o.steps),
+        '--log-nats',
+        `nats://nats-log:${NATS_PORT}`,
+        '--ckpt-dir',
+        '/ckpt',
+        ...common,
+        '--nats',
+        natsAll,
+      ]);
       const out = await client.logs();
       let partial = '';
       out.on('data', (d: Buffer | string) => {
@@ -193,11 +240,17 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
       if (!c) throw new Error(`no container ${name} (have ${Object.keys(containers).join(', ')})`);
       return runtime.container.getById(c.getId());
     };
-    const netOf = (name: string) => runtime.network.getById(network[name].getId()) as unknown as { disconnect(o: object): Promise<void>; connect(o: object): Promise<void> };
+    const netOf = (name: string) =>
+      runtime.network.getById(network[name].getId()) as unknown as {
+        disconnect(o: object): Promise<void>;
+        connect(o: object): Promise<void>;
+      };
     const natsOptions = async (pod: number, as: ClusterLogin = 'observer'): Promise<ConnectionOptions> => {
       const c = nats[pod];
       if (!c) throw new Error(`no nats-server for pod ${pod} (the cluster has ${nats.length})`);
-      const info = (await runtime.container.getById(c.getId()).inspect()) as { NetworkSettings: { Ports: Record<string, { HostPort: string }[] | null> } };
+      const info = (await runtime.container.getById(c.getId()).inspect()) as {
+        NetworkSettings: { Ports: Record<string, { HostPort: string }[] | null> };
+      };
       const bound = info.NetworkSettings.Ports[`${NATS_PORT}/tcp`]?.[0]?.HostPort;
       if (!bound) throw new Error(`nats-${pod} publishes no port for ${NATS_PORT} (is it running?)`);
       return { servers: `${c.getHost()}:${bound}`, user: credentials[as].user, pass: credentials[as].password, name: `test-${as}` };
@@ -220,14 +273,17 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
       untilStep: async (step, ms = 120_000) => {
         const until = Date.now() + ms;
         while (!stepsSeen.some((s) => s.step >= step)) {
-          if (Date.now() > until) throw new Error(`client did not commit step ${step} within ${ms} ms; its last lines:\n${lines.slice(-10).join('\n')}`);
+          if (Date.now() > until)
+            throw new Error(`client did not commit step ${step} within ${ms} ms; its last lines:\n${lines.slice(-10).join('\n')}`);
           await new Promise((r) => setTimeout(r, 50));
         }
       },
       waitForClient: async (ms = 300_000) => {
         const waited = (await Promise.race([
           byName('client').wait(),
-          new Promise((_, reject) => setTimeout(() => reject(new Error(`client did not exit within ${ms} ms; its last lines:\n${lines.slice(-10).join('\n')}`)), ms)),
+          new Promise((_, reject) =>
+            setTimeout(() => reject(new Error(`client did not exit within ${ms} ms; its last lines:\n${lines.slice(-10).join('\n')}`)), ms),
+          ),
         ])) as { StatusCode: number };
         await new Promise((r) => setTimeout(r, 200)); // the last log lines
         return { exitCode: waited.StatusCode, summary, steps: stepsSeen };
@@ -253,7 +309,10 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
 /** Whether a container engine answers within `ms`: tests skip (or, with LOCKSTEP_REQUIRE_DOCKER=1, fail) without one. */
 export async function containerEngine(ms = 5000): Promise<{ ok: true } | { ok: false; reason: string }> {
   try {
-    await Promise.race([getContainerRuntimeClient(), new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms))]);
+    await Promise.race([
+      getContainerRuntimeClient(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)),
+    ]);
     return { ok: true };
   } catch (err) {
     return { ok: false, reason: (err as Error).message.split('\n')[0] };
