@@ -6,7 +6,11 @@ export type Channel =
   | { on: 'pod.cmd'; pod: number }
   | { on: 'pod.report'; pod: number; hosts: number }
   | { on: 'host.cmd'; pod: number; host: number }
-  | { on: 'host.data'; pod: number; host: number; pods: number; hosts: number };
+  | { on: 'host.data'; pod: number; host: number; pods: number; hosts: number }
+  /** Healing: state.request from host h of another pod (it restarted and asks for the committed state). */
+  | { on: 'host.state'; pod: number; host: number; pods: number }
+  /** Healing: the committed state (state.params, state.opt chunks, then state.done) or state.none, from host h of another pod. */
+  | { on: 'host.heal'; pod: number; host: number; pods: number };
 
 const kindsOn: Record<Channel['on'], readonly (ControlKind | 'tensor.chunk')[]> = {
   'client.report': ['pod.heartbeat', 'pod.prepared', 'pod.committed', 'pod.aborted', 'pod.failed', 'pod.stopped', 'pod.restored'],
@@ -14,6 +18,8 @@ const kindsOn: Record<Channel['on'], readonly (ControlKind | 'tensor.chunk')[]> 
   'pod.report': ['host.heartbeat', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped', 'host.restored'],
   'host.cmd': ['host.dispatch', 'host.commit', 'host.abort', 'run.end', 'host.restore'],
   'host.data': ['tensor.chunk', 'tensor.request'],
+  'host.state': ['state.request'],
+  'host.heal': ['tensor.chunk', 'state.done', 'state.none'],
 };
 
 /** Each channel has one sending role. */
@@ -23,6 +29,8 @@ const senderOn: Record<Channel['on'], ParsedSender['role']> = {
   'pod.report': 'host',
   'host.cmd': 'pod',
   'host.data': 'host',
+  'host.state': 'host',
+  'host.heal': 'host',
 };
 
 /**
@@ -52,6 +60,17 @@ export function authorize(
       return s.role === 'pod' && s.pod === channel.pod ? undefined : forged(`not pod ${channel.pod}`);
     case 'host.data':
       return kind === 'tensor.request' ? authorizeRequest(channel, s, tensor, forged) : authorizeTensor(channel, s, tensor, forged);
+    case 'host.state':
+    case 'host.heal': {
+      // only host h of another pod holds a replica of this host's shard: it asks for it, or sends it
+      if (s.role !== 'host' || s.host !== channel.host || s.pod === channel.pod || s.pod >= channel.pods) {
+        return forged(`not host ${channel.host} of another pod`);
+      }
+      if (kind === 'tensor.chunk' && tensor?.tensor !== 'state.params' && tensor?.tensor !== 'state.opt') {
+        return { reason: 'wrong subject', detail: `${tensor?.tensor} is not accepted on ${channel.on}` };
+      }
+      return undefined;
+    }
   }
 }
 
