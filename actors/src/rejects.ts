@@ -48,20 +48,22 @@ export function rejection(ctx: Bookkeeping, event: AnyWireEvent): Partial<Pick<B
 }
 
 /**
- * Which life of this process sent a message: a restarted process counts its
- * resends from 0 again, and without this its new messages would carry the
- * ids of its predecessor's and be dropped as repeats.
+ * The envelope of a message an actor sends for its current step attempt; the id makes a repeat recognizable.
+ * `incarnation` (input to every machine) says which life of the actor sent it: a restarted actor counts its
+ * resends from 0 again, and without it its new messages would carry its predecessor's ids and be dropped as repeats.
  */
-const incarnation = `${process.pid.toString(36)}.${Date.now().toString(36)}`;
-
-/** The envelope of a message an actor sends for its current step attempt; the id makes a repeat recognizable. */
-export function envelope(ctx: { runId: string; step: number; attempt: number }, sender: string, kind: string) {
+export function envelope(ctx: { runId: string; step: number; attempt: number; incarnation: string }, sender: string, kind: string) {
   return {
     v: 1 as const,
     runId: ctx.runId,
     step: Math.max(0, ctx.step),
     attempt: Math.max(0, ctx.attempt),
     sender,
-    msgId: `${sender}/${kind}/${ctx.step}/${ctx.attempt}@${incarnation}`,
+    msgId: `${sender}/${kind}/${ctx.step}/${ctx.attempt}@${ctx.incarnation}`,
   };
+}
+
+/** A process's incarnation for message ids: its pid and start time (adapters only; machines take it as input). */
+export function processIncarnation(): string {
+  return `${process.pid.toString(36)}.${Date.now().toString(36)}`;
 }

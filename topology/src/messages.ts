@@ -29,6 +29,9 @@ export const SampleRangeSchema = z
 export const HostPhase = z.enum(['forward', 'backward', 'reduceScatter', 'exchange', 'update', 'allGather']);
 export type HostPhase = z.infer<typeof HostPhase>;
 export const hostPhases = HostPhase.options;
+/** The phases that compute on a host's only thread (its heartbeats pause there, for up to a phase deadline). */
+export const computePhases: readonly HostPhase[] = ['forward', 'backward', 'update'];
+export const isComputePhase = (phase: string): boolean => (computePhases as readonly string[]).includes(phase);
 
 /** Milliseconds spent in each phase. */
 export const PhaseTimes = z.partialRecord(HostPhase, z.number().min(0));

@@ -18,6 +18,28 @@ import {
 import type { CommittedState } from '../host/heal.ts';
 
 /**
+ * Where checkpoints live: the file system in a real run (`realDisk`), a
+ * simulated disk that can tear a write in `lockstep sim`. Reads throw an error
+ * with a `code` (ENOENT, ...) as Node's do.
+ */
+export interface Disk {
+  /** Write all of `bytes` or nothing (a crash leaves the old file or the new one). */
+  writeFileAtomic(path: string, bytes: Uint8Array): void;
+  readFile(path: string): Buffer;
+  readdir(dir: string): string[];
+  /** Remove a file or a directory with everything in it; nothing if it is not there. */
+  rm(path: string): void;
+}
+
+/** The real file system: atomic writes are a temporary file, fsync, rename, fsync of the directory. */
+export const realDisk: Disk = {
+  writeFileAtomic,
+  readFile: (path) => readFileSync(path),
+  readdir: (dir) => readdirSync(dir),
+  rm: (path) => rmSync(path, { recursive: true, force: true }),
+};
+
+/**
  * Checkpoints on disk (the format is in topology/checkpoint.ts). Every write
  * is atomic: a temporary file, fsync, rename, fsync of the directory, so a
  * crash leaves the old file or the new one, never half of one.
@@ -45,6 +67,7 @@ export function writeFileAtomic(path: string, bytes: Uint8Array): void {
 export function writeShardCheckpoint(
   dir: string,
   o: { runId: string; step: number; pod: number; host: number; shard: Float32Array; opt: Float32Array[] },
+  disk: Disk = realDisk,
 ): string {
   const path = join(dir, checkpointDirName(o.step), shardFileName(o.pod, o.host));
   writeFileAtomic(
@@ -55,17 +78,17 @@ export function writeShardCheckpoint(
 }
 
 /** The client's manifest for the checkpoint of `m.step`; then checkpoints older than the newest `keep` are deleted. */
-export function writeManifest(dir: string, m: CheckpointManifest, keep: number): void {
-  writeFileAtomic(join(dir, checkpointDirName(m.step), 'manifest.json'), new TextEncoder().encode(`${JSON.stringify(m, null, 2)}\n`));
-  const steps = checkpointSteps(dir).filter((s) => s <= m.step);
-  for (const s of steps.slice(keep)) rmSync(join(dir, checkpointDirName(s)), { recursive: true, force: true });
+export function writeManifest(dir: string, m: CheckpointManifest, keep: number, disk: Disk = realDisk): void {
+  disk.writeFileAtomic(join(dir, checkpointDirName(m.step), 'manifest.json'), new TextEncoder().encode(`${JSON.stringify(m, null, 2)}\n`));
+  const steps = checkpointSteps(dir, disk).filter((s) => s <= m.step);
+  for (const s of steps.slice(keep)) disk.rm(join(dir, checkpointDirName(s)));
 }
 
 /** Steps with a checkpoint directory, newest first. */
-export function checkpointSteps(dir: string): number[] {
+export function checkpointSteps(dir: string, disk: Disk = realDisk): number[] {
   let names: string[];
   try {
-    names = readdirSync(dir);
+    names = disk.readdir(dir);
   } catch {
     return [];
   }
@@ -85,10 +108,10 @@ export interface CheckpointChoice {
   skipped: { step: number; reason: string }[];
 }
 
-function readManifest(dir: string, step: number, t: Topology, runId: string): CheckpointManifest | string {
+function readManifest(dir: string, step: number, t: Topology, runId: string, disk: Disk): CheckpointManifest | string {
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(join(dir, checkpointDirName(step), 'manifest.json'), 'utf8'));
+    value = JSON.parse(disk.readFile(join(dir, checkpointDirName(step), 'manifest.json')).toString('utf8'));
   } catch (err) {
     return `manifest unreadable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
   }
@@ -102,13 +125,13 @@ function readManifest(dir: string, step: number, t: Topology, runId: string): Ch
 }
 
 /** A replica of shard `host` of checkpoint `step` that checks out, or why none does. */
-function validReplica(dir: string, m: CheckpointManifest, host: number, length: number): { file: string } | { reason: string } {
+function validReplica(dir: string, m: CheckpointManifest, host: number, length: number, disk: Disk): { file: string } | { reason: string } {
   const reasons: string[] = [];
   for (let pod = 0; pod < m.pods; pod++) {
     const file = join(dir, checkpointDirName(m.step), shardFileName(pod, host));
     let bytes: Buffer;
     try {
-      bytes = readFileSync(file);
+      bytes = disk.readFile(file);
     } catch (err) {
       reasons.push(`pod ${pod}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
       continue;
@@ -129,11 +152,12 @@ export function findCheckpoint(
   t: Topology,
   runId: string,
   atMost: number,
+  disk: Disk = realDisk,
 ): CheckpointChoice | { skipped: { step: number; reason: string }[] } {
   const skipped: { step: number; reason: string }[] = [];
   const size = parameterCount(t.model);
-  for (const step of checkpointSteps(dir).filter((s) => s <= atMost)) {
-    const m = readManifest(dir, step, t, runId);
+  for (const step of checkpointSteps(dir, disk).filter((s) => s <= atMost)) {
+    const m = readManifest(dir, step, t, runId, disk);
     if (typeof m === 'string') {
       skipped.push({ step, reason: m });
       continue;
@@ -142,7 +166,7 @@ export function findCheckpoint(
     let bad: string | undefined;
     for (let h = 0; h < t.hostsPerPod && !bad; h++) {
       const r = shardRange(size, t.hostsPerPod, h);
-      const v = validReplica(dir, m, h, r.end - r.start);
+      const v = validReplica(dir, m, h, r.end - r.start, disk);
       if ('reason' in v) bad = v.reason;
       else files.push(v.file);
     }
@@ -153,7 +177,7 @@ export function findCheckpoint(
 }
 
 /** A host's committed state from the checkpoint of `step` (-1: the initial state): every shard's parameters, its own optimizer state. */
-export function loadCheckpoint(dir: string, t: Topology, runId: string, host: number, step: number): CommittedState {
+export function loadCheckpoint(dir: string, t: Topology, runId: string, host: number, step: number, disk: Disk = realDisk): CommittedState {
   const size = parameterCount(t.model);
   const own = shardRange(size, t.hostsPerPod, host);
   if (step < 0)
@@ -163,13 +187,13 @@ export function loadCheckpoint(dir: string, t: Topology, runId: string, host: nu
       optState: initOptimizerState(t.training.optimizer, own.end - own.start),
       lastCommitted: undefined,
     };
-  const choice = findCheckpoint(dir, t, runId, step);
+  const choice = findCheckpoint(dir, t, runId, step, disk);
   if (!('manifest' in choice) || choice.manifest.step !== step)
     throw new Error(`checkpoint of step ${step} is not usable: ${choice.skipped.find((s) => s.step === step)?.reason ?? 'not found'}`);
   const params = new Float32Array(size);
   let optState: Float32Array[] = [];
   choice.files.forEach((file, k) => {
-    const d = decodeShardFile(readFileSync(file));
+    const d = decodeShardFile(disk.readFile(file));
     if (!d.ok) throw new Error(`${file}: ${d.reason}`);
     params.set(d.shard, shardRange(size, t.hostsPerPod, k).start);
     if (k === host) optState = d.opt;

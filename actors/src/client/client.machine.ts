@@ -1,9 +1,10 @@
 import { and, assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
-import { clock, longestSilence } from '../clock.ts';
+import { longestSilence, timeOf, type ClockTick } from '../clock.ts';
 import {
   actorNames,
   podSamples,
   subjects,
+  type CheckpointManifest,
   type PhaseTimes,
   type PodCommitted,
   type PodPrepared,
@@ -31,6 +32,10 @@ import type { WireCommand, WireEvent } from '../wire/edge.ts';
 export interface ClientInput {
   topology: Topology;
   runId: string;
+  /** Which life of the client (a restart is a new one): part of every message id. */
+  incarnation: string;
+  /** The time it starts at (ms on the run's clock). */
+  now?: number;
   /** Steps to run in all; the run ends after step `steps - 1`. */
   steps: number;
   firstStep?: number;
@@ -86,6 +91,9 @@ export interface RestoreRecord {
 export interface ClientContext {
   topology: Topology;
   runId: string;
+  incarnation: string;
+  /** The latest time the client knows of (ms on the run's clock): from the last timed event it took. */
+  now: number;
   steps: number;
   step: number;
   attempt: number;
@@ -107,18 +115,18 @@ export interface ClientContext {
   failure: ClientFailure | undefined;
   /** Times the commit or abort of the attempt in flight was resent. */
   resends: number;
-  /** When each pod was last heard from (performance.now) and its last reported phase. */
+  /** When each pod was last heard from (ms on the run's clock) and its last reported phase. */
   podSeen: number[];
   podPhase: string[];
   /** Each pod's last word on whether all its hosts are up, and the step attempt it was at. */
   podReady: boolean[];
   podSilentHosts: number[][];
   podAt: { step: number; attempt: number }[];
-  /** Since when the client waits for every pod to be ready again (after a failed attempt). */
-  waitSince: number;
+  /** Pods heard from since the client began waiting for every pod to be ready again (after a failed attempt). */
+  heardSinceWait: boolean[];
   /** Attempts of the step in flight run by this client. */
   tries: number;
-  /** When the attempt in flight was dispatched (performance.now). */
+  /** When the attempt in flight was dispatched (ms on the run's clock). */
   dispatchedAt: number;
   /** The run log record being finished after a restart. */
   resumed: RunLogRecord | undefined;
@@ -163,16 +171,20 @@ export interface ClientOutput {
 }
 
 /** What the client asks of its checkpoint store, and what it answers. */
-export type CheckpointCommand = { type: 'ckpt.find'; atMost: number };
+export type CheckpointCommand =
+  | { type: 'ckpt.find'; atMost: number }
+  /** Every `checkpoint.everySteps`-th committed step: its manifest (the adapter stamps when it was written). */
+  | { type: 'ckpt.writeManifest'; manifest: Omit<CheckpointManifest, 'writtenAt'> };
 export type CheckpointEvent =
   | { type: 'ckpt.found'; step: number; paramsHash: string; skipped: { step: number; reason: string }[] }
   | { type: 'ckpt.none'; skipped: { step: number; reason: string }[] };
 
 /** What the client asks of its run log, and what the log answers. */
-export type RunLogCommand = { type: 'log.append'; record: RunLogRecord };
+/** A step's commit decision; the adapter stamps the wall-clock time it is logged at. */
+export type RunLogCommand = { type: 'log.append'; record: Omit<RunLogRecord, 'at'> };
 export type RunLogEvent = { type: 'log.appended'; step: number } | { type: 'log.failed'; step: number; reason: string; retry: boolean };
 
-export type ClientEvent = WireEvent | RunLogEvent | CheckpointEvent;
+export type ClientEvent = WireEvent | RunLogEvent | CheckpointEvent | ClockTick;
 
 function envelope(ctx: ClientContext, kind: string) {
   return envelopeFor(ctx, actorNames.client, kind);
@@ -184,15 +196,15 @@ function podIndex(event: ClientEvent): number {
 
 const podList = (ctx: ClientContext) => Array.from({ length: ctx.topology.pods }, (_, p) => p);
 
-/** Pods that have not said, since `waitSince`, that every one of their hosts is up. */
+/** Pods that have not said, since the wait began, that every one of their hosts is up. */
 function podsNotReady(ctx: ClientContext): number[] {
-  return podList(ctx).filter((p) => !(ctx.podSeen[p] >= ctx.waitSince && ctx.podReady[p]));
+  return podList(ctx).filter((p) => !(ctx.heardSinceWait[p] && ctx.podReady[p]));
 }
 
 /** The pod silent the longest past `misses` heartbeat intervals, if any. */
-function silentPod(ctx: ClientContext): { pod: number; ms: number } | undefined {
+function silentPod(ctx: ClientContext, now: number): { pod: number; ms: number } | undefined {
   const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
-  const s = longestSilence(ctx.podSeen, () => limit);
+  const s = longestSilence(ctx.podSeen, now, () => limit);
   return s && { pod: s.index, ms: s.ms };
 }
 
@@ -213,7 +225,10 @@ export const clientMachine = setup({
     wire: fromCallback<WireCommand>(() => {
       throw new Error('clientMachine: provide the `wire` actor');
     }),
-    clock,
+    /** Sends `clock.tick` every heartbeat interval (see `ticker`); provided by the adapter. */
+    clock: fromCallback<{ type: 'noop' }, { everyMs: number }>(() => {
+      throw new Error('clientMachine: provide the `clock` actor');
+    }),
     /** The durable run log; provided by the adapter: answers log.append with log.appended or log.failed. */
     runlog: fromCallback<RunLogCommand>(() => {
       throw new Error('clientMachine: provide the `runlog` actor');
@@ -253,35 +268,39 @@ export const clientMachine = setup({
     isResuming: ({ context }) => context.resumed !== undefined,
     isColdResume: ({ context }) => context.replayUntil >= 0 && context.restores.length === 0 && context.step > context.replayUntil,
     /** A pod says (since the failure) that a host has no replica left to heal from. */
-    someHostLost: ({ context }) => podList(context).some((p) => context.podSeen[p] >= context.waitSince && context.podLost[p].length > 0),
+    someHostLost: ({ context }) => podList(context).some((p) => context.heardSinceWait[p] && context.podLost[p].length > 0),
     canRestore: ({ context }) => context.restores.length < context.topology.recovery.maxRestarts,
     allPodsReady: ({ context }) => podsNotReady(context).length === 0,
     /** A pod idle well after the dispatch never got it, or was restarted meanwhile: this attempt cannot finish. */
     podIdleInAttempt: ({ context, event }) =>
       event.type === 'pod.heartbeat' &&
       event.msg.phase === 'idle' &&
-      performance.now() - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs,
+      event.at - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs,
     canResend: ({ context }) => context.resends < context.topology.recovery.maxResends,
-    somePodSilent: ({ context }) => silentPod(context) !== undefined,
+    somePodSilent: ({ context, event }) => silentPod(context, timeOf(event, context.now)) !== undefined,
   },
   actions: {
     /** Count a message that does not belong here; the state is left as it was. */
     reject: assign(({ context, event }) => rejection(context, event as never)),
     setPhase: assign((_, params: { phase: ClientContext['phase'] }) => ({ phase: params.phase })),
+    /** Note the time a tick carries (what xstate's own events, which carry none, fall back to). */
+    noteTime: assign(({ context, event }) => ({ now: Math.max(context.now, timeOf(event, context.now)) })),
     /** Send step s, attempt a, to every pod with its share of the global batch. */
-    dispatch: enqueueActions(({ context, enqueue }) => {
+    dispatch: enqueueActions(({ context, event, enqueue }) => {
+      const now = Math.max(context.now, timeOf(event, context.now));
       const attempt = context.attempt + 1;
       const ctx = { ...context, attempt };
       enqueue.assign({
         attempt,
         maxAttempt: Math.max(context.maxAttempt, attempt),
         tries: context.tries + 1,
-        dispatchedAt: performance.now(),
+        now,
+        dispatchedAt: now,
         prepared: new Map(),
         committed: new Map(),
         aborted: new Set(),
         resends: 0,
-        ...(context.tries === 0 ? { stepStartedAt: performance.now() } : {}),
+        ...(context.tries === 0 ? { stepStartedAt: now } : {}),
       });
       for (const p of podList(context)) {
         enqueue.sendTo('wire', {
@@ -339,7 +358,7 @@ export const clientMachine = setup({
       enqueue.assign({ resends: context.resends + 1 });
     }),
     /** Record the committed step: loss summed over pods in pod order, every pod's hash. */
-    recordStep: enqueueActions(({ context, enqueue }) => {
+    recordStep: enqueueActions(({ context, event, enqueue }) => {
       const pods = podList(context).flatMap((p) => context.prepared.get(p) ?? []);
       let loss = context.resumed?.loss ?? 0;
       if (!context.resumed) for (const p of pods) loss += p.lossSum;
@@ -356,12 +375,24 @@ export const clientMachine = setup({
         podHashes,
         podsAgree: podHashes.every((h) => h === podHashes[0]),
         phaseMs,
-        ms: context.resumed ? 0 : performance.now() - context.stepStartedAt,
+        ms: context.resumed ? 0 : timeOf(event, context.now) - context.stepStartedAt,
         shardHashes: context.prepared.get(0)?.shardHashes ?? [],
         ...(context.resumed ? { recovered: true } : {}),
         ...(context.step <= context.replayUntil ? { replayed: true } : {}),
       };
       enqueue.emit(record);
+      if ((record.step + 1) % context.topology.checkpoint.everySteps === 0 && record.shardHashes.length === context.topology.hostsPerPod) {
+        const manifest = {
+          format: 'lockstep-checkpoint/1' as const,
+          runId: context.runId,
+          step: record.step,
+          attempt: record.attempt,
+          paramsHash: record.paramsHash,
+          shardHashes: record.shardHashes,
+          pods: context.topology.pods,
+        };
+        enqueue.sendTo('checkpoints', { type: 'ckpt.writeManifest', manifest } satisfies CheckpointCommand);
+      }
       enqueue.assign({
         stepsCommitted: context.stepsCommitted + 1,
         lossFirst: context.lossFirst ?? loss,
@@ -381,7 +412,7 @@ export const clientMachine = setup({
         step: context.step,
         pods: podsNotReady(context).map((p) => ({
           pod: p,
-          silentHosts: context.podSeen[p] >= context.waitSince ? context.podSilentHosts[p] : [],
+          silentHosts: context.heardSinceWait[p] ? context.podSilentHosts[p] : [],
         })),
         ms: context.topology.deadlines.startupMs,
       },
@@ -391,8 +422,10 @@ export const clientMachine = setup({
       if (!('msg' in event)) return {};
       const p = podIndex(event);
       const podSeen = [...context.podSeen];
-      podSeen[p] = performance.now();
-      if (event.type !== 'pod.heartbeat') return { podSeen };
+      podSeen[p] = event.at;
+      const heardSinceWait = [...context.heardSinceWait];
+      heardSinceWait[p] = true;
+      if (event.type !== 'pod.heartbeat') return { podSeen, now: Math.max(context.now, event.at) };
       const podPhase = [...context.podPhase];
       podPhase[p] = event.msg.phase;
       const podReady = [...context.podReady];
@@ -403,7 +436,7 @@ export const clientMachine = setup({
       podLost[p] = event.msg.lostHosts;
       const podAt = [...context.podAt];
       podAt[p] = { step: event.msg.step, attempt: event.msg.attempt };
-      return { podSeen, podPhase, podReady, podAt, podSilentHosts, podLost };
+      return { podSeen, podPhase, podReady, podAt, podSilentHosts, podLost, heardSinceWait, now: Math.max(context.now, event.at) };
     }),
     podIdle: assign(({ context, event }) => ({
       failure: {
@@ -415,8 +448,8 @@ export const clientMachine = setup({
         reason: `idle in attempt ${context.attempt} (restarted, or its dispatch was lost)`,
       },
     })),
-    podSilent: assign(({ context }) => {
-      const s = silentPod(context)!;
+    podSilent: assign(({ context, event }) => {
+      const s = silentPod(context, timeOf(event, context.now))!;
       return { failure: { kind: 'podSilent' as const, step: context.step, pod: s.pod, ms: s.ms, phase: context.podPhase[s.pod] } };
     }),
     noteRetry: assign(({ context }) => ({
@@ -463,6 +496,8 @@ export const clientMachine = setup({
   context: ({ input }) => ({
     topology: input.topology,
     runId: input.runId,
+    incarnation: input.incarnation,
+    now: input.now ?? 0,
     steps: input.steps,
     step: input.resume ? input.resume.step + (input.cold ? 1 : 0) : (input.firstStep ?? 0),
     attempt: input.resume && !input.cold ? input.resume.attempt : -1,
@@ -482,7 +517,7 @@ export const clientMachine = setup({
     faultsInjected: 0,
     failure: undefined,
     resends: 0,
-    podSeen: Array.from({ length: input.topology.pods }, () => performance.now()),
+    podSeen: Array.from({ length: input.topology.pods }, () => input.now ?? 0),
     podPhase: Array.from({ length: input.topology.pods }, () => 'idle'),
     podReady: Array.from({ length: input.topology.pods }, () => false),
     podSilentHosts: Array.from({ length: input.topology.pods }, () => []),
@@ -494,7 +529,7 @@ export const clientMachine = setup({
     attemptFloor: 0,
     maxAttempt: input.resume?.attempt ?? 0,
     podAt: Array.from({ length: input.topology.pods }, () => ({ step: 0, attempt: 0 })),
-    waitSince: 0,
+    heardSinceWait: Array.from({ length: input.topology.pods }, () => false),
     tries: 0,
     dispatchedAt: 0,
     resumed: input.cold ? undefined : input.resume,
@@ -510,7 +545,7 @@ export const clientMachine = setup({
   on: {
     'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
     'pod.heartbeat': { actions: 'notePod' },
-    'clock.tick': {},
+    'clock.tick': { actions: 'noteTime' },
     '*': { actions: 'reject' },
   },
   states: {
@@ -532,7 +567,7 @@ export const clientMachine = setup({
         'pod.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
         'pod.failed': [{ guard: 'forThisAttempt', target: 'aborting', actions: 'podFailed' }, { actions: 'reject' }],
         // a pod scheduler that stops heartbeating (crashed, or stalled) fails the attempt, named
-        'clock.tick': { guard: 'somePodSilent', target: 'aborting', actions: 'podSilent' },
+        'clock.tick': [{ guard: 'somePodSilent', target: 'aborting', actions: ['noteTime', 'podSilent'] }, { actions: 'noteTime' }],
         'pod.heartbeat': [{ guard: 'podIdleInAttempt', target: 'aborting', actions: ['notePod', 'podIdle'] }, { actions: 'notePod' }],
       },
       after: { stepDeadline: { target: 'aborting', actions: { type: 'deadline', params: { waitingFor: 'pod.prepared' } } } },
@@ -551,7 +586,6 @@ export const clientMachine = setup({
               attempt: context.attempt,
               paramsHash: context.prepared.get(0)!.paramsHash,
               loss,
-              at: new Date().toISOString(),
             },
           };
         }),
@@ -632,7 +666,10 @@ export const clientMachine = setup({
      * (a crashed process is being restarted and healed meanwhile).
      */
     awaitPods: {
-      entry: [{ type: 'setPhase', params: { phase: 'awaitPods' } }, assign({ waitSince: () => performance.now() })],
+      entry: [
+        { type: 'setPhase', params: { phase: 'awaitPods' } },
+        assign(({ context }) => ({ heardSinceWait: podList(context).map(() => false) })),
+      ],
       always: [
         { guard: 'allPodsReady', target: 'awaitPrepared', actions: 'catchUpAttempt' },
         // every replica of a shard is gone: roll the run back to a checkpoint

@@ -3,11 +3,13 @@ import { createActor, toPromise } from 'xstate';
 import { actorNames, encodeControl, subjects, type RunLogRecord, type StepCommitted, type Topology } from '@lockstep/topology';
 import type { Logger } from 'pino';
 import { waitForPeers } from '../readiness.ts';
-import { edgeFor } from '../wire/edge.ts';
+import { edgeFor, natsTransport } from '../wire/edge.ts';
+import { listenFor } from '../wire/listen.ts';
+import { systemClock, ticker } from '../clock.ts';
+import { processIncarnation } from '../rejects.ts';
+import { checkpointActor } from '../checkpoint/actors.ts';
 import { clientMachine, type ClientOutput, type StepRecord } from './client.machine.ts';
 import { runLogActor, type RunLog } from './runlog.ts';
-import { writeManifest } from '../checkpoint/store.ts';
-import { checkpointActor } from './checkpoints.ts';
 
 export interface ClientRunOptions {
   nc: NatsConnection;
@@ -44,42 +46,38 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
   });
   log.info({ pods: t.pods, hostsPerPod: t.hostsPerPod, steps: opts.steps }, 'all pods ready; training');
 
+  const clock = systemClock;
   const wire = edgeFor(t, 'client', {
-    nc,
+    transport: natsTransport(nc, log),
+    clock,
     runId,
     log,
-    listen: [{ subject: subjects.clientReport(runId), channel: { on: 'client.report', pods: t.pods } }],
+    listen: listenFor(t, runId, { role: 'client' }),
   });
   const actor = createActor(
     clientMachine.provide({
-      actors: { wire, runlog: runLogActor(opts.runLog), checkpoints: checkpointActor(opts.checkpointDir, t, runId, log) },
+      actors: {
+        wire,
+        clock: ticker(clock),
+        runlog: runLogActor(opts.runLog, clock),
+        checkpoints: checkpointActor({ dir: opts.checkpointDir, topology: t, runId, log, clock }),
+      },
     }),
     {
-      input: { topology: t, runId, steps: opts.steps, firstStep: opts.firstStep, resume: opts.resume, cold: opts.cold },
+      input: {
+        topology: t,
+        runId,
+        incarnation: processIncarnation(),
+        steps: opts.steps,
+        firstStep: opts.firstStep,
+        resume: opts.resume,
+        cold: opts.cold,
+        now: clock.now(),
+      },
+      clock,
     },
   );
   actor.on('step.committed', (r) => {
-    // every `everySteps`-th step: the manifest of the checkpoint the hosts write after committing it
-    if ((r.step + 1) % t.checkpoint.everySteps === 0 && r.shardHashes.length === t.hostsPerPod) {
-      try {
-        writeManifest(
-          opts.checkpointDir,
-          {
-            format: 'lockstep-checkpoint/1',
-            runId,
-            step: r.step,
-            attempt: r.attempt,
-            paramsHash: r.paramsHash,
-            shardHashes: r.shardHashes,
-            pods: t.pods,
-            writtenAt: new Date().toISOString(),
-          },
-          t.checkpoint.keep,
-        );
-      } catch (err) {
-        log.error({ err, step: r.step }, 'checkpoint manifest not written');
-      }
-    }
     log.info(
       { step: r.step, loss: r.loss, paramsHash: r.paramsHash, podsAgree: r.podsAgree, ms: Math.round(r.ms * 100) / 100 },
       'step committed',

@@ -5,6 +5,7 @@ import { fromCallback } from 'xstate';
 import type { RunLogCommand, RunLogEvent } from './client.machine.ts';
 import { describeIssues, runLogStream, runLogSubject, RunLogRecord } from '@lockstep/topology';
 import { RunLogConflict, RunLogUnavailable } from '../errors.ts';
+import type { RunClock } from '../clock.ts';
 
 /**
  * A run's durable log of committed steps, in a JetStream stream on disk. The
@@ -136,12 +137,12 @@ export class RunLog {
   }
 }
 
-/** The client machine's `runlog` actor over a RunLog: each log.append answered with log.appended or log.failed. */
-export function runLogActor(runLog: RunLog) {
+/** The client machine's `runlog` actor over a RunLog: each log.append stamped with the wall-clock time and answered with log.appended or log.failed. */
+export function runLogActor(runLog: RunLog, clock: RunClock) {
   return fromCallback<RunLogCommand>(({ sendBack, receive }) => {
     receive((cmd) => {
       const step = cmd.record.step;
-      runLog.append(cmd.record).then(
+      runLog.append({ ...cmd.record, at: new Date(clock.now()).toISOString() }).then(
         () => sendBack({ type: 'log.appended', step } satisfies RunLogEvent),
         (err: Error) =>
           sendBack({

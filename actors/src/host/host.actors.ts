@@ -12,34 +12,37 @@ import {
   type Task,
   type UpdateResult,
 } from '@lockstep/topology';
+import type { RunClock, Timed } from '../clock.ts';
+
+export type ForwardInput = { model: ModelSpec; params: Float32Array; task: Task; step: number; samples: SampleRange; globalBatch: number };
+export type BackwardInput = { model: ModelSpec; params: Float32Array; acts: Activations; globalBatch: number };
+export type UpdateInput = { optimizer: OptimizerSpec; step: number; shard: Float32Array; state: OptimizerState; podGrads: Float32Array[] };
+
+/** One phase's arithmetic, from topology/: the same in a real run and in the simulator. */
+export const computeFor = {
+  forwardPass: (i: ForwardInput): Activations => forward(i.model, i.params, i.task, i.step, i.samples, i.globalBatch),
+  backwardPass: (i: BackwardInput): Float32Array => backward(i.model, i.params, i.acts, i.globalBatch),
+  /** Sum the pods' gradients for this shard in pod order, then apply the optimizer. Never mutates its inputs. */
+  applyUpdate: (i: UpdateInput): UpdateResult => applyOptimizer(i.optimizer, i.step, i.shard, i.state, reduceInOrder(i.podGrads)),
+};
 
 /**
- * The host's compute, as invoked actors: each runs one phase's arithmetic from topology/.
- * Each first yields to the event loop, so the heartbeat that says "computing" leaves before
- * the computation holds the thread.
+ * The host's compute as invoked actors for a real run: each first yields to
+ * the event loop (so the heartbeat that says "computing" leaves before the
+ * computation holds the thread), computes, and says when it finished.
  */
-const yieldFirst = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-export const forwardPass = fromPromise<
-  Activations,
-  { model: ModelSpec; params: Float32Array; task: Task; step: number; samples: SampleRange; globalBatch: number }
->(async ({ input }) => {
-  await yieldFirst();
-  return forward(input.model, input.params, input.task, input.step, input.samples, input.globalBatch);
-});
-
-export const backwardPass = fromPromise<Float32Array, { model: ModelSpec; params: Float32Array; acts: Activations; globalBatch: number }>(
-  async ({ input }) => {
-    await yieldFirst();
-    return backward(input.model, input.params, input.acts, input.globalBatch);
-  },
-);
-
-/** Sum the pods' gradients for this shard in pod order, then apply the optimizer. Never mutates its inputs. */
-export const applyUpdate = fromPromise<
-  UpdateResult,
-  { optimizer: OptimizerSpec; step: number; shard: Float32Array; state: OptimizerState; podGrads: Float32Array[] }
->(async ({ input }) => {
-  await yieldFirst();
-  return applyOptimizer(input.optimizer, input.step, input.shard, input.state, reduceInOrder(input.podGrads));
-});
+export function hostCompute(clock: RunClock) {
+  const yieldFirst = () => new Promise<void>((resolve) => setImmediate(resolve));
+  const timed =
+    <I, O>(f: (i: I) => O) =>
+    async ({ input }: { input: I }): Promise<Timed<O>> => {
+      await yieldFirst();
+      const value = f(input);
+      return { value, at: clock.now() };
+    };
+  return {
+    forwardPass: fromPromise(timed(computeFor.forwardPass)),
+    backwardPass: fromPromise(timed(computeFor.backwardPass)),
+    applyUpdate: fromPromise(timed(computeFor.applyUpdate)),
+  };
+}

@@ -1,18 +1,17 @@
 import type { Subscription } from '@nats-io/transport-node';
-import { createActor, fromPromise, waitFor, type ActorRefFrom } from 'xstate';
-import { loadCheckpoint, writeShardCheckpoint } from '../checkpoint/store.ts';
-import { actorNames, shardRange, parameterCount, subjects, type CrashPoint, type TensorKind } from '@lockstep/topology';
-import { crashInspector } from './crash.ts';
-import { HealInterrupted } from '../errors.ts';
-import { heartbeats, untilStopped } from '../lifecycle.ts';
+import { createActor, type ActorRefFrom } from 'xstate';
+import { actorNames, subjects, type CrashPoint } from '@lockstep/topology';
+import { checkpointLoader, hostDiskActor } from '../checkpoint/actors.ts';
+import { systemClock, ticker } from '../clock.ts';
+import { untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
-import { edgeFor } from '../wire/edge.ts';
+import { processIncarnation } from '../rejects.ts';
+import { edgeFor, natsTransport } from '../wire/edge.ts';
+import { hostTensorLength, listenFor } from '../wire/listen.ts';
 import type { HostAddress } from './address.ts';
-import { fetchState, serveState, type CommittedState } from './heal.ts';
+import { crashInspector } from './crash.ts';
+import { hostCompute } from './host.actors.ts';
 import { hostMachine } from './host.machine.ts';
-
-/** Into a computing phase (forward, update) and out of one (reduceScatter after backward, allGather after update). */
-const BEAT_ON_ENTRY: ReadonlySet<string> = new Set(['forward', 'reduceScatter', 'update', 'allGather']);
 
 export interface HostRun {
   /** Resolves when the host holds its state (healed, if restarted) and every peer (in-pod and cross-pod) answers. */
@@ -31,143 +30,57 @@ export interface HostRunOptions extends HostAddress {
   checkpointDir: string;
 }
 
-/** Connect one host machine to NATS: its edge, its ping answers, its state service, its start-up handshake. */
+const incarnation = processIncarnation();
+
+/**
+ * Connect one host machine to NATS: provide its edge, clock, compute and
+ * checkpoint store, and answer the start-up handshake. Everything the host
+ * says (heartbeats, healing, checkpoints) is its machine's.
+ */
 export function runHost(opts: HostRunOptions): HostRun {
   const { nc, topology: t, runId, pod, host } = opts;
   const me = actorNames.host(pod, host);
   const log = opts.log.child({ actor: me });
-  let actor: ActorRefFrom<typeof hostMachine> | undefined;
-  let stopped = false;
-  const subs: Subscription[] = [];
-
-  // answers peers that heal from this host; while this host heals itself it has nothing to give
-  subs.push(
-    serveState({
-      nc,
-      topology: t,
-      runId,
-      pod,
-      host,
-      log,
-      state: async () => {
-        if (!actor) return 'healing itself (restarted, no state yet)';
-        const phase = actor.getSnapshot().context.phase;
-        if (phase === 'lost' || phase === 'restoring') return `${phase} (no replica was left to heal from)`;
-        // awaiting a commit or abort, the committed state is about to change: answer once it is settled
-        const s = await waitFor(actor, (x) => x.context.phase !== 'prepared' || x.status !== 'active', { timeout: t.deadlines.stepMs });
-        const c = s.context;
-        return { step: c.step, params: c.params, optState: c.optState, lastCommitted: c.lastCommitted } satisfies CommittedState;
+  const clock = systemClock;
+  const place = { dir: opts.checkpointDir, topology: t, runId, log, clock };
+  const wire = edgeFor(t, 'host', {
+    transport: natsTransport(nc, log),
+    clock,
+    runId,
+    log,
+    expectedLength: hostTensorLength(t, host),
+    listen: listenFor(t, runId, { role: 'host', pod, host }),
+  });
+  const inspect = opts.crashPoint?.host === host ? crashInspector(opts.crashPoint, log) : undefined;
+  const actor: ActorRefFrom<typeof hostMachine> = createActor(
+    hostMachine.provide({
+      actors: {
+        wire,
+        clock: ticker(clock),
+        disk: hostDiskActor(place),
+        loadCheckpoint: checkpointLoader(place, host),
+        ...hostCompute(clock),
       },
     }),
+    { input: { topology: t, runId, pod, host, incarnation, heal: opts.heal, now: clock.now() }, inspect, clock },
   );
+  let lastPhase = '';
+  actor.subscribe((s) => {
+    const c = s.context;
+    if (c.phase === lastPhase) return;
+    if (lastPhase === 'healing' && c.heal.from)
+      log.info({ from: c.heal.from, step: c.step, lastCommitted: c.lastCommitted }, 'healed from cross-pod peer');
+    if (c.phase === 'lost') log.warn({ failure: c.failure }, 'no replica to heal from: waiting for a checkpoint restore');
+    lastPhase = c.phase;
+    log.debug({ step: c.step, attempt: c.attempt, phase: c.phase }, 'phase');
+  });
+  // subscribe to errors before start, so nothing the actor throws goes unhandled
+  const done = untilStopped(actor, { nc, log, name: 'host', cleanup: () => {} });
+  actor.start();
 
-  const start = async (): Promise<{ done: Promise<void> }> => {
-    let restored: CommittedState | undefined;
-    let lost = false;
-    if (opts.heal) {
-      const began = performance.now();
-      const r = await fetchState({ nc, topology: t, runId, pod, host, log, deadlineMs: t.deadlines.startupMs });
-      if (r.ok) {
-        restored = r.state;
-        log.info(
-          { from: r.from, step: r.state.step, lastCommitted: r.state.lastCommitted, ms: Math.round(performance.now() - began) },
-          'healed from cross-pod peer',
-        );
-      } else {
-        // every replica of this shard is gone: say so (heartbeat phase 'lost') and wait for the client to restore a checkpoint
-        lost = true;
-        log.warn({ reason: r.reason }, 'cannot heal: waiting for a checkpoint restore');
-      }
-    }
-    if (stopped) throw new HealInterrupted(`${me} stopped while healing`);
-    const done = runMachine(restored, lost);
-    return { done };
-  };
-
-  const runMachine = (restored: CommittedState | undefined, lost: boolean): Promise<void> => {
-    const size = parameterCount(t.model);
-    const lengthOf = (shard: number) => {
-      const r = shardRange(size, t.hostsPerPod, shard);
-      return r.end - r.start;
-    };
-    const expectedLength = (tensor: TensorKind, shard: number): number | undefined => {
-      if (shard >= t.hostsPerPod) return undefined;
-      if (tensor !== 'param.shard' && shard !== host) return undefined;
-      return lengthOf(shard);
-    };
-    const wire = edgeFor(t, 'host', {
-      nc,
-      runId,
-      log,
-      expectedLength,
-      listen: [
-        { subject: subjects.hostCmd(runId, pod, host), channel: { on: 'host.cmd', pod, host } },
-        { subject: subjects.hostData(runId, pod, host), channel: { on: 'host.data', pod, host, pods: t.pods, hosts: t.hostsPerPod } },
-      ],
-    });
-    const load = fromPromise<CommittedState, { checkpoint: number }>(async ({ input }) => {
-      const s = loadCheckpoint(opts.checkpointDir, t, runId, host, input.checkpoint);
-      log.info({ checkpoint: input.checkpoint, step: s.step }, 'restored from checkpoint');
-      return s;
-    });
-    const inspect = opts.crashPoint?.host === host ? crashInspector(opts.crashPoint, log) : undefined;
-    const a = createActor(hostMachine.provide({ actors: { wire, loadCheckpoint: load } }), {
-      input: { topology: t, runId, pod, host, restored, lost },
-      inspect,
-    });
-    // after committing every `everySteps`-th step, write this host's part of the checkpoint (its shard and optimizer state)
-    let written = -1;
-    a.subscribe((s) => {
-      const c = s.context.lastCommitted;
-      if (!c || c.step === written || (c.step + 1) % t.checkpoint.everySteps !== 0 || s.context.phase === 'restoring') return;
-      written = c.step;
-      const own = s.context.ranges[host];
-      try {
-        writeShardCheckpoint(opts.checkpointDir, {
-          runId,
-          step: c.step,
-          pod,
-          host,
-          shard: s.context.params.subarray(own.start, own.end),
-          opt: s.context.optState,
-        });
-      } catch (err) {
-        log.error({ err, step: c.step }, 'checkpoint not written');
-      }
-    });
-    actor = a;
-    let lastPhase = '';
-    let lastBeatPhase = '';
-    a.subscribe((s) => {
-      if (s.context.phase !== lastPhase) {
-        lastPhase = s.context.phase;
-        log.debug({ step: s.context.step, attempt: s.context.attempt, phase: lastPhase }, 'phase');
-      }
-    });
-    // heartbeats: alive, and in which phase; they stop when the process stalls or dies, which is how the pod tells.
-    // One goes at once on entering a computing phase (it may hold the thread up to the phase deadline, and the pod
-    // allows that long) and one on leaving it, so a host that dies after computing is missed within `misses` beats.
-    const heartbeat = heartbeats({
-      nc,
-      subject: subjects.podReport(runId, pod),
-      me,
-      kind: 'host.heartbeat',
-      everyMs: t.heartbeat.intervalMs,
-      state: () => a.getSnapshot().context,
-      log,
-    });
-    a.subscribe((s) => {
-      if (BEAT_ON_ENTRY.has(s.context.phase) && s.context.phase !== lastBeatPhase) heartbeat.beat();
-      lastBeatPhase = s.context.phase;
-    });
-    // subscribe to errors before start, so nothing the actor throws goes unhandled
-    const done = untilStopped(a, { nc, log, name: 'host', cleanup: () => heartbeat.stop() });
-    a.start();
-    heartbeat.beat();
-    return done;
-  };
-
+  // the start-up handshake: this host answers pings, and is ready once its state is settled and every peer answers
   let peersReady = false;
+  const holdsState = () => actor.getSnapshot().context.phase !== 'healing';
   const peers = [
     ...Array.from({ length: t.hostsPerPod }, (_, k) => k)
       .filter((k) => k !== host)
@@ -176,32 +89,21 @@ export function runHost(opts: HostRunOptions): HostRun {
       .filter((q) => q !== pod)
       .map((q) => ({ name: actorNames.host(q, host), subject: subjects.hostPing(runId, q, host) })),
   ];
-  subs.push(
-    answerPings(
-      nc,
-      subjects.hostPing(runId, pod, host),
-      runId,
-      me,
-      () => ({ ready: peersReady && actor !== undefined, waitingFor: peersReady ? [] : peers.map((p) => p.name) }),
-      log,
-    ),
+  const pings: Subscription = answerPings(
+    nc,
+    subjects.hostPing(runId, pod, host),
+    runId,
+    me,
+    () => ({ ready: peersReady && holdsState(), waitingFor: peersReady ? [] : peers.map((p) => p.name) }),
+    log,
   );
-  const started = start();
-  const ready = Promise.all([started, waitForPeers(nc, { runId, me, peers, deadlineMs: t.deadlines.startupMs, log })]).then(() => {
+  const ready = waitForPeers(nc, { runId, me, peers, deadlineMs: t.deadlines.startupMs, log }).then(() => {
     peersReady = true;
     log.info({ peers: peers.length }, 'host ready');
   });
-  const done = started
-    .then((s) => s.done)
-    .finally(() => {
-      for (const s of subs) s.unsubscribe();
-    });
   return {
     ready,
-    done,
-    stop: () => {
-      stopped = true;
-      actor?.stop();
-    },
+    done: done.finally(() => pings.unsubscribe()),
+    stop: () => actor.stop(),
   };
 }

@@ -1,13 +1,13 @@
 import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
-import { clock, longestSilence } from '../clock.ts';
+import { longestSilence, timeOf, type ClockTick } from '../clock.ts';
 import {
   actorNames,
   combineShardHashes,
   hostPhases,
+  isComputePhase,
   hostSamples,
   subjects,
   type ControlMessage,
-  type HostPhase,
   type HostPrepared,
   type HostStopped,
   type PhaseTimes,
@@ -32,6 +32,10 @@ export interface PodInput {
   topology: Topology;
   runId: string;
   pod: number;
+  /** Which life of this scheduler (a restart is a new one): part of every message id. */
+  incarnation: string;
+  /** The time it starts at (ms on the run's clock). */
+  now?: number;
   /** A restarted scheduler: it does not know the step until the client next speaks (step -1 until then). */
   rejoin?: boolean;
 }
@@ -41,10 +45,16 @@ export interface PodContext {
   runId: string;
   pod: number;
   me: string;
+  incarnation: string;
+  /** The latest time the pod knows of (ms on the run's clock): from the last timed event it took. */
+  now: number;
+  /** Heartbeats sent (part of their message ids). */
+  beats: number;
   step: number;
   attempt: number;
   samples: SampleRange;
-  hostPhase: (HostPhase | 'idle' | 'prepared')[];
+  /** Each host's last reported phase (a step phase, idle, prepared, or healing/lost/failed after its heartbeats). */
+  hostPhase: string[];
   prepared: Map<number, HostPrepared>;
   /** Hosts that confirmed the commit, with the shard hash each committed. */
   committed: Map<number, string>;
@@ -60,11 +70,11 @@ export interface PodContext {
   lastCommitted: { step: number; attempt: number; paramsHash: string } | undefined;
   /** Relays sent so far; part of each relay's message id, so a resend is not taken for a repeat. */
   relays: number;
-  /** When each host was last heard from (performance.now), for silence detection. */
+  /** When each host was last heard from (ms on the run's clock), for silence detection. */
   lastSeen: number[];
   /** The longest compute phase (forward, backward, update) any host has reported. */
   computeMs: number;
-  /** When the attempt in flight was dispatched (performance.now). */
+  /** When the attempt in flight was dispatched (ms on the run's clock). */
   dispatchedAt: number;
   /** Hosts whose last heartbeat said they are lost (restarted with no replica to heal from). */
   lost: boolean[];
@@ -73,7 +83,7 @@ export interface PodContext {
   restored: Map<number, string>;
 }
 
-export type PodEvent = WireEvent | { type: 'clock.tick' };
+export type PodEvent = WireEvent | ClockTick;
 
 function envelope(ctx: PodContext, kind: string) {
   return envelopeFor(ctx, ctx.me, kind);
@@ -91,9 +101,6 @@ function hostIndex(event: PodEvent): number {
   return 'msg' in event ? Number(event.msg.sender.split('/')[2]) : -1;
 }
 
-/** Phases that compute on the host's only thread: heartbeats pause there, for up to a phase deadline. */
-const COMPUTE: ReadonlySet<string> = new Set(['forward', 'backward', 'update']);
-
 /**
  * The host silent the longest past its limit, if any: `misses` heartbeat
  * intervals, or, when its last heartbeat said it was computing (a host's
@@ -101,21 +108,20 @@ const COMPUTE: ReadonlySet<string> = new Set(['forward', 'backward', 'update']);
  * phase seen so far, at most the phase deadline (the whole phase deadline
  * before any step has reported its times).
  */
-function silentHost(ctx: PodContext): { host: number; ms: number } | undefined {
+function silentHost(ctx: PodContext, now: number): { host: number; ms: number } | undefined {
   const beatLimit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
   const phaseMs = ctx.topology.deadlines.phaseMs;
   const computeLimit = Math.max(beatLimit, ctx.computeMs === 0 ? phaseMs : Math.min(phaseMs, beatLimit + 4 * ctx.computeMs));
-  const s = longestSilence(ctx.lastSeen, (host) => (COMPUTE.has(String(ctx.hostPhase[host])) ? computeLimit : beatLimit));
+  const s = longestSilence(ctx.lastSeen, now, (host) => (isComputePhase(String(ctx.hostPhase[host])) ? computeLimit : beatLimit));
   return s && { host: s.index, ms: s.ms };
 }
 
 const hostList = (ctx: PodContext) => Array.from({ length: ctx.topology.hostsPerPod }, (_, h) => h);
 
-/** Hosts not heard from within `misses` heartbeat intervals: a step dispatched now could not run. */
-export function silentHosts(ctx: Pick<PodContext, 'topology' | 'lastSeen'>): number[] {
+/** Hosts not heard from within `misses` heartbeat intervals at `now`, or still healing after a restart: a step dispatched now could not run. */
+export function silentHosts(ctx: Pick<PodContext, 'topology' | 'lastSeen' | 'hostPhase'>, now: number): number[] {
   const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
-  const now = performance.now();
-  return ctx.lastSeen.flatMap((seen, h) => (now - seen > limit ? [h] : []));
+  return ctx.lastSeen.flatMap((seen, h) => (now - seen > limit || ctx.hostPhase[h] === 'healing' ? [h] : []));
 }
 
 /** Hosts restarted with no replica of their shard left: only a restore brings them back. */
@@ -134,7 +140,10 @@ export const podMachine = setup({
     wire: fromCallback<WireCommand>(() => {
       throw new Error('podMachine: provide the `wire` actor');
     }),
-    clock,
+    /** Sends `clock.tick` every heartbeat interval (see `ticker`); provided by the adapter. */
+    clock: fromCallback<{ type: 'noop' }, { everyMs: number }>(() => {
+      throw new Error('podMachine: provide the `clock` actor');
+    }),
   },
   delays: {
     stepDeadline: ({ context }) => context.topology.deadlines.stepMs,
@@ -153,17 +162,18 @@ export const podMachine = setup({
     allCommitted: ({ context }) => context.committed.size === context.topology.hostsPerPod,
     allAborted: ({ context }) => context.aborted.size === context.topology.hostsPerPod,
     allStopped: ({ context }) => context.stopped.size === context.topology.hostsPerPod,
-    someHostSilent: ({ context }) => silentHost(context) !== undefined,
+    someHostSilent: ({ context, event }) => silentHost(context, timeOf(event, context.now)) !== undefined,
     /**
      * A host that says it is idle at this step well after the dispatch never got it, or was restarted
-     * (and healed) meanwhile: either way this attempt cannot finish.
+     * (and healed) meanwhile; one that is healing or lost was restarted: either way this attempt cannot finish.
      */
     hostIdleInAttempt: ({ context, event }) =>
       event.type === 'host.heartbeat' &&
       (event.msg.phase === 'lost' ||
+        event.msg.phase === 'healing' ||
         (event.msg.phase === 'idle' &&
           event.msg.step === context.step &&
-          performance.now() - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs)),
+          event.at - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs)),
     /** A later attempt of the step in flight supersedes the current one. */
     isNewerAttempt: ({ context, event }) => event.type === 'step.dispatch' && isNext(context, event.msg),
     isLastCommitted: ({ context, event }) =>
@@ -191,8 +201,9 @@ export const podMachine = setup({
         aborted: new Set(),
         failure: undefined,
         hostPhase: hostList(context).map(() => 'idle' as const),
-        lastSeen: hostList(context).map(() => performance.now()),
-        dispatchedAt: performance.now(),
+        lastSeen: hostList(context).map(() => event.at),
+        dispatchedAt: event.at,
+        now: Math.max(context.now, event.at),
       });
       for (const h of hostList(context)) {
         enqueue.sendTo('wire', {
@@ -206,33 +217,57 @@ export const podMachine = setup({
         });
       }
     }),
+    /** Note the time a tick carries (what xstate's own events, which carry none, fall back to). */
+    noteTime: assign(({ context, event }) => ({ now: Math.max(context.now, timeOf(event, context.now)) })),
+    /** Alive, in which phase, and whether every host is up (heard from lately, not healing, not lost): every heartbeat interval. */
+    sendHeartbeat: enqueueActions(({ context, event, enqueue }) => {
+      const silent = silentHosts(context, timeOf(event, context.now));
+      const lost = lostHosts(context);
+      enqueue.sendTo(
+        'wire',
+        toClient(context, {
+          ...envelope(context, `pod.heartbeat.${context.beats}`),
+          kind: 'pod.heartbeat',
+          phase: context.phase,
+          ready: silent.length === 0 && lost.length === 0,
+          silentHosts: silent,
+          lostHosts: lost,
+        }),
+      );
+      enqueue.assign({ beats: context.beats + 1 });
+    }),
     countRelay: assign(({ context }) => ({ relays: context.relays + 1 })),
     noteHeartbeat: assign(({ context, event }) => {
       if (event.type !== 'host.heartbeat') return {};
       const h = hostIndex(event);
       const lastSeen = [...context.lastSeen];
-      lastSeen[h] = performance.now();
+      lastSeen[h] = event.at;
       const lost = [...context.lost];
       lost[h] = event.msg.phase === 'lost';
       if (stepMismatch(context, event.msg) !== undefined) return { lastSeen, lost };
       const hostPhase = [...context.hostPhase];
-      hostPhase[h] = event.msg.phase as PodContext['hostPhase'][number];
+      hostPhase[h] = event.msg.phase;
       return { lastSeen, hostPhase, lost };
     }),
     idleFailed: assign(({ context, event }) => {
       const h = hostIndex(event);
-      const lost = event.type === 'host.heartbeat' && event.msg.phase === 'lost';
-      const why = lost ? 'restarted with no replica of its shard left' : 'restarted, or its dispatch was lost';
+      const phase = event.type === 'host.heartbeat' ? event.msg.phase : 'idle';
+      const why =
+        phase === 'lost'
+          ? 'restarted with no replica of its shard left'
+          : phase === 'healing'
+            ? 'restarted'
+            : 'restarted, or its dispatch was lost';
       return {
         failure: {
           host: h,
-          phase: lost ? 'lost' : 'idle',
-          reason: `${actorNames.host(context.pod, h)} is ${lost ? 'lost' : 'idle'} in attempt ${context.attempt} of step ${context.step} (${why})`,
+          phase,
+          reason: `${actorNames.host(context.pod, h)} is ${phase} in attempt ${context.attempt} of step ${context.step} (${why})`,
         },
       };
     }),
-    silentFailed: assign(({ context }) => {
-      const s = silentHost(context)!;
+    silentFailed: assign(({ context, event }) => {
+      const s = silentHost(context, timeOf(event, context.now))!;
       return {
         failure: {
           host: s.host,
@@ -410,6 +445,9 @@ export const podMachine = setup({
     runId: input.runId,
     pod: input.pod,
     me: actorNames.pod(input.pod),
+    incarnation: input.incarnation,
+    now: input.now ?? 0,
+    beats: 0,
     step: input.rejoin ? -1 : 0,
     attempt: -1,
     samples: { start: 0, end: 0 },
@@ -425,7 +463,7 @@ export const podMachine = setup({
     failure: undefined,
     lastCommitted: undefined,
     relays: 0,
-    lastSeen: Array.from({ length: input.topology.hostsPerPod }, () => 0),
+    lastSeen: Array.from({ length: input.topology.hostsPerPod }, () => input.now ?? 0),
     computeMs: 0,
     dispatchedAt: 0,
     lost: Array.from({ length: input.topology.hostsPerPod }, () => false),
@@ -444,7 +482,7 @@ export const podMachine = setup({
     'host.heartbeat': { actions: 'noteHeartbeat' },
     // a restarted client finishing the commit it logged last: the step is committed here already, confirm it again
     'step.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
-    'clock.tick': {},
+    'clock.tick': { actions: ['noteTime', 'sendHeartbeat'] },
     'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
     '*': { actions: 'reject' },
   },
@@ -467,7 +505,10 @@ export const podMachine = setup({
       on: {
         'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
         // a host that stops heartbeating while the step runs (crashed, or stalled) fails the attempt, named
-        'clock.tick': { guard: 'someHostSilent', target: 'failed', actions: 'silentFailed' },
+        'clock.tick': [
+          { guard: 'someHostSilent', target: 'failed', actions: ['noteTime', 'silentFailed', 'sendHeartbeat'] },
+          { actions: ['noteTime', 'sendHeartbeat'] },
+        ],
         'host.heartbeat': [
           { guard: 'hostIdleInAttempt', target: 'failed', actions: ['noteHeartbeat', 'idleFailed'] },
           { actions: 'noteHeartbeat' },
@@ -626,7 +667,7 @@ export const podMachine = setup({
     /** Reports every count it has; the adapter flushes and exits. */
     stopped: {
       entry: [{ type: 'setPhase', params: { phase: 'stopped' } }, 'sendStopped'],
-      on: { 'run.end': { actions: 'reject' } },
+      on: { 'run.end': { actions: 'reject' }, 'clock.tick': {} },
     },
   },
 });

@@ -2,10 +2,13 @@ import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { createActor } from 'xstate';
 import { actorNames, subjects, type Topology } from '@lockstep/topology';
 import type { Logger } from 'pino';
-import { heartbeats, untilStopped } from '../lifecycle.ts';
+import { systemClock, ticker } from '../clock.ts';
+import { untilStopped } from '../lifecycle.ts';
 import { answerPings, waitForPeers } from '../readiness.ts';
-import { edgeFor } from '../wire/edge.ts';
-import { lostHosts, podMachine, silentHosts } from './pod.machine.ts';
+import { processIncarnation } from '../rejects.ts';
+import { edgeFor, natsTransport } from '../wire/edge.ts';
+import { listenFor } from '../wire/listen.ts';
+import { podMachine } from './pod.machine.ts';
 
 export interface PodRun {
   /** Resolves when every host of the pod has answered and reached its own peers. */
@@ -14,7 +17,9 @@ export interface PodRun {
   stop(): void;
 }
 
-/** Connect a pod scheduler machine to NATS. */
+const incarnation = processIncarnation();
+
+/** Connect a pod scheduler machine to NATS: provide its edge and clock, and answer the start-up handshake. */
 export function runPod(opts: {
   nc: NatsConnection;
   topology: Topology;
@@ -26,16 +31,18 @@ export function runPod(opts: {
   const { nc, topology: t, runId, pod } = opts;
   const me = actorNames.pod(pod);
   const log = opts.log.child({ actor: me });
+  const clock = systemClock;
   const wire = edgeFor(t, 'pod', {
-    nc,
+    transport: natsTransport(nc, log),
+    clock,
     runId,
     log,
-    listen: [
-      { subject: subjects.podCmd(runId, pod), channel: { on: 'pod.cmd', pod } },
-      { subject: subjects.podReport(runId, pod), channel: { on: 'pod.report', pod, hosts: t.hostsPerPod } },
-    ],
+    listen: listenFor(t, runId, { role: 'pod', pod }),
   });
-  const actor = createActor(podMachine.provide({ actors: { wire } }), { input: { topology: t, runId, pod, rejoin: opts.rejoin } });
+  const actor = createActor(podMachine.provide({ actors: { wire, clock: ticker(clock) } }), {
+    input: { topology: t, runId, pod, incarnation, rejoin: opts.rejoin, now: clock.now() },
+    clock,
+  });
   let last = '';
   actor.subscribe((s) => {
     const key = `${s.context.step}/${s.context.phase}`;
@@ -47,26 +54,7 @@ export function runPod(opts: {
   });
   let pingSub: Subscription | undefined;
   // subscribe to errors before start, so nothing the actor throws goes unhandled
-  // heartbeats to the client: alive, and in which phase
-  const heartbeat = heartbeats({
-    nc,
-    subject: subjects.clientReport(runId),
-    me,
-    kind: 'pod.heartbeat',
-    everyMs: t.heartbeat.intervalMs,
-    state: () => actor.getSnapshot().context,
-    hosts: () => ({ silent: silentHosts(actor.getSnapshot().context), lost: lostHosts(actor.getSnapshot().context) }),
-    log,
-  });
-  const done = untilStopped(actor, {
-    nc,
-    log,
-    name: 'pod',
-    cleanup: () => {
-      heartbeat.stop();
-      pingSub?.unsubscribe();
-    },
-  });
+  const done = untilStopped(actor, { nc, log, name: 'pod', cleanup: () => pingSub?.unsubscribe() });
   actor.start();
 
   let hostsReady = false;

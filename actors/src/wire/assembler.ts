@@ -22,7 +22,7 @@ interface Partial {
   bytes: Uint8Array;
   got: Set<number>;
   count: number;
-  /** When its last new chunk came (performance.now()). */
+  /** When its last new chunk came (ms on the run's clock). */
   lastAt: number;
 }
 
@@ -46,15 +46,16 @@ export class TensorAssembler {
     return this.partials.size;
   }
 
-  /** Whether chunks of `tensor` from `sender` for (step, attempt) are still coming: one came within the last `ms`. */
-  receiving(sender: string, step: number, attempt: number, tensor: TensorKind, ms: number): boolean {
+  /** Whether chunks of `tensor` from `sender` for (step, attempt) are still coming at `now`: one came within the last `ms`. */
+  receiving(sender: string, step: number, attempt: number, tensor: TensorKind, now: number, ms: number): boolean {
     const prefix = `${sender}|${step}|${attempt}|${tensor}|`;
-    const since = performance.now() - ms;
+    const since = now - ms;
     for (const [key, p] of this.partials) if (key.startsWith(prefix) && p.lastAt >= since) return true;
     return false;
   }
 
-  add({ header, data }: TensorChunk): AssembleResult {
+  /** Add a chunk that came at `now` (ms on the run's clock). */
+  add({ header, data }: TensorChunk, now: number): AssembleResult {
     const expected = this.expectedLength(header.tensor, header.shard);
     if (expected === undefined)
       return { kind: 'rejected', reason: 'bad shard', detail: `${header.tensor} shard ${header.shard} is not for this host` };
@@ -70,7 +71,7 @@ export class TensorAssembler {
       if (this.completed.has(key)) return { kind: 'duplicate' };
       if (this.partials.size >= this.maxPartials) this.partials.delete(this.partials.keys().next().value as string);
       const f32 = new Float32Array(expected);
-      p = { data: f32, bytes: new Uint8Array(f32.buffer), got: new Set(), count: header.count, lastAt: performance.now() };
+      p = { data: f32, bytes: new Uint8Array(f32.buffer), got: new Set(), count: header.count, lastAt: now };
       this.partials.set(key, p);
     }
     if (header.count !== p.count)
@@ -78,7 +79,7 @@ export class TensorAssembler {
     if (p.got.has(header.index)) return { kind: 'partial' };
     p.bytes.set(data, header.offset * 4);
     p.got.add(header.index);
-    p.lastAt = performance.now();
+    p.lastAt = now;
     if (p.got.size < p.count) return { kind: 'partial' };
     this.partials.delete(key);
     this.completed.firstTime(key);

@@ -1,4 +1,4 @@
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { fromCallback } from 'xstate';
 import type { Logger } from 'pino';
 import {
@@ -11,6 +11,7 @@ import {
   type TensorKind,
   type Topology,
 } from '@lockstep/topology';
+import type { RunClock } from '../clock.ts';
 import { TensorAssembler, type AssembledTensor } from './assembler.ts';
 import { authorize, type Channel } from './authorize.ts';
 import { DedupWindow } from './dedup.ts';
@@ -26,16 +27,33 @@ export type WireCommand =
       data: Float32Array;
     };
 
-/** What an edge tells its machine. Control messages arrive as `{ type: kind, msg }`. */
-export type WireEvent =
+/**
+ * What an edge tells its machine, each stamped with `at`: when it reached the
+ * edge, in ms on the run's clock (the only way time reaches a machine besides
+ * its delays). Control messages arrive as `{ type: kind, msg }`.
+ */
+export type WireEvent = WireEventBody & { at: number };
+type WireEventBody =
   | { [K in ControlMessage['kind']]: { type: K; msg: Extract<ControlMessage, { kind: K }> } }[ControlMessage['kind']]
   | { type: 'tensor.received'; tensor: AssembledTensor }
   | { type: 'wire.rejected'; reason: string; detail?: string }
   | { type: 'wire.duplicate'; msgId: string }
   | { type: 'wire.faultInjected'; count: number };
 
+/**
+ * How an edge reaches the others: NATS in a real run (`natsTransport`), the
+ * simulated network in `lockstep sim`. Bytes in, bytes out; everything else
+ * (parsing, authorization, de-duplication, reassembly, faults) is the edge's.
+ */
+export interface Transport {
+  /** Deliver every message published on `subject`; returns the unsubscribe. */
+  subscribe(subject: string, onMessage: (bytes: Uint8Array) => void): () => void;
+  publish(subject: string, bytes: Uint8Array): void;
+}
+
 export interface EdgeOptions {
-  nc: NatsConnection;
+  transport: Transport;
+  clock: RunClock;
   runId: string;
   listen: { subject: string; channel: Channel }[];
   chunkBytes: number;
@@ -49,19 +67,25 @@ export interface EdgeOptions {
   requestQuietMs?: number;
 }
 
+/** The edge's part of a control message that goes out: encoded, with what the fault layer needs to know. */
+type Outgoing = { subject: string; bytes: Uint8Array; meta: { kind: string; step: number; msgId: string; tensor: boolean } };
+
 /**
- * The NATS edge of an actor: subscribes to its subjects, parses every message
- * with its schema, checks who sent it, drops repeats, reassembles tensors and
- * hands the machine typed events (or `wire.rejected` with the reason). It
- * publishes what the machine sends. The machine never sees raw bytes.
+ * The edge of an actor: subscribes to its subjects, parses every message with
+ * its schema, checks who sent it, drops repeats, reassembles tensors and hands
+ * the machine typed events stamped with the time (or `wire.rejected` with the
+ * reason). It publishes what the machine sends, through the seeded fault layer.
+ * The machine never sees raw bytes.
  */
-export function natsEdge(opts: EdgeOptions) {
+export function edge(opts: EdgeOptions) {
   return fromCallback<WireCommand>(({ sendBack, receive }) => {
+    const { clock } = opts;
+    const tell = (e: WireEventBody) => sendBack({ ...e, at: clock.now() } as WireEvent);
     const dedup = new DedupWindow();
     const assembler = new TensorAssembler(opts.expectedLength ?? (() => undefined));
     const reject = (reason: string, detail?: string) => {
       opts.log.warn({ reason, detail }, 'message rejected');
-      sendBack({ type: 'wire.rejected', reason, detail });
+      tell({ type: 'wire.rejected', reason, detail });
     };
 
     const onMessage = (channel: Channel, bytes: Uint8Array) => {
@@ -72,11 +96,11 @@ export function natsEdge(opts: EdgeOptions) {
         if (h.runId !== opts.runId) return reject('wrong run', h.runId);
         const denied = authorize(channel, 'tensor.chunk', h.sender, h);
         if (denied) return reject(denied.reason, denied.detail);
-        if (!dedup.firstTime(h.msgId)) return sendBack({ type: 'wire.duplicate', msgId: h.msgId });
-        const r = assembler.add(d.value);
+        if (!dedup.firstTime(h.msgId)) return tell({ type: 'wire.duplicate', msgId: h.msgId });
+        const r = assembler.add(d.value, clock.now());
         if (r.kind === 'rejected') return reject(r.reason, r.detail);
-        if (r.kind === 'duplicate') return sendBack({ type: 'wire.duplicate', msgId: h.msgId });
-        if (r.kind === 'complete') sendBack({ type: 'tensor.received', tensor: r.tensor });
+        if (r.kind === 'duplicate') return tell({ type: 'wire.duplicate', msgId: h.msgId });
+        if (r.kind === 'complete') tell({ type: 'tensor.received', tensor: r.tensor });
         return;
       }
       const d = decodeControl(bytes, opts.maxControlBytes);
@@ -85,32 +109,25 @@ export function natsEdge(opts: EdgeOptions) {
       if (msg.runId !== opts.runId) return reject('wrong run', msg.runId);
       const denied = authorize(channel, msg.kind, msg.sender, msg.kind === 'tensor.request' ? { tensor: msg.tensor } : undefined);
       if (denied) return reject(denied.reason, denied.detail);
-      if (!dedup.firstTime(msg.msgId)) return sendBack({ type: 'wire.duplicate', msgId: msg.msgId });
-      sendBack({ type: msg.kind, msg } as WireEvent);
+      if (!dedup.firstTime(msg.msgId)) return tell({ type: 'wire.duplicate', msgId: msg.msgId });
+      tell({ type: msg.kind, msg } as WireEventBody);
     };
 
-    const subs: Subscription[] = opts.listen.map(({ subject, channel }) =>
-      opts.nc.subscribe(subject, {
-        callback: (err, m) => {
-          if (err) return opts.log.error({ err, subject }, 'subscription error');
-          onMessage(channel, m.data);
-        },
-      }),
-    );
+    const unsubscribe = opts.listen.map(({ subject, channel }) => opts.transport.subscribe(subject, (bytes) => onMessage(channel, bytes)));
 
-    const held = new Map<string, { bytes: Uint8Array; timer: ReturnType<typeof setTimeout> }>();
+    const held = new Map<string, { bytes: Uint8Array; timer: unknown }>();
     const rawPublish = (subject: string, bytes: Uint8Array) => {
       try {
-        opts.nc.publish(subject, bytes);
+        opts.transport.publish(subject, bytes);
       } catch (err) {
         opts.log.error({ err, subject }, 'publish failed');
       }
     };
     /** Publish, through the seeded fault layer when one is configured. */
-    const publish = (subject: string, bytes: Uint8Array, meta: { kind: string; step: number; msgId: string; tensor: boolean }) => {
+    const publish = ({ subject, bytes, meta }: Outgoing) => {
       const hits = opts.faults?.active ? opts.faults.decide({ ...meta, subject }) : [];
       if (hits.length === 0) return rawPublish(subject, bytes);
-      sendBack({ type: 'wire.faultInjected', count: hits.length });
+      tell({ type: 'wire.faultInjected', count: hits.length });
       opts.log.debug({ subject, kind: meta.kind, msgId: meta.msgId, faults: hits.map((h) => h.action) }, 'fault injected');
       const has = (a: string) => hits.some((h) => h.action === a);
       if (has('drop')) return;
@@ -125,12 +142,12 @@ export function natsEdge(opts: EdgeOptions) {
         const h = held.get(subject); // a message held back for reordering goes after this one
         if (h) {
           held.delete(subject);
-          clearTimeout(h.timer);
+          clock.clearTimeout(h.timer);
           rawPublish(subject, h.bytes);
         }
       };
       if (has('reorder') && !held.has(subject)) {
-        const timer = setTimeout(() => {
+        const timer = clock.setTimeout(() => {
           held.delete(subject);
           rawPublish(subject, out);
         }, 25);
@@ -138,7 +155,7 @@ export function natsEdge(opts: EdgeOptions) {
         return;
       }
       const delay = hits.find((h) => h.action === 'delay');
-      if (delay) setTimeout(deliver, delay.delayMs);
+      if (delay) clock.setTimeout(deliver, delay.delayMs);
       else deliver();
     };
 
@@ -146,38 +163,64 @@ export function natsEdge(opts: EdgeOptions) {
       if (cmd.type === 'wire.send') {
         const m = cmd.message;
         if (m.kind === 'tensor.request' && opts.requestQuietMs) {
-          const [, , , p, h] = cmd.subject.split('.'); // lockstep.<run>.host.<p>.<h>.data: the peer asked
-          if (assembler.receiving(`host/${p}/${h}`, m.step, m.attempt, m.tensor, opts.requestQuietMs)) {
+          const peer = hostOfDataSubject(cmd.subject);
+          if (peer && assembler.receiving(peer, m.step, m.attempt, m.tensor, clock.now(), opts.requestQuietMs)) {
             opts.log.debug(
-              { to: `host/${p}/${h}`, tensor: m.tensor, step: m.step, attempt: m.attempt },
+              { to: peer, tensor: m.tensor, step: m.step, attempt: m.attempt },
               'tensor request held: its chunks are still coming',
             );
             return;
           }
         }
-        publish(cmd.subject, encodeControl(m), { kind: m.kind, step: m.step, msgId: m.msgId, tensor: false });
+        publish({ subject: cmd.subject, bytes: encodeControl(m), meta: { kind: m.kind, step: m.step, msgId: m.msgId, tensor: false } });
       } else {
         const frames = encodeTensor({ v: 1, kind: 'tensor.chunk', ...cmd.head }, cmd.data, opts.chunkBytes);
-        frames.forEach((f, i) =>
-          publish(cmd.subject, f, { kind: cmd.head.tensor, step: cmd.head.step, msgId: `${cmd.head.msgId}#${i}`, tensor: true }),
-        );
+        frames.forEach((bytes, i) => {
+          publish({
+            subject: cmd.subject,
+            bytes,
+            meta: { kind: cmd.head.tensor, step: cmd.head.step, msgId: `${cmd.head.msgId}#${i}`, tensor: true },
+          });
+        });
       }
     });
 
     return () => {
-      for (const h of held.values()) clearTimeout(h.timer);
-      for (const s of subs) s.unsubscribe();
+      for (const h of held.values()) clock.clearTimeout(h.timer);
+      for (const u of unsubscribe) u();
     };
   });
+}
+
+/** `lockstep.<run>.host.<p>.<h>.data` -> `host/<p>/<h>` (the peer a tensor request goes to). */
+function hostOfDataSubject(subject: string): string | undefined {
+  const m = /\.host\.(\d+)\.(\d+)\.data$/.exec(subject);
+  return m ? `host/${m[1]}/${m[2]}` : undefined;
+}
+
+/** NATS as an edge's transport: core NATS subscriptions and publishes on one connection. */
+export function natsTransport(nc: NatsConnection, log: Logger): Transport {
+  return {
+    subscribe: (subject, onMessage) => {
+      const sub = nc.subscribe(subject, {
+        callback: (err, m) => {
+          if (err) return log.error({ err, subject }, 'subscription error');
+          onMessage(m.data);
+        },
+      });
+      return () => sub.unsubscribe();
+    },
+    publish: (subject, bytes) => nc.publish(subject, bytes),
+  };
 }
 
 /** The edge of one actor of a run, with the topology's wire limits and seeded faults. */
 export function edgeFor(
   t: Topology,
   role: 'client' | 'pod' | 'host',
-  opts: Pick<EdgeOptions, 'nc' | 'runId' | 'log' | 'listen' | 'expectedLength'>,
+  opts: Pick<EdgeOptions, 'transport' | 'clock' | 'runId' | 'log' | 'listen' | 'expectedLength'>,
 ) {
-  return natsEdge({
+  return edge({
     ...opts,
     chunkBytes: t.wire.chunkBytes,
     maxControlBytes: t.wire.maxControlBytes,
