@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import * as messages from '../src/messages.ts';
 import {
@@ -6,14 +7,18 @@ import {
   TensorChunkHeader,
   TensorKind,
   TensorRequest,
+  WIRE_DOC_END,
+  WIRE_DOC_START,
   channelPattern,
   channelsOf,
   kindsOn,
   observerPermissions,
   phaseOfKind,
   receiversOn,
+  renderWireDoc,
   rolePermissions,
   sendersOn,
+  spliceWireDoc,
   subjectMatches,
   subjects,
   tensorsOn,
@@ -256,6 +261,34 @@ describe('NATS permissions derived from the table', () => {
         for (const s of all) expect(allowed(perms[role][way], s), `${role} ${way} ${s}`).toBe(allowed(before[role][way], s));
       }
     }
+  });
+});
+
+describe('the README subject table', () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+  it('is the one rendered from the table (npm run docs:wire rewrites it)', () => {
+    const start = readme.indexOf(WIRE_DOC_START);
+    const end = readme.indexOf(WIRE_DOC_END);
+    expect(start, 'README has the wire-table markers').toBeGreaterThan(0);
+    expect(readme.slice(start + WIRE_DOC_START.length, end).trim()).toBe(renderWireDoc());
+    expect(spliceWireDoc(readme)).toBe(readme);
+  });
+
+  it('names every kind and every subject once per table', () => {
+    const doc = renderWireDoc();
+    for (const k of wireKinds) expect(doc, k).toContain(`| \`${k}\``);
+    for (const c of channelNames) expect(doc, c).toContain(`| \`${wireChannels[c].subject}\` |`);
+    const lines = doc.split('\n').filter((l) => l.startsWith('| `'));
+    expect(lines).toHaveLength(channelNames.length + wireKinds.length);
+  });
+
+  it('splicing needs the markers and leaves the rest of the document alone', () => {
+    expect(() => spliceWireDoc('no markers here')).toThrow(/wire-table:start/);
+    const doc = `before\n${WIRE_DOC_START}\nold table\n${WIRE_DOC_END}\nafter\n`;
+    const out = spliceWireDoc(doc);
+    expect(out).toBe(`before\n${WIRE_DOC_START}\n${renderWireDoc()}\n${WIRE_DOC_END}\nafter\n`);
+    expect(spliceWireDoc(out)).toBe(out);
   });
 });
 
