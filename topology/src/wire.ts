@@ -437,9 +437,33 @@ export function channelsOf(role: Receiver, way: 'sends' | 'receives'): WireChann
   return channelNames.filter((c) => (way === 'sends' ? (byChannel[c].senders as Receiver[]) : byChannel[c].receivers).includes(role));
 }
 
+/** A subject with `<run>`, `<p>` and `<h>` as a NATS pattern for run `run`: every pod and host (`*`). */
+function pattern(subject: string, run: string): string {
+  return subject.replace(RUN, run).replace(/<[ph]>/g, '*');
+}
+
 /** The NATS subject pattern of a channel in run `run`: every pod and host (`*`) of it. */
 export function channelPattern(c: WireChannel, run: string): string {
-  return wireChannels[c].subject.replace(RUN, run).replace(/<[ph]>/g, '*');
+  return pattern(wireChannels[c].subject, run);
+}
+
+/**
+ * Subject trees a permission may name whole: a host's own subjects
+ * (subjects.hostAll). A role that uses every channel in a tree is given the
+ * tree as one permission (`host.*.*.>`) instead of a permission per channel.
+ */
+export const wireTrees = { host: subjects.hostAll(RUN, P, H) } as const;
+
+const subjectUnder = (tree: string, subject: string) => tree.endsWith('.>') && subject.startsWith(tree.slice(0, -1));
+
+/** The channels whose subjects lie in a tree. */
+export function channelsIn(tree: keyof typeof wireTrees): WireChannel[] {
+  return channelNames.filter((c) => subjectUnder(wireTrees[tree], wireChannels[c].subject));
+}
+
+/** The NATS pattern of a tree in run `run`. */
+export function treePattern(tree: keyof typeof wireTrees, run: string): string {
+  return pattern(wireTrees[tree], run);
 }
 
 /** The protocol phase of a message or tensor kind (undefined for kinds outside the step protocol, or unknown). */

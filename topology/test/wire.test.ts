@@ -10,6 +10,7 @@ import {
   WIRE_DOC_END,
   WIRE_DOC_START,
   channelPattern,
+  channelsIn,
   channelsOf,
   kindsOn,
   observerPermissions,
@@ -197,7 +198,7 @@ describe('NATS permissions derived from the table', () => {
   const r = 'lockstep.run1';
   const perms = rolePermissions('run1');
 
-  it('a role publishes on the channels it sends on and subscribes to those it receives on', () => {
+  it('a role publishes on the channels it sends on and subscribes to those it receives on (a host to its whole tree)', () => {
     expect(perms.client).toEqual({
       publish: [`${r}.pod.*.cmd`, `${r}.pod.*.ping`, `${r}.progress`, '_INBOX.>', '$JS.API.>'],
       subscribe: [`${r}.client.report`, '_INBOX.>'],
@@ -208,9 +209,17 @@ describe('NATS permissions derived from the table', () => {
     });
     expect(perms.host).toEqual({
       publish: [`${r}.pod.*.report`, `${r}.host.*.*.data`, `${r}.host.*.*.ping`, `${r}.host.*.*.state`, `${r}.host.*.*.heal`, '_INBOX.>'],
-      subscribe: [`${r}.host.*.*.cmd`, `${r}.host.*.*.data`, `${r}.host.*.*.ping`, `${r}.host.*.*.state`, `${r}.host.*.*.heal`, '_INBOX.>'],
+      subscribe: [`${r}.host.*.*.>`, '_INBOX.>'],
     });
     expect(observerPermissions('run1')).toEqual({ publish: ['_INBOX.>'], subscribe: [`${r}.>`, '_INBOX.>'] });
+  });
+
+  it("a host's tree is its five channels; only a role using all of them is given the tree", () => {
+    expect(channelsIn('host')).toEqual(['host.cmd', 'host.data', 'host.ping', 'host.state', 'host.heal']);
+    expect(channelsOf('host', 'receives')).toEqual([...channelsIn('host'), 'reply']);
+    expect(channelsOf('host', 'sends')).not.toContain('host.cmd');
+    expect(perms.host.publish).not.toContain(`${r}.host.*.*.>`);
+    expect(perms.pod.publish).not.toContain(`${r}.host.*.*.>`);
   });
 
   it('no role but a pod may publish a host command, and no role but the client a pod command', () => {
@@ -222,7 +231,7 @@ describe('NATS permissions derived from the table', () => {
     expect(who(subjects.progress('run1'))).toEqual(['client']);
   });
 
-  it("allows every subject of a 2x2 run exactly as the hand-kept lists did (a host's subscriptions named one by one instead of host.*.*.>)", () => {
+  it('allows every subject of a 2x2 run exactly as the hand-kept lists did', () => {
     const before = {
       client: {
         publish: [`${r}.pod.*.cmd`, `${r}.pod.*.ping`, `${r}.progress`, '_INBOX.>', '$JS.API.>'],
