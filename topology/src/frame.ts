@@ -1,6 +1,7 @@
 import { crc32 } from './hash.ts';
 import { describeIssues } from './issues.ts';
-import { ControlMessage, TensorChunkHeader } from './messages.ts';
+import { TensorChunkHeader } from './messages.ts';
+import { ControlMessage } from './wire.ts';
 
 /**
  * Encoding on the wire. A control message is UTF-8 JSON. A tensor chunk is a

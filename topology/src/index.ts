@@ -11,6 +11,8 @@ export * from './hash.ts';
 export * from './reference.ts';
 export * from './subjects.ts';
 export * from './messages.ts';
+export * from './wire.ts';
+export * from './wiredoc.ts';
 export * from './frame.ts';
 export * from './scenario.ts';
 export * from './runlog.ts';

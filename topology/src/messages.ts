@@ -3,7 +3,8 @@ import { z } from 'zod';
 /**
  * Every message on the wire. Control messages are JSON; tensor chunks are
  * binary frames whose header is `TensorChunkHeader` (see frame.ts). Types are
- * inferred from these schemas and never written twice.
+ * inferred from these schemas and never written twice. Where each travels,
+ * who sends it and what a repeat does is in the wire table (wire.ts).
  */
 
 const count = z.number().int().min(0);
@@ -121,41 +122,7 @@ export const StepCommitted = msg('step.committed', {
   ms: z.number().min(0),
 });
 
-export const ControlMessage = z.discriminatedUnion('kind', [
-  StepDispatch,
-  StepCommit,
-  StepAbort,
-  RunEnd,
-  RunRestore,
-  HostRestore,
-  HostRestored,
-  PodRestored,
-  HostDispatch,
-  HostCommit,
-  HostAbort,
-  HostHeartbeat,
-  HostPrepared,
-  HostCommitted,
-  HostAborted,
-  HostFailed,
-  HostStopped,
-  PodPrepared,
-  PodCommitted,
-  PodAborted,
-  PodFailed,
-  PodStopped,
-  PodHeartbeat,
-  Ping,
-  Pong,
-  StepCommitted,
-  StateRequest,
-  StateDone,
-  StateNone,
-  TensorRequest,
-]);
-export type ControlMessage = z.infer<typeof ControlMessage>;
-export type ControlKind = ControlMessage['kind'];
-export type MessageOf<K extends ControlKind> = Extract<ControlMessage, { kind: K }>;
+// The ControlMessage union of these schemas, ControlKind and MessageOf are derived from the wire table (wire.ts).
 
 export type StepDispatch = z.infer<typeof StepDispatch>;
 export type StepCommit = z.infer<typeof StepCommit>;

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { InvalidTopology } from './errors.ts';
 import { describeIssues } from './issues.ts';
+import { MessagePhase } from './wire.ts';
 
 const positiveInt = (what = 'must be >= 1') => z.number({ error: 'must be a number' }).int('must be a whole number').min(1, what);
 
@@ -83,53 +84,6 @@ export const HeartbeatSpec = z
   })
   .strict();
 
-/**
- * Seeded message faults, injected by each actor's NATS edge as it publishes.
- * Whether a message is hit depends only on (seed, rule, message id), so a
- * scenario replays the same faults.
- */
-/**
- * The phase of the step protocol a message belongs to, for fault rules:
- * dispatch (step.dispatch, host.dispatch), the three tensor phases
- * (reduceScatter: grad.slice, exchange: grad.exchange, allGather:
- * param.shard), prepared (host/pod.prepared), commit (commits and their
- * confirmations), abort (aborts, failures and their confirmations), end.
- */
-export const MessagePhase = z.enum(['dispatch', 'reduceScatter', 'exchange', 'allGather', 'prepared', 'commit', 'abort', 'restore', 'end']);
-export type MessagePhase = z.infer<typeof MessagePhase>;
-
-const KIND_PHASE: Record<string, MessagePhase> = {
-  'step.dispatch': 'dispatch',
-  'host.dispatch': 'dispatch',
-  'grad.slice': 'reduceScatter',
-  'grad.exchange': 'exchange',
-  'param.shard': 'allGather',
-  'host.prepared': 'prepared',
-  'pod.prepared': 'prepared',
-  'step.commit': 'commit',
-  'host.commit': 'commit',
-  'host.committed': 'commit',
-  'pod.committed': 'commit',
-  'step.abort': 'abort',
-  'host.abort': 'abort',
-  'host.aborted': 'abort',
-  'pod.aborted': 'abort',
-  'host.failed': 'abort',
-  'pod.failed': 'abort',
-  'run.restore': 'restore',
-  'host.restore': 'restore',
-  'host.restored': 'restore',
-  'pod.restored': 'restore',
-  'run.end': 'end',
-  'host.stopped': 'end',
-  'pod.stopped': 'end',
-};
-
-/** The protocol phase of a message or tensor kind (undefined for kinds outside the step protocol). */
-export function phaseOfKind(kind: string): MessagePhase | undefined {
-  return KIND_PHASE[kind];
-}
-
 /** Whether a NATS subject matches a pattern (`*` matches one token, a final `>` the rest). */
 export function subjectMatches(pattern: string, subject: string): boolean {
   const p = pattern.split('.');
@@ -141,6 +95,11 @@ export function subjectMatches(pattern: string, subject: string): boolean {
   return p.length === s.length;
 }
 
+/**
+ * Seeded message faults, injected by each actor's NATS edge as it publishes.
+ * Whether a message is hit depends only on (seed, rule, message id), so a
+ * scenario replays the same faults.
+ */
 export const FaultRule = z
   .object({
     action: z.enum(['drop', 'duplicate', 'delay', 'reorder', 'corrupt'], { error: 'must be drop, duplicate, delay, reorder or corrupt' }),
@@ -148,7 +107,7 @@ export const FaultRule = z
     kinds: z.array(z.string().min(1)).min(1).optional(),
     /** Only messages sent by this role. */
     from: z.enum(['client', 'pod', 'host']).optional(),
-    /** Only messages of these protocol phases (see `phaseOfKind`). */
+    /** Only messages of these protocol phases (see `phaseOfKind`, and each kind's phase in the wire table). */
     phases: z.array(MessagePhase).min(1).optional(),
     /** Only messages published on subjects matching one of these NATS patterns (`*` one token, `>` the rest), e.g. `lockstep.*.host.1.*.data`. */
     subjects: z.array(z.string().min(1).max(300)).min(1).optional(),

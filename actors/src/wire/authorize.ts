@@ -1,6 +1,10 @@
-import { parseSender, type ControlKind, type ParsedSender, type TensorKind } from '@lockstep/topology';
+import { kindsOn, parseSender, sendersOn, tensorsOn, type ControlKind, type ParsedSender, type TensorKind } from '@lockstep/topology';
 
-/** Who is receiving, on which of its subjects. */
+/**
+ * Who is receiving, on which of its subjects. Which kinds a channel accepts,
+ * and from which role, come from the wire table (`kindsOn`, `sendersOn`,
+ * `tensorsOn` in @lockstep/topology); the checks here add which pod and host.
+ */
 export type Channel =
   | { on: 'client.report'; pods: number }
   | { on: 'pod.cmd'; pod: number }
@@ -12,27 +16,6 @@ export type Channel =
   /** Healing: the committed state (state.params, state.opt chunks, then state.done) or state.none, from host h of another pod. */
   | { on: 'host.heal'; pod: number; host: number; pods: number };
 
-const kindsOn: Record<Channel['on'], readonly (ControlKind | 'tensor.chunk')[]> = {
-  'client.report': ['pod.heartbeat', 'pod.prepared', 'pod.committed', 'pod.aborted', 'pod.failed', 'pod.stopped', 'pod.restored'],
-  'pod.cmd': ['step.dispatch', 'step.commit', 'step.abort', 'run.end', 'run.restore'],
-  'pod.report': ['host.heartbeat', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped', 'host.restored'],
-  'host.cmd': ['host.dispatch', 'host.commit', 'host.abort', 'run.end', 'host.restore'],
-  'host.data': ['tensor.chunk', 'tensor.request'],
-  'host.state': ['state.request'],
-  'host.heal': ['tensor.chunk', 'state.done', 'state.none'],
-};
-
-/** Each channel has one sending role. */
-const senderOn: Record<Channel['on'], ParsedSender['role']> = {
-  'client.report': 'pod',
-  'pod.cmd': 'client',
-  'pod.report': 'host',
-  'host.cmd': 'pod',
-  'host.data': 'host',
-  'host.state': 'host',
-  'host.heal': 'host',
-};
-
 /**
  * Whether `sender` may send `kind` on this channel. Returns undefined when it
  * may, else the detail of a `forged sender` / `wrong subject` rejection.
@@ -43,12 +26,12 @@ export function authorize(
   sender: string,
   tensor?: { tensor: TensorKind; shard?: number },
 ): { reason: string; detail: string } | undefined {
-  if (!kindsOn[channel.on].includes(kind)) return { reason: 'wrong subject', detail: `${kind} is not accepted on ${channel.on}` };
+  if (!kindsOn(channel.on).includes(kind)) return { reason: 'wrong subject', detail: `${kind} is not accepted on ${channel.on}` };
   const s = parseSender(sender);
   const forged = (why: string) => ({ reason: 'forged sender', detail: `${kind} from ${sender}: ${why}` });
   if (!s) return forged('not an actor name');
-  const expected = senderOn[channel.on];
-  if (s.role !== expected) return forged(`only a ${expected} sends on ${channel.on}`);
+  const expected = sendersOn(channel.on);
+  if (!expected.includes(s.role)) return forged(`only a ${expected.join(' or a ')} sends on ${channel.on}`);
   switch (channel.on) {
     case 'client.report':
       return s.role === 'pod' && s.pod < channel.pods ? undefined : forged('no such pod');
@@ -66,7 +49,7 @@ export function authorize(
       if (s.role !== 'host' || s.host !== channel.host || s.pod === channel.pod || s.pod >= channel.pods) {
         return forged(`not host ${channel.host} of another pod`);
       }
-      if (kind === 'tensor.chunk' && tensor?.tensor !== 'state.params' && tensor?.tensor !== 'state.opt') {
+      if (kind === 'tensor.chunk' && !(tensor && tensorsOn(channel.on).includes(tensor.tensor))) {
         return { reason: 'wrong subject', detail: `${tensor?.tensor} is not accepted on ${channel.on}` };
       }
       return undefined;

@@ -1,0 +1,474 @@
+import { z } from 'zod';
+import * as M from './messages.ts';
+import type { TensorKind } from './messages.ts';
+import { subjects } from './subjects.ts';
+
+/**
+ * The wire as one table: a row per message kind (every control message, and
+ * every tensor that travels as `tensor.chunk` frames) with its schema, the
+ * channel it travels on, who sends it to whom, its protocol phase, and its
+ * contract. The ControlMessage union, the NATS permissions per role, the
+ * edge's authorization (which kinds a channel accepts, from whom), the fault
+ * rules' phases and the README's subject table are all derived from it.
+ */
+
+/** The roles that publish; each has its own NATS user (see permissions.ts). */
+export type Role = 'client' | 'pod' | 'host';
+/** Who receives: a role, or an observer (tests, dashboards) that only watches. */
+export type Receiver = Role | 'observer';
+
+/**
+ * The phase of the step protocol a message belongs to, for fault rules:
+ * dispatch (step.dispatch, host.dispatch), the three tensor phases
+ * (reduceScatter: grad.slice, exchange: grad.exchange, allGather:
+ * param.shard), prepared (host/pod.prepared), commit (commits and their
+ * confirmations), abort (aborts, failures and their confirmations), restore,
+ * end. Heartbeats, pings and healing are outside it (`none` in the table).
+ */
+export const MessagePhase = z.enum(['dispatch', 'reduceScatter', 'exchange', 'allGather', 'prepared', 'commit', 'abort', 'restore', 'end']);
+export type MessagePhase = z.infer<typeof MessagePhase>;
+
+// Placeholders that turn the subject functions of subjects.ts into the subject patterns they build.
+const RUN = '<run>';
+const P = '<p>' as unknown as number;
+const H = '<h>' as unknown as number;
+
+/** Where messages travel: each channel is one subject per receiver (subjects.ts builds them). */
+export interface WireChannelRow {
+  /** The subject, with `<run>`, `<p>` (pod) and `<h>` (host) in place of the actual ones. */
+  subject: string;
+  /** Who the subject belongs to. */
+  to: string;
+}
+
+export const wireChannels = {
+  'client.report': { subject: subjects.clientReport(RUN), to: 'the client' },
+  'pod.cmd': { subject: subjects.podCmd(RUN, P), to: 'pod p' },
+  'pod.report': { subject: subjects.podReport(RUN, P), to: 'pod p' },
+  'pod.ping': { subject: subjects.podPing(RUN, P), to: 'pod p' },
+  'host.cmd': { subject: subjects.hostCmd(RUN, P, H), to: 'host h of pod p' },
+  'host.data': { subject: subjects.hostData(RUN, P, H), to: 'host h of pod p' },
+  'host.ping': { subject: subjects.hostPing(RUN, P, H), to: 'host h of pod p' },
+  'host.state': { subject: subjects.hostState(RUN, P, H), to: 'host h of pod p' },
+  'host.heal': { subject: subjects.hostHeal(RUN, P, H), to: 'host h of pod p' },
+  progress: { subject: subjects.progress(RUN), to: 'observers' },
+  /** Request/reply: the asker's inbox. */
+  reply: { subject: '_INBOX.>', to: 'the asker' },
+} as const satisfies Record<string, WireChannelRow>;
+export type WireChannel = keyof typeof wireChannels;
+
+/** One way a message travels: on a channel, from a role, to a role. */
+export interface WireRoute {
+  on: WireChannel;
+  from: Role;
+  to: Receiver;
+}
+
+export interface WireRow {
+  /** The message's schema; for a tensor, the header of each of its `tensor.chunk` frames. */
+  schema: z.ZodType;
+  /** A JSON control message, or a tensor sent as binary `tensor.chunk` frames (see frame.ts). */
+  frame: 'control' | 'tensor.chunk';
+  /** Where it travels; most kinds have one route, a few (run.end, ping, pong) several. */
+  routes: readonly WireRoute[];
+  /** Its protocol phase, for fault rules (`phaseOfKind`); `none` outside the step protocol. */
+  phase: MessagePhase | 'none';
+  /** When it is sent, whether it is resent, what a repeat does. */
+  contract: string;
+}
+
+type KindOf<S> = S extends { shape: { kind: z.ZodLiteral<infer K extends string> } } ? K : never;
+
+/** Every control message kind: the `kind` of each message schema messages.ts exports (tensor chunks aside). */
+export type ControlKind = Exclude<{ [N in keyof typeof M]: KindOf<(typeof M)[N]> }[keyof typeof M], 'tensor.chunk'>;
+export type WireKind = ControlKind | TensorKind;
+
+/** What the table must hold: a row for every kind, and a control row's schema is the one for its kind. */
+export type WireTable = {
+  [K in WireKind]: WireRow &
+    (K extends TensorKind
+      ? { frame: 'tensor.chunk'; schema: typeof M.TensorChunkHeader }
+      : { frame: 'control'; schema: { shape: { kind: z.ZodLiteral<K> } } });
+};
+
+const fromClient = { on: 'pod.cmd', from: 'client', to: 'pod' } as const;
+const fromPod = { on: 'host.cmd', from: 'pod', to: 'host' } as const;
+const toPod = { on: 'pod.report', from: 'host', to: 'pod' } as const;
+const toClient = { on: 'client.report', from: 'pod', to: 'client' } as const;
+const peerData = { on: 'host.data', from: 'host', to: 'host' } as const;
+const heal = { on: 'host.heal', from: 'host', to: 'host' } as const;
+
+export const wireTable = {
+  // client -> pod
+  'step.dispatch': {
+    schema: M.StepDispatch,
+    frame: 'control',
+    routes: [fromClient],
+    phase: 'dispatch',
+    contract:
+      'Starts attempt a of step s on a pod, with its share of the global batch; sent once per attempt (a retry is attempt a+1). A newer attempt supersedes the one in flight; a repeat or an older one is rejected.',
+  },
+  'step.commit': {
+    schema: M.StepCommit,
+    frame: 'control',
+    routes: [fromClient],
+    phase: 'commit',
+    contract:
+      'Every pod prepared the same hash and the run log holds the step; resent every heartbeat interval (up to recovery.maxResends) until every pod confirms. A repeat is relayed to the hosts again; one for the step already committed is confirmed again.',
+  },
+  'step.abort': {
+    schema: M.StepAbort,
+    frame: 'control',
+    routes: [fromClient],
+    phase: 'abort',
+    contract:
+      "The attempt failed (hashes differ, a pod failed, a deadline passed); sent once, as the next attempt's dispatch supersedes it anyway. A pod with nothing of the attempt confirms it.",
+  },
+  'run.end': {
+    schema: M.RunEnd,
+    frame: 'control',
+    routes: [fromClient, fromPod],
+    phase: 'end',
+    contract:
+      'The run is over: sent once by the client to every pod, and relayed once by each pod to its hosts; each stops and reports its counts once.',
+  },
+  'run.restore': {
+    schema: M.RunRestore,
+    frame: 'control',
+    routes: [fromClient],
+    phase: 'restore',
+    contract:
+      'Every replica of some shard is gone: roll back to checkpoint `checkpoint` (-1: the initial parameters); resent every heartbeat interval to pods that have not confirmed. A repeat of the same checkpoint is ignored; another checkpoint starts the restore over.',
+  },
+  // pod -> host
+  'host.dispatch': {
+    schema: M.HostDispatch,
+    frame: 'control',
+    routes: [fromPod],
+    phase: 'dispatch',
+    contract:
+      "Gang-schedules a step attempt: every host of the pod gets it with its share of the pod's samples; sent once per attempt. A newer attempt supersedes the one in flight; a repeat or an older one is rejected.",
+  },
+  'host.commit': {
+    schema: M.HostCommit,
+    frame: 'control',
+    routes: [fromPod],
+    phase: 'commit',
+    contract:
+      'Adopt the prepared parameters: relayed on each step.commit, and resent every heartbeat interval to hosts that have not confirmed. A repeat for the step already committed is confirmed again.',
+  },
+  'host.abort': {
+    schema: M.HostAbort,
+    frame: 'control',
+    routes: [fromPod],
+    phase: 'abort',
+    contract:
+      'Drop the attempt (the committed parameters were never touched); resent every heartbeat interval to hosts that have not confirmed. A host with nothing of the attempt confirms it.',
+  },
+  'host.restore': {
+    schema: M.HostRestore,
+    frame: 'control',
+    routes: [fromPod],
+    phase: 'restore',
+    contract:
+      'Load checkpoint `checkpoint` (-1: the initial state), dropping whatever the host was doing; resent every heartbeat interval to hosts that have not confirmed. Each one received starts the load over.',
+  },
+  // host -> pod
+  'host.heartbeat': {
+    schema: M.HostHeartbeat,
+    frame: 'control',
+    routes: [toPod],
+    phase: 'none',
+    contract:
+      'Every heartbeat.intervalMs: alive, and in which phase (or idle, prepared, failed, lost). Never resent; `misses` missed ones fail the attempt.',
+  },
+  'host.prepared': {
+    schema: M.HostPrepared,
+    frame: 'control',
+    routes: [toPod],
+    phase: 'prepared',
+    contract:
+      "The host holds its new shard (hash, loss, phase times); resent every heartbeat interval until the pod's commit or abort. A repeat is counted as a duplicate.",
+  },
+  'host.committed': {
+    schema: M.HostCommitted,
+    frame: 'control',
+    routes: [toPod],
+    phase: 'commit',
+    contract: 'Confirms host.commit with the committed shard hash: once on committing, and again for every repeated commit of that step.',
+  },
+  'host.aborted': {
+    schema: M.HostAborted,
+    frame: 'control',
+    routes: [toPod],
+    phase: 'abort',
+    contract: 'Confirms host.abort: once for each abort of this step received.',
+  },
+  'host.failed': {
+    schema: M.HostFailed,
+    frame: 'control',
+    routes: [toPod],
+    phase: 'abort',
+    contract:
+      "The attempt failed on this host (a deadline, a computation error), naming the phase; sent once, then the host waits for the pod's abort.",
+  },
+  'host.restored': {
+    schema: M.HostRestored,
+    frame: 'control',
+    routes: [toPod],
+    phase: 'restore',
+    contract: "Confirms host.restore with the restored shard's hash: once for each load.",
+  },
+  'host.stopped': {
+    schema: M.HostStopped,
+    frame: 'control',
+    routes: [toPod],
+    phase: 'end',
+    contract: "Answers run.end with the host's rejection, duplicate and fault counts; sent once.",
+  },
+  // pod -> client
+  'pod.prepared': {
+    schema: M.PodPrepared,
+    frame: 'control',
+    routes: [toClient],
+    phase: 'prepared',
+    contract:
+      "Every host of the pod prepared: the pod's parameter hash, shard hashes, loss and slowest phase times; resent every heartbeat interval until the client's commit or abort. A repeat is counted as a duplicate.",
+  },
+  'pod.committed': {
+    schema: M.PodCommitted,
+    frame: 'control',
+    routes: [toClient],
+    phase: 'commit',
+    contract: 'Every host committed: sent once, and again for a repeated step.commit of the step already committed.',
+  },
+  'pod.aborted': {
+    schema: M.PodAborted,
+    frame: 'control',
+    routes: [toClient],
+    phase: 'abort',
+    contract: 'Every host confirmed the abort (or the pod never ran the attempt): sent once for each abort.',
+  },
+  'pod.failed': {
+    schema: M.PodFailed,
+    frame: 'control',
+    routes: [toClient],
+    phase: 'abort',
+    contract:
+      'The attempt failed in this pod (a host failed, fell silent, was idle or lost, or a deadline passed), naming the host and phase; sent once.',
+  },
+  'pod.restored': {
+    schema: M.PodRestored,
+    frame: 'control',
+    routes: [toClient],
+    phase: 'restore',
+    contract:
+      "Every host restored the checkpoint: the pod's parameter hash, checked against the checkpoint's manifest; sent once for each restore.",
+  },
+  'pod.heartbeat': {
+    schema: M.PodHeartbeat,
+    frame: 'control',
+    routes: [toClient],
+    phase: 'none',
+    contract:
+      'Every heartbeat.intervalMs: alive, its phase, whether a step dispatched now can run, its silent and lost hosts. Never resent.',
+  },
+  'pod.stopped': {
+    schema: M.PodStopped,
+    frame: 'control',
+    routes: [toClient],
+    phase: 'end',
+    contract: "Answers run.end with the pod's and its hosts' counts; sent once.",
+  },
+  // start-up handshake (request/reply)
+  ping: {
+    schema: M.Ping,
+    frame: 'control',
+    routes: [
+      { on: 'pod.ping', from: 'client', to: 'pod' },
+      { on: 'host.ping', from: 'pod', to: 'host' },
+      { on: 'host.ping', from: 'host', to: 'host' },
+    ],
+    phase: 'none',
+    contract: 'Start-up handshake, outside the step protocol: repeated until the peer answers (and, where asked, says it is ready).',
+  },
+  pong: {
+    schema: M.Pong,
+    frame: 'control',
+    routes: [
+      { on: 'reply', from: 'pod', to: 'client' },
+      { on: 'reply', from: 'host', to: 'pod' },
+      { on: 'reply', from: 'host', to: 'host' },
+    ],
+    phase: 'none',
+    contract: "Answers one ping, on the asker's inbox: whether it is ready, and whom it still waits for.",
+  },
+  // observers
+  'step.committed': {
+    schema: M.StepCommitted,
+    frame: 'control',
+    routes: [{ on: 'progress', from: 'client', to: 'observer' }],
+    phase: 'none',
+    contract: 'One per committed step (loss, hash, whether the pods agree, ms), for observers; never resent, and no actor reads it.',
+  },
+  // between hosts
+  'tensor.request': {
+    schema: M.TensorRequest,
+    frame: 'control',
+    routes: [peerData],
+    phase: 'none',
+    contract:
+      'A host waiting on a tensor asks the peer that sends it for it again, every request delay; `round` gives each ask its own ids. The peer sends it again once it has got that far.',
+  },
+  'grad.slice': {
+    schema: M.TensorChunkHeader,
+    frame: 'tensor.chunk',
+    routes: [peerData],
+    phase: 'reduceScatter',
+    contract:
+      "In-pod reduce-scatter: a host sends every other host of its pod that host's shard of its gradient; once per attempt, and again on each tensor.request. A repeated chunk is dropped.",
+  },
+  'grad.exchange': {
+    schema: M.TensorChunkHeader,
+    frame: 'tensor.chunk',
+    routes: [peerData],
+    phase: 'exchange',
+    contract:
+      "Cross-pod: host h sends host h of every other pod its pod's gradient of shard h; once per attempt, and again on each tensor.request. A repeated chunk is dropped.",
+  },
+  'param.shard': {
+    schema: M.TensorChunkHeader,
+    frame: 'tensor.chunk',
+    routes: [peerData],
+    phase: 'allGather',
+    contract:
+      'In-pod all-gather: a host sends every other host of its pod the new shard it owns; once per attempt, and again on each tensor.request. A repeated chunk is dropped.',
+  },
+  // healing a restarted host from host h of another pod
+  'state.request': {
+    schema: M.StateRequest,
+    frame: 'control',
+    routes: [{ on: 'host.state', from: 'host', to: 'host' }],
+    phase: 'none',
+    contract:
+      'A restarted host asks host h of every other pod for its committed state; repeated every heartbeat interval to peers that have not answered. A repeat of a request already answered (same reqId) is ignored.',
+  },
+  'state.params': {
+    schema: M.TensorChunkHeader,
+    frame: 'tensor.chunk',
+    routes: [heal],
+    phase: 'none',
+    contract: "The peer's committed parameters, in answer to a state.request; once per request.",
+  },
+  'state.opt': {
+    schema: M.TensorChunkHeader,
+    frame: 'tensor.chunk',
+    routes: [heal],
+    phase: 'none',
+    contract: "The peer's optimizer state for shard h, after state.params; once per request.",
+  },
+  'state.done': {
+    schema: M.StateDone,
+    frame: 'control',
+    routes: [heal],
+    phase: 'none',
+    contract: "Closes one answer's state.params and state.opt: the last committed step and a SHA-256 over them; once per request.",
+  },
+  'state.none': {
+    schema: M.StateNone,
+    frame: 'control',
+    routes: [heal],
+    phase: 'none',
+    contract: 'The peer holds no state it can give (it is healing too); once per request. When every peer says so, no replica is left.',
+  },
+} as const satisfies WireTable;
+
+export const wireKinds = Object.keys(wireTable) as WireKind[];
+const rows = Object.entries(wireTable) as [WireKind, WireRow][];
+const controlRows = rows.filter((r): r is [ControlKind, WireRow] => r[1].frame === 'control');
+
+type ControlSchema = (typeof wireTable)[ControlKind]['schema'];
+/** Every control message, by its `kind`. */
+export const ControlMessage = z.discriminatedUnion('kind', controlRows.map(([, r]) => r.schema) as [ControlSchema, ...ControlSchema[]]);
+export type ControlMessage = z.infer<typeof ControlMessage>;
+export type MessageOf<K extends ControlKind> = Extract<ControlMessage, { kind: K }>;
+
+const channelNames = Object.keys(wireChannels) as WireChannel[];
+const uniq = <T>(xs: T[]): T[] => [...new Set(xs)];
+const routesOn = (c: WireChannel) => rows.flatMap(([kind, row]) => row.routes.filter((r) => r.on === c).map((r) => ({ kind, row, ...r })));
+
+const byChannel = Object.fromEntries(
+  channelNames.map((c) => {
+    const on = routesOn(c);
+    return [
+      c,
+      {
+        kinds: uniq(on.map((r) => (r.row.frame === 'control' ? (r.kind as ControlKind) : ('tensor.chunk' as const)))),
+        tensors: uniq(on.filter((r) => r.row.frame === 'tensor.chunk').map((r) => r.kind as TensorKind)),
+        senders: uniq(on.map((r) => r.from)),
+        receivers: uniq(on.map((r) => r.to)),
+      },
+    ];
+  }),
+) as Record<WireChannel, { kinds: (ControlKind | 'tensor.chunk')[]; tensors: TensorKind[]; senders: Role[]; receivers: Receiver[] }>;
+
+/** The frame kinds a channel accepts: each control kind routed on it, and `tensor.chunk` when a tensor is. */
+export function kindsOn(c: WireChannel): readonly (ControlKind | 'tensor.chunk')[] {
+  return byChannel[c].kinds;
+}
+
+/** The tensors whose chunks travel on a channel. */
+export function tensorsOn(c: WireChannel): readonly TensorKind[] {
+  return byChannel[c].tensors;
+}
+
+/** The roles that send on a channel. */
+export function sendersOn(c: WireChannel): readonly Role[] {
+  return byChannel[c].senders;
+}
+
+/** The roles that receive on a channel. */
+export function receiversOn(c: WireChannel): readonly Receiver[] {
+  return byChannel[c].receivers;
+}
+
+/** The channels a role sends on, or receives on, in table order. */
+export function channelsOf(role: Receiver, way: 'sends' | 'receives'): WireChannel[] {
+  return channelNames.filter((c) => (way === 'sends' ? (byChannel[c].senders as Receiver[]) : byChannel[c].receivers).includes(role));
+}
+
+/** A subject with `<run>`, `<p>` and `<h>` as a NATS pattern for run `run`: every pod and host (`*`). */
+function pattern(subject: string, run: string): string {
+  return subject.replace(RUN, run).replace(/<[ph]>/g, '*');
+}
+
+/** The NATS subject pattern of a channel in run `run`: every pod and host (`*`) of it. */
+export function channelPattern(c: WireChannel, run: string): string {
+  return pattern(wireChannels[c].subject, run);
+}
+
+/**
+ * Subject trees a permission may name whole: a host's own subjects
+ * (subjects.hostAll). A role that uses every channel in a tree is given the
+ * tree as one permission (`host.*.*.>`) instead of a permission per channel.
+ */
+export const wireTrees = { host: subjects.hostAll(RUN, P, H) } as const;
+
+const subjectUnder = (tree: string, subject: string) => tree.endsWith('.>') && subject.startsWith(tree.slice(0, -1));
+
+/** The channels whose subjects lie in a tree. */
+export function channelsIn(tree: keyof typeof wireTrees): WireChannel[] {
+  return channelNames.filter((c) => subjectUnder(wireTrees[tree], wireChannels[c].subject));
+}
+
+/** The NATS pattern of a tree in run `run`. */
+export function treePattern(tree: keyof typeof wireTrees, run: string): string {
+  return pattern(wireTrees[tree], run);
+}
+
+/** The protocol phase of a message or tensor kind (undefined for kinds outside the step protocol, or unknown). */
+export function phaseOfKind(kind: string): MessagePhase | undefined {
+  if (!Object.hasOwn(wireTable, kind)) return undefined;
+  const phase = wireTable[kind as WireKind].phase;
+  return phase === 'none' ? undefined : phase;
+}
