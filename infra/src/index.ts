@@ -1,3 +1,4 @@
 export * from './nats/config.ts';
 export * from './dcn/proxy.ts';
 export * from './nats/users.ts';
+export * from './plan.ts';

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { modelPresets, parameterCount, parseTopology, preset, type Topology } from '@lockstep/topology';
-import { findNatsServer, startNatsCluster } from './nats.ts';
+import { clusterPlan } from '@lockstep/infra';
+import { localRendering } from './local.ts';
+import { findNatsServer, localPorts, startNatsServers } from './nats.ts';
 import { launch, type TrainResult } from './launcher.ts';
 import { stopAll } from './processes.ts';
 
@@ -61,7 +63,15 @@ export async function natsBaseline(opts: {
   megabytes?: number;
 }): Promise<NatsBaseline> {
   mkdirSync(join(opts.dir, 'logs'), { recursive: true });
-  const nodes = await startNatsCluster({ pods: 2, dir: opts.dir, bin: findNatsServer(), log: opts.log });
+  // the two pods' servers of a two-pod plan, without users: the same layout lockstep trains on
+  const plan = clusterPlan(preset('tiny'), {
+    runId: 'bench',
+    steps: 1,
+    topologyArg: 'tiny',
+    place: { kind: 'local', dir: opts.dir, ports: await localPorts(2) },
+  });
+  const pods = localRendering(plan, opts.dir).servers.filter((s) => s.pod >= 0);
+  const nodes = await startNatsServers(pods, { bin: findNatsServer(), log: opts.log });
   const a = await connect({ servers: nodes[0].url });
   const b = await connect({ servers: nodes[1].url });
   try {

@@ -2,15 +2,15 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { z } from 'zod';
-import { natsConfig, natsUsers, newCredentials, runLogServerConfig, type Credentials } from '@lockstep/infra';
-import { describeIssues, InvalidInput, type Role, type Topology } from '@lockstep/topology';
-import { hostGroups, hostProcessName } from './launcher.ts';
+import { clusterPlan, containerName, newCredentials, type Credentials } from '@lockstep/infra';
+import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology';
 
 /**
- * A docker compose file for a topology: one nats-server per pod (clustered
- * over the `dcn` network, which stands for the data-center network), the run
- * log's JetStream server, one container per pod scheduler, per host group and
- * the client, on `internal: true` networks (nothing reaches outside). Valid
+ * A docker compose file for a topology: its cluster plan (`clusterPlan`) as
+ * services, one nats-server per pod (clustered over the `dcn` network, which
+ * stands for the data-center network), the run log's JetStream server, one
+ * container per pod scheduler, per host group and the client, on
+ * `internal: true` networks (nothing reaches outside). Valid
  * for `docker compose` (v2) and the standalone `docker-compose` 1.29: no
  * `version:` key, long-form `depends_on` with health conditions.
  *
@@ -35,109 +35,56 @@ export interface ComposeOptions {
   credentials: Credentials;
 }
 
-const NATS_PORT = 4222;
-const ROUTE_PORT = 6222;
+const CONF = '/etc/lockstep/nats.conf';
+const TOPOLOGY_FILE = '/etc/lockstep/topology.json';
 const EXIT_DELAY_MS = 10_000;
 
 export function composeFile(o: ComposeOptions, confDir: string): { yaml: string; files: Record<string, string> } {
   const t = o.topology;
-  const users = natsUsers(o.runId, o.credentials);
+  const plan = clusterPlan(t, {
+    runId: o.runId,
+    steps: o.steps,
+    topologyArg: o.preset ?? TOPOLOGY_FILE,
+    credentials: o.credentials,
+    place: { kind: 'containers' },
+  });
   const files: Record<string, string> = {};
   const services: Record<string, unknown> = {};
-  const natsName = (p: number) => `nats-${p}`;
-  const natsUrl = (p: number) => `nats://${natsName(p)}:${NATS_PORT}`;
-  const health = { test: ['CMD', 'node', '/healthcheck.js', String(NATS_PORT)], interval: '2s', timeout: '3s', retries: 30 };
-  const marker = { LOCKSTEP_RESTART_MARKER: '/tmp/lockstep-started' };
-  const topologyArg = o.preset ?? '/etc/lockstep/topology.json';
-  const topologyMount = o.preset ? [] : [`./${confDir}/topology.json:/etc/lockstep/topology.json:ro`];
+  const topologyMount = o.preset ? [] : [`./${confDir}/topology.json:${TOPOLOGY_FILE}:ro`];
   if (!o.preset) files['topology.json'] = `${JSON.stringify(t, null, 2)}\n`;
 
-  for (let p = 0; p < t.pods; p++) {
-    const conf = `${natsName(p)}.conf`;
-    files[conf] = natsConfig({
-      pod: p,
-      host: '0.0.0.0',
-      port: NATS_PORT,
-      clusterPort: ROUTE_PORT,
-      routes: Array.from({ length: t.pods }, (_, q) => q)
-        .filter((q) => q !== p)
-        .map((q) => ({ host: natsName(q), port: ROUTE_PORT })),
-      users: users.cluster,
-    });
-    services[natsName(p)] = {
+  // the servers: a pod's on its pod's network, the dcn (its routes to the other pods') and ctl (the client's); the run log's on ctl
+  for (const s of plan.servers) {
+    files[`${s.name}.conf`] = s.config;
+    services[containerName(s.name)] = {
       image: o.natsImage,
-      command: ['-c', '/etc/lockstep/nats.conf'],
-      volumes: [`./${confDir}/${conf}:/etc/lockstep/nats.conf:ro`],
-      networks: [`pod-${p}`, 'dcn', 'ctl'],
-      healthcheck: health,
+      command: ['-c', CONF],
+      volumes: [`./${confDir}/${s.name}.conf:${CONF}:ro`, ...(s.role === 'runlog' ? ['runlog:/data'] : [])],
+      networks: s.networks,
+      healthcheck: { test: ['CMD', 'node', '/healthcheck.js', String(s.port)], interval: '2s', timeout: '3s', retries: 30 },
       restart: 'unless-stopped',
     };
   }
-  files['nats-log.conf'] = runLogServerConfig({ host: '0.0.0.0', port: NATS_PORT, storeDir: '/data', users: users.runLog });
-  services['nats-log'] = {
-    image: o.natsImage,
-    command: ['-c', '/etc/lockstep/nats.conf'],
-    volumes: [`./${confDir}/nats-log.conf:/etc/lockstep/nats.conf:ro`, 'runlog:/data'],
-    networks: ['ctl'],
-    healthcheck: health,
-    restart: 'unless-stopped',
-  };
-
-  const needsNats = (pods: number[], log = false) => ({
-    ...Object.fromEntries(pods.map((p) => [natsName(p), { condition: 'service_healthy' }])),
-    ...(log ? { 'nats-log': { condition: 'service_healthy' } } : {}),
-  });
-  const common = (p: number) => ['--run', o.runId, '--topology', topologyArg, '--nats', natsUrl(p)];
-  const login = (r: Role) => ({ LOCKSTEP_NATS_USER: o.credentials[r].user, LOCKSTEP_NATS_PASS: o.credentials[r].password });
-  const role = (r: Role, command: string[], networks: string[], dependsOn: Record<string, unknown>, volumes: string[] = []) => ({
-    image: o.image,
-    command,
-    // pods and hosts outlive the client, so `up --exit-code-from client` ends on the client's exit, with its code
-    environment: { ...marker, ...login(r), ...(r === 'client' ? {} : { LOCKSTEP_EXIT_DELAY_MS: String(EXIT_DELAY_MS) }) },
-    networks,
-    depends_on: dependsOn,
-    ...(volumes.length || topologyMount.length ? { volumes: [...topologyMount, ...volumes] } : {}),
-    restart: 'on-failure',
-  });
-  for (let p = 0; p < t.pods; p++)
-    services[`pod-${p}`] = role('pod', ['pod', '--pod', String(p), ...common(p)], [`pod-${p}`], needsNats([p]));
-  for (const g of hostGroups(t)) {
-    services[hostProcessName(g).replace('..', '-to-')] = role(
-      'host',
-      ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), '--ckpt-dir', '/ckpt', ...common(g.pod)],
-      [`pod-${g.pod}`],
-      needsNats([g.pod]),
-      ['checkpoints:/ckpt'],
-    );
+  // the role processes: each waits for the servers it connects to
+  for (const p of plan.processes) {
+    services[containerName(p.name)] = {
+      image: o.image,
+      command: p.args,
+      environment: {
+        LOCKSTEP_RESTART_MARKER: '/tmp/lockstep-started',
+        ...p.env,
+        // pods and hosts outlive the client, so `up --exit-code-from client` ends on the client's exit, with its code;
+        // in a container there is no launcher to print the summary: the client prints its table
+        ...(p.role === 'client' ? { LOCKSTEP_SUMMARY: 'table' } : { LOCKSTEP_EXIT_DELAY_MS: String(EXIT_DELAY_MS) }),
+      },
+      networks: p.networks,
+      depends_on: Object.fromEntries(p.servers.map((s) => [containerName(s), { condition: 'service_healthy' }])),
+      ...(p.checkpoints || topologyMount.length ? { volumes: [...topologyMount, ...(p.checkpoints ? ['checkpoints:/ckpt'] : [])] } : {}),
+      restart: 'on-failure',
+    };
   }
-  const all = Array.from({ length: t.pods }, (_, p) => p);
-  services.client = {
-    ...role(
-      'client',
-      [
-        'client',
-        '--steps',
-        String(o.steps),
-        '--log-nats',
-        `nats://nats-log:${NATS_PORT}`,
-        '--ckpt-dir',
-        '/ckpt',
-        '--run',
-        o.runId,
-        '--topology',
-        topologyArg,
-        '--nats',
-        all.map(natsUrl).join(','),
-      ],
-      ['ctl'],
-      needsNats(all, true),
-      ['checkpoints:/ckpt'],
-    ),
-    environment: { ...marker, ...login('client'), LOCKSTEP_SUMMARY: 'table' },
-  };
 
-  const networks: Record<string, unknown> = { dcn: { internal: true }, ctl: { internal: true } };
-  for (let p = 0; p < t.pods; p++) networks[`pod-${p}`] = { internal: true };
+  const networks = Object.fromEntries(plan.networks.map((n) => [n, { internal: true }]));
   const doc = { services, networks, volumes: { checkpoints: {}, runlog: {} } };
   const header = [
     `# Generated by \`lockstep compose --topology ${o.preset ?? t.name} --steps ${o.steps}\`; edit the topology, not this file.`,

@@ -5,6 +5,7 @@ export * from './ports.ts';
 export * from './processes.ts';
 export * from './protocol.ts';
 export * from './launcher.ts';
+export * from './local.ts';
 export * from './reference.ts';
 export * from './progress.ts';
 export * from './chaos.ts';

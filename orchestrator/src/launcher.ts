@@ -5,11 +5,12 @@ import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { hostPhases, RunId, type PhaseTimes, type Role, type Topology } from '@lockstep/topology';
+import { hostPhases, RunId, type PhaseTimes, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
-import { natsUsers, newCredentials, type Credentials, type DcnProxy } from '@lockstep/infra';
+import { clusterPlan, hostGroups, newCredentials, type Credentials, type DcnProxy } from '@lockstep/infra';
 import { RunFailed } from './errors.ts';
-import { findNatsServer, spawnNats, startNatsCluster, startRunLogServer, type NatsNode } from './nats.ts';
+import { localRendering } from './local.ts';
+import { findNatsServer, localPorts, spawnNats, startDcnProxies, startNatsServers, type NatsNode } from './nats.ts';
 import { spawnRole, stopAll } from './processes.ts';
 import { Supervised, type Restart } from './supervisor.ts';
 import { ClientLine, type StepLine, type SummaryLine } from './protocol.ts';
@@ -79,30 +80,22 @@ export function newRunId(): string {
   return `r-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 }
 
-/** Host processes: hosts of one pod grouped `hostsPerProcess` to a process. */
-export function hostGroups(t: Topology): { pod: number; hosts: number[] }[] {
-  const groups: { pod: number; hosts: number[] }[] = [];
-  for (let pod = 0; pod < t.pods; pod++) {
-    for (let h = 0; h < t.hostsPerPod; h += t.hostsPerProcess) {
-      groups.push({ pod, hosts: Array.from({ length: Math.min(t.hostsPerProcess, t.hostsPerPod - h) }, (_, i) => h + i) });
-    }
-  }
-  return groups;
-}
-
 /** Largest cluster `train` starts on one machine: processes, and host actors (in-pod traffic grows as hosts squared). */
 export const MAX_PROCESSES = 64;
 export const MAX_HOSTS = 64;
 
+/** How hosts are grouped into processes, and what a host process is called: the cluster plan's (re-exported for the CLI and chaos). */
+export { hostGroups, hostProcessName } from '@lockstep/infra';
+
 /**
- * Train a topology with real processes: one nats-server per pod (clustered),
- * one pod-scheduler process per pod, host processes, and the client. Stops
- * everything it started, whatever happens.
+ * Train a topology with real processes: its cluster plan (`clusterPlan`)
+ * rendered on this machine, one nats-server per pod (clustered), the run log's
+ * nats-server, one pod-scheduler process per pod, host processes, and the
+ * client. Stops everything it started, whatever happens.
  */
 export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   const t = opts.topology;
-  const groups = hostGroups(t);
-  const processes = groups.length + t.pods + 1;
+  const processes = hostGroups(t).length + t.pods + 1;
   if (t.pods * t.hostsPerPod > MAX_HOSTS) {
     throw new RunFailed(
       `topology ${t.name} has ${t.pods * t.hostsPerPod} hosts (${t.pods} pods x ${t.hostsPerPod}); train runs at most ${MAX_HOSTS} on one machine. It is a layout for modeled runs; train a smaller topology.`,
@@ -153,23 +146,28 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   try {
     // who may say what: a user per role, passwords made for this run, kept in the run directory (mode 0600)
     const credentials = opts.auth === false ? undefined : newCredentials();
-    const users = credentials && natsUsers(runId, credentials);
     if (credentials) writeFileSync(join(runDir, 'credentials.json'), `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
-    nats = await startNatsCluster({
-      pods: t.pods,
-      dir: runDir,
-      bin: natsBin,
-      log,
-      dcnProxies: opts.dcnProxy ? dcn : undefined,
-      users: users?.cluster,
+    const ports = await localPorts(t.pods);
+    if (opts.dcnProxy) dcn.push(...(await startDcnProxies(ports)));
+    const plan = clusterPlan(t, {
+      runId,
+      steps: opts.steps,
+      topologyArg: topoFile,
+      credentials,
+      logLevel: level,
+      place: {
+        kind: 'local',
+        dir: runDir,
+        ports,
+        dcn: opts.dcnProxy ? dcn.map((d) => ({ from: d.from, to: d.to, port: d.proxy.port })) : undefined,
+      },
     });
+    const local = localRendering(plan, runDir);
+    nats = await startNatsServers(local.servers, { bin: natsBin, log });
     if (opts.dcnProxy) opts.onDcn?.(dcn);
-    const runLogServer = await startRunLogServer({ dir: runDir, bin: natsBin, log, users: users?.runLog });
-    nats.push(runLogServer);
+    const urls = nats.filter((n) => n.pod >= 0).map((n) => n.url);
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');
-    opts.onCluster?.({ runId, urls: nats.filter((n) => n !== runLogServer).map((n) => n.url), credentials });
-    const envOf = (role: Role): Record<string, string> =>
-      credentials ? { LOCKSTEP_NATS_USER: credentials[role].user, LOCKSTEP_NATS_PASS: credentials[role].password } : {};
+    opts.onCluster?.({ runId, urls, credentials });
 
     let giveUp: (err: Error) => void = () => {};
     const died = new Promise<never>((_, reject) => (giveUp = reject));
@@ -202,41 +200,25 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       return s;
     };
     // a crashed nats-server comes back on the same ports; clients reconnect and the protocol resends what was lost
-    for (const n of nats) {
-      const name = n === runLogServer ? 'nats-log' : `nats-${n.pod}`;
-      const logFile = join(logDir, n === runLogServer ? 'nats-runlog.log' : `nats-pod-${n.pod}.log`);
+    for (const n of nats)
       supervise(
-        name,
-        (r) => (r === 0 ? n.process : spawnNats(natsBin, n.config, logFile)),
-        logFile,
+        n.name,
+        (r) => (r === 0 ? n.process : spawnNats(natsBin, n.config.file, n.logFile)),
+        n.logFile,
         () => summary !== undefined,
       );
-    }
-    const urls = nats.filter((n) => n !== runLogServer).map((n) => n.url);
     nats = [];
-    // each process connects to its pod's server first, and fails over to the others while it is down
-    const natsUrls = (pod: number) =>
-      [pod, ...Array.from({ length: t.pods }, (_, q) => q).filter((q) => q !== pod)].map((q) => urls[q]).join(',');
-    const common = (pod: number) => ['--run', runId, '--nats', natsUrls(pod), '--topology', topoFile, '--log-level', level];
     // a restarted role process rejoins: a pod scheduler learns the step from the client, a host heals from its cross-pod peer
-    const role = (name: string, args: string[], env: Record<string, string>) =>
+    for (const p of local.roles.filter((x) => x.role !== 'client'))
       supervise(
-        name,
+        p.name,
         (r) =>
           (r === 0
-            ? spawnRole(name, args, logDir, 'log', { ...env, ...opts.processEnv?.[name] })
-            : spawnRole(name, [...args, '--rejoin'], logDir, 'log', env)
+            ? spawnRole(p.name, p.args, logDir, 'log', { ...p.env, ...opts.processEnv?.[p.name] })
+            : spawnRole(p.name, [...p.args, '--rejoin'], logDir, 'log', p.env)
           ).process,
-        join(logDir, `${name}.log`),
+        p.logFile,
         (code) => code === 0,
-      );
-    for (let pod = 0; pod < t.pods; pod++) role(`pod-${pod}`, ['pod', '--pod', String(pod), ...common(pod)], envOf('pod'));
-    const ckptDir = join(runDir, 'checkpoints');
-    for (const g of groups)
-      role(
-        hostProcessName(g),
-        ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), '--ckpt-dir', ckptDir, ...common(g.pod)],
-        envOf('host'),
       );
 
     const onLine = (line: string) => {
@@ -263,36 +245,26 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     };
     let clientCode: (code: number) => void = () => {};
     const clientExit = new Promise<number>((res) => (clientCode = res));
-    const clientLog = join(logDir, 'client.log');
+    const client = local.roles.find((x) => x.role === 'client')!;
     supervise(
-      'client',
+      client.name,
       // a restarted client resumes from the run log: it finishes the last logged commit and goes on
       (r) => {
         const resume = r > 0 ? ['--resume'] : opts.resume ? ['--resume', '--cold'] : [];
-        const args = [
-          'client',
-          '--steps',
-          String(opts.steps),
-          '--log-nats',
-          runLogServer.url,
-          '--ckpt-dir',
-          ckptDir,
-          ...common(0),
-          ...resume,
-        ];
-        const m = spawnRole('client', args, logDir, 'pipe', envOf('client'));
+        const m = spawnRole(client.name, [...client.args, ...resume], logDir, 'pipe', client.env);
         createInterface({ input: m.process.stdout! }).on('line', onLine);
         m.process.once('close', (code) => {
           if (summary) clientCode(code ?? 1);
         });
         return m.process;
       },
-      clientLog,
+      client.logFile,
       () => summary !== undefined,
     );
 
     const code = await Promise.race([clientExit, died]);
-    if (!summary) throw new RunFailed(`the client exited (code ${code}) without a summary; its log: ${clientLog}\n${tail(clientLog)}`);
+    if (!summary)
+      throw new RunFailed(`the client exited (code ${code}) without a summary; its log: ${client.logFile}\n${tail(client.logFile)}`);
     const s: SummaryLine = summary;
     const result = toResult(t, runId, runDir, s, steps, processes, restarts, replayed);
     if (s.failure) throw new RunFailed(`${s.failure.kind}: ${s.failure.message} (logs in ${logDir})`, result);
@@ -339,11 +311,6 @@ function toResult(
     replayedHashesMatch: replayed.every((r) => steps.find((x) => x.step === r.step)?.paramsHash === r.paramsHash),
     runDir,
   };
-}
-
-/** The name of a host process: host-<pod>-<host>, or host-<pod>-<first>..<last> for a group. */
-export function hostProcessName(g: { pod: number; hosts: number[] }): string {
-  return `host-${g.pod}-${g.hosts.length === 1 ? g.hosts[0] : `${g.hosts[0]}..${g.hosts.at(-1)}`}`;
 }
 
 function mean(xs: number[]): number {

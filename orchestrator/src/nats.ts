@@ -3,8 +3,9 @@ import { accessSync, constants, openSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
-import { DcnProxy, natsConfig, runLogServerConfig, type NatsUser } from '@lockstep/infra';
+import { DcnProxy, type LocalPorts } from '@lockstep/infra';
 import { NatsServerMissing, ProcessExited } from './errors.ts';
+import type { LocalServer } from './local.ts';
 import { freePort } from './ports.ts';
 
 /** Find the nats-server binary: an explicit path, then PATH, then where Debian and manual installs put it. */
@@ -25,12 +26,8 @@ export function findNatsServer(explicit?: string): string {
   throw new NatsServerMissing();
 }
 
-export interface NatsNode {
-  pod: number;
-  url: string;
-  port: number;
-  clusterPort: number;
-  config: string;
+/** A nats-server the launcher started, from its local rendering. */
+export interface NatsNode extends LocalServer {
   process: ChildProcess;
 }
 
@@ -61,69 +58,43 @@ export function spawnNats(bin: string, config: string, logFile: string): ChildPr
   return spawn(bin, ['-c', config], { stdio: ['ignore', logFd, logFd] });
 }
 
-/** Start the run log's server (JetStream, on disk under `dir`/jetstream) and wait until it listens. */
-export async function startRunLogServer(opts: {
-  dir: string;
-  bin: string;
-  log: Logger;
-  startupMs?: number;
-  users?: NatsUser[];
-}): Promise<NatsNode> {
-  const port = await freePort();
-  const config = join(opts.dir, 'nats-runlog.conf');
-  writeFileSync(config, runLogServerConfig({ port, storeDir: join(opts.dir, 'jetstream'), users: opts.users }));
-  const child = spawnNats(opts.bin, config, join(opts.dir, 'logs', 'nats-runlog.log'));
-  try {
-    await waitForPort(port, opts.startupMs ?? 20_000, child, 'the run log nats-server');
-  } catch (err) {
-    if (child.exitCode === null) child.kill('SIGKILL');
-    throw err;
-  }
-  opts.log.debug({ port, pid: child.pid }, 'run log nats-server started');
-  return { pod: -1, url: `nats://127.0.0.1:${port}`, port, clusterPort: 0, config, process: child };
+/** Free ports on 127.0.0.1 for a cluster of `pods` pods: each pod's server's client and route port, and the run log's server's. */
+export async function localPorts(pods: number): Promise<LocalPorts> {
+  const ports = await Promise.all(Array.from({ length: pods }, async () => ({ port: await freePort(), clusterPort: await freePort() })));
+  return { pods: ports, runLog: await freePort() };
 }
 
-/** Start one nats-server per pod, clustered when there are several, and wait until each listens. */
-export async function startNatsCluster(opts: {
-  pods: number;
-  dir: string;
-  bin: string;
-  log: Logger;
-  startupMs?: number;
-  /** Put a DcnProxy on the route of every pair of pods (pod p dials pod q > p through it); they are pushed here. */
-  dcnProxies?: { from: number; to: number; proxy: DcnProxy }[];
-  /** Per-role users and permissions; without, anyone may connect and say anything. */
-  users?: NatsUser[];
-}): Promise<NatsNode[]> {
-  const ports = await Promise.all(
-    Array.from({ length: opts.pods }, async () => ({ port: await freePort(), clusterPort: await freePort() })),
-  );
-  const proxied = opts.dcnProxies !== undefined;
-  if (proxied) {
-    for (let p = 0; p < opts.pods; p++) {
-      for (let q = p + 1; q < opts.pods; q++) {
-        const proxy = new DcnProxy({ host: '127.0.0.1', port: ports[q].clusterPort });
+/** A DCN fault proxy on the route of every pair of pods (pod p dials pod q > p through it). */
+export async function startDcnProxies(ports: LocalPorts): Promise<{ from: number; to: number; proxy: DcnProxy }[]> {
+  const links: { from: number; to: number; proxy: DcnProxy }[] = [];
+  try {
+    for (let p = 0; p < ports.pods.length; p++) {
+      for (let q = p + 1; q < ports.pods.length; q++) {
+        const proxy = new DcnProxy({ host: '127.0.0.1', port: ports.pods[q].clusterPort });
         await proxy.start();
-        opts.dcnProxies!.push({ from: p, to: q, proxy });
+        links.push({ from: p, to: q, proxy });
       }
     }
+  } catch (err) {
+    await Promise.all(links.map((l) => l.proxy.stop()));
+    throw err;
   }
-  const nodes = ports.map(({ port, clusterPort }, pod) => {
-    const config = join(opts.dir, `nats-pod-${pod}.conf`);
-    // without a proxy every server dials every other; with one, only the lower pod dials, through the proxy
-    const routes = proxied
-      ? opts.dcnProxies!.filter((x) => x.from === pod).map((x) => x.proxy.port)
-      : ports.filter((_, q) => q !== pod).map((p) => p.clusterPort);
-    writeFileSync(
-      config,
-      natsConfig({ pod, port, clusterPort, routes: routes.map((p) => ({ port: p })), noAdvertise: proxied, users: opts.users }),
-    );
-    const child = spawnNats(opts.bin, config, join(opts.dir, 'logs', `nats-pod-${pod}.log`));
-    opts.log.debug({ pod, port, clusterPort, pid: child.pid }, 'nats-server started');
-    return { pod, url: `nats://127.0.0.1:${port}`, port, clusterPort, config, process: child };
+  return links;
+}
+
+/** Write each server's config file, start them all and wait until each listens; if one fails, stop them all. */
+export async function startNatsServers(
+  servers: LocalServer[],
+  opts: { bin: string; log: Logger; startupMs?: number },
+): Promise<NatsNode[]> {
+  const nodes = servers.map((s) => {
+    writeFileSync(s.config.file, s.config.text);
+    const child = spawnNats(opts.bin, s.config.file, s.logFile);
+    opts.log.debug({ server: s.name, port: s.port, pid: child.pid }, 'nats-server started');
+    return { ...s, process: child };
   });
   try {
-    await Promise.all(nodes.map((n) => waitForPort(n.port, opts.startupMs ?? 20_000, n.process, `nats-server of pod ${n.pod}`)));
+    await Promise.all(nodes.map((n) => waitForPort(n.port, opts.startupMs ?? 20_000, n.process, `nats-server ${n.name}`)));
   } catch (err) {
     // the caller never gets these servers: stop them here, or they outlive the run
     for (const n of nodes) if (n.process.exitCode === null) n.process.kill('SIGKILL');

@@ -170,6 +170,18 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     expect(logs).toMatch(/"from":"host\/0\/1".*"msg":"healed from cross-pod peer"/);
   }, 300_000);
 
+  it('a Topology object with hosts grouped two to a container: the group, killed by the name of a host it runs and started again, heals; the run equals the reference', async () => {
+    const t = parseTopology({ ...preset('tiny'), name: 'tiny-grouped', hostsPerProcess: 2 });
+    expect(runReference(t, STEPS).paramsHash).toBe(ref); // grouping changes where hosts run, not the arithmetic
+    c = await startLockstepCluster({ topology: t, steps: STEPS });
+    expect(Object.keys(c.containers).filter((n) => n.startsWith('host-'))).toEqual(['host-0-0..1', 'host-1-0..1']);
+    await c.untilStep(5);
+    await c.faults.kill('host-1-1'); // the container of host-1-0..1
+    expect(c.committed()).toBeLessThan(STEPS);
+    await c.faults.start('host-1-1');
+    expectReference(await c.waitForClient());
+  }, 300_000);
+
   it('a host container paused past its deadline and unpaused: nothing lost, the bits unchanged', async () => {
     // the README's example
     c = await startLockstepCluster({ topology: 'tiny', steps: STEPS, holdClient: true });

@@ -4,17 +4,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { GenericContainer, Network, Wait, getContainerRuntimeClient, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
-import type { Role } from '@lockstep/topology';
-import { natsConfig, runLogServerConfig } from '../nats/config.ts';
-import { natsUsers, newCredentials, type Credentials } from '../nats/users.ts';
+import { InvalidTopology, isPresetName, preset, presetNames, type Role, type Topology } from '@lockstep/topology';
+import { newCredentials, type Credentials } from '../nats/users.ts';
+import { clusterPlan, containerName, NATS_PORT, planEntry, type ClusterPlan } from '../plan.ts';
 
 /**
- * A lockstep cluster in containers, for tests (yours or lockstep's): one
- * nats-server per pod (clustered over a `dcn` network standing for the
- * data-center network), a JetStream server for the run log, one container per
- * pod scheduler, per host and the client. Images come from scripts/images.sh
+ * A lockstep cluster in containers, for tests (yours or lockstep's): the
+ * topology's cluster plan (`clusterPlan`) as containers, one nats-server per
+ * pod (clustered over a `dcn` network standing for the data-center network), a
+ * JetStream server for the run log, one container per pod scheduler, per host
+ * process (`hostsPerProcess` hosts each) and the client. Images come from scripts/images.sh
  * (no registry needed). The returned handle waits for the client, hands back
- * NATS connections to the pods' servers and injects container faults.
+ * NATS connections to the pods' servers and injects container faults (by
+ * container name: nats-1, pod-0, host-0-1, client; host-<pod>-<host> also
+ * finds the container of a host's group).
  *
  * Every role connects as its own NATS user with per-subject permissions (as
  * in the launcher's runs); the handle's connections log in as `observer`,
@@ -26,10 +29,8 @@ import { natsUsers, newCredentials, type Credentials } from '../nats/users.ts';
  *   await c.stop();
  */
 export interface ClusterOptions {
-  /** A preset name (tiny, demo). */
-  topology: string;
-  pods?: number;
-  hostsPerPod?: number;
+  /** A preset name (tiny, demo), which the role containers pass on their command line; or a topology, copied into each. */
+  topology: string | Topology;
   steps: number;
   runId?: string;
   image?: string;
@@ -56,6 +57,8 @@ export type ClusterLogin = Role | 'observer';
 
 export interface LockstepCluster {
   runId: string;
+  /** What runs where: the cluster plan the containers render. */
+  plan: ClusterPlan;
   network: Record<string, StartedNetwork>;
   nats: StartedTestContainer[];
   runLog: StartedTestContainer;
@@ -77,6 +80,7 @@ export interface LockstepCluster {
   /** Resolves once the client has committed `step` (or rejects after `ms`). */
   untilStep(step: number, ms?: number): Promise<void>;
   waitForClient(ms?: number): Promise<ClientSummary>;
+  /** Container faults, by name (see above). */
   faults: {
     kill(name: string): Promise<void>;
     start(name: string): Promise<void>;
@@ -89,30 +93,94 @@ export interface LockstepCluster {
   stop(): Promise<void>;
 }
 
-const PRESET_SHAPE: Record<string, { pods: number; hostsPerPod: number }> = {
-  tiny: { pods: 2, hostsPerPod: 2 },
-  demo: { pods: 2, hostsPerPod: 4 },
-};
-const NATS_PORT = 4222;
-const ROUTE_PORT = 6222;
+/** One container of the rendering: a nats-server or a role process. */
+export interface ContainerSpec {
+  /** The plan's name (the key in `containers`), and the name other containers reach it by. */
+  name: string;
+  alias: string;
+  kind: 'server' | 'role';
+  image: string;
+  command: string[];
+  env: Record<string, string>;
+  /** The first is the one it starts on; it joins the others after. */
+  networks: string[];
+  files: { content: string; target: string }[];
+  /** Whether the checkpoint directory is mounted at /ckpt. */
+  checkpoints: boolean;
+  /** Ports published to the test (the servers' client port). */
+  exposed: number[];
+}
+
 const CONF = '/etc/lockstep/nats.conf';
+const TOPOLOGY_FILE = '/etc/lockstep/topology.json';
+const RESTART_MARKER = '/tmp/lockstep-started';
+
+/**
+ * The containers of a cluster plan (made with the `containers` placement), in
+ * the order they start: the servers, then the pod schedulers, the host
+ * processes and the client. With `topology`, its JSON goes into every role
+ * container at the path the plan's processes were given.
+ */
+export function clusterContainers(plan: ClusterPlan, o: { image: string; natsImage: string; topology?: Topology }): ContainerSpec[] {
+  const servers = plan.servers.map(
+    (s): ContainerSpec => ({
+      name: s.name,
+      alias: containerName(s.name),
+      kind: 'server',
+      image: o.natsImage,
+      command: ['-c', CONF],
+      env: {},
+      networks: s.networks,
+      files: [{ content: s.config, target: CONF }],
+      checkpoints: false,
+      exposed: [s.port],
+    }),
+  );
+  const topologyFile = o.topology ? [{ content: `${JSON.stringify(o.topology, null, 2)}\n`, target: TOPOLOGY_FILE }] : [];
+  const roles = plan.processes.map(
+    (p): ContainerSpec => ({
+      name: p.name,
+      alias: containerName(p.name),
+      kind: 'role',
+      image: o.image,
+      command: p.args,
+      // a restarted container finds the marker of its first start and rejoins
+      env: { ...p.env, LOCKSTEP_RESTART_MARKER: RESTART_MARKER },
+      networks: p.networks,
+      files: topologyFile,
+      checkpoints: p.checkpoints,
+      exposed: [],
+    }),
+  );
+  return [...servers, ...roles];
+}
 
 export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepCluster> {
-  const shape = {
-    ...PRESET_SHAPE[o.topology],
-    ...(o.pods ? { pods: o.pods } : {}),
-    ...(o.hostsPerPod ? { hostsPerPod: o.hostsPerPod } : {}),
-  };
-  if (!shape.pods) throw new Error(`startLockstepCluster: unknown preset ${o.topology}; give pods and hostsPerPod`);
+  let topology: Topology;
+  if (typeof o.topology === 'string') {
+    if (!isPresetName(o.topology))
+      throw new InvalidTopology('startLockstepCluster', [
+        `topology: ${o.topology} is not a preset (${presetNames.join(', ')}); pass a Topology object (parseTopology) instead`,
+      ]);
+    topology = preset(o.topology);
+  } else topology = o.topology;
   const image = o.image ?? 'lockstep:dev';
   const natsImage = o.natsImage ?? 'lockstep-nats:2.9.10';
   const runId = o.runId ?? 'tc';
+  const credentials = { ...newCredentials(), observer: { user: 'observer', password: randomBytes(18).toString('base64url') } };
+  const plan = clusterPlan(topology, {
+    runId,
+    steps: o.steps,
+    topologyArg: typeof o.topology === 'string' ? o.topology : TOPOLOGY_FILE,
+    credentials,
+    observer: credentials.observer,
+    place: { kind: 'containers' },
+  });
+  const specs = clusterContainers(plan, { image, natsImage, topology: typeof o.topology === 'string' ? undefined : topology });
   const started: { stop: () => Promise<unknown> }[] = [];
   const network: Record<string, StartedNetwork> = {};
   const containers: Record<string, StartedTestContainer> = {};
   const runtime = await getContainerRuntimeClient();
-  const credentials = { ...newCredentials(), observer: { user: 'observer', password: randomBytes(18).toString('base64url') } };
-  const users = natsUsers(runId, credentials, credentials.observer);
   const connections: NatsConnection[] = [];
   const lines: string[] = [];
   const stepsSeen: ClientSummary['steps'] = [];
@@ -122,98 +190,43 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
     for (const s of started.reverse()) await s.stop().catch(() => {});
   };
   try {
-    for (const n of ['dcn', 'ctl', ...Array.from({ length: shape.pods }, (_, p) => `pod-${p}`)]) {
+    for (const n of plan.networks) {
       network[n] = await new Network().start();
       started.push(network[n]);
     }
-    const attach = async (c: StartedTestContainer, nets: string[], alias: string) => {
-      for (const n of nets) {
+    const ckpt = mkdtempSync(join(tmpdir(), 'lockstep-tc-ckpt-'));
+    chmodSync(ckpt, 0o777);
+    // each container starts on its first network and joins the others under the same alias
+    const start = async (spec: ContainerSpec) => {
+      const [first, ...rest] = spec.networks;
+      let g = new GenericContainer(spec.image)
+        .withNetwork(network[first])
+        .withNetworkAliases(spec.alias)
+        .withEnvironment(spec.env)
+        .withCommand(spec.command);
+      if (spec.files.length) g = g.withCopyContentToContainer(spec.files);
+      if (spec.checkpoints) g = g.withBindMounts([{ source: ckpt, target: '/ckpt' }]);
+      if (spec.exposed.length) g = g.withExposedPorts(...spec.exposed);
+      if (spec.kind === 'server') g = g.withWaitStrategy(Wait.forLogMessage(/Server is ready/)).withStartupTimeout(60_000);
+      const c = await g.start();
+      started.push(c);
+      containers[spec.name] = c;
+      for (const n of rest)
         await runtime.container.connectToNetwork(
           runtime.container.getById(c.getId()),
           runtime.network.getById(network[n].getId()) as never,
-          [alias],
+          [spec.alias],
         );
-      }
-    };
-    // one nats-server per pod, routed to the others over the dcn network; the run log's JetStream server on ctl
-    const server = (conf: string) =>
-      new GenericContainer(natsImage)
-        .withCopyContentToContainer([{ content: conf, target: CONF }])
-        .withCommand(['-c', CONF])
-        .withExposedPorts(NATS_PORT)
-        .withWaitStrategy(Wait.forLogMessage(/Server is ready/))
-        .withStartupTimeout(60_000);
-    const nats: StartedTestContainer[] = [];
-    for (let p = 0; p < shape.pods; p++) {
-      const routes = Array.from({ length: shape.pods }, (_, q) => q)
-        .filter((q) => q !== p)
-        .map((q) => ({ host: `nats-${q}`, port: ROUTE_PORT }));
-      const conf = natsConfig({ pod: p, host: '0.0.0.0', port: NATS_PORT, clusterPort: ROUTE_PORT, routes, users: users.cluster });
-      const c = await server(conf).withNetwork(network.dcn).withNetworkAliases(`nats-${p}`).start();
-      started.push(c);
-      await attach(c, [`pod-${p}`, 'ctl'], `nats-${p}`);
-      nats.push(c);
-      containers[`nats-${p}`] = c;
-    }
-    const runLog = await server(runLogServerConfig({ host: '0.0.0.0', port: NATS_PORT, storeDir: '/data', users: users.runLog }))
-      .withNetwork(network.ctl)
-      .withNetworkAliases('nats-log')
-      .start();
-    started.push(runLog);
-    containers['nats-log'] = runLog;
-
-    const ckpt = mkdtempSync(join(tmpdir(), 'lockstep-tc-ckpt-'));
-    chmodSync(ckpt, 0o777);
-    const env = (r: Role) => ({
-      LOCKSTEP_NATS_USER: credentials[r].user,
-      LOCKSTEP_NATS_PASS: credentials[r].password,
-      LOCKSTEP_RESTART_MARKER: '/tmp/lockstep-started',
-    });
-    const common = ['--run', runId, '--topology', o.topology];
-    const role = async (name: string, net: string, command: string[]) => {
-      const c = await new GenericContainer(image)
-        .withNetwork(network[net])
-        .withNetworkAliases(name)
-        .withEnvironment(env(command[0] as Role))
-        .withBindMounts([{ source: ckpt, target: '/ckpt' }])
-        .withCommand(command)
-        .start();
-      started.push(c);
-      containers[name] = c;
       return c;
     };
-    for (let p = 0; p < shape.pods; p++)
-      await role(`pod-${p}`, `pod-${p}`, ['pod', '--pod', String(p), ...common, '--nats', `nats://nats-${p}:${NATS_PORT}`]);
-    for (let p = 0; p < shape.pods; p++) {
-      for (let h = 0; h < shape.hostsPerPod; h++)
-        await role(`host-${p}-${h}`, `pod-${p}`, [
-          'host',
-          '--pod',
-          String(p),
-          '--hosts',
-          String(h),
-          '--ckpt-dir',
-          '/ckpt',
-          ...common,
-          '--nats',
-          `nats://nats-${p}:${NATS_PORT}`,
-        ]);
-    }
-    const natsAll = Array.from({ length: shape.pods }, (_, p) => `nats://nats-${p}:${NATS_PORT}`).join(',');
+    const clientSpec = specs.find((x) => x.name === 'client')!;
+    for (const spec of specs) if (spec !== clientSpec) await start(spec);
+    const nats = plan.servers.filter((s) => s.role === 'pod').map((s) => containers[s.name]);
+    const runLog = containers['nats-log'];
+
     const startClient = async () => {
       if (containers.client) throw new Error('the client is already started');
-      const client = await role('client', 'ctl', [
-        'client',
-        '--steps',
-        String(o.steps),
-        '--log-nats',
-        `nats://nats-log:${NATS_PORT}`,
-        '--ckpt-dir',
-        '/ckpt',
-        ...common,
-        '--nats',
-        natsAll,
-      ]);
+      const client = await start(clientSpec);
       const out = await client.logs();
       let partial = '';
       out.on('data', (d: Buffer | string) => {
@@ -235,16 +248,23 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
     };
     if (!o.holdClient) await startClient();
 
-    const byName = (name: string) => {
-      const c = containers[name];
-      if (!c) throw new Error(`no container ${name} (have ${Object.keys(containers).join(', ')})`);
-      return runtime.container.getById(c.getId());
+    const containerOf = (name: string) => {
+      const entry = planEntry(plan, name);
+      const c = entry && containers[entry.name];
+      if (!entry || !c)
+        throw new Error(
+          `no container ${name} (have ${Object.keys(containers).map(containerName).join(', ')}; host-<pod>-<host> finds a host's group)`,
+        );
+      return { c, alias: containerName(entry.name) };
     };
-    const netOf = (name: string) =>
-      runtime.network.getById(network[name].getId()) as unknown as {
+    const byName = (name: string) => runtime.container.getById(containerOf(name).c.getId());
+    const netOf = (name: string) => {
+      if (!network[name]) throw new Error(`no network ${name} (have ${plan.networks.join(', ')})`);
+      return runtime.network.getById(network[name].getId()) as unknown as {
         disconnect(o: object): Promise<void>;
         connect(o: object): Promise<void>;
       };
+    };
     const natsOptions = async (pod: number, as: ClusterLogin = 'observer'): Promise<ConnectionOptions> => {
       const c = nats[pod];
       if (!c) throw new Error(`no nats-server for pod ${pod} (the cluster has ${nats.length})`);
@@ -257,6 +277,7 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
     };
     const cluster: LockstepCluster = {
       runId,
+      plan,
       network,
       nats,
       runLog,
@@ -294,8 +315,11 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
         pause: async (name) => void (await byName(name).pause()),
         unpause: async (name) => void (await byName(name).unpause()),
         restart: async (name) => void (await byName(name).restart({ t: 0 })),
-        disconnect: async (name, net) => netOf(net).disconnect({ Container: containers[name].getId(), Force: true }),
-        connect: async (name, net) => netOf(net).connect({ Container: containers[name].getId(), EndpointConfig: { Aliases: [name] } }),
+        disconnect: async (name, net) => netOf(net).disconnect({ Container: containerOf(name).c.getId(), Force: true }),
+        connect: async (name, net) => {
+          const { c, alias } = containerOf(name);
+          await netOf(net).connect({ Container: c.getId(), EndpointConfig: { Aliases: [alias] } });
+        },
       },
       stop: stopAll,
     };

@@ -1,0 +1,282 @@
+import { join } from 'node:path';
+import type { Role, Topology } from '@lockstep/topology';
+import { natsConfig, runLogServerConfig } from './nats/config.ts';
+import { natsUsers, type Credentials } from './nats/users.ts';
+
+/**
+ * One description of a cluster, which the launcher (local processes), `lockstep
+ * compose` (a compose file) and the testcontainers helper (containers) each
+ * render: one nats-server per pod, the servers joined by routes (the route
+ * stands for the data-center network, DCN, between pods), the run log's
+ * JetStream server, and every role process (a pod scheduler per pod, host
+ * processes of `hostsPerProcess` hosts each, the client) with what it runs,
+ * where it connects and as whom.
+ *
+ *   const plan = clusterPlan(preset('demo'), { runId: 'demo', steps: 100, topologyArg: 'demo', place: { kind: 'containers' } });
+ *   plan.servers.map((s) => s.name);   // nats-0, nats-1, nats-log
+ *   plan.processes.map((p) => p.name); // pod-0, pod-1, host-0-0 ... host-1-3, client
+ *
+ * Pure: no files, no ports, no processes. What a deployment decides at run
+ * time (the launcher's free ports, its DCN proxies) comes in as options.
+ */
+export interface ClusterPlan {
+  runId: string;
+  /** The topology's name. */
+  topology: string;
+  /** Every network of the layout: `dcn` joins the pods' servers, `ctl` the client and the run log's server, `pod-<p>` a pod's server and processes. */
+  networks: string[];
+  /** The pods' servers in pod order, then the run log's. */
+  servers: ServerPlan[];
+  /** Pod schedulers in pod order, host processes pod by pod, the client last. */
+  processes: ProcessPlan[];
+}
+
+export interface ServerPlan {
+  /** nats-<pod>, or nats-log for the run log's server. */
+  name: string;
+  role: 'pod' | 'runlog';
+  /** The pod it serves; null for the run log's server. */
+  pod: number | null;
+  /** How role processes reach it. */
+  url: string;
+  /** Its client port, and its route port (null for the run log's server, which joins no cluster). */
+  port: number;
+  clusterPort: number | null;
+  /** The pods whose servers it dials: its routes over the DCN. */
+  routes: number[];
+  networks: string[];
+  /** Its nats-server configuration file, as text. */
+  config: string;
+}
+
+export interface ProcessPlan {
+  /** pod-<p>, host-<p>-<h> (host-<p>-<first>..<last> for a group), client. */
+  name: string;
+  role: Role;
+  /** The pod it belongs to; null for the client. */
+  pod: number | null;
+  /** The hosts it runs (host processes only). */
+  hosts: number[];
+  /** The servers it connects to (names), the one it uses first first; the client's list ends with the run log's. */
+  servers: string[];
+  /** `lockstep` arguments: the role, then its flags. */
+  args: string[];
+  /** Its environment: the NATS user of its role. */
+  env: Record<string, string>;
+  networks: string[];
+  /** Whether it reads or writes the checkpoint directory (hosts write their shards, the client restores). */
+  checkpoints: boolean;
+}
+
+/** Free ports the launcher picked on 127.0.0.1: each pod's server's client and route port, and the run log's server's port. */
+export interface LocalPorts {
+  pods: { port: number; clusterPort: number }[];
+  runLog: number;
+}
+
+/** A DCN fault proxy on the route from pod `from`'s server to pod `to`'s, listening on `port`. */
+export interface DcnRoute {
+  from: number;
+  to: number;
+  port: number;
+}
+
+/**
+ * Where the cluster runs. In containers every server is a host named after
+ * it, on the standard ports, with checkpoints under /ckpt and the run log
+ * under /data; a pod's processes sit on the pod's network and reach only their
+ * pod's server. Locally everything is on 127.0.0.1 at the given ports, with
+ * files under `dir`; a process can reach every server, so it lists the other
+ * pods' servers after its own to fail over to while its own is down. With
+ * `dcn`, each pair of pods' servers is routed through a proxy (the lower pod
+ * dials) and no server advertises its route address, so none dials around it.
+ */
+export type Placement = { kind: 'containers' } | { kind: 'local'; dir: string; ports: LocalPorts; dcn?: DcnRoute[] };
+
+export interface PlanOptions {
+  runId: string;
+  steps: number;
+  /** What role processes pass as --topology: a preset name, or the path of the topology file where they run. */
+  topologyArg: string;
+  place: Placement;
+  /** A NATS user per role; without, the servers admit anyone. */
+  credentials?: Credentials;
+  /** A user the pods' servers also know, who may watch the run and publish nothing (tests log in as it). */
+  observer?: { user: string; password: string };
+  /** Passed to every role process as --log-level. */
+  logLevel?: string;
+}
+
+/** The client and route ports of a server in a container. */
+export const NATS_PORT = 4222;
+export const ROUTE_PORT = 6222;
+const CONTAINER_CKPT_DIR = '/ckpt';
+const CONTAINER_RUNLOG_DIR = '/data';
+
+/** Host processes: hosts of one pod grouped `hostsPerProcess` to a process (5 hosts, 3 a process: 0..2 and 3..4). */
+export function hostGroups(t: Pick<Topology, 'pods' | 'hostsPerPod' | 'hostsPerProcess'>): { pod: number; hosts: number[] }[] {
+  const groups: { pod: number; hosts: number[] }[] = [];
+  for (let pod = 0; pod < t.pods; pod++) {
+    for (let h = 0; h < t.hostsPerPod; h += t.hostsPerProcess) {
+      groups.push({ pod, hosts: Array.from({ length: Math.min(t.hostsPerProcess, t.hostsPerPod - h) }, (_, i) => h + i) });
+    }
+  }
+  return groups;
+}
+
+/** The name of a host process: host-<pod>-<host>, or host-<pod>-<first>..<last> for a group. */
+export function hostProcessName(g: { pod: number; hosts: number[] }): string {
+  return `host-${g.pod}-${g.hosts.length === 1 ? g.hosts[0] : `${g.hosts[0]}..${g.hosts.at(-1)}`}`;
+}
+
+/** A plan name as a container, service and DNS name: `..` is no DNS label, so host-0-0..2 is host-0-0-to-2. */
+export function containerName(name: string): string {
+  return name.replace('..', '-to-');
+}
+
+/**
+ * The server or process a name stands for: its plan name, its container
+ * name, or host-<pod>-<host> for the process that runs that host (also when
+ * hosts are grouped).
+ */
+export function planEntry(plan: ClusterPlan, name: string): ServerPlan | ProcessPlan | undefined {
+  const all = [...plan.servers, ...plan.processes];
+  const exact = all.find((x) => x.name === name || containerName(x.name) === name);
+  if (exact) return exact;
+  const host = /^host-(\d+)-(\d+)$/.exec(name);
+  if (!host) return undefined;
+  return plan.processes.find((p) => p.role === 'host' && p.pod === Number(host[1]) && p.hosts.includes(Number(host[2])));
+}
+
+export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
+  const place = o.place;
+  const pods = Array.from({ length: t.pods }, (_, p) => p);
+  if (place.kind === 'local' && place.ports.pods.length !== t.pods)
+    throw new RangeError(`clusterPlan: ${place.ports.pods.length} port pairs for ${t.pods} pods`);
+  const local = place.kind === 'local' ? place : undefined;
+  const users = o.credentials && natsUsers(o.runId, o.credentials, o.observer);
+  const podNet = (p: number) => `pod-${p}`;
+
+  const serverName = (p: number) => `nats-${p}`;
+  const podServer = (p: number): ServerPlan => {
+    const name = serverName(p);
+    if (local) {
+      const { port, clusterPort } = local.ports.pods[p];
+      const proxied = local.dcn !== undefined;
+      const dials = proxied
+        ? local.dcn!.filter((d) => d.from === p)
+        : pods.filter((q) => q !== p).map((q) => ({ to: q, port: local.ports.pods[q].clusterPort }));
+      return {
+        name,
+        role: 'pod',
+        pod: p,
+        url: `nats://127.0.0.1:${port}`,
+        port,
+        clusterPort,
+        routes: dials.map((d) => d.to),
+        networks: [podNet(p), 'dcn', 'ctl'],
+        config: natsConfig({
+          pod: p,
+          port,
+          clusterPort,
+          routes: dials.map((d) => ({ port: d.port })),
+          noAdvertise: proxied,
+          users: users?.cluster,
+        }),
+      };
+    }
+    const others = pods.filter((q) => q !== p);
+    return {
+      name,
+      role: 'pod',
+      pod: p,
+      url: `nats://${name}:${NATS_PORT}`,
+      port: NATS_PORT,
+      clusterPort: ROUTE_PORT,
+      routes: others,
+      networks: [podNet(p), 'dcn', 'ctl'],
+      config: natsConfig({
+        pod: p,
+        host: '0.0.0.0',
+        port: NATS_PORT,
+        clusterPort: ROUTE_PORT,
+        routes: others.map((q) => ({ host: serverName(q), port: ROUTE_PORT })),
+        users: users?.cluster,
+      }),
+    };
+  };
+  const runLogPort = local ? local.ports.runLog : NATS_PORT;
+  const runLog: ServerPlan = {
+    name: 'nats-log',
+    role: 'runlog',
+    pod: null,
+    url: local ? `nats://127.0.0.1:${runLogPort}` : `nats://nats-log:${NATS_PORT}`,
+    port: runLogPort,
+    clusterPort: null,
+    routes: [],
+    networks: ['ctl'],
+    config: runLogServerConfig({
+      host: local ? undefined : '0.0.0.0',
+      port: runLogPort,
+      storeDir: local ? join(local.dir, 'jetstream') : CONTAINER_RUNLOG_DIR,
+      users: users?.runLog,
+    }),
+  };
+  const servers = [...pods.map(podServer), runLog];
+
+  const ckptDir = local ? join(local.dir, 'checkpoints') : CONTAINER_CKPT_DIR;
+  const urlOf = (name: string) => servers.find((s) => s.name === name)!.url;
+  // locally a process reaches every server: its pod's first, then the others to fail over to
+  const serversOf = (p: number) => (local ? [p, ...pods.filter((q) => q !== p)] : [p]).map(serverName);
+  const common = (names: string[]) => [
+    '--run',
+    o.runId,
+    '--topology',
+    o.topologyArg,
+    '--nats',
+    names.map(urlOf).join(','),
+    ...(o.logLevel ? ['--log-level', o.logLevel] : []),
+  ];
+  const env = (r: Role): Record<string, string> =>
+    o.credentials ? { LOCKSTEP_NATS_USER: o.credentials[r].user, LOCKSTEP_NATS_PASS: o.credentials[r].password } : {};
+
+  const processes: ProcessPlan[] = [];
+  for (const p of pods)
+    processes.push({
+      name: `pod-${p}`,
+      role: 'pod',
+      pod: p,
+      hosts: [],
+      servers: serversOf(p),
+      args: ['pod', '--pod', String(p), ...common(serversOf(p))],
+      env: env('pod'),
+      networks: [podNet(p)],
+      checkpoints: false,
+    });
+  for (const g of hostGroups(t))
+    processes.push({
+      name: hostProcessName(g),
+      role: 'host',
+      pod: g.pod,
+      hosts: g.hosts,
+      servers: serversOf(g.pod),
+      args: ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), '--ckpt-dir', ckptDir, ...common(serversOf(g.pod))],
+      env: env('host'),
+      networks: [podNet(g.pod)],
+      checkpoints: true,
+    });
+  const all = pods.map(serverName);
+  processes.push({
+    name: 'client',
+    role: 'client',
+    pod: null,
+    hosts: [],
+    servers: [...all, runLog.name],
+    args: ['client', '--steps', String(o.steps), '--log-nats', runLog.url, '--ckpt-dir', ckptDir, ...common(all)],
+    env: env('client'),
+    networks: ['ctl'],
+    checkpoints: true,
+  });
+
+  return { runId: o.runId, topology: t.name, networks: ['dcn', 'ctl', ...pods.map(podNet)], servers, processes };
+}
