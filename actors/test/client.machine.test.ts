@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { createActor, waitFor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
 import { parseTopology, preset, type RunLogRecord } from '@lockstep/topology';
-import { clientMachine, describeFailure, type ClientEvent, type WireCommand } from '../src/index.ts';
-import { controlSent, memoryRunLog, noCheckpoints, recordingWire } from './helpers.ts';
+import { clientMachine, describeFailure, systemClock, ticker, type ClientEvent, type WireCommand } from '../src/index.ts';
+import { controlSent, manualClock, memoryRunLog, noCheckpoints, now, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
 const t = parseTopology({ ...preset('tiny') });
@@ -21,34 +21,42 @@ const env = (step: number, attempt: number, pod: number) => ({
 const prepared = (pod: number, step: number, attempt: number, hash: string, lossSum = 0.25): ClientEvent => ({
   type: 'pod.prepared',
   msg: { ...env(step, attempt, pod), kind: 'pod.prepared', paramsHash: hash, shardHashes: [hash], lossSum, phaseMs: { exchange: 2 } },
+  at: now(),
 });
 const committed = (pod: number, step: number, attempt: number, hash: string): ClientEvent => ({
   type: 'pod.committed',
   msg: { ...env(step, attempt, pod), kind: 'pod.committed', paramsHash: hash },
+  at: now(),
 });
 const aborted = (pod: number, step: number, attempt: number): ClientEvent => ({
   type: 'pod.aborted',
   msg: { ...env(step, attempt, pod), kind: 'pod.aborted' },
+  at: now(),
 });
 const stopped = (pod: number): ClientEvent => ({
   type: 'pod.stopped',
   msg: { ...env(0, 0, pod), kind: 'pod.stopped', rejected: { schema: pod + 1 }, duplicates: 1, faultsInjected: 2 },
+  at: now(),
 });
 /** A pod's heartbeat saying all its hosts are up. */
 const up = (pod: number, step = 0, attempt = 0, phase = 'idle'): ClientEvent => ({
   type: 'pod.heartbeat',
   msg: { ...env(step, attempt, pod), kind: 'pod.heartbeat', phase, ready: true, silentHosts: [], lostHosts: [] },
+  at: now(),
 });
 const failed = (pod: number, step: number, attempt: number): ClientEvent => ({
   type: 'pod.failed',
   msg: { ...env(step, attempt, pod), kind: 'pod.failed', host: 3, phase: 'exchange', reason: 'deadline of 100 ms exceeded' },
+  at: now(),
 });
 
 function start(steps: number) {
   const sent: WireCommand[] = [];
   const a = createActor(
-    clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }),
-    { input: { topology: t, runId: RUN, steps } },
+    clientMachine.provide({
+      actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
+    }),
+    { input: { topology: t, runId: RUN, incarnation: 'test', now: now(), steps } },
   );
   a.subscribe({ error: () => {} });
   return { a: a.start(), sent };
@@ -128,8 +136,10 @@ describe('client machine', () => {
     });
     const sent: WireCommand[] = [];
     const a = createActor(
-      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }),
-      { input: { topology: quick, runId: RUN, steps: 1 } },
+      clientMachine.provide({
+        actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
+      }),
+      { input: { topology: quick, runId: RUN, incarnation: 'test', now: now(), steps: 1 } },
     );
     a.start();
     a.send(prepared(0, 0, 0, H(1)));
@@ -152,12 +162,15 @@ describe('client machine', () => {
     });
     const sent: WireCommand[] = [];
     const a = createActor(
-      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }),
-      { input: { topology: quick, runId: RUN, steps: 1 } },
+      clientMachine.provide({
+        actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: ticker(systemClock) },
+      }),
+      { input: { topology: quick, runId: RUN, incarnation: 'test', now: now(), steps: 1 } },
     ).start();
     const beat = (pod: number): ClientEvent => ({
       type: 'pod.heartbeat',
       msg: { ...env(0, 0, pod), kind: 'pod.heartbeat', phase: 'running', ready: true, silentHosts: [], lostHosts: [] },
+      at: now(),
     });
     const until = Date.now() + 1000;
     while (Date.now() < until && a.getSnapshot().context.retried.length === 0) {
@@ -183,8 +196,10 @@ describe('client machine', () => {
     });
     const sent: WireCommand[] = [];
     const a = createActor(
-      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }),
-      { input: { topology: quick, runId: RUN, steps: 1 } },
+      clientMachine.provide({
+        actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
+      }),
+      { input: { topology: quick, runId: RUN, incarnation: 'test', now: now(), steps: 1 } },
     ).start();
     a.send(up(1)); // at once: its heartbeat may predate the dispatch
     expect(a.getSnapshot().context.retried).toEqual([]);
@@ -207,8 +222,10 @@ describe('client machine', () => {
     });
     const sent: WireCommand[] = [];
     const a = createActor(
-      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } }),
-      { input: { topology: quick, runId: RUN, steps: 1 } },
+      clientMachine.provide({
+        actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
+      }),
+      { input: { topology: quick, runId: RUN, incarnation: 'test', now: now(), steps: 1 } },
     ).start();
     a.send(failed(1, 0, 0));
     a.send(aborted(0, 0, 0));
@@ -246,8 +263,10 @@ describe('client machine', () => {
     const records: RunLogRecord[] = [{ step: 0, attempt: 0, paramsHash: H(7), loss: 1, at: 'then' }]; // step 0 already logged: a zombie's decision
     const sent: WireCommand[] = [];
     const a = createActor(
-      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints() } }),
-      { input: { topology: t, runId: RUN, steps: 3 } },
+      clientMachine.provide({
+        actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints(), clock: manualClock().actor },
+      }),
+      { input: { topology: t, runId: RUN, incarnation: 'test', now: now(), steps: 3 } },
     ).start();
     a.send(prepared(0, 0, 0, H(1)));
     a.send(prepared(1, 0, 0, H(1)));
@@ -265,9 +284,11 @@ describe('client machine', () => {
     const records: RunLogRecord[] = [0, 1, 2].map((step) => ({ step, attempt: 0, paramsHash: H(step + 1), loss: 0.5, at: 'then' }));
     const sent: WireCommand[] = [];
     const a = createActor(
-      clientMachine.provide({ actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints() } }),
+      clientMachine.provide({
+        actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints(), clock: manualClock().actor },
+      }),
       {
-        input: { topology: t, runId: RUN, steps: 5, resume: records[2] },
+        input: { topology: t, runId: RUN, incarnation: 'test', now: now(), steps: 5, resume: records[2] },
       },
     ).start();
     const emitted: { step: number; recovered?: boolean }[] = [];
@@ -292,8 +313,45 @@ describe('client machine', () => {
     a.stop();
   });
 
+  it('every checkpoint.everySteps-th committed step, asks its checkpoint store to write the manifest; the run log stamps the time', () => {
+    const every2 = parseTopology({ ...preset('tiny'), checkpoint: { everySteps: 2, keep: 3 } });
+    const manifests: Parameters<typeof noCheckpoints>[0] = [];
+    const records: RunLogRecord[] = [];
+    const a = createActor(
+      clientMachine.provide({
+        actors: {
+          wire: recordingWire([]),
+          runlog: memoryRunLog(records),
+          checkpoints: noCheckpoints(manifests),
+          clock: manualClock().actor,
+        },
+      }),
+      { input: { topology: every2, runId: RUN, incarnation: 'test', now: now(), steps: 2 } },
+    ).start();
+    const shards = [H(11), H(12)]; // one shard hash per host of a pod
+    for (const step of [0, 1]) {
+      for (const pod of [0, 1]) {
+        const p = prepared(pod, step, 0, H(step + 1)) as Extract<ClientEvent, { type: 'pod.prepared' }>;
+        a.send({ ...p, msg: { ...p.msg, shardHashes: shards } });
+      }
+      expect(manifests.length).toBe(0); // nothing before the commit is confirmed
+      a.send(committed(0, step, 0, H(step + 1)));
+      a.send(committed(1, step, 0, H(step + 1)));
+    }
+    expect(manifests).toEqual([
+      { format: 'lockstep-checkpoint/1', runId: RUN, step: 1, attempt: 0, paramsHash: H(2), shardHashes: shards, pods: 2 },
+    ]);
+    expect(records.map((r) => [r.step, typeof r.at])).toEqual([
+      [0, 'string'],
+      [1, 'string'],
+    ]);
+    a.stop();
+  });
+
   it('graph walk: on every path, commit follows only a full set of agreeing prepares', () => {
-    const machine = clientMachine.provide({ actors: { wire: recordingWire([]), runlog: memoryRunLog([]), checkpoints: noCheckpoints() } });
+    const machine = clientMachine.provide({
+      actors: { wire: recordingWire([]), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
+    });
     const events = (s: Snap): ClientEvent[] => {
       const { step, attempt } = s.context;
       return [
@@ -311,7 +369,7 @@ describe('client machine', () => {
       ];
     };
     const paths = getShortestPaths(machine, {
-      input: { topology: t, runId: RUN, steps: 3 },
+      input: { topology: t, runId: RUN, incarnation: 'test', now: now(), steps: 3 },
       events: (s) => events(s as Snap),
       serializeState: (s) => {
         const c = (s as Snap).context;

@@ -2,15 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createActor, setup, sendTo, type AnyActorRef } from 'xstate';
 import { subjects } from '@lockstep/topology';
-import { natsEdge, type WireCommand, type WireEvent } from '../src/index.ts';
+import { edge, natsTransport, systemClock, type WireCommand, type WireEvent } from '../src/index.ts';
 import { quietLog, startNatsServer } from './helpers.ts';
 
 const RUN = 'edge-test';
 
 /** A minimal machine around an edge: records what the edge hands it, forwards sends to it. */
 function harness(nc: NatsConnection, received: WireEvent[]) {
-  const wire = natsEdge({
-    nc,
+  const wire = edge({
+    transport: natsTransport(nc, quietLog),
+    clock: systemClock,
     runId: RUN,
     log: quietLog,
     chunkBytes: 4096,
@@ -24,20 +25,17 @@ function harness(nc: NatsConnection, received: WireEvent[]) {
   const m = setup({ types: { events: {} as WireEvent | (WireCommand & { via: true }) }, actors: { wire } }).createMachine({
     invoke: { id: 'wire', src: 'wire' },
     on: {
-      '*': {
-        actions: [
-          ({ event }) => {
-            if (!('via' in event)) received.push(event as WireEvent);
-          },
-          sendTo('wire', ({ event }) => event as WireCommand),
-        ],
-      },
+      // commands (marked `via`) go out through the edge; everything else is what the edge handed us
+      '*': [
+        { guard: ({ event }) => 'via' in event, actions: sendTo('wire', ({ event }) => event as WireCommand) },
+        { actions: ({ event }) => received.push(event as WireEvent) },
+      ],
     },
   });
   return createActor(m).start() as unknown as AnyActorRef;
 }
 
-describe('NATS edge against a real nats-server', () => {
+describe('the edge over NATS (natsTransport) against a real nats-server', () => {
   let server: Awaited<ReturnType<typeof startNatsServer>>;
   let nc: NatsConnection;
   beforeAll(async () => {
@@ -51,11 +49,21 @@ describe('NATS edge against a real nats-server', () => {
 
   it('delivers a chunked tensor whole, and turns garbage into counted rejections', async () => {
     const received: WireEvent[] = [];
-    harness(nc, received);
+    const host = harness(nc, received);
     const sender = await connect({ servers: server.url });
     const peer = createActor(
       setup({
-        actors: { wire: natsEdge({ nc: sender, runId: RUN, log: quietLog, chunkBytes: 4096, maxControlBytes: 1024, listen: [] }) },
+        actors: {
+          wire: edge({
+            transport: natsTransport(sender, quietLog),
+            clock: systemClock,
+            runId: RUN,
+            log: quietLog,
+            chunkBytes: 4096,
+            maxControlBytes: 1024,
+            listen: [],
+          }),
+        },
       }).createMachine({
         invoke: { id: 'wire', src: 'wire' },
         on: { '*': { actions: sendTo('wire', ({ event }) => event as WireCommand) } },
@@ -63,6 +71,7 @@ describe('NATS edge against a real nats-server', () => {
     ).start();
     await nc.flush();
     const data = Float32Array.from({ length: 3000 }, (_, i) => i / 7);
+    const sentAt = systemClock.now();
     peer.send({
       type: 'wire.sendTensor',
       subject: subjects.hostData(RUN, 0, 0),
@@ -87,6 +96,13 @@ describe('NATS edge against a real nats-server', () => {
         .map((e) => (e as { reason: string }).reason)
         .sort(),
     ).toEqual(['forged sender', 'malformed']);
+    // every event is stamped with when it reached the edge, on the clock the edge was given
+    for (const e of received) {
+      expect(e.at).toBeGreaterThanOrEqual(sentAt);
+      expect(e.at).toBeLessThanOrEqual(systemClock.now());
+    }
+    peer.stop();
+    host.stop();
     await sender.close();
   });
 });

@@ -1,117 +1,364 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { createActor, waitFor, type Actor } from 'xstate';
 import {
+  decodeControl,
   encodeControl,
-  initOptimizerState,
   initParams,
+  isTensorFrame,
+  parameterCount,
   parseTopology,
   preset,
-  shardHash,
   shardRange,
-  parameterCount,
   subjects,
+  type ControlMessage,
+  type StateDone,
   type Topology,
 } from '@lockstep/topology';
-import { connectNats, fetchState, serveState, type CommittedState } from '../src/index.ts';
+import {
+  checkpointLoader,
+  connectNats,
+  edgeFor,
+  hostCompute,
+  hostDiskActor,
+  hostMachine,
+  hostTensorLength,
+  listenFor,
+  natsTransport,
+  systemClock,
+  ticker,
+  totalRejections,
+  type Transport,
+} from '../src/index.ts';
 import { quietLog, startNatsServer } from './helpers.ts';
 
-const RUN = 'heal-test';
-// chunks of 4 KiB, so the state crosses the wire in many frames
-const t: Topology = parseTopology({
+/**
+ * Healing a restarted host from its cross-pod peer, through the host machines
+ * themselves: each host has the edge of a real run over a real nats-server,
+ * the real clock, compute, disk and checkpoint loader.
+ */
+
+// chunks of 4 KiB, so the state crosses the wire in many frames; a heartbeat (and a re-ask) every 50 ms
+const base = {
   ...preset('tiny'),
   wire: { chunkBytes: 4096, maxControlBytes: 65536 },
   heartbeat: { intervalMs: 50, misses: 3 },
-});
+};
+const t: Topology = parseTopology(base);
 
-function committed(host: number): CommittedState {
-  const params = initParams(t.model, t.training.seed).map((x, i) => x + i * 1e-6);
-  const r = shardRange(parameterCount(t.model), t.hostsPerPod, host);
-  const opt = initOptimizerState(t.training.optimizer, r.end - r.start).map((o, k) => o.fill(k + 0.5));
-  return { step: 8, params, optState: opt, lastCommitted: { step: 7, attempt: 2, shardHash: shardHash(params.subarray(r.start, r.end)) } };
+type HostActor = Actor<typeof hostMachine>;
+const running: HostActor[] = [];
+const errors: unknown[] = [];
+
+/** The same bits, not just the same values. */
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 }
 
-describe('healing a restarted host from its cross-pod peer (real nats-server)', () => {
+/** One host as a real run starts it (see host.node.ts), on a transport over `nc` unless one is given. */
+function startHost(
+  nc: NatsConnection,
+  o: {
+    topology: Topology;
+    runId: string;
+    pod: number;
+    host: number;
+    incarnation: string;
+    dir: string;
+    heal?: boolean;
+    transport?: Transport;
+  },
+): HostActor {
+  const { topology, runId, pod, host } = o;
+  const clock = systemClock;
+  const place = { dir: o.dir, topology, runId, log: quietLog, clock };
+  const wire = edgeFor(topology, 'host', {
+    transport: o.transport ?? natsTransport(nc, quietLog),
+    clock,
+    runId,
+    log: quietLog,
+    expectedLength: hostTensorLength(topology, host),
+    listen: listenFor(topology, runId, { role: 'host', pod, host }),
+  });
+  const actor = createActor(
+    hostMachine.provide({
+      actors: {
+        wire,
+        clock: ticker(clock),
+        disk: hostDiskActor(place),
+        loadCheckpoint: checkpointLoader(place, host),
+        ...hostCompute(clock),
+      },
+    }),
+    { input: { topology, runId, pod, host, incarnation: o.incarnation, heal: o.heal, now: clock.now() }, clock },
+  );
+  actor.subscribe({ error: (err) => errors.push(err) });
+  running.push(actor);
+  return actor.start();
+}
+
+/**
+ * Every host of `topology` over NATS, trained for `steps` steps (the pods' dispatches and commits
+ * are sent to the machines directly); `transports` replaces the transport of the hosts it names ("p/h").
+ */
+async function trainedCluster(
+  nc: NatsConnection,
+  o: { topology: Topology; runId: string; steps: number; transports?: Map<string, Transport> },
+) {
+  const { topology, runId } = o;
+  const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
+  const hosts = new Map<string, HostActor>();
+  for (let pod = 0; pod < topology.pods; pod++)
+    for (let host = 0; host < topology.hostsPerPod; host++)
+      hosts.set(
+        `${pod}/${host}`,
+        startHost(nc, { topology, runId, pod, host, incarnation: 'first', dir, transport: o.transports?.get(`${pod}/${host}`) }),
+      );
+  await nc.flush(); // every host's subscriptions are in place before any of them publishes a tensor
+  const per = topology.training.globalBatch / (topology.pods * topology.hostsPerPod);
+  const envelope = (pod: number, step: number) => ({ v: 1 as const, runId, step, attempt: 0, sender: `pod/${pod}` });
+  for (let step = 0; step < o.steps; step++) {
+    for (const [key, a] of hosts) {
+      const [pod, host] = key.split('/').map(Number);
+      const start = (pod * topology.hostsPerPod + host) * per;
+      a.send({
+        type: 'host.dispatch',
+        msg: { ...envelope(pod, step), msgId: `d/${key}/${step}`, kind: 'host.dispatch', samples: { start, end: start + per } },
+        at: systemClock.now(),
+      });
+    }
+    await Promise.all([...hosts.values()].map((a) => waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 10_000 })));
+    for (const [key, a] of hosts) {
+      const [pod] = key.split('/').map(Number);
+      a.send({
+        type: 'host.commit',
+        msg: { ...envelope(pod, step), msgId: `c/${key}/${step}`, kind: 'host.commit' },
+        at: systemClock.now(),
+      });
+    }
+  }
+  for (const a of hosts.values()) expect(a.getSnapshot().context).toMatchObject({ phase: 'idle', step: o.steps });
+  return { hosts, dir };
+}
+
+/** A transport that does `change` to what is published on healing subjects (`*.heal`): a fault between the peer and the healer. */
+function onHealAnswers(inner: Transport, change: (bytes: Uint8Array) => Uint8Array): Transport {
+  return {
+    subscribe: (subject, onMessage) => inner.subscribe(subject, onMessage),
+    publish: (subject, bytes) => inner.publish(subject, subject.endsWith('.heal') ? change(bytes) : bytes),
+  };
+}
+
+async function until(what: string, cond: () => boolean, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('healing a restarted host from its cross-pod peer, through the host machines (real nats-server)', () => {
   let server: Awaited<ReturnType<typeof startNatsServer>>;
   let nc: NatsConnection;
   beforeAll(async () => {
     server = await startNatsServer();
     nc = await connectNats({ servers: server.url, name: 'heal-test', log: quietLog });
   });
+  afterEach(() => {
+    for (const a of running.splice(0)) a.stop();
+    expect(errors.splice(0)).toEqual([]);
+  });
   afterAll(async () => {
     await nc?.close();
     await server?.stop();
   });
 
-  it('host 1 of pod 1 gets exactly the committed parameters and optimizer state host 1 of pod 0 holds', async () => {
-    const want = committed(1);
-    const sub = serveState({ nc, topology: t, runId: RUN, pod: 0, host: 1, log: quietLog, state: async () => want });
-    try {
-      const r = await fetchState({ nc, topology: t, runId: RUN, pod: 1, host: 1, log: quietLog, deadlineMs: 5000 });
-      expect(r.ok).toBe(true);
-      if (!r.ok) return;
-      expect(r.from).toBe('host/0/1');
-      expect(r.state.step).toBe(8);
-      expect(r.state.lastCommitted).toEqual(want.lastCommitted);
-      expect(Buffer.from(r.state.params.buffer).equals(Buffer.from(want.params.buffer))).toBe(true);
-      expect(r.state.optState.map((o) => o[0])).toEqual([0.5, 1.5]);
-    } finally {
-      sub.unsubscribe();
-    }
+  it('host 1 of pod 1, restarted after two steps, gets bitwise the committed parameters and optimizer state host 1 of pod 0 holds', async () => {
+    const runId = 'heal-a';
+    const { hosts, dir } = await trainedCluster(nc, { topology: t, runId, steps: 2 });
+    const peer = hosts.get('0/1')!;
+    const want = peer.getSnapshot().context;
+    // what is healed is not what a fresh host starts with: the transfer is what makes them equal
+    expect(sameBits(want.params, initParams(t.model, t.training.seed))).toBe(false);
+    expect(want.lastCommitted).toMatchObject({ step: 1, attempt: 0 });
+    const crashed = hosts.get('1/1')!;
+    expect(sameBits(crashed.getSnapshot().context.params, want.params)).toBe(true); // lockstep, before the crash
+    crashed.stop();
+
+    const healer = startHost(nc, { topology: t, runId, pod: 1, host: 1, incarnation: 'second', dir, heal: true });
+    expect(healer.getSnapshot().matches('healing')).toBe(true);
+    await waitFor(healer, (s) => s.matches('idle'), { timeout: 5000 });
+    const c = healer.getSnapshot().context;
+    expect(c.heal.from).toBe('host/0/1');
+    expect(c.step).toBe(2); // the step after the last commit
+    expect(c.lastCommitted).toEqual(want.lastCommitted);
+    expect(sameBits(c.params, want.params)).toBe(true);
+    expect(c.optState.length).toBe(want.optState.length);
+    for (const [i, o] of c.optState.entries()) expect(sameBits(o, want.optState[i])).toBe(true);
+    expect(peer.getSnapshot().context.served).toBeGreaterThanOrEqual(1);
+    expect(totalRejections(c.rejected)).toBe(0);
   });
 
-  it('a peer whose state does not hash to its committed shard hash is not believed', async () => {
-    const bad = committed(1);
-    bad.lastCommitted = { ...bad.lastCommitted!, shardHash: 'f'.repeat(64) };
-    const sub = serveState({ nc, topology: t, runId: RUN, pod: 0, host: 1, log: quietLog, state: async () => bad });
-    try {
-      const r = await fetchState({ nc, topology: t, runId: RUN, pod: 1, host: 1, log: quietLog, deadlineMs: 600 });
-      expect(r).toEqual({ ok: false, reason: expect.stringMatching(/^no peer delivered the state of shard 1 within 600 ms/) });
-    } finally {
-      sub.unsubscribe();
-    }
+  it('an answer with a corrupted chunk is asked for again, and the host heals from the good copy', async () => {
+    const runId = 'heal-b';
+    const corrupt = { armed: false, hits: 0 };
+    // flips the last byte of the first state chunk host/0/1 publishes once armed (its CRC no longer matches)
+    const flipFirstStateChunk = (bytes: Uint8Array) => {
+      if (!corrupt.armed || !isTensorFrame(bytes)) return bytes;
+      corrupt.armed = false;
+      corrupt.hits++;
+      const out = Uint8Array.from(bytes);
+      out[out.length - 1] ^= 0xff;
+      return out;
+    };
+    const transports = new Map([['0/1', onHealAnswers(natsTransport(nc, quietLog), flipFirstStateChunk)]]);
+    const { hosts, dir } = await trainedCluster(nc, { topology: t, runId, steps: 1, transports });
+    const peer = hosts.get('0/1')!;
+    hosts.get('1/1')!.stop();
+    corrupt.armed = true;
+
+    const healer = startHost(nc, { topology: t, runId, pod: 1, host: 1, incarnation: 'second', dir, heal: true });
+    await waitFor(healer, (s) => s.matches('idle'), { timeout: 5000 });
+    const c = healer.getSnapshot().context;
+    expect(corrupt.hits).toBe(1);
+    expect(c.rejected).toEqual({ checksum: 1 }); // the corrupted chunk, and nothing else
+    expect(c.heal.asks).toBeGreaterThanOrEqual(2); // asked again
+    expect(peer.getSnapshot().context.served).toBeGreaterThanOrEqual(2); // and answered again
+    expect(c.heal.from).toBe('host/0/1');
+    const want = peer.getSnapshot().context;
+    expect(sameBits(c.params, want.params)).toBe(true);
+    for (const [i, o] of c.optState.entries()) expect(sameBits(o, want.optState[i])).toBe(true);
   });
 
-  it('when the only peer is healing too, no replica is left: said at once, not after the deadline', async () => {
-    const sub = serveState({
-      nc,
-      topology: t,
-      runId: RUN,
-      pod: 0,
-      host: 0,
-      log: quietLog,
-      state: async () => 'healing itself (restarted, no state yet)',
+  it('a peer whose state does not hash to its committed shard hash is not believed: lost at the start-up deadline, saying so', async () => {
+    const runId = 'heal-c';
+    const quick = parseTopology({ ...base, deadlines: { startupMs: 1500, phaseMs: 30_000, stepMs: 120_000 } });
+    // host/0/1 reports a committed shard hash its state does not have (the state's own checksum is intact)
+    const lie = (bytes: Uint8Array) => {
+      if (isTensorFrame(bytes)) return bytes;
+      const d = decodeControl(bytes, quick.wire.maxControlBytes);
+      if (!d.ok || d.value.kind !== 'state.done' || !d.value.lastCommitted) return bytes;
+      return encodeControl({ ...d.value, lastCommitted: { ...d.value.lastCommitted, shardHash: 'f'.repeat(64) } });
+    };
+    const transports = new Map([['0/1', onHealAnswers(natsTransport(nc, quietLog), lie)]]);
+    const { hosts, dir } = await trainedCluster(nc, { topology: quick, runId, steps: 1, transports });
+    hosts.get('1/1')!.stop();
+
+    const began = performance.now();
+    const healer = startHost(nc, { topology: quick, runId, pod: 1, host: 1, incarnation: 'second', dir, heal: true });
+    await waitFor(healer, (s) => s.matches('lost'), { timeout: 5000 });
+    expect(performance.now() - began).toBeGreaterThanOrEqual(1400);
+    const c = healer.getSnapshot().context;
+    expect(c.heal.from).toBeUndefined();
+    expect(c.heal.answers.get(0)!.round).toBeGreaterThan(1); // each bad answer was asked for again, in a new round
+    expect(c.failure).toEqual({ phase: 'healing', reason: 'no peer delivered the state of shard 1 within 1500 ms' });
+    expect(sameBits(c.params, initParams(quick.model, quick.training.seed))).toBe(true); // nothing of the bad state was adopted
+  });
+
+  it('when the only peer is healing too, no replica is left: lost at once (not at the start-up deadline), naming the peer', async () => {
+    const runId = 'heal-d';
+    const slowDeadline = parseTopology({ ...base, deadlines: { startupMs: 10_000, phaseMs: 30_000, stepMs: 120_000 } });
+    const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
+    const reports: ControlMessage[] = [];
+    const sub = nc.subscribe(subjects.podReport(runId, 1), {
+      callback: (_err, m) => {
+        const d = decodeControl(m.data, 65536);
+        if (d.ok) reports.push(d.value);
+      },
     });
     try {
+      await nc.flush();
       const began = performance.now();
-      const r = await fetchState({ nc, topology: t, runId: RUN, pod: 1, host: 0, log: quietLog, deadlineMs: 10_000 });
-      expect(r).toEqual({ ok: false, reason: 'no replica of shard 0 left: host/0/0 healing itself (restarted, no state yet)' });
-      expect(performance.now() - began).toBeLessThan(5000);
+      const a = startHost(nc, { topology: slowDeadline, runId, pod: 0, host: 0, incarnation: 'second', dir, heal: true });
+      const b = startHost(nc, { topology: slowDeadline, runId, pod: 1, host: 0, incarnation: 'second', dir, heal: true });
+      await Promise.all([a, b].map((h) => waitFor(h, (s) => s.matches('lost'), { timeout: 5000 })));
+      expect(performance.now() - began).toBeLessThan(3000);
+      // each says why in its peer's own word: healing itself, or (if the peer was quicker) lost already
+      const peerWord = '(healing itself \\(restarted, no state yet\\)|lost \\(no replica was left to heal from\\))';
+      expect(b.getSnapshot().context.failure?.phase).toBe('healing');
+      expect(b.getSnapshot().context.failure?.reason).toMatch(new RegExp(`^no replica of shard 0 left: host/0/0 ${peerWord}$`));
+      expect(a.getSnapshot().context.failure?.reason).toMatch(new RegExp(`^no replica of shard 0 left: host/1/0 ${peerWord}$`));
+      // and its pod hears it: a heartbeat that says lost
+      await until('host/1/0 heartbeats lost', () =>
+        reports.some((m) => m.kind === 'host.heartbeat' && m.sender === 'host/1/0' && m.phase === 'lost'),
+      );
     } finally {
       sub.unsubscribe();
     }
   });
 
-  it('a request from a host of the same pod, or of another shard, is not served', async () => {
-    let asked = 0;
-    const sub = serveState({ nc, topology: t, runId: RUN, pod: 0, host: 1, log: quietLog, state: async () => (asked++, committed(1)) });
-    const request = (sender: string, reqId: string) =>
-      nc.publish(
-        subjects.hostState(RUN, 0, 1),
-        encodeControl({ v: 1, runId: RUN, step: 0, attempt: 0, sender, msgId: `${sender}/${reqId}`, kind: 'state.request', reqId }),
-      );
+  it('a flood of state requests is each answered in full (25 requests: 25 answers, every frame of each)', async () => {
+    const runId = 'heal-e';
+    const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
+    const peer = startHost(nc, { topology: t, runId, pod: 0, host: 1, incarnation: 'first', dir });
+    const dones: StateDone[] = [];
+    let frames = 0;
+    const sub = nc.subscribe(subjects.hostHeal(runId, 1, 1), {
+      callback: (_err, m) => {
+        if (isTensorFrame(m.data)) return void frames++;
+        const d = decodeControl(m.data, 65536);
+        if (d.ok && d.value.kind === 'state.done') dones.push(d.value);
+      },
+    });
     try {
-      request('host/0/0', 'a'); // same pod
-      request('host/1/0', 'b'); // another shard
-      request('pod/1', 'c'); // not a host
       await nc.flush();
-      await new Promise((r) => setTimeout(r, 200));
-      expect(asked).toBe(0);
-      request('host/1/1', 'd'); // its cross-pod peer
+      const N = 25;
+      for (let r = 1; r <= N; r++) {
+        nc.publish(
+          subjects.hostState(runId, 0, 1),
+          encodeControl({
+            v: 1,
+            runId,
+            step: 0,
+            attempt: r,
+            sender: 'host/1/1',
+            msgId: `flood/${r}`,
+            kind: 'state.request',
+            reqId: `r${r}`,
+          }),
+        );
+      }
+      await until(`${N} state.done`, () => dones.length >= N);
       await nc.flush();
-      await new Promise((r) => setTimeout(r, 200));
-      expect(asked).toBe(1);
+      expect(dones.map((d) => d.reqId).sort()).toEqual(Array.from({ length: N }, (_, i) => `r${i + 1}`).sort());
+      expect(new Set(dones.map((d) => d.msgId)).size).toBe(N);
+      const c = peer.getSnapshot().context;
+      expect(c.served).toBe(N);
+      expect(totalRejections(c.rejected)).toBe(0);
+      // each answer is the whole state: the parameters and every optimizer tensor of shard 1, in 4 KiB chunks
+      const perChunk = t.wire.chunkBytes / 4;
+      const own = shardRange(parameterCount(t.model), t.hostsPerPod, 1);
+      const framesPerAnswer =
+        Math.ceil(parameterCount(t.model) / perChunk) + c.optState.length * Math.ceil((own.end - own.start) / perChunk);
+      await until('every frame', () => frames >= N * framesPerAnswer);
+      expect(frames).toBe(N * framesPerAnswer);
+      expect(c.phase).toBe('idle'); // serving changes nothing of its own
     } finally {
       sub.unsubscribe();
     }
+  });
+
+  it('a state request from a host of the same pod, of another shard, or from a pod, is not served', async () => {
+    const runId = 'heal-f';
+    const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
+    const peer = startHost(nc, { topology: t, runId, pod: 0, host: 1, incarnation: 'first', dir });
+    await nc.flush();
+    const request = (sender: string, reqId: string) =>
+      nc.publish(
+        subjects.hostState(runId, 0, 1),
+        encodeControl({ v: 1, runId, step: 0, attempt: 1, sender, msgId: `${sender}/${reqId}`, kind: 'state.request', reqId }),
+      );
+    request('host/0/0', 'a'); // same pod
+    request('host/1/0', 'b'); // another shard
+    request('pod/1', 'c'); // not a host
+    await until('three rejections', () => totalRejections(peer.getSnapshot().context.rejected) >= 3);
+    expect(peer.getSnapshot().context.rejected).toEqual({ 'forged sender': 3 });
+    expect(peer.getSnapshot().context.served).toBe(0);
+    request('host/1/1', 'd'); // its cross-pod peer
+    await until('served once', () => peer.getSnapshot().context.served >= 1);
+    expect(peer.getSnapshot().context.served).toBe(1);
   });
 });

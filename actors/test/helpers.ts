@@ -2,12 +2,75 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fromCallback } from 'xstate';
+import { fromCallback, fromPromise } from 'xstate';
 import { pino } from 'pino';
 import type { RunLogRecord } from '@lockstep/topology';
-import type { CheckpointCommand, CheckpointEvent, RunLogCommand, RunLogEvent, WireCommand } from '../src/index.ts';
+import {
+  hostCompute,
+  systemClock,
+  type CheckpointCommand,
+  type CheckpointEvent,
+  type ClockTick,
+  type CommittedState,
+  type HostDiskCommand,
+  type RunLogCommand,
+  type RunLogEvent,
+  type WireCommand,
+} from '../src/index.ts';
 
 export const quietLog = pino({ level: 'silent' });
+
+/** The time an event from the edge carries in a test: now, on the clock a real run uses (epoch ms). */
+export const now = () => systemClock.now();
+
+/**
+ * A `clock` actor the test drives: it never ticks by itself; `tick(at)` sends
+ * every machine that invoked it a `clock.tick` stamped `at` (default: now).
+ */
+export function manualClock() {
+  const machines = new Set<(tick: ClockTick) => void>();
+  const actor = fromCallback<{ type: 'noop' }, { everyMs: number }>(({ sendBack }) => {
+    const deliver = (tick: ClockTick) => sendBack(tick);
+    machines.add(deliver);
+    return () => machines.delete(deliver);
+  });
+  return {
+    actor,
+    tick: (at = now()) => {
+      for (const deliver of machines) deliver({ type: 'clock.tick', at });
+    },
+  };
+}
+
+/** A host's disk for machine tests: keeps in memory what it is asked to write. */
+export function memoryDisk(writes: HostDiskCommand[] = []) {
+  return fromCallback<HostDiskCommand>(({ receive }) => {
+    receive((cmd) => writes.push(cmd));
+  });
+}
+
+/** A host's checkpoint loader for tests that restore nothing: a restore fails, naming why. */
+export const noCheckpointToLoad = fromPromise<CommittedState, { checkpoint: number }>(async ({ input }) => {
+  throw new Error(`no checkpoint ${input.checkpoint} in this test`);
+});
+
+/**
+ * Everything a host machine must be given, for a machine test: `wire`, the
+ * real compute on the system clock, a clock that ticks only when the test
+ * says (unless one is given), a disk in memory and no checkpoints.
+ */
+export function hostActors(
+  wire: ReturnType<typeof recordingWire>,
+  o: { clock?: ReturnType<typeof manualClock>['actor']; disk?: ReturnType<typeof memoryDisk> } = {},
+) {
+  return {
+    wire,
+    clock: o.clock ?? manualClock().actor,
+    disk: o.disk ?? memoryDisk(),
+    loadCheckpoint: noCheckpointToLoad,
+    ...hostCompute(systemClock),
+  };
+}
 
 /** A wire for machine tests without a network: records what the machine sends and hands it to `route`. */
 export function recordingWire(sent: WireCommand[], route?: (cmd: WireCommand) => void) {
@@ -37,17 +100,23 @@ export function memoryRunLog(records: RunLogRecord[]) {
           retry: false,
         } satisfies RunLogEvent);
       else {
-        records.push(cmd.record);
+        records.push({ ...cmd.record, at: new Date(now()).toISOString() }); // stamped here, like the JetStream log's actor
         sendBack({ type: 'log.appended', step } satisfies RunLogEvent);
       }
     });
   });
 }
 
-/** A checkpoint store with nothing in it: a restore goes back to the initial state. */
-export function noCheckpoints() {
+/**
+ * A checkpoint store with nothing in it: a restore goes back to the initial
+ * state. Manifests it is asked to write are kept in `manifests` (and never found).
+ */
+export function noCheckpoints(manifests: Extract<CheckpointCommand, { type: 'ckpt.writeManifest' }>['manifest'][] = []) {
   return fromCallback<CheckpointCommand>(({ receive, sendBack }) => {
-    receive(() => sendBack({ type: 'ckpt.none', skipped: [] } satisfies CheckpointEvent));
+    receive((cmd) => {
+      if (cmd.type === 'ckpt.writeManifest') manifests.push(cmd.manifest);
+      else sendBack({ type: 'ckpt.none', skipped: [] } satisfies CheckpointEvent);
+    });
   });
 }
 

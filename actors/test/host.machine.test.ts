@@ -1,8 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { createActor, waitFor, type Actor } from 'xstate';
-import { ReferenceTrainer, combineShardHashes, parseTopology, preset, shardHash, subjects, type Topology } from '@lockstep/topology';
-import { crashInspector, hostMachine, type HostEvent, type WireCommand } from '../src/index.ts';
-import { controlSent, recordingWire } from './helpers.ts';
+import { createActor, fromPromise, waitFor, type Actor } from 'xstate';
+import {
+  ReferenceTrainer,
+  combineShardHashes,
+  parseTopology,
+  preset,
+  shardHash,
+  subjects,
+  type Activations,
+  type StateDone,
+  type Topology,
+} from '@lockstep/topology';
+import { computeFor, crashInspector, hostMachine, type ForwardInput, type HostEvent, type Timed, type WireCommand } from '../src/index.ts';
+import { controlSent, hostActors, manualClock, now, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
 
@@ -23,18 +33,21 @@ function dispatch(pod: number, step: number, attempt: number, samples: { start: 
       kind: 'host.dispatch',
       samples,
     },
+    at: now(),
   };
 }
 function commit(pod: number, step: number, attempt: number): HostEvent {
   return {
     type: 'host.commit',
     msg: { v: 1, runId: RUN, step, attempt, sender: `pod/${pod}`, msgId: `c/${step}/${Math.random()}`, kind: 'host.commit' },
+    at: now(),
   };
 }
 function abort(pod: number, step: number, attempt: number): HostEvent {
   return {
     type: 'host.abort',
     msg: { v: 1, runId: RUN, step, attempt, sender: `pod/${pod}`, msgId: `a/${step}/${Math.random()}`, kind: 'host.abort', reason: 'test' },
+    at: now(),
   };
 }
 
@@ -58,13 +71,15 @@ function cluster(t: Topology, lose: (cmd: WireCommand) => boolean = () => false)
         const to = hosts.get(`${tp}/${th}`)!;
         if (cmd.type === 'wire.send') {
           const m = cmd.message;
-          if (m.kind === 'tensor.request') queueMicrotask(() => to.send({ type: 'tensor.request', msg: m }));
+          if (m.kind === 'tensor.request') queueMicrotask(() => to.send({ type: 'tensor.request', msg: m, at: now() }));
           return;
         }
         const data = Float32Array.from(cmd.data);
-        queueMicrotask(() => to.send({ type: 'tensor.received', tensor: { ...cmd.head, data } }));
+        queueMicrotask(() => to.send({ type: 'tensor.received', tensor: { ...cmd.head, data }, at: now() }));
       });
-      const a = createActor(hostMachine.provide({ actors: { wire } }), { input: { topology: t, runId: RUN, pod: p, host: h } });
+      const a = createActor(hostMachine.provide({ actors: hostActors(wire) }), {
+        input: { topology: t, runId: RUN, pod: p, host: h, incarnation: 'test', now: now() },
+      });
       a.subscribe({ error: (e) => console.error(e) });
       hosts.set(`${p}/${h}`, a.start());
     }
@@ -149,8 +164,8 @@ describe('host machine', () => {
   it('a request for a tensor this host has not made yet is not answered (it sends it when it gets there)', () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
     }).start();
     const request = (attempt: number): HostEvent => ({
       type: 'tensor.request',
@@ -165,6 +180,7 @@ describe('host machine', () => {
         tensor: 'param.shard',
         round: 1,
       },
+      at: now(),
     });
     a.send(dispatch(0, 0, 0, { start: 0, end: 16 }));
     a.send(request(0)); // still computing: no shard yet
@@ -179,8 +195,8 @@ describe('host machine', () => {
     const fired: string[] = [];
     const quiet = { warn: () => {} } as never;
     const inspect = crashInspector({ host: 0, step: 1, phase: 'exchange', signal: 'SIGKILL' }, quiet, (sig) => fired.push(sig));
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire([]) } }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire([])) }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
       inspect,
     }).start();
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
@@ -196,8 +212,8 @@ describe('host machine', () => {
   it('rejects wrong-order, stale, wrong-attempt and repeated events and leaves its state unchanged', async () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
     }).start();
     const snapshotOf = () => ({
       value: a.getSnapshot().value,
@@ -219,6 +235,7 @@ describe('host machine', () => {
     a.send({
       type: 'tensor.received',
       tensor: { step: 0, attempt: 1, sender: 'host/0/1', tensor: 'grad.slice', shard: 0, data: new Float32Array(1316) },
+      at: now(),
     });
     expect(snapshotOf()).toEqual(before);
     expect(a.getSnapshot().context.rejected).toEqual({ 'future step': 1, 'wrong attempt': 1, 'not expected in reduceScatter': 2 });
@@ -226,9 +243,9 @@ describe('host machine', () => {
 
     // the right slice arrives once, then again: the repeat is a duplicate, not a second contribution
     const slice = { step: 0, attempt: 0, sender: 'host/0/1', tensor: 'grad.slice' as const, shard: 0, data: new Float32Array(1316) };
-    a.send({ type: 'tensor.received', tensor: slice });
+    a.send({ type: 'tensor.received', tensor: slice, at: now() });
     await waitFor(a, (s) => s.matches({ attempt: 'allGather' }), { timeout: 5000 });
-    a.send({ type: 'tensor.received', tensor: slice });
+    a.send({ type: 'tensor.received', tensor: slice, at: now() });
     expect(a.getSnapshot().context.duplicates).toBe(1);
     expect(a.getSnapshot().context.slices.size).toBe(1);
   });
@@ -236,12 +253,13 @@ describe('host machine', () => {
   it('holds tensors that arrive before their dispatch, and uses them', async () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
     }).start();
     a.send({
       type: 'tensor.received',
       tensor: { step: 0, attempt: 0, sender: 'host/0/1', tensor: 'grad.slice', shard: 0, data: new Float32Array(1316) },
+      at: now(),
     });
     expect(a.getSnapshot().context.early.length).toBe(1);
     a.send(dispatch(0, 0, 0, { start: 0, end: 16 }));
@@ -252,8 +270,8 @@ describe('host machine', () => {
   it('a missed deadline fails the attempt naming the missing peer; abort keeps the committed parameters', async () => {
     const t = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 1000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
     }).start();
     const before = shardHash(a.getSnapshot().context.params);
     a.send(dispatch(0, 0, 0, { start: 0, end: 16 }));
@@ -275,8 +293,8 @@ describe('host machine', () => {
   it('a resent commit of the last step is confirmed again; a later dispatch supersedes the attempt in flight', async () => {
     const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
     }).start();
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
     await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
@@ -298,8 +316,8 @@ describe('host machine', () => {
   it('repeats its prepared report every heartbeat interval until the pod answers, each under a new id', async () => {
     const t = parseTopology({ ...preset('tiny'), pods: 1, hostsPerPod: 1, heartbeat: { intervalMs: 20, misses: 3 } });
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0 },
+    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
     }).start();
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
     await waitFor(a, (s) => s.context.resends >= 2, { timeout: 5000 });
@@ -314,13 +332,96 @@ describe('host machine', () => {
     a.stop();
   });
 
+  it('sends a heartbeat with its phase on each tick and on entering forward, to its pod, each under a new id', async () => {
+    const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
+    const sent: WireCommand[] = [];
+    const clock = manualClock();
+    // the forward pass waits for the test, so ticks come while the host is in forward
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const forwardPass = fromPromise<Timed<Activations>, ForwardInput>(async ({ input }) => {
+      await held;
+      return { value: computeFor.forwardPass(input), at: now() };
+    });
+    const a = createActor(hostMachine.provide({ actors: { ...hostActors(recordingWire(sent), { clock: clock.actor }), forwardPass } }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: 1000 },
+    });
+    a.subscribe({ error: (e) => console.error(e) });
+    a.start();
+    const beats = () => controlSent(sent, 'host.heartbeat') as { phase: string; step: number; msgId: string }[];
+    expect(beats().map((b) => b.phase)).toEqual(['idle']); // on start
+    clock.tick(1100);
+    expect(beats().map((b) => b.phase)).toEqual(['idle', 'idle']);
+    expect(a.getSnapshot().context.now).toBe(1100); // the time a tick carries is the host's time
+    a.send({ ...dispatch(0, 0, 0, { start: 0, end: 64 }), at: 1150 });
+    expect(beats().map((b) => b.phase)).toEqual(['idle', 'idle', 'forward']); // on entering forward, before it computes
+    clock.tick(1200);
+    clock.tick(1300);
+    expect(beats().map((b) => b.phase)).toEqual(['idle', 'idle', 'forward', 'forward', 'forward']);
+    release();
+    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    expect(beats().map((b) => b.phase)).toContain('update'); // entering the other computing phase says so too
+    clock.tick();
+    expect(beats().at(-1)!.phase).toBe('prepared');
+    expect(new Set(beats().map((b) => b.msgId)).size).toBe(beats().length);
+    const subjectsOfBeats = sent.filter((c) => c.type === 'wire.send' && c.message.kind === 'host.heartbeat').map((c) => c.subject);
+    expect(new Set(subjectsOfBeats)).toEqual(new Set([subjects.podReport(RUN, 0)]));
+    a.stop();
+  });
+
+  it('a state request in prepared is deferred, and answered after commit with the newly committed state', async () => {
+    const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
+    const sent: WireCommand[] = [];
+    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+    }).start();
+    const answers = () =>
+      sent.filter(
+        (c) =>
+          (c.type === 'wire.sendTensor' && c.head.tensor.startsWith('state.')) ||
+          (c.type === 'wire.send' && (c.message.kind === 'state.done' || c.message.kind === 'state.none')),
+      );
+    a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
+    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    const before = shardHash(a.getSnapshot().context.params);
+    // host 0 of pod 1, restarted, asks for the committed state (request round 3)
+    a.send({
+      type: 'state.request',
+      msg: { v: 1, runId: RUN, step: 0, attempt: 3, sender: 'host/1/0', msgId: 'sr/1', kind: 'state.request', reqId: 'r3' },
+      at: now(),
+    });
+    expect(answers()).toEqual([]); // the step may yet commit or abort: nothing is sent while it is undecided
+    expect(a.getSnapshot().context.deferredStateRequests).toEqual([{ pod: 1, round: 3 }]);
+    a.send(commit(0, 0, 0));
+    expect(a.getSnapshot().value).toBe('idle');
+    const c = a.getSnapshot().context;
+    expect(shardHash(c.params)).not.toBe(before);
+    const out = answers();
+    expect(out.every((x) => x.subject === subjects.hostHeal(RUN, 1, 0))).toBe(true);
+    const tensors = out.filter((x) => x.type === 'wire.sendTensor') as Extract<WireCommand, { type: 'wire.sendTensor' }>[];
+    expect(tensors.map((x) => [x.head.tensor, x.head.shard, x.head.attempt])).toEqual([
+      ['state.params', 0, 3],
+      ...c.optState.map((_, i) => ['state.opt', i, 3]),
+    ]);
+    expect(Buffer.from(tensors[0].data.buffer, tensors[0].data.byteOffset, tensors[0].data.byteLength)).toEqual(
+      Buffer.from(c.params.buffer, c.params.byteOffset, c.params.byteLength),
+    );
+    const [done] = controlSent(out, 'state.done') as StateDone[];
+    expect(done).toMatchObject({ step: 1, attempt: 3, reqId: 'r3', optTensors: c.optState.length, lastCommitted: c.lastCommitted });
+    expect(done.lastCommitted?.shardHash).toBe(shardHash(c.params));
+    expect(c.deferredStateRequests).toEqual([]);
+    a.stop();
+  });
+
   it('run.end reports its counts to the pod', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: topo(), runId: RUN, pod: 1, host: 1 },
+    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+      input: { topology: topo(), runId: RUN, pod: 1, host: 1, incarnation: 'test', now: now() },
     }).start();
-    a.send({ type: 'wire.rejected', reason: 'checksum' });
-    a.send({ type: 'run.end', msg: { v: 1, runId: RUN, step: 0, attempt: 0, sender: 'pod/1', msgId: 'e', kind: 'run.end' } });
+    a.send({ type: 'wire.rejected', reason: 'checksum', at: now() });
+    a.send({ type: 'run.end', msg: { v: 1, runId: RUN, step: 0, attempt: 0, sender: 'pod/1', msgId: 'e', kind: 'run.end' }, at: now() });
     expect(a.getSnapshot().value).toBe('stopped');
     const [stopped] = controlSent(sent, 'host.stopped') as { rejected: Record<string, number> }[];
     expect(stopped.rejected).toEqual({ checksum: 1 });

@@ -2,23 +2,23 @@ import { describe, expect, it } from 'vitest';
 import { createActor, getInitialSnapshot, getNextSnapshot, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
 import { combineShardHashes, parseTopology, preset } from '@lockstep/topology';
-import { podMachine, totalRejections, type PodEvent, type WireCommand } from '../src/index.ts';
-import { controlSent, recordingWire } from './helpers.ts';
+import { podMachine, systemClock, ticker, totalRejections, type PodEvent, type WireCommand } from '../src/index.ts';
+import { controlSent, manualClock, now, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
 const t = parseTopology({ ...preset('tiny'), pods: 2, hostsPerPod: 2 });
 const H = (n: number) => n.toString(16).padStart(64, '0');
-const machine = podMachine.provide({ actors: { wire: recordingWire([]) } });
+const machine = podMachine.provide({ actors: { wire: recordingWire([]), clock: manualClock().actor } });
 type Snap = SnapshotFrom<typeof podMachine>;
 
 let n = 0;
 const env = (step: number, attempt: number, sender: string) => ({ v: 1 as const, runId: RUN, step, attempt, sender, msgId: `m${n++}` });
 const fromClient = (kind: 'step.dispatch' | 'step.commit' | 'step.abort', step: number, attempt: number): PodEvent =>
   kind === 'step.dispatch'
-    ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, samples: { start: 0, end: 32 } } }
+    ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, samples: { start: 0, end: 32 } }, at: now() }
     : kind === 'step.abort'
-      ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, reason: 'test' } }
-      : { type: kind, msg: { ...env(step, attempt, 'client'), kind } };
+      ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, reason: 'test' }, at: now() }
+      : { type: kind, msg: { ...env(step, attempt, 'client'), kind }, at: now() };
 const fromHost = (
   kind: 'host.prepared' | 'host.committed' | 'host.aborted' | 'host.failed',
   h: number,
@@ -28,13 +28,13 @@ const fromHost = (
   const e = env(step, attempt, `host/0/${h}`);
   switch (kind) {
     case 'host.prepared':
-      return { type: kind, msg: { ...e, kind, shardHash: H(h + 1), lossSum: 0.5, phaseMs: { forward: 1 } } };
+      return { type: kind, msg: { ...e, kind, shardHash: H(h + 1), lossSum: 0.5, phaseMs: { forward: 1 } }, at: now() };
     case 'host.committed':
-      return { type: kind, msg: { ...e, kind, shardHash: H(h + 1) } };
+      return { type: kind, msg: { ...e, kind, shardHash: H(h + 1) }, at: now() };
     case 'host.aborted':
-      return { type: kind, msg: { ...e, kind } };
+      return { type: kind, msg: { ...e, kind }, at: now() };
     case 'host.failed':
-      return { type: kind, msg: { ...e, kind, phase: 'exchange', reason: 'test' } };
+      return { type: kind, msg: { ...e, kind, phase: 'exchange', reason: 'test' }, at: now() };
   }
 };
 
@@ -74,7 +74,7 @@ const key = (s: Snap) =>
 
 describe('pod machine', () => {
   const paths = getShortestPaths(machine, {
-    input: { topology: t, runId: RUN, pod: 0 },
+    input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     events: (s) => protocolEvents(s as Snap),
     serializeState: (s) => key(s as Snap),
     stopWhen: (s) => (s as Snap).context.step >= 2 || (s as Snap).context.attempt >= 2,
@@ -122,8 +122,8 @@ describe('pod machine', () => {
 
   it('a resent commit of the step just committed is confirmed again, changing nothing', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: t, runId: RUN, pod: 0 },
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
+      input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
     a.send(fromClient('step.dispatch', 0, 0));
     a.send(fromHost('host.prepared', 0, 0, 0));
@@ -142,8 +142,8 @@ describe('pod machine', () => {
 
   it('a later attempt supersedes the one in flight; an abort of an attempt never seen is confirmed at once', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: t, runId: RUN, pod: 0 },
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
+      input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
     a.send(fromClient('step.abort', 0, 0)); // the dispatch of attempt 0 was lost
     expect(controlSent(sent, 'pod.aborted')).toMatchObject([{ step: 0, attempt: 0 }]);
@@ -161,13 +161,15 @@ describe('pod machine', () => {
   it('a host that stops heartbeating while the step runs fails the attempt, named with its last phase', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 } });
     const sent: WireCommand[] = [];
-    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: quick, runId: RUN, pod: 0 },
+    // the real clock actor: a tick every heartbeat interval (20 ms), stamped with the system clock
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: ticker(systemClock) } }), {
+      input: { topology: quick, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
     a.send(fromClient('step.dispatch', 0, 0));
     const beat = (h: number, phase: string): PodEvent => ({
       type: 'host.heartbeat',
       msg: { ...env(0, 0, `host/0/${h}`), kind: 'host.heartbeat', phase },
+      at: now(),
     });
     const until = Date.now() + 150;
     a.send(beat(1, 'exchange'));
@@ -182,8 +184,28 @@ describe('pod machine', () => {
     a.stop();
   });
 
+  it('says on each tick, with the time the tick carries, whether every host has been heard from', () => {
+    const sent: WireCommand[] = [];
+    const clock = manualClock();
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: clock.actor } }), {
+      input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: 10_000 },
+    }).start();
+    const limit = t.heartbeat.intervalMs * t.heartbeat.misses;
+    clock.tick(10_000 + limit); // both hosts counted as heard from at the start, just within the limit
+    a.send({ type: 'host.heartbeat', msg: { ...env(0, 0, 'host/0/1'), kind: 'host.heartbeat', phase: 'idle' }, at: 10_000 + limit });
+    clock.tick(10_000 + limit + 1); // host 0 silent past the limit; host 1 just heard from
+    const beats = controlSent(sent, 'pod.heartbeat') as { phase: string; ready: boolean; silentHosts: number[]; msgId: string }[];
+    expect(beats.map((b) => [b.phase, b.ready, b.silentHosts])).toEqual([
+      ['idle', true, []],
+      ['idle', false, [0]],
+    ]);
+    expect(new Set(beats.map((b) => b.msgId)).size).toBe(2);
+    expect(a.getSnapshot().context.now).toBe(10_000 + limit + 1);
+    a.stop();
+  });
+
   it('a repeated host.prepared counts once', () => {
-    let s = getInitialSnapshot(machine, { topology: t, runId: RUN, pod: 0 });
+    let s = getInitialSnapshot(machine, { topology: t, runId: RUN, pod: 0, incarnation: 'test' });
     s = getNextSnapshot(machine, s, fromClient('step.dispatch', 0, 0));
     const p = fromHost('host.prepared', 0, 0, 0);
     s = getNextSnapshot(machine, s, p);
@@ -194,8 +216,8 @@ describe('pod machine', () => {
 
   it('gang-schedules its hosts and reports the pod hash over shard hashes in host order', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: t, runId: RUN, pod: 0 },
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
+      input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
     a.send(fromClient('step.dispatch', 0, 0));
     const dispatched = controlSent(sent, 'host.dispatch') as { samples: { start: number; end: number } }[];
@@ -212,8 +234,8 @@ describe('pod machine', () => {
 
   it('a host failure is reported to the client with the host and phase', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent) } }), {
-      input: { topology: t, runId: RUN, pod: 0 },
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
+      input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
     a.send(fromClient('step.dispatch', 0, 0));
     a.send(fromHost('host.failed', 1, 0, 0));

@@ -23,35 +23,37 @@ describe('tensor assembler', () => {
     const asm = new TensorAssembler(() => 5000);
     let done: Float32Array | undefined;
     for (const c of [...cs, cs[0]]) {
-      const r = asm.add(c);
+      const r = asm.add(c, 0);
       if (r.kind === 'complete') done = r.tensor.data;
     }
     expect(done && [...done]).toEqual([...data]);
     expect(asm.inProgress).toBe(0);
   });
 
-  it('knows whether a tensor from a peer is still coming (a request for it is then held back)', () => {
+  it('knows whether a tensor from a peer is still coming at a given time (a request for it is then held back)', () => {
     const cs = chunks(new Float32Array(5000));
     const asm = new TensorAssembler(() => 5000);
-    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 10_000)).toBe(false); // nothing yet: ask
-    asm.add(cs[0]);
-    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 10_000)).toBe(true);
-    expect(asm.receiving('host/0/2', 0, 0, 'grad.slice', 10_000)).toBe(false);
-    expect(asm.receiving('host/0/1', 0, 1, 'grad.slice', 10_000)).toBe(false);
-    expect(asm.receiving('host/0/1', 0, 0, 'param.shard', 10_000)).toBe(false);
-    for (const c of cs.slice(1)) asm.add(c);
-    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 10_000)).toBe(false); // complete: nothing is coming
+    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 1000, 10_000)).toBe(false); // nothing yet: ask
+    asm.add(cs[0], 1000);
+    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 1000, 10_000)).toBe(true);
+    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 11_000, 10_000)).toBe(true); // its last chunk came just within the window
+    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 11_001, 10_000)).toBe(false); // quiet too long: ask
+    expect(asm.receiving('host/0/2', 0, 0, 'grad.slice', 1000, 10_000)).toBe(false);
+    expect(asm.receiving('host/0/1', 0, 1, 'grad.slice', 1000, 10_000)).toBe(false);
+    expect(asm.receiving('host/0/1', 0, 0, 'param.shard', 1000, 10_000)).toBe(false);
+    for (const c of cs.slice(1)) asm.add(c, 1001);
+    expect(asm.receiving('host/0/1', 0, 0, 'grad.slice', 1001, 10_000)).toBe(false); // complete: nothing is coming
   });
 
   it('rejects a tensor of the wrong size for its shard', () => {
     const asm = new TensorAssembler(() => 10);
-    expect(asm.add(chunks(new Float32Array(20))[0])).toMatchObject({ kind: 'rejected', reason: 'bad tensor size' });
+    expect(asm.add(chunks(new Float32Array(20))[0], 0)).toMatchObject({ kind: 'rejected', reason: 'bad tensor size' });
   });
 
   it('keeps at most maxPartials tensors in progress', () => {
     const asm = new TensorAssembler(() => 5000, 4);
     for (let s = 0; s < 10; s++)
-      asm.add({ ...chunks(new Float32Array(5000))[0], header: { ...chunks(new Float32Array(5000))[0].header, step: s } });
+      asm.add({ ...chunks(new Float32Array(5000))[0], header: { ...chunks(new Float32Array(5000))[0].header, step: s } }, s);
     expect(asm.inProgress).toBe(4);
   });
 });

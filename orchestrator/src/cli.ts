@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -13,9 +13,12 @@ import {
   presetNames,
   RunId,
   scenarioJsonSchema,
+  SimProfile,
+  SimSchedule,
 } from '@lockstep/topology';
 import { writeCompose } from './compose.ts';
-import { createLogger, logLevels, type LogLevel } from '@lockstep/actors';
+import { createLogger, describeOutcome, logLevels, type LogLevel } from '@lockstep/actors';
+import { defaultWorkers, isFailure, runOne, runPlan, scheduleFor, shrink, summarize } from './sim.ts';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
 import { hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
 import { loadTopology } from './load.ts';
@@ -42,6 +45,38 @@ const TrainFlags = z.object({
 });
 
 const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
+
+const count = (min: number, max: number) =>
+  z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+const SimFlags = z.object({
+  topology: z.string().min(1),
+  steps: count(1, 10_000),
+  seeds: count(1, 1_000_000),
+  firstSeed: count(0, 0xffffffff - 1_000_000),
+  seed: count(0, 0xffffffff).optional(),
+  schedule: z.string().min(1).optional(),
+  faults: z.enum([...SimProfile.options, 'every'], { error: `must be one of ${[...SimProfile.options, 'every'].join(', ')}` }),
+  workers: count(1, 64),
+  computeMs: z.coerce.number({ error: 'must be a number' }).min(0.01, 'must be >= 0.01').max(60_000, 'must be <= 60000'),
+  trace: z.union([z.boolean(), z.string().min(1)]).optional(),
+  shrink: z.boolean().default(false),
+  out: z.string().min(1),
+  json: z.boolean().default(false),
+});
+
+/** A schedule file (JSON), validated. */
+function loadSchedule(file: string): SimSchedule {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new UsageError(`--schedule: ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  const r = SimSchedule.safeParse(value);
+  if (!r.success) throw new UsageError(`--schedule: ${file}: ${describeIssues(r.error).join('; ')}`);
+  if (!isPresetName(r.data.topology)) throw new UsageError(`--schedule: ${file}: topology: must be one of ${presetNames.join(', ')}`);
+  return r.data;
+}
 
 /** The run a `train --resume` continues: its directory, id and step count, from its run.json. */
 function priorRun(arg: string): { runDir: string; runId: string; steps: number } {
@@ -336,6 +371,138 @@ export function buildProgram(): Command {
         );
       }
       process.exitCode = passed === results.length ? 0 : 1;
+    });
+
+  program
+    .command('sim')
+    .description(
+      'simulate the whole cluster deterministically: the real machines on a simulated clock and network, many seeded fault schedules, each checked for the invariants and for liveness',
+    )
+    .option('-t, --topology <preset>', `a preset: ${presetNames.join(', ')}`, 'tiny')
+    .option('-s, --steps <n>', 'steps of each schedule', '20')
+    .option('--seeds <n>', 'how many schedules (seeds first-seed .. first-seed + n - 1)', '100')
+    .option('--first-seed <n>', 'the first seed', '1')
+    .option('--seed <n>', 'run this one seed (replays it exactly); with --trace, write its trace')
+    .option('--schedule <file>', 'run a schedule file (JSON, as --trace or --shrink write it)')
+    .option(
+      '--faults <profile>',
+      `fault profile: ${[...SimProfile.options, 'every'].join(', ')} (every: a profile per seed in turn)`,
+      'every',
+    )
+    .option('--workers <n>', 'worker threads (each runs whole schedules)', String(defaultWorkers()))
+    .option('--compute-ms <ms>', 'simulated forward time (backward twice, update half), ms', '2')
+    .option('--trace [file]', 'with --seed or --schedule: write every delivery, fault and restart as JSON lines')
+    .option('--shrink', 'shrink each failing schedule to a smaller one that still fails, and write it')
+    .option('--out <dir>', 'where trace and shrunk schedule files go', '.')
+    .option('--json', 'print one JSON object as the last line of stdout')
+    .action(async (raw) => {
+      const f = parseFlags(SimFlags, raw);
+      if (!isPresetName(f.topology)) throw new UsageError(`--topology: must be one of ${presetNames.join(', ')}; got ${f.topology}`);
+      const base = { topology: f.topology, steps: f.steps, profile: f.faults, computeMs: f.computeMs };
+      if (f.seed !== undefined || f.schedule !== undefined) {
+        const schedule = f.schedule !== undefined ? loadSchedule(f.schedule) : scheduleFor(base, f.seed!);
+        const r = await runOne(schedule, { computeMs: f.computeMs, trace: f.trace !== undefined });
+        const files: string[] = [];
+        mkdirSync(f.out, { recursive: true });
+        const schedFile = join(f.out, `sim-${schedule.seed}.schedule.json`);
+        writeFileSync(schedFile, `${JSON.stringify(schedule, null, 2)}\n`);
+        files.push(schedFile);
+        if (f.trace !== undefined && r.trace) {
+          const traceFile = typeof f.trace === 'string' ? f.trace : join(f.out, `sim-${schedule.seed}.trace.jsonl`);
+          writeFileSync(traceFile, r.trace.map((e) => JSON.stringify(e)).join('\n') + '\n');
+          files.push(traceFile);
+        }
+        let shrunk: { schedule: SimSchedule; tries: number } | undefined;
+        if (f.shrink && isFailure(r)) {
+          const s = await shrink(schedule, { computeMs: f.computeMs });
+          const file = join(f.out, `sim-${schedule.seed}.shrunk.json`);
+          writeFileSync(file, `${JSON.stringify(s.schedule, null, 2)}\n`);
+          files.push(file);
+          shrunk = s;
+        }
+        const { trace: _, ...line } = r;
+        if (f.json) printJson({ ...line, schedule, shrunk: shrunk?.schedule, files });
+        else {
+          process.stdout.write(
+            `${table([
+              ['seed', String(schedule.seed)],
+              ['profile', schedule.profile],
+              ['topology / steps', `${schedule.topology} / ${schedule.steps}`],
+              ['outcome', describeOutcome(r.outcome)],
+              [
+                'faults',
+                schedule.faults.map((x) => `${x.kind}@${Math.round(x.at)}ms${x.kind === 'crash' ? ` ${x.target}` : ''}`).join(', ') || '-',
+              ],
+              [
+                'message faults',
+                `drop ${schedule.net.drop.toFixed(3)} dup ${schedule.net.duplicate.toFixed(3)} delay ${schedule.net.delay.toFixed(3)} until ${Math.round(schedule.faultsUntilMs)} ms`,
+              ],
+              ['steps committed', String(r.stepsCommitted)],
+              ['retried / restarts / restores', `${r.retried} / ${r.restarts} / ${r.restores}`],
+              ['simulated / wall', `${(r.simulatedMs / 1000).toFixed(2)} s / ${(r.wallMs / 1000).toFixed(2)} s`],
+              ['events', String(r.events)],
+              ['eventsHash', r.eventsHash],
+              ...(shrunk
+                ? ([['shrunk to', `${shrunk.schedule.faults.length} faults, ${shrunk.schedule.steps} steps (${shrunk.tries} runs)`]] as [
+                    string,
+                    string,
+                  ][])
+                : []),
+              ['files', files.join(', ')],
+            ])}\n`,
+          );
+        }
+        process.exitCode = isFailure(r) ? 1 : 0;
+        return;
+      }
+      const plan = { ...base, seeds: Array.from({ length: f.seeds }, (_, i) => f.firstSeed + i), workers: f.workers };
+      const progress = new Progress(plan.seeds.length, `sim ${f.topology} ${f.faults}`, process.stderr, true, 'schedules');
+      let failures = 0;
+      const { lines, wallMs } = await runPlan(plan, (r, done) => {
+        if (isFailure(r)) {
+          failures++;
+          progress.note(`sim: seed ${r.seed} (${r.profile}) ${describeOutcome(r.outcome)}`);
+        }
+        progress.update(done, `${failures} failing`);
+      });
+      const summary = summarize(plan, lines, wallMs);
+      const shrunk: { seed: number; file: string; faults: number; steps: number }[] = [];
+      if (f.shrink) {
+        mkdirSync(f.out, { recursive: true });
+        for (const x of summary.failed.slice(0, 5)) {
+          const s = await shrink(scheduleFor(plan, x.seed), { computeMs: f.computeMs });
+          const file = join(f.out, `sim-${x.seed}.shrunk.json`);
+          writeFileSync(file, `${JSON.stringify(s.schedule, null, 2)}\n`);
+          shrunk.push({ seed: x.seed, file, faults: s.schedule.faults.length, steps: s.schedule.steps });
+        }
+      }
+      if (f.json) printJson({ ...summary, shrunk });
+      else {
+        const o = summary.outcomes;
+        process.stdout.write(
+          `${table([
+            ['topology / steps', `${summary.topology} / ${summary.steps}`],
+            ['profile', String(summary.profile)],
+            ['schedules', `${summary.schedules} (seeds ${plan.seeds[0]}..${plan.seeds.at(-1)})`],
+            ['outcomes', `recovered ${o.recovered}, failed ${o.failed}, violation ${o.violation}, hang ${o.hang}`],
+            ['retried / restarts / restores', `${summary.retried} / ${summary.restarts} / ${summary.restores}`],
+            ['schedules per minute', `${summary.schedulesPerMinute.toFixed(0)} (${summary.workers} workers)`],
+            ['simulated s per wall s', summary.simulatedSecondsPerWallSecond.toFixed(1)],
+            ['events', String(summary.events)],
+            ['eventsHash', summary.eventsHash],
+          ])}\n`,
+        );
+        for (const x of summary.failed)
+          process.stdout.write(
+            `FAILING seed ${x.seed} (${x.profile}): ${x.failure}\n  replay: npx lockstep sim --seed ${x.seed} --faults ${x.profile} -t ${f.topology} -s ${f.steps} --trace\n`,
+          );
+        for (const x of shrunk)
+          process.stdout.write(
+            `shrunk seed ${x.seed} to ${x.faults} faults, ${x.steps} steps: ${x.file} (npx lockstep sim --schedule ${x.file})\n`,
+          );
+        process.stdout.write(`${summary.schedules - summary.failed.length} passed, ${summary.failed.length} failed\n`);
+      }
+      process.exitCode = summary.failed.length === 0 ? 0 : 1;
     });
 
   const role = (name: string, desc: string) =>

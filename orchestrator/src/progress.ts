@@ -13,6 +13,8 @@ export class Progress {
     private readonly label: string,
     private readonly out: NodeJS.WriteStream = process.stderr,
     private readonly enabled = true,
+    /** What `done` counts, for the rate: `steps` gives "steps/s". */
+    private readonly unit = 'steps',
   ) {
     this.tty = Boolean(out.isTTY);
   }
@@ -32,7 +34,7 @@ export class Progress {
       const width = 30;
       const filled = Math.round((done / this.total) * width);
       this.out.write(
-        `\r\x1b[2K${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${this.total} ${detail} ${rate.toFixed(1)} steps/s`,
+        `\r\x1b[2K${this.label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${this.total} ${detail} ${rate.toFixed(1)} ${this.unit}/s`,
       );
       if (done === this.total) this.out.write('\n');
       return;
@@ -42,7 +44,7 @@ export class Progress {
     if (done === this.total || done - this.lastPlain >= every || now - this.lastPlainAt >= 5000) {
       this.lastPlain = done;
       this.lastPlainAt = now;
-      this.out.write(`${this.label} ${done}/${this.total} ${detail} ${rate.toFixed(1)} steps/s\n`);
+      this.out.write(`${this.label} ${done}/${this.total} ${detail} ${rate.toFixed(1)} ${this.unit}/s\n`);
     }
   }
 }

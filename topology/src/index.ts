@@ -18,3 +18,4 @@ export * from './scenario.ts';
 export * from './runlog.ts';
 export * from './checkpoint.ts';
 export * from './permissions.ts';
+export * from './simschedule.ts';

@@ -70,7 +70,7 @@ export function writeShardCheckpoint(
   disk: Disk = realDisk,
 ): string {
   const path = join(dir, checkpointDirName(o.step), shardFileName(o.pod, o.host));
-  writeFileAtomic(
+  disk.writeFileAtomic(
     path,
     encodeShardFile({ runId: o.runId, step: o.step, pod: o.pod, host: o.host, shardHash: shardHash(o.shard) }, o.shard, o.opt),
   );

@@ -269,6 +269,7 @@ export const clientMachine = setup({
     isColdResume: ({ context }) => context.replayUntil >= 0 && context.restores.length === 0 && context.step > context.replayUntil,
     /** A pod says (since the failure) that a host has no replica left to heal from. */
     someHostLost: ({ context }) => podList(context).some((p) => context.heardSinceWait[p] && context.podLost[p].length > 0),
+    reportsLostHost: ({ event }) => event.type === 'pod.heartbeat' && event.msg.lostHosts.length > 0,
     canRestore: ({ context }) => context.restores.length < context.topology.recovery.maxRestarts,
     allPodsReady: ({ context }) => podsNotReady(context).length === 0,
     /** A pod idle well after the dispatch never got it, or was restarted meanwhile: this attempt cannot finish. */
@@ -625,6 +626,12 @@ export const clientMachine = setup({
         'pod.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }],
         // a pod that cannot get its hosts to commit says which host: the run ends with that
         'pod.failed': [{ guard: 'forThisAttempt', target: 'finishing', actions: 'podFailed' }, { actions: 'reject' }],
+        // every replica of a shard is gone (its holders crashed before one could hand it on): the commit cannot complete
+        // in memory; restore the newest checkpoint and replay up to this step (which must come out with its logged hash)
+        'pod.heartbeat': [
+          { guard: and(['reportsLostHost', 'canRestore']), target: 'findingCheckpoint', actions: 'notePod' },
+          { actions: 'notePod' },
+        ],
       },
       after: { commitGiveUp: { target: 'finishing', actions: { type: 'deadline', params: { waitingFor: 'pod.committed' } } } },
       // once sent, a commit is never taken back: resend it every heartbeat interval until every pod confirms
@@ -740,6 +747,7 @@ export const clientMachine = setup({
           return {
             restores: [...context.restores, { atStep: r.atStep, checkpoint: r.checkpoint, skipped: r.skipped }],
             replayUntil: Math.max(context.replayUntil, r.atStep - 1),
+            resumed: undefined,
             step: r.checkpoint + 1,
             attempt: context.maxAttempt,
             attemptFloor: context.maxAttempt + 1,

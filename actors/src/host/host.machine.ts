@@ -131,9 +131,9 @@ export const hostMachine = hostSetup.createMachine({
       },
       always: [
         { guard: 'healed', target: 'idle' },
-        { guard: 'noReplicaLeft', target: 'lost' },
+        { guard: 'noReplicaLeft', target: 'lost', actions: 'failHealing' },
       ],
-      after: { startupDeadline: 'lost' },
+      after: { startupDeadline: { target: 'lost', actions: 'failHealing' } },
       initial: 'asked',
       states: { asked: { after: { resendDelay: { target: 'asked', reenter: true, actions: 'askForState' } } } },
     },

@@ -23,7 +23,7 @@ import { countReject, envelope as envelopeFor, rejection, stepMismatch, type Rej
 import type { AssembledTensor } from '../wire/assembler.ts';
 import type { WireCommand, WireEvent } from '../wire/edge.ts';
 import type { BackwardInput, ForwardInput, UpdateInput } from './host.actors.ts';
-import { checkAnswer, freshAnswer, stateAnswer, type CommittedState, type HealAnswer } from './heal.ts';
+import { checkAnswer, freshAnswer, noReplicaReason, stateAnswer, type CommittedState, type HealAnswer } from './heal.ts';
 
 export interface HostInput {
   topology: Topology;
@@ -589,6 +589,15 @@ export const hostSetup = setup({
       // a bad answer is asked for again (a new round) at the next ask
       if (checked && 'bad' in checked) answers.set(q, { ...a, done: a.done, tensors: new Map() });
       enqueue.assign({ heal: { ...context.heal, answers } });
+    }),
+    /** Healing ends without a state: in each peer's own word when none holds a replica, else that none delivered it in time. */
+    failHealing: assign(({ context }) => {
+      const answers = context.heal.answers;
+      const noneLeft = [...answers.values()].every((a) => a.none !== undefined);
+      const reason = noneLeft
+        ? noReplicaReason(context.host, answers)
+        : `no peer delivered the state of shard ${context.host} within ${context.topology.deadlines.startupMs} ms`;
+      return { failure: { phase: 'healing', reason } };
     }),
 
     // ---- healing: this host gives its committed state to a peer that asks ----

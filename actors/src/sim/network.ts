@@ -1,0 +1,136 @@
+import { createHash, type Hash } from 'node:crypto';
+import type { Transport } from '../wire/edge.ts';
+import type { SimClock, SimRandom } from './clock.ts';
+
+/** Message faults the simulated network injects on each delivery (probabilities in [0, 1]). */
+export interface NetFaults {
+  drop: number;
+  duplicate: number;
+  /** Deliver late by up to `delayMaxMs` (which also reorders). */
+  delay: number;
+  delayMaxMs: number;
+}
+
+export const noNetFaults: NetFaults = { drop: 0, duplicate: 0, delay: 0, delayMaxMs: 0 };
+
+export interface SimNetworkOptions {
+  /** One-way latency between actors on the same pod's server, and across the DCN (ms). */
+  inPodMs: number;
+  crossPodMs: number;
+}
+
+interface Subscriber {
+  actor: string;
+  pod: number;
+  alive: boolean;
+  deliver: (bytes: Uint8Array) => void;
+}
+
+/** What the network did, for the trace and the events hash. */
+export type NetEvent =
+  | { t: number; what: 'deliver'; subject: string; from: string; to: string; bytes: number }
+  | { t: number; what: 'drop'; subject: string; from: string; to: string; why: 'fault' | 'partition' | 'dead' }
+  | { t: number; what: 'duplicate' | 'delay'; subject: string; from: string; to: string };
+
+/**
+ * The simulated data-center: every actor "connects" to its pod's server (the
+ * client to pod 0's), messages are routed by subject to every live
+ * subscriber, on the simulated clock, with a fixed latency per link (so a
+ * link keeps its order unless a fault delays a message). Crossing between
+ * pods' servers is the DCN: it can be cut both ways or one way. Seeded faults
+ * drop, duplicate and delay deliveries. Every delivery goes into a SHA-256
+ * (the events hash) and, when tracing, into `trace`.
+ */
+export class SimNetwork {
+  private readonly subs = new Map<string, Subscriber[]>();
+  faults: NetFaults = noNetFaults;
+  /** The DCN cut: forward is pod 0 -> pod 1 (lower to higher), back the other way. */
+  cut = { forward: false, back: false };
+  readonly hash: Hash = createHash('sha256');
+  readonly trace: NetEvent[] | undefined;
+  delivered = 0;
+  dropped = 0;
+  crossPodBytes = 0;
+
+  constructor(
+    private readonly clock: SimClock,
+    private readonly rng: SimRandom,
+    private readonly opts: SimNetworkOptions,
+    trace = false,
+  ) {
+    this.trace = trace ? [] : undefined;
+  }
+
+  /** The transport of actor `actor`, connected to pod `pod`'s server; `close()` is its death (nothing more in or out). */
+  transport(actor: string, pod: number): Transport & { close(): void } {
+    const mine: Subscriber[] = [];
+    let open = true;
+    return {
+      subscribe: (subject, onMessage) => {
+        const s: Subscriber = { actor, pod, alive: true, deliver: onMessage };
+        mine.push(s);
+        const list = this.subs.get(subject) ?? [];
+        list.push(s);
+        this.subs.set(subject, list);
+        return () => {
+          s.alive = false;
+          this.subs.set(
+            subject,
+            (this.subs.get(subject) ?? []).filter((x) => x !== s),
+          );
+        };
+      },
+      publish: (subject, bytes) => {
+        if (open) this.publish(actor, pod, subject, bytes);
+      },
+      close: () => {
+        open = false;
+        for (const s of mine) s.alive = false;
+      },
+    };
+  }
+
+  private note(e: NetEvent): void {
+    this.trace?.push(e);
+  }
+
+  private publish(from: string, fromPod: number, subject: string, bytes: Uint8Array): void {
+    for (const s of this.subs.get(subject) ?? []) {
+      const cross = s.pod !== fromPod;
+      if (cross && (fromPod < s.pod ? this.cut.forward : this.cut.back)) {
+        this.dropped++;
+        this.note({ t: this.clock.now(), what: 'drop', subject, from, to: s.actor, why: 'partition' });
+        continue;
+      }
+      const f = this.faults;
+      if (this.rng.chance(f.drop)) {
+        this.dropped++;
+        this.note({ t: this.clock.now(), what: 'drop', subject, from, to: s.actor, why: 'fault' });
+        continue;
+      }
+      let latency = cross ? this.opts.crossPodMs : this.opts.inPodMs;
+      if (this.rng.chance(f.delay)) {
+        latency += this.rng.next() * f.delayMaxMs;
+        this.note({ t: this.clock.now(), what: 'delay', subject, from, to: s.actor });
+      }
+      const copies = this.rng.chance(f.duplicate) ? 2 : 1;
+      if (copies === 2) this.note({ t: this.clock.now(), what: 'duplicate', subject, from, to: s.actor });
+      for (let c = 0; c < copies; c++) {
+        this.clock.setTimeout(
+          () => {
+            if (!s.alive) {
+              this.note({ t: this.clock.now(), what: 'drop', subject, from, to: s.actor, why: 'dead' });
+              return;
+            }
+            this.delivered++;
+            if (cross) this.crossPodBytes += bytes.length;
+            this.hash.update(`${this.clock.now()}|${subject}|${s.actor}|`).update(bytes);
+            this.note({ t: this.clock.now(), what: 'deliver', subject, from, to: s.actor, bytes: bytes.length });
+            s.deliver(bytes);
+          },
+          latency + c * 0.01,
+        );
+      }
+    }
+  }
+}

@@ -1,0 +1,391 @@
+import { createHash } from 'node:crypto';
+import { pino } from 'pino';
+import { createActor, fromPromise, type AnyActorRef } from 'xstate';
+import { ReferenceTrainer, actorNames, shardHash, shardRanges, type SimSchedule, type Topology } from '@lockstep/topology';
+import { checkpointActor, hostDiskActor } from '../checkpoint/actors.ts';
+import { loadCheckpoint } from '../checkpoint/store.ts';
+import { ticker, type Timed } from '../clock.ts';
+import { clientMachine, describeFailure, type ClientFailure, type ClientOutput, type StepRecord } from '../client/client.machine.ts';
+import { computeFor } from '../host/host.actors.ts';
+import type { CommittedState } from '../host/heal.ts';
+import { hostMachine } from '../host/host.machine.ts';
+import { podMachine } from '../pod/pod.machine.ts';
+import { edgeFor } from '../wire/edge.ts';
+import { hostTensorLength, listenFor } from '../wire/listen.ts';
+import { SimClock, SimRandom } from './clock.ts';
+import { MemDisk } from './disk.ts';
+import { SimNetwork, noNetFaults, type NetEvent } from './network.ts';
+import { MemRunLog } from './runlog.ts';
+
+/** How a simulated run ended. `recovered`: every step committed, to the reference bits. */
+export type SimOutcome =
+  | { kind: 'recovered' }
+  /** The run ended with a typed failure (the client's), though every fault had stopped. */
+  | { kind: 'failed'; failure: ClientFailure['kind']; message: string }
+  /** An invariant broke: a step committed twice or skipped, pods that disagree, bits that differ from the reference. */
+  | { kind: 'violation'; invariant: string; message: string }
+  /** No end within the liveness bound after the faults stopped (or nothing left to happen). */
+  | { kind: 'hang'; message: string };
+
+export interface SimResult {
+  seed: number;
+  outcome: SimOutcome;
+  /** SHA-256 over every delivery (time, subject, receiver, bytes) and the outcome: the same schedule gives the same hash. */
+  eventsHash: string;
+  simulatedMs: number;
+  wallMs: number;
+  /** Timers fired (deliveries, delays, ticks, compute completions). */
+  events: number;
+  stepsCommitted: number;
+  retried: number;
+  restarts: number;
+  restores: number;
+  delivered: number;
+  dropped: number;
+  /** With `trace`: what the network did and what the schedule did, in order. */
+  trace?: (
+    | NetEvent
+    | { t: number; what: 'fault'; fault: SimSchedule['faults'][number] }
+    | { t: number; what: 'restart'; actor: string }
+    | { t: number; what: 'state'; actor: string; phase: string; step: number; attempt: number }
+  )[];
+}
+
+export interface SimOptions {
+  /** Simulated compute time of forward (backward takes twice, update half), ms; each drawn +-25% from the seed. */
+  computeMs?: number;
+  inPodMs?: number;
+  crossPodMs?: number;
+  trace?: boolean;
+}
+
+const silent = pino({ level: 'silent' });
+const RUN = 'sim';
+const DIR = '/sim/ckpt';
+
+/** Per-step reference bits (paramsHash and each shard's hash), computed once per topology and length. */
+const referenceCache = new Map<string, { paramsHash: string[]; shardHashes: string[][] }>();
+export function referenceBits(t: Topology, steps: number): { paramsHash: string[]; shardHashes: string[][] } {
+  const key = `${JSON.stringify(t)}|${steps}`;
+  let r = referenceCache.get(key);
+  if (!r) {
+    const ref = new ReferenceTrainer(t);
+    const ranges = shardRanges(ref.params.length, t.hostsPerPod);
+    r = { paramsHash: [], shardHashes: [] };
+    for (let s = 0; s < steps; s++) {
+      r.paramsHash.push(ref.runStep().paramsHash);
+      r.shardHashes.push(ranges.map((x) => shardHash(ref.params.subarray(x.start, x.end))));
+    }
+    if (referenceCache.size > 16) referenceCache.clear();
+    referenceCache.set(key, r);
+  }
+  return r;
+}
+
+class Violation extends Error {
+  constructor(
+    readonly invariant: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Run one schedule: the real client, pod and host machines (with the real
+ * edge: schema, sender, dedup, reassembly), on a simulated clock and network,
+ * with a run log and a disk in memory. Crashed actors restart as a real
+ * launcher restarts them: a host heals from its cross-pod peer, a pod rejoins,
+ * the client resumes from the run log. Checks the invariants as it goes.
+ */
+export async function simulate(topology: Topology, schedule: SimSchedule, opts: SimOptions = {}): Promise<SimResult> {
+  const began = performance.now();
+  const t = topology;
+  const steps = schedule.steps;
+  const ref = referenceBits(t, steps);
+  const clock = new SimClock();
+  const rng = new SimRandom(schedule.seed);
+  const net = new SimNetwork(clock, rng, { inPodMs: opts.inPodMs ?? 0.2, crossPodMs: opts.crossPodMs ?? 1 }, opts.trace);
+  const disk = new MemDisk();
+  const runLog = new MemRunLog(clock);
+  const computeMs = opts.computeMs ?? 2;
+  const place = { dir: DIR, topology: t, runId: RUN, log: silent, clock, disk };
+  const trace = net.trace as SimResult['trace'];
+  let drain = false;
+  let violation: Violation | undefined;
+  let clientOut: ClientOutput | undefined;
+  let restarts = 0;
+  const lives = new Map<string, number>();
+  const live = new Map<string, { actor: AnyActorRef; close: () => void }>();
+
+  /** A promise actor that computes now and finishes after `ms` of simulated time. */
+  const later = <I, O>(f: (i: I) => O, ms: () => number) =>
+    fromPromise<Timed<O>, I>(
+      ({ input }) =>
+        new Promise((resolve, reject) => {
+          let value: O;
+          try {
+            value = f(input);
+          } catch (err) {
+            clock.setTimeout(() => ((drain = true), reject(err)), 0);
+            return;
+          }
+          clock.setTimeout(() => {
+            drain = true;
+            resolve({ value, at: clock.now() });
+          }, ms());
+        }),
+    );
+  const jitter = (base: number) => base * (0.75 + 0.5 * rng.next());
+  const compute = {
+    forwardPass: later(computeFor.forwardPass, () => jitter(computeMs)),
+    backwardPass: later(computeFor.backwardPass, () => jitter(2 * computeMs)),
+    applyUpdate: later(computeFor.applyUpdate, () => jitter(computeMs / 2)),
+  };
+
+  const fail = (invariant: string, message: string) => {
+    violation ??= new Violation(invariant, message);
+  };
+
+  const watchErrors = (name: string, a: AnyActorRef) => {
+    a.subscribe({ error: (err) => fail('no actor error', `${name} threw: ${(err as Error)?.message ?? err}`) });
+    if (!trace) return;
+    let last = '';
+    a.subscribe((snap: { context: { phase: string; step: number; attempt: number } }) => {
+      const c = snap.context;
+      const key = `${c.phase}/${c.step}/${c.attempt}`;
+      if (key === last) return;
+      last = key;
+      trace.push({ t: clock.now(), what: 'state', actor: name, phase: c.phase, step: c.step, attempt: c.attempt });
+    });
+  };
+
+  const startHost = (pod: number, host: number, heal: boolean) => {
+    const name = actorNames.host(pod, host);
+    const life = (lives.get(name) ?? 0) + 1;
+    lives.set(name, life);
+    const tr = net.transport(name, pod);
+    const wire = edgeFor(t, 'host', {
+      transport: tr,
+      clock,
+      runId: RUN,
+      log: silent,
+      expectedLength: hostTensorLength(t, host),
+      listen: listenFor(t, RUN, { role: 'host', pod, host }),
+    });
+    const load = fromPromise<CommittedState, { checkpoint: number }>(
+      ({ input }) =>
+        new Promise((resolve, reject) => {
+          let s: CommittedState;
+          try {
+            s = loadCheckpoint(DIR, t, RUN, host, input.checkpoint, disk);
+          } catch (err) {
+            clock.setTimeout(() => ((drain = true), reject(err)), 1);
+            return;
+          }
+          clock.setTimeout(() => ((drain = true), resolve(s)), 1);
+        }),
+    );
+    const a = createActor(
+      hostMachine.provide({ actors: { wire, clock: ticker(clock), disk: hostDiskActor(place), loadCheckpoint: load, ...compute } }),
+      { input: { topology: t, runId: RUN, pod, host, incarnation: `${life}`, heal, now: clock.now() }, clock },
+    );
+    watchErrors(name, a);
+    // invariants on every host: each commit is the next step, and every state it holds as committed has the reference bits
+    let lastStep = -1;
+    let lastPhase = '';
+    a.subscribe((s) => {
+      const c = s.context;
+      const lc = c.lastCommitted;
+      if (lc && lc.step !== lastStep) {
+        if (lastPhase === 'prepared' && lc.step !== lastStep + 1)
+          fail('each step committed once, in order', `${name} committed step ${lc.step} after step ${lastStep}`);
+        const want = ref.shardHashes[lc.step]?.[host];
+        if (lc.shardHash !== want)
+          fail(
+            'bits equal the reference',
+            `${name} holds step ${lc.step} as shard ${lc.shardHash.slice(0, 12)}, the reference ${want?.slice(0, 12)}`,
+          );
+        lastStep = lc.step;
+      } else if (!lc) lastStep = -1;
+      lastPhase = c.phase;
+    });
+    a.start();
+    live.set(name, { actor: a, close: tr.close });
+  };
+
+  const startPod = (pod: number, rejoin: boolean) => {
+    const name = actorNames.pod(pod);
+    const life = (lives.get(name) ?? 0) + 1;
+    lives.set(name, life);
+    const tr = net.transport(name, pod);
+    const wire = edgeFor(t, 'pod', { transport: tr, clock, runId: RUN, log: silent, listen: listenFor(t, RUN, { role: 'pod', pod }) });
+    const a = createActor(podMachine.provide({ actors: { wire, clock: ticker(clock) } }), {
+      input: { topology: t, runId: RUN, pod, incarnation: `${life}`, rejoin, now: clock.now() },
+      clock,
+    });
+    watchErrors(name, a);
+    let last: string | undefined;
+    a.subscribe((s) => {
+      const lc = s.context.lastCommitted;
+      if (!lc || `${lc.step}/${lc.paramsHash}` === last) return;
+      last = `${lc.step}/${lc.paramsHash}`;
+      const want = ref.paramsHash[lc.step];
+      if (lc.paramsHash !== want)
+        fail(
+          'pods agree at every commit',
+          `${name} committed step ${lc.step} as ${lc.paramsHash.slice(0, 12)}, the reference ${want?.slice(0, 12)}`,
+        );
+    });
+    a.start();
+    live.set(name, { actor: a, close: tr.close });
+  };
+
+  let lastRecorded = -1;
+  const startClient = (resume: boolean) => {
+    const name = actorNames.client;
+    const life = (lives.get(name) ?? 0) + 1;
+    lives.set(name, life);
+    const tr = net.transport(name, 0);
+    const wire = edgeFor(t, 'client', { transport: tr, clock, runId: RUN, log: silent, listen: listenFor(t, RUN, { role: 'client' }) });
+    const last = resume ? runLog.last() : undefined;
+    const a = createActor(
+      clientMachine.provide({ actors: { wire, clock: ticker(clock), runlog: runLog.actor(), checkpoints: checkpointActor(place) } }),
+      { input: { topology: t, runId: RUN, incarnation: `${life}`, steps, resume: last, now: clock.now() }, clock },
+    );
+    watchErrors(name, a);
+    a.on('step.committed', (r: StepRecord) => {
+      if (!r.podsAgree)
+        fail('pods agree at every commit', `step ${r.step}: pods' hashes differ (${r.podHashes.map((h) => h.slice(0, 12)).join(', ')})`);
+      if (r.paramsHash !== ref.paramsHash[r.step])
+        fail(
+          'bits equal the reference',
+          `step ${r.step} committed as ${r.paramsHash.slice(0, 12)}, the reference ${ref.paramsHash[r.step]?.slice(0, 12)}`,
+        );
+      if (!r.replayed && !r.recovered && r.step !== lastRecorded + 1)
+        fail('each step committed once, in order', `client committed step ${r.step} after step ${lastRecorded}`);
+      lastRecorded = Math.max(lastRecorded, r.step);
+    });
+    a.subscribe({ complete: () => (clientOut = a.getSnapshot().output as ClientOutput) });
+    a.start();
+    live.set(name, { actor: a, close: tr.close });
+  };
+
+  const kill = (name: string) => {
+    const x = live.get(name);
+    if (!x) return;
+    live.delete(name);
+    x.close();
+    x.actor.stop();
+  };
+  const restart = (name: string) => {
+    restarts++;
+    trace?.push({ t: clock.now(), what: 'restart', actor: name });
+    if (name === 'client') return startClient(true);
+    const parts = name.split('/').map(Number);
+    if (name.startsWith('pod/')) return startPod(parts[1], true);
+    return startHost(parts[1], parts[2], true);
+  };
+
+  // the schedule's faults, each at its time
+  net.faults = schedule.net;
+  if (schedule.faultsUntilMs > 0) clock.setTimeout(() => (net.faults = noNetFaults), schedule.faultsUntilMs);
+  let faultsEnd = schedule.faultsUntilMs;
+  for (const f of schedule.faults) {
+    const ends = f.at + (f.kind === 'crash' ? f.downMs : f.kind === 'partition' ? f.durationMs : 0);
+    faultsEnd = Math.max(faultsEnd, ends);
+    clock.setTimeout(() => {
+      trace?.push({ t: clock.now(), what: 'fault', fault: f });
+      if (f.kind === 'crash') {
+        if (!live.has(f.target) || clientOut) return;
+        kill(f.target);
+        clock.setTimeout(() => restart(f.target), f.downMs);
+      } else if (f.kind === 'partition') {
+        net.cut = { forward: f.direction !== 'back', back: f.direction !== 'forward' };
+        clock.setTimeout(() => (net.cut = { forward: false, back: false }), f.durationMs);
+      } else disk.tear(DIR, t.pods);
+    }, f.at);
+  }
+
+  // start every actor at time 0, hosts first (as a launcher's readiness handshake ensures)
+  for (let p = 0; p < t.pods; p++) for (let h = 0; h < t.hostsPerPod; h++) startHost(p, h, false);
+  for (let p = 0; p < t.pods; p++) startPod(p, false);
+  startClient(false);
+
+  // liveness: once the faults stop, the run ends within a bound (every step may need its deadlines and a restore)
+  const d = t.deadlines;
+  const bound = faultsEnd + 2 * d.startupMs + steps * (2 * d.stepMs + d.phaseMs);
+  let outcome: SimOutcome | undefined;
+  for (;;) {
+    if (violation) {
+      outcome = { kind: 'violation', invariant: violation.invariant, message: violation.message };
+      break;
+    }
+    if (clientOut) break;
+    if (clock.now() > bound) {
+      outcome = {
+        kind: 'hang',
+        message: `no end ${Math.round(bound - faultsEnd)} ms of simulated time after the last fault (step ${lastRecorded + 1} of ${steps})`,
+      };
+      break;
+    }
+    if (!clock.next()) {
+      outcome = { kind: 'hang', message: `nothing left to happen at ${Math.round(clock.now())} ms (step ${lastRecorded + 1} of ${steps})` };
+      break;
+    }
+    if (drain) {
+      // a promise actor settled: let its reaction (xstate's done or error event) run before the next timer
+      drain = false;
+      for (let i = 0; i < 4; i++) await undefined;
+    }
+  }
+  if (!outcome && clientOut) {
+    const o: ClientOutput = clientOut;
+    if (o.failure) outcome = { kind: 'failed', failure: o.failure.kind, message: describeFailure(o.failure) };
+    else if (o.paramsHash !== ref.paramsHash[steps - 1])
+      outcome = {
+        kind: 'violation',
+        invariant: 'bits equal the reference',
+        message: `final paramsHash ${o.paramsHash?.slice(0, 12)}, the reference ${ref.paramsHash[steps - 1].slice(0, 12)}`,
+      };
+    else if (runLog.records.length !== steps)
+      outcome = {
+        kind: 'violation',
+        invariant: 'every step logged once',
+        message: `run log holds ${runLog.records.length} records for ${steps} steps`,
+      };
+    else outcome = { kind: 'recovered' };
+  }
+  for (const name of [...live.keys()]) kill(name);
+  const final = outcome ?? { kind: 'hang', message: 'ended without an outcome' };
+  const eventsHash = createHash('sha256').update(net.hash.digest('hex')).update(JSON.stringify(final)).digest('hex');
+  return {
+    seed: schedule.seed,
+    outcome: final,
+    eventsHash,
+    simulatedMs: clock.now(),
+    wallMs: performance.now() - began,
+    events: clock.fired,
+    stepsCommitted: runLog.records.length,
+    retried: clientOut?.retried.length ?? 0,
+    restarts,
+    restores: clientOut?.restores.length ?? 0,
+    delivered: net.delivered,
+    dropped: net.dropped,
+    trace,
+  };
+}
+
+/** One line for an outcome. */
+export function describeOutcome(o: SimOutcome): string {
+  switch (o.kind) {
+    case 'recovered':
+      return 'recovered';
+    case 'failed':
+      return `failed (${o.failure}): ${o.message}`;
+    case 'violation':
+      return `violation of "${o.invariant}": ${o.message}`;
+    case 'hang':
+      return `hang: ${o.message}`;
+  }
+}

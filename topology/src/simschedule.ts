@@ -1,0 +1,44 @@
+import { z } from 'zod';
+
+/**
+ * One fault schedule for `lockstep sim`: what the simulated cluster suffers,
+ * all of it drawn from `seed` for a profile (or written by hand, or left by
+ * shrinking a failing one). Times are ms of simulated time from the start.
+ */
+export const SimProfile = z.enum(['none', 'messages', 'crashes', 'partitions', 'all']);
+export type SimProfile = z.infer<typeof SimProfile>;
+
+const ms = z.number().min(0).max(86_400_000);
+const probability = z.number().min(0).max(1);
+
+export const SimFault = z.discriminatedUnion('kind', [
+  /** The actor dies (its transport closes, its state is gone) and starts again `downMs` later: a host heals, a pod rejoins, the client resumes from the run log. */
+  z
+    .object({
+      kind: z.literal('crash'),
+      at: ms,
+      target: z.string().regex(/^(client|pod\/\d{1,6}|host\/\d{1,6}\/\d{1,6})$/, 'must be client, pod/<p> or host/<p>/<h>'),
+      downMs: ms,
+    })
+    .strict(),
+  /** The DCN between the pods' servers is cut (both ways, or forward = pod 0 -> pod 1, or back) for `durationMs`. */
+  z.object({ kind: z.literal('partition'), at: ms, direction: z.enum(['both', 'forward', 'back']), durationMs: ms }).strict(),
+  /** Every replica of shard 0 of the newest checkpoint is cut to half its length (a torn write). */
+  z.object({ kind: z.literal('tear'), at: ms }).strict(),
+]);
+export type SimFault = z.infer<typeof SimFault>;
+
+export const SimSchedule = z
+  .object({
+    seed: z.number().int().min(0).max(0xffffffff),
+    profile: SimProfile,
+    /** A preset name. */
+    topology: z.string().min(1).max(100),
+    steps: z.number().int().min(1).max(100_000),
+    /** Message faults on every delivery until `faultsUntilMs`. */
+    net: z.object({ drop: probability, duplicate: probability, delay: probability, delayMaxMs: ms }).strict(),
+    faultsUntilMs: ms,
+    faults: z.array(SimFault).max(1000),
+  })
+  .strict();
+export type SimSchedule = z.infer<typeof SimSchedule>;
