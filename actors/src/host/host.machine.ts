@@ -7,7 +7,8 @@ export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } fr
 /**
  * A host: one replica of the parameters, owner of shard `host` of them.
  *
- *   start -> healing (a restarted host) or idle
+ *   start -> healing (a restarted host) or idle; idle --host.commit of the step it is at, never
+ *     prepared in this life (it restarted after preparing it)--> healing
  *   healing: state.request to host h of every other pod, again every heartbeat
  *     interval; the first answer whose checksum and shard hash check out ->
  *     idle at the step after its last commit. Every peer says "none" (healing
@@ -27,8 +28,9 @@ export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } fr
  *
  * Throughout: a heartbeat with the phase every heartbeat interval (`clock.tick`)
  * and on entering and leaving a computing phase (it may hold the thread);
- * peers' state requests are answered with the committed state, at once, or
- * once a commit awaited is decided, or with "none" while this host holds none.
+ * peers' state requests are answered with the committed state (also while a
+ * commit is awaited: the prepared state is not committed), or with "none"
+ * while this host holds none.
  *
  * While it waits for tensors (reduceScatter, exchange, allGather), a host asks
  * each peer whose tensor has not all come to send it again (tensor.request,
@@ -87,8 +89,8 @@ export const hostMachine = hostSetup.createMachine({
       slowest: {},
       restoreTo: -1,
       beats: 0,
+      restarted: input.heal === true,
       heal: { asks: 0, answers: new Map(), from: undefined },
-      deferredStateRequests: [],
       served: 0,
     };
   },
@@ -107,12 +109,8 @@ export const hostMachine = hostSetup.createMachine({
       actions: assign({ restoreTo: ({ event }) => event.msg.checkpoint, resends: ({ context }) => context.resends + 1 }),
     },
     'clock.tick': { actions: ['noteTime', 'sendHeartbeat'] },
-    // a restarted peer heals from this host: the committed state now, once a commit awaited is decided, or "none"
-    'state.request': [
-      { guard: 'canServeState', actions: 'serveState' },
-      { guard: 'awaitsCommit', actions: 'deferStateRequest' },
-      { actions: 'sendStateNone' },
-    ],
+    // a restarted peer heals from this host: the committed state, or "none" while it holds none
+    'state.request': [{ guard: 'canServeState', actions: 'serveState' }, { actions: 'sendStateNone' }],
     'wire.faultInjected': { actions: 'countFault' },
     '*': { actions: 'reject' },
   },
@@ -120,7 +118,7 @@ export const hostMachine = hostSetup.createMachine({
     start: { always: [{ guard: 'startsHealing', target: 'healing' }, { target: 'idle' }] },
     /** Restarted: the committed state comes from host h of another pod. */
     healing: {
-      entry: [{ type: 'enterPhase', params: { phase: 'healing' } }, 'askForState'],
+      entry: [{ type: 'enterPhase', params: { phase: 'healing' } }, 'beginHealing', 'askForState'],
       on: {
         'tensor.received': [
           { guard: ({ event }) => event.tensor.tensor.startsWith('state.'), actions: 'storeAnswer' },
@@ -149,11 +147,17 @@ export const hostMachine = hostSetup.createMachine({
       },
     },
     idle: {
-      entry: [{ type: 'enterPhase', params: { phase: 'idle' } }, 'answerDeferred'],
+      entry: { type: 'enterPhase', params: { phase: 'idle' } },
       on: {
         'host.dispatch': [{ guard: 'isNextDispatch', target: 'attempt', actions: 'beginAttempt' }, { actions: 'reject' }],
         'tensor.received': [{ guard: 'tensorForNextAttempt', actions: 'holdEarly' }, { actions: 'reject' }],
-        'host.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
+        'host.commit': [
+          { guard: 'isLastCommitted', actions: 'confirmCommitted' },
+          // a commit of the step this host is at, which it never prepared in this life (it restarted after preparing it):
+          // its cross-pod peer holds, or is about to hold, the committed state; heal from it, then confirm the resent commit
+          { guard: 'isCommitOfStepNotHeld', target: 'healing' },
+          { actions: 'reject' },
+        ],
         'host.abort': [{ guard: 'isAbortOfThisStep', actions: 'confirmAborted' }, { actions: 'reject' }],
       },
     },
@@ -276,7 +280,7 @@ export const hostMachine = hostSetup.createMachine({
         },
         /** Waits for the pod's abort; the committed parameters are untouched. */
         failed: {
-          entry: [{ type: 'enterPhase', params: { phase: 'failed' } }, 'sendFailed', 'answerDeferred'],
+          entry: [{ type: 'enterPhase', params: { phase: 'failed' } }, 'sendFailed'],
         },
       },
     },

@@ -94,10 +94,10 @@ export interface HostContext {
   restoreTo: number;
   /** Heartbeats sent (part of their message ids). */
   beats: number;
+  /** Started again after a crash (it began by healing): a commit for a step its predecessor prepared may come. */
+  restarted: boolean;
   /** Healing: state requests sent, each peer pod's answer, and where it came from once healed. */
   heal: { asks: number; answers: Map<number, HealAnswer>; from: string | undefined };
-  /** Peers' state requests that came while this host awaited a commit: answered once it is decided. */
-  deferredStateRequests: { pod: number; round: number }[];
   /** State answers sent (part of their message ids). */
   served: number;
 }
@@ -241,8 +241,12 @@ function answerFor(context: HostContext, req: { pod: number; round: number }): W
   });
 }
 
-/** Phases a host can give its committed state from: not while awaiting a commit, and not when it holds none. */
-const NO_STATE: ReadonlySet<HostWhere> = new Set(['healing', 'lost', 'restoring', 'prepared']);
+/**
+ * Phases in which a host holds no committed state to give. Awaiting a commit it gives the committed state (the
+ * prepared one is in `next`): if the step then commits, the healed peer gets that commit without having prepared it,
+ * and heals again.
+ */
+const NO_STATE: ReadonlySet<HostWhere> = new Set(['healing', 'lost', 'restoring']);
 
 export const hostSetup = setup({
   types: {
@@ -318,13 +322,15 @@ export const hostSetup = setup({
       context.lastCommitted !== undefined &&
       event.msg.step === context.lastCommitted.step &&
       event.msg.attempt === context.lastCommitted.attempt,
+    /** A restarted host told to commit the step it is at: its predecessor prepared it; this life holds nothing of it. */
+    isCommitOfStepNotHeld: ({ context, event }) =>
+      context.restarted && event.type === 'host.commit' && event.msg.step === context.step && context.next === undefined,
     isAbortOfThisStep: ({ context, event }) =>
       event.type === 'host.abort' && event.msg.step === context.step && event.msg.attempt >= context.attempt,
     haveAllSlices: ({ context }) => context.slices.size === context.topology.hostsPerPod - 1,
     haveAllExchanged: ({ context }) => context.exchanged.size === context.topology.pods - 1,
     haveAllGathered: ({ context }) => context.gathered.size === context.topology.hostsPerPod - 1,
     canServeState: ({ context }) => !NO_STATE.has(context.phase),
-    awaitsCommit: ({ context }) => context.phase === 'prepared',
     healed: ({ context }) => context.heal.from !== undefined,
     /** Every replica's holder said it has nothing to give (it is healing or lost too). */
     noReplicaLeft: ({ context }) => [...context.heal.answers.values()].every((a) => a.none !== undefined),
@@ -548,6 +554,11 @@ export const hostSetup = setup({
     ),
 
     // ---- healing: this host asks for the committed state ----
+    /** A (new) heal: fresh answers from every peer, under request rounds past any used before (a peer's earlier answers are not taken for these). */
+    beginHealing: assign(({ context }) => {
+      const last = Math.max(0, ...[...context.heal.answers.values()].map((a) => a.round));
+      return { heal: { ...context.heal, from: undefined, answers: new Map(replicaPods(context).map((q) => [q, freshAnswer(last + 1)])) } };
+    }),
     /** Ask host h of every other pod that has not said "none" for its committed state (again). */
     askForState: enqueueActions(({ context, enqueue }) => {
       const answers = new Map(context.heal.answers);
@@ -606,22 +617,6 @@ export const hostSetup = setup({
       for (const c of answerFor(context, { pod: Number(event.msg.sender.split('/')[1]), round: event.msg.attempt }))
         enqueue.sendTo('wire', c);
       enqueue.assign({ served: context.served + 1 });
-    }),
-    deferStateRequest: assign(({ context, event }) =>
-      event.type === 'state.request'
-        ? {
-            deferredStateRequests: [
-              ...context.deferredStateRequests,
-              { pod: Number(event.msg.sender.split('/')[1]), round: event.msg.attempt },
-            ].slice(-8),
-          }
-        : {},
-    ),
-    answerDeferred: enqueueActions(({ context, enqueue }) => {
-      let served = context.served;
-      for (const r of context.deferredStateRequests)
-        for (const c of answerFor({ ...context, served: served++ }, r)) enqueue.sendTo('wire', c);
-      enqueue.assign({ deferredStateRequests: [], served });
     }),
     sendStateNone: sendTo('wire', ({ context, event }) => {
       const req = event as Extract<HostEvent, { type: 'state.request' }>;

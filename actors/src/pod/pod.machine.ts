@@ -78,6 +78,8 @@ export interface PodContext {
   dispatchedAt: number;
   /** Hosts whose last heartbeat said they are lost (restarted with no replica to heal from). */
   lost: boolean[];
+  /** Hosts whose last heartbeat said they are healing (restarted, fetching the committed state from a peer). */
+  healing: boolean[];
   /** The checkpoint a restore in flight goes back to, and the shard hash each host restored. */
   restoreTo: number;
   restored: Map<number, string>;
@@ -119,9 +121,9 @@ function silentHost(ctx: PodContext, now: number): { host: number; ms: number } 
 const hostList = (ctx: PodContext) => Array.from({ length: ctx.topology.hostsPerPod }, (_, h) => h);
 
 /** Hosts not heard from within `misses` heartbeat intervals at `now`, or still healing after a restart: a step dispatched now could not run. */
-export function silentHosts(ctx: Pick<PodContext, 'topology' | 'lastSeen' | 'hostPhase'>, now: number): number[] {
+export function silentHosts(ctx: Pick<PodContext, 'topology' | 'lastSeen' | 'healing'>, now: number): number[] {
   const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
-  return ctx.lastSeen.flatMap((seen, h) => (now - seen > limit || ctx.hostPhase[h] === 'healing' ? [h] : []));
+  return ctx.lastSeen.flatMap((seen, h) => (now - seen > limit || ctx.healing[h] ? [h] : []));
 }
 
 /** Hosts restarted with no replica of their shard left: only a restore brings them back. */
@@ -244,10 +246,12 @@ export const podMachine = setup({
       lastSeen[h] = event.at;
       const lost = [...context.lost];
       lost[h] = event.msg.phase === 'lost';
-      if (stepMismatch(context, event.msg) !== undefined) return { lastSeen, lost };
+      const healing = [...context.healing];
+      healing[h] = event.msg.phase === 'healing';
+      if (stepMismatch(context, event.msg) !== undefined) return { lastSeen, lost, healing };
       const hostPhase = [...context.hostPhase];
       hostPhase[h] = event.msg.phase;
-      return { lastSeen, hostPhase, lost };
+      return { lastSeen, hostPhase, lost, healing };
     }),
     idleFailed: assign(({ context, event }) => {
       const h = hostIndex(event);
@@ -421,6 +425,7 @@ export const podMachine = setup({
         relays: context.relays + 1,
         failure: undefined,
         lost: hostList(context).map(() => false),
+        healing: hostList(context).map(() => false),
       });
     }),
     sendAborted: sendTo('wire', ({ context }) => toClient(context, { ...envelope(context, 'pod.aborted'), kind: 'pod.aborted' })),
@@ -467,6 +472,7 @@ export const podMachine = setup({
     computeMs: 0,
     dispatchedAt: 0,
     lost: Array.from({ length: input.topology.hostsPerPod }, () => false),
+    healing: Array.from({ length: input.topology.hostsPerPod }, () => false),
     restoreTo: -1,
     restored: new Map(),
   }),

@@ -6,7 +6,7 @@ import { checkpointActor, hostDiskActor } from '../checkpoint/actors.ts';
 import { loadCheckpoint } from '../checkpoint/store.ts';
 import { ticker, type Timed } from '../clock.ts';
 import { clientMachine, describeFailure, type ClientFailure, type ClientOutput, type StepRecord } from '../client/client.machine.ts';
-import { computeFor } from '../host/host.actors.ts';
+import { computeFor, type UpdateInput } from '../host/host.actors.ts';
 import type { CommittedState } from '../host/heal.ts';
 import { hostMachine } from '../host/host.machine.ts';
 import { podMachine } from '../pod/pod.machine.ts';
@@ -57,6 +57,12 @@ export interface SimOptions {
   inPodMs?: number;
   crossPodMs?: number;
   trace?: boolean;
+  /**
+   * Silent data corruption: host `host` of each pod in `pods` flips the lowest bit of the first
+   * parameter of its update at step `step` (every attempt). One pod: the pods disagree; every pod: the
+   * pods agree on bits that are not the reference's.
+   */
+  corrupt?: { step: number; host: number; pods: number[] };
 }
 
 const silent = pino({ level: 'silent' });
@@ -137,10 +143,21 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
         }),
     );
   const jitter = (base: number) => base * (0.75 + 0.5 * rng.next());
-  const compute = {
-    forwardPass: later(computeFor.forwardPass, () => jitter(computeMs)),
-    backwardPass: later(computeFor.backwardPass, () => jitter(2 * computeMs)),
-    applyUpdate: later(computeFor.applyUpdate, () => jitter(computeMs / 2)),
+  const computeOf = (pod: number, host: number) => {
+    const c = opts.corrupt;
+    const corrupts = c && c.host === host && c.pods.includes(pod);
+    const update = (i: UpdateInput) => {
+      const out = computeFor.applyUpdate(i);
+      if (!corrupts || i.step !== c.step) return out;
+      const params = Float32Array.from(out.params);
+      new Uint32Array(params.buffer)[0] ^= 1;
+      return { ...out, params };
+    };
+    return {
+      forwardPass: later(computeFor.forwardPass, () => jitter(computeMs)),
+      backwardPass: later(computeFor.backwardPass, () => jitter(2 * computeMs)),
+      applyUpdate: later(update, () => jitter(computeMs / 2)),
+    };
   };
 
   const fail = (invariant: string, message: string) => {
@@ -187,7 +204,9 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
         }),
     );
     const a = createActor(
-      hostMachine.provide({ actors: { wire, clock: ticker(clock), disk: hostDiskActor(place), loadCheckpoint: load, ...compute } }),
+      hostMachine.provide({
+        actors: { wire, clock: ticker(clock), disk: hostDiskActor(place), loadCheckpoint: load, ...computeOf(pod, host) },
+      }),
       { input: { topology: t, runId: RUN, pod, host, incarnation: `${life}`, heal, now: clock.now() }, clock },
     );
     watchErrors(name, a);
