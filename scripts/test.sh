@@ -12,6 +12,9 @@ if ! bash scripts/ensure-docker.sh; then
 fi
 export TESTCONTAINERS_RYUK_DISABLED=true   # its reaper image cannot be pulled here; the tests stop their containers
 export TURBO_TELEMETRY_DISABLED=1
+# formatting and lint (biome): a machine file that reads a clock, a timer or the process fails here
+echo "lockstep: biome ci (format and lint)" >&2
+npx biome ci . >&2 || { echo "lockstep: formatting or lint failed (npm run format fixes formatting; see above)" >&2; exit 1; }
 results=$(mktemp -d)
 export LOCKSTEP_TEST_RESULTS="$results"
 npx turbo run typecheck test --concurrency=1 --log-order=stream "$@"

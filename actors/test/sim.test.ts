@@ -105,4 +105,9 @@ describe('lockstep sim: the real machines on simulated time and network', () => 
     const r = await simulate(tiny, regression('seed-95-all'));
     expect(r.outcome).toEqual({ kind: 'recovered' });
   });
+
+  it('seed 477 (crashes): a host that healed from a peer behind its own pod is told of a later step and heals again', async () => {
+    const r = await simulate(tiny, regression('seed-477-crashes'));
+    expect(r.outcome).toEqual({ kind: 'recovered' });
+  });
 });

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { describeOutcome, drawSchedule, simulate, type SimOptions, type SimResult } from '@lockstep/actors';
-import { preset, SimProfile, type PresetName, type SimSchedule, type Topology } from '@lockstep/topology';
+import { preset, type SimProfile, type PresetName, type SimSchedule, type Topology } from '@lockstep/topology';
 
 /** The profiles `every` rotates through, one per seed. */
 export const rotatedProfiles = ['messages', 'crashes', 'partitions', 'all'] as const satisfies readonly SimProfile[];

@@ -7,8 +7,9 @@ export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } fr
 /**
  * A host: one replica of the parameters, owner of shard `host` of them.
  *
- *   start -> healing (a restarted host) or idle; idle --host.commit of the step it is at, never
- *     prepared in this life (it restarted after preparing it)--> healing
+ *   start -> healing (a restarted host) or idle; a restarted host in idle told to commit the step it
+ *     is at (its predecessor prepared it), or to commit or run a later one (it healed from a peer
+ *     that was behind its own pod) -> healing again
  *   healing: state.request to host h of every other pod, again every heartbeat
  *     interval; the first answer whose checksum and shard hash check out ->
  *     idle at the step after its last commit. Every peer says "none" (healing
@@ -149,13 +150,16 @@ export const hostMachine = hostSetup.createMachine({
     idle: {
       entry: { type: 'enterPhase', params: { phase: 'idle' } },
       on: {
-        'host.dispatch': [{ guard: 'isNextDispatch', target: 'attempt', actions: 'beginAttempt' }, { actions: 'reject' }],
+        'host.dispatch': [
+          { guard: 'isNextDispatch', target: 'attempt', actions: 'beginAttempt' },
+          { guard: 'isPastWhatIHold', target: 'healing' },
+          { actions: 'reject' },
+        ],
         'tensor.received': [{ guard: 'tensorForNextAttempt', actions: 'holdEarly' }, { actions: 'reject' }],
         'host.commit': [
           { guard: 'isLastCommitted', actions: 'confirmCommitted' },
-          // a commit of the step this host is at, which it never prepared in this life (it restarted after preparing it):
-          // its cross-pod peer holds, or is about to hold, the committed state; heal from it, then confirm the resent commit
-          { guard: 'isCommitOfStepNotHeld', target: 'healing' },
+          // restarted, and told of a step past what it holds (see isPastWhatIHold): heal again, then confirm the resent commit
+          { guard: 'isPastWhatIHold', target: 'healing' },
           { actions: 'reject' },
         ],
         'host.abort': [{ guard: 'isAbortOfThisStep', actions: 'confirmAborted' }, { actions: 'reject' }],

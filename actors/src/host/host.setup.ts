@@ -322,9 +322,15 @@ export const hostSetup = setup({
       context.lastCommitted !== undefined &&
       event.msg.step === context.lastCommitted.step &&
       event.msg.attempt === context.lastCommitted.attempt,
-    /** A restarted host told to commit the step it is at: its predecessor prepared it; this life holds nothing of it. */
-    isCommitOfStepNotHeld: ({ context, event }) =>
-      context.restarted && event.type === 'host.commit' && event.msg.step === context.step && context.next === undefined,
+    /**
+     * A restarted host told of a step past what it holds: to commit the step it is at (its predecessor prepared it;
+     * this life holds nothing of it), or to commit or run a later one (it healed from a peer that was behind its own
+     * pod). Its peers have moved on: it heals again.
+     */
+    isPastWhatIHold: ({ context, event }) =>
+      context.restarted &&
+      ((event.type === 'host.commit' && event.msg.step >= context.step && context.next === undefined) ||
+        (event.type === 'host.dispatch' && event.msg.step > context.step)),
     isAbortOfThisStep: ({ context, event }) =>
       event.type === 'host.abort' && event.msg.step === context.step && event.msg.attempt >= context.attempt,
     haveAllSlices: ({ context }) => context.slices.size === context.topology.hostsPerPod - 1,
@@ -428,7 +434,9 @@ export const hostSetup = setup({
     }),
     assembleParams: assign(({ context }) => {
       const params = new Float32Array(context.params.length);
-      context.ranges.forEach((r, k) => params.set(k === context.host ? context.next!.shard : context.gathered.get(k)!, r.start));
+      context.ranges.forEach((r, k) => {
+        params.set(k === context.host ? context.next!.shard : context.gathered.get(k)!, r.start);
+      });
       return { next: { ...context.next!, params } };
     }),
     /**

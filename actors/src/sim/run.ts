@@ -133,7 +133,10 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
           try {
             value = f(input);
           } catch (err) {
-            clock.setTimeout(() => ((drain = true), reject(err)), 0);
+            clock.setTimeout(() => {
+              drain = true;
+              reject(err);
+            }, 0);
             return;
           }
           clock.setTimeout(() => {
@@ -197,10 +200,16 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
           try {
             s = loadCheckpoint(DIR, t, RUN, host, input.checkpoint, disk);
           } catch (err) {
-            clock.setTimeout(() => ((drain = true), reject(err)), 1);
+            clock.setTimeout(() => {
+              drain = true;
+              reject(err);
+            }, 1);
             return;
           }
-          clock.setTimeout(() => ((drain = true), resolve(s)), 1);
+          clock.setTimeout(() => {
+            drain = true;
+            resolve(s);
+          }, 1);
         }),
     );
     const a = createActor(
