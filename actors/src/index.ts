@@ -30,3 +30,5 @@ export * from './sim/disk.ts';
 export * from './sim/runlog.ts';
 export * from './sim/schedule.ts';
 export * from './sim/run.ts';
+export * from './record.ts';
+export * from './replay.ts';

@@ -9,6 +9,7 @@ import { localRendering } from './local.ts';
 import { findNatsServer, localPorts, startNatsServers } from './nats.ts';
 import { launch, type TrainResult } from './launcher.ts';
 import { stopAll } from './processes.ts';
+import { defaultWorkers, runOne, runPlan, scheduleFor, summarize } from './sim.ts';
 
 /**
  * `lockstep bench`: lockstep's step time against raw NATS measured in the same
@@ -43,11 +44,68 @@ export interface BenchCase {
   paramsHash: string | null;
 }
 
+/** `lockstep sim` in the bench: seeded schedules of 20 steps on tiny, and optionally palm-540b fault-free. */
+export interface SimBench {
+  topology: string;
+  steps: number;
+  schedules: number;
+  workers: number;
+  failed: number;
+  /** Target: >= 1000 schedules of 20 steps on tiny a minute on this 2-core machine. */
+  schedulesPerMinute: number;
+  simulatedSecondsPerWallSecond: number;
+  /** palm-540b (2 x 768 hosts, small model), fault-free, when asked for (`--sim-palm-steps`). */
+  palm?: {
+    steps: number;
+    stepsCommitted: number;
+    recovered: boolean;
+    wallSeconds: number;
+    simulatedStepsPerWallSecond: number;
+    messages: number;
+  };
+}
+
 export interface BenchReport {
   date: string;
   machine: { cpus: number; node: string };
   baseline: NatsBaseline;
   cases: BenchCase[];
+  sim?: SimBench;
+}
+
+/** Run `lockstep sim`'s schedules for the bench (in worker threads, as the CLI does). */
+export async function simBench(opts: { seeds: number; palmSteps: number }): Promise<SimBench> {
+  const plan = {
+    topology: 'tiny' as const,
+    steps: 20,
+    profile: 'every' as const,
+    seeds: Array.from({ length: opts.seeds }, (_, i) => i + 1),
+    computeMs: 2,
+    workers: defaultWorkers(),
+  };
+  const { lines, wallMs } = await runPlan(plan);
+  const s = summarize(plan, lines, wallMs);
+  const out: SimBench = {
+    topology: s.topology,
+    steps: s.steps,
+    schedules: s.schedules,
+    workers: s.workers,
+    failed: s.failed.length,
+    schedulesPerMinute: s.schedulesPerMinute,
+    simulatedSecondsPerWallSecond: s.simulatedSecondsPerWallSecond,
+  };
+  if (opts.palmSteps > 0) {
+    const r = await runOne({ ...scheduleFor({ ...plan, topology: 'palm-540b', steps: opts.palmSteps, profile: 'none' }, 1) });
+    out.palm = {
+      steps: opts.palmSteps,
+      stepsCommitted: r.stepsCommitted,
+      recovered: r.outcome.kind === 'recovered',
+      wallSeconds: r.wallMs / 1000,
+      simulatedStepsPerWallSecond: r.stepsCommitted / (r.wallMs / 1000),
+      messages: r.delivered,
+    };
+  }
+  return out;
 }
 
 function quantile(xs: number[], q: number): number {
@@ -164,6 +222,9 @@ export async function runBench(opts: {
   log: Logger;
   smallSteps: number;
   largeSteps: number;
+  /** Schedules of `lockstep sim` to time (0: none), and palm-540b steps in the simulator (0: none). */
+  simSeeds?: number;
+  simPalmSteps?: number;
   onCase?: (c: BenchCase) => void;
 }): Promise<BenchReport> {
   const chunkBytes = preset('demo').wire.chunkBytes;
@@ -206,7 +267,8 @@ export async function runBench(opts: {
       opts.onCase?.(c);
     }
   }
-  return { date: new Date().toISOString(), machine: { cpus: cpus().length, node: process.version }, baseline, cases };
+  const sim = opts.simSeeds ? await simBench({ seeds: opts.simSeeds, palmSteps: opts.simPalmSteps ?? 0 }) : undefined;
+  return { date: new Date().toISOString(), machine: { cpus: cpus().length, node: process.version }, baseline, cases, sim };
 }
 
 export function benchMarkdown(r: BenchReport): string {
@@ -243,6 +305,17 @@ export function benchMarkdown(r: BenchReport): string {
       .map((row) => `| ${row} |`),
     '',
     "Phase times are the slowest host's, averaged over steps. Control ratio = step ms / (critical-path messages x one-way p50). Exchange MiB/s = gradient bytes crossing the DCN per step (each pod's whole gradient, once each way) / exchange phase ms.",
+    ...(r.sim
+      ? [
+          '',
+          `Simulator (\`lockstep sim\`, ${r.sim.workers} worker threads): ${r.sim.schedules} schedules of ${r.sim.steps} steps on ${r.sim.topology}, every fault profile in turn: ${f(r.sim.schedulesPerMinute, 0)} schedules a minute (target >= 1000), ${f(r.sim.simulatedSecondsPerWallSecond, 1)} simulated s per wall s, ${r.sim.failed} failing.`,
+          ...(r.sim.palm
+            ? [
+                `palm-540b (2 x 768 hosts, small model) fault-free in the simulator: ${r.sim.palm.stepsCommitted}/${r.sim.palm.steps} steps ${r.sim.palm.recovered ? 'to the reference bits' : 'NOT recovered'} in ${f(r.sim.palm.wallSeconds, 0)} s (${r.sim.palm.simulatedStepsPerWallSecond.toExponential(2)} simulated steps per wall s; ${r.sim.palm.messages} messages delivered).`,
+              ]
+            : []),
+        ]
+      : []),
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -17,7 +17,17 @@ import {
   SimSchedule,
 } from '@lockstep/topology';
 import { writeCompose } from './compose.ts';
-import { createLogger, describeOutcome, logLevels, type LogLevel } from '@lockstep/actors';
+import {
+  createLogger,
+  decodeRecord,
+  describeOutcome,
+  livesOf,
+  logLevels,
+  replayLife,
+  type LogLevel,
+  type RecordLine,
+  type ReplayResult,
+} from '@lockstep/actors';
 import { defaultWorkers, isFailure, runOne, runPlan, scheduleFor, shrink, summarize } from './sim.ts';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
 import { hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
@@ -42,6 +52,7 @@ const TrainFlags = z.object({
   runDir: z.string().optional(),
   natsServer: z.string().optional(),
   resume: z.string().min(1, 'must name a run id or run directory').optional(),
+  record: z.boolean().default(false),
 });
 
 const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
@@ -163,6 +174,7 @@ export function buildProgram(): Command {
       '--resume <run>',
       'continue a run that was stopped (a run id under .lockstep/runs, or its directory): restore its newest checkpoint, replay to its last committed step, go on',
     )
+    .option('--record', "record every machine's events and messages in <run dir>/record, for lockstep replay")
     .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
       const prior = f.resume ? priorRun(f.resume) : undefined;
@@ -182,6 +194,7 @@ export function buildProgram(): Command {
         resume: prior !== undefined,
         logLevel: f.logLevel as LogLevel,
         natsServer: f.natsServer,
+        record: f.record,
         log,
         onReady: (reached, total) => reached === total && progress.note(`all ${total} pods ready`),
         onStep: (s) => progress.update(s.step + 1, `loss ${s.loss.toPrecision(4)}${s.podsAgree ? '' : ' PODS DIFFER'}`),
@@ -231,6 +244,8 @@ export function buildProgram(): Command {
     .description('measure steps/s and phase times on tiny and demo (small and >=16 MiB gradients) against raw NATS in the same run')
     .option('--small-steps <n>', 'steps of the control-plane runs', '100')
     .option('--large-steps <n>', 'steps of the data-plane runs', '5')
+    .option('--sim-seeds <n>', 'lockstep sim schedules (20 steps, tiny) to time; 0: none', '300')
+    .option('--sim-palm-steps <n>', 'palm-540b steps to run in the simulator (minutes each here); 0: none', '0')
     .option('--out <dir>', 'where results go', 'bench/results')
     .option('--json', 'print the report as one JSON line')
     .action(async (raw) => {
@@ -238,6 +253,8 @@ export function buildProgram(): Command {
         z.object({
           smallSteps: z.coerce.number().int().min(1, 'must be >= 1'),
           largeSteps: z.coerce.number().int().min(1, 'must be >= 1'),
+          simSeeds: z.coerce.number().int().min(0, 'must be >= 0').max(100_000, 'must be <= 100000'),
+          simPalmSteps: z.coerce.number().int().min(0, 'must be >= 0').max(100, 'must be <= 100'),
           out: z.string().min(1),
           json: z.boolean().default(false),
         }),
@@ -251,6 +268,8 @@ export function buildProgram(): Command {
         log,
         smallSteps: flags.smallSteps,
         largeSteps: flags.largeSteps,
+        simSeeds: flags.simSeeds,
+        simPalmSteps: flags.simPalmSteps,
         onCase: (c) =>
           process.stderr.write(
             `bench: ${c.name}: ${c.stepsPerSecond.toFixed(2)} steps/s, step ${c.phaseMs.step.toFixed(1)} ms, exchange ${(c.phaseMs.exchange ?? 0).toFixed(1)} ms\n`,
@@ -393,7 +412,7 @@ export function buildProgram(): Command {
     .option('--compute-ms <ms>', 'simulated forward time (backward twice, update half), ms', '2')
     .option('--trace [file]', 'with --seed or --schedule: write every delivery, fault and restart as JSON lines')
     .option('--shrink', 'shrink each failing schedule to a smaller one that still fails, and write it')
-    .option('--out <dir>', 'where trace and shrunk schedule files go', '.')
+    .option('--out <dir>', 'where --trace and --shrink write their files (the schedule, its trace, the shrunk schedule)', '.')
     .option('--json', 'print one JSON object as the last line of stdout')
     .action(async (raw) => {
       const f = parseFlags(SimFlags, raw);
@@ -403,11 +422,11 @@ export function buildProgram(): Command {
         const schedule = f.schedule !== undefined ? loadSchedule(f.schedule) : scheduleFor(base, f.seed!);
         const r = await runOne(schedule, { computeMs: f.computeMs, trace: f.trace !== undefined });
         const files: string[] = [];
-        mkdirSync(f.out, { recursive: true });
-        const schedFile = join(f.out, `sim-${schedule.seed}.schedule.json`);
-        writeFileSync(schedFile, `${JSON.stringify(schedule, null, 2)}\n`);
-        files.push(schedFile);
+        if (f.trace !== undefined || f.shrink) mkdirSync(f.out, { recursive: true });
         if (f.trace !== undefined && r.trace) {
+          const schedFile = join(f.out, `sim-${schedule.seed}.schedule.json`);
+          writeFileSync(schedFile, `${JSON.stringify(schedule, null, 2)}\n`);
+          files.push(schedFile);
           const traceFile = typeof f.trace === 'string' ? f.trace : join(f.out, `sim-${schedule.seed}.trace.jsonl`);
           writeFileSync(traceFile, r.trace.map((e) => JSON.stringify(e)).join('\n') + '\n');
           files.push(traceFile);
@@ -448,7 +467,7 @@ export function buildProgram(): Command {
                     string,
                   ][])
                 : []),
-              ['files', files.join(', ')],
+              ['files', files.join(', ') || '- (--trace writes the schedule and its trace)'],
             ])}\n`,
           );
         }
@@ -503,6 +522,62 @@ export function buildProgram(): Command {
         process.stdout.write(`${summary.schedules - summary.failed.length} passed, ${summary.failed.length} failed\n`);
       }
       process.exitCode = summary.failed.length === 0 ? 0 : 1;
+    });
+
+  program
+    .command('replay')
+    .description(
+      "feed what a recorded run's machines took (train --record) to fresh machines, and check they decide the same: the same messages, message for message",
+    )
+    .argument('<run>', 'a run id under .lockstep/runs, or its directory')
+    .option('--json', 'print one JSON object as the last line of stdout')
+    .action(async (run: string, raw) => {
+      const runDir = existsSync(join(run, 'record')) ? run : join('.lockstep', 'runs', run);
+      const dir = join(runDir, 'record');
+      let files: string[];
+      try {
+        files = readdirSync(dir)
+          .filter((n) => n.endsWith('.jsonl'))
+          .sort();
+      } catch {
+        throw new UsageError(`replay: ${run} has no record (${dir}); record a run with lockstep train --record`);
+      }
+      if (files.length === 0) throw new UsageError(`replay: ${dir} holds no actor records`);
+      const results: ReplayResult[] = [];
+      for (const file of files) {
+        const text = readFileSync(join(dir, file), 'utf8');
+        const lines = text.split('\n').filter((l) => l.length > 0);
+        let decoded: RecordLine[];
+        try {
+          decoded = lines.map(decodeRecord);
+        } catch (err) {
+          throw new UsageError(`replay: ${join(dir, file)}: not a record (${(err as Error).message})`);
+        }
+        const actor = file.replace(/\.jsonl$/, '').replaceAll('-', '/');
+        livesOf(decoded).forEach((life, i) => {
+          results.push(replayLife(actor, i + 1, life));
+        });
+      }
+      const differ = results.filter((r) => r.divergence);
+      if (raw.json) printJson({ runDir, actors: results, same: differ.length === 0 });
+      else {
+        process.stdout.write(
+          [
+            '| actor | life | events | messages recorded | messages replayed | same |',
+            '|---|---:|---:|---:|---:|---|',
+            ...results.map(
+              (r) =>
+                `| ${r.actor} | ${r.life} | ${r.events} | ${r.recorded} | ${r.replayed} | ${r.divergence ? `NO: message ${r.divergence.index}: recorded ${JSON.stringify(r.divergence.recorded)}, replayed ${JSON.stringify(r.divergence.replayed)}` : 'yes'} |`,
+            ),
+            '',
+            differ.length === 0
+              ? `every machine decided the same: ${results.reduce((n, r) => n + r.recorded, 0)} messages from ${results.reduce((n, r) => n + r.events, 0)} events`
+              : `${differ.length} of ${results.length} decided differently`,
+            '',
+          ].join('\n'),
+        );
+      }
+      process.exitCode = differ.length === 0 ? 0 : 1;
     });
 
   const role = (name: string, desc: string) =>

@@ -41,6 +41,8 @@ export interface LaunchOptions {
   onDcn?: (links: { from: number; to: number; proxy: DcnProxy }[]) => void;
   /** Extra environment for the first start of named processes (fault injection: LOCKSTEP_CRASH_POINT). */
   processEnv?: Record<string, Record<string, string>>;
+  /** Record every machine's events in `<runDir>/record` for `lockstep replay` (train --record). */
+  record?: boolean;
 }
 
 /** What `lockstep train --json` prints. */
@@ -208,14 +210,15 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
         () => summary !== undefined,
       );
     nats = [];
+    const recordEnv: Record<string, string> = opts.record ? { LOCKSTEP_RECORD_DIR: join(runDir, 'record') } : {};
     // a restarted role process rejoins: a pod scheduler learns the step from the client, a host heals from its cross-pod peer
     for (const p of local.roles.filter((x) => x.role !== 'client'))
       supervise(
         p.name,
         (r) =>
           (r === 0
-            ? spawnRole(p.name, p.args, logDir, 'log', { ...p.env, ...opts.processEnv?.[p.name] })
-            : spawnRole(p.name, [...p.args, '--rejoin'], logDir, 'log', p.env)
+            ? spawnRole(p.name, p.args, logDir, 'log', { ...p.env, ...recordEnv, ...opts.processEnv?.[p.name] })
+            : spawnRole(p.name, [...p.args, '--rejoin'], logDir, 'log', { ...p.env, ...recordEnv })
           ).process,
         p.logFile,
         (code) => code === 0,
@@ -251,7 +254,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       // a restarted client resumes from the run log: it finishes the last logged commit and goes on
       (r) => {
         const resume = r > 0 ? ['--resume'] : opts.resume ? ['--resume', '--cold'] : [];
-        const m = spawnRole(client.name, [...client.args, ...resume], logDir, 'pipe', client.env);
+        const m = spawnRole(client.name, [...client.args, ...resume], logDir, 'pipe', { ...client.env, ...recordEnv });
         createInterface({ input: m.process.stdout! }).on('line', onLine);
         m.process.once('close', (code) => {
           if (summary) clientCode(code ?? 1);

@@ -55,6 +55,18 @@ export const ClientFlags = z.object({
   cold: z.boolean().default(false),
 });
 
+/** LOCKSTEP_RECORD_DIR: record every machine's events here (train --record), for lockstep replay. */
+function recordDir(): string | undefined {
+  const r = z
+    .string()
+    .min(1)
+    .max(4096)
+    .optional()
+    .safeParse(process.env.LOCKSTEP_RECORD_DIR || undefined);
+  if (!r.success) throw new UsageError('LOCKSTEP_RECORD_DIR: must be a directory path');
+  return r.data;
+}
+
 export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.output<S> {
   const r = schema.safeParse(flags);
   if (!r.success)
@@ -136,7 +148,7 @@ export async function podRole(raw: unknown): Promise<number> {
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
   const delay = exitDelayMs();
   const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
-  const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log, rejoin: f.rejoin || restartedContainer() });
+  const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log, rejoin: f.rejoin || restartedContainer(), recordDir: recordDir() });
   const exit = () => {
     pod.stop();
     void nc.close().finally(() => process.exit(1));
@@ -168,7 +180,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
   const heal = f.rejoin || restartedContainer();
   const runs = hosts.map((host) =>
-    runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal, crashPoint, checkpointDir: f.ckptDir }),
+    runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal, crashPoint, checkpointDir: f.ckptDir, recordDir: recordDir() }),
   );
   const exit = () => {
     for (const r of runs) r.stop();
@@ -229,6 +241,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     resume: f.resume ? last : undefined,
     cold: f.cold,
     log,
+    recordDir: recordDir(),
     onReadyProgress: (reached, total) => {
       print({ type: 'ready', reached, total });
       started = performance.now();

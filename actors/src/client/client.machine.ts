@@ -24,7 +24,19 @@ import type { WireCommand, WireEvent } from '../wire/edge.ts';
  *      wait for every pod.committed), then the next step or finishing
  *   -> hashes differ, a pod failed, or a deadline passed: aborting (step.abort,
  *      wait for every pod.aborted), then finishing with the failure
+ *   logging (between prepared and committing): the decision goes to the durable run log first
+ *   aborting -> retryOrEnd: a retryable failure waits (awaitPods) until every pod says, in a
+ *     heartbeat heard since, that all its hosts are up, then dispatches attempt a+1
+ *   awaitPods or committing, when a pod says a host is lost (no replica of its shard left):
+ *     findingCheckpoint -> restoring (run.restore to every pod) -> awaitPods, then the steps since
+ *     the checkpoint are replayed, each to its logged hash
  *   finishing: run.end to every pod, wait for their final counts -> done
+ *
+ * Start: a fresh client dispatches `firstStep`; a restarted one (`resume`, the run log's last
+ * record) first finishes that commit (pods that committed it confirm again); after `train --resume`
+ * (`cold`) it restores the newest checkpoint and replays up to the logged step. Throughout: a pod
+ * silent for `misses` heartbeat intervals fails the attempt (`clock.tick` carries the time); commits
+ * are resent every interval until confirmed, never taken back.
  *
  * A step is committed only once every pod has prepared it with the same hash,
  * so the pods hold bitwise-identical parameters at every committed step.

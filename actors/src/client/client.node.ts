@@ -7,6 +7,7 @@ import { edgeFor, natsTransport } from '../wire/edge.ts';
 import { listenFor } from '../wire/listen.ts';
 import { systemClock, ticker } from '../clock.ts';
 import { processIncarnation } from '../rejects.ts';
+import { recorder } from '../record.ts';
 import { checkpointActor } from '../checkpoint/actors.ts';
 import { clientMachine, type ClientOutput, type StepRecord } from './client.machine.ts';
 import { runLogActor, type RunLog } from './runlog.ts';
@@ -26,6 +27,8 @@ export interface ClientRunOptions {
   /** Where hosts write checkpoints and the client their manifests. */
   checkpointDir: string;
   log: Logger;
+  /** Record every event the machine takes and every message it sends here, for `lockstep replay`. */
+  recordDir?: string;
   onReadyProgress?: (reached: number, total: number) => void;
   onStep?: (record: StepRecord) => void;
 }
@@ -54,6 +57,17 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
     log,
     listen: listenFor(t, runId, { role: 'client' }),
   });
+  const input = {
+    topology: t,
+    runId,
+    incarnation: processIncarnation(),
+    steps: opts.steps,
+    firstStep: opts.firstStep,
+    resume: opts.resume,
+    cold: opts.cold,
+    now: clock.now(),
+  };
+  const rec = opts.recordDir ? recorder(opts.recordDir, actorNames.client, input) : undefined;
   const actor = createActor(
     clientMachine.provide({
       actors: {
@@ -63,19 +77,7 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
         checkpoints: checkpointActor({ dir: opts.checkpointDir, topology: t, runId, log, clock }),
       },
     }),
-    {
-      input: {
-        topology: t,
-        runId,
-        incarnation: processIncarnation(),
-        steps: opts.steps,
-        firstStep: opts.firstStep,
-        resume: opts.resume,
-        cold: opts.cold,
-        now: clock.now(),
-      },
-      clock,
-    },
+    { input, clock, inspect: rec?.inspect },
   );
   actor.on('step.committed', (r) => {
     log.info(
@@ -111,5 +113,6 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
   } finally {
     await nc.flush().catch(() => {});
     actor.stop();
+    rec?.close();
   }
 }

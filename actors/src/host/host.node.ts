@@ -10,6 +10,7 @@ import { edgeFor, natsTransport } from '../wire/edge.ts';
 import { hostTensorLength, listenFor } from '../wire/listen.ts';
 import type { HostAddress } from './address.ts';
 import { crashInspector } from './crash.ts';
+import { inspectors, recorder } from '../record.ts';
 import { hostCompute } from './host.actors.ts';
 import { hostMachine } from './host.machine.ts';
 
@@ -28,6 +29,8 @@ export interface HostRunOptions extends HostAddress {
   crashPoint?: CrashPoint;
   /** Where checkpoints are written and read (shared by every host and the client). */
   checkpointDir: string;
+  /** Record every event the machine takes and every message it sends here, for `lockstep replay` (`train --record`). */
+  recordDir?: string;
 }
 
 const incarnation = processIncarnation();
@@ -51,7 +54,9 @@ export function runHost(opts: HostRunOptions): HostRun {
     expectedLength: hostTensorLength(t, host),
     listen: listenFor(t, runId, { role: 'host', pod, host }),
   });
-  const inspect = opts.crashPoint?.host === host ? crashInspector(opts.crashPoint, log) : undefined;
+  const input = { topology: t, runId, pod, host, incarnation, heal: opts.heal, now: clock.now() };
+  const rec = opts.recordDir ? recorder(opts.recordDir, me, input) : undefined;
+  const inspect = inspectors(opts.crashPoint?.host === host ? crashInspector(opts.crashPoint, log) : undefined, rec?.inspect);
   const actor: ActorRefFrom<typeof hostMachine> = createActor(
     hostMachine.provide({
       actors: {
@@ -62,7 +67,7 @@ export function runHost(opts: HostRunOptions): HostRun {
         ...hostCompute(clock),
       },
     }),
-    { input: { topology: t, runId, pod, host, incarnation, heal: opts.heal, now: clock.now() }, inspect, clock },
+    { input, inspect, clock },
   );
   let lastPhase = '';
   actor.subscribe((s) => {
@@ -75,7 +80,7 @@ export function runHost(opts: HostRunOptions): HostRun {
     log.debug({ step: c.step, attempt: c.attempt, phase: c.phase }, 'phase');
   });
   // subscribe to errors before start, so nothing the actor throws goes unhandled
-  const done = untilStopped(actor, { nc, log, name: 'host', cleanup: () => {} });
+  const done = untilStopped(actor, { nc, log, name: 'host', cleanup: () => rec?.close() });
   actor.start();
 
   // the start-up handshake: this host answers pings, and is ready once its state is settled and every peer answers

@@ -25,8 +25,17 @@ import type { WireCommand, WireEvent } from '../wire/edge.ts';
  *   running --all host.prepared--> prepared (pod.prepared: pod hash over shard hashes)
  *   prepared --step.commit--> committing --all host.committed--> idle (pod.committed)
  *   any attempt state --step.abort--> aborting --all host.aborted--> idle (pod.aborted)
- *   a host's failure or a missed deadline --> failed (pod.failed), then the client aborts
+ *   a host's failure, a silent host (no heartbeat for `misses` intervals, longer while it
+ *     computes), a host that says it is idle, healing or lost in the attempt, or a missed
+ *     deadline --> failed (pod.failed), then the client aborts
+ *   any state --run.restore--> restoring (every host loads the checkpoint) --all host.restored-->
+ *     idle at the step after it (pod.restored with the parameters' hash)
  *   run.end --> stopping --all host.stopped--> stopped (pod.stopped with every count)
+ *
+ * A restarted scheduler (`rejoin`) starts at step -1 and takes the step from the client's next
+ * dispatch or (resent) commit. Throughout: a pod.heartbeat every heartbeat interval (`clock.tick`)
+ * with its phase and whether every host is up (heard from lately, not healing, not lost); reports
+ * (pod.prepared) and relays to hosts that have not answered are said again every interval.
  */
 export interface PodInput {
   topology: Topology;

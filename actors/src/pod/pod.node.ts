@@ -9,6 +9,7 @@ import { processIncarnation } from '../rejects.ts';
 import { edgeFor, natsTransport } from '../wire/edge.ts';
 import { listenFor } from '../wire/listen.ts';
 import { podMachine } from './pod.machine.ts';
+import { recorder } from '../record.ts';
 
 export interface PodRun {
   /** Resolves when every host of the pod has answered and reached its own peers. */
@@ -27,6 +28,8 @@ export function runPod(opts: {
   pod: number;
   log: Logger;
   rejoin?: boolean;
+  /** Record every event the machine takes and every message it sends here, for `lockstep replay`. */
+  recordDir?: string;
 }): PodRun {
   const { nc, topology: t, runId, pod } = opts;
   const me = actorNames.pod(pod);
@@ -39,10 +42,9 @@ export function runPod(opts: {
     log,
     listen: listenFor(t, runId, { role: 'pod', pod }),
   });
-  const actor = createActor(podMachine.provide({ actors: { wire, clock: ticker(clock) } }), {
-    input: { topology: t, runId, pod, incarnation, rejoin: opts.rejoin, now: clock.now() },
-    clock,
-  });
+  const input = { topology: t, runId, pod, incarnation, rejoin: opts.rejoin, now: clock.now() };
+  const rec = opts.recordDir ? recorder(opts.recordDir, me, input) : undefined;
+  const actor = createActor(podMachine.provide({ actors: { wire, clock: ticker(clock) } }), { input, clock, inspect: rec?.inspect });
   let last = '';
   actor.subscribe((s) => {
     const key = `${s.context.step}/${s.context.phase}`;
@@ -54,7 +56,15 @@ export function runPod(opts: {
   });
   let pingSub: Subscription | undefined;
   // subscribe to errors before start, so nothing the actor throws goes unhandled
-  const done = untilStopped(actor, { nc, log, name: 'pod', cleanup: () => pingSub?.unsubscribe() });
+  const done = untilStopped(actor, {
+    nc,
+    log,
+    name: 'pod',
+    cleanup: () => {
+      pingSub?.unsubscribe();
+      rec?.close();
+    },
+  });
   actor.start();
 
   let hostsReady = false;
