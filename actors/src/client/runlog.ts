@@ -148,8 +148,8 @@ export function runLogActor(runLog: RunLog, clock: RunClock) {
           sendBack({
             type: 'log.failed',
             step,
-            reason: `${err.name}: ${err.message}`,
-            retry: !(err instanceof RunLogConflict),
+            problem: err instanceof RunLogConflict ? 'conflict' : 'unavailable',
+            detail: err.message.slice(0, 1000),
           } satisfies RunLogEvent),
       );
     });
