@@ -6,6 +6,8 @@ import {
   HostFailed,
   PodFailed,
   RunFailure,
+  Scenario,
+  causeMatches,
   describeCause,
   describeFailure,
   failureReport,
@@ -127,5 +129,28 @@ describe('describeFailure', () => {
     expect(describeCause(one.runLog)).toBe('run log refused the commit: step 4 after 3 records');
     expect(describeCause(one.restore)).toBe('restore of checkpoint 9: pod/1 restored 000000000000, its manifest says 000000000000');
     expect(describeCause(one.commitNotConfirmed)).toBe('pod/0: commit not confirmed within 10000 ms by host/0/1 (last phase prepared)');
+  });
+});
+
+describe('a scenario expecting a failure', () => {
+  const base = { name: 's', topology: 'tiny', steps: 3 };
+  it('names a kind, fields of its cause, or (for older files) a message pattern; a kind must be one there is', () => {
+    expect(Scenario.parse({ ...base, expect: { outcome: 'fails', failure: 'podsNotReady' } }).expect).toEqual({
+      outcome: 'fails',
+      failure: 'podsNotReady',
+    });
+    expect(Scenario.safeParse({ ...base, expect: { outcome: 'fails', error: 'not ready' } }).success).toBe(true);
+    expect(Scenario.safeParse({ ...base, expect: { outcome: 'fails', failure: 'notAKind' } }).success).toBe(false);
+    expect(Scenario.safeParse({ ...base, expect: { outcome: 'fails' } }).success).toBe(false);
+  });
+
+  it('matches a cause by the fields named, arrays element by element', () => {
+    const got = { kind: 'podsNotReady', ms: 5000, pods: [{ pod: 0, silentHosts: [1] }] };
+    expect(causeMatches(got, { pods: [{ pod: 0, silentHosts: [1] }] })).toBe(true);
+    expect(causeMatches(got, { pods: [{ pod: 0 }] })).toBe(true);
+    expect(causeMatches(got, { pods: [{ pod: 1, silentHosts: [] }] })).toBe(false);
+    expect(causeMatches(got, { pods: [{ pod: 0, silentHosts: [] }] })).toBe(false);
+    expect(causeMatches(got, { pods: [] })).toBe(false);
+    expect(causeMatches(undefined, { pods: [] })).toBe(false);
   });
 });
