@@ -1,17 +1,5 @@
 /** One error class per failure a user can meet; each message says which step, which actor and what to do. */
 
-export class DeadlineExceeded extends Error {
-  override name = 'DeadlineExceeded';
-}
-
-export class HashMismatch extends Error {
-  override name = 'HashMismatch';
-}
-
-export class StepFailed extends Error {
-  override name = 'StepFailed';
-}
-
 /** Actors did not become reachable over NATS in time at start-up. */
 export class StartupTimeout extends Error {
   override name = 'StartupTimeout';
@@ -20,11 +8,6 @@ export class StartupTimeout extends Error {
 /** The NATS connection could not be made or was lost for good. */
 export class NatsUnavailable extends Error {
   override name = 'NatsUnavailable';
-}
-
-/** A restarted host was stopped before it finished healing. (A heal that finds no replica is not an error: the host reports itself lost and waits for the client to restore a checkpoint.) */
-export class HealInterrupted extends Error {
-  override name = 'HealInterrupted';
 }
 
 /** The run log refused a record: the step is already committed, or one before it is missing. Never retried. */

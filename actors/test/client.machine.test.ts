@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createActor, waitFor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
-import { parseTopology, preset, type RunLogRecord } from '@lockstep/topology';
-import { clientMachine, describeFailure, systemClock, ticker, type ClientEvent, type WireCommand } from '../src/index.ts';
+import { describeFailure, parseTopology, preset, type FailureCause, type RunLogRecord } from '@lockstep/topology';
+import { clientMachine, systemClock, ticker, type ClientEvent, type WireCommand } from '../src/index.ts';
 import { controlSent, manualClock, memoryRunLog, noCheckpoints, now, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
@@ -44,9 +44,18 @@ const up = (pod: number, step = 0, attempt = 0, phase = 'idle'): ClientEvent => 
   msg: { ...env(step, attempt, pod), kind: 'pod.heartbeat', phase, ready: true, silentHosts: [], lostHosts: [] },
   at: now(),
 });
+/** What host 3 of a pod tells it when the exchange deadline passes with nothing from its peer in the other pod. */
+const exchangeDeadline = (pod: number): FailureCause => ({
+  kind: 'deadline',
+  actor: `host/${pod}/3`,
+  phase: 'exchange',
+  ms: 100,
+  waitingFor: 'grad.exchange',
+  peers: [{ actor: `host/${1 - pod}/3` }],
+});
 const failed = (pod: number, step: number, attempt: number): ClientEvent => ({
   type: 'pod.failed',
-  msg: { ...env(step, attempt, pod), kind: 'pod.failed', host: 3, phase: 'exchange', reason: 'deadline of 100 ms exceeded' },
+  msg: { ...env(step, attempt, pod), kind: 'pod.failed', host: 3, cause: exchangeDeadline(pod) },
   at: now(),
 });
 
@@ -93,7 +102,7 @@ describe('client machine', () => {
     });
   });
 
-  it('different hashes abort the step and end the run with a HashMismatch naming the step and pods', () => {
+  it('different hashes abort the step and end the run with a hashMismatch cause naming the step and every pod hash', () => {
     const { a, sent } = start(5);
     a.send(prepared(0, 0, 0, H(1)));
     a.send(prepared(1, 0, 0, H(2)));
@@ -104,11 +113,22 @@ describe('client machine', () => {
     a.send(stopped(0));
     a.send(stopped(1));
     const out = a.getSnapshot().output!;
-    expect(out.failure?.kind).toBe('hashMismatch');
-    expect(describeFailure(out.failure)).toMatch(/parameter hashes differ at step 0: pod\/0=000000000000, pod\/1=000000000000/);
+    expect(out.failure).toEqual({
+      step: 0,
+      attempt: 0,
+      cause: {
+        kind: 'hashMismatch',
+        hashes: [
+          { pod: 0, paramsHash: H(1) },
+          { pod: 1, paramsHash: H(2) },
+        ],
+      },
+    });
+    expect(out.retried).toEqual([]); // a mismatch is a bug, not a fault: never retried
+    expect(describeFailure(out.failure)).toBe('step 0: parameter hashes differ: pod/0=000000000000, pod/1=000000000000');
   });
 
-  it('a pod failure aborts the attempt everywhere and retries it, up to maxAttempts; then ends naming pod, host and phase', () => {
+  it("a pod failure aborts the attempt everywhere and retries it, up to maxAttempts; then ends with the host's cause as the pod relayed it", () => {
     const { a, sent } = start(5);
     for (let attempt = 0; attempt < t.recovery.maxAttempts; attempt++) {
       expect(controlSent(sent, 'step.dispatch').filter((m) => m.attempt === attempt).length).toBe(2);
@@ -125,7 +145,11 @@ describe('client machine', () => {
     a.send(stopped(1));
     const out = a.getSnapshot().output!;
     expect(out.retried.map((r) => r.attempt)).toEqual([0, 1]);
-    expect(describeFailure(out.failure)).toBe('pod/1 failed at step 0 (host/1/3, exchange): deadline of 100 ms exceeded');
+    expect(out.retried.map((r) => r.cause.kind)).toEqual(['deadline', 'deadline']);
+    expect(out.failure).toEqual({ step: 0, attempt: 2, pod: 1, host: 3, cause: exchangeDeadline(1) });
+    expect(describeFailure(out.failure)).toBe(
+      'step 0 (pod/1 reports from host/1/3): host/1/3: deadline of 100 ms exceeded in exchange: no grad.exchange from host/0/3',
+    );
   });
 
   it('resends a commit that gets no answer, each time under a new message id', async () => {
@@ -178,7 +202,10 @@ describe('client machine', () => {
       await new Promise((r) => setTimeout(r, 10));
     }
     expect(controlSent(sent, 'step.abort').filter((m) => m.attempt === 0).length).toBe(2);
-    expect(a.getSnapshot().context.retried[0].reason).toMatch(/^pod\/1 silent for \d+ ms at step 0 \(no heartbeat; last phase idle\)$/);
+    const [retried] = a.getSnapshot().context.retried;
+    expect(retried).toMatchObject({ step: 0, attempt: 0, cause: { kind: 'silent', actor: 'pod/1', lastPhase: 'idle' } });
+    expect(retried.pod).toBeUndefined(); // found by the client itself
+    expect(retried.cause.kind === 'silent' && retried.cause.ms).toBeGreaterThan(quick.heartbeat.intervalMs * quick.heartbeat.misses);
     // the retry waits until both pods say, after the failure, that their hosts are up
     expect(controlSent(sent, 'step.dispatch').some((m) => m.attempt === 1)).toBe(false);
     a.send(up(0));
@@ -208,9 +235,7 @@ describe('client machine', () => {
     a.send(up(1));
     expect(controlSent(sent, 'step.abort').filter((m) => m.attempt === 0).length).toBe(2);
     await waitFor(a, (s) => s.context.retried.length === 1, { timeout: 2000 });
-    expect(a.getSnapshot().context.retried[0].reason).toBe(
-      'pod/1 failed at step 0 (idle): idle in attempt 0 (restarted, or its dispatch was lost)',
-    );
+    expect(a.getSnapshot().context.retried[0]).toEqual({ step: 0, attempt: 0, cause: { kind: 'idle', actor: 'pod/1' } });
     a.stop();
   });
 
@@ -231,8 +256,9 @@ describe('client machine', () => {
     a.send(aborted(0, 0, 0));
     a.send(aborted(1, 0, 0));
     a.send(up(0));
-    await waitFor(a, (s) => s.context.failure?.kind === 'podsNotReady', { timeout: 2000 });
-    expect(describeFailure(a.getSnapshot().context.failure)).toBe('not ready within 100 ms to retry step 0: pod/1 (scheduler silent)');
+    await waitFor(a, (s) => s.context.failure?.cause.kind === 'podsNotReady', { timeout: 2000 });
+    expect(a.getSnapshot().context.failure!.cause).toEqual({ kind: 'podsNotReady', ms: 100, pods: [{ pod: 1, silentHosts: [] }] });
+    expect(describeFailure(a.getSnapshot().context.failure)).toBe('step 0: not ready within 100 ms to retry: pod/1 (scheduler silent)');
     expect(controlSent(sent, 'step.dispatch').some((m) => m.attempt === 1)).toBe(false);
     a.stop();
   });
@@ -275,7 +301,8 @@ describe('client machine', () => {
     a.send(aborted(0, 0, 0));
     a.send(aborted(1, 0, 0));
     expect(controlSent(sent, 'run.end').length).toBe(2);
-    expect(describeFailure(a.getSnapshot().context.failure)).toBe('run log at step 0: RunLogConflict: step 0 after 1 records');
+    expect(a.getSnapshot().context.failure!.cause).toEqual({ kind: 'runLog', problem: 'conflict', detail: 'step 0 after 1 records' });
+    expect(a.getSnapshot().context.retried).toEqual([]); // a conflict is never retried
     expect(records.length).toBe(1);
     a.stop();
   });
@@ -397,7 +424,7 @@ describe('client machine', () => {
       }
     }
     expect(commits).toBeGreaterThan(0);
-    expect(paths.some((p) => (p.state as Snap).context.failure?.kind === 'hashMismatch')).toBe(true);
+    expect(paths.some((p) => (p.state as Snap).context.failure?.cause.kind === 'hashMismatch')).toBe(true);
     expect(paths.some((p) => (p.state as Snap).context.stepsCommitted === 3)).toBe(true);
   });
 });

@@ -254,7 +254,14 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     const c = healer.getSnapshot().context;
     expect(c.heal.from).toBeUndefined();
     expect(c.heal.answers.get(0)!.round).toBeGreaterThan(1); // each bad answer was asked for again, in a new round
-    expect(c.failure).toEqual({ phase: 'healing', reason: 'no peer delivered the state of shard 1 within 1500 ms' });
+    expect(c.failure).toEqual({
+      kind: 'deadline',
+      actor: 'host/1/1',
+      phase: 'healing',
+      ms: 1500,
+      waitingFor: 'state.done',
+      peers: [{ actor: 'host/0/1' }],
+    });
     expect(sameBits(c.params, initParams(quick.model, quick.training.seed))).toBe(true); // nothing of the bad state was adopted
   });
 
@@ -277,10 +284,9 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
       await Promise.all([a, b].map((h) => waitFor(h, (s) => s.matches('lost'), { timeout: 5000 })));
       expect(performance.now() - began).toBeLessThan(3000);
       // each says why in its peer's own word: healing itself, or (if the peer was quicker) lost already
-      const peerWord = '(healing itself \\(restarted, no state yet\\)|lost \\(no replica was left to heal from\\))';
-      expect(b.getSnapshot().context.failure?.phase).toBe('healing');
-      expect(b.getSnapshot().context.failure?.reason).toMatch(new RegExp(`^no replica of shard 0 left: host/0/0 ${peerWord}$`));
-      expect(a.getSnapshot().context.failure?.reason).toMatch(new RegExp(`^no replica of shard 0 left: host/1/0 ${peerWord}$`));
+      const said = expect.stringMatching(/^(healing itself \(restarted, no state yet\)|lost \(no replica was left to heal from\))$/);
+      expect(b.getSnapshot().context.failure).toEqual({ kind: 'lost', actor: 'host/1/0', peers: [{ actor: 'host/0/0', said }] });
+      expect(a.getSnapshot().context.failure).toEqual({ kind: 'lost', actor: 'host/0/0', peers: [{ actor: 'host/1/0', said }] });
       // and its pod hears it: a heartbeat that says lost
       await until('host/1/0 heartbeats lost', () =>
         reports.some((m) => m.kind === 'host.heartbeat' && m.sender === 'host/1/0' && m.phase === 'lost'),

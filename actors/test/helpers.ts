@@ -96,8 +96,8 @@ export function memoryRunLog(records: RunLogRecord[]) {
         sendBack({
           type: 'log.failed',
           step,
-          reason: `RunLogConflict: step ${step} after ${records.length} records`,
-          retry: false,
+          problem: 'conflict',
+          detail: `step ${step} after ${records.length} records`,
         } satisfies RunLogEvent);
       else {
         records.push({ ...cmd.record, at: new Date(now()).toISOString() }); // stamped here, like the JetStream log's actor

@@ -11,7 +11,16 @@ import {
   type StateDone,
   type Topology,
 } from '@lockstep/topology';
-import { computeFor, crashInspector, hostMachine, type ForwardInput, type HostEvent, type Timed, type WireCommand } from '../src/index.ts';
+import {
+  computeFor,
+  crashInspector,
+  hostMachine,
+  type BackwardInput,
+  type ForwardInput,
+  type HostEvent,
+  type Timed,
+  type WireCommand,
+} from '../src/index.ts';
 import { controlSent, hostActors, manualClock, now, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
@@ -267,7 +276,28 @@ describe('host machine', () => {
     expect(a.getSnapshot().context.slices.has(1)).toBe(true);
   });
 
-  it('a missed deadline fails the attempt naming the missing peer; abort keeps the committed parameters', async () => {
+  it('a computation that throws fails the attempt with a computeError cause naming the phase and the error', async () => {
+    const sent: WireCommand[] = [];
+    const a = createActor(
+      hostMachine.provide({
+        actors: {
+          ...hostActors(recordingWire(sent)),
+          backwardPass: fromPromise<Timed<Float32Array>, BackwardInput>(async () => {
+            throw new Error('NaN in the gradient');
+          }),
+        },
+      }),
+      { input: { topology: preset('tiny'), runId: RUN, pod: 1, host: 0, incarnation: 'test', now: now() } },
+    ).start();
+    a.send(dispatch(1, 0, 0, { start: 0, end: 16 }));
+    await waitFor(a, (s) => s.matches({ attempt: 'failed' }), { timeout: 5000 });
+    expect(controlSent(sent, 'host.failed')).toMatchObject([
+      { cause: { kind: 'computeError', actor: 'host/1/0', phase: 'backward', message: 'NaN in the gradient' } },
+    ]);
+    a.stop();
+  });
+
+  it('a missed deadline fails the attempt with a typed deadline cause naming the missing peer; abort keeps the committed parameters', async () => {
     const t = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 1000 } });
     const sent: WireCommand[] = [];
     const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
@@ -276,9 +306,18 @@ describe('host machine', () => {
     const before = shardHash(a.getSnapshot().context.params);
     a.send(dispatch(0, 0, 0, { start: 0, end: 16 }));
     await waitFor(a, (s) => s.matches({ attempt: 'failed' }), { timeout: 5000 });
-    const [failed] = controlSent(sent, 'host.failed') as { phase: string; reason: string }[];
-    expect(failed.phase).toBe('reduceScatter');
-    expect(failed.reason).toMatch(/deadline of 100 ms exceeded: no grad\.slice yet from host\/0\/1/);
+    const [failed] = controlSent(sent, 'host.failed');
+    expect(failed).toMatchObject({
+      kind: 'host.failed',
+      cause: {
+        kind: 'deadline',
+        actor: 'host/0/0',
+        phase: 'reduceScatter',
+        ms: 100,
+        waitingFor: 'grad.slice',
+        peers: [{ actor: 'host/0/1' }],
+      },
+    });
     a.send(abort(0, 0, 0));
     expect(a.getSnapshot().value).toBe('idle');
     expect(controlSent(sent, 'host.aborted').length).toBe(1);

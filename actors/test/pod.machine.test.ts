@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { createActor, getInitialSnapshot, getNextSnapshot, type SnapshotFrom } from 'xstate';
+import { createActor, getInitialSnapshot, getNextSnapshot, waitFor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
-import { combineShardHashes, parseTopology, preset } from '@lockstep/topology';
+import { combineShardHashes, parseTopology, preset, type FailureCause } from '@lockstep/topology';
 import { podMachine, systemClock, ticker, totalRejections, type PodEvent, type WireCommand } from '../src/index.ts';
 import { controlSent, manualClock, now, recordingWire } from './helpers.ts';
 
@@ -19,6 +19,15 @@ const fromClient = (kind: 'step.dispatch' | 'step.commit' | 'step.abort', step: 
     : kind === 'step.abort'
       ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, reason: 'test' }, at: now() }
       : { type: kind, msg: { ...env(step, attempt, 'client'), kind }, at: now() };
+/** What host h of pod 0 says when the exchange deadline passes with nothing from its peer in pod 1. */
+const exchangeDeadline = (h: number): FailureCause => ({
+  kind: 'deadline',
+  actor: `host/0/${h}`,
+  phase: 'exchange',
+  ms: 100,
+  waitingFor: 'grad.exchange',
+  peers: [{ actor: `host/1/${h}` }],
+});
 const fromHost = (
   kind: 'host.prepared' | 'host.committed' | 'host.aborted' | 'host.failed',
   h: number,
@@ -34,7 +43,7 @@ const fromHost = (
     case 'host.aborted':
       return { type: kind, msg: { ...e, kind }, at: now() };
     case 'host.failed':
-      return { type: kind, msg: { ...e, kind, phase: 'exchange', reason: 'test' }, at: now() };
+      return { type: kind, msg: { ...e, kind, cause: exchangeDeadline(h) }, at: now() };
   }
 };
 
@@ -178,9 +187,54 @@ describe('pod machine', () => {
       await new Promise((r) => setTimeout(r, 10));
     }
     expect(a.getSnapshot().value).toBe('failed');
-    const [failed] = controlSent(sent, 'pod.failed') as { host: number; phase: string; reason: string }[];
-    expect(failed).toMatchObject({ host: 1, phase: 'exchange' });
-    expect(failed.reason).toMatch(/^host\/0\/1 silent for \d+ ms \(no heartbeat; last phase exchange\)$/);
+    const [failed] = controlSent(sent, 'pod.failed');
+    // the pod found it (host -1), and the cause names the silent host and its last phase
+    expect(failed).toMatchObject({ host: -1, cause: { kind: 'silent', actor: 'host/0/1', lastPhase: 'exchange' } });
+    expect(failed.kind === 'pod.failed' && failed.cause.kind === 'silent' && failed.cause.ms).toBeGreaterThan(60);
+    a.stop();
+  });
+
+  it('the step deadline fails the attempt with a deadline cause naming each host not prepared and its last phase', async () => {
+    const quick = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 60 } });
+    const sent: WireCommand[] = [];
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
+      input: { topology: quick, runId: RUN, pod: 0, incarnation: 'test', now: now() },
+    }).start();
+    a.send(fromClient('step.dispatch', 0, 0));
+    a.send({ type: 'host.heartbeat', msg: { ...env(0, 0, 'host/0/1'), kind: 'host.heartbeat', phase: 'allGather' }, at: now() });
+    a.send(fromHost('host.prepared', 0, 0, 0));
+    await waitFor(a, (s) => s.value === 'failed', { timeout: 2000 });
+    expect(controlSent(sent, 'pod.failed')).toMatchObject([
+      {
+        host: -1,
+        cause: {
+          kind: 'deadline',
+          actor: 'pod/0',
+          phase: 'running',
+          ms: 60,
+          waitingFor: 'host.prepared',
+          peers: [{ actor: 'host/0/1', lastPhase: 'allGather' }],
+        },
+      },
+    ]);
+    a.stop();
+  });
+
+  it('a commit a host never confirms fails with commitNotConfirmed naming that host', async () => {
+    const quick = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 60 } });
+    const sent: WireCommand[] = [];
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
+      input: { topology: quick, runId: RUN, pod: 0, incarnation: 'test', now: now() },
+    }).start();
+    a.send(fromClient('step.dispatch', 0, 0));
+    a.send(fromHost('host.prepared', 0, 0, 0));
+    a.send(fromHost('host.prepared', 1, 0, 0));
+    a.send(fromClient('step.commit', 0, 0));
+    a.send(fromHost('host.committed', 0, 0, 0));
+    await waitFor(a, (s) => s.value === 'failed', { timeout: 2000 });
+    expect(controlSent(sent, 'pod.failed')).toMatchObject([
+      { host: -1, cause: { kind: 'commitNotConfirmed', actor: 'pod/0', ms: 60, peers: [{ actor: 'host/0/1', lastPhase: 'prepared' }] } },
+    ]);
     a.stop();
   });
 
@@ -232,14 +286,15 @@ describe('pod machine', () => {
     expect(prepared.lossSum).toBe(1);
   });
 
-  it('a host failure is reported to the client with the host and phase', () => {
+  it("a host's failure is relayed to the client with its cause unchanged and the host's index", () => {
     const sent: WireCommand[] = [];
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
       input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
     a.send(fromClient('step.dispatch', 0, 0));
     a.send(fromHost('host.failed', 1, 0, 0));
-    expect(controlSent(sent, 'pod.failed')).toMatchObject([{ host: 1, phase: 'exchange', reason: 'test' }]);
+    expect(controlSent(sent, 'pod.failed')).toMatchObject([{ host: 1, cause: exchangeDeadline(1) }]);
+    expect(a.getSnapshot().context.failure).toEqual({ host: 1, cause: exchangeDeadline(1) });
     a.send(fromClient('step.abort', 0, 0));
     expect(controlSent(sent, 'host.abort').length).toBe(2);
   });

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { LogLevel } from '@lockstep/actors';
 import type { DcnProxy } from '@lockstep/infra';
 import {
+  causeMatches,
   checkpointDirName,
   DCN_ACTIONS,
   isPresetName,
@@ -12,10 +13,11 @@ import {
   parseTopology,
   preset,
   type CrashPoint,
+  type FailureKind,
   type Scenario,
   type Topology,
 } from '@lockstep/topology';
-import { UsageError } from './errors.ts';
+import { RunFailed, UsageError } from './errors.ts';
 import { hostGroups, hostProcessName, launch, type TrainResult } from './launcher.ts';
 import type { StepLine } from './protocol.ts';
 import { runReference } from './reference.ts';
@@ -42,6 +44,8 @@ export interface ScenarioResult {
   problems: string[];
   expected: Scenario['expect']['outcome'];
   error: string | null;
+  /** The kind of the client's failure the run ended with (null: none, or the run ended some other way). */
+  failure: FailureKind | null;
   faultsInjected: number;
   stepsCommitted: number;
   duplicateCommits: number;
@@ -221,6 +225,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
     problems: [],
     expected: s.expect.outcome,
     error: error ? error.message.split('\n')[0] : null,
+    failure: error instanceof RunFailed ? (error.kind ?? null) : null,
     faultsInjected: (result?.faultsInjected ?? 0) + injectedAt.length + firedKills.length + torn,
     stepsCommitted: unique.size,
     duplicateCommits: steps.length - unique.size,
@@ -255,7 +260,12 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
     }
   } else {
     problem(Boolean(error), 'expected to fail, but the run finished');
-    problem(!error || new RegExp(s.expect.error).test(error.message), `error does not match /${s.expect.error}/: ${r.error}`);
+    const { failure, cause, error: pattern } = s.expect;
+    const got = error instanceof RunFailed ? error.failure : undefined;
+    if (failure !== undefined) problem(r.failure === failure, `expected a ${failure} failure, got ${r.failure ?? 'none'}: ${r.error}`);
+    if (cause !== undefined)
+      problem(causeMatches(got?.cause, cause), `expected a cause with ${JSON.stringify(cause)}, got ${JSON.stringify(got?.cause ?? null)}`);
+    if (pattern !== undefined) problem(!error || new RegExp(pattern).test(error.message), `error does not match /${pattern}/: ${r.error}`);
   }
   r.passed = r.problems.length === 0;
   return r;

@@ -628,7 +628,14 @@ export async function main(argv: string[]): Promise<number> {
     const usage = e instanceof UsageError || e instanceof InvalidTopology || e instanceof InvalidInput || e instanceof NatsServerMissing;
     process.stderr.write(`lockstep: ${e.name}: ${e.message}\n`);
     if (json)
-      printJson({ error: { name: e.name, message: e.message }, ...(e instanceof RunFailed && e.summary ? { partial: e.summary } : {}) });
+      printJson({
+        error: {
+          name: e.name,
+          message: e.message,
+          ...(e instanceof RunFailed && e.failure ? { kind: e.failure.kind, failure: e.failure } : {}),
+        },
+        ...(e instanceof RunFailed && e.summary ? { partial: e.summary } : {}),
+      });
     if (!usage && !(e instanceof RunFailed) && !(e instanceof ProcessExited)) process.stderr.write(`${e.stack ?? ''}\n`);
     return usage ? 2 : 1;
   }

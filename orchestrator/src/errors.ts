@@ -1,3 +1,5 @@
+import type { FailureKind, FailureReport } from '@lockstep/topology';
+
 /** Errors the orchestrator can end with; each says what to do. */
 
 export class NatsServerMissing extends Error {
@@ -16,14 +18,24 @@ export class ProcessExited extends Error {
   override name = 'ProcessExited';
 }
 
-/** The run ended without training every step; the message says why. */
+/**
+ * The run ended without training every step; the message says why. When the
+ * client ended it, `failure` is its typed failure (`failure.kind` says which),
+ * as the summary carries it.
+ */
 export class RunFailed extends Error {
   override name = 'RunFailed';
   constructor(
     message: string,
     readonly summary?: unknown,
+    readonly failure?: FailureReport,
   ) {
     super(message);
+  }
+
+  /** The failure's kind, when the client ended the run. */
+  get kind(): FailureKind | undefined {
+    return this.failure?.kind;
   }
 }
 

@@ -60,6 +60,8 @@ export interface TrainResult {
   duplicates: number;
   /** Faults the seeded fault layer injected (topology `faults`). */
   faultsInjected: number;
+  /** Why the run ended early (null: it did not): the kind, the typed failure and its sentence. */
+  failure: SummaryLine['failure'];
   /** Step attempts that failed and were retried (aborted everywhere, run again as attempt a+1). */
   retried: SummaryLine['retried'];
   /** Mean over steps of the slowest host's time in each phase, and of the whole step. */
@@ -270,7 +272,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       throw new RunFailed(`the client exited (code ${code}) without a summary; its log: ${client.logFile}\n${tail(client.logFile)}`);
     const s: SummaryLine = summary;
     const result = toResult(t, runId, runDir, s, steps, processes, restarts, replayed);
-    if (s.failure) throw new RunFailed(`${s.failure.kind}: ${s.failure.message} (logs in ${logDir})`, result);
+    if (s.failure) throw new RunFailed(`${s.failure.kind}: ${s.failure.message} (logs in ${logDir})`, result, s.failure);
     if (s.logged !== opts.steps) throw new RunFailed(`only ${s.logged} of ${opts.steps} steps committed (logs in ${logDir})`, result);
     return result;
   } finally {
@@ -305,6 +307,7 @@ function toResult(
     rejectedTotal: totalRejections(s.rejected),
     duplicates: s.duplicates,
     faultsInjected: s.faultsInjected,
+    failure: s.failure,
     retried: s.retried,
     phaseMs,
     processes,

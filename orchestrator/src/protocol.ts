@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Hash, PhaseTimes, RejectCounts } from '@lockstep/topology';
+import { FailureReport, Hash, PhaseTimes, RejectCounts } from '@lockstep/topology';
 
 /**
  * What a client process prints on stdout for the launcher, one JSON object a
@@ -22,7 +22,6 @@ export const StepLine = z.object({
   replayed: z.boolean().optional(),
   shardHashes: z.array(Hash),
 });
-export const Failure = z.object({ kind: z.string(), message: z.string() });
 export const SummaryLine = z.object({
   type: z.literal('summary'),
   stepsCommitted: z.number().int(),
@@ -36,7 +35,8 @@ export const SummaryLine = z.object({
   faultsInjected: z.number().int(),
   podsReported: z.number().int(),
   trainMs: z.number(),
-  failure: Failure.nullable(),
+  /** Why the run ended early: the kind, the typed failure (step, reporting pod and host, cause) and its sentence. */
+  failure: FailureReport.nullable(),
   /** Steps in the run's durable log at the end: every step committed in the run, by any client. */
   logged: z.number().int(),
   /** Rollbacks to a checkpoint after every replica of a shard was lost. */
@@ -47,8 +47,8 @@ export const SummaryLine = z.object({
       skipped: z.array(z.object({ step: z.number().int(), reason: z.string() })),
     }),
   ),
-  /** Step attempts that failed and were retried, with why. */
-  retried: z.array(z.object({ step: z.number().int(), attempt: z.number().int(), reason: z.string() })),
+  /** Step attempts that failed and were retried, with why (the same shape as `failure`). */
+  retried: z.array(FailureReport),
 });
 export const ClientLine = z.discriminatedUnion('type', [ReadyLine, StepLine, SummaryLine]);
 export type ClientLine = z.infer<typeof ClientLine>;

@@ -1,19 +1,7 @@
 import { z } from 'zod';
-import {
-  parseCrashPoint,
-  RunLog,
-  connectNats,
-  createLogger,
-  describeFailure,
-  logLevels,
-  runClient,
-  runHost,
-  runPod,
-  type ClientFailure,
-  type LogLevel,
-} from '@lockstep/actors';
+import { parseCrashPoint, RunLog, connectNats, createLogger, logLevels, runClient, runHost, runPod, type LogLevel } from '@lockstep/actors';
 import { existsSync, writeFileSync } from 'node:fs';
-import { RunId, describeIssues, type CrashPoint, type Topology } from '@lockstep/topology';
+import { RunId, describeIssues, failureReport, type CrashPoint, type Topology } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
 import { fmtLoss, table } from './progress.ts';
 import { loadTopology } from './load.ts';
@@ -208,10 +196,6 @@ function summaryTable(t: Topology, s: SummaryLine): string {
   return `lockstep client: ${s.failure ? 'failed' : 'done'}\n${table(rows)}\n`;
 }
 
-function failureLine(f: ClientFailure | undefined): SummaryLine['failure'] {
-  return f ? { kind: f.kind, message: describeFailure(f) } : null;
-}
-
 /** Runs the client; prints one JSON line per event on stdout for the launcher. Exit 0 only if every step committed. */
 export async function clientRole(raw: unknown): Promise<number> {
   const f = parseFlags(ClientFlags, raw);
@@ -264,8 +248,8 @@ export async function clientRole(raw: unknown): Promise<number> {
     faultsInjected: out.faultsInjected,
     podsReported: out.podsReported,
     trainMs: performance.now() - started,
-    failure: failureLine(out.failure),
-    retried: out.retried,
+    failure: out.failure ? failureReport(out.failure) : null,
+    retried: out.retried.map(failureReport),
     logged: ((await runLog.last())?.step ?? -1) + 1,
     restores: out.restores,
   };

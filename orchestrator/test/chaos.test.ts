@@ -22,6 +22,25 @@ describe('fault-injection scenarios (scenarios/*.yaml)', () => {
     expect(r.passed).toBe(true);
     expect([r.duplicateCommits, r.skippedSteps, r.hashMismatches]).toEqual([0, 0, 0]);
     expect(r.faultsInjected).toBeGreaterThan(0);
+    // a failing scenario ends with the kind it names, carried from the client to here as a kind, not as text
+    if (s.expect.outcome === 'fails') expect(r.failure).toBe(s.expect.failure);
+    else expect(r.failure).toBeNull();
+  });
+
+  it('a failing run that ends with another kind or cause than the scenario names fails the scenario, saying what it got', () => {
+    const d = tempDir();
+    const text = readFileSync(join(dir, 'pod-stalled-unrecoverable.yaml'), 'utf8').replace(
+      /^expect: .*$/m,
+      'expect: { outcome: fails, failure: podsNotReady, cause: { pods: [{ pod: 0, silentHosts: [] }] } }',
+    );
+    const file = join(d, 'wrong-pod.yaml');
+    writeFileSync(file, text);
+    const r = cli(['chaos', file, '--json'], { timeoutMs: 120_000 });
+    expect(r.code).toBe(1);
+    const [s] = r.json!.scenarios as { passed: boolean; failure: string; problems: string[] }[];
+    expect(s.passed).toBe(false);
+    expect(s.failure).toBe('podsNotReady'); // the kind was right ...
+    expect(s.problems).toEqual([expect.stringMatching(/^expected a cause with .*"pod":0.*, got .*"pod":1/)]); // ... the pod was not
   });
 
   it('lockstep chaos <file> --json prints the documented fields last', () => {

@@ -10,6 +10,7 @@ export * from './optimizer.ts';
 export * from './hash.ts';
 export * from './reference.ts';
 export * from './subjects.ts';
+export * from './failure.ts';
 export * from './messages.ts';
 export * from './wire.ts';
 export * from './wiredoc.ts';

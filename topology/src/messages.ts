@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ActorName, FailureCause } from './failure.ts';
 
 /**
  * Every message on the wire. Control messages are JSON; tensor chunks are
@@ -9,7 +10,7 @@ import { z } from 'zod';
 
 const count = z.number().int().min(0);
 export const RunId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be 1-63 lowercase letters, digits or dashes');
-export const Sender = z.string().regex(/^(client|pod\/\d{1,6}|host\/\d{1,6}\/\d{1,6})$/, 'must be client, pod/<p> or host/<p>/<h>');
+export const Sender = ActorName;
 export const Hash = z.string().regex(/^[0-9a-f]{64}$/, 'must be a hex SHA-256');
 
 export const Envelope = z.object({
@@ -62,7 +63,8 @@ export const HostHeartbeat = msg('host.heartbeat', { phase: z.string().max(40) }
 export const HostPrepared = msg('host.prepared', { shardHash: Hash, lossSum: z.number(), phaseMs: PhaseTimes });
 export const HostCommitted = msg('host.committed', { shardHash: Hash });
 export const HostAborted = msg('host.aborted', {});
-export const HostFailed = msg('host.failed', { phase: z.string().max(100), reason: z.string().max(2000) });
+/** The attempt failed on this host: the typed cause (a deadline, a computation error). */
+export const HostFailed = msg('host.failed', { cause: FailureCause });
 export const HostRestored = msg('host.restored', { checkpoint: z.number().int().min(-1), shardHash: Hash });
 export const HostStopped = msg('host.stopped', { rejected: RejectCounts, duplicates: count, faultsInjected: count });
 // pod -> client
@@ -76,7 +78,8 @@ export const PodPrepared = msg('pod.prepared', {
 export const PodCommitted = msg('pod.committed', { paramsHash: Hash });
 export const PodAborted = msg('pod.aborted', {});
 export const PodRestored = msg('pod.restored', { checkpoint: z.number().int().min(-1), paramsHash: Hash });
-export const PodFailed = msg('pod.failed', { host: z.number().int().min(-1), phase: z.string().max(100), reason: z.string().max(2000) });
+/** The attempt failed in this pod: the cause a host reported (`host` >= 0), or the pod's own (`host` -1: a silent or restarted host, a deadline). */
+export const PodFailed = msg('pod.failed', { host: z.number().int().min(-1), cause: FailureCause });
 /** Every `heartbeat.intervalMs`: the pod scheduler is alive, and in which phase. */
 export const PodHeartbeat = msg('pod.heartbeat', {
   phase: z.string().max(40),

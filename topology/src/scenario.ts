@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { InvalidInput } from './errors.ts';
+import { FailureKind } from './failure.ts';
 import { describeIssues } from './issues.ts';
 import { DeadlineSpec, FaultSpec, HeartbeatSpec, RecoverySpec } from './topology.ts';
 
@@ -92,12 +93,41 @@ export const Scenario = z
     timeline: z.array(ProcessFault).default([]),
     expect: z.discriminatedUnion('outcome', [
       z.object({ outcome: z.literal('recovers') }).strict(),
-      /** `error` is a regular expression the run's error must match. */
-      z.object({ outcome: z.literal('fails'), error: z.string().min(1) }).strict(),
+      /**
+       * `failure`: the kind of failure the run must end with (the client's typed cause, e.g. podsNotReady).
+       * `cause`: fields its cause must have (see `causeMatches`), e.g. `{ pods: [{ pod: 0, silentHosts: [1] }] }`.
+       * `error`: a regular expression the run's error message must match (kept for older files; prefer `failure`).
+       */
+      z
+        .object({
+          outcome: z.literal('fails'),
+          failure: FailureKind.optional(),
+          cause: z.record(z.string(), z.unknown()).optional(),
+          error: z.string().min(1).optional(),
+        })
+        .strict()
+        .refine((e) => e.failure !== undefined || e.error !== undefined, {
+          message: 'a failing outcome needs `failure` (a kind) or `error`',
+        }),
     ]),
   })
   .strict();
 export type Scenario = z.output<typeof Scenario>;
+
+/**
+ * Whether a failure's cause has every field `want` names, with that value: objects by the
+ * fields named (others may be there), arrays element by element (same length), anything else by equality.
+ */
+export function causeMatches(got: unknown, want: unknown): boolean {
+  if (Array.isArray(want)) return Array.isArray(got) && got.length === want.length && want.every((w, i) => causeMatches(got[i], w));
+  if (want !== null && typeof want === 'object')
+    return (
+      got !== null &&
+      typeof got === 'object' &&
+      Object.entries(want).every(([k, w]) => causeMatches((got as Record<string, unknown>)[k], w))
+    );
+  return Object.is(got, want);
+}
 
 export function parseScenarioText(text: string, source: string): Scenario {
   let value: unknown;

@@ -210,7 +210,7 @@ export const wireTable = {
     routes: [toPod],
     phase: 'abort',
     contract:
-      "The attempt failed on this host (a deadline, a computation error), naming the phase; sent once, then the host waits for the pod's abort.",
+      "The attempt failed on this host: its typed cause (a deadline, naming the peers waited for; a computation error); sent once, then the host waits for the pod's abort.",
   },
   'host.restored': {
     schema: M.HostRestored,
@@ -255,7 +255,7 @@ export const wireTable = {
     routes: [toClient],
     phase: 'abort',
     contract:
-      'The attempt failed in this pod (a host failed, fell silent, was idle or lost, or a deadline passed), naming the host and phase; sent once.',
+      "The attempt failed in this pod: a host's cause as it reported it, or the pod's own (a host silent, idle, healing or lost; a deadline); sent once.",
   },
   'pod.restored': {
     schema: M.PodRestored,

@@ -1,14 +1,17 @@
-import { and, assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import { and, assertEvent, assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
 import { longestSilence, timeOf, type ClockTick } from '../clock.ts';
 import {
   actorNames,
+  describeFailure,
   podSamples,
   subjects,
   type CheckpointManifest,
+  type FailureCause,
   type PhaseTimes,
   type PodCommitted,
   type PodPrepared,
   type PodStopped,
+  type RunFailure,
   type RunLogRecord,
   type Topology,
 } from '@lockstep/topology';
@@ -64,14 +67,8 @@ export interface ClientInput {
   cold?: boolean;
 }
 
-export type ClientFailure =
-  | { kind: 'hashMismatch'; step: number; hashes: { pod: number; paramsHash: string }[] }
-  | { kind: 'podFailed'; step: number; pod: number; host: number; phase: string; reason: string }
-  | { kind: 'deadline'; step: number; waitingFor: string; pods: number[]; ms: number }
-  | { kind: 'podSilent'; step: number; pod: number; ms: number; phase: string }
-  | { kind: 'podsNotReady'; step: number; pods: { pod: number; silentHosts: number[] }[]; ms: number }
-  | { kind: 'runLog'; step: number; reason: string; retry: boolean }
-  | { kind: 'restore'; step: number; reason: string };
+/** Why the client ended or retried an attempt: the step attempt, the pod (and host) that reported it, and the typed cause. */
+export type ClientFailure = RunFailure;
 
 export interface StepRecord {
   type: 'step.committed';
@@ -160,11 +157,8 @@ export interface ClientContext {
   retried: RetriedAttempt[];
 }
 
-export interface RetriedAttempt {
-  step: number;
-  attempt: number;
-  reason: string;
-}
+/** An attempt that failed and was retried: why. */
+export type RetriedAttempt = ClientFailure;
 
 export interface ClientOutput {
   stepsCommitted: number;
@@ -194,7 +188,10 @@ export type CheckpointEvent =
 /** What the client asks of its run log, and what the log answers. */
 /** A step's commit decision; the adapter stamps the wall-clock time it is logged at. */
 export type RunLogCommand = { type: 'log.append'; record: Omit<RunLogRecord, 'at'> };
-export type RunLogEvent = { type: 'log.appended'; step: number } | { type: 'log.failed'; step: number; reason: string; retry: boolean };
+/** `conflict`: refused (already committed with another hash, or a gap), never retried; `unavailable`: no answer in time, retried as a new attempt. */
+export type RunLogEvent =
+  | { type: 'log.appended'; step: number }
+  | { type: 'log.failed'; step: number; problem: 'conflict' | 'unavailable'; detail: string };
 
 export type ClientEvent = WireEvent | RunLogEvent | CheckpointEvent | ClockTick;
 
@@ -204,6 +201,11 @@ function envelope(ctx: ClientContext, kind: string) {
 
 function podIndex(event: ClientEvent): number {
   return 'msg' in event ? Number(event.msg.sender.split('/')[1]) : -1;
+}
+
+/** The client's failure for the attempt in flight. */
+function failed(ctx: ClientContext, cause: FailureCause, from?: { pod: number; host?: number }): ClientFailure {
+  return { step: ctx.step, attempt: ctx.attempt, ...from, cause };
 }
 
 const podList = (ctx: ClientContext) => Array.from({ length: ctx.topology.pods }, (_, p) => p);
@@ -218,6 +220,12 @@ function silentPod(ctx: ClientContext, now: number): { pod: number; ms: number }
   const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
   const s = longestSilence(ctx.podSeen, now, () => limit);
   return s && { pod: s.index, ms: s.ms };
+}
+
+/** How long the client resends a commit before giving up on it. */
+function commitGiveUpMs(ctx: ClientContext): number {
+  const t = ctx.topology;
+  return Math.max(t.deadlines.stepMs + t.deadlines.phaseMs, (t.recovery.maxResends + 1) * t.heartbeat.intervalMs);
 }
 
 function hashesAgree(ctx: ClientContext): boolean {
@@ -257,11 +265,7 @@ export const clientMachine = setup({
     resendDelay: ({ context }) => context.topology.heartbeat.intervalMs,
     abortWait: ({ context }) => context.topology.heartbeat.intervalMs * context.topology.heartbeat.misses,
     /** Longer than a pod's own wait for its hosts' commits (so the pod can say which host is missing first), and than every resend. */
-    commitGiveUp: ({ context }) =>
-      Math.max(
-        context.topology.deadlines.stepMs + context.topology.deadlines.phaseMs,
-        (context.topology.recovery.maxResends + 1) * context.topology.heartbeat.intervalMs,
-      ),
+    commitGiveUp: ({ context }) => commitGiveUpMs(context),
   },
   guards: {
     forThisAttempt: ({ context, event }) => 'msg' in event && stepMismatch(context, event.msg) === undefined,
@@ -274,8 +278,8 @@ export const clientMachine = setup({
     /** A failed attempt is retried unless the pods disagreed (a bug, not a fault) or the attempts are used up. */
     canRetry: ({ context }) =>
       context.failure !== undefined &&
-      context.failure.kind !== 'hashMismatch' &&
-      !(context.failure.kind === 'runLog' && !context.failure.retry) &&
+      context.failure.cause.kind !== 'hashMismatch' &&
+      !(context.failure.cause.kind === 'runLog' && context.failure.cause.problem === 'conflict') &&
       context.tries < context.topology.recovery.maxAttempts,
     isResuming: ({ context }) => context.resumed !== undefined,
     isColdResume: ({ context }) => context.replayUntil >= 0 && context.restores.length === 0 && context.step > context.replayUntil,
@@ -420,15 +424,14 @@ export const clientMachine = setup({
       attempt: Math.max(context.attempt, ...context.podAt.filter((a) => a.step === context.step).map((a) => a.attempt)),
     })),
     podsNotReady: assign(({ context }) => ({
-      failure: {
-        kind: 'podsNotReady' as const,
-        step: context.step,
+      failure: failed(context, {
+        kind: 'podsNotReady',
+        ms: context.topology.deadlines.startupMs,
         pods: podsNotReady(context).map((p) => ({
           pod: p,
           silentHosts: context.heardSinceWait[p] ? context.podSilentHosts[p] : [],
         })),
-        ms: context.topology.deadlines.startupMs,
-      },
+      }),
     })),
     countResend: assign(({ context }) => ({ resends: context.resends + 1 })),
     notePod: assign(({ context, event }) => {
@@ -451,58 +454,52 @@ export const clientMachine = setup({
       podAt[p] = { step: event.msg.step, attempt: event.msg.attempt };
       return { podSeen, podPhase, podReady, podAt, podSilentHosts, podLost, heardSinceWait, now: Math.max(context.now, event.at) };
     }),
-    podIdle: assign(({ context, event }) => ({
-      failure: {
-        kind: 'podFailed' as const,
-        step: context.step,
-        pod: podIndex(event),
-        host: -1,
-        phase: 'idle',
-        reason: `idle in attempt ${context.attempt} (restarted, or its dispatch was lost)`,
-      },
-    })),
+    podIdle: assign(({ context, event }) => ({ failure: failed(context, { kind: 'idle', actor: actorNames.pod(podIndex(event)) }) })),
     podSilent: assign(({ context, event }) => {
       const s = silentPod(context, timeOf(event, context.now))!;
-      return { failure: { kind: 'podSilent' as const, step: context.step, pod: s.pod, ms: s.ms, phase: context.podPhase[s.pod] } };
+      return { failure: failed(context, { kind: 'silent', actor: actorNames.pod(s.pod), ms: s.ms, lastPhase: context.podPhase[s.pod] }) };
     }),
     noteRetry: assign(({ context }) => ({
-      retried: [...context.retried, { step: context.step, attempt: context.attempt, reason: describeFailure(context.failure) }],
+      retried: [...context.retried, context.failure!],
       failure: undefined,
       resends: 0,
     })),
     hashMismatch: assign(({ context }) => ({
-      failure: {
-        kind: 'hashMismatch' as const,
-        step: context.step,
+      failure: failed(context, {
+        kind: 'hashMismatch',
         hashes: podList(context).map((p) => ({ pod: p, paramsHash: context.prepared.get(p)!.paramsHash })),
-      },
+      }),
     })),
-    podFailed: assign(({ context, event }) =>
-      event.type === 'pod.failed'
-        ? {
-            failure: {
-              kind: 'podFailed' as const,
-              step: context.step,
-              pod: podIndex(event),
-              host: event.msg.host,
-              phase: event.msg.phase,
-              reason: event.msg.reason,
-            },
-          }
-        : {},
-    ),
-    deadline: assign(({ context }, params: { waitingFor: 'pod.prepared' | 'pod.committed' }) => {
-      const have = params.waitingFor === 'pod.prepared' ? context.prepared : context.committed;
-      return {
-        failure: {
-          kind: 'deadline' as const,
-          step: context.step,
-          waitingFor: params.waitingFor,
-          pods: podList(context).filter((p) => !have.has(p)),
-          ms: context.topology.deadlines.stepMs,
-        },
-      };
+    /** A pod's failure: its cause as it sent it, with the pod and the host it relayed it from. */
+    podFailed: assign(({ context, event }) => {
+      assertEvent(event, 'pod.failed');
+      const from = { pod: podIndex(event), ...(event.msg.host >= 0 ? { host: event.msg.host } : {}) };
+      return { failure: failed(context, event.msg.cause, from) };
     }),
+    /** No pod.prepared from every pod within the step deadline. */
+    deadline: assign(({ context }) => ({
+      failure: failed(context, {
+        kind: 'deadline',
+        actor: actorNames.client,
+        phase: 'awaitPrepared',
+        ms: context.topology.deadlines.stepMs,
+        waitingFor: 'pod.prepared',
+        peers: podList(context)
+          .filter((p) => !context.prepared.has(p))
+          .map((p) => ({ actor: actorNames.pod(p), lastPhase: context.podPhase[p] })),
+      }),
+    })),
+    /** A commit is never taken back: the client resent it until it gave up, and these pods never confirmed it. */
+    commitNotConfirmed: assign(({ context }) => ({
+      failure: failed(context, {
+        kind: 'commitNotConfirmed',
+        actor: actorNames.client,
+        ms: commitGiveUpMs(context),
+        peers: podList(context)
+          .filter((p) => !context.committed.has(p))
+          .map((p) => ({ actor: actorNames.pod(p), lastPhase: context.podPhase[p] })),
+      }),
+    })),
   },
 }).createMachine({
   id: 'client',
@@ -583,7 +580,7 @@ export const clientMachine = setup({
         'clock.tick': [{ guard: 'somePodSilent', target: 'aborting', actions: ['noteTime', 'podSilent'] }, { actions: 'noteTime' }],
         'pod.heartbeat': [{ guard: 'podIdleInAttempt', target: 'aborting', actions: ['notePod', 'podIdle'] }, { actions: 'notePod' }],
       },
-      after: { stepDeadline: { target: 'aborting', actions: { type: 'deadline', params: { waitingFor: 'pod.prepared' } } } },
+      after: { stepDeadline: { target: 'aborting', actions: 'deadline' } },
     },
     /** The commit point: the decision goes to the durable run log before any pod hears of it. */
     logging: {
@@ -611,7 +608,7 @@ export const clientMachine = setup({
             guard: ({ context, event }) => event.step === context.step,
             target: 'aborting',
             actions: assign(({ context, event }) => ({
-              failure: { kind: 'runLog' as const, step: context.step, reason: event.reason, retry: event.retry },
+              failure: failed(context, { kind: 'runLog', problem: event.problem, detail: event.detail }),
             })),
           },
           { actions: 'reject' },
@@ -645,7 +642,7 @@ export const clientMachine = setup({
           { actions: 'notePod' },
         ],
       },
-      after: { commitGiveUp: { target: 'finishing', actions: { type: 'deadline', params: { waitingFor: 'pod.committed' } } } },
+      after: { commitGiveUp: { target: 'finishing', actions: 'commitNotConfirmed' } },
       // once sent, a commit is never taken back: resend it every heartbeat interval until every pod confirms
       // (a pod scheduler restarted meanwhile learns of the step from it)
       initial: 'sent',
@@ -720,7 +717,7 @@ export const clientMachine = setup({
         phaseDeadline: {
           target: 'finishing',
           actions: assign(({ context }) => ({
-            failure: { kind: 'restore' as const, step: context.step, reason: 'the checkpoint store did not answer' },
+            failure: failed(context, { kind: 'restore', checkpoint: context.step - 1, problem: 'storeSilent' }),
           })),
         },
       },
@@ -737,11 +734,13 @@ export const clientMachine = setup({
               event.msg.paramsHash !== context.restore!.paramsHash,
             target: 'finishing',
             actions: assign(({ context, event }) => ({
-              failure: {
-                kind: 'restore' as const,
-                step: context.step,
-                reason: `pod/${podIndex(event)} restored checkpoint ${context.restore!.checkpoint} to ${event.msg.paramsHash.slice(0, 12)}, its manifest says ${context.restore!.paramsHash!.slice(0, 12)}`,
-              },
+              failure: failed(context, {
+                kind: 'restore',
+                checkpoint: context.restore!.checkpoint,
+                problem: 'wrongHash',
+                actor: actorNames.pod(podIndex(event)),
+                paramsHash: { got: event.msg.paramsHash, want: context.restore!.paramsHash! },
+              }),
             })),
           },
           {
@@ -772,11 +771,16 @@ export const clientMachine = setup({
         stepDeadline: {
           target: 'finishing',
           actions: assign(({ context }) => ({
-            failure: {
-              kind: 'restore' as const,
-              step: context.step,
-              reason: `pods did not restore checkpoint ${context.restore!.checkpoint} within ${context.topology.deadlines.stepMs} ms`,
-            },
+            failure: failed(context, {
+              kind: 'deadline',
+              actor: actorNames.client,
+              phase: 'restoring',
+              ms: context.topology.deadlines.stepMs,
+              waitingFor: 'pod.restored',
+              peers: podList(context)
+                .filter((p) => !context.restoredPods.has(p))
+                .map((p) => ({ actor: actorNames.pod(p), lastPhase: context.podPhase[p] })),
+            }),
           })),
         },
       },
@@ -812,30 +816,3 @@ export const clientMachine = setup({
     };
   },
 });
-
-/** One sentence for a failure, naming the step and the pods. */
-export function describeFailure(f: ClientFailure | undefined): string {
-  if (!f) return 'aborted';
-  switch (f.kind) {
-    case 'hashMismatch':
-      return `parameter hashes differ at step ${f.step}: ${f.hashes.map((h) => `pod/${h.pod}=${h.paramsHash.slice(0, 12)}`).join(', ')}`;
-    case 'podFailed':
-      return `pod/${f.pod} failed at step ${f.step}${f.host >= 0 ? ` (host/${f.pod}/${f.host}, ${f.phase})` : ` (${f.phase})`}: ${f.reason}`;
-    case 'deadline':
-      return `deadline of ${f.ms} ms exceeded at step ${f.step}: no ${f.waitingFor} from ${f.pods.map((p) => `pod/${p}`).join(', ')}`;
-    case 'podSilent':
-      return `pod/${f.pod} silent for ${Math.round(f.ms)} ms at step ${f.step} (no heartbeat; last phase ${f.phase})`;
-    case 'restore':
-      return `restore at step ${f.step}: ${f.reason}`;
-    case 'runLog':
-      return `run log at step ${f.step}: ${f.reason}`;
-    case 'podsNotReady':
-      return `not ready within ${f.ms} ms to retry step ${f.step}: ${f.pods
-        .map((p) =>
-          p.silentHosts.length
-            ? `pod/${p.pod} (${p.silentHosts.map((h) => `host/${p.pod}/${h}`).join(', ')} silent)`
-            : `pod/${p.pod} (scheduler silent)`,
-        )
-        .join(', ')}`;
-  }
-}

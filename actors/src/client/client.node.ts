@@ -1,6 +1,14 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createActor, toPromise } from 'xstate';
-import { actorNames, encodeControl, subjects, type RunLogRecord, type StepCommitted, type Topology } from '@lockstep/topology';
+import {
+  actorNames,
+  describeFailure,
+  encodeControl,
+  subjects,
+  type RunLogRecord,
+  type StepCommitted,
+  type Topology,
+} from '@lockstep/topology';
 import type { Logger } from 'pino';
 import { waitForPeers } from '../readiness.ts';
 import { edgeFor, natsTransport } from '../wire/edge.ts';
@@ -103,7 +111,7 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
   let retries = 0;
   actor.subscribe((s) => {
     for (const r of s.context.retried.slice(retries))
-      log.warn({ step: r.step, attempt: r.attempt, reason: r.reason }, 'attempt failed; retrying');
+      log.warn({ step: r.step, attempt: r.attempt, cause: r.cause }, `attempt failed; retrying: ${describeFailure(r)}`);
     retries = s.context.retried.length;
   });
   const output = toPromise(actor);

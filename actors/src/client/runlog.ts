@@ -1,5 +1,13 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import {
+  jetstream,
+  jetstreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  StorageType,
+  type JetStreamClient,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { fromCallback } from 'xstate';
 import type { RunLogCommand, RunLogEvent } from './client.machine.ts';
@@ -102,7 +110,7 @@ export class RunLog {
       } catch (err) {
         const msg = (err as Error).message ?? '';
         if (err instanceof RunLogConflict) throw err;
-        if (/wrong last sequence/i.test(msg)) {
+        if (isWrongLastSequence(err)) {
           const logged = await this.get(rec.step).catch(() => undefined);
           if (logged && logged.paramsHash === rec.paramsHash) return; // a replay that reproduced the step bit for bit
           if (logged)
@@ -137,6 +145,11 @@ export class RunLog {
   }
 }
 
+/** The stream refused a publish because its last sequence is not the one expected (JetStream API error 10071): checked by code, not by message. */
+export function isWrongLastSequence(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
+}
+
 /** The client machine's `runlog` actor over a RunLog: each log.append stamped with the wall-clock time and answered with log.appended or log.failed. */
 export function runLogActor(runLog: RunLog, clock: RunClock) {
   return fromCallback<RunLogCommand>(({ sendBack, receive }) => {
@@ -148,8 +161,8 @@ export function runLogActor(runLog: RunLog, clock: RunClock) {
           sendBack({
             type: 'log.failed',
             step,
-            reason: `${err.name}: ${err.message}`,
-            retry: !(err instanceof RunLogConflict),
+            problem: err instanceof RunLogConflict ? 'conflict' : 'unavailable',
+            detail: err.message.slice(0, 1000),
           } satisfies RunLogEvent),
       );
     });

@@ -1,5 +1,6 @@
 import {
   actorNames,
+  type CauseOf,
   shardHash,
   subjects,
   tensorsDigest,
@@ -96,7 +97,11 @@ export function checkAnswer(a: HealAnswer, own: ShardRange): { state: CommittedS
   return { state: { step: a.done.step, params, optState: opt, lastCommitted: lc ?? undefined } };
 }
 
-/** Why no peer could heal host `host`: each peer's own word. */
-export function noReplicaReason(host: number, answers: ReadonlyMap<number, HealAnswer>): string {
-  return `no replica of shard ${host} left: ${[...answers].map(([q, a]) => `${actorNames.host(q, host)} ${a.none}`).join('; ')}`;
+/** Why no peer could heal host `host` of pod `pod`: each peer's own word. */
+export function noReplicaLeft(pod: number, host: number, answers: ReadonlyMap<number, HealAnswer>): CauseOf<'lost'> {
+  return {
+    kind: 'lost',
+    actor: actorNames.host(pod, host),
+    peers: [...answers].map(([q, a]) => ({ actor: actorNames.host(q, host), said: a.none ?? 'no answer' })),
+  };
 }

@@ -7,7 +7,9 @@ import {
   shardHash,
   subjects,
   type Activations,
+  type CauseOf,
   type ControlMessage,
+  type FailureCause,
   type HostPhase,
   type OptimizerState,
   type PhaseTimes,
@@ -23,7 +25,7 @@ import { countReject, envelope as envelopeFor, rejection, stepMismatch, type Rej
 import type { AssembledTensor } from '../wire/assembler.ts';
 import type { WireCommand, WireEvent } from '../wire/edge.ts';
 import type { BackwardInput, ForwardInput, UpdateInput } from './host.actors.ts';
-import { checkAnswer, freshAnswer, noReplicaReason, stateAnswer, type CommittedState, type HealAnswer } from './heal.ts';
+import { checkAnswer, freshAnswer, noReplicaLeft, stateAnswer, type CommittedState, type HealAnswer } from './heal.ts';
 
 export interface HostInput {
   topology: Topology;
@@ -81,7 +83,8 @@ export interface HostContext {
   duplicates: number;
   /** Faults the seeded fault layer injected into what this actor sent. */
   faultsInjected: number;
-  failure: { phase: string; reason: string } | undefined;
+  /** Why the attempt failed here, or why healing or a restore ended without a state. */
+  failure: FailureCause | undefined;
   /** The last step this host committed: a resent commit for it is answered again, not rejected. */
   lastCommitted: { step: number; attempt: number; shardHash: string } | undefined;
   /** Reports of this attempt resent so far (part of their message ids). */
@@ -191,13 +194,15 @@ function tensorTo(ctx: HostContext, tensor: StepTensor, to: Peer, round?: number
   };
 }
 
-function missing(ctx: HostContext, phase: string): string {
+/** The deadline of `phase` passed: what this host was waiting for (a peer's tensor, its own computation, the pod's commit), and from whom. */
+function deadlineCause(ctx: HostContext, phase: string): CauseOf<'deadline'> {
   const tensor = PHASE_TENSOR[phase];
+  const base = { kind: 'deadline' as const, actor: ctx.me, phase, ms: ctx.topology.deadlines.phaseMs };
   if (tensor)
-    return `no ${tensor} yet from ${missingPeers(ctx, tensor)
-      .map((p) => actorNames.host(p.pod, p.host))
-      .join(', ')}`;
-  return phase === 'prepared' ? 'no commit or abort from the pod' : 'computation did not finish';
+    return { ...base, waitingFor: tensor, peers: missingPeers(ctx, tensor).map((p) => ({ actor: actorNames.host(p.pod, p.host) })) };
+  if (phase === 'prepared')
+    return { ...base, ms: ctx.topology.deadlines.stepMs, waitingFor: 'host.commit', peers: [{ actor: actorNames.pod(ctx.pod) }] };
+  return { ...base, waitingFor: 'computation', peers: [] };
 }
 
 /** The committed state, as a healing peer gets it. */
@@ -520,25 +525,18 @@ export const hostSetup = setup({
       enqueue.sendTo('wire', toPod(context, { ...envelope(context, 'host.aborted'), kind: 'host.aborted' }));
       enqueue.assign(noAttempt);
     }),
-    fail: assign(({ context }, params: { phase: string; reason?: string }) => ({
-      failure: {
-        phase: params.phase,
-        reason: params.reason ?? `deadline of ${context.topology.deadlines.phaseMs} ms exceeded: ${missing(context, params.phase)}`,
-      },
-    })),
-    failFromError: assign(({ event }, params: { phase: string }) => ({
-      failure: {
-        phase: params.phase,
-        reason: `computation failed: ${(event as unknown as { error?: Error }).error?.message ?? 'unknown error'}`,
-      },
-    })),
+    /** A phase deadline passed: what the host was waiting for, and from whom. */
+    fail: assign(({ context }, params: { phase: string }) => ({ failure: deadlineCause(context, params.phase) })),
+    failFromError: assign(({ context, event }, params: { phase: string }) => {
+      const message = (event as unknown as { error?: Error }).error?.message ?? 'unknown error';
+      const failure: FailureCause =
+        params.phase === 'restoring'
+          ? { kind: 'restore', checkpoint: context.restoreTo, problem: 'unreadable', actor: context.me, detail: message.slice(0, 1000) }
+          : { kind: 'computeError', actor: context.me, phase: params.phase, message: message.slice(0, 1000) };
+      return { failure };
+    }),
     sendFailed: sendTo('wire', ({ context }) =>
-      toPod(context, {
-        ...envelope(context, 'host.failed'),
-        kind: 'host.failed',
-        phase: context.failure!.phase,
-        reason: context.failure!.reason,
-      }),
+      toPod(context, { ...envelope(context, 'host.failed'), kind: 'host.failed', cause: context.failure! }),
     ),
     /** The committed state loaded from a checkpoint. */
     adoptLoaded: assign(({ event }) => adopted((event as unknown as { output: CommittedState }).output)),
@@ -613,10 +611,17 @@ export const hostSetup = setup({
     failHealing: assign(({ context }) => {
       const answers = context.heal.answers;
       const noneLeft = [...answers.values()].every((a) => a.none !== undefined);
-      const reason = noneLeft
-        ? noReplicaReason(context.host, answers)
-        : `no peer delivered the state of shard ${context.host} within ${context.topology.deadlines.startupMs} ms`;
-      return { failure: { phase: 'healing', reason } };
+      const failure: FailureCause = noneLeft
+        ? noReplicaLeft(context.pod, context.host, answers)
+        : {
+            kind: 'deadline',
+            actor: context.me,
+            phase: 'healing',
+            ms: context.topology.deadlines.startupMs,
+            waitingFor: 'state.done',
+            peers: [...answers].filter(([, a]) => a.none === undefined).map(([q]) => ({ actor: actorNames.host(q, context.host) })),
+          };
+      return { failure };
     }),
 
     // ---- healing: this host gives its committed state to a peer that asks ----
@@ -641,4 +646,4 @@ export const hostSetup = setup({
   },
 });
 
-export { committedState, isStepPhase, missing };
+export { committedState, deadlineCause, isStepPhase };

@@ -8,6 +8,7 @@ import {
   hostSamples,
   subjects,
   type ControlMessage,
+  type FailureCause,
   type HostPrepared,
   type HostStopped,
   type PhaseTimes,
@@ -74,7 +75,8 @@ export interface PodContext {
   duplicates: number;
   /** Faults the seeded fault layer injected into what this actor sent. */
   faultsInjected: number;
-  failure: { host: number; phase: string; reason: string } | undefined;
+  /** Why the attempt failed in this pod: the cause, and the host that reported it (-1: the pod found it). */
+  failure: { host: number; cause: FailureCause } | undefined;
   /** The last step this pod committed: a resent commit for it is answered again, not rejected. */
   lastCommitted: { step: number; attempt: number; paramsHash: string } | undefined;
   /** Relays sent so far; part of each relay's message id, so a resend is not taken for a repeat. */
@@ -262,30 +264,25 @@ export const podMachine = setup({
       hostPhase[h] = event.msg.phase;
       return { lastSeen, hostPhase, lost, healing };
     }),
+    /** A host restarted (healing, or lost with no replica left) or idle well after the dispatch: it is not in this attempt. */
     idleFailed: assign(({ context, event }) => {
-      const h = hostIndex(event);
+      const actor = actorNames.host(context.pod, hostIndex(event));
       const phase = event.type === 'host.heartbeat' ? event.msg.phase : 'idle';
-      const why =
-        phase === 'lost'
-          ? 'restarted with no replica of its shard left'
-          : phase === 'healing'
-            ? 'restarted'
-            : 'restarted, or its dispatch was lost';
-      return {
-        failure: {
-          host: h,
-          phase,
-          reason: `${actorNames.host(context.pod, h)} is ${phase} in attempt ${context.attempt} of step ${context.step} (${why})`,
-        },
-      };
+      const cause: FailureCause =
+        phase === 'lost' ? { kind: 'lost', actor, peers: [] } : phase === 'healing' ? { kind: 'healing', actor } : { kind: 'idle', actor };
+      return { failure: { host: -1, cause } };
     }),
     silentFailed: assign(({ context, event }) => {
       const s = silentHost(context, timeOf(event, context.now))!;
       return {
         failure: {
-          host: s.host,
-          phase: String(context.hostPhase[s.host]),
-          reason: `${actorNames.host(context.pod, s.host)} silent for ${Math.round(s.ms)} ms (no heartbeat; last phase ${context.hostPhase[s.host]})`,
+          host: -1,
+          cause: {
+            kind: 'silent' as const,
+            actor: actorNames.host(context.pod, s.host),
+            ms: s.ms,
+            lastPhase: String(context.hostPhase[s.host]),
+          },
         },
       };
     }),
@@ -315,20 +312,20 @@ export const podMachine = setup({
       event.type === 'host.stopped' ? { stopped: new Map(context.stopped).set(hostIndex(event), event.msg) } : {},
     ),
     hostFailed: assign(({ event }) =>
-      event.type === 'host.failed' ? { failure: { host: hostIndex(event), phase: event.msg.phase, reason: event.msg.reason } } : {},
+      event.type === 'host.failed' ? { failure: { host: hostIndex(event), cause: event.msg.cause } } : {},
     ),
-    deadlineFailed: assign(({ context }, params: { waitingFor: string }) => {
-      const late = hostList(context).filter(
-        (h) => !(params.waitingFor === 'host.prepared' ? context.prepared.has(h) : context.committed.has(h)),
-      );
-      const h = late[0] ?? -1;
-      return {
-        failure: {
-          host: h,
-          phase: h >= 0 ? String(context.hostPhase[h]) : 'unknown',
-          reason: `no ${params.waitingFor} within ${context.topology.deadlines.stepMs} ms from ${late.map((k) => `${actorNames.host(context.pod, k)} (last phase ${context.hostPhase[k]})`).join(', ')}`,
-        },
-      };
+    /** The step deadline passed waiting for hosts to prepare (a deadline) or to confirm the commit (a commit is never taken back). */
+    deadlineFailed: assign(({ context }, params: { waitingFor: 'host.prepared' | 'host.committed' }) => {
+      const have = params.waitingFor === 'host.prepared' ? context.prepared : context.committed;
+      const peers = hostList(context)
+        .filter((h) => !have.has(h))
+        .map((h) => ({ actor: actorNames.host(context.pod, h), lastPhase: String(context.hostPhase[h]) }));
+      const ms = context.topology.deadlines.stepMs;
+      const cause: FailureCause =
+        params.waitingFor === 'host.prepared'
+          ? { kind: 'deadline', actor: context.me, phase: 'running', ms, waitingFor: params.waitingFor, peers }
+          : { kind: 'commitNotConfirmed', actor: context.me, ms, peers };
+      return { failure: { host: -1, cause } };
     }),
     sendPrepared: sendTo('wire', ({ context }) => {
       const hosts = hostList(context).map((h) => context.prepared.get(h)!);
@@ -439,7 +436,12 @@ export const podMachine = setup({
     }),
     sendAborted: sendTo('wire', ({ context }) => toClient(context, { ...envelope(context, 'pod.aborted'), kind: 'pod.aborted' })),
     sendFailed: sendTo('wire', ({ context }) =>
-      toClient(context, { ...envelope(context, 'pod.failed'), kind: 'pod.failed', ...context.failure! }),
+      toClient(context, {
+        ...envelope(context, 'pod.failed'),
+        kind: 'pod.failed',
+        host: context.failure!.host,
+        cause: context.failure!.cause,
+      }),
     ),
     sendStopped: sendTo('wire', ({ context }) => {
       const hosts = [...context.stopped.values()];
@@ -552,8 +554,14 @@ export const podMachine = setup({
           actions: assign({
             failure: ({ context }) => ({
               host: -1,
-              phase: 'prepared',
-              reason: `no commit or abort from the client within ${context.topology.deadlines.stepMs} ms`,
+              cause: {
+                kind: 'deadline' as const,
+                actor: context.me,
+                phase: 'prepared',
+                ms: context.topology.deadlines.stepMs,
+                waitingFor: 'step.commit',
+                peers: [{ actor: actorNames.client }],
+              },
             }),
           }),
         },
@@ -609,8 +617,16 @@ export const podMachine = setup({
           actions: assign({
             failure: ({ context }) => ({
               host: -1,
-              phase: 'aborting',
-              reason: `hosts did not confirm the abort within ${context.topology.deadlines.phaseMs} ms`,
+              cause: {
+                kind: 'deadline' as const,
+                actor: context.me,
+                phase: 'aborting',
+                ms: context.topology.deadlines.phaseMs,
+                waitingFor: 'host.aborted',
+                peers: hostList(context)
+                  .filter((h) => !context.aborted.has(h))
+                  .map((h) => ({ actor: actorNames.host(context.pod, h) })),
+              },
             }),
           }),
         },
@@ -657,8 +673,16 @@ export const podMachine = setup({
           actions: assign({
             failure: ({ context }) => ({
               host: -1,
-              phase: 'restoring',
-              reason: `hosts did not restore checkpoint ${context.restoreTo} within ${context.topology.deadlines.stepMs} ms`,
+              cause: {
+                kind: 'deadline' as const,
+                actor: context.me,
+                phase: 'restoring',
+                ms: context.topology.deadlines.stepMs,
+                waitingFor: 'host.restored',
+                peers: hostList(context)
+                  .filter((h) => !context.restored.has(h))
+                  .map((h) => ({ actor: actorNames.host(context.pod, h) })),
+              },
             }),
           }),
         },

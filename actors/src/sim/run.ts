@@ -1,11 +1,20 @@
 import { createHash } from 'node:crypto';
 import { pino } from 'pino';
 import { createActor, fromPromise, type AnyActorRef } from 'xstate';
-import { ReferenceTrainer, actorNames, shardHash, shardRanges, type SimSchedule, type Topology } from '@lockstep/topology';
+import {
+  ReferenceTrainer,
+  actorNames,
+  describeFailure,
+  shardHash,
+  shardRanges,
+  type FailureKind,
+  type SimSchedule,
+  type Topology,
+} from '@lockstep/topology';
 import { checkpointActor, hostDiskActor } from '../checkpoint/actors.ts';
 import { loadCheckpoint } from '../checkpoint/store.ts';
 import { ticker, type Timed } from '../clock.ts';
-import { clientMachine, describeFailure, type ClientFailure, type ClientOutput, type StepRecord } from '../client/client.machine.ts';
+import { clientMachine, type ClientOutput, type StepRecord } from '../client/client.machine.ts';
 import { computeFor, type UpdateInput } from '../host/host.actors.ts';
 import type { CommittedState } from '../host/heal.ts';
 import { hostMachine } from '../host/host.machine.ts';
@@ -21,7 +30,7 @@ import { MemRunLog } from './runlog.ts';
 export type SimOutcome =
   | { kind: 'recovered' }
   /** The run ended with a typed failure (the client's), though every fault had stopped. */
-  | { kind: 'failed'; failure: ClientFailure['kind']; message: string }
+  | { kind: 'failed'; failure: FailureKind; message: string }
   /** An invariant broke: a step committed twice or skipped, pods that disagree, bits that differ from the reference. */
   | { kind: 'violation'; invariant: string; message: string }
   /** No end within the liveness bound after the faults stopped (or nothing left to happen). */
@@ -369,7 +378,7 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
   }
   if (!outcome && clientOut) {
     const o: ClientOutput = clientOut;
-    if (o.failure) outcome = { kind: 'failed', failure: o.failure.kind, message: describeFailure(o.failure) };
+    if (o.failure) outcome = { kind: 'failed', failure: o.failure.cause.kind, message: describeFailure(o.failure) };
     else if (o.paramsHash !== ref.paramsHash[steps - 1])
       outcome = {
         kind: 'violation',

@@ -34,7 +34,7 @@ export class MemRunLog {
           if (!alive) return;
           sendBack(
             d.kind === 'conflict'
-              ? ({ type: 'log.failed', step: rec.step, reason: `RunLogConflict: ${d.reason}`, retry: false } satisfies RunLogEvent)
+              ? ({ type: 'log.failed', step: rec.step, problem: 'conflict', detail: d.reason } satisfies RunLogEvent)
               : ({ type: 'log.appended', step: rec.step } satisfies RunLogEvent),
           );
         }, this.latencyMs);
