@@ -351,7 +351,7 @@ export const wireTable = {
     routes: [{ on: 'host.state', from: 'host', to: 'host' }],
     phase: 'none',
     contract:
-      'A restarted host (or one told of a step past what it holds) asks host h of every other pod for its committed state; repeated every heartbeat interval to peers that have not answered. Each new request is answered (a repeat of one message id is dropped by the edge); a host awaiting a commit gives its committed state, not the prepared one.',
+      'A restarted host (or one told of a step past what it holds) asks host h of every other pod for its committed state, again every heartbeat interval until answered. Each new request is answered; one awaiting a commit gives its committed state.',
   },
   'state.params': {
     schema: M.TensorChunkHeader,
