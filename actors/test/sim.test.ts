@@ -110,4 +110,9 @@ describe('lockstep sim: the real machines on simulated time and network', () => 
     const r = await simulate(tiny, regression('seed-477-crashes'));
     expect(r.outcome).toEqual({ kind: 'recovered' });
   });
+
+  it('seed 683 (all): a healing host is not starved by a peer prepared for an attempt whose client died, and no step is committed twice', async () => {
+    const r = await simulate(tiny, regression('seed-683-all'));
+    expect(r.outcome).toEqual({ kind: 'recovered' });
+  });
 });
