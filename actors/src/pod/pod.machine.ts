@@ -315,18 +315,33 @@ export const podMachine = setup({
       event.type === 'host.failed' ? { failure: { host: hostIndex(event), cause: event.msg.cause } } : {},
     ),
     /** The step deadline passed waiting for hosts to prepare (a deadline) or to confirm the commit (a commit is never taken back). */
-    deadlineFailed: assign(({ context }, params: { waitingFor: 'host.prepared' | 'host.committed' }) => {
-      const have = params.waitingFor === 'host.prepared' ? context.prepared : context.committed;
-      const peers = hostList(context)
-        .filter((h) => !have.has(h))
-        .map((h) => ({ actor: actorNames.host(context.pod, h), lastPhase: String(context.hostPhase[h]) }));
-      const ms = context.topology.deadlines.stepMs;
-      const cause: FailureCause =
-        params.waitingFor === 'host.prepared'
-          ? { kind: 'deadline', actor: context.me, phase: 'running', ms, waitingFor: params.waitingFor, peers }
-          : { kind: 'commitNotConfirmed', actor: context.me, ms, peers };
-      return { failure: { host: -1, cause } };
-    }),
+    /**
+     * A deadline passed waiting for `waitingFor`: from the hosts that have not answered (the client, for step.commit).
+     * Hosts that never confirmed a commit are `commitNotConfirmed`; everything else a `deadline` of the phase the pod is in.
+     */
+    deadlineFailed: assign(
+      ({ context }, params: { waitingFor: 'host.prepared' | 'host.committed' | 'host.aborted' | 'host.restored' | 'step.commit' }) => {
+        const answered = {
+          'host.prepared': context.prepared,
+          'host.committed': context.committed,
+          'host.aborted': context.aborted,
+          'host.restored': context.restored,
+          'step.commit': undefined,
+        }[params.waitingFor];
+        const peers = answered
+          ? hostList(context)
+              .filter((h) => !answered.has(h))
+              .map((h) => ({ actor: actorNames.host(context.pod, h), lastPhase: String(context.hostPhase[h]) }))
+          : [{ actor: actorNames.client }];
+        const { stepMs, phaseMs } = context.topology.deadlines;
+        const ms = params.waitingFor === 'host.aborted' ? phaseMs : stepMs;
+        const cause: FailureCause =
+          params.waitingFor === 'host.committed'
+            ? { kind: 'commitNotConfirmed', actor: context.me, ms, peers }
+            : { kind: 'deadline', actor: context.me, phase: context.phase, ms, waitingFor: params.waitingFor, peers };
+        return { failure: { host: -1, cause } };
+      },
+    ),
     sendPrepared: sendTo('wire', ({ context }) => {
       const hosts = hostList(context).map((h) => context.prepared.get(h)!);
       const shardHashes = hosts.map((p) => p.shardHash);
@@ -549,22 +564,7 @@ export const podMachine = setup({
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
       },
       after: {
-        stepDeadline: {
-          target: 'failed',
-          actions: assign({
-            failure: ({ context }) => ({
-              host: -1,
-              cause: {
-                kind: 'deadline' as const,
-                actor: context.me,
-                phase: 'prepared',
-                ms: context.topology.deadlines.stepMs,
-                waitingFor: 'step.commit',
-                peers: [{ actor: actorNames.client }],
-              },
-            }),
-          }),
-        },
+        stepDeadline: { target: 'failed', actions: { type: 'deadlineFailed', params: { waitingFor: 'step.commit' } } },
       },
       // a lost report would stall the step: say it again every heartbeat interval until the client answers
       initial: 'reported',
@@ -612,24 +612,7 @@ export const podMachine = setup({
         'host.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
       },
       after: {
-        phaseDeadline: {
-          target: 'failed',
-          actions: assign({
-            failure: ({ context }) => ({
-              host: -1,
-              cause: {
-                kind: 'deadline' as const,
-                actor: context.me,
-                phase: 'aborting',
-                ms: context.topology.deadlines.phaseMs,
-                waitingFor: 'host.aborted',
-                peers: hostList(context)
-                  .filter((h) => !context.aborted.has(h))
-                  .map((h) => ({ actor: actorNames.host(context.pod, h) })),
-              },
-            }),
-          }),
-        },
+        phaseDeadline: { target: 'failed', actions: { type: 'deadlineFailed', params: { waitingFor: 'host.aborted' } } },
       },
       // a lost abort, or a host restarted meanwhile (it confirms once healed): say it again to hosts that have not confirmed
       initial: 'relayed',
@@ -668,24 +651,7 @@ export const podMachine = setup({
         ],
       },
       after: {
-        stepDeadline: {
-          target: 'failed',
-          actions: assign({
-            failure: ({ context }) => ({
-              host: -1,
-              cause: {
-                kind: 'deadline' as const,
-                actor: context.me,
-                phase: 'restoring',
-                ms: context.topology.deadlines.stepMs,
-                waitingFor: 'host.restored',
-                peers: hostList(context)
-                  .filter((h) => !context.restored.has(h))
-                  .map((h) => ({ actor: actorNames.host(context.pod, h) })),
-              },
-            }),
-          }),
-        },
+        stepDeadline: { target: 'failed', actions: { type: 'deadlineFailed', params: { waitingFor: 'host.restored' } } },
       },
       initial: 'relayed',
       states: {
