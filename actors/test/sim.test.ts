@@ -53,6 +53,23 @@ describe('lockstep sim: the real machines on simulated time and network', () => 
     expect(referenceBits(tiny, 12).paramsHash).toHaveLength(12);
   });
 
+  it("traces every delivery and every actor's phase with the machine's tags (a host computes in forward, backward, update)", async () => {
+    const r = await simulate(tiny, schedule({ steps: 2 }), { trace: true });
+    const states = (r.trace ?? []).filter((e) => e.what === 'state' && e.actor === 'host/1/0') as { phase: string; tags: string[] }[];
+    const tagOf = new Map(states.map((e) => [e.phase, e.tags.join(',')]));
+    expect(Object.fromEntries(tagOf)).toMatchObject({
+      forward: 'compute',
+      backward: 'compute',
+      update: 'compute',
+      reduceScatter: 'awaitsTensors',
+      exchange: 'awaitsTensors',
+      allGather: 'awaitsTensors',
+      prepared: '',
+      idle: '',
+    });
+    expect((r.trace ?? []).filter((e) => e.what === 'deliver').length).toBe(r.delivered);
+  });
+
   it('replays a seed exactly: the same events hash twice, another seed another hash', async () => {
     const a = await simulate(tiny, drawn(3, 'all'));
     const b = await simulate(tiny, drawn(3, 'all'));

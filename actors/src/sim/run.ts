@@ -56,7 +56,8 @@ export interface SimResult {
     | NetEvent
     | { t: number; what: 'fault'; fault: SimSchedule['faults'][number] }
     | { t: number; what: 'restart'; actor: string }
-    | { t: number; what: 'state'; actor: string; phase: string; step: number; attempt: number }
+    /** An actor's phase changed; `tags`: the machine's state tags (a host's `compute`, `awaitsTensors`). */
+    | { t: number; what: 'state'; actor: string; phase: string; step: number; attempt: number; tags: string[] }
   )[];
 }
 
@@ -180,12 +181,12 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     a.subscribe({ error: (err) => fail('no actor error', `${name} threw: ${(err as Error)?.message ?? err}`) });
     if (!trace) return;
     let last = '';
-    a.subscribe((snap: { context: { phase: string; step: number; attempt: number } }) => {
+    a.subscribe((snap: { context: { phase: string; step: number; attempt: number }; tags: Set<string> }) => {
       const c = snap.context;
       const key = `${c.phase}/${c.step}/${c.attempt}`;
       if (key === last) return;
       last = key;
-      trace.push({ t: clock.now(), what: 'state', actor: name, phase: c.phase, step: c.step, attempt: c.attempt });
+      trace.push({ t: clock.now(), what: 'state', actor: name, phase: c.phase, step: c.step, attempt: c.attempt, tags: [...snap.tags].sort() });
     });
   };
 
