@@ -17,16 +17,52 @@ export interface ReplayResult {
   replayed: number;
   /** The first message the replayed machine sent differently from the recorded one, if any. */
   divergence?: { index: number; recorded: Out | undefined; replayed: Out | undefined };
+  /** The replayed machine threw on the recorded events. */
+  error?: string;
 }
 
-/** Split an actor's record into its lives: each begins with its machine's input. */
+/** Split an actor's record into its lives: each begins with its machine's input. Throws when a line comes before any input. */
 export function livesOf(lines: RecordLine[]): RecordLine[][] {
   const lives: RecordLine[][] = [];
-  for (const l of lines) {
+  lines.forEach((l, i) => {
     if ('input' in l) lives.push([l]);
-    else lives.at(-1)?.push(l);
-  }
+    else if (lives.length === 0) throw new Error(`line ${i + 1}: comes before the machine's input (the record's first line)`);
+    else lives[lives.length - 1].push(l);
+  });
   return lives;
+}
+
+/** Why a decoded line is not a record line, or undefined. */
+export function recordLineProblem(v: unknown): string | undefined {
+  if (!v || typeof v !== 'object' || Array.isArray(v)) return 'not an object';
+  const keys = Object.keys(v);
+  if (keys.length !== 1 || !['input', 'in', 'out'].includes(keys[0])) return 'must have exactly one of input, in, out';
+  const o = v as Record<string, unknown>;
+  if ('input' in o) {
+    const i = o.input as { runId?: unknown; topology?: { pods?: unknown; hostsPerPod?: unknown }; incarnation?: unknown } | null;
+    if (!i || typeof i !== 'object' || typeof i.runId !== 'string' || typeof i.incarnation !== 'string')
+      return 'input: must hold runId and incarnation';
+    if (!i.topology || !Number.isInteger(i.topology.pods) || !Number.isInteger(i.topology.hostsPerPod))
+      return 'input: must hold the topology';
+    return undefined;
+  }
+  if ('in' in o) {
+    const e = o.in as { type?: unknown } | null;
+    return e && typeof e === 'object' && typeof e.type === 'string' && e.type.length > 0 ? undefined : 'in: must be an event with a type';
+  }
+  const out = o.out as { kind?: unknown; step?: unknown; attempt?: unknown; hash?: unknown } | null;
+  if (!out || typeof out.kind !== 'string' || !Number.isInteger(out.step) || !Number.isInteger(out.attempt))
+    return 'out: must hold kind, step and attempt';
+  if (out.hash !== undefined && typeof out.hash !== 'string') return 'out: hash must be a string';
+  return undefined;
+}
+
+/** The actors a run of this topology has: the client, every pod scheduler, every host. */
+export function actorsOf(t: { pods: number; hostsPerPod: number }): string[] {
+  const out = ['client'];
+  for (let p = 0; p < t.pods; p++) out.push(`pod/${p}`);
+  for (let p = 0; p < t.pods; p++) for (let h = 0; h < t.hostsPerPod; h++) out.push(`host/${p}/${h}`);
+  return out;
 }
 
 /**
@@ -67,11 +103,26 @@ export function replayLife(actor: string, life: number, lines: RecordLine[]): Re
     if ('out' in l) recorded.push(l.out);
     else if ('in' in l) {
       events++;
-      a.send(l.in);
+      try {
+        a.send(l.in);
+      } catch (err) {
+        error ??= err;
+      }
     }
   }
   a.stop();
-  if (error) throw new Error(`${actor}: the replayed machine threw: ${(error as Error).message ?? error}`);
+  if (error) {
+    // a machine that throws on recorded input did not decide the same
+    return {
+      actor,
+      life,
+      events,
+      recorded: recorded.length,
+      replayed: replayed.length,
+      divergence: { index: replayed.length, recorded: recorded[replayed.length], replayed: undefined },
+      error: String((error as Error).message ?? error),
+    };
+  }
   const n = Math.max(recorded.length, replayed.length);
   let divergence: ReplayResult['divergence'];
   for (let i = 0; i < n; i++) {

@@ -11,6 +11,7 @@ function schedule(over: Partial<SimSchedule> = {}): SimSchedule {
     profile: 'none',
     topology: 'tiny',
     steps: 12,
+    computeMs: 2,
     net: { drop: 0, duplicate: 0, delay: 0, delayMaxMs: 0 },
     faultsUntilMs: 0,
     faults: [],

@@ -6,6 +6,6 @@ register();
 const { runOne, scheduleFor, profileFor } = await import('../src/sim.ts');
 const { plan } = workerData;
 parentPort.on('message', async (seed) => {
-  const { trace: _, ...r } = await runOne(scheduleFor(plan, seed), { computeMs: plan.computeMs });
+  const { trace: _, ...r } = await runOne(scheduleFor(plan, seed));
   parentPort.postMessage({ ...r, profile: profileFor(plan.profile, seed) });
 });

@@ -15,14 +15,18 @@ import {
   scenarioJsonSchema,
   SimProfile,
   SimSchedule,
+  preset,
+  scheduleProblems,
 } from '@lockstep/topology';
 import { writeCompose } from './compose.ts';
 import {
+  actorsOf,
   createLogger,
   decodeRecord,
   describeOutcome,
   livesOf,
   logLevels,
+  recordLineProblem,
   replayLife,
   type LogLevel,
   type RecordLine,
@@ -57,8 +61,13 @@ const TrainFlags = z.object({
 
 const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
 
+/** A whole number written as decimal digits (not "", "0x10" or "1e3"), within [min, max]. */
 const count = (min: number, max: number) =>
-  z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+  z
+    .string()
+    .regex(/^\d{1,15}$/, 'must be a whole number written in digits')
+    .transform(Number)
+    .pipe(z.number().min(min, `must be >= ${min}`).max(max, `must be <= ${max}`));
 const SimFlags = z.object({
   topology: z.string().min(1),
   steps: count(1, 10_000),
@@ -68,7 +77,11 @@ const SimFlags = z.object({
   schedule: z.string().min(1).optional(),
   faults: z.enum([...SimProfile.options, 'every'], { error: `must be one of ${[...SimProfile.options, 'every'].join(', ')}` }),
   workers: count(1, 64),
-  computeMs: z.coerce.number({ error: 'must be a number' }).min(0.01, 'must be >= 0.01').max(60_000, 'must be <= 60000'),
+  computeMs: z
+    .string()
+    .regex(/^\d{1,6}(\.\d{1,6})?$/, 'must be a number of milliseconds written in digits')
+    .transform(Number)
+    .pipe(z.number().min(0.01, 'must be >= 0.01').max(60_000, 'must be <= 60000')),
   trace: z.union([z.boolean(), z.string().min(1)]).optional(),
   shrink: z.boolean().default(false),
   out: z.string().min(1),
@@ -86,7 +99,58 @@ function loadSchedule(file: string): SimSchedule {
   const r = SimSchedule.safeParse(value);
   if (!r.success) throw new UsageError(`--schedule: ${file}: ${describeIssues(r.error).join('; ')}`);
   if (!isPresetName(r.data.topology)) throw new UsageError(`--schedule: ${file}: topology: must be one of ${presetNames.join(', ')}`);
+  const problems = scheduleProblems(r.data, preset(r.data.topology));
+  if (problems.length > 0) throw new UsageError(`--schedule: ${file}: ${problems.join('; ')}`);
   return r.data;
+}
+
+/** Which flags of `sim` go together: one seed or a schedule file runs alone; --trace needs one of them. */
+function checkSimFlags(cmd: Command, f: { seed?: number; schedule?: string; trace?: unknown }): void {
+  const given = (name: string) => cmd.getOptionValueSource(name) === 'cli';
+  const conflict = (a: string, b: string) => {
+    throw new UsageError(`--${a} and --${b} do not go together`);
+  };
+  if (f.seed !== undefined && f.schedule !== undefined) conflict('seed', 'schedule');
+  if (f.schedule !== undefined) {
+    // a schedule file says its topology, steps, profile, compute time and faults itself
+    for (const [flag, name] of [
+      ['topology', 'topology'],
+      ['steps', 'steps'],
+      ['faults', 'faults'],
+      ['computeMs', 'compute-ms'],
+      ['seeds', 'seeds'],
+      ['firstSeed', 'first-seed'],
+      ['workers', 'workers'],
+    ] as const)
+      if (given(flag)) conflict('schedule', name);
+  }
+  if (f.seed !== undefined)
+    for (const [flag, name] of [
+      ['seeds', 'seeds'],
+      ['firstSeed', 'first-seed'],
+      ['workers', 'workers'],
+    ] as const)
+      if (given(flag)) conflict('seed', name);
+  if (f.trace !== undefined && f.seed === undefined && f.schedule === undefined)
+    throw new UsageError('--trace: goes with --seed or --schedule (one schedule)');
+}
+
+/** Make the output directory, or say why not. */
+function outDir(dir: string): string {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    throw new UsageError(`--out: ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return dir;
+}
+
+function writeOut(file: string, text: string): void {
+  try {
+    writeFileSync(file, text);
+  } catch (err) {
+    throw new UsageError(`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
 }
 
 /** The run a `train --resume` continues: its directory, id and step count, from its run.json. */
@@ -414,28 +478,29 @@ export function buildProgram(): Command {
     .option('--shrink', 'shrink each failing schedule to a smaller one that still fails, and write it')
     .option('--out <dir>', 'where --trace and --shrink write their files (the schedule, its trace, the shrunk schedule)', '.')
     .option('--json', 'print one JSON object as the last line of stdout')
-    .action(async (raw) => {
+    .action(async (raw, cmd: Command) => {
       const f = parseFlags(SimFlags, raw);
       if (!isPresetName(f.topology)) throw new UsageError(`--topology: must be one of ${presetNames.join(', ')}; got ${f.topology}`);
+      checkSimFlags(cmd, f);
       const base = { topology: f.topology, steps: f.steps, profile: f.faults, computeMs: f.computeMs };
       if (f.seed !== undefined || f.schedule !== undefined) {
         const schedule = f.schedule !== undefined ? loadSchedule(f.schedule) : scheduleFor(base, f.seed!);
-        const r = await runOne(schedule, { computeMs: f.computeMs, trace: f.trace !== undefined });
+        const r = await runOne(schedule, { trace: f.trace !== undefined });
         const files: string[] = [];
-        if (f.trace !== undefined || f.shrink) mkdirSync(f.out, { recursive: true });
+        if (f.trace !== undefined || f.shrink) outDir(f.out);
         if (f.trace !== undefined && r.trace) {
           const schedFile = join(f.out, `sim-${schedule.seed}.schedule.json`);
-          writeFileSync(schedFile, `${JSON.stringify(schedule, null, 2)}\n`);
+          writeOut(schedFile, `${JSON.stringify(schedule, null, 2)}\n`);
           files.push(schedFile);
           const traceFile = typeof f.trace === 'string' ? f.trace : join(f.out, `sim-${schedule.seed}.trace.jsonl`);
-          writeFileSync(traceFile, r.trace.map((e) => JSON.stringify(e)).join('\n') + '\n');
+          writeOut(traceFile, r.trace.map((e) => JSON.stringify(e)).join('\n') + '\n');
           files.push(traceFile);
         }
         let shrunk: { schedule: SimSchedule; tries: number } | undefined;
         if (f.shrink && isFailure(r)) {
-          const s = await shrink(schedule, { computeMs: f.computeMs });
+          const s = await shrink(schedule);
           const file = join(f.out, `sim-${schedule.seed}.shrunk.json`);
-          writeFileSync(file, `${JSON.stringify(s.schedule, null, 2)}\n`);
+          writeOut(file, `${JSON.stringify(s.schedule, null, 2)}\n`);
           files.push(file);
           shrunk = s;
         }
@@ -450,7 +515,11 @@ export function buildProgram(): Command {
               ['outcome', describeOutcome(r.outcome)],
               [
                 'faults',
-                schedule.faults.map((x) => `${x.kind}@${Math.round(x.at)}ms${x.kind === 'crash' ? ` ${x.target}` : ''}`).join(', ') || '-',
+                `${schedule.faults.map((x) => `${x.kind}@${Math.round(x.at)}ms${x.kind === 'crash' ? ` ${x.target}` : ''}`).join(', ') || '-'}${
+                  r.faultsFired < schedule.faults.length
+                    ? ` (${schedule.faults.length - r.faultsFired} never fired: timed after the run ended)`
+                    : ''
+                }`,
               ],
               [
                 'message faults',
@@ -487,11 +556,11 @@ export function buildProgram(): Command {
       const summary = summarize(plan, lines, wallMs);
       const shrunk: { seed: number; file: string; faults: number; steps: number }[] = [];
       if (f.shrink) {
-        mkdirSync(f.out, { recursive: true });
+        outDir(f.out);
         for (const x of summary.failed.slice(0, 5)) {
-          const s = await shrink(scheduleFor(plan, x.seed), { computeMs: f.computeMs });
+          const s = await shrink(scheduleFor(plan, x.seed));
           const file = join(f.out, `sim-${x.seed}.shrunk.json`);
-          writeFileSync(file, `${JSON.stringify(s.schedule, null, 2)}\n`);
+          writeOut(file, `${JSON.stringify(s.schedule, null, 2)}\n`);
           shrunk.push({ seed: x.seed, file, faults: s.schedule.faults.length, steps: s.schedule.steps });
         }
       }
@@ -505,7 +574,10 @@ export function buildProgram(): Command {
             ['schedules', `${summary.schedules} (seeds ${plan.seeds[0]}..${plan.seeds.at(-1)})`],
             ['outcomes', `recovered ${o.recovered}, failed ${o.failed}, violation ${o.violation}, hang ${o.hang}`],
             ['retried / restarts / restores', `${summary.retried} / ${summary.restarts} / ${summary.restores}`],
-            ['schedules per minute', `${summary.schedulesPerMinute.toFixed(0)} (${summary.workers} workers)`],
+            [
+              'schedules per minute',
+              `${summary.schedulesPerMinute.toFixed(0)} (${summary.workers} worker${summary.workers === 1 ? '' : 's'})`,
+            ],
             ['simulated s per wall s', summary.simulatedSecondsPerWallSecond.toFixed(1)],
             ['events', String(summary.events)],
             ['eventsHash', summary.eventsHash],
@@ -513,7 +585,7 @@ export function buildProgram(): Command {
         );
         for (const x of summary.failed)
           process.stdout.write(
-            `FAILING seed ${x.seed} (${x.profile}): ${x.failure}\n  replay: npx lockstep sim --seed ${x.seed} --faults ${x.profile} -t ${f.topology} -s ${f.steps} --trace\n`,
+            `FAILING seed ${x.seed} (${x.profile}): ${x.failure}\n  replay: npx lockstep sim --seed ${x.seed} --faults ${x.profile} -t ${f.topology} -s ${f.steps}${f.computeMs === 2 ? '' : ` --compute-ms ${f.computeMs}`} --trace\n`,
           );
         for (const x of shrunk)
           process.stdout.write(
@@ -544,20 +616,45 @@ export function buildProgram(): Command {
       }
       if (files.length === 0) throw new UsageError(`replay: ${dir} holds no actor records`);
       const results: ReplayResult[] = [];
+      let actors: string[] | undefined;
+      const found: string[] = [];
       for (const file of files) {
-        const text = readFileSync(join(dir, file), 'utf8');
-        const lines = text.split('\n').filter((l) => l.length > 0);
-        let decoded: RecordLine[];
+        const where = join(dir, file);
+        const lines = readFileSync(where, 'utf8')
+          .split('\n')
+          .filter((l) => l.length > 0);
+        const decoded: RecordLine[] = lines.map((text, i) => {
+          let v: unknown;
+          try {
+            v = decodeRecord(text);
+          } catch (err) {
+            throw new UsageError(`replay: ${where}:${i + 1}: not JSON (${(err as Error).message})`);
+          }
+          const problem = recordLineProblem(v);
+          if (problem) throw new UsageError(`replay: ${where}:${i + 1}: ${problem}`);
+          return v as RecordLine;
+        });
+        let lives: RecordLine[][];
         try {
-          decoded = lines.map(decodeRecord);
+          lives = livesOf(decoded);
         } catch (err) {
-          throw new UsageError(`replay: ${join(dir, file)}: not a record (${(err as Error).message})`);
+          throw new UsageError(`replay: ${where}: ${(err as Error).message}`);
         }
+        if (lives.length === 0) throw new UsageError(`replay: ${where}: empty (no machine's input)`);
         const actor = file.replace(/\.jsonl$/, '').replaceAll('-', '/');
-        livesOf(decoded).forEach((life, i) => {
+        const t = (lives[0][0] as { input: { topology: { pods: number; hostsPerPod: number } } }).input.topology;
+        actors ??= actorsOf(t);
+        const expected = actors;
+        if (!expected.includes(actor))
+          throw new UsageError(`replay: ${where}: ${actor} is not an actor of this run (${expected.length} actors)`);
+        found.push(actor);
+        lives.forEach((life, i) => {
           results.push(replayLife(actor, i + 1, life));
         });
       }
+      const missing = (actors ?? []).filter((a) => !found.includes(a));
+      if (missing.length > 0)
+        throw new UsageError(`replay: ${dir}: no record of ${missing.join(', ')} (every actor of the run must be recorded)`);
       const differ = results.filter((r) => r.divergence);
       if (raw.json) printJson({ runDir, actors: results, same: differ.length === 0 });
       else {
@@ -567,7 +664,7 @@ export function buildProgram(): Command {
             '|---|---:|---:|---:|---:|---|',
             ...results.map(
               (r) =>
-                `| ${r.actor} | ${r.life} | ${r.events} | ${r.recorded} | ${r.replayed} | ${r.divergence ? `NO: message ${r.divergence.index}: recorded ${JSON.stringify(r.divergence.recorded)}, replayed ${JSON.stringify(r.divergence.replayed)}` : 'yes'} |`,
+                `| ${r.actor} | ${r.life} | ${r.events} | ${r.recorded} | ${r.replayed} | ${r.divergence ? `NO: message ${r.divergence.index}: recorded ${JSON.stringify(r.divergence.recorded ?? 'nothing')}, replayed ${JSON.stringify(r.divergence.replayed ?? 'nothing')}${r.error ? ` (the machine threw: ${r.error})` : ''}` : 'yes'} |`,
             ),
             '',
             differ.length === 0

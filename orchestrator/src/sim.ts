@@ -76,7 +76,7 @@ export async function runPlan(plan: SimPlan, onResult?: (r: SimLine, done: numbe
   const workers = Math.max(1, Math.min(plan.workers, plan.seeds.length));
   if (workers === 1) {
     for (const seed of plan.seeds) {
-      const { trace: _, ...r } = await runOne(scheduleFor(plan, seed), { computeMs: plan.computeMs });
+      const { trace: _, ...r } = await runOne(scheduleFor(plan, seed));
       record({ ...r, profile: profileFor(plan.profile, seed) });
     }
   } else {
@@ -139,11 +139,16 @@ export function summarize(plan: SimPlan, lines: SimLine[], wallMs: number): SimS
   };
 }
 
+/** How a schedule failed, for shrinking: the outcome's kind, with the failure's kind or the invariant broken. */
+function failureWay(o: SimResult['outcome']): string {
+  return o.kind === 'failed' ? `failed/${o.failure}` : o.kind === 'violation' ? `violation/${o.invariant}` : o.kind;
+}
+
 /**
  * Shrink a failing schedule the way property-based testing shrinks a
  * counterexample: drop faults one at a time, zero the message-fault rates,
  * cut the steps, keep every change after which it still fails the same way
- * (the same outcome kind), until nothing more can go. At most `budget` runs.
+ * (the same outcome, and the same failure kind or broken invariant), until nothing more can go. At most `budget` runs.
  */
 export async function shrink(
   schedule: SimSchedule,
@@ -152,15 +157,15 @@ export async function shrink(
   const topology = preset(schedule.topology as PresetName);
   let best = schedule;
   let bestResult = await simulate(topology, best, opts);
-  const kind = bestResult.outcome.kind;
-  if (kind === 'recovered') return { schedule, result: bestResult, tries: 1 };
+  const way = failureWay(bestResult.outcome);
+  if (bestResult.outcome.kind === 'recovered') return { schedule, result: bestResult, tries: 1 };
   let tries = 1;
   const budget = opts.budget ?? 60;
   const attempt = async (candidate: SimSchedule): Promise<boolean> => {
     if (tries >= budget) return false;
     tries++;
     const r = await simulate(topology, candidate, opts);
-    const fails = r.outcome.kind === kind;
+    const fails = failureWay(r.outcome) === way;
     opts.onTry?.(candidate, fails);
     if (fails) {
       best = candidate;

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeRecord, encodeRecord } from '@lockstep/actors';
@@ -48,6 +48,22 @@ describe('lockstep replay: a real run decided again offline', () => {
       (a) => a.actor === 'client',
     )!;
     expect(c.divergence?.recorded).toMatchObject({ kind: 'step.commit', step: 2 });
+  }, 120_000);
+
+  it('a record that does not cover the run, or holds a line that is not a record line, exits 2 naming the file', () => {
+    const dir = tempDir();
+    const runDir = join(dir, 'run');
+    expect(cli(['train', '--topology', 'tiny', '--steps', '3', '--record', '--run-dir', runDir, '--json']).code).toBe(0);
+    const file = join(runDir, 'record', 'host-0-1.jsonl');
+    const text = readFileSync(file, 'utf8');
+    writeFileSync(file, `${text}null\n`);
+    const bad = cli(['replay', runDir]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/host-0-1\.jsonl:\d+: not an object/);
+    rmSync(file);
+    const missing = cli(['replay', runDir]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/no record of host\/0\/1/);
   }, 120_000);
 
   it('replay of a run without a record exits 2 and says how to make one', () => {

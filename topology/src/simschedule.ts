@@ -34,7 +34,9 @@ export const SimSchedule = z
     profile: SimProfile,
     /** A preset name. */
     topology: z.string().min(1).max(100),
-    steps: z.number().int().min(1).max(100_000),
+    steps: z.number().int().min(1).max(10_000),
+    /** Simulated forward time of a host (backward takes twice, update half), ms; each drawn +-25% from the seed. */
+    computeMs: z.number().min(0.01).max(60_000).default(2),
     /** Message faults on every delivery until `faultsUntilMs`. */
     net: z.object({ drop: probability, duplicate: probability, delay: probability, delayMaxMs: ms }).strict(),
     faultsUntilMs: ms,
@@ -42,3 +44,18 @@ export const SimSchedule = z
   })
   .strict();
 export type SimSchedule = z.infer<typeof SimSchedule>;
+
+/** Why a schedule's faults do not fit its topology (a crash aimed at an actor it does not have), or undefined. */
+export function scheduleProblems(s: SimSchedule, t: { pods: number; hostsPerPod: number }): string[] {
+  const out: string[] = [];
+  s.faults.forEach((f, i) => {
+    if (f.kind !== 'crash') return;
+    const m = /^(pod|host)\/(\d+)(?:\/(\d+))?$/.exec(f.target);
+    if (!m) return;
+    const pod = Number(m[2]);
+    const host = m[3] === undefined ? 0 : Number(m[3]);
+    if (pod >= t.pods || host >= t.hostsPerPod)
+      out.push(`faults.${i}.target: ${f.target} is not an actor of a topology of ${t.pods} pods x ${t.hostsPerPod} hosts`);
+  });
+  return out;
+}

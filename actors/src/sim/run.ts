@@ -51,6 +51,8 @@ export interface SimResult {
   restores: number;
   delivered: number;
   dropped: number;
+  /** The schedule's faults that fired (one timed after the run ended never does). */
+  faultsFired: number;
   /** With `trace`: what the network did and what the schedule did, in order. */
   trace?: (
     | NetEvent
@@ -62,8 +64,6 @@ export interface SimResult {
 }
 
 export interface SimOptions {
-  /** Simulated compute time of forward (backward takes twice, update half), ms; each drawn +-25% from the seed. */
-  computeMs?: number;
   inPodMs?: number;
   crossPodMs?: number;
   trace?: boolean;
@@ -124,13 +124,14 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
   const net = new SimNetwork(clock, rng, { inPodMs: opts.inPodMs ?? 0.2, crossPodMs: opts.crossPodMs ?? 1 }, opts.trace);
   const disk = new MemDisk();
   const runLog = new MemRunLog(clock);
-  const computeMs = opts.computeMs ?? 2;
+  const computeMs = schedule.computeMs;
   const place = { dir: DIR, topology: t, runId: RUN, log: silent, clock, disk };
   const trace = net.trace as SimResult['trace'];
   let drain = false;
   let violation: Violation | undefined;
   let clientOut: ClientOutput | undefined;
   let restarts = 0;
+  let faultsFired = 0;
   const lives = new Map<string, number>();
   const live = new Map<string, { actor: AnyActorRef; close: () => void }>();
 
@@ -186,7 +187,15 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
       const key = `${c.phase}/${c.step}/${c.attempt}`;
       if (key === last) return;
       last = key;
-      trace.push({ t: clock.now(), what: 'state', actor: name, phase: c.phase, step: c.step, attempt: c.attempt, tags: [...snap.tags].sort() });
+      trace.push({
+        t: clock.now(),
+        what: 'state',
+        actor: name,
+        phase: c.phase,
+        step: c.step,
+        attempt: c.attempt,
+        tags: [...snap.tags].sort(),
+      });
     });
   };
 
@@ -333,6 +342,7 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     const ends = f.at + (f.kind === 'crash' ? f.downMs : f.kind === 'partition' ? f.durationMs : 0);
     faultsEnd = Math.max(faultsEnd, ends);
     clock.setTimeout(() => {
+      faultsFired++;
       trace?.push({ t: clock.now(), what: 'fault', fault: f });
       if (f.kind === 'crash') {
         if (!live.has(f.target) || clientOut) return;
@@ -410,6 +420,7 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     restores: clientOut?.restores.length ?? 0,
     delivered: net.delivered,
     dropped: net.dropped,
+    faultsFired,
     trace,
   };
 }

@@ -60,5 +60,14 @@ export function drawSchedule(o: {
   }
   if (o.profile === 'all' && r.chance(0.2)) faults.push({ kind: 'tear', at: r.next() * window });
   faults.sort((a, b) => a.at - b.at);
-  return { seed: o.seed, profile: o.profile, topology: o.topologyName, steps: o.steps, net, faultsUntilMs: messages ? window : 0, faults };
+  return {
+    seed: o.seed,
+    profile: o.profile,
+    topology: o.topologyName,
+    steps: o.steps,
+    computeMs: o.computeMs,
+    net,
+    faultsUntilMs: messages ? window : 0,
+    faults,
+  };
 }
