@@ -314,7 +314,12 @@ function toResult(
     restarts: restarts.map((r) => ({ process: r.process, exit: r.exit })),
     restores: s.restores,
     replayedSteps: replayed.length,
-    replayedHashesMatch: replayed.every((r) => steps.find((x) => x.step === r.step)?.paramsHash === r.paramsHash),
+    // a replay of a step this launcher saw committed must have its hash; one an earlier launcher committed (train --resume)
+    // was checked by the run log itself, which takes a replayed step only with the hash it logged
+    replayedHashesMatch: replayed.every((r) => {
+      const first = steps.find((x) => x.step === r.step);
+      return first === undefined || first.paramsHash === r.paramsHash;
+    }),
     runDir,
   };
 }

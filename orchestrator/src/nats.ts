@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { DcnProxy, type LocalPorts } from '@lockstep/infra';
 import { NatsServerMissing, ProcessExited } from './errors.ts';
 import type { LocalServer } from './local.ts';
-import { freePort } from './ports.ts';
+import { freePorts } from './ports.ts';
 
 /** Find the nats-server binary: an explicit path, then PATH, then where Debian and manual installs put it. */
 export function findNatsServer(explicit?: string): string {
@@ -60,8 +60,8 @@ export function spawnNats(bin: string, config: string, logFile: string): ChildPr
 
 /** Free ports on 127.0.0.1 for a cluster of `pods` pods: each pod's server's client and route port, and the run log's server's. */
 export async function localPorts(pods: number): Promise<LocalPorts> {
-  const ports = await Promise.all(Array.from({ length: pods }, async () => ({ port: await freePort(), clusterPort: await freePort() })));
-  return { pods: ports, runLog: await freePort() };
+  const all = await freePorts(2 * pods + 1);
+  return { pods: Array.from({ length: pods }, (_, p) => ({ port: all[2 * p], clusterPort: all[2 * p + 1] })), runLog: all[2 * pods] };
 }
 
 /** A DCN fault proxy on the route of every pair of pods (pod p dials pod q > p through it). */
