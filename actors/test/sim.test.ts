@@ -134,4 +134,10 @@ describe('lockstep sim: the real machines on simulated time and network', () => 
     const r = await simulate(tiny, regression('seed-683-all'));
     expect(r.outcome).toEqual({ kind: 'recovered' });
   });
+
+  it('seed 5055 (all): a restarted client finishing a logged commit learns a shard is lost, restores, and replays up to that step as a replay', async () => {
+    const r = await simulate(tiny, regression('seed-5055-all'));
+    expect(r.outcome).toEqual({ kind: 'recovered' });
+    expect(r.restores).toBe(1);
+  });
 });

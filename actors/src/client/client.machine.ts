@@ -300,6 +300,8 @@ export const clientMachine = setup({
     /** Count a message that does not belong here; the state is left as it was. */
     reject: assign(({ context, event }) => rejection(context, event as never)),
     setPhase: assign((_, params: { phase: ClientContext['phase'] }) => ({ phase: params.phase })),
+    /** The step being committed is logged, so committed: a restore started now replays up to it and goes on after it. */
+    passLoggedStep: assign(({ context }) => ({ step: context.step + 1 })),
     /** Note the time a tick carries (what xstate's own events, which carry none, fall back to). */
     noteTime: assign(({ context, event }) => ({ now: Math.max(context.now, timeOf(event, context.now)) })),
     /** Send step s, attempt a, to every pod with its share of the global batch. */
@@ -637,8 +639,9 @@ export const clientMachine = setup({
         'pod.failed': [{ guard: 'forThisAttempt', target: 'finishing', actions: 'podFailed' }, { actions: 'reject' }],
         // every replica of a shard is gone (its holders crashed before one could hand it on): the commit cannot complete
         // in memory; restore the newest checkpoint and replay up to this step (which must come out with its logged hash)
+        // (the step is logged, so committed: the restore replays up to it, and goes on after it)
         'pod.heartbeat': [
-          { guard: and(['reportsLostHost', 'canRestore']), target: 'findingCheckpoint', actions: 'notePod' },
+          { guard: and(['reportsLostHost', 'canRestore']), target: 'findingCheckpoint', actions: ['notePod', 'passLoggedStep'] },
           { actions: 'notePod' },
         ],
       },
