@@ -135,27 +135,24 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
   const lives = new Map<string, number>();
   const live = new Map<string, { actor: AnyActorRef; close: () => void }>();
 
-  /** A promise actor that computes now and finishes after `ms` of simulated time. */
+  /** Run `f` now and settle with its result (or its error) `ms` of simulated time later: how a simulated computation or disk read takes time. */
+  const settleLater = <T>(f: () => T, ms: number): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      let settle: () => void;
+      try {
+        const value = f();
+        settle = () => resolve(value);
+      } catch (err) {
+        settle = () => reject(err);
+      }
+      clock.setTimeout(() => {
+        drain = true;
+        settle();
+      }, ms);
+    });
+  /** A promise actor that computes now and finishes after `ms()` of simulated time, saying when. */
   const later = <I, O>(f: (i: I) => O, ms: () => number) =>
-    fromPromise<Timed<O>, I>(
-      ({ input }) =>
-        new Promise((resolve, reject) => {
-          let value: O;
-          try {
-            value = f(input);
-          } catch (err) {
-            clock.setTimeout(() => {
-              drain = true;
-              reject(err);
-            }, 0);
-            return;
-          }
-          clock.setTimeout(() => {
-            drain = true;
-            resolve({ value, at: clock.now() });
-          }, ms());
-        }),
-    );
+    fromPromise<Timed<O>, I>(({ input }) => settleLater(() => f(input), ms()).then((value) => ({ value, at: clock.now() })));
   const jitter = (base: number) => base * (0.75 + 0.5 * rng.next());
   const computeOf = (pod: number, host: number) => {
     const c = opts.corrupt;
@@ -212,24 +209,8 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
       expectedLength: hostTensorLength(t, host),
       listen: listenFor(t, RUN, { role: 'host', pod, host }),
     });
-    const load = fromPromise<CommittedState, { checkpoint: number }>(
-      ({ input }) =>
-        new Promise((resolve, reject) => {
-          let s: CommittedState;
-          try {
-            s = loadCheckpoint(DIR, t, RUN, host, input.checkpoint, disk);
-          } catch (err) {
-            clock.setTimeout(() => {
-              drain = true;
-              reject(err);
-            }, 1);
-            return;
-          }
-          clock.setTimeout(() => {
-            drain = true;
-            resolve(s);
-          }, 1);
-        }),
+    const load = fromPromise<CommittedState, { checkpoint: number }>(({ input }) =>
+      settleLater(() => loadCheckpoint(DIR, t, RUN, host, input.checkpoint, disk), 1),
     );
     const a = createActor(
       hostMachine.provide({
