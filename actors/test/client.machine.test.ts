@@ -301,7 +301,11 @@ describe('client machine', () => {
     a.send(aborted(0, 0, 0));
     a.send(aborted(1, 0, 0));
     expect(controlSent(sent, 'run.end').length).toBe(2);
-    expect(a.getSnapshot().context.failure!.cause).toEqual({ kind: 'runLog', problem: 'conflict', detail: 'step 0 after 1 records' });
+    expect(a.getSnapshot().context.failure!.cause).toEqual({
+      kind: 'runLog',
+      problem: 'conflict',
+      detail: `step 0 was committed with paramsHash ${H(7).slice(0, 12)}, now ${H(1).slice(0, 12)}`,
+    });
     expect(a.getSnapshot().context.retried).toEqual([]); // a conflict is never retried
     expect(records.length).toBe(1);
     a.stop();

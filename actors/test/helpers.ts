@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fromCallback, fromPromise } from 'xstate';
 import { pino } from 'pino';
-import type { RunLogRecord } from '@lockstep/topology';
+import { runLogAppend, type RunLogRecord } from '@lockstep/topology';
 import {
   hostCompute,
   systemClock,
@@ -90,19 +90,10 @@ export function memoryRunLog(records: RunLogRecord[]) {
   return fromCallback<RunLogCommand>(({ receive, sendBack }) => {
     receive((cmd) => {
       const step = cmd.record.step;
-      if (step < records.length && records[step].paramsHash === cmd.record.paramsHash)
-        sendBack({ type: 'log.appended', step } satisfies RunLogEvent);
-      else if (step !== records.length)
-        sendBack({
-          type: 'log.failed',
-          step,
-          problem: 'conflict',
-          detail: `step ${step} after ${records.length} records`,
-        } satisfies RunLogEvent);
-      else {
-        records.push({ ...cmd.record, at: new Date(now()).toISOString() }); // stamped here, like the JetStream log's actor
-        sendBack({ type: 'log.appended', step } satisfies RunLogEvent);
-      }
+      const d = runLogAppend(records, cmd.record);
+      if (d.kind === 'conflict') return sendBack({ type: 'log.failed', step, problem: 'conflict', detail: d.reason } satisfies RunLogEvent);
+      if (d.kind === 'appended') records.push({ ...cmd.record, at: new Date(now()).toISOString() }); // stamped here, like the JetStream log's actor
+      sendBack({ type: 'log.appended', step } satisfies RunLogEvent);
     });
   });
 }

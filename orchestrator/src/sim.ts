@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { describeOutcome, drawSchedule, simulate, type SimOptions, type SimResult } from '@lockstep/actors';
-import { preset, type SimProfile, type PresetName, type SimSchedule, type Topology } from '@lockstep/topology';
+import { preset, type SimProfile, type PresetName, type SimSchedule } from '@lockstep/topology';
 
 /** The profiles `every` rotates through, one per seed. */
 export const rotatedProfiles = ['messages', 'crashes', 'partitions', 'all'] as const satisfies readonly SimProfile[];
@@ -198,5 +198,3 @@ export async function shrink(
 export function defaultWorkers(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
-
-export type { Topology };
