@@ -1,10 +1,5 @@
 /** One error class per failure a user can meet; each message says which step, which actor and what to do. */
 
-/** Actors did not become reachable over NATS in time at start-up. */
-export class StartupTimeout extends Error {
-  override name = 'StartupTimeout';
-}
-
 /** The NATS connection could not be made or was lost for good. */
 export class NatsUnavailable extends Error {
   override name = 'NatsUnavailable';

@@ -4,7 +4,6 @@ export * from './rejects.ts';
 export * from './connect.ts';
 export * from './lifecycle.ts';
 export * from './clock.ts';
-export * from './readiness.ts';
 export * from './wire/dedup.ts';
 export * from './wire/assembler.ts';
 export * from './wire/authorize.ts';

@@ -59,6 +59,12 @@ const failed = (pod: number, step: number, attempt: number): ClientEvent => ({
   at: now(),
 });
 
+/** Every pod says all its hosts are up: the client leaves `joining` (the run starts). */
+function joinPods<A extends { send: (e: ClientEvent) => void }>(a: A): A {
+  for (let p = 0; p < t.pods; p++) a.send(up(p));
+  return a;
+}
+
 function start(steps: number) {
   const sent: WireCommand[] = [];
   const a = createActor(
@@ -68,7 +74,7 @@ function start(steps: number) {
     { input: { topology: t, runId: RUN, incarnation: 'test', now: now(), steps } },
   );
   a.subscribe({ error: () => {} });
-  return { a: a.start(), sent };
+  return { a: joinPods(a.start()), sent };
 }
 
 describe('client machine', () => {
@@ -165,7 +171,7 @@ describe('client machine', () => {
       }),
       { input: { topology: quick, runId: RUN, incarnation: 'test', now: now(), steps: 1 } },
     );
-    a.start();
+    joinPods(a.start());
     a.send(prepared(0, 0, 0, H(1)));
     a.send(prepared(1, 0, 0, H(1)));
     a.send(committed(0, 0, 0, H(1))); // pod 1's confirmation is lost
@@ -190,7 +196,8 @@ describe('client machine', () => {
         actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: ticker(systemClock) },
       }),
       { input: { topology: quick, runId: RUN, incarnation: 'test', now: now(), steps: 1 } },
-    ).start();
+    );
+    joinPods(a.start());
     const beat = (pod: number): ClientEvent => ({
       type: 'pod.heartbeat',
       msg: { ...env(0, 0, pod), kind: 'pod.heartbeat', phase: 'running', ready: true, silentHosts: [], lostHosts: [] },
@@ -227,7 +234,8 @@ describe('client machine', () => {
         actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
       }),
       { input: { topology: quick, runId: RUN, incarnation: 'test', now: now(), steps: 1 } },
-    ).start();
+    );
+    joinPods(a.start());
     a.send(up(1)); // at once: its heartbeat may predate the dispatch
     expect(a.getSnapshot().context.retried).toEqual([]);
     await new Promise((r) => setTimeout(r, 450));
@@ -251,14 +259,15 @@ describe('client machine', () => {
         actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
       }),
       { input: { topology: quick, runId: RUN, incarnation: 'test', now: now(), steps: 1 } },
-    ).start();
+    );
+    joinPods(a.start());
     a.send(failed(1, 0, 0));
     a.send(aborted(0, 0, 0));
     a.send(aborted(1, 0, 0));
     a.send(up(0));
     await waitFor(a, (s) => s.context.failure?.cause.kind === 'podsNotReady', { timeout: 2000 });
     expect(a.getSnapshot().context.failure!.cause).toEqual({ kind: 'podsNotReady', ms: 100, pods: [{ pod: 1, silentHosts: [] }] });
-    expect(describeFailure(a.getSnapshot().context.failure)).toBe('step 0: not ready within 100 ms to retry: pod/1 (scheduler silent)');
+    expect(describeFailure(a.getSnapshot().context.failure)).toBe('step 0: not ready within 100 ms: pod/1 (scheduler silent)');
     expect(controlSent(sent, 'step.dispatch').some((m) => m.attempt === 1)).toBe(false);
     a.stop();
   });
@@ -293,7 +302,8 @@ describe('client machine', () => {
         actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints(), clock: manualClock().actor },
       }),
       { input: { topology: t, runId: RUN, incarnation: 'test', now: now(), steps: 3 } },
-    ).start();
+    );
+    joinPods(a.start());
     a.send(prepared(0, 0, 0, H(1)));
     a.send(prepared(1, 0, 0, H(1)));
     expect(controlSent(sent, 'step.commit')).toEqual([]);
@@ -321,7 +331,8 @@ describe('client machine', () => {
       {
         input: { topology: t, runId: RUN, incarnation: 'test', now: now(), steps: 5, resume: records[2] },
       },
-    ).start();
+    );
+    joinPods(a.start());
     const emitted: { step: number; recovered?: boolean }[] = [];
     a.on('step.committed', (r) => emitted.push({ step: r.step, recovered: r.recovered }));
     expect(controlSent(sent, 'step.commit').map((m) => [m.step, m.attempt])).toEqual([
@@ -358,7 +369,8 @@ describe('client machine', () => {
         },
       }),
       { input: { topology: every2, runId: RUN, incarnation: 'test', now: now(), steps: 2 } },
-    ).start();
+    );
+    joinPods(a.start());
     const shards = [H(11), H(12)]; // one shard hash per host of a pod
     for (const step of [0, 1]) {
       for (const pod of [0, 1]) {
@@ -395,6 +407,8 @@ describe('client machine', () => {
         aborted(1, step, attempt),
         failed(0, step, attempt),
         { type: 'log.appended', step }, // the run log's answer (the graph walk does not run the log actor)
+        up(0), // the pods say their hosts are up: the run starts
+        up(1),
         prepared(0, step + 1, attempt, H(1)), // future: must be rejected
         committed(1, Math.max(0, step - 1), attempt, H(1)), // stale or not-yet: rejected unless in order
       ];
@@ -411,6 +425,7 @@ describe('client machine', () => {
           [...c.prepared.entries()].map(([k, v]) => [k, v.paramsHash]),
           [...c.committed.keys()],
           [...c.aborted],
+          c.heardSinceWait,
         ]);
       },
     });

@@ -33,7 +33,7 @@ import {
   totalRejections,
   type Transport,
 } from '../src/index.ts';
-import { quietLog, startNatsServer } from './helpers.ts';
+import { joined, quietLog, startNatsServer } from './helpers.ts';
 
 /**
  * Healing a restarted host from its cross-pod peer, through the host machines
@@ -118,6 +118,8 @@ async function trainedCluster(
         startHost(nc, { topology, runId, pod, host, incarnation: 'first', dir, transport: o.transports?.get(`${pod}/${host}`) }),
       );
   await nc.flush(); // every host's subscriptions are in place before any of them publishes a tensor
+  // every host has reached its cross-pod peer (ping, pong) before the first dispatch, as the pods wait for in a run
+  await Promise.all([...hosts.values()].map((a) => waitFor(a, (s) => s.context.phase !== 'joining', { timeout: 5000 })));
   const per = topology.training.globalBatch / (topology.pods * topology.hostsPerPod);
   const envelope = (pod: number, step: number) => ({ v: 1 as const, runId, step, attempt: 0, sender: `pod/${pod}` });
   for (let step = 0; step < o.steps; step++) {
@@ -189,7 +191,8 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     crashed.stop();
 
     const healer = startHost(nc, { topology: t, runId, pod: 1, host: 1, incarnation: 'second', dir, heal: true });
-    expect(healer.getSnapshot().matches('healing')).toBe(true);
+    expect(healer.getSnapshot().matches('joining')).toBe(true); // it reaches its cross-pod peer first, then heals from it
+    await waitFor(healer, (s) => s.matches('healing'), { timeout: 5000 });
     await waitFor(healer, (s) => s.matches('idle'), { timeout: 5000 });
     const c = healer.getSnapshot().context;
     expect(c.heal.from).toBe('host/0/1');
@@ -299,7 +302,7 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
   it('a flood of state requests is each answered in full (25 requests: 25 answers, every frame of each)', async () => {
     const runId = 'heal-e';
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
-    const peer = startHost(nc, { topology: t, runId, pod: 0, host: 1, incarnation: 'first', dir });
+    const peer = joined(startHost(nc, { topology: t, runId, pod: 0, host: 1, incarnation: 'first', dir })); // its cross-pod peer is the test
     const dones: StateDone[] = [];
     let frames = 0;
     const sub = nc.subscribe(subjects.hostHeal(runId, 1, 1), {
@@ -350,7 +353,7 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
   it('a state request from a host of the same pod, of another shard, or from a pod, is not served', async () => {
     const runId = 'heal-f';
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
-    const peer = startHost(nc, { topology: t, runId, pod: 0, host: 1, incarnation: 'first', dir });
+    const peer = joined(startHost(nc, { topology: t, runId, pod: 0, host: 1, incarnation: 'first', dir })); // its cross-pod peer is the test
     await nc.flush();
     const request = (sender: string, reqId: string) =>
       nc.publish(

@@ -12,7 +12,9 @@ import {
   type CheckpointEvent,
   type ClockTick,
   type CommittedState,
+  type HostContext,
   type HostDiskCommand,
+  type HostEvent,
   type RunLogCommand,
   type RunLogEvent,
   type WireCommand,
@@ -157,4 +159,19 @@ export async function startNatsServer(
         proc.kill('SIGTERM');
       }),
   };
+}
+
+/**
+ * Answer a started host machine's start-up pings as host h of every other pod would (a pong from each), so it
+ * leaves `joining`: idle, or healing when restarted. Machine tests without a network use it; over a real or
+ * simulated network the peers answer themselves.
+ */
+export function joined<A extends { send: (e: HostEvent) => void; getSnapshot: () => { context: HostContext } }>(a: A): A {
+  const { pod, host, runId, topology } = a.getSnapshot().context;
+  for (let q = 0; q < topology.pods; q++) {
+    if (q === pod) continue;
+    const sender = `host/${q}/${host}`;
+    a.send({ type: 'pong', msg: { v: 1, runId, step: 0, attempt: 0, sender, msgId: `${sender}/pong/test`, kind: 'pong' }, at: now() });
+  }
+  return a;
 }

@@ -21,7 +21,7 @@ import {
   type Timed,
   type WireCommand,
 } from '../src/index.ts';
-import { controlSent, hostActors, manualClock, now, recordingWire } from './helpers.ts';
+import { controlSent, hostActors, joined, manualClock, now, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
 
@@ -90,7 +90,7 @@ function cluster(t: Topology, lose: (cmd: WireCommand) => boolean = () => false)
         input: { topology: t, runId: RUN, pod: p, host: h, incarnation: 'test', now: now() },
       });
       a.subscribe({ error: (e) => console.error(e) });
-      hosts.set(`${p}/${h}`, a.start());
+      hosts.set(`${p}/${h}`, joined(a.start()));
     }
   }
   return { hosts, sent };
@@ -173,9 +173,11 @@ describe('host machine', () => {
   it('a request for a tensor this host has not made yet is not answered (it sends it when it gets there)', () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
-    }).start();
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+        input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+      }).start(),
+    );
     const request = (attempt: number): HostEvent => ({
       type: 'tensor.request',
       msg: {
@@ -204,10 +206,12 @@ describe('host machine', () => {
     const fired: string[] = [];
     const quiet = { warn: () => {} } as never;
     const inspect = crashInspector({ host: 0, step: 1, phase: 'exchange', signal: 'SIGKILL' }, quiet, (sig) => fired.push(sig));
-    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire([])) }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
-      inspect,
-    }).start();
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire([])) }), {
+        input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+        inspect,
+      }).start(),
+    );
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
     await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
     expect(fired).toEqual([]); // step 0 is not the point
@@ -221,9 +225,11 @@ describe('host machine', () => {
   it('rejects wrong-order, stale, wrong-attempt and repeated events and leaves its state unchanged', async () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
-    }).start();
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+        input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+      }).start(),
+    );
     const snapshotOf = () => ({
       value: a.getSnapshot().value,
       step: a.getSnapshot().context.step,
@@ -262,9 +268,11 @@ describe('host machine', () => {
   it('holds tensors that arrive before their dispatch, and uses them', async () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
-    }).start();
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+        input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+      }).start(),
+    );
     a.send({
       type: 'tensor.received',
       tensor: { step: 0, attempt: 0, sender: 'host/0/1', tensor: 'grad.slice', shard: 0, data: new Float32Array(1316) },
@@ -288,7 +296,8 @@ describe('host machine', () => {
         },
       }),
       { input: { topology: preset('tiny'), runId: RUN, pod: 1, host: 0, incarnation: 'test', now: now() } },
-    ).start();
+    );
+    joined(a.start());
     a.send(dispatch(1, 0, 0, { start: 0, end: 16 }));
     await waitFor(a, (s) => s.matches({ attempt: 'failed' }), { timeout: 5000 });
     expect(controlSent(sent, 'host.failed')).toMatchObject([
@@ -300,9 +309,11 @@ describe('host machine', () => {
   it('a missed deadline fails the attempt with a typed deadline cause naming the missing peer; abort keeps the committed parameters', async () => {
     const t = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 1000 } });
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
-    }).start();
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+        input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+      }).start(),
+    );
     const before = shardHash(a.getSnapshot().context.params);
     a.send(dispatch(0, 0, 0, { start: 0, end: 16 }));
     await waitFor(a, (s) => s.matches({ attempt: 'failed' }), { timeout: 5000 });
@@ -332,9 +343,11 @@ describe('host machine', () => {
   it('a resent commit of the last step is confirmed again; a later dispatch supersedes the attempt in flight', async () => {
     const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
-    }).start();
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+        input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+      }).start(),
+    );
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
     await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
     a.send(commit(0, 0, 0));
@@ -355,9 +368,11 @@ describe('host machine', () => {
   it('repeats its prepared report every heartbeat interval until the pod answers, each under a new id', async () => {
     const t = parseTopology({ ...preset('tiny'), pods: 1, hostsPerPod: 1, heartbeat: { intervalMs: 20, misses: 3 } });
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
-    }).start();
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+        input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+      }).start(),
+    );
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
     await waitFor(a, (s) => s.context.resends >= 2, { timeout: 5000 });
     const reports = controlSent(sent, 'host.prepared');
@@ -388,17 +403,17 @@ describe('host machine', () => {
       input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: 1000 },
     });
     a.subscribe({ error: (e) => console.error(e) });
-    a.start();
+    joined(a.start());
     const beats = () => controlSent(sent, 'host.heartbeat') as { phase: string; step: number; msgId: string }[];
-    expect(beats().map((b) => b.phase)).toEqual(['idle']); // on start
+    expect(beats().map((b) => b.phase)).toEqual(['joining']); // on start, before its cross-pod peer answered
     clock.tick(1100);
-    expect(beats().map((b) => b.phase)).toEqual(['idle', 'idle']);
+    expect(beats().map((b) => b.phase)).toEqual(['joining', 'idle']);
     expect(a.getSnapshot().context.now).toBe(1100); // the time a tick carries is the host's time
     a.send({ ...dispatch(0, 0, 0, { start: 0, end: 64 }), at: 1150 });
-    expect(beats().map((b) => b.phase)).toEqual(['idle', 'idle', 'forward']); // on entering forward, before it computes
+    expect(beats().map((b) => b.phase)).toEqual(['joining', 'idle', 'forward']); // on entering forward, before it computes
     clock.tick(1200);
     clock.tick(1300);
-    expect(beats().map((b) => b.phase)).toEqual(['idle', 'idle', 'forward', 'forward', 'forward']);
+    expect(beats().map((b) => b.phase)).toEqual(['joining', 'idle', 'forward', 'forward', 'forward']);
     release();
     await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
     expect(beats().map((b) => b.phase)).toContain('update'); // entering the other computing phase says so too
@@ -413,9 +428,11 @@ describe('host machine', () => {
   it('a host awaiting a commit answers a state request with its committed state, not the prepared one', async () => {
     const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
-      input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
-    }).start();
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+        input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+      }).start(),
+    );
     const committed = Float32Array.from(a.getSnapshot().context.params);
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
     await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
@@ -452,9 +469,11 @@ describe('host machine', () => {
 
   it('run.end reports its counts to the pod', () => {
     const sent: WireCommand[] = [];
-    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
-      input: { topology: topo(), runId: RUN, pod: 1, host: 1, incarnation: 'test', now: now() },
-    }).start();
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+        input: { topology: topo(), runId: RUN, pod: 1, host: 1, incarnation: 'test', now: now() },
+      }).start(),
+    );
     a.send({ type: 'wire.rejected', reason: 'checksum', at: now() });
     a.send({ type: 'run.end', msg: { v: 1, runId: RUN, step: 0, attempt: 0, sender: 'pod/1', msgId: 'e', kind: 'run.end' }, at: now() });
     expect(a.getSnapshot().value).toBe('stopped');

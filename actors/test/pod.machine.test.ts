@@ -245,16 +245,23 @@ describe('pod machine', () => {
       input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: 10_000 },
     }).start();
     const limit = t.heartbeat.intervalMs * t.heartbeat.misses;
-    clock.tick(10_000 + limit); // both hosts counted as heard from at the start, just within the limit
-    a.send({ type: 'host.heartbeat', msg: { ...env(0, 0, 'host/0/1'), kind: 'host.heartbeat', phase: 'idle' }, at: 10_000 + limit });
-    clock.tick(10_000 + limit + 1); // host 0 silent past the limit; host 1 just heard from
+    const beat = (host: string, at: number, phase = 'idle') =>
+      a.send({ type: 'host.heartbeat', msg: { ...env(0, 0, host), kind: 'host.heartbeat', phase }, at });
+    beat('host/0/0', 10_000);
+    clock.tick(10_000 + limit); // host 0 heard just within the limit; host 1 never heard from
+    beat('host/0/1', 10_000 + limit, 'joining');
+    clock.tick(10_000 + limit + 1); // host 0 silent past the limit; host 1 heard, but still joining
+    beat('host/0/0', 10_000 + limit + 2);
+    beat('host/0/1', 10_000 + limit + 2);
+    clock.tick(10_000 + limit + 2);
     const beats = controlSent(sent, 'pod.heartbeat') as { phase: string; ready: boolean; silentHosts: number[]; msgId: string }[];
     expect(beats.map((b) => [b.phase, b.ready, b.silentHosts])).toEqual([
+      ['idle', false, [1]],
+      ['idle', false, [0, 1]],
       ['idle', true, []],
-      ['idle', false, [0]],
     ]);
-    expect(new Set(beats.map((b) => b.msgId)).size).toBe(2);
-    expect(a.getSnapshot().context.now).toBe(10_000 + limit + 1);
+    expect(new Set(beats.map((b) => b.msgId)).size).toBe(3);
+    expect(a.getSnapshot().context.now).toBe(10_000 + limit + 2);
     a.stop();
   });
 

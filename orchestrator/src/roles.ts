@@ -143,7 +143,6 @@ export async function podRole(raw: unknown): Promise<number> {
   };
   watchParent(exit);
   onSignals(exit);
-  await pod.ready;
   await pod.done;
   await nc.drain();
   await linger(delay, log);
@@ -176,7 +175,6 @@ export async function hostRole(raw: unknown): Promise<number> {
   };
   watchParent(exit);
   onSignals(exit);
-  await Promise.all(runs.map((r) => r.ready));
   await Promise.all(runs.map((r) => r.done));
   await nc.drain();
   await linger(delay, log);

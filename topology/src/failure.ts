@@ -72,9 +72,10 @@ export const RestoreCause = cause('restore', {
   detail: text.optional(),
 });
 /**
- * Before retrying a failed attempt, not every pod said within `ms` that all its
- * hosts are up: each such pod with the hosts it called silent (none: the pod
- * scheduler itself was not heard from).
+ * At start-up, or before retrying a failed attempt, not every pod said within
+ * `ms` that all its hosts are up: each such pod with the hosts it called silent
+ * (not heard from, or still joining or healing; none: the pod scheduler itself
+ * was not heard from, or a host is lost).
  */
 export const PodsNotReadyCause = cause('podsNotReady', {
   ms,
@@ -151,7 +152,7 @@ export function describeCause(c: FailureCause): string {
       return `restore of ${to}: ${c.actor ?? 'a host'} could not load it${c.detail ? `: ${c.detail}` : ''}`;
     }
     case 'podsNotReady':
-      return `not ready within ${Math.round(c.ms)} ms to retry: ${c.pods
+      return `not ready within ${Math.round(c.ms)} ms: ${c.pods
         .map((p) =>
           p.silentHosts.length
             ? `pod/${p.pod} (${p.silentHosts.map((h) => `host/${p.pod}/${h}`).join(', ')} silent)`

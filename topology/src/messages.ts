@@ -103,7 +103,7 @@ export const StateDone = msg('state.done', {
 });
 /** The peer holds no state it can give (it is healing too). */
 export const StateNone = msg('state.none', { reqId: z.string().min(1).max(100), reason: z.string().max(500) });
-// readiness (request/reply)
+// readiness: a host and its cross-pod peers
 /**
  * host -> host, on the peer's data subject: "the tensor you send me for this
  * attempt has not all come; send it again". `round` counts the asker's
@@ -115,8 +115,9 @@ export const TensorRequest = msg('tensor.request', {
   round: z.number().int().min(1).max(1_000_000),
 });
 
+/** A host's start-up ping to host h of another pod, until it answers: the route carries both ways. */
 export const Ping = msg('ping', {});
-export const Pong = msg('pong', { ready: z.boolean(), waitingFor: z.array(z.string().max(100)).max(100) });
+export const Pong = msg('pong', {});
 /** The client's record of a committed step, published for observers. */
 export const StepCommitted = msg('step.committed', {
   loss: z.number(),

@@ -8,7 +8,7 @@ import { channelPattern, channelsIn, channelsOf, treePattern, wireTrees, type Ro
  * subjects, to `host.*.*.>`). The launcher gives each role its own user
  * with these; the server refuses the rest (a host cannot publish a commit or a
  * dispatch: only a pod may, on host.<p>.<h>.cmd). Every role may also use
- * `_INBOX.>` (request/reply: readiness pings, the run log's JetStream API), and
+ * `_INBOX.>` (request/reply: the run log's JetStream API), and
  * the client `$JS.API.>`.
  */
 export function rolePermissions(run: string): Record<Role, { publish: string[]; subscribe: string[] }> {

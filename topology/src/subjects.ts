@@ -4,10 +4,9 @@
  *   lockstep.<run>.client.report        pods -> client   (pod.prepared, pod.committed, ...)
  *   lockstep.<run>.pod.<p>.cmd          client -> pod p  (step.dispatch, step.commit, ...)
  *   lockstep.<run>.pod.<p>.report       hosts of p -> pod p (host.heartbeat, host.prepared, ...)
- *   lockstep.<run>.pod.<p>.ping         readiness request/reply
  *   lockstep.<run>.host.<p>.<h>.cmd     pod p -> its host h (host.dispatch, host.commit, ...)
  *   lockstep.<run>.host.<p>.<h>.data    tensor chunks for host h of pod p (in-pod and cross-pod), and tensor.request asking h for one again
- *   lockstep.<run>.host.<p>.<h>.ping    readiness request/reply
+ *   lockstep.<run>.host.<p>.<h>.ping    start-up ping and pong between host h of pod p and host h of another pod
  *   lockstep.<run>.host.<p>.<h>.state   state.request from host h of another pod (healing)
  *   lockstep.<run>.host.<p>.<h>.heal    the committed state sent back to a healing host h
  *   lockstep.<run>.progress             client -> observers: one message per committed step
@@ -20,7 +19,6 @@ export const subjects = {
   clientReport: (run: string) => `lockstep.${run}.client.report`,
   podCmd: (run: string, pod: number) => `lockstep.${run}.pod.${pod}.cmd`,
   podReport: (run: string, pod: number) => `lockstep.${run}.pod.${pod}.report`,
-  podPing: (run: string, pod: number) => `lockstep.${run}.pod.${pod}.ping`,
   hostAll: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.>`,
   hostCmd: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.cmd`,
   hostData: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.data`,

@@ -45,15 +45,12 @@ export const wireChannels = {
   'client.report': { subject: subjects.clientReport(RUN), to: 'the client' },
   'pod.cmd': { subject: subjects.podCmd(RUN, P), to: 'pod p' },
   'pod.report': { subject: subjects.podReport(RUN, P), to: 'pod p' },
-  'pod.ping': { subject: subjects.podPing(RUN, P), to: 'pod p' },
   'host.cmd': { subject: subjects.hostCmd(RUN, P, H), to: 'host h of pod p' },
   'host.data': { subject: subjects.hostData(RUN, P, H), to: 'host h of pod p' },
   'host.ping': { subject: subjects.hostPing(RUN, P, H), to: 'host h of pod p' },
   'host.state': { subject: subjects.hostState(RUN, P, H), to: 'host h of pod p' },
   'host.heal': { subject: subjects.hostHeal(RUN, P, H), to: 'host h of pod p' },
   progress: { subject: subjects.progress(RUN), to: 'observers' },
-  /** Request/reply: the asker's inbox. */
-  reply: { subject: '_INBOX.>', to: 'the asker' },
 } as const satisfies Record<string, WireChannelRow>;
 export type WireChannel = keyof typeof wireChannels;
 
@@ -280,28 +277,21 @@ export const wireTable = {
     phase: 'end',
     contract: "Answers run.end with the pod's and its hosts' counts; sent once.",
   },
-  // start-up handshake (request/reply)
+  // start-up: a host and host h of every other pod reach each other across the route (the DCN)
   ping: {
     schema: M.Ping,
     frame: 'control',
-    routes: [
-      { on: 'pod.ping', from: 'client', to: 'pod' },
-      { on: 'host.ping', from: 'pod', to: 'host' },
-      { on: 'host.ping', from: 'host', to: 'host' },
-    ],
+    routes: [{ on: 'host.ping', from: 'host', to: 'host' }],
     phase: 'none',
-    contract: 'Start-up handshake, outside the step protocol: repeated until the peer answers (and, where asked, says it is ready).',
+    contract:
+      'A joining host to host h of every other pod, again every heartbeat interval until it answers: its answer proves the route carries both ways before any tensor does.',
   },
   pong: {
     schema: M.Pong,
     frame: 'control',
-    routes: [
-      { on: 'reply', from: 'pod', to: 'client' },
-      { on: 'reply', from: 'host', to: 'pod' },
-      { on: 'reply', from: 'host', to: 'host' },
-    ],
+    routes: [{ on: 'host.ping', from: 'host', to: 'host' }],
     phase: 'none',
-    contract: "Answers one ping, on the asker's inbox: whether it is ready, and whom it still waits for.",
+    contract: "Answers every ping, in any state, on the asker's ping subject; a repeat is answered again and ignored once joined.",
   },
   // observers
   'step.committed': {

@@ -92,7 +92,7 @@ describe('describeFailure', () => {
           ],
         },
       }),
-    ).toBe('step 7: not ready within 5000 ms to retry: pod/0 (host/0/1 silent), pod/1 (scheduler silent)');
+    ).toBe('step 7: not ready within 5000 ms: pod/0 (host/0/1 silent), pod/1 (scheduler silent)');
     expect(
       describeFailure({
         step: 0,

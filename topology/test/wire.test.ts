@@ -112,13 +112,12 @@ describe('the wire table', () => {
     expect(tensorsOn('host.heal')).toEqual(['state.params', 'state.opt']);
   });
 
-  it('ping goes to pods and hosts, pong comes back on the inbox, progress goes to observers', () => {
-    expect(sendersOn('host.ping')).toEqual(['pod', 'host']);
-    expect(receiversOn('pod.ping')).toEqual(['pod']);
-    expect(sendersOn('reply')).toEqual(['pod', 'host']);
-    expect(receiversOn('reply')).toEqual(['client', 'pod', 'host']);
+  it('ping and pong go between hosts only, progress goes to observers', () => {
+    expect(sendersOn('host.ping')).toEqual(['host']);
+    expect(receiversOn('host.ping')).toEqual(['host']);
+    expect(new Set(kindsOn('host.ping'))).toEqual(new Set(['ping', 'pong']));
     expect(channelsOf('observer', 'receives')).toEqual(['progress']);
-    expect(channelsOf('client', 'sends')).toEqual(['pod.cmd', 'pod.ping', 'progress']);
+    expect(channelsOf('client', 'sends')).toEqual(['pod.cmd', 'progress']);
   });
 
   it('a tensor.request asks only for a tensor that travels on host.data', () => {
@@ -130,14 +129,12 @@ describe('the wire table', () => {
       'client.report': subjects.clientReport('r'),
       'pod.cmd': subjects.podCmd('r', 1),
       'pod.report': subjects.podReport('r', 1),
-      'pod.ping': subjects.podPing('r', 1),
       'host.cmd': subjects.hostCmd('r', 1, 3),
       'host.data': subjects.hostData('r', 1, 3),
       'host.ping': subjects.hostPing('r', 1, 3),
       'host.state': subjects.hostState('r', 1, 3),
       'host.heal': subjects.hostHeal('r', 1, 3),
       progress: subjects.progress('r'),
-      reply: '_INBOX.abc.1',
     };
     for (const c of channelNames) {
       expect(subjectMatches(channelPattern(c, 'r'), built[c]), c).toBe(true);
@@ -200,12 +197,12 @@ describe('NATS permissions derived from the table', () => {
 
   it('a role publishes on the channels it sends on and subscribes to those it receives on (a host to its whole tree)', () => {
     expect(perms.client).toEqual({
-      publish: [`${r}.pod.*.cmd`, `${r}.pod.*.ping`, `${r}.progress`, '_INBOX.>', '$JS.API.>'],
+      publish: [`${r}.pod.*.cmd`, `${r}.progress`, '_INBOX.>', '$JS.API.>'],
       subscribe: [`${r}.client.report`, '_INBOX.>'],
     });
     expect(perms.pod).toEqual({
-      publish: [`${r}.client.report`, `${r}.host.*.*.cmd`, `${r}.host.*.*.ping`, '_INBOX.>'],
-      subscribe: [`${r}.pod.*.cmd`, `${r}.pod.*.report`, `${r}.pod.*.ping`, '_INBOX.>'],
+      publish: [`${r}.client.report`, `${r}.host.*.*.cmd`, '_INBOX.>'],
+      subscribe: [`${r}.pod.*.cmd`, `${r}.pod.*.report`, '_INBOX.>'],
     });
     expect(perms.host).toEqual({
       publish: [`${r}.pod.*.report`, `${r}.host.*.*.data`, `${r}.host.*.*.ping`, `${r}.host.*.*.state`, `${r}.host.*.*.heal`, '_INBOX.>'],
@@ -216,7 +213,7 @@ describe('NATS permissions derived from the table', () => {
 
   it("a host's tree is its five channels; only a role using all of them is given the tree", () => {
     expect(channelsIn('host')).toEqual(['host.cmd', 'host.data', 'host.ping', 'host.state', 'host.heal']);
-    expect(channelsOf('host', 'receives')).toEqual([...channelsIn('host'), 'reply']);
+    expect(channelsOf('host', 'receives')).toEqual(channelsIn('host'));
     expect(channelsOf('host', 'sends')).not.toContain('host.cmd');
     expect(perms.host.publish).not.toContain(`${r}.host.*.*.>`);
     expect(perms.pod.publish).not.toContain(`${r}.host.*.*.>`);
@@ -231,15 +228,15 @@ describe('NATS permissions derived from the table', () => {
     expect(who(subjects.progress('run1'))).toEqual(['client']);
   });
 
-  it('allows every subject of a 2x2 run exactly as the hand-kept lists did', () => {
+  it('allows every subject of a 2x2 run exactly as the hand-kept lists did (less the pings the machines no longer send)', () => {
     const before = {
       client: {
-        publish: [`${r}.pod.*.cmd`, `${r}.pod.*.ping`, `${r}.progress`, '_INBOX.>', '$JS.API.>'],
+        publish: [`${r}.pod.*.cmd`, `${r}.progress`, '_INBOX.>', '$JS.API.>'],
         subscribe: [`${r}.client.report`, '_INBOX.>'],
       },
       pod: {
-        publish: [`${r}.client.report`, `${r}.host.*.*.cmd`, `${r}.host.*.*.ping`, '_INBOX.>'],
-        subscribe: [`${r}.pod.*.cmd`, `${r}.pod.*.report`, `${r}.pod.*.ping`, '_INBOX.>'],
+        publish: [`${r}.client.report`, `${r}.host.*.*.cmd`, '_INBOX.>'],
+        subscribe: [`${r}.pod.*.cmd`, `${r}.pod.*.report`, '_INBOX.>'],
       },
       host: {
         publish: [`${r}.pod.*.report`, `${r}.host.*.*.data`, `${r}.host.*.*.ping`, `${r}.host.*.*.state`, `${r}.host.*.*.heal`, '_INBOX.>'],
@@ -253,7 +250,6 @@ describe('NATS permissions derived from the table', () => {
       ...[0, 1].flatMap((p) => [
         subjects.podCmd(run, p),
         subjects.podReport(run, p),
-        subjects.podPing(run, p),
         ...[0, 1].flatMap((h) => [
           subjects.hostCmd(run, p, h),
           subjects.hostData(run, p, h),

@@ -35,7 +35,8 @@ import type { WireCommand, WireEvent } from '../wire/edge.ts';
  *     the checkpoint are replayed, each to its logged hash
  *   finishing: run.end to every pod, wait for their final counts -> done
  *
- * Start: a fresh client dispatches `firstStep`; a restarted one (`resume`, the run log's last
+ * Start (joining): every pod says in a heartbeat that all its hosts are up, within the start-up
+ * deadline (else podsNotReady). Then a fresh client dispatches `firstStep`; a restarted one (`resume`, the run log's last
  * record) first finishes that commit (pods that committed it confirm again); after `train --resume`
  * (`cold`) it restores the newest checkpoint and replays up to the logged step. Throughout: a pod
  * silent for `misses` heartbeat intervals fails the attempt (`clock.tick` carries the time); commits
@@ -111,7 +112,17 @@ export interface ClientContext {
   committed: Map<number, PodCommitted>;
   aborted: Set<number>;
   stopped: Map<number, PodStopped>;
-  phase: 'awaitPods' | 'findingCheckpoint' | 'restoring' | 'awaitPrepared' | 'logging' | 'committing' | 'aborting' | 'finishing' | 'done';
+  phase:
+    | 'joining'
+    | 'awaitPods'
+    | 'findingCheckpoint'
+    | 'restoring'
+    | 'awaitPrepared'
+    | 'logging'
+    | 'committing'
+    | 'aborting'
+    | 'finishing'
+    | 'done';
   stepsCommitted: number;
   lossFirst: number | undefined;
   lossLast: number | undefined;
@@ -282,6 +293,9 @@ export const clientMachine = setup({
       !(context.failure.cause.kind === 'runLog' && context.failure.cause.problem === 'conflict') &&
       context.tries < context.topology.recovery.maxAttempts,
     isResuming: ({ context }) => context.resumed !== undefined,
+    /** Every pod heard from since the client started and, unless the client resumes a run in flight, all its hosts up. */
+    allPodsJoined: ({ context }) =>
+      podList(context).every((p) => context.heardSinceWait[p] && (context.podReady[p] || context.resumed !== undefined)),
     isColdResume: ({ context }) => context.replayUntil >= 0 && context.restores.length === 0 && context.step > context.replayUntil,
     /** A pod says (since the failure) that a host has no replica left to heal from. */
     someHostLost: ({ context }) => podList(context).some((p) => context.heardSinceWait[p] && context.podLost[p].length > 0),
@@ -518,7 +532,7 @@ export const clientMachine = setup({
     committed: new Map(),
     aborted: new Set(),
     stopped: new Map(),
-    phase: 'awaitPrepared',
+    phase: 'joining',
     stepsCommitted: 0,
     lossFirst: undefined,
     lossLast: undefined,
@@ -553,7 +567,7 @@ export const clientMachine = setup({
     { id: 'checkpoints', src: 'checkpoints' },
     { id: 'clock', src: 'clock', input: ({ context }) => ({ everyMs: context.topology.heartbeat.intervalMs }) },
   ],
-  initial: 'start',
+  initial: 'joining',
   on: {
     'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
     'pod.heartbeat': { actions: 'notePod' },
@@ -561,6 +575,21 @@ export const clientMachine = setup({
     '*': { actions: 'reject' },
   },
   states: {
+    /**
+     * Every pod says, in a heartbeat, that all its hosts are up: each has reached its cross-pod peers
+     * (and healed, if restarted). A restarted client only needs each pod to be heard: its commit resends
+     * and restores cope with hosts that are not up. A host lost (restarted with no replica left): restore.
+     * Not all by the start-up deadline: the run ends, podsNotReady.
+     */
+    joining: {
+      entry: { type: 'setPhase', params: { phase: 'joining' } },
+      always: [
+        { guard: 'allPodsJoined', target: 'start' },
+        // a host that crashed at start-up with its replica: no one holds its shard; a restore gives it one
+        { guard: and(['someHostLost', 'canRestore']), target: 'findingCheckpoint' },
+      ],
+      after: { startupDeadline: { target: 'finishing', actions: 'podsNotReady' } },
+    },
     start: {
       always: [
         { guard: 'isColdResume', target: 'findingCheckpoint' },

@@ -10,7 +10,6 @@ import {
   type Topology,
 } from '@lockstep/topology';
 import type { Logger } from 'pino';
-import { waitForPeers } from '../readiness.ts';
 import { edgeFor, natsTransport } from '../wire/edge.ts';
 import { listenFor } from '../wire/listen.ts';
 import { systemClock, ticker } from '../clock.ts';
@@ -37,26 +36,15 @@ export interface ClientRunOptions {
   log: Logger;
   /** Record every event the machine takes and every message it sends here, for `lockstep replay`. */
   recordDir?: string;
+  /** While the client waits for the pods to say all their hosts are up: how many have. */
   onReadyProgress?: (reached: number, total: number) => void;
   onStep?: (record: StepRecord) => void;
 }
 
-/** Wait for every pod to be ready, run the client machine to its end, and return its summary. */
+/** Run the client machine to its end (it starts once every pod is ready) and return its summary. */
 export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
   const { nc, topology: t, runId } = opts;
   const log = opts.log.child({ actor: actorNames.client });
-  const pods = Array.from({ length: t.pods }, (_, p) => ({ name: actorNames.pod(p), subject: subjects.podPing(runId, p) }));
-  await waitForPeers(nc, {
-    runId,
-    me: actorNames.client,
-    peers: pods,
-    deadlineMs: t.deadlines.startupMs,
-    needReady: true,
-    log,
-    onProgress: opts.onReadyProgress,
-  });
-  log.info({ pods: t.pods, hostsPerPod: t.hostsPerPod, steps: opts.steps }, 'all pods ready; training');
-
   const clock = systemClock;
   const wire = edgeFor(t, 'client', {
     transport: natsTransport(nc, log),
@@ -109,7 +97,15 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
     opts.onStep?.(r);
   });
   let retries = 0;
+  let reached = -1;
   actor.subscribe((s) => {
+    if (reached < t.pods) {
+      const c = s.context;
+      const now = c.phase === 'joining' ? c.podReady.filter((r, p) => r && c.heardSinceWait[p]).length : t.pods;
+      if (now !== reached) opts.onReadyProgress?.(now, t.pods);
+      if (now === t.pods) log.info({ pods: t.pods, hostsPerPod: t.hostsPerPod, steps: opts.steps }, 'all pods ready; training');
+      reached = now;
+    }
     for (const r of s.context.retried.slice(retries))
       log.warn({ step: r.step, attempt: r.attempt, cause: r.cause }, `attempt failed; retrying: ${describeFailure(r)}`);
     retries = s.context.retried.length;

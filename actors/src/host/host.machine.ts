@@ -7,6 +7,8 @@ export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } fr
 /**
  * A host: one replica of the parameters, owner of shard `host` of them.
  *
+ *   joining: ping host h of every other pod, again every heartbeat interval, until each answers
+ *     (pong): the route between the pods carries both ways before any tensor does; then
  *   start -> healing (a restarted host) or idle; a restarted host in idle told to commit the step it
  *     is at (its predecessor prepared it), or to commit or run a later one (it healed from a peer
  *     that was behind its own pod) -> healing again
@@ -27,7 +29,8 @@ export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } fr
  *   any state --host.restore--> restoring: load the checkpoint -> idle (host.restored).
  *   any state --run.end--> stopped (host.stopped with every count).
  *
- * Throughout: a heartbeat with the phase every heartbeat interval (`clock.tick`)
+ * Throughout: pings from host h of another pod are answered (pong), whatever the state;
+ * a heartbeat with the phase every heartbeat interval (`clock.tick`)
  * and on entering and leaving a computing phase (it may hold the thread);
  * peers' state requests are answered with the committed state (also while a
  * commit is awaited: the prepared state is not committed), or with "none"
@@ -76,7 +79,7 @@ export const hostMachine = hostSetup.createMachine({
       gathered: new Map(),
       early: [],
       next: undefined,
-      phase: input.heal ? 'healing' : 'idle',
+      phase: 'joining',
       now: input.now ?? 0,
       phaseStartedAt: input.now ?? 0,
       phaseMs: {},
@@ -93,6 +96,8 @@ export const hostMachine = hostSetup.createMachine({
       restarted: input.heal === true,
       heal: { asks: 0, answers: new Map(), from: undefined },
       served: 0,
+      joined: [],
+      pings: 0,
     };
   },
   invoke: [
@@ -101,9 +106,12 @@ export const hostMachine = hostSetup.createMachine({
     { id: 'clock', src: 'clock', input: ({ context }) => ({ everyMs: context.topology.heartbeat.intervalMs }) },
   ],
   entry: 'sendHeartbeat',
-  initial: 'start',
+  initial: 'joining',
   on: {
     'run.end': '.stopped',
+    ping: { actions: 'answerPing' },
+    // a repeated answer, after this host has joined
+    pong: {},
     // the whole run rolls back to a checkpoint: whatever this host was doing is dropped (nothing uncommitted survives)
     'host.restore': {
       target: '.restoring',
@@ -116,6 +124,14 @@ export const hostMachine = hostSetup.createMachine({
     '*': { actions: 'reject' },
   },
   states: {
+    /** Reach host h of every other pod before anything else (a restarted host heals from it next). */
+    joining: {
+      entry: [{ type: 'enterPhase', params: { phase: 'joining' } }, 'sendPings'],
+      on: { pong: { actions: 'notePong' } },
+      always: { guard: 'joinedAll', target: 'start' },
+      initial: 'pinged',
+      states: { pinged: { after: { resendDelay: { target: 'pinged', reenter: true, actions: 'sendPings' } } } },
+    },
     start: { always: [{ guard: 'startsHealing', target: 'healing' }, { target: 'idle' }] },
     /** Restarted: the committed state comes from host h of another pod. */
     healing: {

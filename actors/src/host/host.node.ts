@@ -1,10 +1,8 @@
-import type { Subscription } from '@nats-io/transport-node';
 import { createActor, type ActorRefFrom } from 'xstate';
-import { actorNames, subjects, type CrashPoint } from '@lockstep/topology';
+import { actorNames, type CrashPoint } from '@lockstep/topology';
 import { checkpointLoader, hostDiskActor } from '../checkpoint/actors.ts';
 import { systemClock, ticker } from '../clock.ts';
 import { untilStopped } from '../lifecycle.ts';
-import { answerPings, waitForPeers } from '../readiness.ts';
 import { processIncarnation } from '../rejects.ts';
 import { edgeFor, natsTransport } from '../wire/edge.ts';
 import { hostTensorLength, listenFor } from '../wire/listen.ts';
@@ -15,8 +13,6 @@ import { hostCompute } from './host.actors.ts';
 import { hostMachine } from './host.machine.ts';
 
 export interface HostRun {
-  /** Resolves when the host holds its state (healed, if restarted) and every peer (in-pod and cross-pod) answers. */
-  ready: Promise<void>;
   /** Resolves after run.end, once the final counts are flushed to the pod. */
   done: Promise<void>;
   stop(): void;
@@ -37,8 +33,8 @@ const incarnation = processIncarnation();
 
 /**
  * Connect one host machine to NATS: provide its edge, clock, compute and
- * checkpoint store, and answer the start-up handshake. Everything the host
- * says (heartbeats, healing, checkpoints) is its machine's.
+ * checkpoint store. Everything the host says (joining, heartbeats, healing,
+ * checkpoints) is its machine's.
  */
 export function runHost(opts: HostRunOptions): HostRun {
   const { nc, topology: t, runId, pod, host } = opts;
@@ -73,6 +69,7 @@ export function runHost(opts: HostRunOptions): HostRun {
   actor.subscribe((s) => {
     const c = s.context;
     if (c.phase === lastPhase) return;
+    if (lastPhase === 'joining') log.info({ peers: c.joined.map((q) => actorNames.host(q, host)) }, 'reached cross-pod peers');
     if (lastPhase === 'healing' && c.heal.from)
       log.info({ from: c.heal.from, step: c.step, lastCommitted: c.lastCommitted }, 'healed from cross-pod peer');
     if (c.phase === 'lost') log.warn({ failure: c.failure }, 'no replica to heal from: waiting for a checkpoint restore');
@@ -83,32 +80,5 @@ export function runHost(opts: HostRunOptions): HostRun {
   const done = untilStopped(actor, { nc, log, name: 'host', cleanup: () => rec?.close() });
   actor.start();
 
-  // the start-up handshake: this host answers pings, and is ready once its state is settled and every peer answers
-  let peersReady = false;
-  const holdsState = () => actor.getSnapshot().context.phase !== 'healing';
-  const peers = [
-    ...Array.from({ length: t.hostsPerPod }, (_, k) => k)
-      .filter((k) => k !== host)
-      .map((k) => ({ name: actorNames.host(pod, k), subject: subjects.hostPing(runId, pod, k) })),
-    ...Array.from({ length: t.pods }, (_, q) => q)
-      .filter((q) => q !== pod)
-      .map((q) => ({ name: actorNames.host(q, host), subject: subjects.hostPing(runId, q, host) })),
-  ];
-  const pings: Subscription = answerPings(
-    nc,
-    subjects.hostPing(runId, pod, host),
-    runId,
-    me,
-    () => ({ ready: peersReady && holdsState(), waitingFor: peersReady ? [] : peers.map((p) => p.name) }),
-    log,
-  );
-  const ready = waitForPeers(nc, { runId, me, peers, deadlineMs: t.deadlines.startupMs, log }).then(() => {
-    peersReady = true;
-    log.info({ peers: peers.length }, 'host ready');
-  });
-  return {
-    ready,
-    done: done.finally(() => pings.unsubscribe()),
-    stop: () => actor.stop(),
-  };
+  return { done, stop: () => actor.stop() };
 }

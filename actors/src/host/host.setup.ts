@@ -41,7 +41,7 @@ export interface HostInput {
 }
 
 /** Where a host is: a step phase, or outside a step. */
-export type HostWhere = HostPhase | 'idle' | 'prepared' | 'healing' | 'lost' | 'restoring' | 'failed' | 'stopped';
+export type HostWhere = HostPhase | 'joining' | 'idle' | 'prepared' | 'healing' | 'lost' | 'restoring' | 'failed' | 'stopped';
 
 export interface HostContext {
   topology: Topology;
@@ -103,6 +103,10 @@ export interface HostContext {
   heal: { asks: number; answers: Map<number, HealAnswer>; from: string | undefined };
   /** State answers sent (part of their message ids). */
   served: number;
+  /** Joining: the other pods whose host h has answered a ping (the route carries both ways). */
+  joined: number[];
+  /** Pings and pongs sent (part of their message ids). */
+  pings: number;
 }
 
 /** What the host's `disk` actor is asked: write this host's part of the checkpoint of `step`. */
@@ -253,6 +257,14 @@ function answerFor(context: HostContext, req: { pod: number; round: number }): W
  */
 const NO_STATE: ReadonlySet<HostWhere> = new Set(['healing', 'lost', 'restoring']);
 
+/** The ping subject of host h of pod `q`: pings and pongs between a host and its cross-pod peers. */
+function toPeerPing(ctx: HostContext, q: number, message: ControlMessage): WireCommand {
+  return { type: 'wire.send', subject: subjects.hostPing(ctx.runId, q, ctx.host), message };
+}
+
+/** The pod of a host that sent `sender` (`host/<p>/<h>`). */
+const podOf = (sender: string) => Number(sender.split('/')[1]);
+
 export const hostSetup = setup({
   types: {
     context: {} as HostContext,
@@ -309,7 +321,9 @@ export const hostSetup = setup({
     },
   },
   guards: {
-    startsHealing: ({ context }) => context.phase === 'healing',
+    startsHealing: ({ context }) => context.restarted,
+    /** Host h of every other pod has answered a ping. */
+    joinedAll: ({ context }) => replicaPods(context).every((q) => context.joined.includes(q)),
     isNextDispatch: ({ context, event }) =>
       event.type === 'host.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
     forThisAttempt: ({ context, event }) => {
@@ -341,7 +355,8 @@ export const hostSetup = setup({
     haveAllSlices: ({ context }) => context.slices.size === context.topology.hostsPerPod - 1,
     haveAllExchanged: ({ context }) => context.exchanged.size === context.topology.pods - 1,
     haveAllGathered: ({ context }) => context.gathered.size === context.topology.hostsPerPod - 1,
-    canServeState: ({ context }) => !NO_STATE.has(context.phase),
+    /** A fresh host holds the initial state from the start; a restarted one nothing until it heals. */
+    canServeState: ({ context }) => !NO_STATE.has(context.phase) && !(context.phase === 'joining' && context.restarted),
     healed: ({ context }) => context.heal.from !== undefined,
     /** Every replica's holder said it has nothing to give (it is healing or lost too). */
     noReplicaLeft: ({ context }) => [...context.heal.answers.values()].every((a) => a.none !== undefined),
@@ -361,6 +376,26 @@ export const hostSetup = setup({
         toPod(context, { ...envelope(context, `host.heartbeat.${context.beats}`), kind: 'host.heartbeat', phase: context.phase }),
       );
       enqueue.assign({ beats: context.beats + 1 });
+    }),
+    /** Ping host h of every other pod that has not answered yet. */
+    sendPings: enqueueActions(({ context, enqueue }) => {
+      const waiting = replicaPods(context).filter((q) => !context.joined.includes(q));
+      waiting.forEach((q, i) => {
+        enqueue.sendTo('wire', toPeerPing(context, q, { ...envelope(context, `ping.${q}.${context.pings + i}`), kind: 'ping' }));
+      });
+      enqueue.assign({ pings: context.pings + waiting.length });
+    }),
+    /** Answer a ping from host h of another pod, whatever this host is doing. */
+    answerPing: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'ping') return;
+      const q = podOf(event.msg.sender);
+      enqueue.sendTo('wire', toPeerPing(context, q, { ...envelope(context, `pong.${q}.${context.pings}`), kind: 'pong' }));
+      enqueue.assign({ pings: context.pings + 1 });
+    }),
+    notePong: assign(({ context, event }) => {
+      if (event.type !== 'pong') return {};
+      const q = podOf(event.msg.sender);
+      return context.joined.includes(q) || q === context.pod ? {} : { joined: [...context.joined, q] };
     }),
     beginAttempt: assign(({ context, event }) => {
       if (event.type !== 'host.dispatch') return {};
@@ -636,7 +671,9 @@ export const hostSetup = setup({
       const q = Number(req.msg.sender.split('/')[1]);
       const ctx = { ...context, step: 0, attempt: req.msg.attempt };
       const why =
-        context.phase === 'healing' ? 'healing itself (restarted, no state yet)' : `${context.phase} (no replica was left to heal from)`;
+        context.phase === 'healing' || context.phase === 'joining'
+          ? 'healing itself (restarted, no state yet)'
+          : `${context.phase} (no replica was left to heal from)`;
       return {
         type: 'wire.send',
         subject: subjects.hostHeal(context.runId, q, context.host),

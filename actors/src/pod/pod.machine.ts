@@ -35,7 +35,8 @@ import type { WireCommand, WireEvent } from '../wire/edge.ts';
  *
  * A restarted scheduler (`rejoin`) starts at step -1 and takes the step from the client's next
  * dispatch or (resent) commit. Throughout: a pod.heartbeat every heartbeat interval (`clock.tick`)
- * with its phase and whether every host is up (heard from lately, not healing, not lost); reports
+ * with its phase and whether every host is up (heard from, lately, not joining, healing or lost): the
+ * client starts the run once every pod says so. Reports
  * (pod.prepared) and relays to hosts that have not answered are said again every interval.
  */
 export interface PodInput {
@@ -89,8 +90,10 @@ export interface PodContext {
   dispatchedAt: number;
   /** Hosts whose last heartbeat said they are lost (restarted with no replica to heal from). */
   lost: boolean[];
-  /** Hosts whose last heartbeat said they are healing (restarted, fetching the committed state from a peer). */
+  /** Hosts whose last heartbeat said they are joining or healing (started, reaching their cross-pod peers; or restarted, fetching the committed state from one). */
   healing: boolean[];
+  /** Hosts heard from at all in this scheduler's life: until each has been, the pod is not ready. */
+  heard: boolean[];
   /** The checkpoint a restore in flight goes back to, and the shard hash each host restored. */
   restoreTo: number;
   restored: Map<number, string>;
@@ -131,11 +134,17 @@ function silentHost(ctx: PodContext, now: number): { host: number; ms: number } 
 
 const hostList = (ctx: PodContext) => Array.from({ length: ctx.topology.hostsPerPod }, (_, h) => h);
 
-/** Hosts not heard from within `misses` heartbeat intervals at `now`, or still healing after a restart: a step dispatched now could not run. */
-export function silentHosts(ctx: Pick<PodContext, 'topology' | 'lastSeen' | 'healing'>, now: number): number[] {
+/**
+ * Hosts not heard from yet, or not within `misses` heartbeat intervals at `now`, or still joining or healing: a step
+ * dispatched now could not run.
+ */
+export function silentHosts(ctx: Pick<PodContext, 'topology' | 'lastSeen' | 'healing' | 'heard'>, now: number): number[] {
   const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
-  return ctx.lastSeen.flatMap((seen, h) => (now - seen > limit || ctx.healing[h] ? [h] : []));
+  return ctx.lastSeen.flatMap((seen, h) => (!ctx.heard[h] || now - seen > limit || ctx.healing[h] ? [h] : []));
 }
+
+/** A host that says it is joining or healing was (re)started: it holds no part of the attempt in flight. */
+const isStarting = (phase: string) => phase === 'joining' || phase === 'healing';
 
 /** Hosts restarted with no replica of their shard left: only a restore brings them back. */
 export function lostHosts(ctx: Pick<PodContext, 'lost'>): number[] {
@@ -183,7 +192,7 @@ export const podMachine = setup({
     hostIdleInAttempt: ({ context, event }) =>
       event.type === 'host.heartbeat' &&
       (event.msg.phase === 'lost' ||
-        event.msg.phase === 'healing' ||
+        isStarting(event.msg.phase) ||
         (event.msg.phase === 'idle' &&
           event.msg.step === context.step &&
           event.at - context.dispatchedAt > 2 * context.topology.heartbeat.intervalMs)),
@@ -258,18 +267,19 @@ export const podMachine = setup({
       const lost = [...context.lost];
       lost[h] = event.msg.phase === 'lost';
       const healing = [...context.healing];
-      healing[h] = event.msg.phase === 'healing';
-      if (stepMismatch(context, event.msg) !== undefined) return { lastSeen, lost, healing };
+      healing[h] = isStarting(event.msg.phase);
+      const heard = context.heard[h] ? context.heard : context.heard.map((x, k) => x || k === h);
+      if (stepMismatch(context, event.msg) !== undefined) return { lastSeen, lost, healing, heard };
       const hostPhase = [...context.hostPhase];
       hostPhase[h] = event.msg.phase;
-      return { lastSeen, hostPhase, lost, healing };
+      return { lastSeen, hostPhase, lost, healing, heard };
     }),
     /** A host restarted (healing, or lost with no replica left) or idle well after the dispatch: it is not in this attempt. */
     idleFailed: assign(({ context, event }) => {
       const actor = actorNames.host(context.pod, hostIndex(event));
       const phase = event.type === 'host.heartbeat' ? event.msg.phase : 'idle';
       const cause: FailureCause =
-        phase === 'lost' ? { kind: 'lost', actor, peers: [] } : phase === 'healing' ? { kind: 'healing', actor } : { kind: 'idle', actor };
+        phase === 'lost' ? { kind: 'lost', actor, peers: [] } : isStarting(phase) ? { kind: 'healing', actor } : { kind: 'idle', actor };
       return { failure: { host: -1, cause } };
     }),
     silentFailed: assign(({ context, event }) => {
@@ -499,6 +509,7 @@ export const podMachine = setup({
     dispatchedAt: 0,
     lost: Array.from({ length: input.topology.hostsPerPod }, () => false),
     healing: Array.from({ length: input.topology.hostsPerPod }, () => false),
+    heard: Array.from({ length: input.topology.hostsPerPod }, () => false),
     restoreTo: -1,
     restored: new Map(),
   }),

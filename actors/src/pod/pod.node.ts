@@ -1,10 +1,9 @@
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { createActor } from 'xstate';
-import { actorNames, subjects, type Topology } from '@lockstep/topology';
+import { actorNames, type Topology } from '@lockstep/topology';
 import type { Logger } from 'pino';
 import { systemClock, ticker } from '../clock.ts';
 import { untilStopped } from '../lifecycle.ts';
-import { answerPings, waitForPeers } from '../readiness.ts';
 import { processIncarnation } from '../rejects.ts';
 import { edgeFor, natsTransport } from '../wire/edge.ts';
 import { listenFor } from '../wire/listen.ts';
@@ -12,15 +11,13 @@ import { podMachine } from './pod.machine.ts';
 import { recorder } from '../record.ts';
 
 export interface PodRun {
-  /** Resolves when every host of the pod has answered and reached its own peers. */
-  ready: Promise<void>;
   done: Promise<void>;
   stop(): void;
 }
 
 const incarnation = processIncarnation();
 
-/** Connect a pod scheduler machine to NATS: provide its edge and clock, and answer the start-up handshake. */
+/** Connect a pod scheduler machine to NATS: provide its edge and clock. */
 export function runPod(opts: {
   nc: NatsConnection;
   topology: Topology;
@@ -54,35 +51,9 @@ export function runPod(opts: {
       if (s.context.phase === 'failed') log.error({ step: s.context.step, failure: s.context.failure }, 'step failed in this pod');
     }
   });
-  let pingSub: Subscription | undefined;
   // subscribe to errors before start, so nothing the actor throws goes unhandled
-  const done = untilStopped(actor, {
-    nc,
-    log,
-    name: 'pod',
-    cleanup: () => {
-      pingSub?.unsubscribe();
-      rec?.close();
-    },
-  });
+  const done = untilStopped(actor, { nc, log, name: 'pod', cleanup: () => rec?.close() });
   actor.start();
 
-  let hostsReady = false;
-  const hosts = Array.from({ length: t.hostsPerPod }, (_, h) => ({
-    name: actorNames.host(pod, h),
-    subject: subjects.hostPing(runId, pod, h),
-  }));
-  pingSub = answerPings(
-    nc,
-    subjects.podPing(runId, pod),
-    runId,
-    me,
-    () => ({ ready: hostsReady, waitingFor: hostsReady ? [] : hosts.map((h) => h.name) }),
-    log,
-  );
-  const ready = waitForPeers(nc, { runId, me, peers: hosts, deadlineMs: t.deadlines.startupMs, needReady: true, log }).then(() => {
-    hostsReady = true;
-    log.info({ hosts: hosts.length }, 'pod ready');
-  });
-  return { ready, done, stop: () => actor.stop() };
+  return { done, stop: () => actor.stop() };
 }

@@ -336,7 +336,7 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     }, f.at);
   }
 
-  // start every actor at time 0, hosts first (as a launcher's readiness handshake ensures)
+  // start every actor at time 0 (the machines' own start-up: hosts ping their cross-pod peers, the client waits for ready pods)
   for (let p = 0; p < t.pods; p++) for (let h = 0; h < t.hostsPerPod; h++) startHost(p, h, false);
   for (let p = 0; p < t.pods; p++) startPod(p, false);
   startClient(false);

@@ -11,6 +11,8 @@ export type Channel =
   | { on: 'pod.report'; pod: number; hosts: number }
   | { on: 'host.cmd'; pod: number; host: number }
   | { on: 'host.data'; pod: number; host: number; pods: number; hosts: number }
+  /** Start-up: ping and pong between this host and host h of another pod. */
+  | { on: 'host.ping'; pod: number; host: number; pods: number }
   /** Healing: state.request from host h of another pod (it restarted and asks for the committed state). */
   | { on: 'host.state'; pod: number; host: number; pods: number }
   /** Healing: the committed state (state.params, state.opt chunks, then state.done) or state.none, from host h of another pod. */
@@ -43,9 +45,10 @@ export function authorize(
       return s.role === 'pod' && s.pod === channel.pod ? undefined : forged(`not pod ${channel.pod}`);
     case 'host.data':
       return kind === 'tensor.request' ? authorizeRequest(channel, s, tensor, forged) : authorizeTensor(channel, s, tensor, forged);
+    case 'host.ping':
     case 'host.state':
     case 'host.heal': {
-      // only host h of another pod holds a replica of this host's shard: it asks for it, or sends it
+      // only host h of another pod holds a replica of this host's shard: it pings, asks for it, or sends it
       if (s.role !== 'host' || s.host !== channel.host || s.pod === channel.pod || s.pod >= channel.pods) {
         return forged(`not host ${channel.host} of another pod`);
       }

@@ -18,6 +18,7 @@ export function listenFor(t: Topology, runId: string, a: ActorAddress): { subjec
       return [
         { subject: subjects.hostCmd(runId, pod, host), channel: { on: 'host.cmd', pod, host } },
         { subject: subjects.hostData(runId, pod, host), channel: { on: 'host.data', pod, host, pods: t.pods, hosts: t.hostsPerPod } },
+        { subject: subjects.hostPing(runId, pod, host), channel: { on: 'host.ping', pod, host, pods: t.pods } },
         { subject: subjects.hostState(runId, pod, host), channel: { on: 'host.state', pod, host, pods: t.pods } },
         { subject: subjects.hostHeal(runId, pod, host), channel: { on: 'host.heal', pod, host, pods: t.pods } },
       ];
