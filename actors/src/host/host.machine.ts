@@ -237,7 +237,7 @@ export const hostMachine = hostSetup.createMachine({
         },
         reduceScatter: {
           tags: ['awaitsTensors'],
-          entry: [{ type: 'enterPhase', params: { phase: 'reduceScatter' } }, 'sendHeartbeat'],
+          entry: { type: 'enterPhase', params: { phase: 'reduceScatter' } },
           always: { guard: 'haveAllSlices', target: 'exchange', actions: 'reduceInPod' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'reduceScatter' } } } },
           // a tensor lost on the way is asked for again, not waited for until the deadline
@@ -278,7 +278,7 @@ export const hostMachine = hostSetup.createMachine({
         },
         allGather: {
           tags: ['awaitsTensors'],
-          entry: [{ type: 'enterPhase', params: { phase: 'allGather' } }, 'sendHeartbeat'],
+          entry: { type: 'enterPhase', params: { phase: 'allGather' } },
           always: { guard: 'haveAllGathered', target: 'prepared', actions: 'assembleParams' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'allGather' } } } },
           initial: 'waiting',
