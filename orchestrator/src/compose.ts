@@ -2,7 +2,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { z } from 'zod';
-import { clusterPlan, containerName, newCredentials, type Credentials } from '@lockstep/infra';
+import { clusterPlan, containerName, newCredentials, newRouteLogin, type Credentials } from '@lockstep/infra';
 import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology';
 
 /**
@@ -20,9 +20,11 @@ import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology'
  * peer, the client resumes from the run log.
  *
  * Each role connects as its own NATS user with per-subject permissions (a
- * host cannot publish a commit). The passwords are made when the directory is
- * first written and kept in its credentials.json; they are in the generated
- * files too, so treat the directory as the cluster's secret.
+ * host cannot publish a commit), and the pods' servers require a route login
+ * of each other (nobody else on the dcn network can join as a server). The
+ * passwords are made when the directory is first written and kept in its
+ * credentials.json; they are in the generated files too, so treat the
+ * directory as the cluster's secret.
  */
 export interface ComposeOptions {
   topology: Topology;
@@ -96,12 +98,14 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
 }
 
 const Login = z.object({ user: z.string().min(1), password: z.string().min(12) }).strict();
-const CredentialsFile = z.object({ client: Login, pod: Login, host: Login }).strict();
+/** A directory's credentials.json; one written before routes had a login has none, and gets one. */
+const CredentialsFile = z.object({ client: Login, pod: Login, host: Login, route: Login.optional() }).strict();
 
 /**
  * Write the compose file and its NATS configs (in a directory named after
  * it). The credentials in that directory's credentials.json are kept when it
- * exists; otherwise new ones are made and written there (mode 0600).
+ * exists (a route login is added when it has none); otherwise new ones are
+ * made and written there (mode 0600).
  */
 export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials'>): string[] {
   const confDir = basename(out).replace(/\.ya?ml$/, '');
@@ -131,5 +135,5 @@ function readCredentials(file: string): Credentials {
   }
   const r = CredentialsFile.safeParse(value);
   if (!r.success) throw new InvalidInput(file, describeIssues(r.error));
-  return r.data;
+  return { ...r.data, route: r.data.route ?? newRouteLogin() };
 }

@@ -105,6 +105,12 @@ describe('lockstep compose', () => {
     );
     expect(files['nats-log.conf']).toContain('user: "client"');
     expect(files['nats-log.conf']).not.toContain('user: "host"');
+    // the pods' servers require the route login of each other and dial with it; no role container is given it
+    const { user, password } = credentials.route;
+    expect(files['nats-0.conf']).toContain(`authorization { user: "${user}", password: "${password}", timeout: 5 }`);
+    expect(files['nats-0.conf']).toContain(`routes: [nats-route://${user}:${password}@nats-1:6222]`);
+    expect(files['nats-1.conf']).toContain(`routes: [nats-route://${user}:${password}@nats-0:6222]`);
+    expect(yaml).not.toContain(password);
   });
 
   it('credentials are made once per directory and kept (mode 0600); a bad credentials.json exits 2 naming the field', () => {
@@ -115,6 +121,18 @@ describe('lockstep compose', () => {
     expect(statSync(join(d, 'c', 'credentials.json')).mode & 0o777).toBe(0o600);
     expect(cli(['compose', '--topology', 'tiny', '--out', out]).code).toBe(0);
     expect(readFileSync(join(d, 'c', 'credentials.json'), 'utf8')).toBe(first);
+    // a credentials.json from before routes had a login keeps its role passwords and gets a route login
+    const { route: _, ...roles } = JSON.parse(first) as Record<string, { user: string; password: string }>;
+    writeFileSync(join(d, 'c', 'credentials.json'), JSON.stringify(roles));
+    expect(cli(['compose', '--topology', 'tiny', '--out', out]).code).toBe(0);
+    const upgraded = JSON.parse(readFileSync(join(d, 'c', 'credentials.json'), 'utf8')) as Record<
+      string,
+      { user: string; password: string }
+    >;
+    expect(upgraded).toMatchObject(roles);
+    expect(upgraded.route.password.length).toBeGreaterThanOrEqual(24);
+    expect(readFileSync(join(d, 'c', 'nats-0.conf'), 'utf8')).toContain(`nats-route://route:${upgraded.route.password}@nats-1:6222`);
+    writeFileSync(join(d, 'c', 'credentials.json'), first);
     const other = tempDir();
     expect(cli(['compose', '--topology', 'tiny', '--out', join(other, 'c.yaml')]).code).toBe(0);
     expect(readFileSync(join(other, 'c', 'credentials.json'), 'utf8')).not.toBe(first);

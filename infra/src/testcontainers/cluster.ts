@@ -63,7 +63,7 @@ export interface LockstepCluster {
   nats: StartedTestContainer[];
   runLog: StartedTestContainer;
   containers: Record<string, StartedTestContainer>;
-  /** The users the servers know: one per role, and the observer. */
+  /** The users the servers know (one per role, and the observer) and the route login the pods' servers require of each other. */
   credentials: Credentials & { observer: { user: string; password: string } };
   /**
    * How to reach pod `pod`'s nats-server from the test, logged in as `as`
