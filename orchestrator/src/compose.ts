@@ -1,9 +1,10 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { z } from 'zod';
 import { clusterPlan, containerName, newCredentials, newRouteLogin, type Credentials } from '@lockstep/infra';
 import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology';
+import { privateDir, writePrivate } from './private.ts';
 
 /**
  * A docker compose file for a topology: its cluster plan (`clusterPlan`) as
@@ -23,8 +24,9 @@ import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology'
  * host cannot publish a commit), and the pods' servers require a route login
  * of each other (nobody else on the dcn network can join as a server). The
  * passwords are made when the directory is first written and kept in its
- * credentials.json; they are in the generated files too, so treat the
- * directory as the cluster's secret.
+ * credentials.json; they are in the generated files too (the roles' in the
+ * compose file, all in the servers' configs), so every file is written
+ * owner-only (0600, the directory 0700).
  */
 export interface ComposeOptions {
   topology: Topology;
@@ -103,9 +105,10 @@ const CredentialsFile = z.object({ client: Login, pod: Login, host: Login, route
 
 /**
  * Write the compose file and its NATS configs (in a directory named after
- * it). The credentials in that directory's credentials.json are kept when it
+ * it), every file owner-only (0600, the directory 0700): they hold passwords.
+ * The credentials in that directory's credentials.json are kept when it
  * exists (a route login is added when it has none); otherwise new ones are
- * made and written there (mode 0600).
+ * made and written there.
  */
 export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials'>): string[] {
   const confDir = basename(out).replace(/\.ya?ml$/, '');
@@ -113,14 +116,13 @@ export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials'>
   const credFile = join(dir, 'credentials.json');
   const credentials = existsSync(credFile) ? readCredentials(credFile) : newCredentials();
   const { yaml, files } = composeFile({ ...o, credentials }, confDir);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(credFile, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(credFile, 0o600); // a file that was there keeps its mode otherwise
-  writeFileSync(out, yaml);
+  privateDir(dir);
+  writePrivate(credFile, `${JSON.stringify(credentials, null, 2)}\n`);
+  writePrivate(out, yaml);
   const written = [out, credFile];
   for (const [name, text] of Object.entries(files)) {
     const f = join(dir, name);
-    writeFileSync(f, text);
+    writePrivate(f, text);
     written.push(f);
   }
   return written;
