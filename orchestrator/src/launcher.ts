@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { hostPhases, RunId, type PhaseTimes, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
-import { clusterPlan, hostGroups, newCredentials, type Credentials, type DcnProxy } from '@lockstep/infra';
+import { clusterPlan, hostGroups, newCredentials, type ClusterPlan, type Credentials, type DcnProxy } from '@lockstep/infra';
 import { RunFailed } from './errors.ts';
 import { localRendering } from './local.ts';
 import { privateDir, writePrivate } from './private.ts';
@@ -25,8 +25,11 @@ export interface LaunchOptions {
   logLevel?: LogLevel;
   natsServer?: string;
   log: Logger;
-  /** Called once the NATS servers are up: the run id, each pod's server URL and each role's credentials (tests use them to inject traffic). */
-  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined }) => void;
+  /**
+   * Called once the NATS servers are up: the run id, each pod's server URL, each role's credentials and the route login
+   * (tests use them to inject traffic), and the plan the run renders (every server's ports).
+   */
+  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined; plan: ClusterPlan }) => void;
   /**
    * A NATS user per role with per-subject permissions and a route login between the pods' servers, credentials made
    * for this run (default true). Without, every port of the run's servers admits anyone.
@@ -177,7 +180,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     if (opts.dcnProxy) opts.onDcn?.(dcn);
     const urls = nats.filter((n) => n.pod >= 0).map((n) => n.url);
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');
-    opts.onCluster?.({ runId, urls, credentials });
+    opts.onCluster?.({ runId, urls, credentials, plan });
 
     let giveUp: (err: Error) => void = () => {};
     const died = new Promise<never>((_, reject) => (giveUp = reject));
