@@ -1,4 +1,5 @@
 export * from './nats/config.ts';
 export * from './dcn/proxy.ts';
 export * from './nats/users.ts';
+export * from './nats/route.ts';
 export * from './plan.ts';

@@ -99,7 +99,7 @@ export interface PlanOptions {
   /** What role processes pass as --topology: a preset name, or the path of the topology file where they run. */
   topologyArg: string;
   place: Placement;
-  /** A NATS user per role; without, the servers admit anyone. */
+  /** A NATS user per role, and the route login the pods' servers require of each other; without, the servers admit anyone. */
   credentials?: Credentials;
   /** A user the pods' servers also know, who may watch the run and publish nothing (tests log in as it). */
   observer?: { user: string; password: string };
@@ -182,6 +182,7 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
           routes: dials.map((d) => ({ port: d.port })),
           noAdvertise: proxied,
           users: users?.cluster,
+          route: o.credentials?.route,
         }),
       };
     }
@@ -202,6 +203,7 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
         clusterPort: ROUTE_PORT,
         routes: others.map((q) => ({ host: serverName(q), port: ROUTE_PORT })),
         users: users?.cluster,
+        route: o.credentials?.route,
       }),
     };
   };

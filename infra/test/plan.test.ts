@@ -144,4 +144,35 @@ describe('cluster plan', () => {
     expect(plan.servers[0].config).toContain('no_advertise: true');
     expect(plan.servers[1].config).toContain('no_advertise: true');
   });
+
+  it("with credentials, every pod's server requires the run's route login and dials with it: in containers, locally, through DCN proxies", () => {
+    const credentials = newCredentials();
+    const { user, password } = credentials.route;
+    expect(password).not.toBe(newCredentials().route.password); // made per run
+    const ports = {
+      pods: [
+        { port: 4001, clusterPort: 6001 },
+        { port: 4002, clusterPort: 6002 },
+      ],
+      runLog: 4100,
+    };
+    const placements: PlanOptions['place'][] = [
+      { kind: 'containers' },
+      { kind: 'local', dir: '/run', ports },
+      { kind: 'local', dir: '/run', ports, dcn: [{ from: 0, to: 1, port: 7001 }] },
+    ];
+    const dialed = placements.map((place) => {
+      const plan = clusterPlan(preset('tiny'), { ...containers, credentials, place });
+      const pods = plan.servers.filter((s) => s.role === 'pod');
+      for (const s of pods) expect(s.config).toContain(`authorization { user: "${user}", password: "${password}", timeout: 5 }`);
+      // the run log's server joins no cluster: it has no route port
+      expect(plan.servers.find((s) => s.role === 'runlog')!.config).not.toContain('cluster');
+      return pods.map((s) => /routes: \[(.*)\]/.exec(s.config)![1]);
+    });
+    expect(dialed).toEqual([
+      [`nats-route://${user}:${password}@nats-1:6222`, `nats-route://${user}:${password}@nats-0:6222`],
+      [`nats-route://${user}:${password}@127.0.0.1:6002`, `nats-route://${user}:${password}@127.0.0.1:6001`],
+      [`nats-route://${user}:${password}@127.0.0.1:7001`, ''],
+    ]);
+  });
 });

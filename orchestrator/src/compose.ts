@@ -1,9 +1,10 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { z } from 'zod';
-import { clusterPlan, containerName, newCredentials, type Credentials } from '@lockstep/infra';
+import { clusterPlan, containerName, newCredentials, newRouteLogin, type Credentials } from '@lockstep/infra';
 import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology';
+import { privateDir, writePrivate } from './private.ts';
 
 /**
  * A docker compose file for a topology: its cluster plan (`clusterPlan`) as
@@ -20,9 +21,12 @@ import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology'
  * peer, the client resumes from the run log.
  *
  * Each role connects as its own NATS user with per-subject permissions (a
- * host cannot publish a commit). The passwords are made when the directory is
- * first written and kept in its credentials.json; they are in the generated
- * files too, so treat the directory as the cluster's secret.
+ * host cannot publish a commit), and the pods' servers require a route login
+ * of each other (nobody else on the dcn network can join as a server). The
+ * passwords are made when the directory is first written and kept in its
+ * credentials.json; they are in the generated files too (the roles' in the
+ * compose file, all in the servers' configs), so every file is written
+ * owner-only (0600, the directory 0700).
  */
 export interface ComposeOptions {
   topology: Topology;
@@ -96,12 +100,15 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
 }
 
 const Login = z.object({ user: z.string().min(1), password: z.string().min(12) }).strict();
-const CredentialsFile = z.object({ client: Login, pod: Login, host: Login }).strict();
+/** A directory's credentials.json; one written before routes had a login has none, and gets one. */
+const CredentialsFile = z.object({ client: Login, pod: Login, host: Login, route: Login.optional() }).strict();
 
 /**
  * Write the compose file and its NATS configs (in a directory named after
- * it). The credentials in that directory's credentials.json are kept when it
- * exists; otherwise new ones are made and written there (mode 0600).
+ * it), every file owner-only (0600, the directory 0700): they hold passwords.
+ * The credentials in that directory's credentials.json are kept when it
+ * exists (a route login is added when it has none); otherwise new ones are
+ * made and written there.
  */
 export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials'>): string[] {
   const confDir = basename(out).replace(/\.ya?ml$/, '');
@@ -109,14 +116,13 @@ export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials'>
   const credFile = join(dir, 'credentials.json');
   const credentials = existsSync(credFile) ? readCredentials(credFile) : newCredentials();
   const { yaml, files } = composeFile({ ...o, credentials }, confDir);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(credFile, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(credFile, 0o600); // a file that was there keeps its mode otherwise
-  writeFileSync(out, yaml);
+  privateDir(dir);
+  writePrivate(credFile, `${JSON.stringify(credentials, null, 2)}\n`);
+  writePrivate(out, yaml);
   const written = [out, credFile];
   for (const [name, text] of Object.entries(files)) {
     const f = join(dir, name);
-    writeFileSync(f, text);
+    writePrivate(f, text);
     written.push(f);
   }
   return written;
@@ -131,5 +137,5 @@ function readCredentials(file: string): Credentials {
   }
   const r = CredentialsFile.safeParse(value);
   if (!r.success) throw new InvalidInput(file, describeIssues(r.error));
-  return r.data;
+  return { ...r.data, route: r.data.route ?? newRouteLogin() };
 }

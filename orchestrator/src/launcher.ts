@@ -7,9 +7,10 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { hostPhases, RunId, type PhaseTimes, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
-import { clusterPlan, hostGroups, newCredentials, type Credentials, type DcnProxy } from '@lockstep/infra';
+import { clusterPlan, hostGroups, newCredentials, type ClusterPlan, type Credentials, type DcnProxy } from '@lockstep/infra';
 import { RunFailed } from './errors.ts';
 import { localRendering } from './local.ts';
+import { privateDir, writePrivate } from './private.ts';
 import { findNatsServer, localPorts, spawnNats, startDcnProxies, startNatsServers, type NatsNode } from './nats.ts';
 import { spawnRole, stopAll } from './processes.ts';
 import { Supervised, type Restart } from './supervisor.ts';
@@ -24,9 +25,15 @@ export interface LaunchOptions {
   logLevel?: LogLevel;
   natsServer?: string;
   log: Logger;
-  /** Called once the NATS servers are up: the run id, each pod's server URL and each role's credentials (tests use them to inject traffic). */
-  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined }) => void;
-  /** A NATS user per role with per-subject permissions, credentials made for this run (default true). */
+  /**
+   * Called once the NATS servers are up: the run id, each pod's server URL, each role's credentials and the route login
+   * (tests use them to inject traffic), and the plan the run renders (every server's ports).
+   */
+  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined; plan: ClusterPlan }) => void;
+  /**
+   * A NATS user per role with per-subject permissions and a route login between the pods' servers, credentials made
+   * for this run (default true). Without, every port of the run's servers admits anyone.
+   */
   auth?: boolean;
   onReady?: (reached: number, total: number) => void;
   /** Called for every role process started: its name (pod-0, host-0-1, client) and pid. */
@@ -114,6 +121,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   const runId = opts.runId ?? newRunId();
   const runDir = resolve(opts.runDir ?? join('.lockstep', 'runs', runId));
   const logDir = join(runDir, 'logs');
+  // only the run's owner may look inside: its configs and credentials.json hold the run's passwords
+  privateDir(runDir);
   mkdirSync(logDir, { recursive: true });
   const topoFile = join(runDir, 'topology.json');
   writeFileSync(topoFile, JSON.stringify(t, null, 2));
@@ -148,9 +157,9 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   process.once('exit', onExit);
 
   try {
-    // who may say what: a user per role, passwords made for this run, kept in the run directory (mode 0600)
+    // who may say what: a user per role and the route login, passwords made for this run, kept in the run directory (mode 0600)
     const credentials = opts.auth === false ? undefined : newCredentials();
-    if (credentials) writeFileSync(join(runDir, 'credentials.json'), `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
+    if (credentials) writePrivate(join(runDir, 'credentials.json'), `${JSON.stringify(credentials, null, 2)}\n`);
     const ports = await localPorts(t.pods);
     if (opts.dcnProxy) dcn.push(...(await startDcnProxies(ports)));
     const plan = clusterPlan(t, {
@@ -171,7 +180,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     if (opts.dcnProxy) opts.onDcn?.(dcn);
     const urls = nats.filter((n) => n.pod >= 0).map((n) => n.url);
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');
-    opts.onCluster?.({ runId, urls, credentials });
+    opts.onCluster?.({ runId, urls, credentials, plan });
 
     let giveUp: (err: Error) => void = () => {};
     const died = new Promise<never>((_, reject) => (giveUp = reject));

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, openSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, openSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -7,6 +7,7 @@ import { DcnProxy, type LocalPorts } from '@lockstep/infra';
 import { NatsServerMissing, ProcessExited } from './errors.ts';
 import type { LocalServer } from './local.ts';
 import { freePorts } from './ports.ts';
+import { writePrivate } from './private.ts';
 
 /** Find the nats-server binary: an explicit path, then PATH, then where Debian and manual installs put it. */
 export function findNatsServer(explicit?: string): string {
@@ -82,13 +83,13 @@ export async function startDcnProxies(ports: LocalPorts): Promise<{ from: number
   return links;
 }
 
-/** Write each server's config file, start them all and wait until each listens; if one fails, stop them all. */
+/** Write each server's config file (mode 0600: it holds passwords), start them all and wait until each listens; if one fails, stop them all. */
 export async function startNatsServers(
   servers: LocalServer[],
   opts: { bin: string; log: Logger; startupMs?: number },
 ): Promise<NatsNode[]> {
   const nodes = servers.map((s) => {
-    writeFileSync(s.config.file, s.config.text);
+    writePrivate(s.config.file, s.config.text);
     const child = spawnNats(opts.bin, s.config.file, s.logFile);
     opts.log.debug({ server: s.name, port: s.port, pid: child.pid }, 'nats-server started');
     return { ...s, process: child };

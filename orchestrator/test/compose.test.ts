@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { describe, expect, it } from 'vitest';
@@ -105,16 +105,40 @@ describe('lockstep compose', () => {
     );
     expect(files['nats-log.conf']).toContain('user: "client"');
     expect(files['nats-log.conf']).not.toContain('user: "host"');
+    // the pods' servers require the route login of each other and dial with it; no role container is given it
+    const { user, password } = credentials.route;
+    expect(files['nats-0.conf']).toContain(`authorization { user: "${user}", password: "${password}", timeout: 5 }`);
+    expect(files['nats-0.conf']).toContain(`routes: [nats-route://${user}:${password}@nats-1:6222]`);
+    expect(files['nats-1.conf']).toContain(`routes: [nats-route://${user}:${password}@nats-0:6222]`);
+    expect(yaml).not.toContain(password);
   });
 
-  it('credentials are made once per directory and kept (mode 0600); a bad credentials.json exits 2 naming the field', () => {
+  it('credentials are made once per directory and kept; every file written is owner-only; a bad credentials.json exits 2 naming the field', () => {
     const d = tempDir();
     const out = join(d, 'c.yaml');
     expect(cli(['compose', '--topology', 'tiny', '--out', out]).code).toBe(0);
     const first = readFileSync(join(d, 'c', 'credentials.json'), 'utf8');
-    expect(statSync(join(d, 'c', 'credentials.json')).mode & 0o777).toBe(0o600);
+    // they hold passwords: the compose file (the roles'), the servers' configs (all), credentials.json
+    const written = [out, ...['credentials.json', 'nats-0.conf', 'nats-1.conf', 'nats-log.conf'].map((f) => join(d, 'c', f))];
+    for (const f of written) expect(statSync(f).mode & 0o777, f).toBe(0o600);
+    expect(statSync(join(d, 'c')).mode & 0o777).toBe(0o700);
+    // written again over files another hand opened up, the modes are put back
+    for (const f of written) chmodSync(f, 0o644);
     expect(cli(['compose', '--topology', 'tiny', '--out', out]).code).toBe(0);
     expect(readFileSync(join(d, 'c', 'credentials.json'), 'utf8')).toBe(first);
+    for (const f of written) expect(statSync(f).mode & 0o777, f).toBe(0o600);
+    // a credentials.json from before routes had a login keeps its role passwords and gets a route login
+    const { route: _, ...roles } = JSON.parse(first) as Record<string, { user: string; password: string }>;
+    writeFileSync(join(d, 'c', 'credentials.json'), JSON.stringify(roles));
+    expect(cli(['compose', '--topology', 'tiny', '--out', out]).code).toBe(0);
+    const upgraded = JSON.parse(readFileSync(join(d, 'c', 'credentials.json'), 'utf8')) as Record<
+      string,
+      { user: string; password: string }
+    >;
+    expect(upgraded).toMatchObject(roles);
+    expect(upgraded.route.password.length).toBeGreaterThanOrEqual(24);
+    expect(readFileSync(join(d, 'c', 'nats-0.conf'), 'utf8')).toContain(`nats-route://route:${upgraded.route.password}@nats-1:6222`);
+    writeFileSync(join(d, 'c', 'credentials.json'), first);
     const other = tempDir();
     expect(cli(['compose', '--topology', 'tiny', '--out', join(other, 'c.yaml')]).code).toBe(0);
     expect(readFileSync(join(other, 'c', 'credentials.json'), 'utf8')).not.toBe(first);

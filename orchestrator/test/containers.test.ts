@@ -68,6 +68,26 @@ function watch(nc: NatsConnection, runId: string): Seen[] {
   return seen;
 }
 
+/**
+ * A script for `node -e` in a container: open a route to `host`'s route port as a nats-server would, without a login;
+ * print (as JSON) everything the server sent until it closed the connection; exit 1 if it did not within 5 s.
+ */
+function routeIntruder(host: string): string {
+  const connect = { echo: false, verbose: false, pedantic: false, tls_required: false, name: 'NINTRUDER', cluster: 'lockstep' };
+  const hello = `CONNECT ${JSON.stringify(connect)}\r\nPING\r\n`;
+  return `
+    const s = require('node:net').connect(6222, ${JSON.stringify(host)});
+    let got = '', sent = false;
+    s.on('data', (d) => {
+      got += d;
+      if (!sent && got.includes('\\r\\n')) { sent = true; s.write(${JSON.stringify(hello)}); }
+    });
+    s.on('error', () => {});
+    s.on('close', () => { console.log(JSON.stringify(got)); process.exit(0); });
+    setTimeout(() => { console.log(JSON.stringify(got)); process.exit(1); }, 5000);
+  `;
+}
+
 describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainers)', () => {
   let c: LockstepCluster | undefined;
   beforeAll(() => {
@@ -155,6 +175,11 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     const until = Date.now() + 5000;
     while (errors.length === 0 && Date.now() < until) await new Promise((res) => setTimeout(res, 50));
     expect(errors.join('\n')).toMatch(/Permissions Violation for Publish to "lockstep\.[^.]+\.pod\.0\.cmd"/);
+
+    // on the dcn network, a peer that opens a route to nats-0 without the run's route login is refused (no PONG: it never joined)
+    const routeProbe = await c.nats[1].exec(['node', '-e', routeIntruder('nats-0')]);
+    expect(routeProbe.exitCode, routeProbe.output).toBe(0);
+    expect(JSON.parse(routeProbe.stdout)).toMatch(/^INFO .*"auth_required":true.*\r\n-ERR 'Authorization Violation'\r\n$/);
   }, 300_000);
 
   it('a host container killed mid-run and started again heals from its peer; the run still equals the reference', async () => {

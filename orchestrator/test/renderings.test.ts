@@ -20,7 +20,8 @@ function renderings(t: Topology) {
     clusterPlan(t, { ...common, topologyArg: '/run/topology.json', place: { kind: 'local', dir: '/run', ports } }),
     '/run',
   );
-  const compose = parse(composeFile({ ...common, topology: t, image: 'lockstep:dev', natsImage: 'lockstep-nats:2.9.10' }, 'c').yaml) as {
+  const composed = composeFile({ ...common, topology: t, image: 'lockstep:dev', natsImage: 'lockstep-nats:2.9.10' }, 'c');
+  const compose = parse(composed.yaml) as {
     services: Record<string, { command: string[]; environment?: Record<string, string> }>;
   };
   const containers = clusterContainers(
@@ -33,6 +34,15 @@ function renderings(t: Topology) {
   );
   const composeRoles = Object.entries(compose.services).filter(([name]) => !name.startsWith('nats-'));
   return {
+    credentials,
+    /** The pods' servers' configs, as each rendering writes them. */
+    podConfigs: {
+      local: local.servers.filter((s) => s.pod >= 0).map((s) => s.config.text),
+      compose: Object.entries(composed.files)
+        .filter(([file]) => /^nats-\d+\.conf$/.test(file))
+        .map(([, text]) => text),
+      containers: containers.filter((c) => c.kind === 'server' && c.name !== 'nats-log').map((c) => c.files[0].content),
+    },
     servers: {
       local: local.servers.map((s) => s.name),
       compose: Object.keys(compose.services).filter((name) => name.startsWith('nats-')),
@@ -68,6 +78,22 @@ describe('the launcher, compose and testcontainers render one cluster plan', () 
       expect(r.processes.local.length).toBe(t.pods + hostProcesses + 1);
     });
   }
+
+  it("each rendering's pods' servers require the run's route login at their route ports and dial with it", () => {
+    for (const t of [preset('demo'), threePods]) {
+      const r = renderings(t);
+      const { user, password } = r.credentials.route;
+      for (const [rendering, configs] of Object.entries(r.podConfigs)) {
+        expect(configs.length, rendering).toBe(t.pods);
+        for (const c of configs) {
+          expect(c, rendering).toContain(`authorization { user: "${user}", password: "${password}"`);
+          const routes = /routes: \[(.*)\]/.exec(c)![1].split(', ');
+          expect(routes.length, rendering).toBe(t.pods - 1);
+          for (const u of routes) expect(u, rendering).toMatch(new RegExp(`^nats-route://${user}:${password}@`));
+        }
+      }
+    }
+  });
 
   it('hostsPerProcess 3 with 5 hosts a pod: each renders host processes of 3 and 2 hosts', () => {
     const r = renderings(grouped);

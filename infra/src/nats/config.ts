@@ -1,8 +1,13 @@
+import { routeUrl, type RouteLogin } from './route.ts';
+
 /**
  * The configuration of one pod's nats-server. With more than one pod the
  * servers form a cluster; the route between two pods' servers stands for the
  * data-center network (DCN) between the pods, so every cross-pod gradient
  * exchange crosses it.
+ *
+ * No server opens any port but its client port and (pods only) its route
+ * port: no http monitoring, leaf node, gateway, websocket or MQTT port.
  */
 export interface NatsServerConfig {
   pod: number;
@@ -17,6 +22,8 @@ export interface NatsServerConfig {
   noAdvertise?: boolean;
   /** Users and what each may publish and subscribe to; with any, a connection without credentials is refused. */
   users?: NatsUser[];
+  /** The route login: required at this server's route port, presented in the URLs of its routes; without, the route port admits anyone. */
+  route?: RouteLogin;
 }
 
 export interface NatsUser {
@@ -25,6 +32,9 @@ export interface NatsUser {
   publish: string[];
   subscribe: string[];
 }
+
+/** Seconds a server gives a peer at its route port to log in: well above a slowed DCN's round trip (the chaos scenarios add 20 ms). */
+const ROUTE_AUTH_TIMEOUT_S = 5;
 
 function authorization(users: NatsUser[] | undefined): string[] {
   if (!users || users.length === 0) return [];
@@ -71,7 +81,12 @@ export function natsConfig(c: NatsServerConfig): string {
       'cluster {',
       '  name: lockstep',
       `  listen: ${host}:${c.clusterPort}`,
-      `  routes: [${c.routes.map((r) => `nats-route://${r.host ?? '127.0.0.1'}:${r.port}`).join(', ')}]`,
+      ...(c.route
+        ? [
+            `  authorization { user: ${JSON.stringify(c.route.user)}, password: ${JSON.stringify(c.route.password)}, timeout: ${ROUTE_AUTH_TIMEOUT_S} }`,
+          ]
+        : []),
+      `  routes: [${c.routes.map((r) => routeUrl(r.host ?? '127.0.0.1', r.port, c.route)).join(', ')}]`,
       ...(c.noAdvertise ? ['  no_advertise: true'] : []),
       '}',
     );

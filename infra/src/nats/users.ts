@@ -1,14 +1,24 @@
 import { randomBytes } from 'node:crypto';
 import { observerPermissions, rolePermissions, runLogSubject, type Role } from '@lockstep/topology';
 import type { NatsUser } from './config.ts';
+import { newRouteLogin, type RouteLogin } from './route.ts';
 
-/** One NATS user per role; the launcher, the compose file and the testcontainers cluster all make them here. */
-export type Credentials = Record<Role, { user: string; password: string }>;
+/**
+ * One NATS user per role, and the login of the route between the pods'
+ * servers; the launcher, the compose file and the testcontainers cluster all
+ * make them here.
+ */
+export type Credentials = Record<Role, { user: string; password: string }> & { route: RouteLogin };
 
-/** Fresh credentials: a user per role, each with a random password. */
+/** Fresh credentials: a user per role, each with a random password, and a route login. */
 export function newCredentials(): Credentials {
   const pw = () => randomBytes(18).toString('base64url');
-  return { client: { user: 'client', password: pw() }, pod: { user: 'pod', password: pw() }, host: { user: 'host', password: pw() } };
+  return {
+    client: { user: 'client', password: pw() },
+    pod: { user: 'pod', password: pw() },
+    host: { user: 'host', password: pw() },
+    route: newRouteLogin(),
+  };
 }
 
 /**

@@ -63,7 +63,7 @@ export interface LockstepCluster {
   nats: StartedTestContainer[];
   runLog: StartedTestContainer;
   containers: Record<string, StartedTestContainer>;
-  /** The users the servers know: one per role, and the observer. */
+  /** The users the servers know (one per role, and the observer) and the route login the pods' servers require of each other. */
   credentials: Credentials & { observer: { user: string; password: string } };
   /**
    * How to reach pod `pod`'s nats-server from the test, logged in as `as`
@@ -104,7 +104,8 @@ export interface ContainerSpec {
   env: Record<string, string>;
   /** The first is the one it starts on; it joins the others after. */
   networks: string[];
-  files: { content: string; target: string }[];
+  /** Files copied in; a server's config holds passwords, so only its owner (the container's root) may read it. */
+  files: { content: string; target: string; mode?: number }[];
   /** Whether the checkpoint directory is mounted at /ckpt. */
   checkpoints: boolean;
   /** Ports published to the test (the servers' client port). */
@@ -131,7 +132,7 @@ export function clusterContainers(plan: ClusterPlan, o: { image: string; natsIma
       command: ['-c', CONF],
       env: {},
       networks: s.networks,
-      files: [{ content: s.config, target: CONF }],
+      files: [{ content: s.config, target: CONF, mode: 0o600 }],
       checkpoints: false,
       exposed: [s.port],
     }),
