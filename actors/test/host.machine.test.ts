@@ -386,7 +386,7 @@ describe('host machine', () => {
     a.stop();
   });
 
-  it('sends a heartbeat with its phase on each tick and on entering forward, to its pod, each under a new id', async () => {
+  it('sends a heartbeat with its phase on each tick, on joining and on entering forward, to its pod, each under a new id', async () => {
     const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];
     const clock = manualClock();
@@ -405,15 +405,16 @@ describe('host machine', () => {
     a.subscribe({ error: (e) => console.error(e) });
     joined(a.start());
     const beats = () => controlSent(sent, 'host.heartbeat') as { phase: string; step: number; msgId: string }[];
-    expect(beats().map((b) => b.phase)).toEqual(['joining']); // on start, before its cross-pod peer answered
-    clock.tick(1100);
+    // on start, before its cross-pod peer answered; and once it has, ready for a step
     expect(beats().map((b) => b.phase)).toEqual(['joining', 'idle']);
+    clock.tick(1100);
+    expect(beats().map((b) => b.phase)).toEqual(['joining', 'idle', 'idle']);
     expect(a.getSnapshot().context.now).toBe(1100); // the time a tick carries is the host's time
     a.send({ ...dispatch(0, 0, 0, { start: 0, end: 64 }), at: 1150 });
-    expect(beats().map((b) => b.phase)).toEqual(['joining', 'idle', 'forward']); // on entering forward, before it computes
+    expect(beats().map((b) => b.phase)).toEqual(['joining', 'idle', 'idle', 'forward']); // on entering forward, before it computes
     clock.tick(1200);
     clock.tick(1300);
-    expect(beats().map((b) => b.phase)).toEqual(['joining', 'idle', 'forward', 'forward', 'forward']);
+    expect(beats().map((b) => b.phase)).toEqual(['joining', 'idle', 'idle', 'forward', 'forward', 'forward']);
     release();
     await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
     expect(beats().map((b) => b.phase)).toContain('update'); // entering the other computing phase says so too

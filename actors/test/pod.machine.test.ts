@@ -238,7 +238,7 @@ describe('pod machine', () => {
     a.stop();
   });
 
-  it('says on each tick, with the time the tick carries, whether every host has been heard from', () => {
+  it('says on each tick, with the time the tick carries, whether every host has been heard from; and at once when the last one comes up', () => {
     const sent: WireCommand[] = [];
     const clock = manualClock();
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: clock.actor } }), {
@@ -252,16 +252,18 @@ describe('pod machine', () => {
     beat('host/0/1', 10_000 + limit, 'joining');
     clock.tick(10_000 + limit + 1); // host 0 silent past the limit; host 1 heard, but still joining
     beat('host/0/0', 10_000 + limit + 2);
-    beat('host/0/1', 10_000 + limit + 2);
-    clock.tick(10_000 + limit + 2);
+    expect(controlSent(sent, 'pod.heartbeat').length).toBe(2); // host 1 still joining
+    beat('host/0/1', 10_000 + limit + 2); // the last host comes up: ready, said at once
+    clock.tick(10_000 + limit + 3);
     const beats = controlSent(sent, 'pod.heartbeat') as { phase: string; ready: boolean; silentHosts: number[]; msgId: string }[];
     expect(beats.map((b) => [b.phase, b.ready, b.silentHosts])).toEqual([
       ['idle', false, [1]],
       ['idle', false, [0, 1]],
       ['idle', true, []],
+      ['idle', true, []],
     ]);
-    expect(new Set(beats.map((b) => b.msgId)).size).toBe(3);
-    expect(a.getSnapshot().context.now).toBe(10_000 + limit + 2);
+    expect(new Set(beats.map((b) => b.msgId)).size).toBe(4);
+    expect(a.getSnapshot().context.now).toBe(10_000 + limit + 3);
     a.stop();
   });
 

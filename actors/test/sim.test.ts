@@ -140,4 +140,10 @@ describe('lockstep sim: the real machines on simulated time and network', () => 
     expect(r.outcome).toEqual({ kind: 'recovered' });
     expect(r.restores).toBe(1);
   });
+
+  it('seed 53 (crashes): a restarted client still joining hears a shard is lost, and restores past its logged step (not committing it twice)', async () => {
+    const r = await simulate(tiny, regression('seed-53-crashes'));
+    expect(r.outcome).toEqual({ kind: 'recovered' });
+    expect(r.restores).toBe(1);
+  });
 });

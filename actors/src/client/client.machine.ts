@@ -586,6 +586,8 @@ export const clientMachine = setup({
       always: [
         { guard: 'allPodsJoined', target: 'start' },
         // a host that crashed at start-up with its replica: no one holds its shard; a restore gives it one
+        // (a restarted client's logged step is committed: the restore replays up to it, and goes on after it)
+        { guard: and(['someHostLost', 'canRestore', 'isResuming']), target: 'findingCheckpoint', actions: 'passLoggedStep' },
         { guard: and(['someHostLost', 'canRestore']), target: 'findingCheckpoint' },
       ],
       after: { startupDeadline: { target: 'finishing', actions: 'podsNotReady' } },

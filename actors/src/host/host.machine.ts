@@ -130,9 +130,14 @@ export const hostMachine = hostSetup.createMachine({
       on: { pong: { actions: 'notePong' } },
       always: { guard: 'joinedAll', target: 'start' },
       initial: 'pinged',
-      states: { pinged: { after: { resendDelay: { target: 'pinged', reenter: true, actions: 'sendPings' } } } },
+      states: { pinged: { after: { pingDelay: { target: 'pinged', reenter: true, actions: 'sendPings' } } } },
     },
-    start: { always: [{ guard: 'startsHealing', target: 'healing' }, { target: 'idle' }] },
+    start: {
+      always: [
+        { guard: 'startsHealing', target: 'healing' },
+        { target: 'idle', actions: { type: 'sendHeartbeat', params: { phase: 'idle' } } },
+      ],
+    },
     /** Restarted: the committed state comes from host h of another pod. */
     healing: {
       entry: [{ type: 'enterPhase', params: { phase: 'healing' } }, 'beginHealing', 'askForState'],
@@ -145,7 +150,7 @@ export const hostMachine = hostSetup.createMachine({
         'state.none': { actions: 'storeAnswer' },
       },
       always: [
-        { guard: 'healed', target: 'idle' },
+        { guard: 'healed', target: 'idle', actions: { type: 'sendHeartbeat', params: { phase: 'idle' } } },
         { guard: 'noReplicaLeft', target: 'lost', actions: 'failHealing' },
       ],
       after: { startupDeadline: { target: 'lost', actions: 'failHealing' } },

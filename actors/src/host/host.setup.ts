@@ -304,6 +304,8 @@ export const hostSetup = setup({
     commitDeadline: ({ context }) => context.topology.deadlines.stepMs,
     startupDeadline: ({ context }) => context.topology.deadlines.startupMs,
     resendDelay: ({ context }) => context.topology.heartbeat.intervalMs,
+    /** Pings back off from 25 ms, doubling up to a heartbeat interval: a peer that starts a moment later is reached at once. */
+    pingDelay: ({ context }) => Math.min(context.topology.heartbeat.intervalMs, 25 * 2 ** Math.min(context.pings, 10)),
     /**
      * How long a phase waits for a tensor before asking for it (again): twice
      * the phase's slowest so far and at least a heartbeat interval (a quarter
@@ -369,12 +371,13 @@ export const hostSetup = setup({
     countFault: assign(({ context, event }) =>
       event.type === 'wire.faultInjected' ? { faultsInjected: context.faultsInjected + event.count } : {},
     ),
-    /** Alive, and where: every heartbeat interval, and on entering and leaving a computing phase (it may hold the thread). */
-    sendHeartbeat: enqueueActions(({ context, enqueue }) => {
-      enqueue.sendTo(
-        'wire',
-        toPod(context, { ...envelope(context, `host.heartbeat.${context.beats}`), kind: 'host.heartbeat', phase: context.phase }),
-      );
+    /**
+     * Alive, and where: every heartbeat interval, on entering a computing phase (it may hold the thread), and on
+     * becoming able to take a step (`phase`: where it is going; the pod says it is ready at once).
+     */
+    sendHeartbeat: enqueueActions(({ context, enqueue }, params?: { phase: HostWhere }) => {
+      const phase = params?.phase ?? context.phase;
+      enqueue.sendTo('wire', toPod(context, { ...envelope(context, `host.heartbeat.${context.beats}`), kind: 'host.heartbeat', phase }));
       enqueue.assign({ beats: context.beats + 1 });
     }),
     /** Ping host h of every other pod that has not answered yet. */

@@ -146,6 +146,39 @@ export function silentHosts(ctx: Pick<PodContext, 'topology' | 'lastSeen' | 'hea
 /** A host that says it is joining or healing was (re)started: it holds no part of the attempt in flight. */
 const isStarting = (phase: string) => phase === 'joining' || phase === 'healing';
 
+/** Every host heard from lately, and none joining, healing or lost: a step dispatched now could run. */
+const isReady = (ctx: PodContext, now: number) => silentHosts(ctx, now).length === 0 && lostHosts(ctx).length === 0;
+
+type HostHeartbeatEvent = Extract<PodEvent, { type: 'host.heartbeat' }>;
+
+/** What a host's heartbeat tells the pod: when it was heard, and whether it is joining, healing or lost, and in which phase. */
+function heartbeatNoted(ctx: PodContext, event: HostHeartbeatEvent): Partial<PodContext> {
+  const h = hostIndex(event);
+  const lastSeen = [...ctx.lastSeen];
+  lastSeen[h] = event.at;
+  const lost = [...ctx.lost];
+  lost[h] = event.msg.phase === 'lost';
+  const healing = [...ctx.healing];
+  healing[h] = isStarting(event.msg.phase);
+  const heard = ctx.heard[h] ? ctx.heard : ctx.heard.map((x, k) => x || k === h);
+  if (stepMismatch(ctx, event.msg) !== undefined) return { lastSeen, lost, healing, heard };
+  const hostPhase = [...ctx.hostPhase];
+  hostPhase[h] = event.msg.phase;
+  return { lastSeen, hostPhase, lost, healing, heard };
+}
+
+/**
+ * This heartbeat brings the last host up (heard from, not joining, healing or lost): the pod says it is ready at
+ * once, not at its next tick, so the client starts (or retries) without waiting a heartbeat interval.
+ */
+function makesReady(ctx: PodContext, event: HostHeartbeatEvent): boolean {
+  const h = hostIndex(event);
+  const limit = ctx.topology.heartbeat.intervalMs * ctx.topology.heartbeat.misses;
+  const wasDown = !ctx.heard[h] || ctx.healing[h] || ctx.lost[h] || event.at - ctx.lastSeen[h] > limit;
+  const isUp = event.msg.phase !== 'lost' && !isStarting(event.msg.phase);
+  return wasDown && isUp && !isReady(ctx, event.at) && isReady({ ...ctx, ...heartbeatNoted(ctx, event) }, event.at);
+}
+
 /** Hosts restarted with no replica of their shard left: only a restore brings them back. */
 export function lostHosts(ctx: Pick<PodContext, 'lost'>): number[] {
   return ctx.lost.flatMap((l, h) => (l ? [h] : []));
@@ -184,6 +217,7 @@ export const podMachine = setup({
     allCommitted: ({ context }) => context.committed.size === context.topology.hostsPerPod,
     allAborted: ({ context }) => context.aborted.size === context.topology.hostsPerPod,
     allStopped: ({ context }) => context.stopped.size === context.topology.hostsPerPod,
+    makesReady: ({ context, event }) => event.type === 'host.heartbeat' && makesReady(context, event),
     someHostSilent: ({ context, event }) => silentHost(context, timeOf(event, context.now)) !== undefined,
     /**
      * A host that says it is idle at this step well after the dispatch never got it, or was restarted
@@ -259,21 +293,7 @@ export const podMachine = setup({
       enqueue.assign({ beats: context.beats + 1 });
     }),
     countRelay: assign(({ context }) => ({ relays: context.relays + 1 })),
-    noteHeartbeat: assign(({ context, event }) => {
-      if (event.type !== 'host.heartbeat') return {};
-      const h = hostIndex(event);
-      const lastSeen = [...context.lastSeen];
-      lastSeen[h] = event.at;
-      const lost = [...context.lost];
-      lost[h] = event.msg.phase === 'lost';
-      const healing = [...context.healing];
-      healing[h] = isStarting(event.msg.phase);
-      const heard = context.heard[h] ? context.heard : context.heard.map((x, k) => x || k === h);
-      if (stepMismatch(context, event.msg) !== undefined) return { lastSeen, lost, healing, heard };
-      const hostPhase = [...context.hostPhase];
-      hostPhase[h] = event.msg.phase;
-      return { lastSeen, hostPhase, lost, healing, heard };
-    }),
+    noteHeartbeat: assign(({ context, event }) => (event.type === 'host.heartbeat' ? heartbeatNoted(context, event) : {})),
     /** A host restarted (healing, or lost with no replica left) or idle well after the dispatch: it is not in this attempt. */
     idleFailed: assign(({ context, event }) => {
       const actor = actorNames.host(context.pod, hostIndex(event));
@@ -522,7 +542,7 @@ export const podMachine = setup({
     'run.end': '.stopping',
     // every replica of a shard is gone: the client rolls the whole run back to a checkpoint
     'run.restore': { target: '.restoring', actions: 'beginRestore' },
-    'host.heartbeat': { actions: 'noteHeartbeat' },
+    'host.heartbeat': [{ guard: 'makesReady', actions: ['noteHeartbeat', 'sendHeartbeat'] }, { actions: 'noteHeartbeat' }],
     // a restarted client finishing the commit it logged last: the step is committed here already, confirm it again
     'step.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
     'clock.tick': { actions: ['noteTime', 'sendHeartbeat'] },
