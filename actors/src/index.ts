@@ -7,6 +7,7 @@ export * from './clock.ts';
 export * from './readiness.ts';
 export * from './wire/dedup.ts';
 export * from './wire/assembler.ts';
+export * from './wire/completed.ts';
 export * from './wire/authorize.ts';
 export * from './wire/edge.ts';
 export * from './wire/faults.ts';
