@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { encodeTensor, type TensorChunk, decodeTensorChunk } from '@lockstep/topology';
-import { CompletedTensors, DedupWindow, TensorAssembler, authorize } from '../src/index.ts';
+import { CompletedTensors, DedupWindow, TensorAssembler, authorize, forgedCopy } from '../src/index.ts';
 
 const head = {
   v: 1 as const,
@@ -116,6 +116,21 @@ describe('two copies of one tensor', () => {
     // another attempt of the same tensor is another tensor
     const next = chunks(data).map((c) => ({ ...c, header: { ...c.header, attempt: 1 } }));
     expect(addAll(asm, next).at(-1)?.kind).toBe('complete');
+  });
+
+  it('the forge fault makes such a copy: one value changed, a checksum that matches, the same header otherwise', () => {
+    const frame = encodeTensor(head, data, 4096)[1];
+    const copy = forgedCopy(frame)!;
+    const a = decodeTensorChunk(frame);
+    const b = decodeTensorChunk(copy);
+    if (!a.ok || !b.ok) throw new Error('does not decode');
+    expect({ ...b.value.header, crc32: 0 }).toEqual({ ...a.value.header, crc32: 0 });
+    const [x, y] = [new Float32Array(a.value.data.slice().buffer), new Float32Array(b.value.data.slice().buffer)];
+    expect([...y].filter((v, i) => v !== x[i]).length).toBe(1);
+    expect(y[0]).not.toBe(x[0]);
+    const asm = new TensorAssembler(() => 5000);
+    asm.add(a.value, 0);
+    expect(asm.add(b.value, 0)).toMatchObject({ kind: 'conflict', conflict: { chunk: 1, element: 1024 } });
   });
 
   it('keeps completed tensors within a count and a byte bound (the newest always), oldest first; one forgotten is new again', () => {

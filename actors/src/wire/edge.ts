@@ -16,7 +16,7 @@ import type { RunClock } from '../clock.ts';
 import { TensorAssembler, type AssembledTensor, type TensorConflict } from './assembler.ts';
 import { authorize, type Channel } from './authorize.ts';
 import { DedupWindow } from './dedup.ts';
-import { FaultPlan } from './faults.ts';
+import { FaultPlan, forgedCopy } from './faults.ts';
 
 /** What a machine asks its edge to publish. */
 export type WireCommand =
@@ -133,7 +133,7 @@ export function edge(opts: EdgeOptions) {
 
     const unsubscribe = opts.listen.map(({ subject, channel }) => opts.transport.subscribe(subject, (bytes) => onMessage(channel, bytes)));
 
-    const held = new Map<string, { bytes: Uint8Array; timer: unknown }>();
+    const held = new Map<string, { copies: Uint8Array[]; timer: unknown }>();
     const rawPublish = (subject: string, bytes: Uint8Array) => {
       try {
         opts.transport.publish(subject, bytes);
@@ -154,22 +154,25 @@ export function edge(opts: EdgeOptions) {
         out = Uint8Array.from(bytes);
         out[out.length - 1] ^= 0xff;
       }
+      // forge: a second copy of the chunk with one value changed, right behind it
+      const forged = has('forge') && meta.tensor ? forgedCopy(bytes) : undefined;
+      const copies = forged ? [out, forged] : [out];
       const deliver = () => {
-        rawPublish(subject, out);
+        for (const c of copies) rawPublish(subject, c);
         if (has('duplicate')) rawPublish(subject, out);
         const h = held.get(subject); // a message held back for reordering goes after this one
         if (h) {
           held.delete(subject);
           clock.clearTimeout(h.timer);
-          rawPublish(subject, h.bytes);
+          for (const c of h.copies) rawPublish(subject, c);
         }
       };
       if (has('reorder') && !held.has(subject)) {
         const timer = clock.setTimeout(() => {
           held.delete(subject);
-          rawPublish(subject, out);
+          for (const c of copies) rawPublish(subject, c);
         }, 25);
-        held.set(subject, { bytes: out, timer });
+        held.set(subject, { copies, timer });
         return;
       }
       const delay = hits.find((h) => h.action === 'delay');
