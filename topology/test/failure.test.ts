@@ -135,6 +135,19 @@ describe('describeFailure', () => {
   });
 });
 
+describe('a scenario expecting recovery', () => {
+  it('may name kinds of failure that must be among the attempts retried; each must be a kind there is', () => {
+    const base = { name: 's', topology: 'tiny', steps: 3 };
+    expect(Scenario.parse({ ...base, expect: { outcome: 'recovers', retried: ['tensorConflict'] } }).expect).toEqual({
+      outcome: 'recovers',
+      retried: ['tensorConflict'],
+    });
+    expect(Scenario.parse({ ...base, expect: { outcome: 'recovers' } }).expect).toEqual({ outcome: 'recovers' });
+    expect(Scenario.safeParse({ ...base, expect: { outcome: 'recovers', retried: ['notAKind'] } }).success).toBe(false);
+    expect(Scenario.safeParse({ ...base, expect: { outcome: 'recovers', retried: [] } }).success).toBe(false);
+  });
+});
+
 describe('a scenario expecting a failure', () => {
   const base = { name: 's', topology: 'tiny', steps: 3 };
   it('names a kind, fields of its cause, or (for older files) a message pattern; a kind must be one there is', () => {
