@@ -35,7 +35,7 @@ export interface Bookkeeping {
 type AnyWireEvent = { type: string; msg?: { step: number; attempt: number }; tensor?: { step: number; attempt: number }; reason?: string };
 
 /** What a chunk of a tensor whose copies differ (`tensor.conflict`) is counted as: an alarm among the rejections. */
-export const CONFLICT_REASON = 'tensor conflict';
+const CONFLICT_REASON = 'tensor conflict';
 
 /**
  * The context update for an event that does not belong here: an edge's

@@ -314,6 +314,8 @@ describe('host machine', () => {
     it('of the attempt in flight fail it, counted, with a tensorConflict cause naming the sender, tensor, shard and chunk', async () => {
       const { a, sent } = host(topo());
       a.send(dispatch(1, 0, 0, { start: 0, end: 16 }));
+      a.send(conflict(0, 1)); // of a later attempt: counted (nothing held for it), the attempt in flight goes on
+      expect(a.getSnapshot().matches({ attempt: 'forward' })).toBe(true);
       a.send(conflict(0, 0)); // still computing forward: the copies came early, it fails all the same
       await waitFor(a, (s) => s.matches({ attempt: 'failed' }), { timeout: 5000 });
       expect(controlSent(sent, 'host.failed')).toMatchObject([
@@ -325,7 +327,7 @@ describe('host machine', () => {
       ]);
       a.send(conflict(0, 0)); // a later chunk of the same tensor: counted again, failed once
       expect(controlSent(sent, 'host.failed').length).toBe(1);
-      expect(a.getSnapshot().context.rejected).toEqual({ 'tensor conflict': 2 });
+      expect(a.getSnapshot().context.rejected).toEqual({ 'tensor conflict': 3 });
       a.send(abort(1, 0, 0));
       expect(a.getSnapshot().value).toBe('idle');
       a.stop();
