@@ -6,6 +6,7 @@ export * from './lifecycle.ts';
 export * from './clock.ts';
 export * from './wire/dedup.ts';
 export * from './wire/assembler.ts';
+export * from './wire/completed.ts';
 export * from './wire/authorize.ts';
 export * from './wire/edge.ts';
 export * from './wire/faults.ts';

@@ -34,14 +34,19 @@ export interface Bookkeeping {
 
 type AnyWireEvent = { type: string; msg?: { step: number; attempt: number }; tensor?: { step: number; attempt: number }; reason?: string };
 
+/** What a chunk of a tensor whose copies differ (`tensor.conflict`) is counted as: an alarm among the rejections. */
+const CONFLICT_REASON = 'tensor conflict';
+
 /**
  * The context update for an event that does not belong here: an edge's
- * rejection counted by its reason, a repeat counted as a duplicate, anything
+ * rejection counted by its reason, a chunk of a tensor whose copies differ
+ * counted as a tensor conflict, a repeat counted as a duplicate, anything
  * else counted by why it does not fit (stale step, future step, wrong attempt,
  * or not expected in this phase). Nothing else changes.
  */
 export function rejection(ctx: Bookkeeping, event: AnyWireEvent): Partial<Pick<Bookkeeping, 'rejected' | 'duplicates'>> {
   if (event.type === 'wire.rejected') return { rejected: countReject(ctx.rejected, event.reason ?? 'rejected') };
+  if (event.type === 'tensor.conflict') return { rejected: countReject(ctx.rejected, CONFLICT_REASON) };
   if (event.type === 'wire.duplicate') return { duplicates: ctx.duplicates + 1 };
   const s = event.msg ?? event.tensor;
   return { rejected: countReject(ctx.rejected, (s && stepMismatch(ctx, s)) ?? `not expected in ${ctx.phase}`) };

@@ -1,19 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createActor, setup, sendTo, type AnyActorRef } from 'xstate';
-import { subjects } from '@lockstep/topology';
-import { edge, natsTransport, systemClock, type WireCommand, type WireEvent } from '../src/index.ts';
+import { pino, type Logger } from 'pino';
+import { FaultSpec, subjects } from '@lockstep/topology';
+import { FaultPlan, edge, natsTransport, systemClock, type WireCommand, type WireEvent } from '../src/index.ts';
 import { quietLog, startNatsServer } from './helpers.ts';
 
 const RUN = 'edge-test';
 
 /** A minimal machine around an edge: records what the edge hands it, forwards sends to it. */
-function harness(nc: NatsConnection, received: WireEvent[]) {
+function harness(nc: NatsConnection, received: WireEvent[], log: Logger = quietLog) {
   const wire = edge({
     transport: natsTransport(nc, quietLog),
     clock: systemClock,
     runId: RUN,
-    log: quietLog,
+    log,
     chunkBytes: 4096,
     maxControlBytes: 1024,
     expectedLength: (tensor, shard) => (tensor === 'grad.slice' && shard === 0 ? 3000 : undefined),
@@ -101,6 +102,86 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
       expect(e.at).toBeGreaterThanOrEqual(sentAt);
       expect(e.at).toBeLessThanOrEqual(systemClock.now());
     }
+    peer.stop();
+    host.stop();
+    await sender.close();
+  });
+
+  it('a second copy of a tensor that differs (the forge fault) is an alarm: logged as an error, handed over as tensor.conflict; the same bytes twice stay a duplicate', async () => {
+    const received: WireEvent[] = [];
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const host = harness(nc, received, log);
+    const sender = await connect({ servers: server.url });
+    const faults = new FaultPlan(
+      FaultSpec.parse({
+        seed: 1,
+        rules: [
+          { action: 'forge', probability: 1, kinds: ['grad.slice'], steps: { from: 3, to: 3 } },
+          { action: 'duplicate', probability: 1, steps: { from: 4, to: 4 } },
+        ],
+      }),
+      'host',
+    );
+    const peer = createActor(
+      setup({
+        actors: {
+          wire: edge({
+            transport: natsTransport(sender, quietLog),
+            clock: systemClock,
+            runId: RUN,
+            log: quietLog,
+            chunkBytes: 16_384, // the whole tensor in one chunk: the first copy is complete before the second comes
+            maxControlBytes: 1024,
+            listen: [],
+            faults,
+          }),
+        },
+      }).createMachine({
+        invoke: { id: 'wire', src: 'wire' },
+        // sends go out; what the edge says back (wire.faultInjected) stays here
+        on: { 'wire.sendTensor': { actions: sendTo('wire', ({ event }) => event as WireCommand) } },
+      }),
+    ).start();
+    await nc.flush();
+    const data = Float32Array.from({ length: 3000 }, (_, i) => i / 3);
+    const send = (step: number) =>
+      peer.send({
+        type: 'wire.sendTensor',
+        subject: subjects.hostData(RUN, 0, 0),
+        head: { runId: RUN, step, attempt: 1, sender: 'host/0/1', msgId: `g${step}`, tensor: 'grad.slice', shard: 0 },
+        data,
+      } as never);
+    send(3);
+    send(4);
+    await sender.flush();
+    const until = Date.now() + 5000;
+    while (received.length < 4 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(received.map((e) => `${e.type} ${'tensor' in e ? e.tensor.step : 'conflict' in e ? e.conflict.step : ''}`)).toEqual([
+      'tensor.received 3',
+      'tensor.conflict 3',
+      'tensor.received 4',
+      'wire.duplicate ',
+    ]);
+    const [delivered, conflict] = received;
+    expect(delivered.type === 'tensor.received' && [...delivered.tensor.data]).toEqual([...data]); // the first copy, the real one
+    expect(conflict).toMatchObject({
+      type: 'tensor.conflict',
+      conflict: { sender: 'host/0/1', step: 3, attempt: 1, tensor: 'grad.slice', shard: 0, chunk: 0, element: 0, found: 'complete' },
+    });
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: 50,
+        msg: 'tensor copies differ',
+        sender: 'host/0/1',
+        step: 3,
+        attempt: 1,
+        tensor: 'grad.slice',
+        shard: 0,
+        chunk: 0,
+        msgId: 'g3#0',
+      }),
+    ]);
     peer.stop();
     host.stop();
     await sender.close();

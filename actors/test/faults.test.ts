@@ -43,10 +43,14 @@ describe('fault plan', () => {
     expect(() => FaultSpec.parse({ rules: [{ action: 'drop', probability: 1, phases: ['backward'] }] })).toThrow(/Invalid option/);
   });
 
-  it('corrupt is for tensor kinds only, and probabilities stay in [0, 1]', () => {
+  it('corrupt and forge are for tensor kinds only, and probabilities stay in [0, 1]', () => {
     expect(() => FaultSpec.parse({ rules: [{ action: 'corrupt', probability: 0.1, kinds: ['host.prepared'] }] })).toThrow(
       /corrupt applies to tensor kinds only/,
     );
+    expect(() => FaultSpec.parse({ rules: [{ action: 'forge', probability: 0.1, kinds: ['grad.slice', 'step.commit'] }] })).toThrow(
+      /forge applies to tensor kinds only/,
+    );
+    expect(FaultSpec.parse({ rules: [{ action: 'forge', probability: 0.1, kinds: ['grad.exchange'] }] }).rules[0].action).toBe('forge');
     expect(() => FaultSpec.parse({ rules: [{ action: 'drop', probability: 1.5 }] })).toThrow(/must be <= 1/);
   });
 });

@@ -306,6 +306,76 @@ describe('host machine', () => {
     a.stop();
   });
 
+  describe('two copies of a tensor that differ (tensor.conflict from its edge)', () => {
+    const conflict = (step: number, attempt: number, tensor: 'grad.slice' | 'param.shard' = 'grad.slice'): HostEvent => ({
+      type: 'tensor.conflict',
+      conflict: { sender: 'host/1/1', step, attempt, tensor, shard: 0, chunk: 2, element: 2100, found: 'complete' },
+      at: now(),
+    });
+    const host = (t: Topology, pod = 1, h = 0) => {
+      const sent: WireCommand[] = [];
+      const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+        input: { topology: t, runId: RUN, pod, host: h, incarnation: 'test', now: now() },
+      }).start();
+      return { a, sent };
+    };
+
+    it('of the attempt in flight fail it, counted, with a tensorConflict cause naming the sender, tensor, shard and chunk', async () => {
+      const { a, sent } = host(topo());
+      a.send(dispatch(1, 0, 0, { start: 0, end: 16 }));
+      a.send(conflict(0, 1)); // of a later attempt: counted (nothing held for it), the attempt in flight goes on
+      expect(a.getSnapshot().matches({ attempt: 'forward' })).toBe(true);
+      a.send(conflict(0, 0)); // still computing forward: the copies came early, it fails all the same
+      await waitFor(a, (s) => s.matches({ attempt: 'failed' }), { timeout: 5000 });
+      expect(controlSent(sent, 'host.failed')).toMatchObject([
+        {
+          step: 0,
+          attempt: 0,
+          cause: { kind: 'tensorConflict', actor: 'host/1/0', sender: 'host/1/1', tensor: 'grad.slice', shard: 0, chunk: 2 },
+        },
+      ]);
+      a.send(conflict(0, 0)); // a later chunk of the same tensor: counted again, failed once
+      expect(controlSent(sent, 'host.failed').length).toBe(1);
+      expect(a.getSnapshot().context.rejected).toEqual({ 'tensor conflict': 3 });
+      a.send(abort(1, 0, 0));
+      expect(a.getSnapshot().value).toBe('idle');
+      a.stop();
+    });
+
+    it('of another step are only counted; of the next attempt, the copy held for it is let go', () => {
+      const t = topo({ pods: 1 } as Partial<Topology>);
+      const { a } = host(t, 0, 0);
+      a.send({
+        type: 'tensor.received',
+        tensor: { step: 0, attempt: 0, sender: 'host/1/1', tensor: 'grad.slice', shard: 0, data: new Float32Array(1316) },
+        at: now(),
+      });
+      expect(a.getSnapshot().context.early.length).toBe(1);
+      a.send(conflict(0, 0));
+      expect(a.getSnapshot().context.early).toEqual([]);
+      expect(a.getSnapshot().value).toBe('idle');
+      a.send(conflict(5, 0)); // another step: only counted
+      expect(a.getSnapshot().value).toBe('idle');
+      expect(a.getSnapshot().context.rejected).toEqual({ 'tensor conflict': 2 });
+      a.stop();
+    });
+
+    it('once prepared (the pod may have reported the step) are only counted: the commit still goes through', async () => {
+      const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
+      const { a, sent } = host(t, 0, 0);
+      a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
+      await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+      a.send(conflict(0, 0, 'param.shard'));
+      expect(a.getSnapshot().matches({ attempt: 'prepared' })).toBe(true);
+      expect(a.getSnapshot().context.rejected).toEqual({ 'tensor conflict': 1 });
+      a.send(commit(0, 0, 0));
+      expect(a.getSnapshot().value).toBe('idle');
+      expect(controlSent(sent, 'host.committed').length).toBe(1);
+      expect(controlSent(sent, 'host.failed')).toEqual([]);
+      a.stop();
+    });
+  });
+
   it('a missed deadline fails the attempt with a typed deadline cause naming the missing peer; abort keeps the committed parameters', async () => {
     const t = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 1000 } });
     const sent: WireCommand[] = [];

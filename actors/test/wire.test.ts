@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { encodeTensor, type TensorChunk, decodeTensorChunk } from '@lockstep/topology';
-import { DedupWindow, TensorAssembler, authorize } from '../src/index.ts';
+import { CompletedTensors, DedupWindow, TensorAssembler, authorize, forgedCopy } from '../src/index.ts';
 
 const head = {
   v: 1 as const,
@@ -55,6 +55,101 @@ describe('tensor assembler', () => {
     for (let s = 0; s < 10; s++)
       asm.add({ ...chunks(new Float32Array(5000))[0], header: { ...chunks(new Float32Array(5000))[0].header, step: s } }, s);
     expect(asm.inProgress).toBe(4);
+  });
+});
+
+describe('two copies of one tensor', () => {
+  const data = Float32Array.from({ length: 5000 }, (_, i) => i * 0.25);
+  /** A copy of the tensor with element `at` changed (its chunks' checksums made to match). */
+  const changed = (at: number) => {
+    const d = Float32Array.from(data);
+    d[at] += 1;
+    return chunks(d);
+  };
+  const addAll = (asm: TensorAssembler, cs: TensorChunk[]) => cs.map((c) => asm.add(c, 0));
+
+  it('the same bytes twice are a duplicate: a repeated chunk in progress, a whole second copy after completion, a resend under another id', () => {
+    const asm = new TensorAssembler(() => 5000);
+    const cs = chunks(data);
+    expect(cs.length).toBe(5);
+    expect(asm.add(cs[0], 0).kind).toBe('partial');
+    expect(asm.add(cs[0], 0).kind).toBe('duplicate'); // the network repeated it
+    expect(addAll(asm, cs.slice(1)).map((r) => r.kind)).toEqual(['partial', 'partial', 'partial', 'complete']);
+    expect(addAll(asm, cs).map((r) => r.kind)).toEqual(Array(5).fill('duplicate'));
+    const resent = cs.map((c) => ({ ...c, header: { ...c.header, msgId: `${c.header.msgId}.x1` } }));
+    expect(addAll(asm, resent).map((r) => r.kind)).toEqual(Array(5).fill('duplicate'));
+  });
+
+  it('a complete copy that differs from the one delivered is a conflict naming the tensor, the chunk and the element; the tensor stays in conflict', () => {
+    const asm = new TensorAssembler(() => 5000);
+    expect(addAll(asm, chunks(data)).at(-1)?.kind).toBe('complete');
+    const forged = changed(2100); // chunk 2 (1024 elements a chunk)
+    const rs = addAll(asm, forged);
+    expect(rs.slice(0, 2).map((r) => r.kind)).toEqual(['duplicate', 'duplicate']);
+    expect(rs[2]).toEqual({
+      kind: 'conflict',
+      conflict: { sender: 'host/0/1', step: 0, attempt: 0, tensor: 'grad.slice', shard: 0, chunk: 2, element: 2100, found: 'complete' },
+    });
+    // no third copy settles it, the first one included: every later chunk is a conflict again, nothing is delivered again
+    const again = (rs: ReturnType<typeof addAll>) => rs.map((r) => r.kind === 'conflict' && r.conflict.found);
+    expect(again(addAll(asm, [...forged.slice(3), ...chunks(data)]))).toEqual(Array(7).fill('again'));
+    expect(asm.inProgress).toBe(0);
+  });
+
+  it('a forged copy that comes first is not delivered silently: the real one after it is the conflict', () => {
+    const asm = new TensorAssembler(() => 5000);
+    expect(addAll(asm, changed(0)).at(-1)?.kind).toBe('complete');
+    expect(asm.add(chunks(data)[0], 0)).toMatchObject({ kind: 'conflict', conflict: { chunk: 0, element: 0, found: 'complete' } });
+  });
+
+  it('a chunk that comes twice with different bytes before the tensor is complete is a conflict; the tensor is dropped, never delivered', () => {
+    const asm = new TensorAssembler(() => 5000);
+    const cs = chunks(data);
+    asm.add(cs[1], 0);
+    asm.add(cs[3], 0);
+    expect(asm.add(changed(3100)[3], 0)).toEqual({
+      kind: 'conflict',
+      conflict: { sender: 'host/0/1', step: 0, attempt: 0, tensor: 'grad.slice', shard: 0, chunk: 3, element: 3100, found: 'inProgress' },
+    });
+    expect(asm.inProgress).toBe(0);
+    expect(addAll(asm, cs).map((r) => r.kind === 'conflict' && r.conflict.found)).toEqual(Array(5).fill('again'));
+    // another attempt of the same tensor is another tensor
+    const next = chunks(data).map((c) => ({ ...c, header: { ...c.header, attempt: 1 } }));
+    expect(addAll(asm, next).at(-1)?.kind).toBe('complete');
+  });
+
+  it('the forge fault makes such a copy: one value changed, a checksum that matches, the same header otherwise', () => {
+    const frame = encodeTensor(head, data, 4096)[1];
+    const copy = forgedCopy(frame)!;
+    const a = decodeTensorChunk(frame);
+    const b = decodeTensorChunk(copy);
+    if (!a.ok || !b.ok) throw new Error('does not decode');
+    expect({ ...b.value.header, crc32: 0 }).toEqual({ ...a.value.header, crc32: 0 });
+    const [x, y] = [new Float32Array(a.value.data.slice().buffer), new Float32Array(b.value.data.slice().buffer)];
+    expect([...y].filter((v, i) => v !== x[i]).length).toBe(1);
+    expect(y[0]).not.toBe(x[0]);
+    const asm = new TensorAssembler(() => 5000);
+    asm.add(a.value, 0);
+    expect(asm.add(b.value, 0)).toMatchObject({ kind: 'conflict', conflict: { chunk: 1, element: 1024 } });
+  });
+
+  it('keeps completed tensors within a count and a byte bound (the newest always), oldest first; one forgotten is new again', () => {
+    const kept = new CompletedTensors(3, 1000);
+    for (let i = 0; i < 5; i++) kept.add(`t${i}`, new Uint8Array(100), 1);
+    expect([kept.size, kept.keptBytes]).toEqual([3, 300]);
+    expect(kept.get('t1')).toBeUndefined();
+    kept.add('big', new Uint8Array(950), 1);
+    expect([kept.size, kept.keptBytes]).toEqual([1, 950]);
+    kept.add('huge', new Uint8Array(5000), 1); // alone over the bound: kept, the rest goes
+    expect([kept.size, kept.keptBytes]).toEqual([1, 5000]);
+    kept.markConflict('huge'); // in conflict, its bytes are let go
+    expect([kept.size, kept.keptBytes, kept.get('huge')]).toEqual([1, 0, 'conflict']);
+
+    const asm = new TensorAssembler(() => 5000, 64, { tensors: 2 });
+    const step = (s: number) => chunks(data).map((c) => ({ ...c, header: { ...c.header, step: s } }));
+    for (let s = 0; s < 3; s++) addAll(asm, step(s));
+    expect(asm.add(step(2)[0], 0).kind).toBe('duplicate');
+    expect(asm.add(step(0)[0], 0).kind).toBe('partial'); // forgotten: a new tensor (its receiver rejects it as stale)
   });
 });
 

@@ -250,6 +250,9 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   if (s.expect.outcome === 'recovers') {
     problem(!error, `expected to recover, failed: ${r.error}`);
     problem(r.stepsCommitted === s.steps, `committed ${r.stepsCommitted} of ${s.steps} steps`);
+    const retried = new Set(result?.retried.map((f) => f.kind));
+    for (const kind of s.expect.retried ?? [])
+      problem(retried.has(kind), `expected an attempt retried for ${kind}, retried for: ${[...retried].join(', ') || 'none'}`);
     if (result && !error) {
       const ref = runReference(t, s.steps);
       problem(

@@ -83,6 +83,18 @@ export const PodsNotReadyCause = cause('podsNotReady', {
 });
 /** A commit is never taken back: `actor` told `peers` to commit, again and again for `ms`, and they never confirmed it. */
 export const CommitNotConfirmedCause = cause('commitNotConfirmed', { actor: ActorName, ms, peers: z.array(Awaited).max(4096) });
+/**
+ * `actor` got two copies of the same tensor of the attempt (same sender, step, attempt, tensor kind, shard)
+ * whose chunk `chunk` differs: one of them is forged or corrupt past its checksum, and which one cannot be
+ * told, so the attempt is retried rather than run on the first copy.
+ */
+export const TensorConflictCause = cause('tensorConflict', {
+  actor: ActorName,
+  sender: ActorName,
+  tensor: z.string().max(40),
+  shard: count,
+  chunk: count,
+});
 
 export const FailureCause = z.discriminatedUnion('kind', [
   DeadlineCause,
@@ -96,6 +108,7 @@ export const FailureCause = z.discriminatedUnion('kind', [
   RestoreCause,
   PodsNotReadyCause,
   CommitNotConfirmedCause,
+  TensorConflictCause,
 ]);
 export type FailureCause = z.infer<typeof FailureCause>;
 export type FailureKind = FailureCause['kind'];
@@ -161,6 +174,8 @@ export function describeCause(c: FailureCause): string {
         .join(', ')}`;
     case 'commitNotConfirmed':
       return `${c.actor}: commit not confirmed within ${Math.round(c.ms)} ms by ${peerList(c.peers)}`;
+    case 'tensorConflict':
+      return `${c.actor}: two copies of ${c.tensor} shard ${c.shard} from ${c.sender} differ (chunk ${c.chunk})`;
   }
 }
 

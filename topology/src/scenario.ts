@@ -92,7 +92,13 @@ export const Scenario = z
     faults: FaultSpec.optional(),
     timeline: z.array(ProcessFault).default([]),
     expect: z.discriminatedUnion('outcome', [
-      z.object({ outcome: z.literal('recovers') }).strict(),
+      z
+        .object({
+          outcome: z.literal('recovers'),
+          /** Kinds of failure (each a FailureCause kind, e.g. tensorConflict) that must be among the attempts the run retried. */
+          retried: z.array(FailureKind).min(1).max(20).optional(),
+        })
+        .strict(),
       /**
        * `failure`: the kind of failure the run must end with (the client's typed cause, e.g. podsNotReady).
        * `cause`: fields its cause must have (see `causeMatches`), e.g. `{ pods: [{ pod: 0, silentHosts: [1] }] }`.

@@ -25,6 +25,8 @@ export const SimFault = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('partition'), at: ms, direction: z.enum(['both', 'forward', 'back']), durationMs: ms }).strict(),
   /** Every replica of shard 0 of the newest checkpoint is cut to half its length (a torn write). */
   z.object({ kind: z.literal('tear'), at: ms }).strict(),
+  /** The next tensor chunk sent after `at` is followed by a forged copy: one value changed, a valid checksum (see the forge fault). */
+  z.object({ kind: z.literal('forge'), at: ms }).strict(),
 ]);
 export type SimFault = z.infer<typeof SimFault>;
 

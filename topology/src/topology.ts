@@ -95,6 +95,16 @@ export function subjectMatches(pattern: string, subject: string): boolean {
   return p.length === s.length;
 }
 
+/** A rule of `action` (which only tensor chunks can suffer) may name tensor kinds only. */
+function tensorKindsOnly(action: string) {
+  const tensors = ['grad.slice', 'grad.exchange', 'param.shard'];
+  const check = (r: { action: string; kinds?: string[] }) => r.action !== action || (r.kinds ?? []).every((k) => tensors.includes(k));
+  return [check, { message: `${action} applies to tensor kinds only (${tensors.join(', ')})`, path: ['kinds'] }] as [
+    typeof check,
+    { message: string; path: string[] },
+  ];
+}
+
 /**
  * Seeded message faults, injected by each actor's NATS edge as it publishes.
  * Whether a message is hit depends only on (seed, rule, message id), so a
@@ -102,7 +112,14 @@ export function subjectMatches(pattern: string, subject: string): boolean {
  */
 export const FaultRule = z
   .object({
-    action: z.enum(['drop', 'duplicate', 'delay', 'reorder', 'corrupt'], { error: 'must be drop, duplicate, delay, reorder or corrupt' }),
+    /**
+     * drop, duplicate (the same bytes twice), delay (`delayMs`), reorder (after the next message on its subject),
+     * corrupt (a tensor chunk's last byte flipped: its checksum fails), forge (a tensor chunk, then a second copy
+     * of it with one value changed and a valid checksum: the receiver must see that the copies differ).
+     */
+    action: z.enum(['drop', 'duplicate', 'delay', 'reorder', 'corrupt', 'forge'], {
+      error: 'must be drop, duplicate, delay, reorder, corrupt or forge',
+    }),
     /** Message kinds (`host.prepared`, ...) or tensor kinds (`grad.slice`, `grad.exchange`, `param.shard`); all when absent. */
     kinds: z.array(z.string().min(1)).min(1).optional(),
     /** Only messages sent by this role. */
@@ -121,10 +138,8 @@ export const FaultRule = z
     delayMs: positiveInt().default(50),
   })
   .strict()
-  .refine((r) => r.action !== 'corrupt' || (r.kinds ?? []).every((k) => ['grad.slice', 'grad.exchange', 'param.shard'].includes(k)), {
-    message: 'corrupt applies to tensor kinds only (grad.slice, grad.exchange, param.shard)',
-    path: ['kinds'],
-  });
+  .refine(...tensorKindsOnly('corrupt'))
+  .refine(...tensorKindsOnly('forge'));
 export type FaultRule = z.output<typeof FaultRule>;
 
 export const FaultSpec = z

@@ -41,6 +41,7 @@ describe('the failure cause union', () => {
         'restore',
         'runLog',
         'silent',
+        'tensorConflict',
       ].sort(),
     );
   });
@@ -122,6 +123,7 @@ describe('describeFailure', () => {
       restore: { kind: 'restore', checkpoint: 9, problem: 'wrongHash', actor: 'pod/1', paramsHash: { got: H(1), want: H(2) } },
       podsNotReady: { kind: 'podsNotReady', ms: 10, pods: [{ pod: 1, silentHosts: [] }] },
       commitNotConfirmed: { kind: 'commitNotConfirmed', actor: 'pod/0', ms: 10_000, peers: [{ actor: 'host/0/1', lastPhase: 'prepared' }] },
+      tensorConflict: { kind: 'tensorConflict', actor: 'host/1/0', sender: 'host/0/0', tensor: 'grad.exchange', shard: 0, chunk: 2 },
     };
     const said = Object.values(one).map(describeCause);
     expect(new Set(said).size).toBe(said.length);
@@ -129,6 +131,20 @@ describe('describeFailure', () => {
     expect(describeCause(one.runLog)).toBe('run log refused the commit: step 4 after 3 records');
     expect(describeCause(one.restore)).toBe('restore of checkpoint 9: pod/1 restored 000000000000, its manifest says 000000000000');
     expect(describeCause(one.commitNotConfirmed)).toBe('pod/0: commit not confirmed within 10000 ms by host/0/1 (last phase prepared)');
+    expect(describeCause(one.tensorConflict)).toBe('host/1/0: two copies of grad.exchange shard 0 from host/0/0 differ (chunk 2)');
+  });
+});
+
+describe('a scenario expecting recovery', () => {
+  it('may name kinds of failure that must be among the attempts retried; each must be a kind there is', () => {
+    const base = { name: 's', topology: 'tiny', steps: 3 };
+    expect(Scenario.parse({ ...base, expect: { outcome: 'recovers', retried: ['tensorConflict'] } }).expect).toEqual({
+      outcome: 'recovers',
+      retried: ['tensorConflict'],
+    });
+    expect(Scenario.parse({ ...base, expect: { outcome: 'recovers' } }).expect).toEqual({ outcome: 'recovers' });
+    expect(Scenario.safeParse({ ...base, expect: { outcome: 'recovers', retried: ['notAKind'] } }).success).toBe(false);
+    expect(Scenario.safeParse({ ...base, expect: { outcome: 'recovers', retried: [] } }).success).toBe(false);
   });
 });
 

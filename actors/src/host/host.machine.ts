@@ -25,7 +25,8 @@ export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } fr
  *     shard hash, again every heartbeat interval) -> host.commit: write the
  *     checkpoint shard (every `checkpoint.everySteps` steps), adopt the new
  *     parameters -> idle; or host.abort: keep the old -> idle.
- *     A missed phase deadline, or a failed computation -> failed (host.failed), until the pod's abort.
+ *     A missed phase deadline, a failed computation, or two copies of a tensor of the attempt that
+ *     differ (before prepared) -> failed (host.failed), until the pod's abort.
  *   any state --host.restore--> restoring: load the checkpoint -> idle (host.restored).
  *   any state --run.end--> stopped (host.stopped with every count).
  *
@@ -121,6 +122,9 @@ export const hostMachine = hostSetup.createMachine({
     // a restarted peer heals from this host: the committed state, or "none" while it holds none
     'state.request': [{ guard: 'canServeState', actions: 'serveState' }, { actions: 'sendStateNone' }],
     'wire.faultInjected': { actions: 'countFault' },
+    // two copies of a tensor differ: held for the next attempt, the copy is let go; anything else is counted
+    // (a conflict of the attempt in flight fails it: see `attempt`)
+    'tensor.conflict': [{ guard: 'conflictForNextAttempt', actions: 'dropEarlyCopy' }, { actions: 'reject' }],
     '*': { actions: 'reject' },
   },
   states: {
@@ -202,6 +206,8 @@ export const hostMachine = hostSetup.createMachine({
         ],
         'host.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
         'tensor.request': [{ guard: 'forThisAttempt', actions: 'answerRequest' }, { actions: 'reject' }],
+        // two copies of a tensor of this attempt differ: one is forged, and which cannot be told; fail the attempt, named
+        'tensor.conflict': { guard: 'conflictForThisAttempt', target: '.failed', actions: 'failConflict' },
         // a later attempt of this step supersedes this one: nothing was committed, so start over
         'host.dispatch': [{ guard: 'isNextDispatch', target: 'attempt', reenter: true, actions: 'beginAttempt' }, { actions: 'reject' }],
       },
@@ -292,6 +298,8 @@ export const hostMachine = hostSetup.createMachine({
         prepared: {
           entry: [{ type: 'enterPhase', params: { phase: 'prepared' } }, 'sendPrepared'],
           on: {
+            // prepared, the pod may have reported the step already and the client committed it: too late to fail, only counted
+            'tensor.conflict': { guard: 'conflictForThisAttempt', actions: 'reject' },
             'host.commit': [
               { guard: 'forThisAttempt', target: '#host.idle', actions: ['writeCheckpoint', 'commit'] },
               { guard: 'isLastCommitted', actions: 'confirmCommitted' },
@@ -306,6 +314,7 @@ export const hostMachine = hostSetup.createMachine({
         /** Waits for the pod's abort; the committed parameters are untouched. */
         failed: {
           entry: [{ type: 'enterPhase', params: { phase: 'failed' } }, 'sendFailed'],
+          on: { 'tensor.conflict': { guard: 'conflictForThisAttempt', actions: 'reject' } },
         },
       },
     },

@@ -143,6 +143,7 @@ function isStepPhase(phase: HostWhere): phase is HostPhase {
 
 function eventStep(event: HostEvent): { step: number; attempt: number } | undefined {
   if (event.type === 'tensor.received') return event.tensor;
+  if (event.type === 'tensor.conflict') return event.conflict;
   if ('msg' in event) return event.msg;
   return undefined;
 }
@@ -333,6 +334,9 @@ export const hostSetup = setup({
       return s !== undefined && stepMismatch(context, s) === undefined;
     },
     tensorForThisAttempt: ({ context, event }) => event.type === 'tensor.received' && stepMismatch(context, event.tensor) === undefined,
+    conflictForThisAttempt: ({ context, event }) => event.type === 'tensor.conflict' && stepMismatch(context, event.conflict) === undefined,
+    conflictForNextAttempt: ({ context, event }) =>
+      event.type === 'tensor.conflict' && event.conflict.step === context.step && event.conflict.attempt > context.attempt,
     tensorForNextAttempt: ({ context, event }) =>
       event.type === 'tensor.received' &&
       event.tensor.step === context.step &&
@@ -433,6 +437,17 @@ export const hostSetup = setup({
     }),
     countResend: assign(({ context }) => ({ resends: context.resends + 1 })),
     holdEarly: assign(({ context, event }) => (event.type === 'tensor.received' ? { early: [...context.early, event.tensor] } : {})),
+    /**
+     * The copies of a tensor held for the next attempt differ: the one held is let go (counted). The next
+     * attempt asks for it again, and the resend is a conflict again there (see TensorAssembler), failing it.
+     */
+    dropEarlyCopy: assign(({ context, event }) => {
+      if (event.type !== 'tensor.conflict') return {};
+      const c = event.conflict;
+      const same = (t: AssembledTensor) =>
+        t.sender === c.sender && t.step === c.step && t.attempt === c.attempt && t.tensor === c.tensor && t.shard === c.shard;
+      return { ...rejection(context, event), early: context.early.filter((t) => !same(t)) };
+    }),
     storeTensor: assign(({ context, event }) => {
       if (event.type !== 'tensor.received') return {};
       const field = TENSOR_FROM[event.tensor.tensor];
@@ -572,6 +587,13 @@ export const hostSetup = setup({
           ? { kind: 'restore', checkpoint: context.restoreTo, problem: 'unreadable', actor: context.me, detail: message.slice(0, 1000) }
           : { kind: 'computeError', actor: context.me, phase: params.phase, message: message.slice(0, 1000) };
       return { failure };
+    }),
+    /** Two copies of a tensor of this attempt differ (counted): which one is forged cannot be told, so the attempt fails, named. */
+    failConflict: assign(({ context, event }) => {
+      if (event.type !== 'tensor.conflict') return {};
+      const { sender, tensor, shard, chunk } = event.conflict;
+      const failure: FailureCause = { kind: 'tensorConflict', actor: context.me, sender, tensor, shard, chunk };
+      return { ...rejection(context, event), failure };
     }),
     sendFailed: sendTo('wire', ({ context }) =>
       toPod(context, { ...envelope(context, 'host.failed'), kind: 'host.failed', cause: context.failure! }),

@@ -1,5 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
+import { isTensorFrame } from '@lockstep/topology';
 import type { Transport } from '../wire/edge.ts';
+import { forgedCopy } from '../wire/faults.ts';
 import type { SimClock, SimRandom } from './clock.ts';
 
 /** Message faults the simulated network injects on each delivery (probabilities in [0, 1]). */
@@ -30,7 +32,7 @@ interface Subscriber {
 export type NetEvent =
   | { t: number; what: 'deliver'; subject: string; from: string; to: string; bytes: number }
   | { t: number; what: 'drop'; subject: string; from: string; to: string; why: 'fault' | 'partition' | 'dead' }
-  | { t: number; what: 'duplicate' | 'delay'; subject: string; from: string; to: string };
+  | { t: number; what: 'duplicate' | 'delay' | 'forge'; subject: string; from: string; to: string };
 
 /**
  * The simulated data-center: every actor "connects" to its pod's server (the
@@ -38,7 +40,8 @@ export type NetEvent =
  * subscriber, on the simulated clock, with a fixed latency per link (so a
  * link keeps its order unless a fault delays a message). Crossing between
  * pods' servers is the DCN: it can be cut both ways or one way. Seeded faults
- * drop, duplicate and delay deliveries. Every delivery goes into a SHA-256
+ * drop, duplicate and delay deliveries; a scheduled forge follows the next
+ * tensor chunk with a forged copy of it. Every delivery goes into a SHA-256
  * (the events hash) and, when tracing, into `trace`.
  */
 export class SimNetwork {
@@ -46,6 +49,8 @@ export class SimNetwork {
   faults: NetFaults = noNetFaults;
   /** The DCN cut: forward is pod 0 -> pod 1 (lower to higher), back the other way. */
   cut = { forward: false, back: false };
+  /** The next tensor chunk delivered is followed by a forged copy of it (then this is cleared). */
+  forgeNext = false;
   readonly hash: Hash = createHash('sha256');
   readonly trace: NetEvent[] | undefined;
   delivered = 0;
@@ -115,22 +120,29 @@ export class SimNetwork {
       }
       const copies = this.rng.chance(f.duplicate) ? 2 : 1;
       if (copies === 2) this.note({ t: this.clock.now(), what: 'duplicate', subject, from, to: s.actor });
-      for (let c = 0; c < copies; c++) {
-        this.clock.setTimeout(
-          () => {
-            if (!s.alive) {
-              this.note({ t: this.clock.now(), what: 'drop', subject, from, to: s.actor, why: 'dead' });
-              return;
-            }
-            this.delivered++;
-            if (cross) this.crossPodBytes += bytes.length;
-            this.hash.update(`${this.clock.now()}|${subject}|${s.actor}|`).update(bytes);
-            this.note({ t: this.clock.now(), what: 'deliver', subject, from, to: s.actor, bytes: bytes.length });
-            s.deliver(bytes);
-          },
-          latency + c * 0.01,
-        );
+      for (let c = 0; c < copies; c++) this.deliverLater(s, subject, from, cross, bytes, latency + c * 0.01);
+      // a forged copy right behind the real one (before a duplicate of it)
+      const forged = this.forgeNext && isTensorFrame(bytes) ? forgedCopy(bytes) : undefined;
+      if (forged) {
+        this.forgeNext = false;
+        this.note({ t: this.clock.now(), what: 'forge', subject, from, to: s.actor });
+        this.deliverLater(s, subject, from, cross, forged, latency + 0.005);
       }
     }
+  }
+
+  /** Deliver `bytes` to `s` in `ms` of simulated time, if it is still alive then. */
+  private deliverLater(s: Subscriber, subject: string, from: string, cross: boolean, bytes: Uint8Array, ms: number): void {
+    this.clock.setTimeout(() => {
+      if (!s.alive) {
+        this.note({ t: this.clock.now(), what: 'drop', subject, from, to: s.actor, why: 'dead' });
+        return;
+      }
+      this.delivered++;
+      if (cross) this.crossPodBytes += bytes.length;
+      this.hash.update(`${this.clock.now()}|${subject}|${s.actor}|`).update(bytes);
+      this.note({ t: this.clock.now(), what: 'deliver', subject, from, to: s.actor, bytes: bytes.length });
+      s.deliver(bytes);
+    }, ms);
   }
 }

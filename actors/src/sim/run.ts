@@ -332,7 +332,8 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
       } else if (f.kind === 'partition') {
         net.cut = { forward: f.direction !== 'back', back: f.direction !== 'forward' };
         clock.setTimeout(() => (net.cut = { forward: false, back: false }), f.durationMs);
-      } else disk.tear(DIR, t.pods);
+      } else if (f.kind === 'forge') net.forgeNext = true;
+      else disk.tear(DIR, t.pods);
     }, f.at);
   }
 

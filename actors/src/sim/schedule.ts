@@ -8,7 +8,7 @@ export function stepEstimateMs(t: Topology, computeMs: number): number {
 
 /**
  * Draw a schedule's faults from its seed for a profile: `messages` (drop,
- * duplicate, delay on every delivery), `crashes` (1-3 actors killed and
+ * duplicate, delay on every delivery, and sometimes a forged copy of a tensor chunk), `crashes` (1-3 actors killed and
  * restarted), `partitions` (1-2 DCN cuts, both ways or one way), `all` (all of
  * them, and sometimes a torn checkpoint), `none`. Faults fall within the
  * first ~80% of the run's expected length; message faults stop then too.
@@ -59,6 +59,8 @@ export function drawSchedule(o: {
     }
   }
   if (o.profile === 'all' && r.chance(0.2)) faults.push({ kind: 'tear', at: r.next() * window });
+  // drawn last, so every draw before it (and so each seed's other faults) is what it was before forging existed
+  if (messages && r.chance(0.3)) faults.push({ kind: 'forge', at: r.next() * window });
   faults.sort((a, b) => a.at - b.at);
   return {
     seed: o.seed,

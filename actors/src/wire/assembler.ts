@@ -1,5 +1,5 @@
-import type { TensorChunk, TensorKind } from '@lockstep/topology';
-import { DedupWindow } from './dedup.ts';
+import type { TensorChunk, TensorChunkHeader, TensorKind } from '@lockstep/topology';
+import { CompletedTensors } from './completed.ts';
 
 /** A whole tensor put back together from its chunks. */
 export interface AssembledTensor {
@@ -11,10 +11,27 @@ export interface AssembledTensor {
   data: Float32Array;
 }
 
+/**
+ * Two copies of one tensor (same sender, step, attempt, tensor kind, shard) that differ in chunk `chunk`,
+ * at `element` (the first element that differs), found while the first copy was in progress or after it
+ * was complete; or `again`: a later chunk of a tensor found in conflict before (no element).
+ */
+export interface TensorConflict {
+  sender: string;
+  step: number;
+  attempt: number;
+  tensor: TensorKind;
+  shard: number;
+  chunk: number;
+  element?: number;
+  found: 'inProgress' | 'complete' | 'again';
+}
+
 export type AssembleResult =
   | { kind: 'partial' }
   | { kind: 'duplicate' }
   | { kind: 'complete'; tensor: AssembledTensor }
+  | { kind: 'conflict'; conflict: TensorConflict }
   | { kind: 'rejected'; reason: string; detail: string };
 
 interface Partial {
@@ -26,21 +43,42 @@ interface Partial {
   lastAt: number;
 }
 
+/** Where `data` first differs from `bytes` at byte `at`, in elements from `at` (-1: equal). Equal lengths are the caller's. */
+function firstDifference(bytes: Uint8Array, at: number, data: Uint8Array): number {
+  if (Buffer.from(bytes.buffer, bytes.byteOffset + at, data.length).equals(data)) return -1;
+  let i = 0;
+  while (i < data.length && bytes[at + i] === data[i]) i++;
+  return Math.floor(i / 4);
+}
+
 /**
- * Puts tensors back together from chunks that may come in any order. A chunk
- * whose tensor has the wrong size for its shard is rejected; at most
- * `maxPartials` tensors are in progress at once (the oldest is dropped), so
- * forged chunks cannot grow memory without bound.
+ * Puts tensors back together from chunks that may come in any order, and is
+ * the one that decides what a repeated chunk is. A chunk whose tensor has the
+ * wrong size for its shard is rejected; at most `maxPartials` tensors are in
+ * progress at once (the oldest is dropped), so forged chunks cannot grow
+ * memory without bound.
+ *
+ * A chunk of a tensor already in progress or lately completed, with an index
+ * already taken, is compared byte for byte with what was taken at its offset:
+ * the same bytes are a harmless duplicate (the network repeats messages, a
+ * peer resends what was asked for again), different bytes a `conflict` (two
+ * copies of one tensor differ: one is forged, or corrupt past its checksum).
+ * A tensor in conflict is never delivered, and every later chunk of it is a
+ * conflict again, so no third copy can settle it. Only repeats are compared:
+ * the first copy of every chunk costs nothing more than before.
  */
 export class TensorAssembler {
   private readonly partials = new Map<string, Partial>();
-  /** Tensors completed lately: a late repeat of one of their chunks is a duplicate, not a new tensor. */
-  private readonly completed = new DedupWindow(1024);
+  /** Tensors completed lately, with their bytes (bounded by count and bytes), and tensors found in conflict. */
+  private readonly completed: CompletedTensors;
 
   constructor(
     private readonly expectedLength: (tensor: TensorKind, shard: number) => number | undefined,
     private readonly maxPartials = 64,
-  ) {}
+    limits: { tensors?: number; bytes?: number } = {},
+  ) {
+    this.completed = new CompletedTensors(limits.tensors, limits.bytes);
+  }
 
   get inProgress(): number {
     return this.partials.size;
@@ -68,7 +106,14 @@ export class TensorAssembler {
     const key = `${header.sender}|${header.step}|${header.attempt}|${header.tensor}|${header.shard}`;
     let p = this.partials.get(key);
     if (!p) {
-      if (this.completed.has(key)) return { kind: 'duplicate' };
+      const done = this.completed.get(key);
+      if (done === 'conflict') return this.conflict(key, header, 'again');
+      if (done) {
+        if (header.count !== done.count)
+          return { kind: 'rejected', reason: 'malformed', detail: `chunk count ${header.count} differs from ${done.count}` };
+        const element = firstDifference(done.bytes, header.offset * 4, data);
+        return element < 0 ? { kind: 'duplicate' } : this.conflict(key, header, 'complete', header.offset + element);
+      }
       if (this.partials.size >= this.maxPartials) this.partials.delete(this.partials.keys().next().value as string);
       const f32 = new Float32Array(expected);
       p = { data: f32, bytes: new Uint8Array(f32.buffer), got: new Set(), count: header.count, lastAt: now };
@@ -76,13 +121,16 @@ export class TensorAssembler {
     }
     if (header.count !== p.count)
       return { kind: 'rejected', reason: 'malformed', detail: `chunk count ${header.count} differs from ${p.count}` };
-    if (p.got.has(header.index)) return { kind: 'partial' };
+    if (p.got.has(header.index)) {
+      const element = firstDifference(p.bytes, header.offset * 4, data);
+      return element < 0 ? { kind: 'duplicate' } : this.conflict(key, header, 'inProgress', header.offset + element);
+    }
     p.bytes.set(data, header.offset * 4);
     p.got.add(header.index);
     p.lastAt = now;
     if (p.got.size < p.count) return { kind: 'partial' };
     this.partials.delete(key);
-    this.completed.firstTime(key);
+    this.completed.add(key, p.bytes, p.count);
     return {
       kind: 'complete',
       tensor: {
@@ -93,6 +141,17 @@ export class TensorAssembler {
         shard: header.shard,
         data: p.data,
       },
+    };
+  }
+
+  /** The copies of tensor `key` differ: it is dropped if in progress, and in conflict from now on. */
+  private conflict(key: string, header: TensorChunkHeader, found: TensorConflict['found'], element?: number): AssembleResult {
+    this.partials.delete(key);
+    this.completed.markConflict(key);
+    const { sender, step, attempt, tensor, shard, index: chunk } = header;
+    return {
+      kind: 'conflict',
+      conflict: { sender, step, attempt, tensor, shard, chunk, found, ...(element === undefined ? {} : { element }) },
     };
   }
 }

@@ -8,14 +8,15 @@ import {
   encodeTensor,
   isTensorFrame,
   type ControlMessage,
+  parameterCount,
   type TensorKind,
   type Topology,
 } from '@lockstep/topology';
 import type { RunClock } from '../clock.ts';
-import { TensorAssembler, type AssembledTensor } from './assembler.ts';
+import { TensorAssembler, type AssembledTensor, type TensorConflict } from './assembler.ts';
 import { authorize, type Channel } from './authorize.ts';
 import { DedupWindow } from './dedup.ts';
-import { FaultPlan } from './faults.ts';
+import { FaultPlan, forgedCopy } from './faults.ts';
 
 /** What a machine asks its edge to publish. */
 export type WireCommand =
@@ -36,6 +37,8 @@ export type WireEvent = WireEventBody & { at: number };
 type WireEventBody =
   | { [K in ControlMessage['kind']]: { type: K; msg: Extract<ControlMessage, { kind: K }> } }[ControlMessage['kind']]
   | { type: 'tensor.received'; tensor: AssembledTensor }
+  /** Two copies of one tensor differ (see TensorAssembler): an alarm, never a silent first-wins. */
+  | { type: 'tensor.conflict'; conflict: TensorConflict }
   | { type: 'wire.rejected'; reason: string; detail?: string }
   | { type: 'wire.duplicate'; msgId: string }
   | { type: 'wire.faultInjected'; count: number };
@@ -65,6 +68,8 @@ export interface EdgeOptions {
   faults?: FaultPlan;
   /** A tensor.request is held back while chunks of that tensor from that peer came within this many ms (it is only slow). */
   requestQuietMs?: number;
+  /** Bytes of lately completed tensors kept to compare late copies with (see CompletedTensors; 64 MiB when absent). */
+  retainBytes?: number;
 }
 
 /** The edge's part of a control message that goes out: encoded, with what the fault layer needs to know. */
@@ -74,15 +79,18 @@ type Outgoing = { subject: string; bytes: Uint8Array; meta: { kind: string; step
  * The edge of an actor: subscribes to its subjects, parses every message with
  * its schema, checks who sent it, drops repeats, reassembles tensors and hands
  * the machine typed events stamped with the time (or `wire.rejected` with the
- * reason). It publishes what the machine sends, through the seeded fault layer.
- * The machine never sees raw bytes.
+ * reason). A control message is a repeat by its id; a tensor chunk by its
+ * tensor and index, and only with the same bytes: two copies of a tensor that
+ * differ are logged as an error and handed over as `tensor.conflict`. It
+ * publishes what the machine sends, through the seeded fault layer. The
+ * machine never sees raw bytes.
  */
 export function edge(opts: EdgeOptions) {
   return fromCallback<WireCommand>(({ sendBack, receive }) => {
     const { clock } = opts;
     const tell = (e: WireEventBody) => sendBack({ ...e, at: clock.now() } as WireEvent);
     const dedup = new DedupWindow();
-    const assembler = new TensorAssembler(opts.expectedLength ?? (() => undefined));
+    const assembler = new TensorAssembler(opts.expectedLength ?? (() => undefined), undefined, { bytes: opts.retainBytes });
     const reject = (reason: string, detail?: string) => {
       opts.log.warn({ reason, detail }, 'message rejected');
       tell({ type: 'wire.rejected', reason, detail });
@@ -96,10 +104,20 @@ export function edge(opts: EdgeOptions) {
         if (h.runId !== opts.runId) return reject('wrong run', h.runId);
         const denied = authorize(channel, 'tensor.chunk', h.sender, h);
         if (denied) return reject(denied.reason, denied.detail);
-        if (!dedup.firstTime(h.msgId)) return tell({ type: 'wire.duplicate', msgId: h.msgId });
+        // a repeated chunk is the assembler's to judge, by its tensor and index and its bytes, not by its message id:
+        // two copies under one id may differ, and the first must not win silently
         const r = assembler.add(d.value, clock.now());
         if (r.kind === 'rejected') return reject(r.reason, r.detail);
         if (r.kind === 'duplicate') return tell({ type: 'wire.duplicate', msgId: h.msgId });
+        if (r.kind === 'conflict') {
+          // an error when found; each later chunk of the same tensor (counted too) a warning
+          const again = r.conflict.found === 'again';
+          opts.log[again ? 'warn' : 'error'](
+            { ...r.conflict, msgId: h.msgId },
+            again ? 'chunk of a tensor in conflict' : 'tensor copies differ',
+          );
+          return tell({ type: 'tensor.conflict', conflict: r.conflict });
+        }
         if (r.kind === 'complete') tell({ type: 'tensor.received', tensor: r.tensor });
         return;
       }
@@ -115,7 +133,7 @@ export function edge(opts: EdgeOptions) {
 
     const unsubscribe = opts.listen.map(({ subject, channel }) => opts.transport.subscribe(subject, (bytes) => onMessage(channel, bytes)));
 
-    const held = new Map<string, { bytes: Uint8Array; timer: unknown }>();
+    const held = new Map<string, { copies: Uint8Array[]; timer: unknown }>();
     const rawPublish = (subject: string, bytes: Uint8Array) => {
       try {
         opts.transport.publish(subject, bytes);
@@ -136,22 +154,25 @@ export function edge(opts: EdgeOptions) {
         out = Uint8Array.from(bytes);
         out[out.length - 1] ^= 0xff;
       }
+      // forge: a second copy of the chunk with one value changed, right behind it
+      const forged = has('forge') && meta.tensor ? forgedCopy(bytes) : undefined;
+      const copies = forged ? [out, forged] : [out];
       const deliver = () => {
-        rawPublish(subject, out);
+        for (const c of copies) rawPublish(subject, c);
         if (has('duplicate')) rawPublish(subject, out);
         const h = held.get(subject); // a message held back for reordering goes after this one
         if (h) {
           held.delete(subject);
           clock.clearTimeout(h.timer);
-          rawPublish(subject, h.bytes);
+          for (const c of h.copies) rawPublish(subject, c);
         }
       };
       if (has('reorder') && !held.has(subject)) {
         const timer = clock.setTimeout(() => {
           held.delete(subject);
-          rawPublish(subject, out);
+          for (const c of copies) rawPublish(subject, c);
         }, 25);
-        held.set(subject, { bytes: out, timer });
+        held.set(subject, { copies, timer });
         return;
       }
       const delay = hits.find((h) => h.action === 'delay');
@@ -226,5 +247,7 @@ export function edgeFor(
     maxControlBytes: t.wire.maxControlBytes,
     faults: new FaultPlan(t.faults, role),
     requestQuietMs: t.heartbeat.intervalMs,
+    // four parameter vectors (about two steps of what a host receives), at least 4 MiB
+    retainBytes: Math.max(4 * 1024 * 1024, 16 * parameterCount(t.model)),
   });
 }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { phaseOfKind, subjectMatches, type FaultRule, type FaultSpec } from '@lockstep/topology';
+import { crc32, decodeTensorChunk, frame, phaseOfKind, subjectMatches, type FaultRule, type FaultSpec } from '@lockstep/topology';
 
 export type FaultAction = FaultRule['action'];
 
@@ -40,4 +40,18 @@ export class FaultPlan {
     });
     return hits;
   }
+}
+
+/**
+ * A forged copy of a tensor chunk frame (the `forge` fault): the same header
+ * (sender, tensor, index, message id) with the lowest bit of its first value
+ * flipped and a checksum that matches, so only a receiver that compares the
+ * copies can tell. Undefined for a frame that does not decode or has no values.
+ */
+export function forgedCopy(bytes: Uint8Array): Uint8Array | undefined {
+  const d = decodeTensorChunk(bytes);
+  if (!d.ok || d.value.data.length === 0) return undefined;
+  const data = Uint8Array.from(d.value.data);
+  data[0] ^= 1;
+  return frame({ ...d.value.header, crc32: crc32(data) }, data);
 }
