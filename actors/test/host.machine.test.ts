@@ -314,9 +314,11 @@ describe('host machine', () => {
     });
     const host = (t: Topology, pod = 1, h = 0) => {
       const sent: WireCommand[] = [];
-      const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
-        input: { topology: t, runId: RUN, pod, host: h, incarnation: 'test', now: now() },
-      }).start();
+      const a = joined(
+        createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+          input: { topology: t, runId: RUN, pod, host: h, incarnation: 'test', now: now() },
+        }).start(),
+      );
       return { a, sent };
     };
 
