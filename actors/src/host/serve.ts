@@ -17,9 +17,10 @@ import type { Topology } from '@lockstep/topology';
  *     healer's name) cost at most two answers an interval.
  *
  * The healer asks at once on restarting, before its pod's word can have come
- * (it goes through the pod); so the last request that came before the word is kept,
- * and answered when the word comes if it is less than a heartbeat interval
- * old (the healer would ask again by then), instead of at its next ask.
+ * (the word goes through the pod); so the last request that came before the
+ * word is kept, and answered when the word comes if it is less than a
+ * heartbeat interval old (the healer would ask again by then), instead of at
+ * its next ask.
  *
  * A host that holds no state says so (state.none) to any host h of another
  * pod that asks, at the same rate: it gives nothing away, and a healer whose

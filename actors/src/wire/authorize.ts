@@ -54,7 +54,7 @@ export function authorize(
         return forged(`not host ${channel.host} of another pod`);
       return undefined;
     case 'host.heal': {
-      // only host h of another pod holds a replica of this host's shard: it asks for it, or sends it
+      // only host h of another pod holds a replica of this host's shard: it sends it
       if (s.role !== 'host' || s.host !== channel.host || s.pod === channel.pod || s.pod >= channel.pods) {
         return forged(`not host ${channel.host} of another pod`);
       }
