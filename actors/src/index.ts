@@ -12,6 +12,7 @@ export * from './wire/edge.ts';
 export * from './wire/faults.ts';
 export * from './checkpoint/store.ts';
 export * from './host/heal.ts';
+export * from './host/serve.ts';
 export * from './host/host.setup.ts';
 export * from './wire/listen.ts';
 export * from './checkpoint/actors.ts';

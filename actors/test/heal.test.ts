@@ -154,6 +154,36 @@ function onHealAnswers(inner: Transport, change: (bytes: Uint8Array) => Uint8Arr
   };
 }
 
+/**
+ * What pod `healing` does while its host `host` heals: on each of that host's heartbeats, it tells host `host` of
+ * pod `to` (heal.expect on its state subject), every heartbeat interval (once with `once`). Returns the stop.
+ */
+function podSaysHeals(
+  nc: NatsConnection,
+  o: { topology: Topology; runId: string; to: number; host: number; healing: number; once?: boolean },
+): () => void {
+  let n = 0;
+  const say = () =>
+    nc.publish(
+      subjects.hostState(o.runId, o.to, o.host),
+      encodeControl({
+        v: 1,
+        runId: o.runId,
+        step: 0,
+        attempt: 0,
+        sender: `pod/${o.healing}`,
+        msgId: `expect/${o.healing}/${o.host}/${n++}`,
+        kind: 'heal.expect',
+      }),
+    );
+  say();
+  if (o.once) return () => {};
+  const timer = setInterval(say, o.topology.heartbeat.intervalMs);
+  return () => clearInterval(timer);
+}
+
+const stops: (() => void)[] = [];
+
 async function until(what: string, cond: () => boolean, ms = 5000) {
   const end = Date.now() + ms;
   while (!cond()) {
@@ -170,6 +200,7 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     nc = await connectNats({ servers: server.url, name: 'heal-test', log: quietLog });
   });
   afterEach(() => {
+    for (const stop of stops.splice(0)) stop();
     for (const a of running.splice(0)) a.stop();
     expect(errors.splice(0)).toEqual([]);
   });
@@ -190,6 +221,8 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     expect(sameBits(crashed.getSnapshot().context.params, want.params)).toBe(true); // lockstep, before the crash
     crashed.stop();
 
+    stops.push(podSaysHeals(nc, { topology: t, runId, to: 0, host: 1, healing: 1 }));
+    await nc.flush();
     const healer = startHost(nc, { topology: t, runId, pod: 1, host: 1, incarnation: 'second', dir, heal: true });
     expect(healer.getSnapshot().matches('joining')).toBe(true); // it reaches its cross-pod peer first, then heals from it
     await waitFor(healer, (s) => s.matches('healing'), { timeout: 5000 });
@@ -222,6 +255,8 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     const peer = hosts.get('0/1')!;
     hosts.get('1/1')!.stop();
     corrupt.armed = true;
+    stops.push(podSaysHeals(nc, { topology: t, runId, to: 0, host: 1, healing: 1 }));
+    await nc.flush();
 
     const healer = startHost(nc, { topology: t, runId, pod: 1, host: 1, incarnation: 'second', dir, heal: true });
     await waitFor(healer, (s) => s.matches('idle'), { timeout: 5000 });
@@ -249,6 +284,8 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     const transports = new Map([['0/1', onHealAnswers(natsTransport(nc, quietLog), lie)]]);
     const { hosts, dir } = await trainedCluster(nc, { topology: quick, runId, steps: 1, transports });
     hosts.get('1/1')!.stop();
+    stops.push(podSaysHeals(nc, { topology: quick, runId, to: 0, host: 1, healing: 1 }));
+    await nc.flush();
 
     const began = performance.now();
     const healer = startHost(nc, { topology: quick, runId, pod: 1, host: 1, incarnation: 'second', dir, heal: true });
@@ -299,10 +336,12 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     }
   });
 
-  it('a flood of state requests is each answered in full (25 requests: 25 answers, every frame of each)', async () => {
+  it("a flood of state requests under the healing peer's name: none served before its pod says it heals, then one answer per half interval; every other request rejected and counted", async () => {
     const runId = 'heal-e';
+    // a heartbeat a second: one answer per 500 ms at most
+    const slow = parseTopology({ ...base, heartbeat: { intervalMs: 1000, misses: 3 } });
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
-    const peer = joined(startHost(nc, { topology: t, runId, pod: 0, host: 1, incarnation: 'first', dir })); // its cross-pod peer is the test
+    const peer = joined(startHost(nc, { topology: slow, runId, pod: 0, host: 1, incarnation: 'first', dir })); // its cross-pod peer is the test
     const dones: StateDone[] = [];
     let frames = 0;
     const sub = nc.subscribe(subjects.hostHeal(runId, 1, 1), {
@@ -312,10 +351,11 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
         if (d.ok && d.value.kind === 'state.done') dones.push(d.value);
       },
     });
-    try {
-      await nc.flush();
-      const N = 25;
-      for (let r = 1; r <= N; r++) {
+    let r = 0;
+    // what any connection with a host's credentials can publish: new ids, new rounds, the peer's name
+    const flood = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        r++;
         nc.publish(
           subjects.hostState(runId, 0, 1),
           encodeControl({
@@ -330,44 +370,88 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
           }),
         );
       }
-      await until(`${N} state.done`, () => dones.length >= N);
+    };
+    const rejected = () => peer.getSnapshot().context.rejected;
+    try {
       await nc.flush();
-      expect(dones.map((d) => d.reqId).sort()).toEqual(Array.from({ length: N }, (_, i) => `r${i + 1}`).sort());
-      expect(new Set(dones.map((d) => d.msgId)).size).toBe(N);
+      const N = 2000;
+      // no pod said host/1/1 heals: nothing is served
+      flood(N);
+      await until(`${N} rejections`, () => totalRejections(rejected()) >= N);
+      await nc.flush();
+      expect(rejected()).toEqual({ 'state request not expected': N });
+      expect(peer.getSnapshot().context.served).toBe(0);
+
+      // its pod says it heals (once, and not again: the word lapses after 3 s): one answer per 500 ms at most
+      // (after a second: the last request before the word is too old to answer when it comes)
+      await new Promise((res) => setTimeout(res, 1100));
+      podSaysHeals(nc, { topology: slow, runId, to: 0, host: 1, healing: 1, once: true });
+      await nc.flush();
+      await new Promise((res) => setTimeout(res, 100));
+      expect(peer.getSnapshot().context.served).toBe(0);
+      const began = performance.now();
+      flood(N);
+      await until(`${N} more handled`, () => peer.getSnapshot().context.served + totalRejections(rejected()) >= 2 * N);
+      const took = performance.now() - began;
       const c = peer.getSnapshot().context;
-      expect(c.served).toBe(N);
-      expect(totalRejections(c.rejected)).toBe(0);
-      // each answer is the whole state: the parameters and every optimizer tensor of shard 1, in 4 KiB chunks
-      const perChunk = t.wire.chunkBytes / 4;
-      const own = shardRange(parameterCount(t.model), t.hostsPerPod, 1);
+      const most = 1 + Math.floor(took / 500);
+      expect(c.served).toBeGreaterThanOrEqual(1);
+      expect(c.served).toBeLessThanOrEqual(most);
+      expect(rejected()).toEqual({ 'state request not expected': N, 'state request too soon': N - c.served });
+      // what it sent is what it served, each answer the whole state: the parameters and every optimizer tensor of shard 1
+      const perChunk = slow.wire.chunkBytes / 4;
+      const own = shardRange(parameterCount(slow.model), slow.hostsPerPod, 1);
       const framesPerAnswer =
-        Math.ceil(parameterCount(t.model) / perChunk) + c.optState.length * Math.ceil((own.end - own.start) / perChunk);
-      await until('every frame', () => frames >= N * framesPerAnswer);
-      expect(frames).toBe(N * framesPerAnswer);
+        Math.ceil(parameterCount(slow.model) / perChunk) + c.optState.length * Math.ceil((own.end - own.start) / perChunk);
+      await until('every frame of what was served', () => dones.length >= c.served && frames >= c.served * framesPerAnswer);
+      await new Promise((res) => setTimeout(res, 200));
+      expect(dones.length).toBe(c.served);
+      expect(frames).toBe(c.served * framesPerAnswer);
+      // what it keeps for this is one slot per pod, whatever came
+      expect(c.serving).toHaveLength(slow.pods);
       expect(c.phase).toBe('idle'); // serving changes nothing of its own
     } finally {
       sub.unsubscribe();
     }
   });
 
-  it('a state request from a host of the same pod, of another shard, or from a pod, is not served', async () => {
+  it('a state request from a host of the same pod, of another shard, or from a pod, is not served; the cross-pod peer only once its own pod says it heals', async () => {
     const runId = 'heal-f';
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
-    const peer = joined(startHost(nc, { topology: t, runId, pod: 0, host: 1, incarnation: 'first', dir })); // its cross-pod peer is the test
+    // a heartbeat a second: a request less than a second old is answered when the word comes; one answer per 500 ms
+    const slow = parseTopology({ ...base, heartbeat: { intervalMs: 1000, misses: 3 } });
+    const peer = joined(startHost(nc, { topology: slow, runId, pod: 0, host: 1, incarnation: 'first', dir })); // its cross-pod peer is the test
     await nc.flush();
     const request = (sender: string, reqId: string) =>
       nc.publish(
         subjects.hostState(runId, 0, 1),
         encodeControl({ v: 1, runId, step: 0, attempt: 1, sender, msgId: `${sender}/${reqId}`, kind: 'state.request', reqId }),
       );
+    const expectHeal = (sender: string, id: string) =>
+      nc.publish(
+        subjects.hostState(runId, 0, 1),
+        encodeControl({ v: 1, runId, step: 0, attempt: 0, sender, msgId: id, kind: 'heal.expect' }),
+      );
     request('host/0/0', 'a'); // same pod
     request('host/1/0', 'b'); // another shard
     request('pod/1', 'c'); // not a host
     await until('three rejections', () => totalRejections(peer.getSnapshot().context.rejected) >= 3);
     expect(peer.getSnapshot().context.rejected).toEqual({ 'forged sender': 3 });
+    request('host/1/1', 'd'); // its cross-pod peer, which no pod said heals
+    await until('four rejections', () => totalRejections(peer.getSnapshot().context.rejected) >= 4);
+    expect(peer.getSnapshot().context.rejected).toEqual({ 'forged sender': 3, 'state request not expected': 1 });
+    // only the peer's own pod may say it heals: not this host's pod, not a pod of no replica, not a host
+    expectHeal('pod/0', 'x1');
+    expectHeal('pod/2', 'x2');
+    expectHeal('host/1/1', 'x3');
+    await until('seven rejections', () => totalRejections(peer.getSnapshot().context.rejected) >= 7);
+    expect(peer.getSnapshot().context.rejected).toEqual({ 'forged sender': 6, 'state request not expected': 1 });
     expect(peer.getSnapshot().context.served).toBe(0);
-    request('host/1/1', 'd'); // its cross-pod peer
+    expectHeal('pod/1', 'x4'); // and the request it made just before is answered now
     await until('served once', () => peer.getSnapshot().context.served >= 1);
+    request('host/1/1', 'e'); // too soon after that answer
+    await until('eight rejections', () => totalRejections(peer.getSnapshot().context.rejected) >= 8);
     expect(peer.getSnapshot().context.served).toBe(1);
+    expect(peer.getSnapshot().context.rejected).toMatchObject({ 'state request too soon': 1 });
   });
 });

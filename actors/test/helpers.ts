@@ -166,12 +166,12 @@ export async function startNatsServer(
  * leaves `joining`: idle, or healing when restarted. Machine tests without a network use it; over a real or
  * simulated network the peers answer themselves.
  */
-export function joined<A extends { send: (e: HostEvent) => void; getSnapshot: () => { context: HostContext } }>(a: A): A {
+export function joined<A extends { send: (e: HostEvent) => void; getSnapshot: () => { context: HostContext } }>(a: A, at = now()): A {
   const { pod, host, runId, topology } = a.getSnapshot().context;
   for (let q = 0; q < topology.pods; q++) {
     if (q === pod) continue;
     const sender = `host/${q}/${host}`;
-    a.send({ type: 'pong', msg: { v: 1, runId, step: 0, attempt: 0, sender, msgId: `${sender}/pong/test`, kind: 'pong' }, at: now() });
+    a.send({ type: 'pong', msg: { v: 1, runId, step: 0, attempt: 0, sender, msgId: `${sender}/pong/test`, kind: 'pong' }, at });
   }
   return a;
 }

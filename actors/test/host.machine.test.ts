@@ -12,8 +12,10 @@ import {
   type Topology,
 } from '@lockstep/topology';
 import {
+  answerGapMs,
   computeFor,
   crashInspector,
+  expectWindowMs,
   hostMachine,
   type BackwardInput,
   type ForwardInput,
@@ -57,6 +59,21 @@ function abort(pod: number, step: number, attempt: number): HostEvent {
     type: 'host.abort',
     msg: { v: 1, runId: RUN, step, attempt, sender: `pod/${pod}`, msgId: `a/${step}/${Math.random()}`, kind: 'host.abort', reason: 'test' },
     at: now(),
+  };
+}
+
+/** Pod `healing` says its host of this host's index heals (heal.expect). */
+function healExpect(healing: number, at: number): HostEvent {
+  const msgId = `x/${healing}/${Math.random()}`;
+  return { type: 'heal.expect', msg: { v: 1, runId: RUN, step: 0, attempt: 0, sender: `pod/${healing}`, msgId, kind: 'heal.expect' }, at };
+}
+/** A state request from `sender` (a healing host h of another pod), request round `round`. */
+function stateRequest(sender: string, round: number, at: number): HostEvent {
+  const msgId = `sr/${sender}/${round}/${Math.random()}`;
+  return {
+    type: 'state.request',
+    msg: { v: 1, runId: RUN, step: 0, attempt: round, sender, msgId, kind: 'state.request', reqId: `r${round}` },
+    at,
   };
 }
 
@@ -499,24 +516,23 @@ describe('host machine', () => {
   });
 
   it('a host awaiting a commit answers a state request with its committed state, not the prepared one', async () => {
-    const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
-    const sent: WireCommand[] = [];
-    const a = joined(
-      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
-        input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
-      }).start(),
-    );
+    const t = topo();
+    const { hosts, sent: sentBy } = cluster(t);
+    const a = hosts.get('0/0')!;
+    const sent = sentBy.get('0/0')!;
     const committed = Float32Array.from(a.getSnapshot().context.params);
-    a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
-    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    const per = t.training.globalBatch / (t.pods * t.hostsPerPod);
+    for (const [key, h] of hosts) {
+      const [p, k] = key.split('/').map(Number);
+      const start = (p * t.hostsPerPod + k) * per;
+      h.send(dispatch(p, 0, 0, { start, end: start + per }));
+    }
+    await Promise.all([...hosts.values()].map((h) => waitFor(h, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 })));
     const prepared = a.getSnapshot().context.next!.shard;
-    expect(shardHash(prepared)).not.toBe(shardHash(committed));
-    // host 0 of pod 1, restarted, asks for the committed state (request round 3)
-    a.send({
-      type: 'state.request',
-      msg: { v: 1, runId: RUN, step: 0, attempt: 3, sender: 'host/1/0', msgId: 'sr/1', kind: 'state.request', reqId: 'r3' },
-      at: now(),
-    });
+    expect(shardHash(prepared)).not.toBe(shardHash(committed.subarray(0, prepared.length)));
+    // host 0 of pod 1, restarted, heals: its pod says so, and it asks (request round 3)
+    a.send(healExpect(1, now()));
+    a.send(stateRequest('host/1/0', 3, now()));
     const out = sent.filter(
       (c) =>
         (c.type === 'wire.sendTensor' && c.head.tensor.startsWith('state.')) || (c.type === 'wire.send' && c.message.kind === 'state.done'),
@@ -534,10 +550,10 @@ describe('host machine', () => {
     const [done] = controlSent(out, 'state.done') as StateDone[];
     expect(done).toMatchObject({ step: 0, attempt: 3, reqId: 'r3', lastCommitted: null });
     // and the step still commits as prepared
-    a.send(commit(0, 0, 0));
+    for (const [key, h] of hosts) h.send(commit(Number(key.split('/')[0]), 0, 0));
     expect(a.getSnapshot().value).toBe('idle');
-    expect(shardHash(a.getSnapshot().context.params)).toBe(shardHash(prepared));
-    a.stop();
+    expect(shardHash(a.getSnapshot().context.params.subarray(0, prepared.length))).toBe(shardHash(prepared));
+    for (const h of hosts.values()) h.stop();
   });
 
   it('run.end reports its counts to the pod', () => {
@@ -553,5 +569,126 @@ describe('host machine', () => {
     const [stopped] = controlSent(sent, 'host.stopped') as { rejected: Record<string, number> }[];
     expect(stopped.rejected).toEqual({ checksum: 1 });
     expect((sent.at(-1) as { subject: string }).subject).toBe(subjects.podReport(RUN, 1));
+  });
+});
+
+describe('host machine: whom it serves its state, and how often (by the times events carry)', () => {
+  const t = topo(); // 2 pods x 2 hosts, a heartbeat a second: an answer per peer per 500 ms at most, a pod's word holds 3 s
+  const T = 1_000_000;
+
+  /** Host 1 of pod 0, its sends recorded; `heal`: restarted, holding no state. */
+  function host1(heal = false) {
+    const sent: WireCommand[] = [];
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+        input: { topology: t, runId: RUN, pod: 0, host: 1, incarnation: 'test', heal, now: T },
+      }).start(),
+      T,
+    );
+    const answers = () => sent.filter((c) => c.subject === subjects.hostHeal(RUN, 1, 1));
+    const dones = () => controlSent(answers(), 'state.done') as StateDone[];
+    return { a, sent, answers, dones };
+  }
+
+  it('answers no state request its pod has not said is healing: rejected and counted, nothing sent', () => {
+    const { a, answers } = host1();
+    for (let i = 1; i <= 1000; i++) a.send(stateRequest('host/1/1', i, T + i));
+    expect(answers()).toEqual([]);
+    expect(a.getSnapshot().context.rejected).toEqual({ 'state request not expected': 1000 });
+    expect(a.getSnapshot().context.served).toBe(0);
+    a.stop();
+  });
+
+  it('serves the peer its pod says heals once per half interval, whatever the rounds and ids; the rest is rejected as too soon', () => {
+    const { a, answers, dones } = host1();
+    expect(answerGapMs(t)).toBe(500);
+    a.send(healExpect(1, T));
+    // 10,000 requests in 2 s under new ids and rounds (a flood in the healer's name): 4 answers, at T+1, +501, +1001, +1501
+    for (let i = 0; i < 10_000; i++) a.send(stateRequest('host/1/1', i + 1, T + 1 + i * 0.2));
+    const c = a.getSnapshot().context;
+    expect(dones().map((d) => d.reqId)).toEqual(['r1', 'r2501', 'r5001', 'r7501']);
+    expect(c.served).toBe(4);
+    expect(c.rejected).toEqual({ 'state request too soon': 9996 });
+    // each answer is the state once: the parameters, each optimizer tensor, state.done
+    expect(answers()).toHaveLength(4 * (1 + c.optState.length + 1));
+    // what it keeps for this is one slot per pod, whatever came
+    expect(c.serving).toEqual([
+      { expectedUntil: -1, answeredAt: -1, early: undefined },
+      { expectedUntil: T + expectWindowMs(t), answeredAt: T + 1 + 7500 * 0.2, early: undefined },
+    ]);
+    expect(c.phase).toBe('idle');
+    a.stop();
+  });
+
+  it("the pod's word lapses heartbeat.misses intervals after it last came, and each word extends it", () => {
+    const { a, dones } = host1();
+    a.send(healExpect(1, T));
+    a.send(stateRequest('host/1/1', 1, T + 2000));
+    a.send(healExpect(1, T + 2500)); // said again while the peer heals: now until T+5500
+    a.send(stateRequest('host/1/1', 2, T + 5000));
+    a.send(stateRequest('host/1/1', 3, T + 5501)); // lapsed
+    expect(dones().map((d) => d.reqId)).toEqual(['r1', 'r2']);
+    expect(a.getSnapshot().context.rejected).toEqual({ 'state request not expected': 1 });
+    a.stop();
+  });
+
+  it("the healer's request that came just before its pod's word is answered when the word comes; one more than an interval old is not", () => {
+    const { a, dones } = host1();
+    // the healer asks at once on restarting (rounds 1 and 2 here); the word comes through its pod, 300 ms later
+    a.send(stateRequest('host/1/1', 1, T));
+    a.send(stateRequest('host/1/1', 2, T + 10));
+    a.send(healExpect(1, T + 300));
+    expect(dones().map((d) => d.reqId)).toEqual(['r2']);
+    expect(a.getSnapshot().context.serving[1]).toEqual({
+      expectedUntil: T + 300 + expectWindowMs(t),
+      answeredAt: T + 300,
+      early: undefined,
+    });
+    // said again: nothing left to answer
+    a.send(healExpect(1, T + 1300));
+    expect(dones()).toHaveLength(1);
+    expect(a.getSnapshot().context.rejected).toEqual({ 'state request not expected': 2 });
+
+    // another host, whose healer asked 1001 ms before the word: it asks again by then, so that request is not answered
+    const late = host1();
+    late.a.send(stateRequest('host/1/1', 1, T));
+    late.a.send(healExpect(1, T + 1001));
+    expect(late.dones()).toEqual([]);
+    late.a.send(stateRequest('host/1/1', 1, T + 1002));
+    expect(late.dones().map((d) => d.reqId)).toEqual(['r1']);
+    a.stop();
+    late.a.stop();
+  });
+
+  it("only another pod's word is heard; the word of one pod lets no other pod's host be served", () => {
+    const t3 = parseTopology({ ...preset('tiny'), pods: 3, training: { ...preset('tiny').training, globalBatch: 60 } });
+    const sent: WireCommand[] = [];
+    const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+      input: { topology: t3, runId: RUN, pod: 0, host: 1, incarnation: 'test', now: T },
+    }).start();
+    a.send(healExpect(0, T)); // its own pod is no replica of itself (the edge lets neither through either)
+    a.send(healExpect(7, T)); // no such pod
+    expect(a.getSnapshot().context.rejected).toEqual({ 'not a peer pod': 2 });
+    a.send(healExpect(2, T));
+    a.send(stateRequest('host/1/1', 1, T + 1)); // pod 1's host: not said to heal
+    a.send(stateRequest('host/2/1', 1, T + 1));
+    expect(sent.filter((c) => c.subject === subjects.hostHeal(RUN, 1, 1))).toEqual([]);
+    expect(controlSent(sent, 'state.done').map((m) => m.sender)).toEqual(['host/0/1']);
+    expect(sent.filter((c) => c.subject === subjects.hostHeal(RUN, 2, 1)).length).toBeGreaterThan(0);
+    expect(a.getSnapshot().context.rejected).toEqual({ 'not a peer pod': 2, 'state request not expected': 1 });
+    expect(a.getSnapshot().context.serving).toHaveLength(3);
+    a.stop();
+  });
+
+  it('a host holding no state says "none" to any peer that asks (no word needed: it gives nothing), at the same rate', () => {
+    const { a, answers } = host1(true);
+    expect(a.getSnapshot().value).toMatchObject({ healing: 'asked' });
+    for (let i = 0; i < 1000; i++) a.send(stateRequest('host/1/1', i + 1, T + 1 + i));
+    const nones = controlSent(answers(), 'state.none') as { reqId: string; reason: string }[];
+    expect(nones.map((n) => n.reqId)).toEqual(['r1', 'r501']);
+    expect(nones[0].reason).toBe('healing itself (restarted, no state yet)');
+    expect(answers()).toHaveLength(2);
+    expect(a.getSnapshot().context.rejected).toEqual({ 'state request too soon': 998 });
+    a.stop();
   });
 });

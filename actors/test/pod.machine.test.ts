@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createActor, getInitialSnapshot, getNextSnapshot, waitFor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
-import { combineShardHashes, parseTopology, preset, type FailureCause } from '@lockstep/topology';
+import { combineShardHashes, parseTopology, preset, subjects, type FailureCause } from '@lockstep/topology';
 import { podMachine, systemClock, ticker, totalRejections, type PodEvent, type WireCommand } from '../src/index.ts';
 import { controlSent, manualClock, now, recordingWire } from './helpers.ts';
 
@@ -264,6 +264,34 @@ describe('pod machine', () => {
     ]);
     expect(new Set(beats.map((b) => b.msgId)).size).toBe(4);
     expect(a.getSnapshot().context.now).toBe(10_000 + limit + 3);
+    a.stop();
+  });
+
+  it('each heartbeat of a host that says it heals is passed on to host h of every other pod (heal.expect), in any phase, each under a new id', () => {
+    const t3 = parseTopology({ ...preset('tiny'), pods: 3, training: { ...preset('tiny').training, globalBatch: 60 } });
+    const sent: WireCommand[] = [];
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
+      input: { topology: t3, runId: RUN, pod: 1, incarnation: 'test', now: now() },
+    }).start();
+    const beat = (h: number, phase: string): PodEvent => ({
+      type: 'host.heartbeat',
+      msg: { ...env(0, 0, `host/1/${h}`), kind: 'host.heartbeat', phase },
+      at: now(),
+    });
+    const said = () => sent.flatMap((c) => (c.type === 'wire.send' && c.message.kind === 'heal.expect' ? [c.subject] : []));
+    a.send(beat(0, 'idle'));
+    expect(said()).toEqual([]);
+    a.send(beat(1, 'healing')); // host 1 restarted: host 1 of pods 0 and 2 hold its replica
+    expect(said()).toEqual([subjects.hostState(RUN, 0, 1), subjects.hostState(RUN, 2, 1)]);
+    a.send(fromClient('step.dispatch', 0, 0));
+    a.send(beat(1, 'healing')); // again on its next heartbeat, also while a step runs (which it fails)
+    expect(a.getSnapshot().value).toBe('failed');
+    expect(said()).toHaveLength(4);
+    a.send(beat(1, 'idle')); // healed: nothing more
+    expect(said()).toHaveLength(4);
+    const ids = controlSent(sent, 'heal.expect').map((m) => m.msgId);
+    expect(new Set(ids).size).toBe(4);
+    expect(controlSent(sent, 'heal.expect').every((m) => m.sender === 'pod/1')).toBe(true);
     a.stop();
   });
 

@@ -91,6 +91,9 @@ export const PodHeartbeat = msg('pod.heartbeat', {
   lostHosts: z.array(z.number().int().min(0)).max(4096).default([]),
 });
 export const PodStopped = msg('pod.stopped', { rejected: RejectCounts, duplicates: count, faultsInjected: count });
+// healing: a pod tells host h of every other pod that its own host h heals, so that one may serve it (pod -> host)
+/** "My host h (of the pod that sends this) is healing": host h of another pod may serve it its state, for a while. */
+export const HealExpect = msg('heal.expect', {});
 // healing: a restarted host asks host h of another pod for its committed state (host -> host)
 export const StateRequest = msg('state.request', { reqId: z.string().min(1).max(100) });
 /** The committed state follows as state.params and state.opt tensors; this closes it. */
@@ -150,6 +153,7 @@ export type PodHeartbeat = z.infer<typeof PodHeartbeat>;
 export type Ping = z.infer<typeof Ping>;
 export type Pong = z.infer<typeof Pong>;
 export type StepCommitted = z.infer<typeof StepCommitted>;
+export type HealExpect = z.infer<typeof HealExpect>;
 export type StateRequest = z.infer<typeof StateRequest>;
 export type StateDone = z.infer<typeof StateDone>;
 export type StateNone = z.infer<typeof StateNone>;

@@ -7,7 +7,7 @@
  *   lockstep.<run>.host.<p>.<h>.cmd     pod p -> its host h (host.dispatch, host.commit, ...)
  *   lockstep.<run>.host.<p>.<h>.data    tensor chunks for host h of pod p (in-pod and cross-pod), and tensor.request asking h for one again
  *   lockstep.<run>.host.<p>.<h>.ping    start-up ping and pong between host h of pod p and host h of another pod
- *   lockstep.<run>.host.<p>.<h>.state   state.request from host h of another pod (healing)
+ *   lockstep.<run>.host.<p>.<h>.state   state.request from host h of another pod (healing), heal.expect from another pod (its host h heals)
  *   lockstep.<run>.host.<p>.<h>.heal    the committed state sent back to a healing host h
  *   lockstep.<run>.progress             client -> observers: one message per committed step
  *

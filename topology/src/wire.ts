@@ -335,41 +335,50 @@ export const wireTable = {
       'In-pod all-gather: a host sends every other host of its pod the new shard it owns; once per attempt, and again on each tensor.request. A repeated chunk is dropped.',
   },
   // healing a restarted host from host h of another pod
+  'heal.expect': {
+    schema: M.HealExpect,
+    frame: 'control',
+    routes: [{ on: 'host.state', from: 'pod', to: 'host' }],
+    phase: 'none',
+    contract:
+      "Pod p's host h says it heals: pod p tells host h of every other pod, on each such heartbeat. That host may serve host h of pod p its state until heartbeat.misses intervals after the last one; none is answered.",
+  },
   'state.request': {
     schema: M.StateRequest,
     frame: 'control',
     routes: [{ on: 'host.state', from: 'host', to: 'host' }],
     phase: 'none',
     contract:
-      'A restarted host (or one told of a step past what it holds) asks host h of every other pod for its committed state, again every heartbeat interval until answered. Each new request is answered; one awaiting a commit gives its committed state.',
+      "A restarted host (or one told of a step past what it holds) asks host h of every other pod for its state, again every heartbeat interval until answered. Served only while the asker's pod says it heals (heal.expect), once per half interval per asker; the rest is rejected and counted.",
   },
   'state.params': {
     schema: M.TensorChunkHeader,
     frame: 'tensor.chunk',
     routes: [heal],
     phase: 'none',
-    contract: "The peer's committed parameters, in answer to a state.request; once per request.",
+    contract: "The peer's committed parameters, in answer to a state.request it serves; once per answer.",
   },
   'state.opt': {
     schema: M.TensorChunkHeader,
     frame: 'tensor.chunk',
     routes: [heal],
     phase: 'none',
-    contract: "The peer's optimizer state for shard h, after state.params; once per request.",
+    contract: "The peer's optimizer state for shard h, after state.params; once per answer.",
   },
   'state.done': {
     schema: M.StateDone,
     frame: 'control',
     routes: [heal],
     phase: 'none',
-    contract: "Closes one answer's state.params and state.opt: the last committed step and a SHA-256 over them; once per request.",
+    contract: "Closes one answer's state.params and state.opt: the last committed step and a SHA-256 over them; once per answer.",
   },
   'state.none': {
     schema: M.StateNone,
     frame: 'control',
     routes: [heal],
     phase: 'none',
-    contract: 'The peer holds no state it can give (it is healing too); once per request. When every peer says so, no replica is left.',
+    contract:
+      'The peer holds no state it can give (it is healing too); to any asker, at most once per half interval each. When every peer says so, no replica is left.',
   },
 } as const satisfies WireTable;
 

@@ -93,20 +93,26 @@ describe('the wire table', () => {
     }
   });
 
-  it('the edge channels accept what they accepted before the table', () => {
+  it('the edge channels accept what they accepted before the table, and a pod says on host.state that its host heals (heal.expect)', () => {
     const before: Record<string, string[]> = {
       'client.report': ['pod.heartbeat', 'pod.prepared', 'pod.committed', 'pod.aborted', 'pod.failed', 'pod.stopped', 'pod.restored'],
       'pod.cmd': ['step.dispatch', 'step.commit', 'step.abort', 'run.end', 'run.restore'],
       'pod.report': ['host.heartbeat', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped', 'host.restored'],
       'host.cmd': ['host.dispatch', 'host.commit', 'host.abort', 'run.end', 'host.restore'],
       'host.data': ['tensor.chunk', 'tensor.request'],
-      'host.state': ['state.request'],
+      'host.state': ['state.request', 'heal.expect'],
       'host.heal': ['tensor.chunk', 'state.done', 'state.none'],
     };
-    const sender = { 'client.report': 'pod', 'pod.cmd': 'client', 'pod.report': 'host', 'host.cmd': 'pod' } as Record<string, string>;
+    const sender = {
+      'client.report': ['pod'],
+      'pod.cmd': ['client'],
+      'pod.report': ['host'],
+      'host.cmd': ['pod'],
+      'host.state': ['pod', 'host'],
+    } as Record<string, string[]>;
     for (const [c, kinds] of Object.entries(before) as [WireChannel, string[]][]) {
       expect(new Set(kindsOn(c)), c).toEqual(new Set(kinds));
-      expect(sendersOn(c), c).toEqual([sender[c] ?? 'host']);
+      expect(sendersOn(c), c).toEqual(sender[c] ?? ['host']);
     }
     expect(tensorsOn('host.data')).toEqual(['grad.slice', 'grad.exchange', 'param.shard']);
     expect(tensorsOn('host.heal')).toEqual(['state.params', 'state.opt']);
@@ -175,7 +181,16 @@ describe('phases for fault rules', () => {
       'pod.stopped': 'end',
     };
     for (const k of wireKinds) expect(phaseOfKind(k), k).toBe(before[k]);
-    const none: WireKind[] = ['host.heartbeat', 'pod.heartbeat', 'ping', 'pong', 'step.committed', 'tensor.request', 'state.request'];
+    const none: WireKind[] = [
+      'host.heartbeat',
+      'pod.heartbeat',
+      'ping',
+      'pong',
+      'step.committed',
+      'tensor.request',
+      'heal.expect',
+      'state.request',
+    ];
     for (const k of none) expect(wireTable[k].phase).toBe('none');
   });
 
@@ -201,7 +216,7 @@ describe('NATS permissions derived from the table', () => {
       subscribe: [`${r}.client.report`, '_INBOX.>'],
     });
     expect(perms.pod).toEqual({
-      publish: [`${r}.client.report`, `${r}.host.*.*.cmd`, '_INBOX.>'],
+      publish: [`${r}.client.report`, `${r}.host.*.*.cmd`, `${r}.host.*.*.state`, '_INBOX.>'],
       subscribe: [`${r}.pod.*.cmd`, `${r}.pod.*.report`, '_INBOX.>'],
     });
     expect(perms.host).toEqual({
@@ -226,16 +241,18 @@ describe('NATS permissions derived from the table', () => {
     expect(who(subjects.podCmd('run1', 1))).toEqual(['client']);
     expect(who(subjects.clientReport('run1'))).toEqual(['pod']);
     expect(who(subjects.progress('run1'))).toEqual(['client']);
+    // a pod says on a host's state subject that its own host of that index heals; a host asks there for the state
+    expect(who(subjects.hostState('run1', 0, 0))).toEqual(['pod', 'host']);
   });
 
-  it('allows every subject of a 2x2 run exactly as the hand-kept lists did (less the pings the machines no longer send)', () => {
+  it("allows every subject of a 2x2 run exactly as the hand-kept lists did (less the pings the machines no longer send; and a pod its peers' hosts' state subjects: heal.expect)", () => {
     const before = {
       client: {
         publish: [`${r}.pod.*.cmd`, `${r}.progress`, '_INBOX.>', '$JS.API.>'],
         subscribe: [`${r}.client.report`, '_INBOX.>'],
       },
       pod: {
-        publish: [`${r}.client.report`, `${r}.host.*.*.cmd`, '_INBOX.>'],
+        publish: [`${r}.client.report`, `${r}.host.*.*.cmd`, `${r}.host.*.*.state`, '_INBOX.>'],
         subscribe: [`${r}.pod.*.cmd`, `${r}.pod.*.report`, '_INBOX.>'],
       },
       host: {

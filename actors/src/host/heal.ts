@@ -21,6 +21,8 @@ import type { WireCommand } from '../wire/edge.ts';
  *   healing host --state.request (round r)--> host h of pod q (its `state` subject)
  *   host h of q --state.params, state.opt tensors, state.done (round r)--> healing host (its `heal` subject)
  *
+ * Host h of q answers only while the healer's own pod says it heals, and at
+ * most once per half heartbeat interval (serve.ts says whom, and how often).
  * The healer checks the SHA-256 over everything it got and that its own shard
  * hashes to the committed shard hash its peer reports. A peer that is healing
  * too answers state.none; when every peer says so, no replica is left.

@@ -1,6 +1,7 @@
 import { assign } from 'xstate';
 import { actorNames, initOptimizerState, initParams, shardRanges, Task } from '@lockstep/topology';
 import { hostSetup } from './host.setup.ts';
+import { noServeSlots } from './serve.ts';
 
 export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } from './host.setup.ts';
 
@@ -32,10 +33,15 @@ export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } fr
  *
  * Throughout: pings from host h of another pod are answered (pong), whatever the state;
  * a heartbeat with the phase every heartbeat interval (`clock.tick`)
- * and on entering and leaving a computing phase (it may hold the thread);
- * peers' state requests are answered with the committed state (also while a
- * commit is awaited: the prepared state is not committed), or with "none"
- * while this host holds none.
+ * and on entering a computing phase (it may hold the thread).
+ * Peers' state requests are answered with the committed state (also while a
+ * commit is awaited: the prepared state is not committed), only to host h of
+ * a pod whose scheduler said that host heals (heal.expect, which lapses after
+ * `heartbeat.misses` intervals unless said again), or with "none" while this
+ * host holds none; at most once per half heartbeat interval per peer (by the
+ * times the requests carry). Any other request is rejected and counted; the
+ * last one a peer made before its pod's word is answered when the word comes,
+ * if it is less than an interval old (serve.ts).
  *
  * While it waits for tensors (reduceScatter, exchange, allGather), a host asks
  * each peer whose tensor has not all come to send it again (tensor.request,
@@ -99,6 +105,7 @@ export const hostMachine = hostSetup.createMachine({
       served: 0,
       joined: [],
       pings: 0,
+      serving: noServeSlots(t.pods),
     };
   },
   invoke: [
@@ -119,8 +126,18 @@ export const hostMachine = hostSetup.createMachine({
       actions: assign({ restoreTo: ({ event }) => event.msg.checkpoint, resends: ({ context }) => context.resends + 1 }),
     },
     'clock.tick': { actions: ['noteTime', 'sendHeartbeat'] },
-    // a restarted peer heals from this host: the committed state, or "none" while it holds none
-    'state.request': [{ guard: 'canServeState', actions: 'serveState' }, { actions: 'sendStateNone' }],
+    // the pod of host h of another pod says that host heals: it may be served for a while (and its early request now)
+    'heal.expect': [
+      { guard: 'isPeerPod', actions: ['expectHeal', 'serveEarlyAsk'] },
+      { actions: { type: 'rejectAs', params: { reason: 'not a peer pod' } } },
+    ],
+    // a restarted peer heals from this host: the committed state (only to a peer whose pod said it heals), or "none"
+    // while it holds none; at most once per half interval per peer, the rest rejected and counted (serve.ts)
+    'state.request': [
+      { guard: 'canServeState', actions: 'serveState' },
+      { guard: 'canSayNone', actions: 'sendStateNone' },
+      { actions: ['rejectStateRequest', 'noteEarlyAsk'] },
+    ],
     'wire.faultInjected': { actions: 'countFault' },
     // two copies of a tensor differ: held for the next attempt, the copy is let go; anything else is counted
     // (a conflict of the attempt in flight fails it: see `attempt`)
@@ -144,7 +161,8 @@ export const hostMachine = hostSetup.createMachine({
     },
     /** Restarted: the committed state comes from host h of another pod. */
     healing: {
-      entry: [{ type: 'enterPhase', params: { phase: 'healing' } }, 'beginHealing', 'askForState'],
+      // the heartbeat says so at once: the pod passes it on to the peers (heal.expect), which serve only on that word
+      entry: [{ type: 'enterPhase', params: { phase: 'healing' } }, 'sendHeartbeat', 'beginHealing', 'askForState'],
       on: {
         'tensor.received': [
           { guard: ({ event }) => event.tensor.tensor.startsWith('state.'), actions: 'storeAnswer' },

@@ -26,6 +26,7 @@ import type { AssembledTensor } from '../wire/assembler.ts';
 import type { WireCommand, WireEvent } from '../wire/edge.ts';
 import type { BackwardInput, ForwardInput, UpdateInput } from './host.actors.ts';
 import { checkAnswer, freshAnswer, noReplicaLeft, stateAnswer, type CommittedState, type HealAnswer } from './heal.ts';
+import { earlyRoundDue, serveVerdict, slotsAnswered, slotsAskedEarly, slotsExpecting, type ServeSlot, type ServeVerdict } from './serve.ts';
 
 export interface HostInput {
   topology: Topology;
@@ -107,6 +108,8 @@ export interface HostContext {
   joined: number[];
   /** Pings and pongs sent (part of their message ids). */
   pings: number;
+  /** Serving peers' state requests: for each pod, until when its host h may be served, when it last was, its early request (serve.ts). */
+  serving: ServeSlot[];
 }
 
 /** What the host's `disk` actor is asked: write this host's part of the checkpoint of `step`. */
@@ -251,12 +254,26 @@ function answerFor(context: HostContext, req: { pod: number; round: number }): W
   });
 }
 
+/** The pod of the host (state.request: host h of another pod) or pod (heal.expect: another pod) that sent `event`. */
+function senderPod(event: Extract<HostEvent, { type: 'state.request' | 'heal.expect' }>): number {
+  return Number(event.msg.sender.split('/')[1]);
+}
+
+/** Whether (and how) this host answers a peer's state request, by its pod's word, the time and what it holds (serve.ts). */
+function stateRequestVerdict(context: HostContext, event: HostEvent): ServeVerdict | undefined {
+  if (event.type !== 'state.request') return undefined;
+  return serveVerdict(context.serving, senderPod(event), event.at, holdsState(context), context.topology);
+}
+
 /**
  * Phases in which a host holds no committed state to give. Awaiting a commit it gives the committed state (the
  * prepared one is in `next`): if the step then commits, the healed peer gets that commit without having prepared it,
  * and heals again.
  */
 const NO_STATE: ReadonlySet<HostWhere> = new Set(['healing', 'lost', 'restoring']);
+
+/** Whether this host holds a committed state to give: not while healing, lost or restoring, nor while a restarted one joins. */
+const holdsState = (ctx: HostContext) => !NO_STATE.has(ctx.phase) && !(ctx.phase === 'joining' && ctx.restarted);
 
 /** The ping subject of host h of pod `q`: pings and pongs between a host and its cross-pod peers. */
 function toPeerPing(ctx: HostContext, q: number, message: ControlMessage): WireCommand {
@@ -361,8 +378,13 @@ export const hostSetup = setup({
     haveAllSlices: ({ context }) => context.slices.size === context.topology.hostsPerPod - 1,
     haveAllExchanged: ({ context }) => context.exchanged.size === context.topology.pods - 1,
     haveAllGathered: ({ context }) => context.gathered.size === context.topology.hostsPerPod - 1,
-    /** A fresh host holds the initial state from the start; a restarted one nothing until it heals. */
-    canServeState: ({ context }) => !NO_STATE.has(context.phase) && !(context.phase === 'joining' && context.restarted),
+    /** This host holds committed state, the asker's pod said it heals, and it was not answered within half an interval. */
+    canServeState: ({ context, event }) => stateRequestVerdict(context, event)?.kind === 'state',
+    /** This host holds no state to give, and the asker was not answered within half an interval. */
+    canSayNone: ({ context, event }) => stateRequestVerdict(context, event)?.kind === 'none',
+    /** heal.expect from another pod of this run (the edge lets no other through). */
+    isPeerPod: ({ context, event }) =>
+      event.type === 'heal.expect' && senderPod(event) !== context.pod && senderPod(event) < context.topology.pods,
     healed: ({ context }) => context.heal.from !== undefined,
     /** Every replica's holder said it has nothing to give (it is healing or lost too). */
     noReplicaLeft: ({ context }) => [...context.heal.answers.values()].every((a) => a.none !== undefined),
@@ -370,6 +392,8 @@ export const hostSetup = setup({
   actions: {
     /** Count a message that does not belong here; the state is left as it was. */
     reject: assign(({ context, event }) => rejection(context, event as never)),
+    /** Count a message that does not belong here under `reason`; the state is left as it was. */
+    rejectAs: assign(({ context }, params: { reason: string }) => ({ rejected: countReject(context.rejected, params.reason) })),
     /** Note the time a tick carries (what xstate's own events, which carry none, fall back to). */
     noteTime: assign(({ context, event }) => ({ now: Math.max(context.now, timeOf(event, context.now)) })),
     countFault: assign(({ context, event }) =>
@@ -684,26 +708,52 @@ export const hostSetup = setup({
       return { failure };
     }),
 
-    // ---- healing: this host gives its committed state to a peer that asks ----
+    // ---- healing: this host gives its committed state to a peer that asks (serve.ts: to whom, and how often) ----
+    /** The pod of host h of another pod says that host heals: it may be served for a while (`heartbeat.misses` intervals). */
+    expectHeal: assign(({ context, event }) =>
+      event.type === 'heal.expect' ? { serving: slotsExpecting(context.serving, senderPod(event), event.at, context.topology) } : {},
+    ),
     serveState: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'state.request') return;
-      for (const c of answerFor(context, { pod: Number(event.msg.sender.split('/')[1]), round: event.msg.attempt }))
-        enqueue.sendTo('wire', c);
-      enqueue.assign({ served: context.served + 1 });
+      const pod = senderPod(event);
+      for (const c of answerFor(context, { pod, round: event.msg.attempt })) enqueue.sendTo('wire', c);
+      enqueue.assign({ served: context.served + 1, serving: slotsAnswered(context.serving, pod, event.at) });
     }),
-    sendStateNone: sendTo('wire', ({ context, event }) => {
-      const req = event as Extract<HostEvent, { type: 'state.request' }>;
-      const q = Number(req.msg.sender.split('/')[1]);
-      const ctx = { ...context, step: 0, attempt: req.msg.attempt };
+    /** With the word that a peer heals: answer the request it made just before (it asks at once; the word goes through its pod). */
+    serveEarlyAsk: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'heal.expect' || !holdsState(context)) return;
+      const pod = senderPod(event);
+      const round = earlyRoundDue(context.serving, pod, event.at, context.topology);
+      if (round === undefined) return;
+      for (const c of answerFor(context, { pod, round })) enqueue.sendTo('wire', c);
+      enqueue.assign({ served: context.served + 1, serving: slotsAnswered(context.serving, pod, event.at) });
+    }),
+    sendStateNone: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'state.request') return;
+      const q = senderPod(event);
+      const ctx = { ...context, step: 0, attempt: event.msg.attempt };
       const why =
         context.phase === 'healing' || context.phase === 'joining'
           ? 'healing itself (restarted, no state yet)'
           : `${context.phase} (no replica was left to heal from)`;
-      return {
+      enqueue.sendTo('wire', {
         type: 'wire.send',
         subject: subjects.hostHeal(context.runId, q, context.host),
-        message: { ...envelope(ctx, `state.none.to${q}.s${context.served}`), kind: 'state.none', reqId: req.msg.reqId, reason: why },
-      } satisfies WireCommand;
+        message: { ...envelope(ctx, `state.none.to${q}.s${context.served}`), kind: 'state.none', reqId: event.msg.reqId, reason: why },
+      } satisfies WireCommand);
+      enqueue.assign({ served: context.served + 1, serving: slotsAnswered(context.serving, q, event.at) });
+    }),
+    /** A state request this host does not answer: the asker's pod never said it heals (or that lapsed), or it came too soon. */
+    rejectStateRequest: assign(({ context, event }) => {
+      const v = stateRequestVerdict(context, event);
+      return { rejected: countReject(context.rejected, v?.kind === 'reject' ? v.reason : 'state request not expected') };
+    }),
+    /** A state request that came before the asker's pod said it heals: kept (one per pod), answered if the word comes soon. */
+    noteEarlyAsk: assign(({ context, event }) => {
+      if (event.type !== 'state.request') return {};
+      const v = stateRequestVerdict(context, event);
+      if (v?.kind !== 'reject' || v.reason !== 'state request not expected') return {};
+      return { serving: slotsAskedEarly(context.serving, senderPod(event), event.msg.attempt, event.at) };
     }),
   },
 });

@@ -36,8 +36,10 @@ import type { WireCommand, WireEvent } from '../wire/edge.ts';
  * A restarted scheduler (`rejoin`) starts at step -1 and takes the step from the client's next
  * dispatch or (resent) commit. Throughout: a pod.heartbeat every heartbeat interval (`clock.tick`)
  * with its phase and whether every host is up (heard from, lately, not joining, healing or lost): the
- * client starts the run once every pod says so. Reports
- * (pod.prepared) and relays to hosts that have not answered are said again every interval.
+ * client starts the run once every pod says so. Reports (pod.prepared) and relays to hosts that have not
+ * answered are said again every interval; each heartbeat of a host that says it heals (it restarted) is
+ * passed on to host h of every other pod (heal.expect), which holds the replica it heals from and serves
+ * it only on that word.
  */
 export interface PodInput {
   topology: Topology;
@@ -293,6 +295,24 @@ export const podMachine = setup({
       enqueue.assign({ beats: context.beats + 1 });
     }),
     countRelay: assign(({ context }) => ({ relays: context.relays + 1 })),
+    /**
+     * A host says it heals: tell host h of every other pod, which holds the replica it heals from and serves it
+     * only on this word (host/serve.ts). Said on each heartbeat that says so (at once, and every interval), so the
+     * word lapses there once the host has healed.
+     */
+    sayHostHeals: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'host.heartbeat' || event.msg.phase !== 'healing') return;
+      const h = hostIndex(event);
+      for (let q = 0; q < context.topology.pods; q++) {
+        if (q === context.pod) continue;
+        enqueue.sendTo('wire', {
+          type: 'wire.send',
+          subject: subjects.hostState(context.runId, q, h),
+          message: { ...envelope(context, `heal.expect.${h}.to${q}.r${context.relays}`), kind: 'heal.expect' },
+        } satisfies WireCommand);
+      }
+      enqueue.assign({ relays: context.relays + 1 });
+    }),
     noteHeartbeat: assign(({ context, event }) => (event.type === 'host.heartbeat' ? heartbeatNoted(context, event) : {})),
     /** A host restarted (healing, or lost with no replica left) or idle well after the dispatch: it is not in this attempt. */
     idleFailed: assign(({ context, event }) => {
@@ -542,7 +562,10 @@ export const podMachine = setup({
     'run.end': '.stopping',
     // every replica of a shard is gone: the client rolls the whole run back to a checkpoint
     'run.restore': { target: '.restoring', actions: 'beginRestore' },
-    'host.heartbeat': [{ guard: 'makesReady', actions: ['noteHeartbeat', 'sendHeartbeat'] }, { actions: 'noteHeartbeat' }],
+    'host.heartbeat': [
+      { guard: 'makesReady', actions: ['noteHeartbeat', 'sayHostHeals', 'sendHeartbeat'] },
+      { actions: ['noteHeartbeat', 'sayHostHeals'] },
+    ],
     // a restarted client finishing the commit it logged last: the step is committed here already, confirm it again
     'step.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
     'clock.tick': { actions: ['noteTime', 'sendHeartbeat'] },
@@ -573,8 +596,8 @@ export const podMachine = setup({
           { actions: ['noteTime', 'sendHeartbeat'] },
         ],
         'host.heartbeat': [
-          { guard: 'hostIdleInAttempt', target: 'failed', actions: ['noteHeartbeat', 'idleFailed'] },
-          { actions: 'noteHeartbeat' },
+          { guard: 'hostIdleInAttempt', target: 'failed', actions: ['noteHeartbeat', 'sayHostHeals', 'idleFailed'] },
+          { actions: ['noteHeartbeat', 'sayHostHeals'] },
         ],
         'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
         'host.failed': [{ guard: 'forThisAttempt', target: 'failed', actions: 'hostFailed' }, { actions: 'reject' }],

@@ -13,7 +13,10 @@ export type Channel =
   | { on: 'host.data'; pod: number; host: number; pods: number; hosts: number }
   /** Start-up: ping and pong between this host and host h of another pod. */
   | { on: 'host.ping'; pod: number; host: number; pods: number }
-  /** Healing: state.request from host h of another pod (it restarted and asks for the committed state). */
+  /**
+   * Healing: state.request from host h of another pod (it restarted and asks for the committed state), and
+   * heal.expect from another pod (its host h heals: it may be served).
+   */
   | { on: 'host.state'; pod: number; host: number; pods: number }
   /** Healing: the committed state (state.params, state.opt chunks, then state.done) or state.none, from host h of another pod. */
   | { on: 'host.heal'; pod: number; host: number; pods: number };
@@ -47,8 +50,14 @@ export function authorize(
       return kind === 'tensor.request' ? authorizeRequest(channel, s, tensor, forged) : authorizeTensor(channel, s, tensor, forged);
     case 'host.ping':
     case 'host.state':
+      // another pod says its host h heals (heal.expect); host h of another pod pings, or asks (state.request)
+      if (kind === 'heal.expect')
+        return s.role === 'pod' && s.pod !== channel.pod && s.pod < channel.pods ? undefined : forged('not another pod');
+      if (s.role !== 'host' || s.host !== channel.host || s.pod === channel.pod || s.pod >= channel.pods)
+        return forged(`not host ${channel.host} of another pod`);
+      return undefined;
     case 'host.heal': {
-      // only host h of another pod holds a replica of this host's shard: it pings, asks for it, or sends it
+      // only host h of another pod holds a replica of this host's shard: it sends it
       if (s.role !== 'host' || s.host !== channel.host || s.pod === channel.pod || s.pod >= channel.pods) {
         return forged(`not host ${channel.host} of another pod`);
       }
