@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createActor, waitFor, type Actor } from 'xstate';
 import {
+  ANY,
   decodeControl,
   encodeControl,
   initParams,
@@ -144,11 +145,11 @@ async function trainedCluster(
   return { hosts, dir };
 }
 
-/** A transport that does `change` to what is published on healing subjects (`*.heal`): a fault between the peer and the healer. */
+/** A transport that does `change` to what is published on healing subjects (`*.heal.<sp>`): a fault between the peer and the healer. */
 function onHealAnswers(inner: Transport, change: (bytes: Uint8Array) => Uint8Array): Transport {
   return {
     subscribe: (subject, onMessage) => inner.subscribe(subject, onMessage),
-    publish: (subject, bytes) => inner.publish(subject, subject.endsWith('.heal') ? change(bytes) : bytes),
+    publish: (subject, bytes) => inner.publish(subject, /\.heal\.\d+$/.test(subject) ? change(bytes) : bytes),
   };
 }
 
@@ -270,7 +271,7 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     const slowDeadline = parseTopology({ ...base, deadlines: { startupMs: 10_000, phaseMs: 30_000, stepMs: 120_000 } });
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
     const reports: ControlMessage[] = [];
-    const sub = nc.subscribe(subjects.podReport(runId, 1), {
+    const sub = nc.subscribe(subjects.podReport(runId, 1, ANY), {
       callback: (_err, m) => {
         const d = decodeControl(m.data, 65536);
         if (d.ok) reports.push(d.value);
@@ -302,7 +303,7 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     const peer = startHost(nc, { topology: t, runId, pod: 0, host: 1, incarnation: 'first', dir });
     const dones: StateDone[] = [];
     let frames = 0;
-    const sub = nc.subscribe(subjects.hostHeal(runId, 1, 1), {
+    const sub = nc.subscribe(subjects.hostHeal(runId, 1, 1, ANY), {
       callback: (_err, m) => {
         if (isTensorFrame(m.data)) return void frames++;
         const d = decodeControl(m.data, 65536);
@@ -314,7 +315,7 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
       const N = 25;
       for (let r = 1; r <= N; r++) {
         nc.publish(
-          subjects.hostState(runId, 0, 1),
+          subjects.hostState(runId, 0, 1, 1),
           encodeControl({
             v: 1,
             runId,
@@ -352,9 +353,10 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
     const peer = startHost(nc, { topology: t, runId, pod: 0, host: 1, incarnation: 'first', dir });
     await nc.flush();
+    // each on the subject of a state request from host 1 of its pod (pod 1 for the pod): the one host/1/1 would use
     const request = (sender: string, reqId: string) =>
       nc.publish(
-        subjects.hostState(runId, 0, 1),
+        subjects.hostState(runId, 0, 1, Number(sender.split('/')[1])),
         encodeControl({ v: 1, runId, step: 0, attempt: 1, sender, msgId: `${sender}/${reqId}`, kind: 'state.request', reqId }),
       );
     request('host/0/0', 'a'); // same pod

@@ -406,7 +406,7 @@ describe('host machine', () => {
     expect(beats().at(-1)!.phase).toBe('prepared');
     expect(new Set(beats().map((b) => b.msgId)).size).toBe(beats().length);
     const subjectsOfBeats = sent.filter((c) => c.type === 'wire.send' && c.message.kind === 'host.heartbeat').map((c) => c.subject);
-    expect(new Set(subjectsOfBeats)).toEqual(new Set([subjects.podReport(RUN, 0)]));
+    expect(new Set(subjectsOfBeats)).toEqual(new Set([subjects.podReport(RUN, 0, 0)]));
     a.stop();
   });
 
@@ -431,7 +431,7 @@ describe('host machine', () => {
       (c) =>
         (c.type === 'wire.sendTensor' && c.head.tensor.startsWith('state.')) || (c.type === 'wire.send' && c.message.kind === 'state.done'),
     );
-    expect(out.every((x) => x.subject === subjects.hostHeal(RUN, 1, 0))).toBe(true);
+    expect(out.every((x) => x.subject === subjects.hostHeal(RUN, 1, 0, 0))).toBe(true);
     const tensors = out.filter((x) => x.type === 'wire.sendTensor') as Extract<WireCommand, { type: 'wire.sendTensor' }>[];
     expect(tensors.map((x) => [x.head.tensor, x.head.shard, x.head.attempt])).toEqual([
       ['state.params', 0, 3],
@@ -460,6 +460,6 @@ describe('host machine', () => {
     expect(a.getSnapshot().value).toBe('stopped');
     const [stopped] = controlSent(sent, 'host.stopped') as { rejected: Record<string, number> }[];
     expect(stopped.rejected).toEqual({ checksum: 1 });
-    expect((sent.at(-1) as { subject: string }).subject).toBe(subjects.podReport(RUN, 1));
+    expect((sent.at(-1) as { subject: string }).subject).toBe(subjects.podReport(RUN, 1, 1));
   });
 });

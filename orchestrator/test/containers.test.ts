@@ -129,7 +129,7 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
           );
           const exchanged = at(
             (m) =>
-              m.subject === subjects.hostData(c!.runId, p, h) &&
+              m.subject === subjects.hostData(c!.runId, p, h, 1 - p, h) &&
               m.tensor === 'grad.exchange' &&
               m.sender === `host/${1 - p}/${h}` &&
               m.step === step &&

@@ -148,7 +148,7 @@ function envelope(ctx: HostContext, kind: string) {
 }
 
 function toPod(ctx: HostContext, message: ControlMessage): WireCommand {
-  return { type: 'wire.send', subject: subjects.podReport(ctx.runId, ctx.pod), message };
+  return { type: 'wire.send', subject: subjects.podReport(ctx.runId, ctx.pod, ctx.host), message };
 }
 
 type StepTensor = TensorRequest['tensor'];
@@ -188,7 +188,7 @@ function tensorTo(ctx: HostContext, tensor: StepTensor, to: Peer, round?: number
   const id = `${tensor}.${tensor === 'grad.exchange' ? to.pod : to.host}${round === undefined ? '' : `.x${round}`}`;
   return {
     type: 'wire.sendTensor',
-    subject: subjects.hostData(ctx.runId, to.pod, to.host),
+    subject: subjects.hostData(ctx.runId, to.pod, to.host, ctx.pod, ctx.host),
     head: { ...envelope(ctx, id), tensor, shard: tensor === 'grad.slice' ? to.host : ctx.host },
     data,
   };
@@ -240,6 +240,7 @@ function answerFor(context: HostContext, req: { pod: number; round: number }): W
   return stateAnswer(committedState(context), {
     runId: context.runId,
     host: context.host,
+    from: context.pod,
     to: req.pod,
     round: req.round,
     envelope: (kind, step, attempt) => envelopeFor({ ...context, step, attempt }, context.me, `${kind}.s${context.served}`),
@@ -457,7 +458,7 @@ export const hostSetup = setup({
         const message = { ...envelope(context, `tensor.request.${tensor}.r${round}`), kind: 'tensor.request' as const, tensor, round };
         enqueue.sendTo('wire', {
           type: 'wire.send',
-          subject: subjects.hostData(context.runId, p.pod, p.host),
+          subject: subjects.hostData(context.runId, p.pod, p.host, context.pod, context.host),
           message,
         } satisfies WireCommand);
       }
@@ -577,7 +578,7 @@ export const hostSetup = setup({
         const ctx = { ...context, step: 0, attempt: a.round };
         enqueue.sendTo('wire', {
           type: 'wire.send',
-          subject: subjects.hostState(context.runId, q, context.host),
+          subject: subjects.hostState(context.runId, q, context.host, context.pod),
           message: { ...envelope(ctx, `state.request.${q}.a${context.heal.asks}`), kind: 'state.request', reqId: `r${a.round}` },
         } satisfies WireCommand);
       }
@@ -639,7 +640,7 @@ export const hostSetup = setup({
         context.phase === 'healing' ? 'healing itself (restarted, no state yet)' : `${context.phase} (no replica was left to heal from)`;
       return {
         type: 'wire.send',
-        subject: subjects.hostHeal(context.runId, q, context.host),
+        subject: subjects.hostHeal(context.runId, q, context.host, context.pod),
         message: { ...envelope(ctx, `state.none.to${q}.s${context.served}`), kind: 'state.none', reqId: req.msg.reqId, reason: why },
       } satisfies WireCommand;
     }),

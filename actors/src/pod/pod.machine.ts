@@ -103,7 +103,7 @@ function envelope(ctx: PodContext, kind: string) {
 }
 
 function toClient(ctx: PodContext, message: ControlMessage): WireCommand {
-  return { type: 'wire.send', subject: subjects.clientReport(ctx.runId), message };
+  return { type: 'wire.send', subject: subjects.clientReport(ctx.runId, ctx.pod), message };
 }
 
 function eventStep(event: PodEvent): { step: number; attempt: number } | undefined {
