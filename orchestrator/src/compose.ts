@@ -1,8 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
-import { z } from 'zod';
-import { clusterPlan, containerName, newCredentials, type Credentials } from '@lockstep/infra';
+import { Credentials, clusterIdentities, clusterPlan, containerName, newCredentials } from '@lockstep/infra';
 import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology';
 
 /**
@@ -19,10 +18,11 @@ import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology'
  * scheduler learns the step from the client, a host heals from its cross-pod
  * peer, the client resumes from the run log.
  *
- * Each role connects as its own NATS user with per-subject permissions (a
- * host cannot publish a commit). The passwords are made when the directory is
- * first written and kept in its credentials.json; they are in the generated
- * files too, so treat the directory as the cluster's secret.
+ * Each process connects as its own NATS user, allowed to publish only as the
+ * actors it runs (a host cannot publish a commit, nor anything as another
+ * host). The passwords are made when the directory is first written (or a
+ * process first needs one) and kept in its credentials.json; they are in the
+ * generated files too, so treat the directory as the cluster's secret.
  */
 export interface ComposeOptions {
   topology: Topology;
@@ -95,19 +95,19 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   return { yaml: header + stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false }), files };
 }
 
-const Login = z.object({ user: z.string().min(1), password: z.string().min(12) }).strict();
-const CredentialsFile = z.object({ client: Login, pod: Login, host: Login }).strict();
-
 /**
  * Write the compose file and its NATS configs (in a directory named after
- * it). The credentials in that directory's credentials.json are kept when it
- * exists; otherwise new ones are made and written there (mode 0600).
+ * it). The logins in that directory's credentials.json are kept when it
+ * exists; a process without one (or every process, without the file) gets a
+ * new one, written there (mode 0600).
  */
 export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials'>): string[] {
   const confDir = basename(out).replace(/\.ya?ml$/, '');
   const dir = join(dirname(out), confDir);
   const credFile = join(dir, 'credentials.json');
-  const credentials = existsSync(credFile) ? readCredentials(credFile) : newCredentials();
+  const fresh = newCredentials(clusterIdentities(o.topology));
+  const kept = existsSync(credFile) ? readCredentials(credFile) : undefined;
+  const credentials: Credentials = kept ? { ...kept, users: { ...fresh.users, ...kept.users } } : fresh;
   const { yaml, files } = composeFile({ ...o, credentials }, confDir);
   mkdirSync(dir, { recursive: true });
   writeFileSync(credFile, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
@@ -129,7 +129,7 @@ function readCredentials(file: string): Credentials {
   } catch (cause) {
     throw new InvalidInput(file, [`(file): not valid JSON: ${(cause as Error).message}`], { cause });
   }
-  const r = CredentialsFile.safeParse(value);
+  const r = Credentials.safeParse(value);
   if (!r.success) throw new InvalidInput(file, describeIssues(r.error));
   return r.data;
 }

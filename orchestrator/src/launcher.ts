@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { hostPhases, RunId, type PhaseTimes, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
-import { clusterPlan, hostGroups, newCredentials, type Credentials, type DcnProxy } from '@lockstep/infra';
+import { clusterIdentities, clusterPlan, hostGroups, newCredentials, type Credentials, type DcnProxy } from '@lockstep/infra';
 import { RunFailed } from './errors.ts';
 import { localRendering } from './local.ts';
 import { findNatsServer, localPorts, spawnNats, startDcnProxies, startNatsServers, type NatsNode } from './nats.ts';
@@ -24,9 +24,9 @@ export interface LaunchOptions {
   logLevel?: LogLevel;
   natsServer?: string;
   log: Logger;
-  /** Called once the NATS servers are up: the run id, each pod's server URL and each role's credentials (tests use them to inject traffic). */
+  /** Called once the NATS servers are up: the run id, each pod's server URL and each process's credentials (tests use them to inject traffic). */
   onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined }) => void;
-  /** A NATS user per role with per-subject permissions, credentials made for this run (default true). */
+  /** A NATS user per process, allowed to publish only as the actors it runs, credentials made for this run (default true). */
   auth?: boolean;
   onReady?: (reached: number, total: number) => void;
   /** Called for every role process started: its name (pod-0, host-0-1, client) and pid. */
@@ -148,8 +148,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   process.once('exit', onExit);
 
   try {
-    // who may say what: a user per role, passwords made for this run, kept in the run directory (mode 0600)
-    const credentials = opts.auth === false ? undefined : newCredentials();
+    // who may say what: a user per process (its identity), passwords made for this run, kept in the run directory (mode 0600)
+    const credentials = opts.auth === false ? undefined : newCredentials(clusterIdentities(t));
     if (credentials) writeFileSync(join(runDir, 'credentials.json'), `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
     const ports = await localPorts(t.pods);
     if (opts.dcnProxy) dcn.push(...(await startDcnProxies(ports)));

@@ -48,13 +48,3 @@ export function observerPermissions(run: string): Permissions {
 function uniq(xs: string[]): string[] {
   return [...new Set(xs)];
 }
-
-/** What every actor of a role may, taken together (one NATS user per role): every sender's tokens. */
-export function rolePermissions(run: string): Record<'client' | 'pod' | 'host', Permissions> {
-  const of = (actor: string) => {
-    const wide = actorPermissions(run, actor);
-    const any = (p: string) => p.replace(/\.\d+(?=\.|$)/g, '.*');
-    return { publish: uniq(wide.publish.map(any)), subscribe: uniq(wide.subscribe.map(any)) };
-  };
-  return { client: of('client'), pod: of('pod/0'), host: of('host/0/0') };
-}
