@@ -7,12 +7,14 @@ import { actorNames, parseSender, subjects } from './subjects.ts';
  * The wire as one table: a row per message kind (every control message, and
  * every tensor that travels as `tensor.chunk` frames) with its schema, the
  * channel it travels on, who sends it to whom, its protocol phase, and its
- * contract. The ControlMessage union, the NATS permissions per role, the
- * edge's authorization (which kinds a channel accepts, from whom), the fault
- * rules' phases and the README's subject table are all derived from it.
+ * contract; and a row per channel with its subject and who receives and who
+ * sends on it. The ControlMessage union, each actor's NATS permissions, the
+ * edge's subscriptions and authorization (which kinds a channel accepts, from
+ * whom; which sender its subject names), the fault rules' phases and the
+ * README's subject table are all derived from it.
  */
 
-/** The roles that publish; each has its own NATS user (see permissions.ts). */
+/** The roles that publish; each actor's NATS permissions come from its role's routes (see permissions.ts). */
 export type Role = 'client' | 'pod' | 'host';
 /** Who receives: a role, or an observer (tests, dashboards) that only watches. */
 export type Receiver = Role | 'observer';
