@@ -529,22 +529,36 @@ export function receivePattern(c: WireChannel, run: string, actor: string): stri
   return bound && fill(wireChannels[c].subject, run, bound);
 }
 
+/** How many subjects a `subjectSender` remembers the sender of. */
+const SENDERS_KEPT = 256;
+
 /**
  * Who a subject of channel `c` says sent a message: the channel's sender filled
  * from the subject's tokens (`lockstep.r.host.0.1.data.1.0` -> `host/1/0`), or
  * undefined for a subject not of the channel's form. Undefined (no function)
  * for a channel whose subjects do not say (pings, inboxes). Made once per
- * channel; a call splits the subject once.
+ * receiver: it remembers the senders of the last `SENDERS_KEPT` subjects it
+ * read (a receiver hears a few senders over and over), so most calls only look
+ * one up.
  */
 export function subjectSender(c: WireChannel): ((subject: string) => string | undefined) | undefined {
   const template = rowOf(c).sender;
   if (template === undefined) return undefined;
   const tokens = wireChannels[c].subject.split('.');
   const parts = template.split('/').map((x) => (PLACEHOLDER.test(x) ? tokens.indexOf(x) : x));
-  return (subject) => {
+  const read = (subject: string) => {
     const t = subject.split('.');
     if (t.length !== tokens.length) return undefined;
     return parts.map((x) => (typeof x === 'number' ? t[x] : x)).join('/');
+  };
+  const known = new Map<string, string | undefined>();
+  return (subject) => {
+    const hit = known.get(subject);
+    if (hit !== undefined || known.has(subject)) return hit;
+    if (known.size >= SENDERS_KEPT) known.clear();
+    const sender = read(subject);
+    known.set(subject, sender);
+    return sender;
   };
 }
 

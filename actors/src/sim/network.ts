@@ -35,6 +35,9 @@ interface Subscriber {
  */
 type Route = { kind: 'exact'; key: string } | { kind: 'prefix'; key: string; stars: number } | { kind: 'pattern'; pattern: string };
 
+/** How many subjects the network remembers the subscribers of. */
+const ROUTES_KEPT = 4096;
+
 function routeOf(pattern: string): Route {
   const tokens = pattern.split('.');
   let stars = 0;
@@ -65,6 +68,8 @@ export class SimNetwork {
   /** By the number of trailing `*` tokens, then by the receiver's prefix. */
   private readonly byPrefix: Map<string, Subscriber[]>[] = [];
   private patterns: { pattern: string; s: Subscriber }[] = [];
+  /** Who each subject published lately goes to (forgotten whenever anyone subscribes or unsubscribes). */
+  private readonly routes = new Map<string, Subscriber[]>();
   faults: NetFaults = noNetFaults;
   /** The DCN cut: forward is pod 0 -> pod 1 (lower to higher), back the other way. */
   cut = { forward: false, back: false };
@@ -92,6 +97,7 @@ export class SimNetwork {
         const s: Subscriber = { actor, pod, alive: true, deliver: onMessage };
         mine.push(s);
         const route = routeOf(subject);
+        this.routes.clear();
         if (route.kind === 'pattern') this.patterns.push({ pattern: route.pattern, s });
         else {
           if (route.kind === 'prefix' && !this.byPrefix[route.stars]) this.byPrefix[route.stars] = new Map();
@@ -100,6 +106,7 @@ export class SimNetwork {
         }
         return () => {
           s.alive = false;
+          this.routes.clear();
           if (route.kind === 'pattern') this.patterns = this.patterns.filter((x) => x.s !== s);
           else {
             const map = route.kind === 'exact' ? this.exact : this.byPrefix[route.stars];
@@ -124,18 +131,27 @@ export class SimNetwork {
     this.trace?.push(e);
   }
 
-  /** Every subscriber whose subscription matches `subject`: exact ones, then by the receiver's prefix (cutting off one trailing token at a time), then other patterns. */
   private publish(from: string, fromPod: number, subject: string, bytes: Uint8Array): void {
-    const exact = this.exact.get(subject);
-    if (exact) for (const s of exact) this.send(from, fromPod, subject, bytes, s);
+    let to = this.routes.get(subject);
+    if (!to) {
+      to = this.route(subject);
+      if (this.routes.size >= ROUTES_KEPT) this.routes.clear();
+      this.routes.set(subject, to);
+    }
+    for (const s of to) this.send(from, fromPod, subject, bytes, s);
+  }
+
+  /** Every subscriber whose subscription matches `subject`: exact ones, then by the receiver's prefix (cutting off one trailing token at a time), then other patterns. */
+  private route(subject: string): Subscriber[] {
+    const to = [...(this.exact.get(subject) ?? [])];
     let end = subject.length;
     for (let stars = 1; stars < this.byPrefix.length; stars++) {
       end = subject.lastIndexOf('.', end - 1);
       if (end < 0) break;
-      const list = this.byPrefix[stars]?.get(subject.slice(0, end));
-      if (list) for (const s of list) this.send(from, fromPod, subject, bytes, s);
+      to.push(...(this.byPrefix[stars]?.get(subject.slice(0, end)) ?? []));
     }
-    for (const { pattern, s } of this.patterns) if (subjectMatches(pattern, subject)) this.send(from, fromPod, subject, bytes, s);
+    for (const { pattern, s } of this.patterns) if (subjectMatches(pattern, subject)) to.push(s);
+    return to;
   }
 
   /** One delivery to one subscriber, through the DCN cut and the seeded faults, after the link's latency. */
