@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createActor, setup, sendTo, type AnyActorRef } from 'xstate';
 import { pino, type Logger } from 'pino';
-import { FaultSpec, subjects } from '@lockstep/topology';
+import { ANY, FaultSpec, encodeControl, encodeTensor, subjects } from '@lockstep/topology';
 import { FaultPlan, edge, natsTransport, systemClock, type WireCommand, type WireEvent } from '../src/index.ts';
 import { quietLog, startNatsServer } from './helpers.ts';
 
@@ -19,7 +19,7 @@ function harness(nc: NatsConnection, received: WireEvent[], log: Logger = quietL
     maxControlBytes: 1024,
     expectedLength: (tensor, shard) => (tensor === 'grad.slice' && shard === 0 ? 3000 : undefined),
     listen: [
-      { subject: subjects.hostData(RUN, 0, 0), channel: { on: 'host.data', pod: 0, host: 0, pods: 2, hosts: 2 } },
+      { subject: subjects.hostData(RUN, 0, 0, ANY, ANY), channel: { on: 'host.data', pod: 0, host: 0, pods: 2, hosts: 2 } },
       { subject: subjects.hostCmd(RUN, 0, 0), channel: { on: 'host.cmd', pod: 0, host: 0 } },
     ],
   });
@@ -75,7 +75,7 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
     const sentAt = systemClock.now();
     peer.send({
       type: 'wire.sendTensor',
-      subject: subjects.hostData(RUN, 0, 0),
+      subject: subjects.hostData(RUN, 0, 0, 0, 1),
       head: { runId: RUN, step: 2, attempt: 0, sender: 'host/0/1', msgId: 'g', tensor: 'grad.slice', shard: 0 },
       data,
     } as never);
@@ -148,7 +148,7 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
     const send = (step: number) =>
       peer.send({
         type: 'wire.sendTensor',
-        subject: subjects.hostData(RUN, 0, 0),
+        subject: subjects.hostData(RUN, 0, 0, 0, 1),
         head: { runId: RUN, step, attempt: 1, sender: 'host/0/1', msgId: `g${step}`, tensor: 'grad.slice', shard: 0 },
         data,
       } as never);
@@ -183,6 +183,59 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
       }),
     ]);
     peer.stop();
+    host.stop();
+    await sender.close();
+  });
+
+  it('a message whose sender is not the one its subject names is rejected as forged, before de-duplication: the genuine one still arrives', async () => {
+    const received: WireEvent[] = [];
+    const host = harness(nc, received);
+    const sender = await connect({ servers: server.url });
+    await nc.flush();
+    const data = Float32Array.from({ length: 3000 }, (_, i) => i / 3);
+    const head: Parameters<typeof encodeTensor>[0] = {
+      v: 1,
+      kind: 'tensor.chunk',
+      runId: RUN,
+      step: 2,
+      attempt: 0,
+      sender: 'host/0/1',
+      msgId: 'slice',
+      tensor: 'grad.slice',
+      shard: 0,
+    };
+    const frames = (d: Float32Array) => encodeTensor(head, d, 4096);
+    // host/1/0 (on its own data subject, as its NATS user must) sends a grad.slice naming host/0/1, ahead of the genuine one
+    for (const f of frames(new Float32Array(3000).fill(666))) sender.publish(subjects.hostData(RUN, 0, 0, 1, 0), f);
+    // and a tensor.request, a control message, the same way
+    sender.publish(
+      subjects.hostData(RUN, 0, 0, 1, 0),
+      encodeControl({
+        v: 1,
+        runId: RUN,
+        step: 2,
+        attempt: 0,
+        sender: 'host/0/1',
+        msgId: 'req',
+        kind: 'tensor.request',
+        tensor: 'param.shard',
+        round: 1,
+      }),
+    );
+    // then the genuine slice, with the same ids, on host/0/1's subject
+    for (const f of frames(data)) sender.publish(subjects.hostData(RUN, 0, 0, 0, 1), f);
+    await sender.flush();
+    const until = Date.now() + 5000;
+    while (!received.some((e) => e.type === 'tensor.received') && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const rejected = received.filter((e) => e.type === 'wire.rejected') as Extract<WireEvent, { type: 'wire.rejected' }>[];
+    expect(rejected.length).toBe(frames(data).length + 1);
+    expect(new Set(rejected.map((e) => e.reason))).toEqual(new Set(['forged sender']));
+    expect(rejected[0].detail).toMatch(/grad\.slice from host\/0\/1 on a subject of host\/1\/0/);
+    expect(rejected.at(-1)?.detail).toMatch(/tensor\.request from host\/0\/1 on a subject of host\/1\/0/);
+    const tensors = received.filter((e) => e.type === 'tensor.received');
+    expect(tensors).toHaveLength(1);
+    expect(tensors[0].type === 'tensor.received' && [...tensors[0].tensor.data]).toEqual([...data]);
+    expect(received.some((e) => e.type === 'wire.duplicate')).toBe(false);
     host.stop();
     await sender.close();
   });

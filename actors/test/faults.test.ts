@@ -35,10 +35,10 @@ describe('fault plan', () => {
     expect(byPhase.decide({ kind: 'host.committed', step: 1, msgId: 'x' }).length).toBe(1);
     expect(byPhase.decide({ kind: 'grad.slice', step: 1, msgId: 'x' }).length).toBe(0);
     expect(byPhase.decide({ kind: 'host.prepared', step: 1, msgId: 'x' }).length).toBe(0);
-    const bySubject = plan([{ action: 'drop', probability: 1, subjects: ['lockstep.*.host.1.*.data', 'lockstep.r.pod.>'] }]);
-    expect(bySubject.decide({ kind: 'grad.exchange', step: 1, msgId: 'x', subject: 'lockstep.r.host.1.0.data' }).length).toBe(1);
-    expect(bySubject.decide({ kind: 'grad.exchange', step: 1, msgId: 'x', subject: 'lockstep.r.host.0.0.data' }).length).toBe(0);
-    expect(bySubject.decide({ kind: 'host.prepared', step: 1, msgId: 'x', subject: 'lockstep.r.pod.0.report' }).length).toBe(1);
+    const bySubject = plan([{ action: 'drop', probability: 1, subjects: ['lockstep.*.host.1.*.data.>', 'lockstep.r.pod.>'] }]);
+    expect(bySubject.decide({ kind: 'grad.exchange', step: 1, msgId: 'x', subject: 'lockstep.r.host.1.0.data.0.0' }).length).toBe(1);
+    expect(bySubject.decide({ kind: 'grad.exchange', step: 1, msgId: 'x', subject: 'lockstep.r.host.0.0.data.1.0' }).length).toBe(0);
+    expect(bySubject.decide({ kind: 'host.prepared', step: 1, msgId: 'x', subject: 'lockstep.r.pod.0.report.1' }).length).toBe(1);
     expect(bySubject.decide({ kind: 'step.commit', step: 1, msgId: 'x', subject: 'lockstep.r.pod' }).length).toBe(0); // '>' needs a token
     expect(() => FaultSpec.parse({ rules: [{ action: 'drop', probability: 1, phases: ['backward'] }] })).toThrow(/Invalid option/);
   });

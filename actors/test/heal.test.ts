@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createActor, waitFor, type Actor } from 'xstate';
 import {
+  ANY,
   decodeControl,
   encodeControl,
   initParams,
@@ -146,17 +147,17 @@ async function trainedCluster(
   return { hosts, dir };
 }
 
-/** A transport that does `change` to what is published on healing subjects (`*.heal`): a fault between the peer and the healer. */
+/** A transport that does `change` to what is published on healing subjects (`*.heal.<sp>`): a fault between the peer and the healer. */
 function onHealAnswers(inner: Transport, change: (bytes: Uint8Array) => Uint8Array): Transport {
   return {
     subscribe: (subject, onMessage) => inner.subscribe(subject, onMessage),
-    publish: (subject, bytes) => inner.publish(subject, subject.endsWith('.heal') ? change(bytes) : bytes),
+    publish: (subject, bytes) => inner.publish(subject, /\.heal\.\d+$/.test(subject) ? change(bytes) : bytes),
   };
 }
 
 /**
  * What pod `healing` does while its host `host` heals: on each of that host's heartbeats, it tells host `host` of
- * pod `to` (heal.expect on its state subject), every heartbeat interval (once with `once`). Returns the stop.
+ * pod `to` (heal.expect on its expect subject), every heartbeat interval (once with `once`). Returns the stop.
  */
 function podSaysHeals(
   nc: NatsConnection,
@@ -165,7 +166,7 @@ function podSaysHeals(
   let n = 0;
   const say = () =>
     nc.publish(
-      subjects.hostState(o.runId, o.to, o.host),
+      subjects.hostExpect(o.runId, o.to, o.host, o.healing),
       encodeControl({
         v: 1,
         runId: o.runId,
@@ -310,7 +311,7 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     const slowDeadline = parseTopology({ ...base, deadlines: { startupMs: 10_000, phaseMs: 30_000, stepMs: 120_000 } });
     const dir = mkdtempSync(join(tmpdir(), 'lockstep-heal-'));
     const reports: ControlMessage[] = [];
-    const sub = nc.subscribe(subjects.podReport(runId, 1), {
+    const sub = nc.subscribe(subjects.podReport(runId, 1, ANY), {
       callback: (_err, m) => {
         const d = decodeControl(m.data, 65536);
         if (d.ok) reports.push(d.value);
@@ -344,7 +345,7 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     const peer = joined(startHost(nc, { topology: slow, runId, pod: 0, host: 1, incarnation: 'first', dir })); // its cross-pod peer is the test
     const dones: StateDone[] = [];
     let frames = 0;
-    const sub = nc.subscribe(subjects.hostHeal(runId, 1, 1), {
+    const sub = nc.subscribe(subjects.hostHeal(runId, 1, 1, ANY), {
       callback: (_err, m) => {
         if (isTensorFrame(m.data)) return void frames++;
         const d = decodeControl(m.data, 65536);
@@ -357,7 +358,7 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
       for (let i = 0; i < n; i++) {
         r++;
         nc.publish(
-          subjects.hostState(runId, 0, 1),
+          subjects.hostState(runId, 0, 1, 1),
           encodeControl({
             v: 1,
             runId,
@@ -422,14 +423,15 @@ describe('healing a restarted host from its cross-pod peer, through the host mac
     const slow = parseTopology({ ...base, heartbeat: { intervalMs: 1000, misses: 3 } });
     const peer = joined(startHost(nc, { topology: slow, runId, pod: 0, host: 1, incarnation: 'first', dir })); // its cross-pod peer is the test
     await nc.flush();
+    // each on the subject of a state request from host 1 of its pod (pod 1 for the pod): the one host/1/1 would use
     const request = (sender: string, reqId: string) =>
       nc.publish(
-        subjects.hostState(runId, 0, 1),
+        subjects.hostState(runId, 0, 1, Number(sender.split('/')[1])),
         encodeControl({ v: 1, runId, step: 0, attempt: 1, sender, msgId: `${sender}/${reqId}`, kind: 'state.request', reqId }),
       );
     const expectHeal = (sender: string, id: string) =>
       nc.publish(
-        subjects.hostState(runId, 0, 1),
+        subjects.hostExpect(runId, 0, 1, Number(sender.split('/')[1])),
         encodeControl({ v: 1, runId, step: 0, attempt: 0, sender, msgId: id, kind: 'heal.expect' }),
       );
     request('host/0/0', 'a'); // same pod

@@ -511,7 +511,7 @@ describe('host machine', () => {
     expect(beats().at(-1)!.phase).toBe('prepared');
     expect(new Set(beats().map((b) => b.msgId)).size).toBe(beats().length);
     const subjectsOfBeats = sent.filter((c) => c.type === 'wire.send' && c.message.kind === 'host.heartbeat').map((c) => c.subject);
-    expect(new Set(subjectsOfBeats)).toEqual(new Set([subjects.podReport(RUN, 0)]));
+    expect(new Set(subjectsOfBeats)).toEqual(new Set([subjects.podReport(RUN, 0, 0)]));
     a.stop();
   });
 
@@ -537,7 +537,7 @@ describe('host machine', () => {
       (c) =>
         (c.type === 'wire.sendTensor' && c.head.tensor.startsWith('state.')) || (c.type === 'wire.send' && c.message.kind === 'state.done'),
     );
-    expect(out.every((x) => x.subject === subjects.hostHeal(RUN, 1, 0))).toBe(true);
+    expect(out.every((x) => x.subject === subjects.hostHeal(RUN, 1, 0, 0))).toBe(true);
     const tensors = out.filter((x) => x.type === 'wire.sendTensor') as Extract<WireCommand, { type: 'wire.sendTensor' }>[];
     expect(tensors.map((x) => [x.head.tensor, x.head.shard, x.head.attempt])).toEqual([
       ['state.params', 0, 3],
@@ -568,7 +568,7 @@ describe('host machine', () => {
     expect(a.getSnapshot().value).toBe('stopped');
     const [stopped] = controlSent(sent, 'host.stopped') as { rejected: Record<string, number> }[];
     expect(stopped.rejected).toEqual({ checksum: 1 });
-    expect((sent.at(-1) as { subject: string }).subject).toBe(subjects.podReport(RUN, 1));
+    expect((sent.at(-1) as { subject: string }).subject).toBe(subjects.podReport(RUN, 1, 1));
   });
 });
 
@@ -585,7 +585,7 @@ describe('host machine: whom it serves its state, and how often (by the times ev
       }).start(),
       T,
     );
-    const answers = () => sent.filter((c) => c.subject === subjects.hostHeal(RUN, 1, 1));
+    const answers = () => sent.filter((c) => c.subject === subjects.hostHeal(RUN, 1, 1, 0));
     const dones = () => controlSent(answers(), 'state.done') as StateDone[];
     return { a, sent, answers, dones };
   }
@@ -672,9 +672,9 @@ describe('host machine: whom it serves its state, and how often (by the times ev
     a.send(healExpect(2, T));
     a.send(stateRequest('host/1/1', 1, T + 1)); // pod 1's host: not said to heal
     a.send(stateRequest('host/2/1', 1, T + 1));
-    expect(sent.filter((c) => c.subject === subjects.hostHeal(RUN, 1, 1))).toEqual([]);
+    expect(sent.filter((c) => c.subject === subjects.hostHeal(RUN, 1, 1, 0))).toEqual([]);
     expect(controlSent(sent, 'state.done').map((m) => m.sender)).toEqual(['host/0/1']);
-    expect(sent.filter((c) => c.subject === subjects.hostHeal(RUN, 2, 1)).length).toBeGreaterThan(0);
+    expect(sent.filter((c) => c.subject === subjects.hostHeal(RUN, 2, 1, 0)).length).toBeGreaterThan(0);
     expect(a.getSnapshot().context.rejected).toEqual({ 'not a peer pod': 2, 'state request not expected': 1 });
     expect(a.getSnapshot().context.serving).toHaveLength(3);
     a.stop();

@@ -282,7 +282,7 @@ describe('pod machine', () => {
     a.send(beat(0, 'idle'));
     expect(said()).toEqual([]);
     a.send(beat(1, 'healing')); // host 1 restarted: host 1 of pods 0 and 2 hold its replica
-    expect(said()).toEqual([subjects.hostState(RUN, 0, 1), subjects.hostState(RUN, 2, 1)]);
+    expect(said()).toEqual([subjects.hostExpect(RUN, 0, 1, 1), subjects.hostExpect(RUN, 2, 1, 1)]);
     a.send(fromClient('step.dispatch', 0, 0));
     a.send(beat(1, 'healing')); // again on its next heartbeat, also while a step runs (which it fails)
     expect(a.getSnapshot().value).toBe('failed');

@@ -85,7 +85,7 @@ describe('lockstep sim: the real machines on simulated time and network', () => 
     const r = await simulate(tiny, schedule({ faults: [{ kind: 'forge', at: 40 }] }), { trace: true });
     expect(r.outcome).toEqual({ kind: 'recovered' });
     const forged = (r.trace ?? []).filter((e) => e.what === 'forge') as { subject: string }[];
-    expect(forged.map((e) => e.subject)).toEqual([expect.stringMatching(/^lockstep\.sim\.host\.\d\.\d\.data$/)]);
+    expect(forged.map((e) => e.subject)).toEqual([expect.stringMatching(/^lockstep\.sim\.host\.\d\.\d\.data\.\d\.\d$/)]);
     expect(r.retried).toBe(1);
     expect(r.stepsCommitted).toBe(12);
   });

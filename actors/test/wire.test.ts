@@ -184,12 +184,14 @@ describe('authorize', () => {
     [{ on: 'host.state', pod: 0, host: 1, pods: 2 }, 'state.request', 'host/1/0', undefined, 'forged sender'],
     [{ on: 'host.state', pod: 0, host: 1, pods: 2 }, 'state.request', 'host/0/0', undefined, 'forged sender'],
     [{ on: 'host.state', pod: 0, host: 1, pods: 2 }, 'state.request', 'pod/1', undefined, 'forged sender'],
-    [{ on: 'host.state', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'pod/1', undefined, undefined],
-    [{ on: 'host.state', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'pod/0', undefined, 'forged sender'],
-    [{ on: 'host.state', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'pod/2', undefined, 'forged sender'],
-    [{ on: 'host.state', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'host/1/1', undefined, 'forged sender'],
-    [{ on: 'host.state', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'client', undefined, 'forged sender'],
+    [{ on: 'host.expect', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'pod/1', undefined, undefined],
+    [{ on: 'host.expect', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'pod/0', undefined, 'forged sender'],
+    [{ on: 'host.expect', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'pod/2', undefined, 'forged sender'],
+    [{ on: 'host.expect', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'host/1/1', undefined, 'forged sender'],
+    [{ on: 'host.expect', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'client', undefined, 'forged sender'],
     [{ on: 'host.cmd', pod: 0, host: 1 }, 'heal.expect', 'pod/1', undefined, 'wrong subject'],
+    [{ on: 'host.state', pod: 0, host: 1, pods: 2 }, 'heal.expect', 'pod/1', undefined, 'wrong subject'],
+    [{ on: 'host.expect', pod: 0, host: 1, pods: 2 }, 'state.request', 'host/1/1', undefined, 'wrong subject'],
   ] as const)('%j %s from %s %j -> %s', (channel, kind, sender, tensor, reason) => {
     expect(authorize(channel as never, kind, sender, tensor as never)?.reason).toBe(reason);
   });

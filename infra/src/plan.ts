@@ -1,7 +1,7 @@
 import { join } from 'node:path';
-import type { Role, Topology } from '@lockstep/topology';
+import { actorNames, type Role, type Topology } from '@lockstep/topology';
 import { natsConfig, runLogServerConfig } from './nats/config.ts';
-import { natsUsers, type Credentials } from './nats/users.ts';
+import { natsUsers, type Credentials, type Identity, type Login } from './nats/users.ts';
 
 /**
  * One description of a cluster, which the launcher (local processes), `lockstep
@@ -10,7 +10,8 @@ import { natsUsers, type Credentials } from './nats/users.ts';
  * stands for the data-center network, DCN, between pods), the run log's
  * JetStream server, and every role process (a pod scheduler per pod, host
  * processes of `hostsPerProcess` hosts each, the client) with what it runs,
- * where it connects and as whom.
+ * where it connects and as whom: each process is a NATS identity of its own,
+ * allowed to publish only as the actors it runs (`clusterIdentities`).
  *
  *   const plan = clusterPlan(preset('demo'), { runId: 'demo', steps: 100, topologyArg: 'demo', place: { kind: 'containers' } });
  *   plan.servers.map((s) => s.name);   // nats-0, nats-1, nats-log
@@ -61,7 +62,9 @@ export interface ProcessPlan {
   servers: string[];
   /** `lockstep` arguments: the role, then its flags. */
   args: string[];
-  /** Its environment: the NATS user of its role. */
+  /** The actors it runs (`client`, `pod/1`, `host/1/0`...): what its NATS user may publish as. */
+  actors: string[];
+  /** Its environment: its NATS user (named after the process) and password. */
   env: Record<string, string>;
   networks: string[];
   /** Whether it reads or writes the checkpoint directory (hosts write their shards, the client restores). */
@@ -99,10 +102,10 @@ export interface PlanOptions {
   /** What role processes pass as --topology: a preset name, or the path of the topology file where they run. */
   topologyArg: string;
   place: Placement;
-  /** A NATS user per role, and the route login the pods' servers require of each other; without, the servers admit anyone. */
+  /** A NATS user per identity (`clusterIdentities`), and the route login the pods' servers require of each other; without, the servers admit anyone. */
   credentials?: Credentials;
   /** A user the pods' servers also know, who may watch the run and publish nothing (tests log in as it). */
-  observer?: { user: string; password: string };
+  observer?: Login;
   /** Passed to every role process as --log-level. */
   logLevel?: string;
 }
@@ -135,6 +138,24 @@ export function containerName(name: string): string {
 }
 
 /**
+ * Who connects to the pods' servers: every process of the cluster, each as its
+ * own NATS identity, named after the process (pod-<p>, host-<p>-<h> or
+ * host-<p>-<first>..<last>, client), speaking for the actors it runs.
+ */
+export function clusterIdentities(t: Pick<Topology, 'pods' | 'hostsPerPod' | 'hostsPerProcess'>): Identity[] {
+  return [
+    ...Array.from({ length: t.pods }, (_, p) => ({ name: `pod-${p}`, actors: [actorNames.pod(p)] })),
+    ...hostGroups(t).map((g) => ({ name: hostProcessName(g), actors: g.hosts.map((h) => actorNames.host(g.pod, h)) })),
+    { name: 'client', actors: [actorNames.client] },
+  ];
+}
+
+/** The identity that speaks for `actor` (`host/0/1`): the process that runs it. */
+export function identityOf(t: Pick<Topology, 'pods' | 'hostsPerPod' | 'hostsPerProcess'>, actor: string): string | undefined {
+  return clusterIdentities(t).find((i) => i.actors.includes(actor))?.name;
+}
+
+/**
  * The server or process a name stands for: its plan name, its container
  * name, or host-<pod>-<host> for the process that runs that host (also when
  * hosts are grouped).
@@ -154,7 +175,8 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
   if (place.kind === 'local' && place.ports.pods.length !== t.pods)
     throw new RangeError(`clusterPlan: ${place.ports.pods.length} port pairs for ${t.pods} pods`);
   const local = place.kind === 'local' ? place : undefined;
-  const users = o.credentials && natsUsers(o.runId, o.credentials, o.observer);
+  const identities = clusterIdentities(t);
+  const users = o.credentials && natsUsers(o.runId, o.credentials, identities, o.observer);
   const podNet = (p: number) => `pod-${p}`;
 
   const serverName = (p: number) => `nats-${p}`;
@@ -239,8 +261,12 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
     names.map(urlOf).join(','),
     ...(o.logLevel ? ['--log-level', o.logLevel] : []),
   ];
-  const env = (r: Role): Record<string, string> =>
-    o.credentials ? { LOCKSTEP_NATS_USER: o.credentials[r].user, LOCKSTEP_NATS_PASS: o.credentials[r].password } : {};
+  // each process logs in as its own identity (natsUsers checked that every one has a login)
+  const env = (name: string): Record<string, string> => {
+    const login = o.credentials?.users[name];
+    return login ? { LOCKSTEP_NATS_USER: login.user, LOCKSTEP_NATS_PASS: login.password } : {};
+  };
+  const actorsOf = (name: string) => identities.find((i) => i.name === name)!.actors;
 
   const processes: ProcessPlan[] = [];
   for (const p of pods)
@@ -251,7 +277,8 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
       hosts: [],
       servers: serversOf(p),
       args: ['pod', '--pod', String(p), ...common(serversOf(p))],
-      env: env('pod'),
+      actors: actorsOf(`pod-${p}`),
+      env: env(`pod-${p}`),
       networks: [podNet(p)],
       checkpoints: false,
     });
@@ -263,7 +290,8 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
       hosts: g.hosts,
       servers: serversOf(g.pod),
       args: ['host', '--pod', String(g.pod), '--hosts', g.hosts.join(','), '--ckpt-dir', ckptDir, ...common(serversOf(g.pod))],
-      env: env('host'),
+      actors: actorsOf(hostProcessName(g)),
+      env: env(hostProcessName(g)),
       networks: [podNet(g.pod)],
       checkpoints: true,
     });
@@ -275,6 +303,7 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
     hosts: [],
     servers: [...all, runLog.name],
     args: ['client', '--steps', String(o.steps), '--log-nats', runLog.url, '--ckpt-dir', ckptDir, ...common(all)],
+    actors: actorsOf('client'),
     env: env('client'),
     networks: ['ctl'],
     checkpoints: true,

@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { parseTopology, preset } from '@lockstep/topology';
-import { clusterPlan, containerName, hostGroups, newCredentials, planEntry, type PlanOptions } from '../src/index.ts';
+import { identityPermissions, parseTopology, preset } from '@lockstep/topology';
+import {
+  Credentials,
+  clusterIdentities,
+  clusterPlan,
+  containerName,
+  hostGroups,
+  identityOf,
+  newCredentials,
+  planEntry,
+  type PlanOptions,
+} from '../src/index.ts';
 
 const containers: PlanOptions = { runId: 'demo', steps: 100, topologyArg: 'demo', place: { kind: 'containers' } };
 const fiveByThree = parseTopology({
@@ -74,16 +84,57 @@ describe('cluster plan', () => {
     expect(planEntry(plan, 'host-0-5')).toBeUndefined();
   });
 
-  it('each role logs in as its own NATS user; the servers know them (and the observer), the run log only the client', () => {
-    const credentials = newCredentials();
+  it('each process is its own NATS identity, named after it, speaking for the actors it runs', () => {
+    expect(clusterIdentities(preset('tiny'))).toEqual([
+      { name: 'pod-0', actors: ['pod/0'] },
+      { name: 'pod-1', actors: ['pod/1'] },
+      { name: 'host-0-0', actors: ['host/0/0'] },
+      { name: 'host-0-1', actors: ['host/0/1'] },
+      { name: 'host-1-0', actors: ['host/1/0'] },
+      { name: 'host-1-1', actors: ['host/1/1'] },
+      { name: 'client', actors: ['client'] },
+    ]);
+    const grouped = clusterIdentities(fiveByThree).filter((i) => i.name.startsWith('host-1'));
+    expect(grouped).toEqual([
+      { name: 'host-1-0..2', actors: ['host/1/0', 'host/1/1', 'host/1/2'] },
+      { name: 'host-1-3..4', actors: ['host/1/3', 'host/1/4'] },
+    ]);
+    expect(identityOf(fiveByThree, 'host/1/4')).toBe('host-1-3..4');
+    expect(identityOf(fiveByThree, 'client')).toBe('client');
+    expect(identityOf(fiveByThree, 'host/2/0')).toBeUndefined();
+    const plan = clusterPlan(fiveByThree, containers);
+    expect(plan.processes.map((p) => ({ name: p.name, actors: p.actors }))).toEqual(clusterIdentities(fiveByThree));
+  });
+
+  it('each process logs in as its own identity; the servers know each with what its actors may (and the observer), the run log only the client', () => {
+    const credentials = newCredentials(clusterIdentities(fiveByThree));
+    expect(Credentials.parse(JSON.parse(JSON.stringify(credentials)))).toEqual(credentials);
     const observer = { user: 'observer', password: 'observer-password' };
-    const plan = clusterPlan(preset('tiny'), { ...containers, credentials, observer });
-    for (const p of plan.processes)
-      expect(p.env).toEqual({ LOCKSTEP_NATS_USER: credentials[p.role].user, LOCKSTEP_NATS_PASS: credentials[p.role].password });
-    expect(plan.servers[1].config).toContain('user: "host"');
+    const plan = clusterPlan(fiveByThree, { ...containers, credentials, observer });
+    for (const p of plan.processes) {
+      expect(p.env).toEqual({ LOCKSTEP_NATS_USER: p.name, LOCKSTEP_NATS_PASS: credentials.users[p.name].password });
+      const line = plan.servers[1].config.split('\n').find((l) => l.includes(`user: ${JSON.stringify(p.name)},`));
+      const { publish, subscribe } = identityPermissions('demo', p.actors);
+      const list = (xs: string[]) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
+      expect(line, p.name).toContain(`permissions: { publish: ${list(publish)}, subscribe: ${list(subscribe)} }`);
+    }
+    expect(new Set(Object.values(credentials.users).map((u) => u.password)).size).toBe(plan.processes.length);
+    expect(plan.servers[1].config).toContain('user: "host-1-3..4"');
+    expect(plan.servers[1].config).toContain('"lockstep.demo.host.*.*.data.1.4"');
     expect(plan.servers[1].config).toContain('user: "observer"');
     expect(plan.servers[2].config).toContain('user: "client"');
-    expect(plan.servers[2].config).not.toContain('user: "host"');
+    expect(plan.servers[2].config).not.toContain('user: "host');
+    expect(plan.servers[2].config).not.toContain('user: "pod');
+    // credentials without a login for some process are refused, naming it
+    const { 'host-1-3..4': _, ...fewer } = credentials.users;
+    expect(() => clusterPlan(fiveByThree, { ...containers, credentials: { users: fewer, route: credentials.route } })).toThrow(
+      /no login for host-1-3\.\.4/,
+    );
+    const route = credentials.route;
+    expect(Credentials.safeParse({ users: { 'host-0-0': { user: 'host-0-0', password: 'short' } }, route }).success).toBe(false);
+    expect(Credentials.safeParse({ users: { nobody: { user: 'nobody', password: 'long-enough-password' } }, route }).success).toBe(false);
+    expect(Credentials.safeParse({ users: credentials.users }).success).toBe(false); // no route login
+    expect(Credentials.safeParse({ users: credentials.users, route }).success).toBe(true);
     // without credentials anyone may connect
     const open = clusterPlan(preset('tiny'), containers);
     expect(open.processes.every((p) => Object.keys(p.env).length === 0)).toBe(true);
@@ -146,9 +197,10 @@ describe('cluster plan', () => {
   });
 
   it("with credentials, every pod's server requires the run's route login and dials with it: in containers, locally, through DCN proxies", () => {
-    const credentials = newCredentials();
+    const identities = clusterIdentities(preset('tiny'));
+    const credentials = newCredentials(identities);
     const { user, password } = credentials.route;
-    expect(password).not.toBe(newCredentials().route.password); // made per run
+    expect(password).not.toBe(newCredentials(identities).route.password); // made per run
     const ports = {
       pods: [
         { port: 4001, clusterPort: 6001 },

@@ -1,8 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
-import { z } from 'zod';
-import { clusterPlan, containerName, newCredentials, newRouteLogin, type Credentials } from '@lockstep/infra';
+import { Credentials, Login, clusterIdentities, clusterPlan, containerName, newCredentials, newRouteLogin } from '@lockstep/infra';
 import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology';
 import { privateDir, writePrivate } from './private.ts';
 
@@ -20,12 +19,13 @@ import { privateDir, writePrivate } from './private.ts';
  * scheduler learns the step from the client, a host heals from its cross-pod
  * peer, the client resumes from the run log.
  *
- * Each role connects as its own NATS user with per-subject permissions (a
- * host cannot publish a commit), and the pods' servers require a route login
- * of each other (nobody else on the dcn network can join as a server). The
- * passwords are made when the directory is first written and kept in its
- * credentials.json; they are in the generated files too (the roles' in the
- * compose file, all in the servers' configs), so every file is written
+ * Each process connects as its own NATS user, allowed to publish only as the
+ * actors it runs (a host cannot publish a commit, nor anything as another
+ * host), and the pods' servers require a route login of each other (nobody
+ * else on the dcn network can join as a server). The passwords are made when
+ * the directory is first written (or a process first needs one) and kept in
+ * its credentials.json; they are in the generated files too (each process's
+ * in the compose file, all in the servers' configs), so every file is written
  * owner-only (0600, the directory 0700).
  */
 export interface ComposeOptions {
@@ -99,22 +99,23 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   return { yaml: header + stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false }), files };
 }
 
-const Login = z.object({ user: z.string().min(1), password: z.string().min(12) }).strict();
 /** A directory's credentials.json; one written before routes had a login has none, and gets one. */
-const CredentialsFile = z.object({ client: Login, pod: Login, host: Login, route: Login.optional() }).strict();
+const CredentialsFile = Credentials.extend({ route: Login.optional() });
 
 /**
  * Write the compose file and its NATS configs (in a directory named after
  * it), every file owner-only (0600, the directory 0700): they hold passwords.
- * The credentials in that directory's credentials.json are kept when it
- * exists (a route login is added when it has none); otherwise new ones are
- * made and written there.
+ * The logins in that directory's credentials.json are kept when it exists (a
+ * process without one gets a new one, and so does the route when it has
+ * none); without the file, every login is new. They are written there.
  */
 export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials'>): string[] {
   const confDir = basename(out).replace(/\.ya?ml$/, '');
   const dir = join(dirname(out), confDir);
   const credFile = join(dir, 'credentials.json');
-  const credentials = existsSync(credFile) ? readCredentials(credFile) : newCredentials();
+  const fresh = newCredentials(clusterIdentities(o.topology));
+  const kept = existsSync(credFile) ? readCredentials(credFile) : undefined;
+  const credentials: Credentials = kept ? { ...kept, users: { ...fresh.users, ...kept.users } } : fresh;
   const { yaml, files } = composeFile({ ...o, credentials }, confDir);
   privateDir(dir);
   writePrivate(credFile, `${JSON.stringify(credentials, null, 2)}\n`);

@@ -7,7 +7,15 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { hostPhases, RunId, type PhaseTimes, type Topology } from '@lockstep/topology';
 import { totalRejections, type LogLevel } from '@lockstep/actors';
-import { clusterPlan, hostGroups, newCredentials, type ClusterPlan, type Credentials, type DcnProxy } from '@lockstep/infra';
+import {
+  clusterIdentities,
+  clusterPlan,
+  hostGroups,
+  newCredentials,
+  type ClusterPlan,
+  type Credentials,
+  type DcnProxy,
+} from '@lockstep/infra';
 import { RunFailed } from './errors.ts';
 import { localRendering } from './local.ts';
 import { privateDir, writePrivate } from './private.ts';
@@ -26,13 +34,13 @@ export interface LaunchOptions {
   natsServer?: string;
   log: Logger;
   /**
-   * Called once the NATS servers are up: the run id, each pod's server URL, each role's credentials and the route login
-   * (tests use them to inject traffic), and the plan the run renders (every server's ports).
+   * Called once the NATS servers are up: the run id, each pod's server URL, each process's credentials and the route
+   * login (tests use them to inject traffic), and the plan the run renders (every server's ports).
    */
   onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined; plan: ClusterPlan }) => void;
   /**
-   * A NATS user per role with per-subject permissions and a route login between the pods' servers, credentials made
-   * for this run (default true). Without, every port of the run's servers admits anyone.
+   * A NATS user per process, allowed to publish only as the actors it runs, and a route login between the pods'
+   * servers, credentials made for this run (default true). Without, every port of the run's servers admits anyone.
    */
   auth?: boolean;
   onReady?: (reached: number, total: number) => void;
@@ -157,8 +165,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   process.once('exit', onExit);
 
   try {
-    // who may say what: a user per role and the route login, passwords made for this run, kept in the run directory (mode 0600)
-    const credentials = opts.auth === false ? undefined : newCredentials();
+    // who may say what: a user per process (its identity) and the route login, passwords made for this run, kept in the run directory (mode 0600)
+    const credentials = opts.auth === false ? undefined : newCredentials(clusterIdentities(t));
     if (credentials) writePrivate(join(runDir, 'credentials.json'), `${JSON.stringify(credentials, null, 2)}\n`);
     const ports = await localPorts(t.pods);
     if (opts.dcnProxy) dcn.push(...(await startDcnProxies(ports)));

@@ -74,7 +74,7 @@ function watchParent(onGone: () => void) {
   process.stdin.resume();
 }
 
-/** The role's NATS user, from the environment the launcher sets (never on the command line, where ps shows it). */
+/** The process's NATS user (its identity), from the environment the launcher sets (never on the command line, where ps shows it). */
 const NatsAuthEnv = z.object({ LOCKSTEP_NATS_USER: z.string().min(1).optional(), LOCKSTEP_NATS_PASS: z.string().min(1).optional() });
 function natsAuth(): { user?: string; pass?: string } {
   const r = NatsAuthEnv.safeParse(process.env);

@@ -23,9 +23,11 @@ async function inject(nc: NatsConnection, run: string, step: number) {
     lossSum: 1,
     phaseMs: {},
   };
-  nc.publish(subjects.podReport(run, 0), json(stale));
+  nc.publish(subjects.podReport(run, 0, 1), json(stale));
   // forged sender: a host trying to commit a step
   nc.publish(subjects.podCmd(run, 1), json({ ...env('host/1/0', 'bad-forged'), kind: 'step.commit' }));
+  // forged sender: a report naming host/0/1 on host/0/0's report subject (the one host/0/0's NATS user may publish on)
+  nc.publish(subjects.podReport(run, 0, 0), json({ ...stale, sender: 'host/0/1', msgId: 'bad-impostor' }));
   // a corrupted tensor chunk: right header, flipped bit
   const [frame] = encodeTensor(
     { ...env('host/0/0', 'bad-chunk'), v: 1, kind: 'tensor.chunk', tensor: 'grad.slice', shard: 1 },
@@ -33,7 +35,7 @@ async function inject(nc: NatsConnection, run: string, step: number) {
     1 << 20,
   );
   frame[frame.length - 5] ^= 0x10;
-  nc.publish(subjects.hostData(run, 0, 1), frame);
+  nc.publish(subjects.hostData(run, 0, 1, 0, 0), frame);
   // oversized for a control message (the server would take it; lockstep's limit is 64 KiB)
   nc.publish(subjects.podCmd(run, 0), json({ ...env('client', 'bad-big'), kind: 'step.commit', pad: 'x'.repeat(200_000) }));
   // a message for another run
@@ -82,12 +84,12 @@ describe('bad input on a live run', () => {
       malformed: 1,
       schema: 1,
       'stale step': 1,
-      'forged sender': 1,
+      'forged sender': 2,
       checksum: 1,
       oversized: 1,
       'wrong run': 1,
     });
-    expect(result.rejectedTotal).toBe(7);
+    expect(result.rejectedTotal).toBe(8);
     expect(result.steps).toBe(20);
     expect(result.paramsHash).toBe(runReference(t, 20).paramsHash);
   }, 120_000);

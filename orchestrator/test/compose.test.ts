@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { newCredentials } from '@lockstep/infra';
-import { preset, rolePermissions } from '@lockstep/topology';
+import { clusterIdentities, newCredentials } from '@lockstep/infra';
+import { identityPermissions, preset } from '@lockstep/topology';
 import { composeFile } from '../src/compose.ts';
 import { cli, tempDir } from './helpers.ts';
 
@@ -68,8 +68,8 @@ describe('lockstep compose', () => {
     expect(r.status, r.stderr).toBe(0);
   });
 
-  it('each role connects as its own NATS user, and the servers know each with its permissions', () => {
-    const credentials = newCredentials();
+  it('each process connects as its own NATS user, and the servers know each with the permissions of the actors it runs', () => {
+    const credentials = newCredentials(clusterIdentities(preset('demo')));
     const { yaml, files } = composeFile(
       {
         topology: preset('demo'),
@@ -84,27 +84,33 @@ describe('lockstep compose', () => {
     );
     const doc = parse(yaml) as { services: Record<string, { environment?: Record<string, string> }> };
     expect(doc.services['host-1-2'].environment).toMatchObject({
-      LOCKSTEP_NATS_USER: 'host',
-      LOCKSTEP_NATS_PASS: credentials.host.password,
+      LOCKSTEP_NATS_USER: 'host-1-2',
+      LOCKSTEP_NATS_PASS: credentials.users['host-1-2'].password,
     });
-    expect(doc.services['pod-0'].environment).toMatchObject({ LOCKSTEP_NATS_USER: 'pod', LOCKSTEP_NATS_PASS: credentials.pod.password });
+    expect(doc.services['pod-0'].environment).toMatchObject({
+      LOCKSTEP_NATS_USER: 'pod-0',
+      LOCKSTEP_NATS_PASS: credentials.users['pod-0'].password,
+    });
     expect(doc.services.client.environment).toMatchObject({
       LOCKSTEP_NATS_USER: 'client',
-      LOCKSTEP_NATS_PASS: credentials.client.password,
+      LOCKSTEP_NATS_PASS: credentials.users.client.password,
     });
     // pods and hosts outlive the client, so `up --exit-code-from client` ends on the client's exit
     expect(doc.services['host-1-2'].environment?.LOCKSTEP_EXIT_DELAY_MS).toBe('10000');
     expect(doc.services['pod-1'].environment?.LOCKSTEP_EXIT_DELAY_MS).toBe('10000');
     expect(doc.services.client.environment?.LOCKSTEP_EXIT_DELAY_MS).toBeUndefined();
-    const hostLine = files['nats-1.conf'].split('\n').find((l) => l.includes('user: "host"'));
-    expect(hostLine).toContain(JSON.stringify(credentials.host.password));
+    const hostLine = files['nats-1.conf'].split('\n').find((l) => l.includes('user: "host-1-2"'));
+    expect(hostLine).toContain(JSON.stringify(credentials.users['host-1-2'].password));
     expect(hostLine).toContain(
-      `publish: [${rolePermissions('demo')
-        .host.publish.map((x) => JSON.stringify(x))
+      `publish: [${identityPermissions('demo', ['host/1/2'])
+        .publish.map((x) => JSON.stringify(x))
         .join(', ')}]`,
     );
+    expect(hostLine).toContain('"lockstep.demo.host.*.*.data.1.2"');
+    // a user per process (and the route's login, in the cluster block)
+    expect(files['nats-1.conf'].split('\n').filter((l) => l.trim().startsWith('{ user: "')).length).toBe(2 + 8 + 1);
     expect(files['nats-log.conf']).toContain('user: "client"');
-    expect(files['nats-log.conf']).not.toContain('user: "host"');
+    expect(files['nats-log.conf']).not.toContain('user: "host');
     // the pods' servers require the route login of each other and dial with it; no role container is given it
     const { user, password } = credentials.route;
     expect(files['nats-0.conf']).toContain(`authorization { user: "${user}", password: "${password}", timeout: 5 }`);
@@ -127,25 +133,34 @@ describe('lockstep compose', () => {
     expect(cli(['compose', '--topology', 'tiny', '--out', out]).code).toBe(0);
     expect(readFileSync(join(d, 'c', 'credentials.json'), 'utf8')).toBe(first);
     for (const f of written) expect(statSync(f).mode & 0o777, f).toBe(0o600);
-    // a credentials.json from before routes had a login keeps its role passwords and gets a route login
-    const { route: _, ...roles } = JSON.parse(first) as Record<string, { user: string; password: string }>;
-    writeFileSync(join(d, 'c', 'credentials.json'), JSON.stringify(roles));
+    // a credentials.json from before routes had a login keeps its processes' passwords and gets a route login
+    const { route: _, ...users } = JSON.parse(first) as { users: Record<string, { user: string; password: string }>; route: unknown };
+    writeFileSync(join(d, 'c', 'credentials.json'), JSON.stringify(users));
     expect(cli(['compose', '--topology', 'tiny', '--out', out]).code).toBe(0);
-    const upgraded = JSON.parse(readFileSync(join(d, 'c', 'credentials.json'), 'utf8')) as Record<
-      string,
-      { user: string; password: string }
-    >;
-    expect(upgraded).toMatchObject(roles);
+    const upgraded = JSON.parse(readFileSync(join(d, 'c', 'credentials.json'), 'utf8')) as {
+      users: Record<string, { user: string; password: string }>;
+      route: { user: string; password: string };
+    };
+    expect(upgraded).toMatchObject(users);
     expect(upgraded.route.password.length).toBeGreaterThanOrEqual(24);
     expect(readFileSync(join(d, 'c', 'nats-0.conf'), 'utf8')).toContain(`nats-route://route:${upgraded.route.password}@nats-1:6222`);
     writeFileSync(join(d, 'c', 'credentials.json'), first);
     const other = tempDir();
     expect(cli(['compose', '--topology', 'tiny', '--out', join(other, 'c.yaml')]).code).toBe(0);
     expect(readFileSync(join(other, 'c', 'credentials.json'), 'utf8')).not.toBe(first);
-    writeFileSync(join(d, 'c', 'credentials.json'), JSON.stringify({ ...JSON.parse(first), host: { user: 'host', password: 'short' } }));
-    const bad = cli(['compose', '--topology', 'tiny', '--out', out]);
-    expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/host\.password/);
+    // a process without a login gets one; the others are kept
+    const { 'host-1-1': gone, ...rest } = JSON.parse(first).users;
+    writeFileSync(join(d, 'c', 'credentials.json'), JSON.stringify({ users: rest }));
+    expect(cli(['compose', '--topology', 'tiny', '--out', out]).code).toBe(0);
+    const again = JSON.parse(readFileSync(join(d, 'c', 'credentials.json'), 'utf8')).users;
+    expect(Object.keys(again).sort()).toEqual(Object.keys(JSON.parse(first).users).sort());
+    expect(again['host-1-1'].password).not.toBe(gone.password);
+    expect(again['host-1-0']).toEqual(rest['host-1-0']);
+    const bad = { users: { ...again, 'host-0-0': { user: 'host-0-0', password: 'short' } } };
+    writeFileSync(join(d, 'c', 'credentials.json'), JSON.stringify(bad));
+    const refused = cli(['compose', '--topology', 'tiny', '--out', out]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/users\.host-0-0\.password/);
   });
 
   it('every network is internal; every service has a restart policy; nats servers have health checks the roles wait for', () => {
@@ -157,7 +172,7 @@ describe('lockstep compose', () => {
         runId: 'demo',
         image: 'lockstep:dev',
         natsImage: 'lockstep-nats:2.9.10',
-        credentials: newCredentials(),
+        credentials: newCredentials(clusterIdentities(preset('demo'))),
       },
       'demo',
     );

@@ -108,7 +108,7 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     expect(r.steps.every((s) => s.podsAgree)).toBe(true);
   };
 
-  it('a 20-step run equals the reference; an observer on the wire sees every commit once, each after its pods prepared and its hosts exchanged', async () => {
+  it('a 20-step run equals the reference; an observer on the wire sees every commit once, each after its pods prepared and its hosts exchanged; the observer may not publish, a host only as itself', async () => {
     const steps = 20;
     c = await startLockstepCluster({ topology: 'tiny', steps, holdClient: true });
     const nc = await c.connect(0); // the observer user, on pod 0's server: it sees pod 1's traffic over the route
@@ -149,7 +149,7 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
           );
           const exchanged = at(
             (m) =>
-              m.subject === subjects.hostData(c!.runId, p, h) &&
+              m.subject === subjects.hostData(c!.runId, p, h, 1 - p, h) &&
               m.tensor === 'grad.exchange' &&
               m.sender === `host/${1 - p}/${h}` &&
               m.step === step &&
@@ -180,6 +180,19 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     const routeProbe = await c.nats[1].exec(['node', '-e', routeIntruder('nats-0')]);
     expect(routeProbe.exitCode, routeProbe.output).toBe(0);
     expect(JSON.parse(routeProbe.stdout)).toMatch(/^INFO .*"auth_required":true.*\r\n-ERR 'Authorization Violation'\r\n$/);
+
+    // host-0-0's user (the container of host/0/0) may publish as host/0/0 only: as host/0/1 the server refuses it
+    const host = await c.connect(0, 'host/0/0');
+    const hostErrors: string[] = [];
+    void (async () => {
+      for await (const st of host.status()) if (st.type === 'error') hostErrors.push(String((st as { error?: Error }).error?.message));
+    })();
+    const asOther = [subjects.hostData(c.runId, 0, 0, 0, 1), subjects.podReport(c.runId, 0, 1), subjects.podReport(c.runId, 1, 0)];
+    for (const s of asOther) host.publish(s, JSON.stringify({ kind: 'host.prepared' }));
+    await host.flush().catch(() => {});
+    const hostUntil = Date.now() + 5000;
+    while (hostErrors.length < asOther.length && Date.now() < hostUntil) await new Promise((res) => setTimeout(res, 50));
+    expect(hostErrors).toEqual(asOther.map((s) => `Permissions Violation for Publish to "${s}"`));
   }, 300_000);
 
   it('a host container killed mid-run and started again heals from its peer; the run still equals the reference', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { clusterPlan, containerName, newCredentials } from '@lockstep/infra';
+import { clusterIdentities, clusterPlan, containerName, newCredentials } from '@lockstep/infra';
 import { clusterContainers } from '@lockstep/infra/testcontainers';
 import { parseTopology, preset, type Topology } from '@lockstep/topology';
 import { composeFile } from '../src/compose.ts';
@@ -13,7 +13,7 @@ function identity(name: string, args: string[], env: Record<string, string>) {
 }
 
 function renderings(t: Topology) {
-  const credentials = newCredentials();
+  const credentials = newCredentials(clusterIdentities(t));
   const common = { runId: 'r', steps: 10, credentials };
   const ports = { pods: Array.from({ length: t.pods }, (_, p) => ({ port: 4000 + p, clusterPort: 6000 + p })), runLog: 4100 };
   const local = localRendering(
@@ -97,11 +97,11 @@ describe('the launcher, compose and testcontainers render one cluster plan', () 
 
   it('hostsPerProcess 3 with 5 hosts a pod: each renders host processes of 3 and 2 hosts', () => {
     const r = renderings(grouped);
-    expect(r.processes.containers.filter((p) => p.role === 'host').map((p) => [p.name, p.hosts])).toEqual([
-      ['host-0-0-to-2', '0,1,2'],
-      ['host-0-3-to-4', '3,4'],
-      ['host-1-0-to-2', '0,1,2'],
-      ['host-1-3-to-4', '3,4'],
+    expect(r.processes.containers.filter((p) => p.role === 'host').map((p) => [p.name, p.hosts, p.user])).toEqual([
+      ['host-0-0-to-2', '0,1,2', 'host-0-0..2'],
+      ['host-0-3-to-4', '3,4', 'host-0-3..4'],
+      ['host-1-0-to-2', '0,1,2', 'host-1-0..2'],
+      ['host-1-3-to-4', '3,4', 'host-1-3..4'],
     ]);
   });
 });

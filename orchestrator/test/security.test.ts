@@ -114,9 +114,9 @@ function filesUnder(dir: string): string[] {
   );
 }
 
-/** The passwords of a run: each role's and the route's. */
+/** The passwords of a run: each process's and the route's. */
 function passwords(c: Credentials): string[] {
-  return [c.client.password, c.pod.password, c.host.password, c.route.password];
+  return [...Object.values(c.users).map((u) => u.password), c.route.password];
 }
 
 describe.skipIf(process.platform !== 'linux')("a run's nats-servers admit nobody without credentials", () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { decodeControl, encodeControl, isTensorFrame, preset, subjects } from '@lockstep/topology';
-import type { Credentials } from '@lockstep/infra';
+import { identityOf, type Credentials } from '@lockstep/infra';
 import { hostGroups, hostProcessName, launch, runReference } from '../src/index.ts';
 import { quietLog, tempDir } from './helpers.ts';
 
@@ -14,9 +14,10 @@ interface Watched {
 }
 
 /**
- * A connection with the host role's credentials (what any host process of the run logs in with) floods host/0/1's
- * `state` subject with state.request messages naming its cross-pod peer host/1/1 as the sender, new ids and new
- * rounds each, in `batches` of `perBatch`, one batch every 100 ms. Returns when it was sent.
+ * A connection with the credentials of the process that runs host/1/1 (the only user the server lets publish as
+ * host/1/1) floods host/0/1's `state` subject for host/1/1 with state.request messages naming host/1/1, its cross-pod
+ * peer, as the sender, new ids and new rounds each, in `batches` of `perBatch`, one batch every 100 ms. Returns when
+ * it was sent.
  */
 async function flood(nc: NatsConnection, runId: string, o: { tag: string; batches: number; perBatch: number }) {
   const began = performance.now();
@@ -25,7 +26,7 @@ async function flood(nc: NatsConnection, runId: string, o: { tag: string; batche
     for (let i = 0; i < o.perBatch; i++) {
       n++;
       nc.publish(
-        subjects.hostState(runId, 0, 1),
+        subjects.hostState(runId, 0, 1, 1),
         encodeControl({
           v: 1,
           runId,
@@ -74,10 +75,13 @@ describe('a host serves its state only to the cross-pod peer its pod says heals,
         if (s.step === 3 && !probe)
           probe = (async () => {
             const { runId, urls, credentials } = info!;
-            const nc = await connect({ servers: urls[0], user: credentials!.host.user, pass: credentials!.host.password });
+            const login = (actor: string) => credentials!.users[identityOf(t, actor)!];
+            // host/1/1's process's user floods and watches host/1/1's heal subject; host/0/1's watches its own expect subject
+            const nc = await connect({ servers: urls[0], user: login('host/1/1').user, pass: login('host/1/1').password });
+            const watcher = await connect({ servers: urls[0], user: login('host/0/1').user, pass: login('host/0/1').password });
             try {
-              // what host/0/1 sends host/1/1 (on host/1/1's heal subject), and pod 1's word to host/0/1 that host/1/1 heals
-              nc.subscribe(subjects.hostHeal(runId, 1, 1), {
+              // what host/0/1 sends host/1/1 (on host/1/1's heal subject for pod 0), and pod 1's word to host/0/1 that host/1/1 heals
+              nc.subscribe(subjects.hostHeal(runId, 1, 1, 0), {
                 callback: (_e, m) => {
                   watched.messages.push({ at: performance.now(), bytes: m.data.length });
                   if (isTensorFrame(m.data)) return;
@@ -85,13 +89,14 @@ describe('a host serves its state only to the cross-pod peer its pod says heals,
                   if (d.ok && d.value.sender === 'host/0/1') watched.answers.push({ at: performance.now(), kind: d.value.kind });
                 },
               });
-              nc.subscribe(subjects.hostState(runId, 0, 1), {
+              watcher.subscribe(subjects.hostExpect(runId, 0, 1, 1), {
                 callback: (_e, m) => {
                   const d = decodeControl(m.data, t.wire.maxControlBytes);
                   if (d.ok && d.value.kind === 'heal.expect' && d.value.sender === 'pod/1') healExpectSeen++;
                 },
               });
               await nc.flush();
+              await watcher.flush();
 
               // 1. nobody heals: nothing is served
               const a = await flood(nc, runId, { tag: 'quiet', batches: 30, perBatch: perFlood / 30 });
@@ -110,6 +115,7 @@ describe('a host serves its state only to the cross-pod peer its pod says heals,
               return { quiet, healing, windowMs: b.ended + 100 - b.began, sent: a.sent + b.sent };
             } finally {
               await nc.close();
+              await watcher.close();
             }
           })();
         // the kill (and the second flood) once the first flood is over and the run has gone on

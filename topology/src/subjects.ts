@@ -1,30 +1,49 @@
 /**
- * Every NATS subject lockstep uses, in one place. `run` is the run id.
+ * Every NATS subject lockstep uses, in one place. `run` is the run id. A
+ * subject ends with its sender's tokens wherever the receiver's own tokens do
+ * not already say who sent it: each actor may publish only with its own
+ * tokens (the server refuses the rest), and receivers subscribe with `*` in
+ * their place.
  *
- *   lockstep.<run>.client.report        pods -> client   (pod.prepared, pod.committed, ...)
- *   lockstep.<run>.pod.<p>.cmd          client -> pod p  (step.dispatch, step.commit, ...)
- *   lockstep.<run>.pod.<p>.report       hosts of p -> pod p (host.heartbeat, host.prepared, ...)
- *   lockstep.<run>.host.<p>.<h>.cmd     pod p -> its host h (host.dispatch, host.commit, ...)
- *   lockstep.<run>.host.<p>.<h>.data    tensor chunks for host h of pod p (in-pod and cross-pod), and tensor.request asking h for one again
- *   lockstep.<run>.host.<p>.<h>.ping    start-up ping and pong between host h of pod p and host h of another pod
- *   lockstep.<run>.host.<p>.<h>.state   state.request from host h of another pod (healing), heal.expect from another pod (its host h heals)
- *   lockstep.<run>.host.<p>.<h>.heal    the committed state sent back to a healing host h
- *   lockstep.<run>.progress             client -> observers: one message per committed step
+ *   lockstep.<run>.client.report.<sp>           pod sp -> client (pod.prepared, pod.committed, ...)
+ *   lockstep.<run>.pod.<p>.cmd                  client -> pod p (step.dispatch, step.commit, ...)
+ *   lockstep.<run>.pod.<p>.report.<sh>          host sh of pod p -> pod p (host.heartbeat, host.prepared, ...)
+ *   lockstep.<run>.host.<p>.<h>.cmd             pod p -> its host h (host.dispatch, host.commit, ...)
+ *   lockstep.<run>.host.<p>.<h>.data.<sp>.<sh>  tensor chunks from host sh of pod sp for host h of pod p (in-pod and cross-pod), and tensor.request asking h for one again
+ *   lockstep.<run>.host.<p>.<h>.ping.<sp>       start-up ping and pong from host h of pod sp to host h of pod p
+ *   lockstep.<run>.host.<p>.<h>.state.<sp>      state.request from host h of pod sp (healing)
+ *   lockstep.<run>.host.<p>.<h>.expect.<sp>     heal.expect from pod sp (its host h heals: it may be served)
+ *   lockstep.<run>.host.<p>.<h>.heal.<sp>       the committed state host h of pod sp sends back to a healing host h
+ *   lockstep.<run>.progress                     client -> observers: one message per committed step
  *
- * Each direction has its own subject so that per-role permissions can say who
- * may publish what (a host can publish reports and data, never a command).
+ * Each direction has its own subject so that permissions can say who may
+ * publish what (a host can publish reports and data, never a command; host
+ * 0/0 only as itself).
  */
+
+/** A token of a subject: an index, or `*` (any) in a subscription. */
+export type SubjectToken = number | '*';
+
+/** Any sender: what a receiver subscribes with in place of a sender token. */
+export const ANY = '*' as const;
+
 export const subjects = {
   root: (run: string) => `lockstep.${run}`,
-  clientReport: (run: string) => `lockstep.${run}.client.report`,
-  podCmd: (run: string, pod: number) => `lockstep.${run}.pod.${pod}.cmd`,
-  podReport: (run: string, pod: number) => `lockstep.${run}.pod.${pod}.report`,
-  hostAll: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.>`,
-  hostCmd: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.cmd`,
-  hostData: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.data`,
-  hostPing: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.ping`,
-  hostState: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.state`,
-  hostHeal: (run: string, pod: number, host: number) => `lockstep.${run}.host.${pod}.${host}.heal`,
+  clientReport: (run: string, fromPod: SubjectToken) => `lockstep.${run}.client.report.${fromPod}`,
+  podCmd: (run: string, pod: SubjectToken) => `lockstep.${run}.pod.${pod}.cmd`,
+  podReport: (run: string, pod: SubjectToken, fromHost: SubjectToken) => `lockstep.${run}.pod.${pod}.report.${fromHost}`,
+  hostAll: (run: string, pod: SubjectToken, host: SubjectToken) => `lockstep.${run}.host.${pod}.${host}.>`,
+  hostCmd: (run: string, pod: SubjectToken, host: SubjectToken) => `lockstep.${run}.host.${pod}.${host}.cmd`,
+  hostData: (run: string, pod: SubjectToken, host: SubjectToken, fromPod: SubjectToken, fromHost: SubjectToken) =>
+    `lockstep.${run}.host.${pod}.${host}.data.${fromPod}.${fromHost}`,
+  hostPing: (run: string, pod: SubjectToken, host: SubjectToken, fromPod: SubjectToken) =>
+    `lockstep.${run}.host.${pod}.${host}.ping.${fromPod}`,
+  hostState: (run: string, pod: SubjectToken, host: SubjectToken, fromPod: SubjectToken) =>
+    `lockstep.${run}.host.${pod}.${host}.state.${fromPod}`,
+  hostExpect: (run: string, pod: SubjectToken, host: SubjectToken, fromPod: SubjectToken) =>
+    `lockstep.${run}.host.${pod}.${host}.expect.${fromPod}`,
+  hostHeal: (run: string, pod: SubjectToken, host: SubjectToken, fromPod: SubjectToken) =>
+    `lockstep.${run}.host.${pod}.${host}.heal.${fromPod}`,
   progress: (run: string) => `lockstep.${run}.progress`,
 } as const;
 

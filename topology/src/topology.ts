@@ -126,7 +126,7 @@ export const FaultRule = z
     from: z.enum(['client', 'pod', 'host']).optional(),
     /** Only messages of these protocol phases (see `phaseOfKind`, and each kind's phase in the wire table). */
     phases: z.array(MessagePhase).min(1).optional(),
-    /** Only messages published on subjects matching one of these NATS patterns (`*` one token, `>` the rest), e.g. `lockstep.*.host.1.*.data`. */
+    /** Only messages published on subjects matching one of these NATS patterns (`*` one token, `>` the rest), e.g. `lockstep.*.host.1.*.data.>` (every sender). */
     subjects: z.array(z.string().min(1).max(300)).min(1).optional(),
     /** Only messages of steps in [from, to]. */
     steps: z

@@ -1,18 +1,20 @@
 import { z } from 'zod';
 import * as M from './messages.ts';
 import type { TensorKind } from './messages.ts';
-import { subjects } from './subjects.ts';
+import { actorNames, parseSender, subjects } from './subjects.ts';
 
 /**
  * The wire as one table: a row per message kind (every control message, and
  * every tensor that travels as `tensor.chunk` frames) with its schema, the
  * channel it travels on, who sends it to whom, its protocol phase, and its
- * contract. The ControlMessage union, the NATS permissions per role, the
- * edge's authorization (which kinds a channel accepts, from whom), the fault
- * rules' phases and the README's subject table are all derived from it.
+ * contract; and a row per channel with its subject and who receives and who
+ * sends on it. The ControlMessage union, each actor's NATS permissions, the
+ * edge's subscriptions and authorization (which kinds a channel accepts, from
+ * whom; which sender its subject names), the fault rules' phases and the
+ * README's subject table are all derived from it.
  */
 
-/** The roles that publish; each has its own NATS user (see permissions.ts). */
+/** The roles that publish; each actor's NATS permissions come from its role's routes (see permissions.ts). */
 export type Role = 'client' | 'pod' | 'host';
 /** Who receives: a role, or an observer (tests, dashboards) that only watches. */
 export type Receiver = Role | 'observer';
@@ -28,29 +30,67 @@ export type Receiver = Role | 'observer';
 export const MessagePhase = z.enum(['dispatch', 'reduceScatter', 'exchange', 'allGather', 'prepared', 'commit', 'abort', 'restore', 'end']);
 export type MessagePhase = z.infer<typeof MessagePhase>;
 
-// Placeholders that turn the subject functions of subjects.ts into the subject patterns they build.
+// Placeholders that turn the subject functions of subjects.ts into the subject patterns they build:
+// the run, the receiver's pod and host, and the sender's pod and host where the receiver's do not say who sent it.
 const RUN = '<run>';
 const P = '<p>' as unknown as number;
 const H = '<h>' as unknown as number;
+const SP = '<sp>' as unknown as number;
+const SH = '<sh>' as unknown as number;
 
-/** Where messages travel: each channel is one subject per receiver (subjects.ts builds them). */
+/** Where messages travel: each channel is one subject per receiver and sender (subjects.ts builds them). */
 export interface WireChannelRow {
-  /** The subject, with `<run>`, `<p>` (pod) and `<h>` (host) in place of the actual ones. */
+  /** The subject, with `<run>`, the receiver's `<p>` (pod) and `<h>` (host), and the sender's `<sp>`, `<sh>`. */
   subject: string;
   /** Who the subject belongs to. */
   to: string;
+  /** The receiver as an actor name over the subject's placeholders (`host/<p>/<h>`); none for observers. */
+  receiver?: string;
+  /**
+   * The sender as an actor name over the subject's placeholders (`host/<sp>/<sh>`, `pod/<p>`): only that actor may
+   * publish on such a subject (its NATS permissions name its own tokens), and a receiver's edge rejects a message
+   * whose `sender` is another. Every channel names one: a subject whose receiver's tokens do not say who sent it
+   * ends with the sender's (`host.<p>.<h>.ping.<sp>`: host h of pod sp).
+   */
+  sender: string;
 }
 
 export const wireChannels = {
-  'client.report': { subject: subjects.clientReport(RUN), to: 'the client' },
-  'pod.cmd': { subject: subjects.podCmd(RUN, P), to: 'pod p' },
-  'pod.report': { subject: subjects.podReport(RUN, P), to: 'pod p' },
-  'host.cmd': { subject: subjects.hostCmd(RUN, P, H), to: 'host h of pod p' },
-  'host.data': { subject: subjects.hostData(RUN, P, H), to: 'host h of pod p' },
-  'host.ping': { subject: subjects.hostPing(RUN, P, H), to: 'host h of pod p' },
-  'host.state': { subject: subjects.hostState(RUN, P, H), to: 'host h of pod p' },
-  'host.heal': { subject: subjects.hostHeal(RUN, P, H), to: 'host h of pod p' },
-  progress: { subject: subjects.progress(RUN), to: 'observers' },
+  'client.report': { subject: subjects.clientReport(RUN, SP), to: 'the client', receiver: 'client', sender: actorNames.pod(SP) },
+  'pod.cmd': { subject: subjects.podCmd(RUN, P), to: 'pod p', receiver: actorNames.pod(P), sender: 'client' },
+  'pod.report': { subject: subjects.podReport(RUN, P, SH), to: 'pod p', receiver: actorNames.pod(P), sender: actorNames.host(P, SH) },
+  'host.cmd': { subject: subjects.hostCmd(RUN, P, H), to: 'host h of pod p', receiver: actorNames.host(P, H), sender: actorNames.pod(P) },
+  'host.data': {
+    subject: subjects.hostData(RUN, P, H, SP, SH),
+    to: 'host h of pod p',
+    receiver: actorNames.host(P, H),
+    sender: actorNames.host(SP, SH),
+  },
+  'host.ping': {
+    subject: subjects.hostPing(RUN, P, H, SP),
+    to: 'host h of pod p',
+    receiver: actorNames.host(P, H),
+    sender: actorNames.host(SP, H),
+  },
+  'host.state': {
+    subject: subjects.hostState(RUN, P, H, SP),
+    to: 'host h of pod p',
+    receiver: actorNames.host(P, H),
+    sender: actorNames.host(SP, H),
+  },
+  'host.expect': {
+    subject: subjects.hostExpect(RUN, P, H, SP),
+    to: 'host h of pod p',
+    receiver: actorNames.host(P, H),
+    sender: actorNames.pod(SP),
+  },
+  'host.heal': {
+    subject: subjects.hostHeal(RUN, P, H, SP),
+    to: 'host h of pod p',
+    receiver: actorNames.host(P, H),
+    sender: actorNames.host(SP, H),
+  },
+  progress: { subject: subjects.progress(RUN), to: 'observers', sender: 'client' },
 } as const satisfies Record<string, WireChannelRow>;
 export type WireChannel = keyof typeof wireChannels;
 
@@ -338,7 +378,7 @@ export const wireTable = {
   'heal.expect': {
     schema: M.HealExpect,
     frame: 'control',
-    routes: [{ on: 'host.state', from: 'pod', to: 'host' }],
+    routes: [{ on: 'host.expect', from: 'pod', to: 'host' }],
     phase: 'none',
     contract:
       "Pod p's host h says it heals: pod p tells host h of every other pod, on each such heartbeat. That host may serve host h of pod p its state until heartbeat.misses intervals after the last one; none is answered.",
@@ -436,33 +476,118 @@ export function channelsOf(role: Receiver, way: 'sends' | 'receives'): WireChann
   return channelNames.filter((c) => (way === 'sends' ? (byChannel[c].senders as Receiver[]) : byChannel[c].receivers).includes(role));
 }
 
-/** A subject with `<run>`, `<p>` and `<h>` as a NATS pattern for run `run`: every pod and host (`*`). */
-function pattern(subject: string, run: string): string {
-  return subject.replace(RUN, run).replace(/<[ph]>/g, '*');
+const rowOf = (c: WireChannel): WireChannelRow => wireChannels[c];
+const PLACEHOLDER = /^<[a-z]+>$/;
+
+/**
+ * The placeholders of a template actor name (`host/<sp>/<sh>`) that make it
+ * `actor` (`host/0/1`: sp=0, sh=1), or undefined when `actor` is not of its form.
+ */
+function bind(template: string, actor: string): Record<string, string> | undefined {
+  const want = template.split('/');
+  const got = actor.split('/');
+  if (want.length !== got.length) return undefined;
+  const out: Record<string, string> = {};
+  for (let i = 0; i < want.length; i++) {
+    if (!PLACEHOLDER.test(want[i])) {
+      if (want[i] !== got[i]) return undefined;
+    } else if (!/^\d{1,6}$/.test(got[i]) || (out[want[i]] !== undefined && out[want[i]] !== got[i])) return undefined;
+    else out[want[i]] = got[i];
+  }
+  return out;
 }
 
-/** The NATS subject pattern of a channel in run `run`: every pod and host (`*`) of it. */
+/** A subject with its placeholders as a NATS pattern for run `run`: each bound one as given, every other one `*`. */
+function fill(subject: string, run: string, bound: Record<string, string> = {}): string {
+  return subject
+    .split('.')
+    .map((t) => (t === RUN ? run : PLACEHOLDER.test(t) ? (bound[t] ?? '*') : t))
+    .join('.');
+}
+
+/** The NATS subject pattern of a channel in run `run`: every receiver and sender (`*`) of it. */
 export function channelPattern(c: WireChannel, run: string): string {
-  return pattern(wireChannels[c].subject, run);
+  return fill(wireChannels[c].subject, run);
+}
+
+/**
+ * The subjects of channel `c` actor `actor` may publish on in run `run`: its
+ * own sender tokens, any receiver (`*`) its tokens do not fix (host/0/1's data
+ * goes to `host.*.*.data.0.1`, its reports only to `pod.0.report.1`). Undefined
+ * when the actor does not send on `c`.
+ */
+export function sendPattern(c: WireChannel, run: string, actor: string): string | undefined {
+  const role = parseSender(actor)?.role;
+  if (!role || !sendersOn(c).includes(role)) return undefined;
+  const bound = bind(rowOf(c).sender, actor);
+  return bound && fill(wireChannels[c].subject, run, bound);
+}
+
+/**
+ * The subjects of channel `c` actor `actor` receives on in run `run`: its own
+ * receiver tokens, every sender (`*`): what its edge subscribes to, and what it
+ * may. Undefined when the actor does not receive on `c`.
+ */
+export function receivePattern(c: WireChannel, run: string, actor: string): string | undefined {
+  const role = parseSender(actor)?.role;
+  if (!role || !receiversOn(c).includes(role)) return undefined;
+  const template = rowOf(c).receiver;
+  if (template === undefined) return channelPattern(c, run);
+  const bound = bind(template, actor);
+  return bound && fill(wireChannels[c].subject, run, bound);
+}
+
+/** How many subjects a `subjectSender` remembers the sender of. */
+const SENDERS_KEPT = 256;
+
+/**
+ * Who a subject of channel `c` says sent a message: the channel's sender filled
+ * from the subject's tokens (`lockstep.r.host.0.1.data.1.0` -> `host/1/0`), or
+ * undefined for a subject not of the channel's form. Made once per receiver: it remembers the senders of the last `SENDERS_KEPT` subjects it
+ * read (a receiver hears a few senders over and over), so most calls only look
+ * one up.
+ */
+export function subjectSender(c: WireChannel): (subject: string) => string | undefined {
+  const template = rowOf(c).sender;
+  const tokens = wireChannels[c].subject.split('.');
+  const parts = template.split('/').map((x) => (PLACEHOLDER.test(x) ? tokens.indexOf(x) : x));
+  const read = (subject: string) => {
+    const t = subject.split('.');
+    if (t.length !== tokens.length) return undefined;
+    return parts.map((x) => (typeof x === 'number' ? t[x] : x)).join('/');
+  };
+  const known = new Map<string, string | undefined>();
+  return (subject) => {
+    const hit = known.get(subject);
+    if (hit !== undefined || known.has(subject)) return hit;
+    if (known.size >= SENDERS_KEPT) known.clear();
+    const sender = read(subject);
+    known.set(subject, sender);
+    return sender;
+  };
 }
 
 /**
  * Subject trees a permission may name whole: a host's own subjects
- * (subjects.hostAll). A role that uses every channel in a tree is given the
- * tree as one permission (`host.*.*.>`) instead of a permission per channel.
+ * (subjects.hostAll). An actor that receives on every channel in a tree may
+ * subscribe to its own tree as one permission (`host.0.1.>`) instead of a
+ * permission per channel.
  */
-export const wireTrees = { host: subjects.hostAll(RUN, P, H) } as const;
+export const wireTrees = { host: { subject: subjects.hostAll(RUN, P, H), receiver: actorNames.host(P, H) } } as const;
 
 const subjectUnder = (tree: string, subject: string) => tree.endsWith('.>') && subject.startsWith(tree.slice(0, -1));
 
 /** The channels whose subjects lie in a tree. */
 export function channelsIn(tree: keyof typeof wireTrees): WireChannel[] {
-  return channelNames.filter((c) => subjectUnder(wireTrees[tree], wireChannels[c].subject));
+  return channelNames.filter((c) => subjectUnder(wireTrees[tree].subject, wireChannels[c].subject));
 }
 
-/** The NATS pattern of a tree in run `run`. */
-export function treePattern(tree: keyof typeof wireTrees, run: string): string {
-  return pattern(wireTrees[tree], run);
+/** The NATS pattern of a tree in run `run`: every receiver's, or the one `actor` receives on. */
+export function treePattern(tree: keyof typeof wireTrees, run: string, actor?: string): string | undefined {
+  const { subject, receiver } = wireTrees[tree];
+  if (actor === undefined) return fill(subject, run);
+  const bound = bind(receiver, actor);
+  return bound && fill(subject, run, bound);
 }
 
 /** The protocol phase of a message or tensor kind (undefined for kinds outside the step protocol, or unknown). */

@@ -1,4 +1,4 @@
-import { kindsOn, sendersOn, tensorsOn, wireChannels, wireTable, type WireChannel, type WireKind, type WireRow } from './wire.ts';
+import { kindsOn, tensorsOn, wireChannels, wireTable, type WireChannel, type WireChannelRow, type WireKind, type WireRow } from './wire.ts';
 
 /** The README's wire tables sit between these markers; `npm run docs:wire` rewrites what is between them. */
 export const WIRE_DOC_START = '<!-- wire-table:start -->';
@@ -7,7 +7,12 @@ export const WIRE_DOC_END = '<!-- wire-table:end -->';
 const cell = (s: string) => s.replace(/\|/g, '\\|');
 const code = (s: string) => `\`${s}\``;
 
-/** The wire table as markdown: one row per subject (what travels on it), then one per message kind (its contract). */
+/**
+ * The wire table as markdown: one row per subject (who may publish on it, and
+ * what travels on it), then one per message kind (its contract). A sender
+ * written as an actor name over the subject's placeholders (`host/<sp>/<sh>`)
+ * is the only one the server lets publish on such a subject.
+ */
 export function renderWireDoc(): string {
   const channels = (Object.keys(wireChannels) as WireChannel[]).filter((c) => kindsOn(c).length > 0);
   const bySubject = channels.map((c) => {
@@ -17,7 +22,8 @@ export function renderWireDoc(): string {
         .map(code),
       ...tensorsOn(c).map((t) => `${code(t)} chunks`),
     ];
-    return `| ${code(wireChannels[c].subject)} | ${sendersOn(c).join(', ')} -> ${wireChannels[c].to} | ${messages.join(', ')} |`;
+    const row: WireChannelRow = wireChannels[c];
+    return `| ${code(row.subject)} | ${code(row.sender)} -> ${row.to} | ${messages.join(', ')} |`;
   });
   const byKind = (Object.entries(wireTable) as [WireKind, WireRow][]).map(([kind, row]) => {
     const routes = row.routes.map((r) => `${r.from} -> ${r.to} on ${code(r.on)}`).join('; ');

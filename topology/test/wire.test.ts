@@ -13,14 +13,19 @@ import {
   channelsIn,
   channelsOf,
   kindsOn,
+  actorPermissions,
+  identityPermissions,
   observerPermissions,
+  parseSender,
   phaseOfKind,
+  receivePattern,
   receiversOn,
   renderWireDoc,
-  rolePermissions,
+  sendPattern,
   sendersOn,
   spliceWireDoc,
   subjectMatches,
+  subjectSender,
   subjects,
   tensorsOn,
   wireChannels,
@@ -28,6 +33,7 @@ import {
   wireTable,
   type ControlKind,
   type WireChannel,
+  type WireChannelRow,
   type WireKind,
   type WireRow,
   type WireTable,
@@ -93,14 +99,15 @@ describe('the wire table', () => {
     }
   });
 
-  it('the edge channels accept what they accepted before the table, and a pod says on host.state that its host heals (heal.expect)', () => {
+  it('the edge channels accept what they accepted before the table, and a pod says on host.expect that its host heals (heal.expect)', () => {
     const before: Record<string, string[]> = {
       'client.report': ['pod.heartbeat', 'pod.prepared', 'pod.committed', 'pod.aborted', 'pod.failed', 'pod.stopped', 'pod.restored'],
       'pod.cmd': ['step.dispatch', 'step.commit', 'step.abort', 'run.end', 'run.restore'],
       'pod.report': ['host.heartbeat', 'host.prepared', 'host.committed', 'host.aborted', 'host.failed', 'host.stopped', 'host.restored'],
       'host.cmd': ['host.dispatch', 'host.commit', 'host.abort', 'run.end', 'host.restore'],
       'host.data': ['tensor.chunk', 'tensor.request'],
-      'host.state': ['state.request', 'heal.expect'],
+      'host.state': ['state.request'],
+      'host.expect': ['heal.expect'],
       'host.heal': ['tensor.chunk', 'state.done', 'state.none'],
     };
     const sender = {
@@ -108,7 +115,7 @@ describe('the wire table', () => {
       'pod.cmd': ['client'],
       'pod.report': ['host'],
       'host.cmd': ['pod'],
-      'host.state': ['pod', 'host'],
+      'host.expect': ['pod'],
     } as Record<string, string[]>;
     for (const [c, kinds] of Object.entries(before) as [WireChannel, string[]][]) {
       expect(new Set(kindsOn(c)), c).toEqual(new Set(kinds));
@@ -132,14 +139,15 @@ describe('the wire table', () => {
 
   it("a channel's subject is the one subjects.ts builds, for every pod and host", () => {
     const built: Record<WireChannel, string> = {
-      'client.report': subjects.clientReport('r'),
+      'client.report': subjects.clientReport('r', 1),
       'pod.cmd': subjects.podCmd('r', 1),
-      'pod.report': subjects.podReport('r', 1),
+      'pod.report': subjects.podReport('r', 1, 2),
       'host.cmd': subjects.hostCmd('r', 1, 3),
-      'host.data': subjects.hostData('r', 1, 3),
-      'host.ping': subjects.hostPing('r', 1, 3),
-      'host.state': subjects.hostState('r', 1, 3),
-      'host.heal': subjects.hostHeal('r', 1, 3),
+      'host.data': subjects.hostData('r', 1, 3, 0, 2),
+      'host.ping': subjects.hostPing('r', 1, 3, 0),
+      'host.state': subjects.hostState('r', 1, 3, 0),
+      'host.expect': subjects.hostExpect('r', 1, 3, 0),
+      'host.heal': subjects.hostHeal('r', 1, 3, 0),
       progress: subjects.progress('r'),
     };
     for (const c of channelNames) {
@@ -147,8 +155,29 @@ describe('the wire table', () => {
       for (const other of channelNames)
         if (other !== c) expect(subjectMatches(channelPattern(c, 'r'), built[other]), `${c} vs ${other}`).toBe(false);
     }
-    expect(wireChannels['host.data'].subject).toBe('lockstep.<run>.host.<p>.<h>.data');
-    expect(channelPattern('host.data', 'r')).toBe('lockstep.r.host.*.*.data');
+    expect(wireChannels['host.data'].subject).toBe('lockstep.<run>.host.<p>.<h>.data.<sp>.<sh>');
+    expect(channelPattern('host.data', 'r')).toBe('lockstep.r.host.*.*.data.*.*');
+  });
+
+  it("a subject names its sender wherever the receiver's tokens do not: the edge reads it back", () => {
+    const named = (c: WireChannel, s: string) => subjectSender(c)?.(s);
+    expect(named('host.data', subjects.hostData('r', 1, 3, 0, 2))).toBe('host/0/2');
+    expect(named('pod.report', subjects.podReport('r', 1, 2))).toBe('host/1/2');
+    expect(named('client.report', subjects.clientReport('r', 1))).toBe('pod/1');
+    expect(named('host.cmd', subjects.hostCmd('r', 1, 3))).toBe('pod/1');
+    expect(named('host.state', subjects.hostState('r', 1, 3, 0))).toBe('host/0/3');
+    expect(named('host.heal', subjects.hostHeal('r', 0, 3, 1))).toBe('host/1/3');
+    expect(named('pod.cmd', subjects.podCmd('r', 1))).toBe('client');
+    expect(named('progress', subjects.progress('r'))).toBe('client');
+    expect(named('host.ping', subjects.hostPing('r', 1, 3, 0))).toBe('host/0/3');
+    expect(named('host.expect', subjects.hostExpect('r', 1, 3, 0))).toBe('pod/0');
+    expect(named('host.data', 'lockstep.r.host.1.3.data.0')).toBeUndefined(); // not of the channel's form
+    // every channel names a sender, one of the roles that send on it, and each receiver is one that receives
+    for (const c of channelNames) {
+      const row: WireChannelRow = wireChannels[c];
+      expect(sendersOn(c), c).toEqual([parseSender(row.sender.replace(/<[a-z]+>/g, '0'))?.role]);
+      if (row.receiver) expect(receiversOn(c), c).toContain(parseSender(row.receiver.replace(/<[a-z]+>/g, '0'))?.role);
+    }
   });
 });
 
@@ -206,83 +235,116 @@ describe('phases for fault rules', () => {
   });
 });
 
-describe('NATS permissions derived from the table', () => {
+describe('NATS permissions derived from the table, per actor', () => {
   const r = 'lockstep.run1';
-  const perms = rolePermissions('run1');
 
-  it('a role publishes on the channels it sends on and subscribes to those it receives on (a host to its whole tree)', () => {
-    expect(perms.client).toEqual({
-      publish: [`${r}.pod.*.cmd`, `${r}.progress`, '_INBOX.>', '$JS.API.>'],
-      subscribe: [`${r}.client.report`, '_INBOX.>'],
+  it('an actor publishes on the channels it sends on with its own sender tokens, and subscribes to its own subjects', () => {
+    expect(actorPermissions('run1', 'client')).toEqual({
+      publish: [`${r}.pod.*.cmd`, `${r}.progress`],
+      subscribe: [`${r}.client.report.*`],
     });
-    expect(perms.pod).toEqual({
-      publish: [`${r}.client.report`, `${r}.host.*.*.cmd`, `${r}.host.*.*.state`, '_INBOX.>'],
-      subscribe: [`${r}.pod.*.cmd`, `${r}.pod.*.report`, '_INBOX.>'],
+    expect(actorPermissions('run1', 'pod/1')).toEqual({
+      publish: [`${r}.client.report.1`, `${r}.host.1.*.cmd`, `${r}.host.*.*.expect.1`],
+      subscribe: [`${r}.pod.1.cmd`, `${r}.pod.1.report.*`],
     });
-    expect(perms.host).toEqual({
-      publish: [`${r}.pod.*.report`, `${r}.host.*.*.data`, `${r}.host.*.*.ping`, `${r}.host.*.*.state`, `${r}.host.*.*.heal`, '_INBOX.>'],
-      subscribe: [`${r}.host.*.*.>`, '_INBOX.>'],
+    expect(actorPermissions('run1', 'host/0/1')).toEqual({
+      publish: [`${r}.pod.0.report.1`, `${r}.host.*.*.data.0.1`, `${r}.host.*.1.ping.0`, `${r}.host.*.1.state.0`, `${r}.host.*.1.heal.0`],
+      subscribe: [`${r}.host.0.1.>`],
     });
     expect(observerPermissions('run1')).toEqual({ publish: ['_INBOX.>'], subscribe: [`${r}.>`, '_INBOX.>'] });
+    expect(() => actorPermissions('run1', 'host/0')).toThrow(/not an actor name/);
   });
 
-  it("a host's tree is its five channels; only a role using all of them is given the tree", () => {
-    expect(channelsIn('host')).toEqual(['host.cmd', 'host.data', 'host.ping', 'host.state', 'host.heal']);
+  it('a connection that speaks for several hosts (a host process) may what each of them may, and no more', () => {
+    const both = identityPermissions('run1', ['host/0/0', 'host/0/1']);
+    expect(both.publish).toEqual(expect.arrayContaining([`${r}.host.*.*.data.0.0`, `${r}.host.*.*.data.0.1`, `${r}.pod.0.report.0`]));
+    expect(both.subscribe).toEqual([`${r}.host.0.0.>`, `${r}.host.0.1.>`]);
+    expect(both.publish.some((p) => subjectMatches(p, subjects.hostData('run1', 0, 0, 0, 2)))).toBe(false);
+  });
+
+  it("a host's tree is its six channels; an actor receiving on all of them subscribes to its own tree", () => {
+    expect(channelsIn('host')).toEqual(['host.cmd', 'host.data', 'host.ping', 'host.state', 'host.expect', 'host.heal']);
     expect(channelsOf('host', 'receives')).toEqual(channelsIn('host'));
     expect(channelsOf('host', 'sends')).not.toContain('host.cmd');
-    expect(perms.host.publish).not.toContain(`${r}.host.*.*.>`);
-    expect(perms.pod.publish).not.toContain(`${r}.host.*.*.>`);
+    expect(receivePattern('host.data', 'run1', 'host/1/0')).toBe(`${r}.host.1.0.data.*.*`);
+    expect(receivePattern('host.data', 'run1', 'pod/1')).toBeUndefined();
+    expect(sendPattern('host.cmd', 'run1', 'host/1/0')).toBeUndefined();
   });
 
-  it('no role but a pod may publish a host command, and no role but the client a pod command', () => {
-    const allowed = (list: string[], s: string) => list.some((p) => subjectMatches(p, s));
-    const who = (s: string) => (['client', 'pod', 'host'] as const).filter((role) => allowed(perms[role].publish, s));
-    expect(who(subjects.hostCmd('run1', 0, 0))).toEqual(['pod']);
-    expect(who(subjects.podCmd('run1', 1))).toEqual(['client']);
-    expect(who(subjects.clientReport('run1'))).toEqual(['pod']);
-    expect(who(subjects.progress('run1'))).toEqual(['client']);
-    // a pod says on a host's state subject that its own host of that index heals; a host asks there for the state
-    expect(who(subjects.hostState('run1', 0, 0))).toEqual(['pod', 'host']);
-  });
-
-  it("allows every subject of a 2x2 run exactly as the hand-kept lists did (less the pings the machines no longer send; and a pod its peers' hosts' state subjects: heal.expect)", () => {
-    const before = {
-      client: {
-        publish: [`${r}.pod.*.cmd`, `${r}.progress`, '_INBOX.>', '$JS.API.>'],
-        subscribe: [`${r}.client.report`, '_INBOX.>'],
-      },
-      pod: {
-        publish: [`${r}.client.report`, `${r}.host.*.*.cmd`, `${r}.host.*.*.state`, '_INBOX.>'],
-        subscribe: [`${r}.pod.*.cmd`, `${r}.pod.*.report`, '_INBOX.>'],
-      },
-      host: {
-        publish: [`${r}.pod.*.report`, `${r}.host.*.*.data`, `${r}.host.*.*.ping`, `${r}.host.*.*.state`, `${r}.host.*.*.heal`, '_INBOX.>'],
-        subscribe: [`${r}.host.*.*.>`, '_INBOX.>'],
-      },
-    };
-    const all = ['run1', 'other'].flatMap((run) => [
-      subjects.clientReport(run),
-      subjects.progress(run),
-      `lockstep.${run}.runlog`,
-      ...[0, 1].flatMap((p) => [
-        subjects.podCmd(run, p),
-        subjects.podReport(run, p),
-        ...[0, 1].flatMap((h) => [
-          subjects.hostCmd(run, p, h),
-          subjects.hostData(run, p, h),
-          subjects.hostPing(run, p, h),
-          subjects.hostState(run, p, h),
-          subjects.hostHeal(run, p, h),
+  // every actor and every subject of a 2x2 run (and of another run), with every sender token
+  const actors = ['client', 'pod/0', 'pod/1', 'host/0/0', 'host/0/1', 'host/1/0', 'host/1/1'];
+  const ix = [0, 1];
+  const all = ['run1', 'other'].flatMap((run) => [
+    subjects.progress(run),
+    `lockstep.${run}.runlog`,
+    ...ix.map((sp) => subjects.clientReport(run, sp)),
+    ...ix.flatMap((p) => [
+      subjects.podCmd(run, p),
+      ...ix.map((sh) => subjects.podReport(run, p, sh)),
+      ...ix.flatMap((h) => [
+        subjects.hostCmd(run, p, h),
+        ...ix.flatMap((sp) => [
+          subjects.hostPing(run, p, h, sp),
+          subjects.hostState(run, p, h, sp),
+          subjects.hostExpect(run, p, h, sp),
+          subjects.hostHeal(run, p, h, sp),
         ]),
+        ...ix.flatMap((sp) => ix.map((sh) => subjects.hostData(run, p, h, sp, sh))),
       ]),
-    ]);
-    all.push('_INBOX.abc.1', '$JS.API.STREAM.INFO.X');
-    const allowed = (list: string[], s: string) => list.some((p) => subjectMatches(p, s));
-    for (const role of ['client', 'pod', 'host'] as const) {
-      for (const way of ['publish', 'subscribe'] as const) {
-        for (const s of all) expect(allowed(perms[role][way], s), `${role} ${way} ${s}`).toBe(allowed(before[role][way], s));
+    ]),
+  ]);
+  const allowed = (list: string[], s: string) => list.some((p) => subjectMatches(p, s));
+  const channelOf = (s: string) => channelNames.filter((c) => subjectMatches(channelPattern(c, 'run1'), s));
+
+  it('on every subject, only the actor it names as its sender may publish', () => {
+    for (const actor of actors) {
+      const perms = actorPermissions('run1', actor);
+      for (const s of all) {
+        const [c] = channelOf(s);
+        const expected = c !== undefined && subjectSender(c)(s) === actor;
+        expect(allowed(perms.publish, s), `${actor} publish ${s}`).toBe(expected);
       }
     }
+  });
+
+  it('an actor may subscribe to the subjects addressed to it (from any sender), and to no other', () => {
+    for (const actor of actors) {
+      const perms = actorPermissions('run1', actor);
+      for (const s of all) {
+        const [c] = channelOf(s);
+        const mine =
+          c !== undefined && receivePattern(c, 'run1', actor) !== undefined && subjectMatches(receivePattern(c, 'run1', actor)!, s);
+        expect(allowed(perms.subscribe, s), `${actor} subscribe ${s}`).toBe(mine);
+      }
+    }
+    // and so: a host hears only its own subjects, a pod only its own
+    expect(allowed(actorPermissions('run1', 'host/0/0').subscribe, subjects.hostData('run1', 0, 1, 0, 0))).toBe(false);
+    expect(allowed(actorPermissions('run1', 'pod/0').subscribe, subjects.podReport('run1', 1, 0))).toBe(false);
+  });
+
+  it('the forgeries of the security review are refused: host/0/0 as host/0/1, on pod 1, or a command; pod/0 as pod/1', () => {
+    const host00 = actorPermissions('run1', 'host/0/0').publish;
+    expect(allowed(host00, subjects.hostData('run1', 0, 0, 0, 1))).toBe(false); // a grad.slice as host/0/1
+    expect(allowed(host00, subjects.hostData('run1', 1, 0, 0, 1))).toBe(false);
+    expect(allowed(host00, subjects.podReport('run1', 0, 1))).toBe(false); // a host.prepared as host/0/1
+    for (const sh of ix) expect(allowed(host00, subjects.podReport('run1', 1, sh))).toBe(false); // anything on pod 1's reports
+    expect(allowed(host00, subjects.hostCmd('run1', 0, 1))).toBe(false);
+    expect(allowed(host00, subjects.hostState('run1', 1, 0, 1))).toBe(false);
+    expect(allowed(host00, subjects.hostHeal('run1', 1, 0, 1))).toBe(false);
+    expect(allowed(host00, subjects.hostPing('run1', 1, 0, 1))).toBe(false);
+    for (const sp of ix) expect(allowed(host00, subjects.hostExpect('run1', 1, 0, sp))).toBe(false); // heal.expect as a pod
+    // what it may: its own data to any peer, its own reports, state and heal as itself
+    expect(allowed(host00, subjects.hostData('run1', 0, 1, 0, 0))).toBe(true);
+    expect(allowed(host00, subjects.hostData('run1', 1, 0, 0, 0))).toBe(true);
+    expect(allowed(host00, subjects.podReport('run1', 0, 0))).toBe(true);
+    expect(allowed(host00, subjects.hostState('run1', 1, 0, 0))).toBe(true);
+    const pod0 = actorPermissions('run1', 'pod/0').publish;
+    expect(allowed(pod0, subjects.clientReport('run1', 1))).toBe(false);
+    expect(allowed(pod0, subjects.hostCmd('run1', 1, 0))).toBe(false);
+    expect(allowed(pod0, subjects.hostExpect('run1', 1, 0, 1))).toBe(false); // heal.expect as pod/1
+    expect(allowed(pod0, subjects.hostState('run1', 1, 0, 0))).toBe(false); // a state.request as its host
+    expect(allowed(pod0, subjects.clientReport('run1', 0))).toBe(true);
+    expect(allowed(pod0, subjects.hostExpect('run1', 1, 0, 0))).toBe(true);
   });
 });
 

@@ -47,12 +47,19 @@ export interface HealAnswer {
 
 export const freshAnswer = (round: number): HealAnswer => ({ round, tensors: new Map(), done: undefined, none: undefined });
 
-/** The messages that give `state` to host `host` of pod `to` for its request round `round`; `envelope` makes each id. */
+/** The messages host `host` of pod `from` sends to give `state` to host `host` of pod `to` for its request round `round`; `envelope` makes each id. */
 export function stateAnswer(
   state: CommittedState,
-  o: { runId: string; host: number; to: number; round: number; envelope: (kind: string, step: number, attempt: number) => Envelope },
+  o: {
+    runId: string;
+    host: number;
+    from: number;
+    to: number;
+    round: number;
+    envelope: (kind: string, step: number, attempt: number) => Envelope;
+  },
 ): WireCommand[] {
-  const subject = subjects.hostHeal(o.runId, o.to, o.host);
+  const subject = subjects.hostHeal(o.runId, o.to, o.host, o.from);
   const tensors = [state.params, ...state.optState];
   const out: WireCommand[] = tensors.map((data, i) => {
     const env = o.envelope(`state.${i}.to${o.to}.r${o.round}`, state.step, o.round);

@@ -156,7 +156,7 @@ function envelope(ctx: HostContext, kind: string) {
 }
 
 function toPod(ctx: HostContext, message: ControlMessage): WireCommand {
-  return { type: 'wire.send', subject: subjects.podReport(ctx.runId, ctx.pod), message };
+  return { type: 'wire.send', subject: subjects.podReport(ctx.runId, ctx.pod, ctx.host), message };
 }
 
 type StepTensor = TensorRequest['tensor'];
@@ -196,7 +196,7 @@ function tensorTo(ctx: HostContext, tensor: StepTensor, to: Peer, round?: number
   const id = `${tensor}.${tensor === 'grad.exchange' ? to.pod : to.host}${round === undefined ? '' : `.x${round}`}`;
   return {
     type: 'wire.sendTensor',
-    subject: subjects.hostData(ctx.runId, to.pod, to.host),
+    subject: subjects.hostData(ctx.runId, to.pod, to.host, ctx.pod, ctx.host),
     head: { ...envelope(ctx, id), tensor, shard: tensor === 'grad.slice' ? to.host : ctx.host },
     data,
   };
@@ -248,6 +248,7 @@ function answerFor(context: HostContext, req: { pod: number; round: number }): W
   return stateAnswer(committedState(context), {
     runId: context.runId,
     host: context.host,
+    from: context.pod,
     to: req.pod,
     round: req.round,
     envelope: (kind, step, attempt) => envelopeFor({ ...context, step, attempt }, context.me, `${kind}.s${context.served}`),
@@ -277,7 +278,7 @@ const holdsState = (ctx: HostContext) => !NO_STATE.has(ctx.phase) && !(ctx.phase
 
 /** The ping subject of host h of pod `q`: pings and pongs between a host and its cross-pod peers. */
 function toPeerPing(ctx: HostContext, q: number, message: ControlMessage): WireCommand {
-  return { type: 'wire.send', subject: subjects.hostPing(ctx.runId, q, ctx.host), message };
+  return { type: 'wire.send', subject: subjects.hostPing(ctx.runId, q, ctx.host, ctx.pod), message };
 }
 
 /** The pod of a host that sent `sender` (`host/<p>/<h>`). */
@@ -534,7 +535,7 @@ export const hostSetup = setup({
         const message = { ...envelope(context, `tensor.request.${tensor}.r${round}`), kind: 'tensor.request' as const, tensor, round };
         enqueue.sendTo('wire', {
           type: 'wire.send',
-          subject: subjects.hostData(context.runId, p.pod, p.host),
+          subject: subjects.hostData(context.runId, p.pod, p.host, context.pod, context.host),
           message,
         } satisfies WireCommand);
       }
@@ -661,7 +662,7 @@ export const hostSetup = setup({
         const ctx = { ...context, step: 0, attempt: a.round };
         enqueue.sendTo('wire', {
           type: 'wire.send',
-          subject: subjects.hostState(context.runId, q, context.host),
+          subject: subjects.hostState(context.runId, q, context.host, context.pod),
           message: { ...envelope(ctx, `state.request.${q}.a${context.heal.asks}`), kind: 'state.request', reqId: `r${a.round}` },
         } satisfies WireCommand);
       }
@@ -738,7 +739,7 @@ export const hostSetup = setup({
           : `${context.phase} (no replica was left to heal from)`;
       enqueue.sendTo('wire', {
         type: 'wire.send',
-        subject: subjects.hostHeal(context.runId, q, context.host),
+        subject: subjects.hostHeal(context.runId, q, context.host, context.pod),
         message: { ...envelope(ctx, `state.none.to${q}.s${context.served}`), kind: 'state.none', reqId: event.msg.reqId, reason: why },
       } satisfies WireCommand);
       enqueue.assign({ served: context.served + 1, serving: slotsAnswered(context.serving, q, event.at) });

@@ -108,7 +108,7 @@ function envelope(ctx: PodContext, kind: string) {
 }
 
 function toClient(ctx: PodContext, message: ControlMessage): WireCommand {
-  return { type: 'wire.send', subject: subjects.clientReport(ctx.runId), message };
+  return { type: 'wire.send', subject: subjects.clientReport(ctx.runId, ctx.pod), message };
 }
 
 function eventStep(event: PodEvent): { step: number; attempt: number } | undefined {
@@ -307,7 +307,7 @@ export const podMachine = setup({
         if (q === context.pod) continue;
         enqueue.sendTo('wire', {
           type: 'wire.send',
-          subject: subjects.hostState(context.runId, q, h),
+          subject: subjects.hostExpect(context.runId, q, h, context.pod),
           message: { ...envelope(context, `heal.expect.${h}.to${q}.r${context.relays}`), kind: 'heal.expect' },
         } satisfies WireCommand);
       }

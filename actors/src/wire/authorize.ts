@@ -13,11 +13,10 @@ export type Channel =
   | { on: 'host.data'; pod: number; host: number; pods: number; hosts: number }
   /** Start-up: ping and pong between this host and host h of another pod. */
   | { on: 'host.ping'; pod: number; host: number; pods: number }
-  /**
-   * Healing: state.request from host h of another pod (it restarted and asks for the committed state), and
-   * heal.expect from another pod (its host h heals: it may be served).
-   */
+  /** Healing: state.request from host h of another pod (it restarted and asks for the committed state). */
   | { on: 'host.state'; pod: number; host: number; pods: number }
+  /** Healing: heal.expect from another pod (its host h heals: it may be served). */
+  | { on: 'host.expect'; pod: number; host: number; pods: number }
   /** Healing: the committed state (state.params, state.opt chunks, then state.done) or state.none, from host h of another pod. */
   | { on: 'host.heal'; pod: number; host: number; pods: number };
 
@@ -48,11 +47,12 @@ export function authorize(
       return s.role === 'pod' && s.pod === channel.pod ? undefined : forged(`not pod ${channel.pod}`);
     case 'host.data':
       return kind === 'tensor.request' ? authorizeRequest(channel, s, tensor, forged) : authorizeTensor(channel, s, tensor, forged);
+    case 'host.expect':
+      // another pod says its host h heals (heal.expect)
+      return s.role === 'pod' && s.pod !== channel.pod && s.pod < channel.pods ? undefined : forged('not another pod');
     case 'host.ping':
     case 'host.state':
-      // another pod says its host h heals (heal.expect); host h of another pod pings, or asks (state.request)
-      if (kind === 'heal.expect')
-        return s.role === 'pod' && s.pod !== channel.pod && s.pod < channel.pods ? undefined : forged('not another pod');
+      // host h of another pod pings, or asks (state.request)
       if (s.role !== 'host' || s.host !== channel.host || s.pod === channel.pod || s.pod >= channel.pods)
         return forged(`not host ${channel.host} of another pod`);
       return undefined;

@@ -9,6 +9,7 @@ import {
   isTensorFrame,
   type ControlMessage,
   parameterCount,
+  subjectSender,
   type TensorKind,
   type Topology,
 } from '@lockstep/topology';
@@ -49,8 +50,8 @@ type WireEventBody =
  * (parsing, authorization, de-duplication, reassembly, faults) is the edge's.
  */
 export interface Transport {
-  /** Deliver every message published on `subject`; returns the unsubscribe. */
-  subscribe(subject: string, onMessage: (bytes: Uint8Array) => void): () => void;
+  /** Deliver every message published on a subject matching `subject` (a NATS pattern), with the subject it was published on; returns the unsubscribe. */
+  subscribe(subject: string, onMessage: (bytes: Uint8Array, subject: string) => void): () => void;
   publish(subject: string, bytes: Uint8Array): void;
 }
 
@@ -77,7 +78,9 @@ type Outgoing = { subject: string; bytes: Uint8Array; meta: { kind: string; step
 
 /**
  * The edge of an actor: subscribes to its subjects, parses every message with
- * its schema, checks who sent it, drops repeats, reassembles tensors and hands
+ * its schema, checks who sent it (the `sender` it names must be the one its
+ * subject names, where the subject names one: the server lets only that actor
+ * publish there; and that sender may send that kind on that channel), drops repeats, reassembles tensors and hands
  * the machine typed events stamped with the time (or `wire.rejected` with the
  * reason). A control message is a repeat by its id; a tensor chunk by its
  * tensor and index, and only with the same bytes: two copies of a tensor that
@@ -96,12 +99,14 @@ export function edge(opts: EdgeOptions) {
       tell({ type: 'wire.rejected', reason, detail });
     };
 
-    const onMessage = (channel: Channel, bytes: Uint8Array) => {
+    const onMessage = (channel: Channel, named: NamedSender, bytes: Uint8Array, subject: string) => {
       if (isTensorFrame(bytes)) {
         const d = decodeTensorChunk(bytes);
         if (!d.ok) return reject(d.reason, d.detail);
         const h = d.value.header;
         if (h.runId !== opts.runId) return reject('wrong run', h.runId);
+        const forged = forgedOn(named, subject, h.sender, h.tensor);
+        if (forged) return reject('forged sender', forged);
         const denied = authorize(channel, 'tensor.chunk', h.sender, h);
         if (denied) return reject(denied.reason, denied.detail);
         // a repeated chunk is the assembler's to judge, by its tensor and index and its bytes, not by its message id:
@@ -125,13 +130,18 @@ export function edge(opts: EdgeOptions) {
       if (!d.ok) return reject(d.reason, d.detail);
       const msg = d.value;
       if (msg.runId !== opts.runId) return reject('wrong run', msg.runId);
+      const forged = forgedOn(named, subject, msg.sender, msg.kind);
+      if (forged) return reject('forged sender', forged);
       const denied = authorize(channel, msg.kind, msg.sender, msg.kind === 'tensor.request' ? { tensor: msg.tensor } : undefined);
       if (denied) return reject(denied.reason, denied.detail);
       if (!dedup.firstTime(msg.msgId)) return tell({ type: 'wire.duplicate', msgId: msg.msgId });
       tell({ type: msg.kind, msg } as WireEventBody);
     };
 
-    const unsubscribe = opts.listen.map(({ subject, channel }) => opts.transport.subscribe(subject, (bytes) => onMessage(channel, bytes)));
+    const unsubscribe = opts.listen.map(({ subject, channel }) => {
+      const named = subjectSender(channel.on);
+      return opts.transport.subscribe(subject, (bytes, on) => onMessage(channel, named, bytes, on));
+    });
 
     const held = new Map<string, { copies: Uint8Array[]; timer: unknown }>();
     const rawPublish = (subject: string, bytes: Uint8Array) => {
@@ -213,9 +223,18 @@ export function edge(opts: EdgeOptions) {
   });
 }
 
-/** `lockstep.<run>.host.<p>.<h>.data` -> `host/<p>/<h>` (the peer a tensor request goes to). */
+/** Who the subject of a channel says sent a message (see `subjectSender`). */
+type NamedSender = (subject: string) => string | undefined;
+
+/** Why a message's `sender` is not the one its subject names (undefined: it is). */
+function forgedOn(named: NamedSender, subject: string, sender: string, what: string): string | undefined {
+  const from = named(subject);
+  return from === sender ? undefined : `${what} from ${sender} on a subject of ${from ?? 'no actor'} (${subject})`;
+}
+
+/** `lockstep.<run>.host.<p>.<h>.data.<sp>.<sh>` -> `host/<p>/<h>` (the peer a tensor request goes to). */
 function hostOfDataSubject(subject: string): string | undefined {
-  const m = /\.host\.(\d+)\.(\d+)\.data$/.exec(subject);
+  const m = /\.host\.(\d+)\.(\d+)\.data\.\d+\.\d+$/.exec(subject);
   return m ? `host/${m[1]}/${m[2]}` : undefined;
 }
 
@@ -226,7 +245,7 @@ export function natsTransport(nc: NatsConnection, log: Logger): Transport {
       const sub = nc.subscribe(subject, {
         callback: (err, m) => {
           if (err) return log.error({ err, subject }, 'subscription error');
-          onMessage(m.data);
+          onMessage(m.data, m.subject);
         },
       });
       return () => sub.unsubscribe();

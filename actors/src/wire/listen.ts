@@ -1,26 +1,50 @@
-import { parameterCount, shardRange, subjects, type TensorKind, type Topology } from '@lockstep/topology';
+import {
+  actorNames,
+  parameterCount,
+  receivePattern,
+  shardRange,
+  type TensorKind,
+  type Topology,
+  type WireChannel,
+} from '@lockstep/topology';
 import type { Channel } from './authorize.ts';
 
 export type ActorAddress = { role: 'client' } | { role: 'pod'; pod: number } | { role: 'host'; pod: number; host: number };
 
-/** The subjects an actor's edge listens on, each with the channel its messages are checked against. */
+/** An actor's address as its name (`host/0/1`): the `sender` of what it publishes. */
+export function actorName(a: ActorAddress): string {
+  return a.role === 'client' ? actorNames.client : a.role === 'pod' ? actorNames.pod(a.pod) : actorNames.host(a.pod, a.host);
+}
+
+/**
+ * The subjects an actor's edge listens on, each with the channel its messages
+ * are checked against: its own subjects of each channel it receives on, from
+ * any sender (`*` for the sender's tokens; the wire table's `receivePattern`,
+ * which is also what its NATS user may subscribe to).
+ */
 export function listenFor(t: Topology, runId: string, a: ActorAddress): { subject: string; channel: Channel }[] {
+  const on = (c: WireChannel) => {
+    const subject = receivePattern(c, runId, actorName(a));
+    if (subject === undefined) throw new Error(`listenFor: ${actorName(a)} does not receive on ${c}`);
+    return subject;
+  };
   switch (a.role) {
     case 'client':
-      return [{ subject: subjects.clientReport(runId), channel: { on: 'client.report', pods: t.pods } }];
+      return [{ subject: on('client.report'), channel: { on: 'client.report', pods: t.pods } }];
     case 'pod':
       return [
-        { subject: subjects.podCmd(runId, a.pod), channel: { on: 'pod.cmd', pod: a.pod } },
-        { subject: subjects.podReport(runId, a.pod), channel: { on: 'pod.report', pod: a.pod, hosts: t.hostsPerPod } },
+        { subject: on('pod.cmd'), channel: { on: 'pod.cmd', pod: a.pod } },
+        { subject: on('pod.report'), channel: { on: 'pod.report', pod: a.pod, hosts: t.hostsPerPod } },
       ];
     case 'host': {
       const { pod, host } = a;
       return [
-        { subject: subjects.hostCmd(runId, pod, host), channel: { on: 'host.cmd', pod, host } },
-        { subject: subjects.hostData(runId, pod, host), channel: { on: 'host.data', pod, host, pods: t.pods, hosts: t.hostsPerPod } },
-        { subject: subjects.hostPing(runId, pod, host), channel: { on: 'host.ping', pod, host, pods: t.pods } },
-        { subject: subjects.hostState(runId, pod, host), channel: { on: 'host.state', pod, host, pods: t.pods } },
-        { subject: subjects.hostHeal(runId, pod, host), channel: { on: 'host.heal', pod, host, pods: t.pods } },
+        { subject: on('host.cmd'), channel: { on: 'host.cmd', pod, host } },
+        { subject: on('host.data'), channel: { on: 'host.data', pod, host, pods: t.pods, hosts: t.hostsPerPod } },
+        { subject: on('host.ping'), channel: { on: 'host.ping', pod, host, pods: t.pods } },
+        { subject: on('host.state'), channel: { on: 'host.state', pod, host, pods: t.pods } },
+        { subject: on('host.expect'), channel: { on: 'host.expect', pod, host, pods: t.pods } },
+        { subject: on('host.heal'), channel: { on: 'host.heal', pod, host, pods: t.pods } },
       ];
     }
   }

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { GenericContainer, Network, Wait, getContainerRuntimeClient, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
-import { InvalidTopology, isPresetName, preset, presetNames, type Role, type Topology } from '@lockstep/topology';
-import { newCredentials, type Credentials } from '../nats/users.ts';
-import { clusterPlan, containerName, NATS_PORT, planEntry, type ClusterPlan } from '../plan.ts';
+import { InvalidTopology, isPresetName, preset, presetNames, type Topology } from '@lockstep/topology';
+import { newCredentials, type Credentials, type Login } from '../nats/users.ts';
+import { clusterIdentities, clusterPlan, containerName, identityOf, NATS_PORT, planEntry, type ClusterPlan } from '../plan.ts';
 
 /**
  * A lockstep cluster in containers, for tests (yours or lockstep's): the
@@ -19,9 +19,10 @@ import { clusterPlan, containerName, NATS_PORT, planEntry, type ClusterPlan } fr
  * container name: nats-1, pod-0, host-0-1, client; host-<pod>-<host> also
  * finds the container of a host's group).
  *
- * Every role connects as its own NATS user with per-subject permissions (as
- * in the launcher's runs); the handle's connections log in as `observer`,
- * which may watch every subject of the run and publish nothing, or as a role.
+ * Every process connects as its own NATS user, allowed to publish only as the
+ * actors it runs (as in the launcher's runs); the handle's connections log in
+ * as `observer`, which may watch every subject of the run and publish nothing,
+ * or as a process's identity (`pod-0`, `host-1-0`, or the actor `host/1/0`).
  *
  *   const c = await startLockstepCluster({ topology: 'tiny', steps: 20 });
  *   const nc = await c.connect(0);          // watch lockstep.<run>.> on pod 0's server
@@ -53,7 +54,8 @@ export interface ClientSummary {
   steps: { step: number; paramsHash: string; podsAgree: boolean }[];
 }
 
-export type ClusterLogin = Role | 'observer';
+/** Whom a test connects as: the observer, an identity (`pod-0`, `host-0-0..1`, `client`), or the identity of an actor (`host/0/1`). */
+export type ClusterLogin = string;
 
 export interface LockstepCluster {
   runId: string;
@@ -63,8 +65,8 @@ export interface LockstepCluster {
   nats: StartedTestContainer[];
   runLog: StartedTestContainer;
   containers: Record<string, StartedTestContainer>;
-  /** The users the servers know (one per role, and the observer) and the route login the pods' servers require of each other. */
-  credentials: Credentials & { observer: { user: string; password: string } };
+  /** The users the servers know (one per process, its identity, and the observer) and the route login the pods' servers require of each other. */
+  credentials: Credentials & { observer: Login };
   /**
    * How to reach pod `pod`'s nats-server from the test, logged in as `as`
    * (default observer). The host port is read when called: Docker may move a
@@ -168,7 +170,10 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
   const image = o.image ?? 'lockstep:dev';
   const natsImage = o.natsImage ?? 'lockstep-nats:2.9.10';
   const runId = o.runId ?? 'tc';
-  const credentials = { ...newCredentials(), observer: { user: 'observer', password: randomBytes(18).toString('base64url') } };
+  const credentials = {
+    ...newCredentials(clusterIdentities(topology)),
+    observer: { user: 'observer', password: randomBytes(18).toString('base64url') },
+  };
   const plan = clusterPlan(topology, {
     runId,
     steps: o.steps,
@@ -274,7 +279,9 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
       };
       const bound = info.NetworkSettings.Ports[`${NATS_PORT}/tcp`]?.[0]?.HostPort;
       if (!bound) throw new Error(`nats-${pod} publishes no port for ${NATS_PORT} (is it running?)`);
-      return { servers: `${c.getHost()}:${bound}`, user: credentials[as].user, pass: credentials[as].password, name: `test-${as}` };
+      const login = as === 'observer' ? credentials.observer : credentials.users[identityOf(topology, as) ?? as];
+      if (!login) throw new Error(`no login ${as} (have observer, ${Object.keys(credentials.users).join(', ')}, or an actor's name)`);
+      return { servers: `${c.getHost()}:${bound}`, user: login.user, pass: login.password, name: `test-${as}` };
     };
     const cluster: LockstepCluster = {
       runId,
