@@ -171,29 +171,49 @@ export async function natsBaseline(opts: {
       void b.flush().then(send);
     });
 
-    // throughput: `megabytes` of chunks across the route
+    // throughput: `megabytes` of chunks across the route, with flow control: at most `window` chunks (8 MiB) sent and
+    // not yet received, so the receiving server never drops them as a slow consumer's
     const total = (opts.megabytes ?? 256) * 1024 * 1024;
     const n = Math.ceil(total / opts.chunkBytes);
+    const window = Math.max(8, Math.floor((8 * 1024 * 1024) / opts.chunkBytes));
     const payload = new Uint8Array(opts.chunkBytes);
     let got = 0;
+    let wake: (() => void) | undefined;
     const done = new Promise<void>((resolve) => {
       b.subscribe('bench.tput', {
         callback: () => {
           if (++got >= n) resolve();
+          wake?.();
         },
       });
     });
     await b.flush();
     const t0 = performance.now();
+    const deadline = t0 + 60_000;
+    const stalled = () => new Error(`baseline: only ${got} of ${n} messages arrived in 60 s`);
     for (let i = 0; i < n; i++) {
+      while (i - got >= window) {
+        if (performance.now() > deadline) throw stalled();
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 100);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
       a.publish('bench.tput', payload);
       if (i % 16 === 15) await a.flush();
     }
     await a.flush();
+    let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       done,
-      new Promise((_, rej) => setTimeout(() => rej(new Error(`baseline: only ${got} of ${n} messages arrived in 60 s`)), 60_000)),
-    ]);
+      new Promise((_, rej) => {
+        timer = setTimeout(() => rej(stalled()), Math.max(0, deadline - performance.now()));
+      }),
+    ]).finally(() => clearTimeout(timer));
     const secs = (performance.now() - t0) / 1000;
     return {
       oneWayMs: { p50: quantile(lat, 0.5), p90: quantile(lat, 0.9), mean: lat.reduce((x, y) => x + y, 0) / lat.length },
