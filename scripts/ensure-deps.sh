@@ -43,3 +43,6 @@ if ! find_nats >/dev/null; then
     exit 1
   fi
 fi
+
+# the CLI's bundle (orchestrator/dist, which every role process runs): built when missing or older than the sources
+node orchestrator/build.mjs --if-stale

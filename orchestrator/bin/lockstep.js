@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// The lockstep CLI. Runs the TypeScript sources directly through tsx.
-import { register } from 'tsx/esm/api';
+// The lockstep CLI: the built bundle (orchestrator/dist, `npm run build`), or the TypeScript sources through tsx
+// when there is no bundle or it is older than the sources (see entry.js).
+import { load } from './entry.js';
 
-register();
-const { main } = await import('../src/cli.ts');
+const { main } = await load('cli');
 const code = await main(process.argv);
 // Exit now: role processes keep stdin open to notice the launcher going away.
 // (stdout and stderr are synchronous on Linux files and pipes, so nothing is lost.)
