@@ -1,5 +1,16 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { join, relative } from 'node:path';
 import { Writable } from 'node:stream';
@@ -8,7 +19,7 @@ import { describe, expect, it } from 'vitest';
 import type { ClusterPlan, Credentials, DcnProxy } from '@lockstep/infra';
 import { preset } from '@lockstep/topology';
 import { launch, runReference } from '../src/index.ts';
-import { quietLog, tempDir } from './helpers.ts';
+import { cli, quietLog, tempDir } from './helpers.ts';
 
 /**
  * What a run exposes to anyone on the machine or the network but its owner:
@@ -237,5 +248,33 @@ describe.skipIf(process.platform !== 'linux')("a run's secrets are its owner's o
     expect(launcherLog.length).toBeGreaterThan(0);
     expect(holding(launcherLog.join(''))).toEqual([]);
     expect(holding(JSON.stringify(result))).toEqual([]); // what `train --json` prints, and the summary table is made from
+  }, 120_000);
+});
+
+describe.skipIf(process.platform !== 'linux')('a run directory someone else prepared is not used', () => {
+  it("another user's directory is refused (exit 2, naming it); a link planted as credentials.json is replaced, and what it pointed to is untouched", () => {
+    // as root (CI), hand a directory to another user, as an attacker who made it in /tmp first would have it
+    if (process.getuid?.() === 0) {
+      const theirs = join(tempDir(), 'theirs');
+      mkdirSync(theirs, { mode: 0o777 });
+      chownSync(theirs, 65534, 65534);
+      const r = cli(['train', '--topology', 'tiny', '--steps', '2', '--run-dir', theirs]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/run directory .*theirs: belongs to user 65534, not to you \(0\)/);
+      expect(readdirSync(theirs)).toEqual([]); // nothing of the run was written there
+    }
+    const dir = join(tempDir(), 'run');
+    mkdirSync(dir, { mode: 0o777 });
+    const victim = join(tempDir(), 'victim');
+    writeFileSync(victim, 'IMPORTANT\n', { mode: 0o644 });
+    symlinkSync(victim, join(dir, 'credentials.json'));
+    const r = cli(['train', '--topology', 'tiny', '--steps', '2', '--run-dir', dir, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(victim, 'utf8')).toBe('IMPORTANT\n');
+    expect(statSync(victim).mode & 0o777).toBe(0o644);
+    const cred = lstatSync(join(dir, 'credentials.json'));
+    expect(cred.isSymbolicLink()).toBe(false);
+    expect(cred.mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
   }, 120_000);
 });
