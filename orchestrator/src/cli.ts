@@ -34,7 +34,7 @@ import {
 } from '@lockstep/actors';
 import { defaultWorkers, isFailure, runOne, runPlan, scheduleFor, shrink, summarize } from './sim.ts';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
-import { hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
+import { assertLocalShape, hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
 import { loadTopology } from './load.ts';
 import { fmtLoss, Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
@@ -246,10 +246,13 @@ export function buildProgram(): Command {
       const t = prior
         ? loadTopology(join(prior.runDir, 'topology.json'))
         : loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess });
+      assertLocalShape(t); // a topology too big for one machine is a usage error, said before anything starts
       const log = createLogger(f.logLevel as LogLevel, { role: 'launcher' });
       const progress = new Progress(f.steps, `train ${t.name}`);
       progress.note(`lockstep: ${t.pods} pods x ${t.hostsPerPod} hosts, ${parameterCount(t.model)} parameters, ${f.steps} steps`);
-      progress.note(`starting ${t.pods} nats-servers and ${hostGroups(t).length + t.pods + 1} processes...`);
+      progress.note(
+        `starting ${t.pods + 1} nats-servers (one a pod, one for the run log) and ${hostGroups(t).length + t.pods + 1} processes...`,
+      );
       const result = await launch({
         topology: t,
         steps: f.steps,

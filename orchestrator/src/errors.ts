@@ -4,9 +4,11 @@ import type { FailureKind, FailureReport } from '@lockstep/topology';
 
 export class NatsServerMissing extends Error {
   override name = 'NatsServerMissing';
-  constructor() {
+  constructor(explicit?: string) {
     super(
-      'nats-server was not found on PATH (nor in /usr/sbin or /usr/local/bin).\n' +
+      (explicit
+        ? `nats-server was not found at ${explicit} (--nats-server): no executable file there.\n`
+        : 'nats-server was not found on PATH (nor in /usr/sbin or /usr/local/bin).\n') +
         '  Debian/Ubuntu: sudo apt-get install -y nats-server   (npm test and npm run demo do this when run as root)\n' +
         '  elsewhere: install the nats-server binary (2.9 or newer) and put it on PATH, or pass --nats-server <path>.',
     );

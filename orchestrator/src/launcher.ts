@@ -16,7 +16,7 @@ import {
   type Credentials,
   type DcnProxy,
 } from '@lockstep/infra';
-import { RunFailed } from './errors.ts';
+import { RunFailed, UsageError } from './errors.ts';
 import { localRendering } from './local.ts';
 import { privateDir, writePrivate } from './private.ts';
 import { findNatsServer, localPorts, spawnNats, startDcnProxies, startNatsServers, type NatsNode } from './nats.ts';
@@ -107,6 +107,24 @@ export const MAX_HOSTS = 64;
 export { hostGroups, hostProcessName } from '@lockstep/infra';
 
 /**
+ * Throws UsageError when `t` is too big for one machine: more than MAX_HOSTS hosts, or more than
+ * MAX_PROCESSES processes. `train` checks it before it says it starts anything.
+ */
+export function assertLocalShape(t: Topology): void {
+  const processes = hostGroups(t).length + t.pods + 1;
+  if (t.pods * t.hostsPerPod > MAX_HOSTS) {
+    throw new UsageError(
+      `topology ${t.name} has ${t.pods * t.hostsPerPod} hosts (${t.pods} pods x ${t.hostsPerPod}); train runs at most ${MAX_HOSTS} on one machine. It is a layout for modeled runs; train a smaller topology.`,
+    );
+  }
+  if (processes > MAX_PROCESSES) {
+    throw new UsageError(
+      `topology ${t.name} needs ${processes} processes (${t.pods} pods x ${t.hostsPerPod} hosts, ${t.hostsPerProcess} hosts a process); train starts at most ${MAX_PROCESSES} on one machine. Raise hostsPerProcess or use a smaller topology.`,
+    );
+  }
+}
+
+/**
  * Train a topology with real processes: its cluster plan (`clusterPlan`)
  * rendered on this machine, one nats-server per pod (clustered), the run log's
  * nats-server, one pod-scheduler process per pod, host processes, and the
@@ -115,16 +133,7 @@ export { hostGroups, hostProcessName } from '@lockstep/infra';
 export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   const t = opts.topology;
   const processes = hostGroups(t).length + t.pods + 1;
-  if (t.pods * t.hostsPerPod > MAX_HOSTS) {
-    throw new RunFailed(
-      `topology ${t.name} has ${t.pods * t.hostsPerPod} hosts (${t.pods} pods x ${t.hostsPerPod}); train runs at most ${MAX_HOSTS} on one machine. It is a layout for modeled runs; train a smaller topology.`,
-    );
-  }
-  if (processes > MAX_PROCESSES) {
-    throw new RunFailed(
-      `topology ${t.name} needs ${processes} processes (${t.pods} pods x ${t.hostsPerPod} hosts, ${t.hostsPerProcess} hosts a process); train starts at most ${MAX_PROCESSES} on one machine. Raise hostsPerProcess or use a smaller topology.`,
-    );
-  }
+  assertLocalShape(t);
   const natsBin = findNatsServer(opts.natsServer);
   const runId = opts.runId ?? newRunId();
   const runDir = resolve(opts.runDir ?? join('.lockstep', 'runs', runId));

@@ -24,7 +24,7 @@ export function findNatsServer(explicit?: string): string {
       // keep looking
     }
   }
-  throw new NatsServerMissing();
+  throw new NatsServerMissing(explicit);
 }
 
 /** A nats-server the launcher started, from its local rendering. */

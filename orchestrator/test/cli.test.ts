@@ -70,13 +70,15 @@ describe('lockstep CLI', () => {
   it('a missing nats-server exits 2 and says how to install it', () => {
     const r = cli(['train', '--topology', 'tiny', '--steps', '2', '--nats-server', '/nonexistent/nats-server', '--json']);
     expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/nats-server was not found at \/nonexistent\/nats-server \(--nats-server\)/);
     expect(r.stderr).toMatch(/apt-get install -y nats-server/);
     expect(r.json).toMatchObject({ error: { name: 'NatsServerMissing' } });
   });
 
-  it('refuses palm-540b for a local run, saying why', () => {
+  it('refuses palm-540b for a local run, saying why (a usage error: exit 2, before anything starts)', () => {
     const r = cli(['train', '--topology', 'palm-540b', '--steps', '1']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
+    expect(r.stderr).not.toMatch(/starting/); // said before anything starts
     expect(r.stderr).toMatch(/palm-540b has 1536 hosts \(2 pods x 768\); train runs at most 64 on one machine/);
   });
 });
