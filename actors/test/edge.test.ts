@@ -36,6 +36,27 @@ function harness(nc: NatsConnection, received: WireEvent[], log: Logger = quietL
   return createActor(m).start() as unknown as AnyActorRef;
 }
 
+/** A peer that only sends: the tensors it is given go out through its own edge on `nc` (with `faults`, if any). */
+function sendingPeer(nc: NatsConnection, o: { chunkBytes: number; faults?: FaultPlan }) {
+  const wire = edge({
+    transport: natsTransport(nc, quietLog),
+    clock: systemClock,
+    runId: RUN,
+    log: quietLog,
+    chunkBytes: o.chunkBytes,
+    maxControlBytes: 1024,
+    listen: [],
+    faults: o.faults,
+  });
+  return createActor(
+    setup({ actors: { wire } }).createMachine({
+      invoke: { id: 'wire', src: 'wire' },
+      // sends go out; what the edge says back (wire.faultInjected) stays here
+      on: { 'wire.sendTensor': { actions: sendTo('wire', ({ event }) => event as WireCommand) } },
+    }),
+  ).start();
+}
+
 describe('the edge over NATS (natsTransport) against a real nats-server', () => {
   let server: Awaited<ReturnType<typeof startNatsServer>>;
   let nc: NatsConnection;
@@ -52,24 +73,7 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
     const received: WireEvent[] = [];
     const host = harness(nc, received);
     const sender = await connect({ servers: server.url });
-    const peer = createActor(
-      setup({
-        actors: {
-          wire: edge({
-            transport: natsTransport(sender, quietLog),
-            clock: systemClock,
-            runId: RUN,
-            log: quietLog,
-            chunkBytes: 4096,
-            maxControlBytes: 1024,
-            listen: [],
-          }),
-        },
-      }).createMachine({
-        invoke: { id: 'wire', src: 'wire' },
-        on: { '*': { actions: sendTo('wire', ({ event }) => event as WireCommand) } },
-      }),
-    ).start();
+    const peer = sendingPeer(sender, { chunkBytes: 4096 });
     await nc.flush();
     const data = Float32Array.from({ length: 3000 }, (_, i) => i / 7);
     const sentAt = systemClock.now();
@@ -123,26 +127,8 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
       }),
       'host',
     );
-    const peer = createActor(
-      setup({
-        actors: {
-          wire: edge({
-            transport: natsTransport(sender, quietLog),
-            clock: systemClock,
-            runId: RUN,
-            log: quietLog,
-            chunkBytes: 16_384, // the whole tensor in one chunk: the first copy is complete before the second comes
-            maxControlBytes: 1024,
-            listen: [],
-            faults,
-          }),
-        },
-      }).createMachine({
-        invoke: { id: 'wire', src: 'wire' },
-        // sends go out; what the edge says back (wire.faultInjected) stays here
-        on: { 'wire.sendTensor': { actions: sendTo('wire', ({ event }) => event as WireCommand) } },
-      }),
-    ).start();
+    // the whole tensor in one chunk: the first copy is complete before the second comes
+    const peer = sendingPeer(sender, { chunkBytes: 16_384, faults });
     await nc.flush();
     const data = Float32Array.from({ length: 3000 }, (_, i) => i / 3);
     const send = (step: number) =>

@@ -255,15 +255,9 @@ function answerFor(context: HostContext, req: { pod: number; round: number }): W
   });
 }
 
-/** The pod of the host (state.request: host h of another pod) or pod (heal.expect: another pod) that sent `event`. */
-function senderPod(event: Extract<HostEvent, { type: 'state.request' | 'heal.expect' }>): number {
+/** The pod of the actor that sent `event` (`host/<p>/<h>` or `pod/<p>`): a ping, a pong, a state request or answer, heal.expect. */
+function senderPod(event: { msg: { sender: string } }): number {
   return Number(event.msg.sender.split('/')[1]);
-}
-
-/** Whether (and how) this host answers a peer's state request, by its pod's word, the time and what it holds (serve.ts). */
-function stateRequestVerdict(context: HostContext, event: HostEvent): ServeVerdict | undefined {
-  if (event.type !== 'state.request') return undefined;
-  return serveVerdict(context.serving, senderPod(event), event.at, holdsState(context), context.topology);
 }
 
 /**
@@ -276,13 +270,16 @@ const NO_STATE: ReadonlySet<HostWhere> = new Set(['healing', 'lost', 'restoring'
 /** Whether this host holds a committed state to give: not while healing, lost or restoring, nor while a restarted one joins. */
 const holdsState = (ctx: HostContext) => !NO_STATE.has(ctx.phase) && !(ctx.phase === 'joining' && ctx.restarted);
 
+/** Whether (and how) this host answers a peer's state request, by its pod's word, the time and what it holds (serve.ts). */
+function stateRequestVerdict(context: HostContext, event: HostEvent): ServeVerdict | undefined {
+  if (event.type !== 'state.request') return undefined;
+  return serveVerdict(context.serving, senderPod(event), event.at, holdsState(context), context.topology);
+}
+
 /** The ping subject of host h of pod `q`: pings and pongs between a host and its cross-pod peers. */
 function toPeerPing(ctx: HostContext, q: number, message: ControlMessage): WireCommand {
   return { type: 'wire.send', subject: subjects.hostPing(ctx.runId, q, ctx.host, ctx.pod), message };
 }
-
-/** The pod of a host that sent `sender` (`host/<p>/<h>`). */
-const podOf = (sender: string) => Number(sender.split('/')[1]);
 
 export const hostSetup = setup({
   types: {
@@ -420,13 +417,13 @@ export const hostSetup = setup({
     /** Answer a ping from host h of another pod, whatever this host is doing. */
     answerPing: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'ping') return;
-      const q = podOf(event.msg.sender);
+      const q = senderPod(event);
       enqueue.sendTo('wire', toPeerPing(context, q, { ...envelope(context, `pong.${q}.${context.pings}`), kind: 'pong' }));
       enqueue.assign({ pings: context.pings + 1 });
     }),
     notePong: assign(({ context, event }) => {
       if (event.type !== 'pong') return {};
-      const q = podOf(event.msg.sender);
+      const q = senderPod(event);
       return context.joined.includes(q) || q === context.pod ? {} : { joined: [...context.joined, q] };
     }),
     beginAttempt: assign(({ context, event }) => {
@@ -673,8 +670,7 @@ export const hostSetup = setup({
       let q: number;
       let round: number;
       if (event.type === 'tensor.received') [q, round] = [peerIndex(event.tensor), event.tensor.attempt];
-      else if (event.type === 'state.done' || event.type === 'state.none')
-        [q, round] = [Number(event.msg.sender.split('/')[1]), event.msg.attempt];
+      else if (event.type === 'state.done' || event.type === 'state.none') [q, round] = [senderPod(event), event.msg.attempt];
       else return;
       const prev = context.heal.answers.get(q);
       if (!prev || prev.round !== round) return void enqueue.assign({ rejected: countReject(context.rejected, 'stale state answer') });
