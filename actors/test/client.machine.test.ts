@@ -20,7 +20,15 @@ const env = (step: number, attempt: number, pod: number) => ({
 });
 const prepared = (pod: number, step: number, attempt: number, hash: string, lossSum = 0.25): ClientEvent => ({
   type: 'pod.prepared',
-  msg: { ...env(step, attempt, pod), kind: 'pod.prepared', paramsHash: hash, shardHashes: [hash], lossSum, phaseMs: { exchange: 2 } },
+  msg: {
+    ...env(step, attempt, pod),
+    kind: 'pod.prepared',
+    paramsHash: hash,
+    shardHashes: [hash],
+    lossSum,
+    phaseMs: { exchange: 2 },
+    waitedMs: 0,
+  },
   at: now(),
 });
 const committed = (pod: number, step: number, attempt: number, hash: string): ClientEvent => ({

@@ -129,11 +129,17 @@ async function trainedCluster(
       const start = (pod * topology.hostsPerPod + host) * per;
       a.send({
         type: 'host.dispatch',
-        msg: { ...envelope(pod, step), msgId: `d/${key}/${step}`, kind: 'host.dispatch', samples: { start, end: start + per } },
+        msg: {
+          ...envelope(pod, step),
+          msgId: `d/${key}/${step}`,
+          kind: 'host.dispatch',
+          samples: { start, end: start + per },
+          committed: step - 1,
+        },
         at: systemClock.now(),
       });
     }
-    await Promise.all([...hosts.values()].map((a) => waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 10_000 })));
+    await Promise.all([...hosts.values()].map((a) => waitFor(a, (s) => s.context.pending.length > 0, { timeout: 10_000 })));
     for (const [key, a] of hosts) {
       const [pod] = key.split('/').map(Number);
       a.send({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createActor, fromPromise, waitFor, type Actor } from 'xstate';
+import { createActor, fromPromise, waitFor, type Actor, type SnapshotFrom } from 'xstate';
 import {
   ReferenceTrainer,
   combineShardHashes,
@@ -43,6 +43,7 @@ function dispatch(pod: number, step: number, attempt: number, samples: { start: 
       msgId: `d/${pod}/${step}/${attempt}/${Math.random()}`,
       kind: 'host.dispatch',
       samples,
+      committed: step - 1,
     },
     at: now(),
   };
@@ -78,6 +79,9 @@ function stateRequest(sender: string, round: number, at: number): HostEvent {
 }
 
 type HostActor = Actor<typeof hostMachine>;
+
+/** A host prepared a step: it awaits its commit (`pending`), with nothing else to compute here (idle at the next step). */
+const holdsPrepared = (s: SnapshotFrom<typeof hostMachine>) => s.context.pending.length > 0 && s.matches('idle');
 
 /**
  * Every host of a topology as pure machines in one process, their tensor sends
@@ -125,7 +129,7 @@ describe('host machine', () => {
         const start = (p * t.hostsPerPod + h) * per;
         a.send(dispatch(p, step, 0, { start, end: start + per }));
       }
-      await Promise.all([...hosts.values()].map((a) => waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 })));
+      await Promise.all([...hosts.values()].map((a) => waitFor(a, holdsPrepared, { timeout: 5000 })));
       const expected = ref.runStep().paramsHash;
       for (let p = 0; p < t.pods; p++) {
         const shardHashes = Array.from(
@@ -163,7 +167,7 @@ describe('host machine', () => {
       const start = (p * t.hostsPerPod + h) * per;
       a.send(dispatch(p, 0, 0, { start, end: start + per }));
     }
-    await Promise.all([...hosts.values()].map((a) => waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 })));
+    await Promise.all([...hosts.values()].map((a) => waitFor(a, holdsPrepared, { timeout: 5000 })));
     expect(lost.sort()).toEqual(['grad.exchange', 'grad.slice', 'param.shard']);
     const expected = new ReferenceTrainer(t).runStep().paramsHash;
     for (let p = 0; p < t.pods; p++) {
@@ -230,11 +234,11 @@ describe('host machine', () => {
       }).start(),
     );
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
-    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    await waitFor(a, holdsPrepared, { timeout: 5000 });
     expect(fired).toEqual([]); // step 0 is not the point
     a.send(commit(0, 0, 0));
     a.send(dispatch(0, 1, 0, { start: 0, end: 64 }));
-    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    await waitFor(a, holdsPrepared, { timeout: 5000 });
     expect(fired).toEqual(['SIGKILL']); // exchange was never a settled snapshot, yet it fired, once
     a.stop();
   });
@@ -383,9 +387,9 @@ describe('host machine', () => {
       const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
       const { a, sent } = host(t, 0, 0);
       a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
-      await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+      await waitFor(a, holdsPrepared, { timeout: 5000 });
       a.send(conflict(0, 0, 'param.shard'));
-      expect(a.getSnapshot().matches({ attempt: 'prepared' })).toBe(true);
+      expect(holdsPrepared(a.getSnapshot())).toBe(true);
       expect(a.getSnapshot().context.rejected).toEqual({ 'tensor conflict': 1 });
       a.send(commit(0, 0, 0));
       expect(a.getSnapshot().value).toBe('idle');
@@ -438,7 +442,7 @@ describe('host machine', () => {
       }).start(),
     );
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
-    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    await waitFor(a, holdsPrepared, { timeout: 5000 });
     a.send(commit(0, 0, 0));
     const hash = shardHash(a.getSnapshot().context.params);
     a.send(commit(0, 0, 0));
@@ -448,30 +452,35 @@ describe('host machine', () => {
       [0, hash],
     ]);
     a.send(dispatch(0, 1, 0, { start: 0, end: 64 }));
-    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    await waitFor(a, holdsPrepared, { timeout: 5000 });
     a.send(dispatch(0, 1, 1, { start: 0, end: 64 })); // attempt 1 supersedes attempt 0 even when prepared
     expect(a.getSnapshot().context.attempt).toBe(1);
     expect(shardHash(a.getSnapshot().context.params)).toBe(hash); // committed parameters untouched
   });
 
-  it('repeats its prepared report every heartbeat interval until the pod answers, each under a new id', async () => {
+  it('repeats its prepared report on each heartbeat tick an interval after it until the pod answers, each under a new id', async () => {
     const t = parseTopology({ ...preset('tiny'), pods: 1, hostsPerPod: 1, heartbeat: { intervalMs: 20, misses: 3 } });
     const sent: WireCommand[] = [];
+    const clock = manualClock();
     const a = joined(
-      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent), { clock: clock.actor }) }), {
         input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
       }).start(),
     );
     a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
-    await waitFor(a, (s) => s.context.resends >= 2, { timeout: 5000 });
+    await waitFor(a, holdsPrepared, { timeout: 5000 });
+    const at = a.getSnapshot().context.pending[0].at;
+    clock.tick(at + 5); // less than an interval after it was prepared: not yet
+    expect(controlSent(sent, 'host.prepared').length).toBe(1);
+    clock.tick(at + 20);
+    clock.tick(at + 40);
     const reports = controlSent(sent, 'host.prepared');
-    expect(reports.length).toBeGreaterThanOrEqual(3);
+    expect(reports.length).toBe(3);
     expect(new Set(reports.map((m) => m.msgId)).size).toBe(reports.length);
     expect(new Set(reports.map((m) => (m as { shardHash: string }).shardHash)).size).toBe(1);
     a.send(commit(0, 0, 0));
-    const n = controlSent(sent, 'host.prepared').length;
-    await new Promise((r) => setTimeout(r, 60));
-    expect(controlSent(sent, 'host.prepared').length).toBe(n); // answered: no more repeats
+    clock.tick(at + 60);
+    expect(controlSent(sent, 'host.prepared').length).toBe(3); // answered: no more repeats
     a.stop();
   });
 
@@ -505,10 +514,11 @@ describe('host machine', () => {
     clock.tick(1300);
     expect(beats().map((b) => b.phase)).toEqual(['joining', 'idle', 'idle', 'forward', 'forward', 'forward']);
     release();
-    await waitFor(a, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 });
+    await waitFor(a, holdsPrepared, { timeout: 5000 });
     expect(beats().map((b) => b.phase)).toContain('update'); // entering the other computing phase says so too
     clock.tick();
-    expect(beats().at(-1)!.phase).toBe('prepared');
+    // prepared, it awaits the commit with nothing to compute: idle at the next step
+    expect(beats().at(-1)).toMatchObject({ phase: 'idle', step: 1 });
     expect(new Set(beats().map((b) => b.msgId)).size).toBe(beats().length);
     const subjectsOfBeats = sent.filter((c) => c.type === 'wire.send' && c.message.kind === 'host.heartbeat').map((c) => c.subject);
     expect(new Set(subjectsOfBeats)).toEqual(new Set([subjects.podReport(RUN, 0, 0)]));
@@ -527,8 +537,8 @@ describe('host machine', () => {
       const start = (p * t.hostsPerPod + k) * per;
       h.send(dispatch(p, 0, 0, { start, end: start + per }));
     }
-    await Promise.all([...hosts.values()].map((h) => waitFor(h, (s) => s.matches({ attempt: 'prepared' }), { timeout: 5000 })));
-    const prepared = a.getSnapshot().context.next!.shard;
+    await Promise.all([...hosts.values()].map((h) => waitFor(h, holdsPrepared, { timeout: 5000 })));
+    const prepared = a.getSnapshot().context.pending[0].shard;
     expect(shardHash(prepared)).not.toBe(shardHash(committed.subarray(0, prepared.length)));
     // host 0 of pod 1, restarted, heals: its pod says so, and it asks (request round 3)
     a.send(healExpect(1, now()));

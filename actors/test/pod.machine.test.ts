@@ -15,7 +15,7 @@ let n = 0;
 const env = (step: number, attempt: number, sender: string) => ({ v: 1 as const, runId: RUN, step, attempt, sender, msgId: `m${n++}` });
 const fromClient = (kind: 'step.dispatch' | 'step.commit' | 'step.abort', step: number, attempt: number): PodEvent =>
   kind === 'step.dispatch'
-    ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, samples: { start: 0, end: 32 } }, at: now() }
+    ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, samples: { start: 0, end: 32 }, committed: step - 1 }, at: now() }
     : kind === 'step.abort'
       ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, reason: 'test' }, at: now() }
       : { type: kind, msg: { ...env(step, attempt, 'client'), kind }, at: now() };
@@ -37,7 +37,7 @@ const fromHost = (
   const e = env(step, attempt, `host/0/${h}`);
   switch (kind) {
     case 'host.prepared':
-      return { type: kind, msg: { ...e, kind, shardHash: H(h + 1), lossSum: 0.5, phaseMs: { forward: 1 } }, at: now() };
+      return { type: kind, msg: { ...e, kind, shardHash: H(h + 1), lossSum: 0.5, phaseMs: { forward: 1 }, waitedMs: 0 }, at: now() };
     case 'host.committed':
       return { type: kind, msg: { ...e, kind, shardHash: H(h + 1) }, at: now() };
     case 'host.aborted':

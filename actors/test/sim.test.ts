@@ -66,9 +66,11 @@ describe('lockstep sim: the real machines on simulated time and network', () => 
       reduceScatter: 'awaitsTensors',
       exchange: 'awaitsTensors',
       allGather: 'awaitsTensors',
-      prepared: '',
       idle: '',
     });
+    // a prepared step awaits its commit while the host is idle (or, deeper than one step, computes the next)
+    const waits = (r.trace ?? []).filter((e) => e.what === 'state' && e.actor.startsWith('host/') && (e.awaitingCommit?.length ?? 0) > 0);
+    expect(waits.length).toBeGreaterThan(0);
     expect((r.trace ?? []).filter((e) => e.what === 'deliver').length).toBe(r.delivered);
   });
 

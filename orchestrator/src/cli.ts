@@ -8,6 +8,7 @@ import {
   InvalidInput,
   InvalidTopology,
   isPresetName,
+  type PresetName,
   modelPresets,
   parameterCount,
   presetNames,
@@ -51,6 +52,12 @@ const TrainFlags = z.object({
     .max(1_000_000, 'must be <= 1000000'),
   model: z.string().optional(),
   hostsPerProcess: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1').optional(),
+  dispatchDepth: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(1, 'must be >= 1')
+    .max(8, 'must be <= 8')
+    .optional(),
   json: z.boolean().default(false),
   logLevel: z.enum(logLevels).default('warn'),
   runDir: z.string().optional(),
@@ -82,6 +89,7 @@ const SimFlags = z.object({
     .regex(/^\d{1,6}(\.\d{1,6})?$/, 'must be a number of milliseconds written in digits')
     .transform(Number)
     .pipe(z.number().min(0.01, 'must be >= 0.01').max(60_000, 'must be <= 60000')),
+  dispatchDepth: count(1, 8).optional(),
   trace: z.union([z.boolean(), z.string().min(1)]).optional(),
   shrink: z.boolean().default(false),
   out: z.string().min(1),
@@ -118,6 +126,7 @@ function checkSimFlags(cmd: Command, f: { seed?: number; schedule?: string; trac
       ['steps', 'steps'],
       ['faults', 'faults'],
       ['computeMs', 'compute-ms'],
+      ['dispatchDepth', 'dispatch-depth'],
       ['seeds', 'seeds'],
       ['firstSeed', 'first-seed'],
       ['workers', 'workers'],
@@ -207,6 +216,11 @@ function humanTrain(r: TrainResult): string {
             .join(', ')})`,
     ],
     ['mean step / exchange ms', `${r.phaseMs.step.toFixed(2)} / ${(r.phaseMs.exchange ?? 0).toFixed(2)}`],
+    ['steps in flight (depth / mean)', `${r.dispatchDepth} / ${r.meanStepsInFlight.toFixed(2)}`],
+    [
+      'hosts waited for the controller',
+      `${r.hostsWaitedMs.perStep.toFixed(2)} ms a step (${(r.hostsWaitedMs.total / 1000).toFixed(2)} s in all)`,
+    ],
     ['logs', r.runDir],
   ];
   return `lockstep train: done\n${table(rows)}\n`;
@@ -230,6 +244,7 @@ export function buildProgram(): Command {
     .addOption(stepsOpt())
     .addOption(modelOpt())
     .option('--hosts-per-process <n>', 'host actors per OS process')
+    .option('--dispatch-depth <n>', "steps the client keeps in flight, 1-8 (replaces the topology's dispatch.depth)")
     .option('--json', 'print one JSON object as the last line of stdout')
     .addOption(new Option('--log-level <level>', 'log level of every process').choices(logLevels).default('warn'))
     .option('--run-dir <dir>', 'where configs and logs go (default .lockstep/runs/<run id>)')
@@ -244,12 +259,14 @@ export function buildProgram(): Command {
       const prior = f.resume ? priorRun(f.resume) : undefined;
       if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;
       const t = prior
-        ? loadTopology(join(prior.runDir, 'topology.json'))
-        : loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess });
+        ? loadTopology(join(prior.runDir, 'topology.json'), { dispatchDepth: f.dispatchDepth })
+        : loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess, dispatchDepth: f.dispatchDepth });
       assertLocalShape(t); // a topology too big for one machine is a usage error, said before anything starts
       const log = createLogger(f.logLevel as LogLevel, { role: 'launcher' });
       const progress = new Progress(f.steps, `train ${t.name}`);
-      progress.note(`lockstep: ${t.pods} pods x ${t.hostsPerPod} hosts, ${parameterCount(t.model)} parameters, ${f.steps} steps`);
+      progress.note(
+        `lockstep: ${t.pods} pods x ${t.hostsPerPod} hosts, ${parameterCount(t.model)} parameters, ${f.steps} steps, ${t.dispatch.depth} in flight`,
+      );
       progress.note(
         `starting ${t.pods + 1} nats-servers (one a pod, one for the run log) and ${hostGroups(t).length + t.pods + 1} processes...`,
       );
@@ -477,6 +494,7 @@ export function buildProgram(): Command {
     )
     .option('--workers <n>', 'worker threads (each runs whole schedules)', String(defaultWorkers()))
     .option('--compute-ms <ms>', 'simulated forward time (backward twice, update half), ms', '2')
+    .option('--dispatch-depth <n>', "steps the client keeps in flight, 1-8 (default: the preset's dispatch.depth)")
     .option('--trace [file]', 'with --seed or --schedule: write every delivery, fault and restart as JSON lines')
     .option('--shrink', 'shrink each failing schedule to a smaller one that still fails, and write it')
     .option('--out <dir>', 'where --trace and --shrink write their files (the schedule, its trace, the shrunk schedule)', '.')
@@ -485,7 +503,7 @@ export function buildProgram(): Command {
       const f = parseFlags(SimFlags, raw);
       if (!isPresetName(f.topology)) throw new UsageError(`--topology: must be one of ${presetNames.join(', ')}; got ${f.topology}`);
       checkSimFlags(cmd, f);
-      const base = { topology: f.topology, steps: f.steps, profile: f.faults, computeMs: f.computeMs };
+      const base = { topology: f.topology, steps: f.steps, profile: f.faults, computeMs: f.computeMs, dispatchDepth: f.dispatchDepth };
       if (f.seed !== undefined || f.schedule !== undefined) {
         const schedule = f.schedule !== undefined ? loadSchedule(f.schedule) : scheduleFor(base, f.seed!);
         const r = await runOne(schedule, { trace: f.trace !== undefined });
@@ -515,6 +533,7 @@ export function buildProgram(): Command {
               ['seed', String(schedule.seed)],
               ['profile', schedule.profile],
               ['topology / steps', `${schedule.topology} / ${schedule.steps}`],
+              ['dispatch depth', String(schedule.dispatchDepth ?? preset(schedule.topology as PresetName).dispatch.depth)],
               ['outcome', describeOutcome(r.outcome)],
               [
                 'faults',
@@ -573,6 +592,7 @@ export function buildProgram(): Command {
         process.stdout.write(
           `${table([
             ['topology / steps', `${summary.topology} / ${summary.steps}`],
+            ['dispatch depth', String(summary.dispatchDepth)],
             ['profile', String(summary.profile)],
             ['schedules', `${summary.schedules} (seeds ${plan.seeds[0]}..${plan.seeds.at(-1)})`],
             ['outcomes', `recovered ${o.recovered}, failed ${o.failed}, violation ${o.violation}, hang ${o.hang}`],
@@ -588,7 +608,7 @@ export function buildProgram(): Command {
         );
         for (const x of summary.failed)
           process.stdout.write(
-            `FAILING seed ${x.seed} (${x.profile}): ${x.failure}\n  replay: npx lockstep sim --seed ${x.seed} --faults ${x.profile} -t ${f.topology} -s ${f.steps}${f.computeMs === 2 ? '' : ` --compute-ms ${f.computeMs}`} --trace\n`,
+            `FAILING seed ${x.seed} (${x.profile}): ${x.failure}\n  replay: npx lockstep sim --seed ${x.seed} --faults ${x.profile} -t ${f.topology} -s ${f.steps}${f.computeMs === 2 ? '' : ` --compute-ms ${f.computeMs}`} --dispatch-depth ${summary.dispatchDepth} --trace\n`,
           );
         for (const x of shrunk)
           process.stdout.write(

@@ -79,8 +79,20 @@ export interface TrainResult {
   failure: SummaryLine['failure'];
   /** Step attempts that failed and were retried (aborted everywhere, run again as attempt a+1). */
   retried: SummaryLine['retried'];
-  /** Mean over steps of the slowest host's time in each phase, and of the whole step. */
+  /** Mean over steps of the slowest host's time in each phase, and of the whole step (its first dispatch to its commit). */
   phaseMs: PhaseTimes & { step: number };
+  /** Steps the client kept in flight at most (`dispatch.depth`). */
+  dispatchDepth: number;
+  /**
+   * The mean number of steps in flight (dispatched, not yet committed) over the run: the steps' times from first
+   * dispatch to commit, summed, over the time training took (Little's law).
+   */
+  meanStepsInFlight: number;
+  /**
+   * How long the hosts waited for the controller: the time from a step being prepared to the next step's dispatch
+   * reaching a host that had nothing else to compute (mean over hosts), per step on average and in all.
+   */
+  hostsWaitedMs: { perStep: number; total: number };
   processes: number;
   /** Processes the launcher restarted after they crashed, and how they had exited. */
   restarts: { process: string; exit: string }[];
@@ -320,6 +332,8 @@ function toResult(
 ): TrainResult {
   const phaseMs = { step: mean(steps.map((x) => x.ms)) } as PhaseTimes & { step: number };
   for (const p of hostPhases) phaseMs[p] = mean(steps.map((x) => x.phaseMs[p] ?? 0));
+  const firstRun = steps.filter((x) => !x.replayed && !x.recovered);
+  const waited = firstRun.reduce((n, x) => n + x.waitedMs, 0);
   return {
     runId,
     topology: t.name,
@@ -336,6 +350,9 @@ function toResult(
     failure: s.failure,
     retried: s.retried,
     phaseMs,
+    dispatchDepth: t.dispatch.depth,
+    meanStepsInFlight: s.trainMs > 0 ? firstRun.reduce((n, x) => n + x.ms, 0) / s.trainMs : 0,
+    hostsWaitedMs: { perStep: mean(firstRun.map((x) => x.waitedMs)), total: waited },
     processes,
     restarts: restarts.map((r) => ({ process: r.process, exit: r.exit })),
     restores: s.restores,

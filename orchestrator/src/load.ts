@@ -3,7 +3,7 @@ import { isPresetName, modelPresets, parseTopology, parseTopologyText, preset, p
 import { UsageError } from './errors.ts';
 
 /** `--topology` takes a preset name or a YAML/JSON file; `--model` swaps in a model preset. */
-export function loadTopology(arg: string, overrides: { model?: string; hostsPerProcess?: number } = {}): Topology {
+export function loadTopology(arg: string, overrides: { model?: string; hostsPerProcess?: number; dispatchDepth?: number } = {}): Topology {
   let t: Topology;
   if (isPresetName(arg)) {
     t = preset(arg);
@@ -29,5 +29,7 @@ export function loadTopology(arg: string, overrides: { model?: string; hostsPerP
   }
   if (overrides.hostsPerProcess !== undefined)
     t = parseTopology({ ...t, hostsPerProcess: overrides.hostsPerProcess }, `${arg} with --hosts-per-process`);
+  if (overrides.dispatchDepth !== undefined)
+    t = parseTopology({ ...t, dispatch: { ...t.dispatch, depth: overrides.dispatchDepth } }, `${arg} with --dispatch-depth`);
   return t;
 }

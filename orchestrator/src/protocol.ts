@@ -21,6 +21,8 @@ export const StepLine = z.object({
   /** Run again after a checkpoint restore (committed before, with the same hash). */
   replayed: z.boolean().optional(),
   shardHashes: z.array(Hash),
+  /** How long the hosts waited for this step's dispatch after the step before was prepared (mean over hosts), ms. */
+  waitedMs: z.number().min(0).default(0),
 });
 export const SummaryLine = z.object({
   type: z.literal('summary'),

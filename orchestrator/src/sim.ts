@@ -20,6 +20,8 @@ export interface SimPlan {
   seeds: number[];
   computeMs: number;
   workers: number;
+  /** Steps the client keeps in flight; absent: the preset's `dispatch.depth`. */
+  dispatchDepth?: number;
 }
 
 /** What one schedule of a batch came to (a SimResult without its trace). */
@@ -28,6 +30,7 @@ export type SimLine = Omit<SimResult, 'trace'> & { profile: SimProfile };
 export interface SimSummary {
   topology: string;
   steps: number;
+  dispatchDepth: number;
   profile: SimProfileArg;
   schedules: number;
   outcomes: Record<SimResult['outcome']['kind'], number>;
@@ -46,15 +49,21 @@ export interface SimSummary {
 }
 
 /** The schedule of seed `seed` in a plan. */
-export function scheduleFor(plan: Pick<SimPlan, 'topology' | 'steps' | 'profile' | 'computeMs'>, seed: number): SimSchedule {
-  return drawSchedule({
+export function scheduleFor(
+  plan: Pick<SimPlan, 'topology' | 'steps' | 'profile' | 'computeMs' | 'dispatchDepth'>,
+  seed: number,
+): SimSchedule {
+  const t = preset(plan.topology);
+  const s = drawSchedule({
     seed,
     profile: profileFor(plan.profile, seed),
-    topology: preset(plan.topology),
+    topology: t,
     topologyName: plan.topology,
     steps: plan.steps,
     computeMs: plan.computeMs,
   });
+  // the schedule says the depth it ran at, so that it replays the same whatever the preset's default becomes
+  return { ...s, dispatchDepth: plan.dispatchDepth ?? t.dispatch.depth };
 }
 
 /** Run one schedule of a plan in this thread. */
@@ -122,6 +131,7 @@ export function summarize(plan: SimPlan, lines: SimLine[], wallMs: number): SimS
   return {
     topology: plan.topology,
     steps: plan.steps,
+    dispatchDepth: plan.dispatchDepth ?? preset(plan.topology).dispatch.depth,
     profile: plan.profile,
     schedules: lines.length,
     outcomes,

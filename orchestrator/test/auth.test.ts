@@ -116,6 +116,7 @@ describe('a NATS user per process, allowed to publish only as the actors it runs
         shardHash: 'f'.repeat(64),
         lossSum: 0,
         phaseMs: {},
+        waitedMs: 0,
       });
       // the forged frames host/0/0 receives on its data subjects (from any sender): only the one on its own subject may arrive
       const arrived: string[] = [];
@@ -175,6 +176,7 @@ describe('a NATS user per process, allowed to publish only as the actors it runs
           shardHashes: ['f'.repeat(64), 'f'.repeat(64)],
           lossSum: 0,
           phaseMs: {},
+          waitedMs: 0,
         }),
       );
       pod.nc.publish(refusedSubjects[1], encodeControl({ ...env, msgId: 'forged-commit', kind: 'host.commit' }));

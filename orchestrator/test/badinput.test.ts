@@ -22,6 +22,7 @@ async function inject(nc: NatsConnection, run: string, step: number) {
     shardHash: 'a'.repeat(64),
     lossSum: 1,
     phaseMs: {},
+    waitedMs: 0,
   };
   nc.publish(subjects.podReport(run, 0, 1), json(stale));
   // forged sender: a host trying to commit a step

@@ -45,22 +45,27 @@ export type RejectCounts = z.infer<typeof RejectCounts>;
 
 const msg = <K extends string, S extends z.ZodRawShape>(kind: K, shape: S) => Envelope.extend({ kind: z.literal(kind), ...shape }).strict();
 
+/** The last step the sender knows committed (-1: none) when it dispatches: a host that holds less is behind. */
+const committedStep = z.number().int().min(-1);
+/** How long a host had nothing to compute before it started this step (the controller had not sent it yet), ms. */
+const waitedMs = z.number().min(0);
+
 // client -> pod
-export const StepDispatch = msg('step.dispatch', { samples: SampleRangeSchema });
+export const StepDispatch = msg('step.dispatch', { samples: SampleRangeSchema, committed: committedStep });
 export const StepCommit = msg('step.commit', {});
 export const StepAbort = msg('step.abort', { reason: z.string().max(1000) });
 export const RunEnd = msg('run.end', {});
 /** Every replica of some shard is gone: roll every host back to the checkpoint of step `step` (-1: the initial parameters). The envelope's step is 0. */
 export const RunRestore = msg('run.restore', { checkpoint: z.number().int().min(-1), paramsHash: Hash.nullable() });
 // pod -> host
-export const HostDispatch = msg('host.dispatch', { samples: SampleRangeSchema });
+export const HostDispatch = msg('host.dispatch', { samples: SampleRangeSchema, committed: committedStep });
 export const HostCommit = msg('host.commit', {});
 export const HostAbort = msg('host.abort', { reason: z.string().max(1000) });
 export const HostRestore = msg('host.restore', { checkpoint: z.number().int().min(-1) });
 // host -> pod
 /** Every `heartbeat.intervalMs`: alive, and where (a phase, or idle, prepared, failed). */
 export const HostHeartbeat = msg('host.heartbeat', { phase: z.string().max(40) });
-export const HostPrepared = msg('host.prepared', { shardHash: Hash, lossSum: z.number(), phaseMs: PhaseTimes });
+export const HostPrepared = msg('host.prepared', { shardHash: Hash, lossSum: z.number(), phaseMs: PhaseTimes, waitedMs });
 export const HostCommitted = msg('host.committed', { shardHash: Hash });
 export const HostAborted = msg('host.aborted', {});
 /** The attempt failed on this host: the typed cause (a deadline, a computation error). */
@@ -74,6 +79,8 @@ export const PodPrepared = msg('pod.prepared', {
   lossSum: z.number(),
   /** Slowest host's time in each phase. */
   phaseMs: PhaseTimes,
+  /** Mean over the pod's hosts of how long each waited for this step's dispatch. */
+  waitedMs,
 });
 export const PodCommitted = msg('pod.committed', { paramsHash: Hash });
 export const PodAborted = msg('pod.aborted', {});

@@ -39,6 +39,8 @@ export const SimSchedule = z
     steps: z.number().int().min(1).max(10_000),
     /** Simulated forward time of a host (backward takes twice, update half), ms; each drawn +-25% from the seed. */
     computeMs: z.number().min(0.01).max(60_000).default(2),
+    /** Steps the client keeps in flight (the topology's `dispatch.depth`); absent: the preset's. */
+    dispatchDepth: z.number().int().min(1).max(8).optional(),
     /** Message faults on every delivery until `faultsUntilMs`. */
     net: z.object({ drop: probability, duplicate: probability, delay: probability, delayMaxMs: ms }).strict(),
     faultsUntilMs: ms,

@@ -161,6 +161,31 @@ export const RecoverySpec = z
   })
   .strict();
 
+/**
+ * Parallel asynchronous dispatch (Pathways): the client keeps up to `depth` steps in flight, dispatching step s+1
+ * as soon as step s is dispatched; a host starts step s+1 on step s's prepared, not yet committed, parameters.
+ * Commits stay in step order; an aborted step takes every later one with it. `depth: 1` is lockstep's original
+ * one step at a time.
+ */
+export const DispatchSpec = z
+  .object({
+    depth: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be >= 1').max(8, 'must be <= 8').default(1),
+  })
+  .strict();
+export type DispatchSpec = z.infer<typeof DispatchSpec>;
+
+/**
+ * How long a host's compute phases take. `fixedMs`: each of forward, backward and update takes this long (the
+ * host computes the real numerics, then waits out the rest on the run's clock instead of holding the thread):
+ * a benchmark knob that makes compute a known quantity. Absent: as long as the arithmetic takes.
+ */
+export const ComputeSpec = z
+  .object({
+    fixedMs: z.number({ error: 'must be a number' }).min(0, 'must be >= 0').max(60_000, 'must be <= 60000').optional(),
+  })
+  .strict();
+export type ComputeSpec = z.infer<typeof ComputeSpec>;
+
 export const CheckpointSpec = z
   .object({
     /** Every host writes its shard and optimizer state after committing step s when (s + 1) is a multiple of this. */
@@ -189,6 +214,8 @@ export const Topology = z
     heartbeat: HeartbeatSpec.default({ intervalMs: 1000, misses: 3 }),
     recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 10, maxRestarts: 3 }),
     checkpoint: CheckpointSpec.default({ everySteps: 10, keep: 3 }),
+    dispatch: DispatchSpec.default({ depth: 1 }),
+    compute: ComputeSpec.default({}),
     faults: FaultSpec.default({ seed: 1, rules: [] }),
   })
   .strict()

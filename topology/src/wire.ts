@@ -143,7 +143,7 @@ export const wireTable = {
     routes: [fromClient],
     phase: 'dispatch',
     contract:
-      'Starts attempt a of step s on a pod, with its share of the global batch; sent once per attempt (a retry is attempt a+1). A newer attempt supersedes the one in flight; a repeat or an older one is rejected.',
+      'Starts attempt a of step s on a pod: its share of the batch, the last step committed. Once per attempt; up to dispatch.depth steps in flight, s+1 as soon as s went (a retry resends those after it as attempt a+1). A newer attempt supersedes older ones; a repeat or an older one is rejected.',
   },
   'step.commit': {
     schema: M.StepCommit,
@@ -159,7 +159,7 @@ export const wireTable = {
     routes: [fromClient],
     phase: 'abort',
     contract:
-      "The attempt failed (hashes differ, a pod failed, a deadline passed); sent once, as the next attempt's dispatch supersedes it anyway. A pod with nothing of the attempt confirms it.",
+      "The attempt failed (hashes differ, a pod failed, a deadline passed): it takes every later step in flight with it. Sent once, as the next attempt's dispatch supersedes it anyway. A pod with nothing of the attempt confirms it.",
   },
   'run.end': {
     schema: M.RunEnd,
@@ -184,7 +184,7 @@ export const wireTable = {
     routes: [fromPod],
     phase: 'dispatch',
     contract:
-      "Gang-schedules a step attempt: every host of the pod gets it with its share of the pod's samples; sent once per attempt. A newer attempt supersedes the one in flight; a repeat or an older one is rejected.",
+      "Gang-schedules a step attempt: to every host, its samples and the pod's last commit; once per attempt. A host queues them in step order, each starting once the step before is prepared, on its parameters. A newer attempt drops what the host holds of older ones; a repeat or an older one is rejected.",
   },
   'host.commit': {
     schema: M.HostCommit,
@@ -192,7 +192,7 @@ export const wireTable = {
     routes: [fromPod],
     phase: 'commit',
     contract:
-      'Adopt the prepared parameters: relayed on each step.commit, and resent every heartbeat interval to hosts that have not confirmed. A repeat for the step already committed is confirmed again.',
+      "Adopt the oldest prepared step's parameters (commits come in step order): relayed on each step.commit, and resent every heartbeat interval to hosts that have not confirmed. A repeat for the step already committed is confirmed again.",
   },
   'host.abort': {
     schema: M.HostAbort,
@@ -200,7 +200,7 @@ export const wireTable = {
     routes: [fromPod],
     phase: 'abort',
     contract:
-      'Drop the attempt (the committed parameters were never touched); resent every heartbeat interval to hosts that have not confirmed. A host with nothing of the attempt confirms it.',
+      'Drop the attempt and every later step of it or an older attempt, prepared or in flight (the committed parameters were never touched); resent every heartbeat interval to hosts that have not confirmed. A host with nothing of the attempt confirms it.',
   },
   'host.restore': {
     schema: M.HostRestore,
@@ -225,7 +225,7 @@ export const wireTable = {
     routes: [toPod],
     phase: 'prepared',
     contract:
-      "The host holds its new shard (hash, loss, phase times); resent every heartbeat interval until the pod's commit or abort. A repeat is counted as a duplicate.",
+      "The host holds its new shard (hash, loss, phase times, how long it waited for the dispatch); resent on each heartbeat an interval or more after it was prepared, until that step's commit or abort. A repeat is counted as a duplicate.",
   },
   'host.committed': {
     schema: M.HostCommitted,
@@ -270,7 +270,7 @@ export const wireTable = {
     routes: [toClient],
     phase: 'prepared',
     contract:
-      "Every host of the pod prepared: the pod's parameter hash, shard hashes, loss and slowest phase times; resent every heartbeat interval until the client's commit or abort. A repeat is counted as a duplicate.",
+      "Every host of the pod prepared the step it commits next: the pod's parameter hash, shard hashes, loss, slowest phase times and the hosts' mean wait for the dispatch; resent every heartbeat interval until the client's commit or abort. A repeat is counted as a duplicate.",
   },
   'pod.committed': {
     schema: M.PodCommitted,

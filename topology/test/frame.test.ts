@@ -50,6 +50,7 @@ describe('wire frames', () => {
       msgId: 'a',
       kind: 'step.dispatch',
       samples: { start: 0, end: 32 },
+      committed: -1,
     };
     expect(decodeControl(encodeControl(m), 65536)).toEqual({ ok: true, value: m });
     expect(decodeControl(new TextEncoder().encode('{nope'), 65536)).toMatchObject({ ok: false, reason: 'malformed' });

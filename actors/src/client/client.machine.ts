@@ -19,21 +19,28 @@ import { envelope as envelopeFor, mergeRejections, rejection, stepMismatch, type
 import type { WireCommand, WireEvent } from '../wire/edge.ts';
 
 /**
- * The single controller. For each step s from `firstStep`:
+ * The single controller. For each step s from `firstStep` (the head: the step it commits next):
  *
  *   awaitPrepared: step.dispatch (s, attempt) to every pod with its half (1/P)
- *     of the global batch; wait for every pod.prepared
+ *     of the global batch (unless it went already as a step ahead), and every step after it
+ *     up to `dispatch.depth` steps in flight (parallel asynchronous dispatch: the batch of a
+ *     step depends only on its number); wait for every pod.prepared of s
  *   -> all pods' parameter hashes equal: committing (step.commit to every pod,
  *      wait for every pod.committed), then the next step or finishing
- *   -> hashes differ, a pod failed, or a deadline passed: aborting (step.abort,
- *      wait for every pod.aborted), then finishing with the failure
+ *   -> hashes differ, a pod failed (now, or while s was a step ahead), or a deadline passed:
+ *      aborting (step.abort, which takes every later step in flight with it; wait for every
+ *      pod.aborted), then retry or end
  *   logging (between prepared and committing): the decision goes to the durable run log first
  *   aborting -> retryOrEnd: a retryable failure waits (awaitPods) until every pod says, in a
- *     heartbeat heard since, that all its hosts are up, then dispatches attempt a+1
+ *     heartbeat heard since, that all its hosts are up, then dispatches attempt a+1 (and the steps
+ *     after it again, under that attempt: every dispatch after a retry is newer than all before)
  *   awaitPods or committing, when a pod says a host is lost (no replica of its shard left):
  *     findingCheckpoint -> restoring (run.restore to every pod) -> awaitPods, then the steps since
  *     the checkpoint are replayed, each to its logged hash
  *   finishing: run.end to every pod, wait for their final counts -> done
+ *
+ * Steps ahead of the head (`ahead`): the pods' reports on them are kept until each is the head;
+ * commits stay in step order, so nothing is committed that builds on a step that later aborts.
  *
  * Start (joining): every pod says in a heartbeat that all its hosts are up, within the start-up
  * deadline (else podsNotReady). Then a fresh client dispatches `firstStep`; a restarted one (`resume`, the run log's last
@@ -87,6 +94,18 @@ export interface StepRecord {
   replayed?: boolean;
   /** Each shard's hash (what a checkpoint manifest records). */
   shardHashes: string[];
+  /** How long the hosts waited for this step's dispatch after the step before was prepared (mean over hosts and pods), ms. */
+  waitedMs: number;
+}
+
+/** A step dispatched after the head (parallel asynchronous dispatch): the pods' reports on it, kept until it is the head. */
+export interface ClientAhead {
+  step: number;
+  attempt: number;
+  dispatchedAt: number;
+  prepared: Map<number, PodPrepared>;
+  /** A pod's failure of this step: the attempt is aborted (with every later one) once it is the head. */
+  failure: ClientFailure | undefined;
 }
 
 /** A rollback to a checkpoint because every replica of a shard was gone. */
@@ -166,6 +185,8 @@ export interface ClientContext {
   maxAttempt: number;
   /** Attempts that failed and were retried. */
   retried: RetriedAttempt[];
+  /** Steps dispatched after `step`, in step order: up to `dispatch.depth` steps are in flight, the head included. */
+  ahead: ClientAhead[];
 }
 
 /** An attempt that failed and was retried: why. */
@@ -239,10 +260,37 @@ function commitGiveUpMs(ctx: ClientContext): number {
   return Math.max(t.deadlines.stepMs + t.deadlines.phaseMs, (t.recovery.maxResends + 1) * t.heartbeat.intervalMs);
 }
 
+/** The step attempt an event reports on is one dispatched after the head. */
+function aheadOf(ctx: ClientContext, event: ClientEvent): ClientAhead | undefined {
+  if (!('msg' in event)) return undefined;
+  return ctx.ahead.find((a) => a.step === event.msg.step && a.attempt === event.msg.attempt);
+}
+
+/** step.dispatch of step `step`, attempt `attempt`, to pod `p`: its share of the global batch, and what is committed so far. */
+function dispatchTo(ctx: ClientContext, p: number, step: number, attempt: number): WireCommand {
+  return {
+    type: 'wire.send',
+    subject: subjects.podCmd(ctx.runId, p),
+    message: {
+      ...envelope({ ...ctx, step, attempt }, `step.dispatch.${p}`),
+      kind: 'step.dispatch',
+      samples: podSamples(ctx.topology.training.globalBatch, ctx.topology.pods, p),
+      committed: ctx.step - 1,
+    },
+  };
+}
+
 function hashesAgree(ctx: ClientContext): boolean {
   const hashes = podList(ctx).map((p) => ctx.prepared.get(p)!.paramsHash);
   return hashes.every((h) => h === hashes[0]);
 }
+
+/** pod.prepared wherever the head may be reported: the head's, or a step's dispatched after it. */
+const onPodPrepared = [
+  { guard: 'forThisAttempt', actions: 'storePrepared' },
+  { guard: 'forAhead', actions: 'storeAheadPrepared' },
+  { actions: 'reject' },
+] as const;
 
 export const clientMachine = setup({
   types: {
@@ -280,6 +328,10 @@ export const clientMachine = setup({
   },
   guards: {
     forThisAttempt: ({ context, event }) => 'msg' in event && stepMismatch(context, event.msg) === undefined,
+    /** A report on a step dispatched after the head. */
+    forAhead: ({ context, event }) => aheadOf(context, event) !== undefined,
+    /** The head failed while it was a step ahead (a pod said so then). */
+    headFailed: ({ context }) => context.failure !== undefined,
     allPrepared: ({ context }) => context.prepared.size === context.topology.pods,
     allPreparedAndAgree: ({ context }) => context.prepared.size === context.topology.pods && hashesAgree(context),
     allCommitted: ({ context }) => context.committed.size === context.topology.pods,
@@ -318,35 +370,58 @@ export const clientMachine = setup({
     passLoggedStep: assign(({ context }) => ({ step: context.step + 1 })),
     /** Note the time a tick carries (what xstate's own events, which carry none, fall back to). */
     noteTime: assign(({ context, event }) => ({ now: Math.max(context.now, timeOf(event, context.now)) })),
-    /** Send step s, attempt a, to every pod with its share of the global batch. */
+    /**
+     * Dispatch the head, step s (attempt a+1 to every pod with its share of the global batch), unless it was
+     * dispatched already as a step ahead; then every step after it up to `dispatch.depth` in flight, the same
+     * attempt (so that every dispatch after a retry is newer than everything before it).
+     */
     dispatch: enqueueActions(({ context, event, enqueue }) => {
       const now = Math.max(context.now, timeOf(event, context.now));
-      const attempt = context.attempt + 1;
+      const promoted = context.ahead[0]?.step === context.step ? context.ahead[0] : undefined;
+      const attempt = promoted ? promoted.attempt : context.attempt + 1;
+      const dispatchedAt = promoted ? promoted.dispatchedAt : now;
       const ctx = { ...context, attempt };
+      if (!promoted) for (const p of podList(context)) enqueue.sendTo('wire', dispatchTo(ctx, p, context.step, attempt));
+      const ahead = promoted ? context.ahead.slice(1) : [];
+      const last = Math.min(context.steps, context.step + context.topology.dispatch.depth);
+      for (let s = context.step + 1; s < last; s++) {
+        if (ahead.some((a) => a.step === s)) continue;
+        for (const p of podList(context)) enqueue.sendTo('wire', dispatchTo(ctx, p, s, attempt));
+        ahead.push({ step: s, attempt, dispatchedAt: now, prepared: new Map(), failure: undefined });
+      }
       enqueue.assign({
         attempt,
         maxAttempt: Math.max(context.maxAttempt, attempt),
         tries: context.tries + 1,
         now,
-        dispatchedAt: now,
-        prepared: new Map(),
+        dispatchedAt,
+        prepared: promoted ? promoted.prepared : new Map(),
         committed: new Map(),
         aborted: new Set(),
         resends: 0,
-        ...(context.tries === 0 ? { stepStartedAt: now } : {}),
+        ahead,
+        ...(promoted?.failure ? { failure: promoted.failure } : {}),
+        ...(context.tries === 0 ? { stepStartedAt: dispatchedAt } : {}),
       });
-      for (const p of podList(context)) {
-        enqueue.sendTo('wire', {
-          type: 'wire.send',
-          subject: subjects.podCmd(context.runId, p),
-          message: {
-            ...envelope(ctx, `step.dispatch.${p}`),
-            kind: 'step.dispatch',
-            samples: podSamples(context.topology.training.globalBatch, context.topology.pods, p),
-          },
-        } satisfies WireCommand);
-      }
     }),
+    /** A pod's report on a step dispatched after the head: kept for when it is the head. */
+    storeAheadPrepared: assign(({ context, event }) => {
+      const slot = aheadOf(context, event);
+      if (event.type !== 'pod.prepared' || !slot) return {};
+      const p = podIndex(event);
+      if (slot.prepared.has(p)) return { duplicates: context.duplicates + 1 };
+      return { ahead: context.ahead.map((a) => (a === slot ? { ...a, prepared: new Map(a.prepared).set(p, event.msg) } : a)) };
+    }),
+    /** A pod failed a step dispatched after the head: that attempt is aborted (with every later one) once it is the head. */
+    storeAheadFailure: assign(({ context, event }) => {
+      const slot = aheadOf(context, event);
+      if (event.type !== 'pod.failed' || !slot || slot.failure) return {};
+      const from = { pod: podIndex(event), ...(event.msg.host >= 0 ? { host: event.msg.host } : {}) };
+      const failure = failed({ ...context, step: slot.step, attempt: slot.attempt }, event.msg.cause, from);
+      return { ahead: context.ahead.map((a) => (a === slot ? { ...a, failure } : a)) };
+    }),
+    /** The head is aborted: so is every step dispatched after it (the pods and hosts drop them too); they are dispatched again. */
+    dropAhead: assign({ ahead: () => [] }),
     storePrepared: assign(({ context, event }) => {
       if (event.type !== 'pod.prepared') return {};
       const p = podIndex(event);
@@ -401,6 +476,7 @@ export const clientMachine = setup({
         for (const [k, v] of Object.entries(p.phaseMs) as [keyof PhaseTimes, number][]) phaseMs[k] = Math.max(phaseMs[k] ?? 0, v);
       const record: StepRecord = {
         type: 'step.committed',
+        waitedMs: pods.length === 0 ? 0 : pods.reduce((n, p) => n + p.waitedMs, 0) / pods.length,
         step: context.step,
         attempt: context.attempt,
         loss,
@@ -434,10 +510,16 @@ export const clientMachine = setup({
         podHashes,
       });
     }),
-    nextStep: assign(({ context }) => ({ step: context.step + 1, attempt: context.attemptFloor - 1, tries: 0, resumed: undefined })),
-    /** Number the next attempt past any a pod has seen for this step (a restarted client does not know how far the last one got). */
+    /** On to the next step, numbered with the attempts of this one (a step dispatched already keeps its own). */
+    nextStep: assign(({ context }) => ({
+      step: context.step + 1,
+      attempt: Math.max(context.attemptFloor, context.attempt) - 1,
+      tries: 0,
+      resumed: undefined,
+    })),
+    /** Number the next attempt past any a pod has seen for this step or a later one (a restarted client does not know how far the last one got). */
     catchUpAttempt: assign(({ context }) => ({
-      attempt: Math.max(context.attempt, ...context.podAt.filter((a) => a.step === context.step).map((a) => a.attempt)),
+      attempt: Math.max(context.attempt, ...context.podAt.filter((a) => a.step >= context.step).map((a) => a.attempt)),
     })),
     podsNotReady: assign(({ context }) => ({
       failure: failed(context, {
@@ -560,6 +642,7 @@ export const clientMachine = setup({
     dispatchedAt: 0,
     resumed: input.cold ? undefined : input.resume,
     retried: [],
+    ahead: [],
   }),
   invoke: [
     { id: 'wire', src: 'wire' },
@@ -571,6 +654,9 @@ export const clientMachine = setup({
   on: {
     'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
     'pod.heartbeat': { actions: 'notePod' },
+    // reports on a step dispatched after the head, whatever the head is doing: kept for when it is the head
+    'pod.prepared': [{ guard: 'forAhead', actions: 'storeAheadPrepared' }, { actions: 'reject' }],
+    'pod.failed': [{ guard: 'forAhead', actions: 'storeAheadFailure' }, { actions: 'reject' }],
     'clock.tick': { actions: 'noteTime' },
     '*': { actions: 'reject' },
   },
@@ -603,12 +689,18 @@ export const clientMachine = setup({
     awaitPrepared: {
       entry: [{ type: 'setPhase', params: { phase: 'awaitPrepared' } }, 'dispatch'],
       always: [
+        // a pod failed it while it was a step ahead
+        { guard: 'headFailed', target: 'aborting' },
         { guard: 'allPreparedAndAgree', target: 'logging' },
         { guard: 'allPrepared', target: 'aborting', actions: 'hashMismatch' },
       ],
       on: {
-        'pod.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
-        'pod.failed': [{ guard: 'forThisAttempt', target: 'aborting', actions: 'podFailed' }, { actions: 'reject' }],
+        'pod.prepared': onPodPrepared,
+        'pod.failed': [
+          { guard: 'forThisAttempt', target: 'aborting', actions: 'podFailed' },
+          { guard: 'forAhead', actions: 'storeAheadFailure' },
+          { actions: 'reject' },
+        ],
         // a pod scheduler that stops heartbeating (crashed, or stalled) fails the attempt, named
         'clock.tick': [{ guard: 'somePodSilent', target: 'aborting', actions: ['noteTime', 'podSilent'] }, { actions: 'noteTime' }],
         'pod.heartbeat': [{ guard: 'podIdleInAttempt', target: 'aborting', actions: ['notePod', 'podIdle'] }, { actions: 'notePod' }],
@@ -646,7 +738,7 @@ export const clientMachine = setup({
           },
           { actions: 'reject' },
         ],
-        'pod.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
+        'pod.prepared': onPodPrepared,
       },
     },
     committing: {
@@ -667,7 +759,11 @@ export const clientMachine = setup({
       on: {
         'pod.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }],
         // a pod that cannot get its hosts to commit says which host: the run ends with that
-        'pod.failed': [{ guard: 'forThisAttempt', target: 'finishing', actions: 'podFailed' }, { actions: 'reject' }],
+        'pod.failed': [
+          { guard: 'forThisAttempt', target: 'finishing', actions: 'podFailed' },
+          { guard: 'forAhead', actions: 'storeAheadFailure' },
+          { actions: 'reject' },
+        ],
         // every replica of a shard is gone (its holders crashed before one could hand it on): the commit cannot complete
         // in memory; restore the newest checkpoint and replay up to this step (which must come out with its logged hash)
         // (the step is logged, so committed: the restore replays up to it, and goes on after it)
@@ -693,11 +789,9 @@ export const clientMachine = setup({
         },
       },
     },
+    /** The head is aborted, and every step dispatched after it with it: the pods and hosts drop them all. */
     aborting: {
-      entry: [
-        { type: 'setPhase', params: { phase: 'aborting' } },
-        { type: 'tell', params: { kind: 'step.abort' } },
-      ],
+      entry: [{ type: 'setPhase', params: { phase: 'aborting' } }, { type: 'tell', params: { kind: 'step.abort' } }, 'dropAhead'],
       always: { guard: 'allAborted', target: 'retryOrEnd' },
       on: {
         'pod.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
@@ -731,6 +825,8 @@ export const clientMachine = setup({
     findingCheckpoint: {
       entry: [
         { type: 'setPhase', params: { phase: 'findingCheckpoint' } },
+        // the restore drops whatever the pods and hosts hold past the checkpoint
+        'dropAhead',
         sendTo('checkpoints', ({ context }): CheckpointCommand => ({ type: 'ckpt.find', atMost: context.step - 1 })),
       ],
       on: {

@@ -30,14 +30,20 @@ export const computeFor = {
  * The host's compute as invoked actors for a real run: each first yields to
  * the event loop (so the heartbeat that says "computing" leaves before the
  * computation holds the thread), computes, and says when it finished.
+ * With `fixedMs` (the topology's `compute.fixedMs`) each phase takes that long:
+ * it computes the real numerics, then waits out the rest on `clock` (without
+ * holding the thread), so that compute is a known quantity in a benchmark.
  */
-export function hostCompute(clock: RunClock) {
+export function hostCompute(clock: RunClock, fixedMs?: number) {
   const yieldFirst = () => new Promise<void>((resolve) => setImmediate(resolve));
+  const until = (at: number) => new Promise<void>((resolve) => clock.setTimeout(resolve, Math.max(0, at - clock.now())));
   const timed =
     <I, O>(f: (i: I) => O) =>
     async ({ input }: { input: I }): Promise<Timed<O>> => {
+      const began = clock.now();
       await yieldFirst();
       const value = f(input);
+      if (fixedMs !== undefined) await until(began + fixedMs);
       return { value, at: clock.now() };
     };
   return {

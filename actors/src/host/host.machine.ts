@@ -1,41 +1,64 @@
 import { assign } from 'xstate';
 import { actorNames, initOptimizerState, initParams, shardRanges, Task } from '@lockstep/topology';
-import { hostSetup } from './host.setup.ts';
+import { base, hostSetup } from './host.setup.ts';
 import { noServeSlots } from './serve.ts';
 
-export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } from './host.setup.ts';
+export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere, PreparedStep } from './host.setup.ts';
+
+/** host.commit wherever a host may hold prepared steps: commits come in step order, the oldest prepared step first. */
+const onCommit = [
+  { guard: 'commitsOldest', actions: ['writeCheckpoint', 'commitOldest'] },
+  { guard: 'isLastCommitted', actions: 'confirmCommitted' },
+] as const;
+
+/** Every heartbeat interval, wherever a host may hold prepared steps: one that waited too long for its commit fails; the others are said again. */
+const onTick = [
+  { guard: 'commitOverdue', target: '#host.attempt.failed', actions: ['noteTime', 'sendHeartbeat', 'failOverdueCommit'] },
+  { actions: ['noteTime', 'sendHeartbeat', 'resendPrepared'] },
+] as const;
 
 /**
  * A host: one replica of the parameters, owner of shard `host` of them.
  *
  *   joining: ping host h of every other pod, again every heartbeat interval, until each answers
  *     (pong): the route between the pods carries both ways before any tensor does; then
- *   start -> healing (a restarted host) or idle; a restarted host in idle told to commit the step it
- *     is at (its predecessor prepared it), or to commit or run a later one (it healed from a peer
- *     that was behind its own pod) -> healing again
+ *   start -> healing (a restarted host) or idle; a restarted host in idle told to commit a step
+ *     it does not hold prepared (its predecessor prepared it), or dispatched by a pod that has
+ *     committed more than it holds (it healed from a peer that was behind its own pod) -> healing again
  *   healing: state.request to host h of every other pod, again every heartbeat
  *     interval; the first answer whose checksum and shard hash check out ->
  *     idle at the step after its last commit. Every peer says "none" (healing
  *     or lost too), or the start-up deadline passes -> lost.
  *   lost: no replica of its shard anywhere; waits for the client to restore a checkpoint.
- *   idle --host.dispatch--> attempt, for each step attempt in order:
+ *   idle: nothing to compute. host.dispatch is queued in step order (the pod's gang-scheduling
+ *     order, whatever order the dispatches came in); the moment the next one is queued -> attempt:
  *     forward -> backward -> reduceScatter (in-pod: host h sums shard h of every
  *     host's gradient, host order) -> exchange (cross-pod, 1:1 with host h of every
  *     other pod) -> update (sum pods in pod order, optimizer on the shard) ->
- *     allGather (in-pod: every host gets every new shard) -> prepared (report the
- *     shard hash, again every heartbeat interval) -> host.commit: write the
- *     checkpoint shard (every `checkpoint.everySteps` steps), adopt the new
- *     parameters -> idle; or host.abort: keep the old -> idle.
+ *     allGather (in-pod: every host gets every new shard) -> prepared: the step joins `pending`
+ *     (prepared steps awaiting their commits, reported now and again every heartbeat interval)
+ *     -> idle at the next step, which starts at once if its dispatch is queued: with
+ *     `dispatch.depth` > 1 it computes on the parameters just prepared, not yet committed.
  *     A missed phase deadline, a failed computation, or two copies of a tensor of the attempt that
  *     differ (before prepared) -> failed (host.failed), until the pod's abort.
+ *   Whatever it computes (idle, attempt, failed): host.commit of the oldest pending step adopts its
+ *     parameters (commits come in step order; the checkpoint shard is written every
+ *     `checkpoint.everySteps` steps); host.abort of a step drops it and every later step (pending,
+ *     in flight, queued) of that attempt or an older one -> idle at that step; a dispatch newer than
+ *     what the host holds drops what it holds of older attempts the same way. The oldest pending step
+ *     not committed within `deadlines.stepMs` fails with everything after it (failed, for that step).
  *   any state --host.restore--> restoring: load the checkpoint -> idle (host.restored).
  *   any state --run.end--> stopped (host.stopped with every count).
+ *
+ * The pipeline in the context: `step`/`attempt` is what the host computes (or failed, or computes
+ * next when idle); `pending` the steps that await their commits (`step` = the step after the last
+ * commit + pending.length); `queued` the dispatches it has not started.
  *
  * Throughout: pings from host h of another pod are answered (pong), whatever the state;
  * a heartbeat with the phase every heartbeat interval (`clock.tick`)
  * and on entering a computing phase (it may hold the thread).
- * Peers' state requests are answered with the committed state (also while a
- * commit is awaited: the prepared state is not committed), only to host h of
+ * Peers' state requests are answered with the committed state (never a pending
+ * one: it may yet abort), only to host h of
  * a pod whose scheduler said that host heals (heal.expect, which lapses after
  * `heartbeat.misses` intervals unless said again), or with "none" while this
  * host holds none; at most once per half heartbeat interval per peer (by the
@@ -45,13 +68,13 @@ export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } fr
  *
  * While it waits for tensors (reduceScatter, exchange, allGather), a host asks
  * each peer whose tensor has not all come to send it again (tensor.request,
- * every `requestDelay`); a peer answers once it has got that far. A lost or
- * corrupt chunk costs a resend, not the attempt.
+ * every `requestDelay`); a peer answers once it has got that far, also for a
+ * step it has prepared since. A lost or corrupt chunk costs a resend, not the attempt.
  *
  * The committed parameters are never touched before commit: the new ones live
- * in `next` until then, so abort simply drops them. Tensors for the attempt in
- * flight are kept whatever phase they arrive in; anything for another step,
- * attempt or phase is rejected and counted, never applied.
+ * in `next`, then in `pending`, until then, so an abort simply drops them. Tensors for the attempt in
+ * flight are kept whatever phase they arrive in, and those of a later step or attempt until it
+ * starts; anything for another step, attempt or phase is rejected and counted, never applied.
  *
  * Tags: `compute` on the phases that hold the thread (forward, backward,
  * update), `awaitsTensors` on the phases that wait for peers' tensors.
@@ -77,6 +100,11 @@ export const hostMachine = hostSetup.createMachine({
       samples: { start: 0, end: 0 },
       params,
       optState: initOptimizerState(t.training.optimizer, own.end - own.start),
+      pending: [],
+      queued: [],
+      freeSince: undefined,
+      waitedMs: 0,
+      reports: 0,
       acts: undefined,
       lossSum: 0,
       grad: undefined,
@@ -141,7 +169,7 @@ export const hostMachine = hostSetup.createMachine({
     'wire.faultInjected': { actions: 'countFault' },
     // two copies of a tensor differ: held for the next attempt, the copy is let go; anything else is counted
     // (a conflict of the attempt in flight fails it: see `attempt`)
-    'tensor.conflict': [{ guard: 'conflictForNextAttempt', actions: 'dropEarlyCopy' }, { actions: 'reject' }],
+    'tensor.conflict': [{ guard: 'conflictForLater', actions: 'dropEarlyCopy' }, { actions: 'reject' }],
     '*': { actions: 'reject' },
   },
   states: {
@@ -190,44 +218,76 @@ export const hostMachine = hostSetup.createMachine({
         onError: { target: 'lost', actions: { type: 'failFromError', params: { phase: 'restoring' } } },
       },
     },
+    /**
+     * Nothing to compute: the next dispatch in the pod's order has not come (prepared steps may await their commits
+     * meanwhile). It starts the moment it is queued.
+     */
     idle: {
       entry: { type: 'enterPhase', params: { phase: 'idle' } },
+      always: { guard: 'startsQueued', target: 'attempt', actions: 'beginAttempt' },
       on: {
         'host.dispatch': [
-          { guard: 'isNextDispatch', target: 'attempt', actions: 'beginAttempt' },
           { guard: 'isPastWhatIHold', target: 'healing' },
+          { guard: 'takesDispatch', actions: ['dropOlderWork', 'queueDispatch'] },
           { actions: 'reject' },
         ],
-        'tensor.received': [{ guard: 'tensorForNextAttempt', actions: 'holdEarly' }, { actions: 'reject' }],
+        'tensor.received': [
+          { guard: 'tensorForLater', actions: 'holdEarly' },
+          { guard: 'tensorForPrepared', actions: 'countLateCopy' },
+          { actions: 'reject' },
+        ],
+        'tensor.request': [{ guard: 'requestForPrepared', actions: 'answerRequest' }, { actions: 'reject' }],
+        'tensor.conflict': [{ guard: 'conflictForLater', actions: 'dropEarlyCopy' }, { actions: 'reject' }],
         'host.commit': [
-          { guard: 'isLastCommitted', actions: 'confirmCommitted' },
+          ...onCommit,
           // restarted, and told of a step past what it holds (see isPastWhatIHold): heal again, then confirm the resent commit
           { guard: 'isPastWhatIHold', target: 'healing' },
           { actions: 'reject' },
         ],
-        'host.abort': [{ guard: 'isAbortOfThisStep', actions: 'confirmAborted' }, { actions: 'reject' }],
+        'host.abort': [
+          { guard: 'abortDropsPrepared', actions: [{ type: 'dropAborted', params: { inFlight: false } }, 'confirmAborted'] },
+          { guard: 'isAbortOfUncommitted', actions: 'confirmAborted' },
+          { actions: 'reject' },
+        ],
+        'clock.tick': onTick,
       },
     },
+    /** One step attempt, phase by phase; prepared steps before it await their commits meanwhile (`pending`). */
     attempt: {
       initial: 'forward',
       on: {
-        // a peer already on the next attempt: keep its tensors for when our dispatch arrives
+        // a peer already on a later step or attempt: keep its tensors for when that dispatch comes
         'tensor.received': [
           { guard: 'tensorForThisAttempt', actions: 'storeTensor' },
-          { guard: 'tensorForNextAttempt', actions: 'holdEarly' },
+          { guard: 'tensorForLater', actions: 'holdEarly' },
+          { guard: 'tensorForPrepared', actions: 'countLateCopy' },
           { actions: 'reject' },
         ],
+        // the abort of this attempt, or of a step before it (prepared here, not committed): everything from there on goes
         'host.abort': [
-          { guard: 'forThisAttempt', target: 'idle', actions: 'abort' },
-          { guard: 'isAbortOfThisStep', target: 'idle', actions: 'confirmAborted' },
+          { guard: 'abortDropsInFlight', target: 'idle', actions: [{ type: 'dropAborted', params: { inFlight: true } }, 'confirmAborted'] },
+          { guard: 'isAbortOfUncommitted', actions: 'confirmAborted' },
           { actions: 'reject' },
         ],
-        'host.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
-        'tensor.request': [{ guard: 'forThisAttempt', actions: 'answerRequest' }, { actions: 'reject' }],
+        'host.commit': [...onCommit, { actions: 'reject' }],
+        'tensor.request': [
+          { guard: 'forThisAttempt', actions: 'answerRequest' },
+          { guard: 'requestForPrepared', actions: 'answerRequest' },
+          { actions: 'reject' },
+        ],
         // two copies of a tensor of this attempt differ: one is forged, and which cannot be told; fail the attempt, named
-        'tensor.conflict': { guard: 'conflictForThisAttempt', target: '.failed', actions: 'failConflict' },
-        // a later attempt of this step supersedes this one: nothing was committed, so start over
-        'host.dispatch': [{ guard: 'isNextDispatch', target: 'attempt', reenter: true, actions: 'beginAttempt' }, { actions: 'reject' }],
+        'tensor.conflict': [
+          { guard: 'conflictForThisAttempt', target: '.failed', actions: 'failConflict' },
+          { guard: 'conflictForLater', actions: 'dropEarlyCopy' },
+          { actions: 'reject' },
+        ],
+        // a newer attempt supersedes this one (and any prepared step of an older one): nothing of them was committed
+        'host.dispatch': [
+          { guard: 'dispatchDropsWork', target: 'idle', actions: ['dropOlderWork', 'queueDispatch'] },
+          { guard: 'takesDispatch', actions: 'queueDispatch' },
+          { actions: 'reject' },
+        ],
+        'clock.tick': onTick,
       },
       states: {
         forward: {
@@ -237,7 +297,7 @@ export const hostMachine = hostSetup.createMachine({
             src: 'forwardPass',
             input: ({ context: c }) => ({
               model: c.topology.model,
-              params: c.params,
+              params: base(c).params,
               task: c.task,
               step: c.step,
               samples: c.samples,
@@ -255,7 +315,7 @@ export const hostMachine = hostSetup.createMachine({
             src: 'backwardPass',
             input: ({ context: c }) => ({
               model: c.topology.model,
-              params: c.params,
+              params: base(c).params,
               acts: c.acts!,
               globalBatch: c.topology.training.globalBatch,
             }),
@@ -292,11 +352,12 @@ export const hostMachine = hostSetup.createMachine({
             input: ({ context: c }) => {
               const own = c.ranges[c.host];
               const podGrads = Array.from({ length: c.topology.pods }, (_, q) => (q === c.pod ? c.podGrad! : c.exchanged.get(q)!));
+              const b = base(c);
               return {
                 optimizer: c.topology.training.optimizer,
                 step: c.step,
-                shard: c.params.subarray(own.start, own.end),
-                state: c.optState,
+                shard: b.params.subarray(own.start, own.end),
+                state: b.optState,
                 podGrads,
               };
             },
@@ -313,26 +374,24 @@ export const hostMachine = hostSetup.createMachine({
           initial: 'waiting',
           states: { waiting: { after: { requestDelay: { target: 'waiting', reenter: true, actions: 'requestMissing' } } } },
         },
+        /**
+         * The new parameters are here: the step awaits its commit (`pending`, reported now and every heartbeat
+         * interval until then), and the host goes on at once to the next step, on these parameters.
+         */
         prepared: {
-          entry: [{ type: 'enterPhase', params: { phase: 'prepared' } }, 'sendPrepared'],
+          entry: [{ type: 'enterPhase', params: { phase: 'prepared' } }, 'prepare'],
+          always: { target: '#host.idle', actions: 'moveToNextStep' },
+        },
+        /** Waits for the pod's abort; the committed parameters are untouched (prepared steps before it still commit). */
+        failed: {
+          entry: [{ type: 'enterPhase', params: { phase: 'failed' } }, 'sendFailed'],
           on: {
-            // prepared, the pod may have reported the step already and the client committed it: too late to fail, only counted
-            'tensor.conflict': { guard: 'conflictForThisAttempt', actions: 'reject' },
-            'host.commit': [
-              { guard: 'forThisAttempt', target: '#host.idle', actions: ['writeCheckpoint', 'commit'] },
-              { guard: 'isLastCommitted', actions: 'confirmCommitted' },
+            'tensor.conflict': [
+              { guard: 'conflictForThisAttempt', actions: 'reject' },
+              { guard: 'conflictForLater', actions: 'dropEarlyCopy' },
               { actions: 'reject' },
             ],
           },
-          after: { commitDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'prepared' } } } },
-          // a lost report would stall the step: say it again every heartbeat interval until the pod answers
-          initial: 'reported',
-          states: { reported: { after: { resendDelay: { target: 'reported', reenter: true, actions: ['countResend', 'sendPrepared'] } } } },
-        },
-        /** Waits for the pod's abort; the committed parameters are untouched. */
-        failed: {
-          entry: [{ type: 'enterPhase', params: { phase: 'failed' } }, 'sendFailed'],
-          on: { 'tensor.conflict': { guard: 'conflictForThisAttempt', actions: 'reject' } },
         },
       },
     },

@@ -60,7 +60,7 @@ export function runHost(opts: HostRunOptions): HostRun {
         clock: ticker(clock),
         disk: hostDiskActor(place),
         loadCheckpoint: checkpointLoader(place, host),
-        ...hostCompute(clock),
+        ...hostCompute(clock, t.compute.fixedMs),
       },
     }),
     { input, inspect, clock },

@@ -10,6 +10,7 @@ import {
   type CauseOf,
   type ControlMessage,
   type FailureCause,
+  type HostDispatch,
   type HostPhase,
   type OptimizerState,
   type PhaseTimes,
@@ -44,6 +45,27 @@ export interface HostInput {
 /** Where a host is: a step phase, or outside a step. */
 export type HostWhere = HostPhase | 'joining' | 'idle' | 'prepared' | 'healing' | 'lost' | 'restoring' | 'failed' | 'stopped';
 
+/**
+ * A step this host prepared and reported, awaiting its commit. Prepared steps are kept in step order; the step after
+ * the last one computes on its parameters (parallel asynchronous dispatch: it need not wait for the commit).
+ */
+export interface PreparedStep {
+  step: number;
+  attempt: number;
+  /** The new full parameters, this host's new shard and the shard's optimizer state: adopted on commit. */
+  params: Float32Array;
+  shard: Float32Array;
+  optState: OptimizerState;
+  /** The pod's gradient of this host's shard: a cross-pod peer still in this step's exchange may ask for it again. */
+  podGrad: Float32Array;
+  shardHash: string;
+  lossSum: number;
+  phaseMs: PhaseTimes;
+  waitedMs: number;
+  /** When it was prepared (ms on the run's clock): a commit that has not come `deadlines.stepMs` later fails it. */
+  at: number;
+}
+
 export interface HostContext {
   topology: Topology;
   runId: string;
@@ -53,14 +75,24 @@ export interface HostContext {
   incarnation: string;
   task: Task;
   ranges: ShardRange[];
-  /** The step in flight, or the next one to run when idle. */
+  /** The step being computed (or failed), or the next one to compute when idle. */
   step: number;
-  /** The attempt in flight for `step`; -1 before the first. */
+  /** The attempt of `step` in flight (or the last one aborted); -1 before the first. */
   attempt: number;
   samples: SampleRange;
   /** Committed full parameters, this host's committed shard and its optimizer state. */
   params: Float32Array;
   optState: OptimizerState;
+  /** Steps prepared and reported, awaiting their commits, oldest first; `step` computes on the last one's parameters. */
+  pending: PreparedStep[];
+  /** Dispatches for steps after `step` (or a later attempt of it), in step order: the pod's gang-scheduling order. */
+  queued: HostDispatch[];
+  /** When this host last finished a step's work (its all-gather) with nothing to compute next; undefined after a reset. */
+  freeSince: number | undefined;
+  /** How long the attempt in flight waited for its dispatch after the step before it was prepared. */
+  waitedMs: number;
+  /** host.prepared reports sent (part of their message ids). */
+  reports: number;
   acts: Activations | undefined;
   /** This host's share of the step's loss. */
   lossSum: number;
@@ -71,9 +103,9 @@ export interface HostContext {
   slices: Map<number, Float32Array>;
   exchanged: Map<number, Float32Array>;
   gathered: Map<number, Float32Array>;
-  /** Tensors for the next step that came before its dispatch. */
+  /** Tensors for a later step or attempt that came before its dispatch. */
   early: AssembledTensor[];
-  /** The update, held until commit. */
+  /** The update of the attempt in flight, until it is prepared (then it is a `pending` step). */
   next: { shard: Float32Array; optState: OptimizerState; params: Float32Array | undefined } | undefined;
   phase: HostWhere;
   /** The latest time the host knows of (ms on the run's clock): from the last timed event it took. */
@@ -188,18 +220,119 @@ function missingPeers(ctx: HostContext, tensor: StepTensor): Peer[] {
   return peersFor(ctx, tensor).filter((p) => !have.has(tensor === 'grad.exchange' ? p.pod : p.host));
 }
 
-/** The `tensor` this host sends peer `to` in this attempt, once it has it; `round` marks a resend the peer asked for. */
-function tensorTo(ctx: HostContext, tensor: StepTensor, to: Peer, round?: number): WireCommand | undefined {
+/** What a host sends of one step attempt: the attempt in flight, or a prepared step that awaits its commit. */
+type StepWork = { step: number; attempt: number; grad?: Float32Array; podGrad?: Float32Array; shard?: Float32Array };
+const inFlight = (ctx: HostContext): StepWork => ({
+  step: ctx.step,
+  attempt: ctx.attempt,
+  grad: ctx.grad,
+  podGrad: ctx.podGrad,
+  shard: ctx.next?.shard,
+});
+/** A prepared step still answers for its exchange and its new shard (a peer may still wait for them); its gradient slices were all taken before it could prepare. */
+const preparedWork = (p: PreparedStep): StepWork => ({ step: p.step, attempt: p.attempt, podGrad: p.podGrad, shard: p.shard });
+
+/** The `tensor` this host sends peer `to` of `work` (the attempt in flight unless said), once it has it; `round` marks a resend the peer asked for. */
+function tensorTo(ctx: HostContext, tensor: StepTensor, to: Peer, round?: number, work: StepWork = inFlight(ctx)): WireCommand | undefined {
   const r = ctx.ranges[to.host];
-  const data = tensor === 'grad.slice' ? ctx.grad?.subarray(r.start, r.end) : tensor === 'grad.exchange' ? ctx.podGrad : ctx.next?.shard;
+  const data = tensor === 'grad.slice' ? work.grad?.subarray(r.start, r.end) : tensor === 'grad.exchange' ? work.podGrad : work.shard;
   if (!data) return undefined;
   const id = `${tensor}.${tensor === 'grad.exchange' ? to.pod : to.host}${round === undefined ? '' : `.x${round}`}`;
   return {
     type: 'wire.sendTensor',
     subject: subjects.hostData(ctx.runId, to.pod, to.host, ctx.pod, ctx.host),
-    head: { ...envelope(ctx, id), tensor, shard: tensor === 'grad.slice' ? to.host : ctx.host },
+    head: {
+      ...envelopeFor({ ...ctx, step: work.step, attempt: work.attempt }, ctx.me, id),
+      tensor,
+      shard: tensor === 'grad.slice' ? to.host : ctx.host,
+    },
     data,
   };
+}
+
+/** The step after the last one this host committed: `step` less the prepared steps awaiting commit (`step` = this + pending.length). */
+function committedNext(ctx: Pick<HostContext, 'lastCommitted'>): number {
+  return ctx.lastCommitted ? ctx.lastCommitted.step + 1 : 0;
+}
+
+/** The parameters and optimizer state the step in flight computes on: the last prepared step's, else the committed ones. */
+function base(ctx: HostContext): { params: Float32Array; optState: OptimizerState } {
+  const p = ctx.pending.at(-1);
+  return p ?? { params: ctx.params, optState: ctx.optState };
+}
+
+/** The attempt of step `k` this host holds (prepared, in flight or aborted, queued), or -1. */
+function attemptHeld(ctx: HostContext, k: number): number {
+  const p = ctx.pending.find((x) => x.step === k);
+  if (p) return p.attempt;
+  const q = ctx.queued.find((x) => x.step === k);
+  return Math.max(k === ctx.step ? ctx.attempt : -1, q?.attempt ?? -1);
+}
+
+/** The newest attempt this host holds of any step before `k` (prepared, in flight, queued), or -1. */
+function attemptHeldBefore(ctx: HostContext, k: number): number {
+  let a = -1;
+  for (const p of ctx.pending) if (p.step < k) a = Math.max(a, p.attempt);
+  for (const q of ctx.queued) if (q.step < k) a = Math.max(a, q.attempt);
+  return ctx.step < k ? Math.max(a, ctx.attempt) : a;
+}
+
+/**
+ * Whether a host takes a dispatch: of a step it has not committed, within `dispatch.depth` steps of its last
+ * commit (the client has at most that many in flight, and moves on only once every host committed), newer than any
+ * attempt of that step it holds, and not older than what it holds of the steps before (the client numbers attempts
+ * so that every dispatch after a retry is newer than everything before it: an older one is a leftover).
+ */
+function takesDispatch(ctx: HostContext, d: HostDispatch): boolean {
+  const from = committedNext(ctx);
+  return (
+    d.step >= from &&
+    d.step < from + ctx.topology.dispatch.depth &&
+    d.attempt > attemptHeld(ctx, d.step) &&
+    d.attempt >= attemptHeldBefore(ctx, d.step)
+  );
+}
+
+/**
+ * What dropping uncommitted work leaves: the prepared steps from the first one `drops` takes (and every one after it,
+ * which computed on it), the queued dispatches it takes, and, if `inFlight`, the attempt in flight. The host then
+ * computes from the first step it dropped. Nothing committed is touched.
+ */
+function dropped(ctx: HostContext, drops: (w: { step: number; attempt: number }) => boolean, inFlight: boolean): Partial<HostContext> {
+  const queued = ctx.queued.filter((d) => !drops(d));
+  const i = ctx.pending.findIndex(drops);
+  if (i >= 0) {
+    const from = ctx.pending[i];
+    return {
+      ...noAttempt,
+      pending: ctx.pending.slice(0, i),
+      queued,
+      step: from.step,
+      attempt: from.attempt,
+      failure: undefined,
+      freeSince: undefined,
+    };
+  }
+  if (inFlight && drops(ctx)) return { ...noAttempt, queued, failure: undefined, freeSince: undefined };
+  return { queued };
+}
+
+/** `queued` with dispatch `d` in its place: one per step, in step order. */
+function withQueued(queued: HostDispatch[], d: HostDispatch): HostDispatch[] {
+  return [...queued.filter((q) => q.step !== d.step), d].sort((a, b) => a.step - b.step);
+}
+
+/** host.prepared for a prepared step; `n` numbers the report (each resend under a new id). */
+function preparedReport(ctx: HostContext, p: PreparedStep, n: number): WireCommand {
+  const c = { ...ctx, step: p.step, attempt: p.attempt };
+  return toPod(c, {
+    ...envelope(c, `host.prepared.r${n}`),
+    kind: 'host.prepared',
+    shardHash: p.shardHash,
+    lossSum: p.lossSum,
+    phaseMs: p.phaseMs,
+    waitedMs: p.waitedMs,
+  });
 }
 
 /** The deadline of `phase` passed: what this host was waiting for (a peer's tensor, its own computation, the pod's commit), and from whom. */
@@ -213,12 +346,22 @@ function deadlineCause(ctx: HostContext, phase: string): CauseOf<'deadline'> {
   return { ...base, waitingFor: 'computation', peers: [] };
 }
 
-/** The committed state, as a healing peer gets it. */
+/** A later step, or a later attempt of the step in flight: what this host has not got to yet. */
+const isLater = (ctx: HostContext, w: { step: number; attempt: number }) =>
+  w.step > ctx.step || (w.step === ctx.step && w.attempt > ctx.attempt);
+/** One of the prepared steps that await their commits (that very attempt). */
+const isPrepared = (ctx: HostContext, w: { step: number; attempt: number }) =>
+  ctx.pending.some((p) => p.step === w.step && p.attempt === w.attempt);
+/** What an abort of (step, attempt) takes: that step and every later one, of that attempt or an older one. */
+const abortTakes = (a: { step: number; attempt: number }) => (w: { step: number; attempt: number }) =>
+  w.step >= a.step && w.attempt <= a.attempt;
+
+/** The committed state, as a healing peer gets it (never a prepared step: it may yet abort). */
 function committedState(ctx: HostContext): CommittedState {
-  return { step: ctx.step, params: ctx.params, optState: ctx.optState, lastCommitted: ctx.lastCommitted };
+  return { step: committedNext(ctx), params: ctx.params, optState: ctx.optState, lastCommitted: ctx.lastCommitted };
 }
 
-/** Everything of an attempt dropped: what a commit, an abort or a restore leaves behind. */
+/** Everything of the attempt in flight dropped: what preparing it, an abort or a restore leaves behind. */
 const noAttempt = {
   next: undefined,
   grad: undefined,
@@ -238,6 +381,9 @@ function adopted(s: CommittedState): Partial<HostContext> {
     params: s.params,
     optState: s.optState,
     lastCommitted: s.lastCommitted,
+    pending: [],
+    queued: [],
+    freeSince: undefined,
     early: [],
     failure: undefined,
   };
@@ -342,21 +488,42 @@ export const hostSetup = setup({
     startsHealing: ({ context }) => context.restarted,
     /** Host h of every other pod has answered a ping. */
     joinedAll: ({ context }) => replicaPods(context).every((q) => context.joined.includes(q)),
-    isNextDispatch: ({ context, event }) =>
-      event.type === 'host.dispatch' && event.msg.step === context.step && event.msg.attempt > context.attempt,
+    /** A dispatch this host takes (see takesDispatch): it queues it, in step order. */
+    takesDispatch: ({ context, event }) => event.type === 'host.dispatch' && takesDispatch(context, event.msg),
+    /** A dispatch this host takes that is newer than the attempt in flight or a prepared step: those are leftovers of an aborted attempt. */
+    dispatchDropsWork: ({ context, event }) =>
+      event.type === 'host.dispatch' &&
+      takesDispatch(context, event.msg) &&
+      (context.attempt < event.msg.attempt || context.pending.some((p) => p.attempt < event.msg.attempt)),
+    /** The next dispatch in the pod's order is here: the step after the last prepared one (or a newer attempt of it). */
+    startsQueued: ({ context }) => context.queued[0]?.step === context.step && context.queued[0].attempt > context.attempt,
     forThisAttempt: ({ context, event }) => {
       const s = eventStep(event);
       return s !== undefined && stepMismatch(context, s) === undefined;
     },
     tensorForThisAttempt: ({ context, event }) => event.type === 'tensor.received' && stepMismatch(context, event.tensor) === undefined,
     conflictForThisAttempt: ({ context, event }) => event.type === 'tensor.conflict' && stepMismatch(context, event.conflict) === undefined,
-    conflictForNextAttempt: ({ context, event }) =>
-      event.type === 'tensor.conflict' && event.conflict.step === context.step && event.conflict.attempt > context.attempt,
-    tensorForNextAttempt: ({ context, event }) =>
+    conflictForLater: ({ context, event }) => event.type === 'tensor.conflict' && isLater(context, event.conflict),
+    /** A tensor of a later step or attempt, from a peer that is ahead: kept (a few pipelines' worth) for when its dispatch comes. */
+    tensorForLater: ({ context, event }) =>
       event.type === 'tensor.received' &&
-      event.tensor.step === context.step &&
-      event.tensor.attempt > context.attempt &&
-      context.early.length < 4 * (context.topology.hostsPerPod + context.topology.pods),
+      isLater(context, event.tensor) &&
+      context.early.length < 4 * (context.topology.hostsPerPod + context.topology.pods) * context.topology.dispatch.depth,
+    /** A late copy of a tensor of a step this host prepared already. */
+    tensorForPrepared: ({ context, event }) => event.type === 'tensor.received' && isPrepared(context, event.tensor),
+    conflictForPrepared: ({ context, event }) => event.type === 'tensor.conflict' && isPrepared(context, event.conflict),
+    /** A peer asks again for a tensor of a step this host prepared (its exchange, or its new shard). */
+    requestForPrepared: ({ context, event }) => event.type === 'tensor.request' && isPrepared(context, event.msg),
+    /** The commit of the oldest prepared step: commits are taken in step order only. */
+    commitsOldest: ({ context, event }) =>
+      event.type === 'host.commit' && context.pending[0]?.step === event.msg.step && context.pending[0].attempt === event.msg.attempt,
+    /** The oldest prepared step has waited `deadlines.stepMs` for its commit (by the time a tick carries). */
+    commitOverdue: ({ context, event }) =>
+      context.pending.length > 0 && timeOf(event, context.now) - context.pending[0].at > context.topology.deadlines.stepMs,
+    /** An abort that takes the attempt in flight (or failed): of its step or an earlier one, of its attempt or a later one. */
+    abortDropsInFlight: ({ context, event }) => event.type === 'host.abort' && abortTakes(event.msg)(context),
+    /** An abort that takes a prepared step (and every later one with it). */
+    abortDropsPrepared: ({ context, event }) => event.type === 'host.abort' && context.pending.some(abortTakes(event.msg)),
     isLastCommitted: ({ context, event }) =>
       event.type === 'host.commit' &&
       context.lastCommitted !== undefined &&
@@ -369,10 +536,11 @@ export const hostSetup = setup({
      */
     isPastWhatIHold: ({ context, event }) =>
       context.restarted &&
-      ((event.type === 'host.commit' && event.msg.step >= context.step && context.next === undefined) ||
-        (event.type === 'host.dispatch' && event.msg.step > context.step)),
-    isAbortOfThisStep: ({ context, event }) =>
-      event.type === 'host.abort' && event.msg.step === context.step && event.msg.attempt >= context.attempt,
+      ((event.type === 'host.commit' && event.msg.step >= committedNext(context) && !isPrepared(context, event.msg)) ||
+        (event.type === 'host.dispatch' && event.msg.committed > (context.pending.at(-1)?.step ?? committedNext(context) - 1))),
+    /** An abort of a step this host has not committed, and not older than what it holds of that step: nothing (more) to drop; confirm it. */
+    isAbortOfUncommitted: ({ context, event }) =>
+      event.type === 'host.abort' && event.msg.step >= committedNext(context) && event.msg.attempt >= attemptHeld(context, event.msg.step),
     haveAllSlices: ({ context }) => context.slices.size === context.topology.hostsPerPod - 1,
     haveAllExchanged: ({ context }) => context.exchanged.size === context.topology.pods - 1,
     haveAllGathered: ({ context }) => context.gathered.size === context.topology.hostsPerPod - 1,
@@ -426,25 +594,42 @@ export const hostSetup = setup({
       const q = senderPod(event);
       return context.joined.includes(q) || q === context.pod ? {} : { joined: [...context.joined, q] };
     }),
+    /** Queue a dispatch this host takes, in step order: the pod's gang-scheduling order, whatever order they came in. */
+    queueDispatch: assign(({ context, event }) =>
+      event.type === 'host.dispatch' ? { queued: withQueued(context.queued, event.msg) } : {},
+    ),
+    /** A newer attempt came: what this host holds of older attempts (the attempt in flight, prepared steps, queued dispatches) was aborted. */
+    dropOlderWork: assign(({ context, event }) =>
+      event.type === 'host.dispatch' ? dropped(context, (w) => w.attempt < event.msg.attempt, true) : {},
+    ),
+    /** Drop what an abort takes: the attempt in flight if `inFlight`, and the prepared steps and queued dispatches of the aborted step and after. */
+    dropAborted: assign(({ context, event }, params: { inFlight: boolean }) =>
+      event.type === 'host.abort' ? dropped(context, abortTakes(event.msg), params.inFlight) : {},
+    ),
+    /** Start the next queued dispatch: its tensors that came early are taken; those of later steps or attempts stay held. */
     beginAttempt: assign(({ context, event }) => {
-      if (event.type !== 'host.dispatch') return {};
-      const { step, attempt, samples } = event.msg;
+      const [d, ...queued] = context.queued;
+      const { step, attempt, samples } = d;
       const fresh = { slices: new Map(), exchanged: new Map(), gathered: new Map() } as Pick<
         HostContext,
         'slices' | 'exchanged' | 'gathered'
       >;
       let rejected = context.rejected;
+      const early: AssembledTensor[] = [];
       for (const t of context.early) {
         const field = TENSOR_FROM[t.tensor];
         if (field && t.step === step && t.attempt === attempt) fresh[field].set(peerIndex(t), t.data);
+        else if (t.step > step || (t.step === step && t.attempt > attempt)) early.push(t);
         else rejected = countReject(rejected, 'wrong attempt');
       }
+      const now = Math.max(context.now, timeOf(event, context.now));
       return {
         ...fresh,
         step,
         attempt,
         samples,
-        early: [],
+        queued,
+        early,
         rejected,
         acts: undefined,
         lossSum: 0,
@@ -455,6 +640,9 @@ export const hostSetup = setup({
         phaseMs: {},
         resends: 0,
         requests: 0,
+        // the time since the step before was prepared with nothing to compute next: the controller had not sent this yet
+        waitedMs: context.freeSince === undefined ? 0 : Math.max(0, now - context.freeSince),
+        freeSince: undefined,
       };
     }),
     countResend: assign(({ context }) => ({ resends: context.resends + 1 })),
@@ -538,48 +726,73 @@ export const hostSetup = setup({
       }
       enqueue.assign({ requests: round });
     }),
-    /** A peer asks again for what this host sends it in this attempt: send it, if this host has got that far (if not, it sends it when it gets there). */
+    /**
+     * A peer asks again for what this host sends it in this attempt, or in a prepared step: send it, if this host has
+     * got that far (if not, it sends it when it gets there).
+     */
     answerRequest: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'tensor.request') return;
       const from = parseSender(event.msg.sender);
       if (from?.role !== 'host') return;
-      const cmd = tensorTo(context, event.msg.tensor, from, event.msg.round);
+      const p = context.pending.find((x) => x.step === event.msg.step && x.attempt === event.msg.attempt);
+      const cmd = tensorTo(context, event.msg.tensor, from, event.msg.round, p ? preparedWork(p) : inFlight(context));
       if (cmd) enqueue.sendTo('wire', cmd);
     }),
-    sendPrepared: sendTo('wire', ({ context }) =>
-      toPod(context, {
-        ...envelope(context, `host.prepared.r${context.resends}`),
-        kind: 'host.prepared',
-        shardHash: shardHash(context.next!.shard),
+    /** The attempt in flight is prepared: it awaits its commit (reported now, and again every heartbeat interval until then). */
+    prepare: enqueueActions(({ context, enqueue }) => {
+      const next = context.next!;
+      const p: PreparedStep = {
+        step: context.step,
+        attempt: context.attempt,
+        params: next.params!,
+        shard: next.shard,
+        optState: next.optState,
+        podGrad: context.podGrad!,
+        shardHash: shardHash(next.shard),
         lossSum: context.lossSum,
         phaseMs: context.phaseMs,
-      }),
-    ),
-    commit: enqueueActions(({ context, enqueue }) => {
-      const next = context.next!;
-      const hash = shardHash(next.shard);
-      enqueue.sendTo('wire', toPod(context, { ...envelope(context, 'host.committed'), kind: 'host.committed', shardHash: hash }));
+        waitedMs: context.waitedMs,
+        at: context.now,
+      };
+      enqueue.sendTo('wire', preparedReport(context, p, context.reports));
+      enqueue.assign({ pending: [...context.pending, p], reports: context.reports + 1 });
+    }),
+    /** On to the step after the one just prepared: it computes on that step's parameters, without waiting for its commit. */
+    moveToNextStep: assign(({ context }) => ({ ...noAttempt, step: context.step + 1, attempt: -1, freeSince: context.now })),
+    /** Every heartbeat interval: say again that each prepared step (prepared an interval ago or more) is prepared, until its commit. */
+    resendPrepared: enqueueActions(({ context, event, enqueue }) => {
+      const now = timeOf(event, context.now);
+      const due = context.pending.filter((p) => now - p.at >= context.topology.heartbeat.intervalMs);
+      due.forEach((p, i) => {
+        enqueue.sendTo('wire', preparedReport(context, p, context.reports + i));
+      });
+      if (due.length > 0) enqueue.assign({ reports: context.reports + due.length });
+    }),
+    /** Adopt the oldest prepared step: its parameters and optimizer state are now the committed ones. */
+    commitOldest: enqueueActions(({ context, enqueue }) => {
+      const [p, ...pending] = context.pending;
+      const c = { ...context, step: p.step, attempt: p.attempt };
+      enqueue.sendTo('wire', toPod(c, { ...envelope(c, 'host.committed'), kind: 'host.committed', shardHash: p.shardHash }));
       enqueue.assign({
-        ...noAttempt,
-        lastCommitted: { step: context.step, attempt: context.attempt, shardHash: hash },
-        params: next.params!,
-        optState: next.optState,
-        step: context.step + 1,
-        attempt: -1,
+        pending,
+        lastCommitted: { step: p.step, attempt: p.attempt, shardHash: p.shardHash },
+        params: p.params,
+        optState: p.optState,
       });
     }),
-    /** Before `commit`: every `checkpoint.everySteps`-th step, this host's part of its checkpoint (its new shard and optimizer state). */
+    /** Before `commitOldest`: every `checkpoint.everySteps`-th step, this host's part of its checkpoint (its new shard and optimizer state). */
     writeCheckpoint: enqueueActions(({ context, enqueue }) => {
-      if ((context.step + 1) % context.topology.checkpoint.everySteps !== 0) return;
-      const { runId, step, pod, host } = context;
+      const p = context.pending[0];
+      if ((p.step + 1) % context.topology.checkpoint.everySteps !== 0) return;
+      const { runId, pod, host } = context;
       enqueue.sendTo('disk', {
         type: 'ckpt.writeShard',
         runId,
-        step,
+        step: p.step,
         pod,
         host,
-        shard: context.next!.shard,
-        opt: context.next!.optState,
+        shard: p.shard,
+        opt: p.optState,
       } satisfies HostDiskCommand);
     }),
     /** A resent commit for the step already committed: confirm it again. */
@@ -589,19 +802,30 @@ export const hostSetup = setup({
       const msgId = event.type === 'host.commit' ? event.msg.msgId : 'again';
       return toPod(ctx, { ...envelope(ctx, `host.committed.${msgId}`), kind: 'host.committed', shardHash: last.shardHash });
     }),
-    /** An abort of an attempt this host never started or already left: nothing to undo; confirm it. */
+    /**
+     * Confirm an abort (after `dropAborted`, or of an attempt this host never started or already left). The aborted
+     * attempt is not taken again: a dispatch of it that comes late is refused.
+     */
     confirmAborted: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'host.abort') return;
-      const ctx = { ...context, attempt: event.msg.attempt };
-      enqueue.sendTo('wire', toPod(ctx, { ...envelope(ctx, `host.aborted.${event.msg.msgId}`), kind: 'host.aborted' }));
-      enqueue.assign({ attempt: event.msg.attempt });
+      const { step, attempt, msgId } = event.msg;
+      const ctx = { ...context, step, attempt };
+      enqueue.sendTo('wire', toPod(ctx, { ...envelope(ctx, `host.aborted.${msgId}`), kind: 'host.aborted' }));
+      if (step === context.step) enqueue.assign({ attempt: Math.max(context.attempt, attempt) });
     }),
-    abort: enqueueActions(({ context, enqueue }) => {
-      enqueue.sendTo('wire', toPod(context, { ...envelope(context, 'host.aborted'), kind: 'host.aborted' }));
-      enqueue.assign(noAttempt);
-    }),
+    /** A late copy of a tensor of a prepared step (a resend crossed it): counted as a duplicate. */
+    countLateCopy: assign(({ context }) => ({ duplicates: context.duplicates + 1 })),
     /** A phase deadline passed: what the host was waiting for, and from whom. */
     fail: assign(({ context }, params: { phase: string }) => ({ failure: deadlineCause(context, params.phase) })),
+    /**
+     * The oldest prepared step waited `deadlines.stepMs` for its commit: it fails, with everything after it (the
+     * committed state is untouched); the host says so for that step and waits for the pod's abort.
+     */
+    failOverdueCommit: assign(({ context }) => {
+      const p = context.pending[0];
+      const rest = dropped(context, (w) => w.step >= p.step, true);
+      return { ...rest, step: p.step, attempt: p.attempt, failure: deadlineCause(context, 'prepared') };
+    }),
     failFromError: assign(({ context, event }, params: { phase: string }) => {
       const message = (event as unknown as { error?: Error }).error?.message ?? 'unknown error';
       const failure: FailureCause =
@@ -755,4 +979,4 @@ export const hostSetup = setup({
   },
 });
 
-export { committedState, deadlineCause, isStepPhase };
+export { base, committedNext, committedState, deadlineCause, isStepPhase };

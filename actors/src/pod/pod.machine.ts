@@ -10,6 +10,7 @@ import {
   type ControlMessage,
   type FailureCause,
   type HostPrepared,
+  type StepDispatch,
   type HostStopped,
   type PhaseTimes,
   type SampleRange,
@@ -20,11 +21,13 @@ import type { WireCommand, WireEvent } from '../wire/edge.ts';
 
 /**
  * A pod's scheduler: gang-schedules its hosts for each step attempt and speaks
- * for them to the client.
+ * for them to the client. The head is the step it commits next.
  *
- *   idle --step.dispatch--> running (every host gets host.dispatch with its samples)
+ *   idle --step.dispatch of the head--> running (every host gets host.dispatch with its samples)
  *   running --all host.prepared--> prepared (pod.prepared: pod hash over shard hashes)
- *   prepared --step.commit--> committing --all host.committed--> idle (pod.committed)
+ *   prepared --step.commit--> committing --all host.committed--> advancing (pod.committed):
+ *     the step after it, if dispatched already, is the head now -> running (-> prepared, if its hosts
+ *     prepared it meanwhile; -> failed, if one failed it); else idle
  *   any attempt state --step.abort--> aborting --all host.aborted--> idle (pod.aborted)
  *   a host's failure, a silent host (no heartbeat for `misses` intervals, longer while it
  *     computes), a host that says it is idle, healing or lost in the attempt, or a missed
@@ -33,8 +36,14 @@ import type { WireCommand, WireEvent } from '../wire/edge.ts';
  *     idle at the step after it (pod.restored with the parameters' hash)
  *   run.end --> stopping --all host.stopped--> stopped (pod.stopped with every count)
  *
+ * Parallel asynchronous dispatch (`dispatch.depth` > 1): a dispatch of a step after the head, in
+ * any state but restoring and stopping, is relayed to the hosts at once (they queue it in step
+ * order and start it on the head's prepared parameters) and kept in `ahead`, with what its hosts
+ * report, until it is the head. An abort of the head takes every step ahead of that attempt or an
+ * older one with it (the hosts drop them too); a newer attempt of the head supersedes older ones ahead.
+ *
  * A restarted scheduler (`rejoin`) starts at step -1 and takes the step from the client's next
- * dispatch or (resent) commit. Throughout: a pod.heartbeat every heartbeat interval (`clock.tick`)
+ * dispatch (the step after what it says is committed) or (resent) commit. Throughout: a pod.heartbeat every heartbeat interval (`clock.tick`)
  * with its phase and whether every host is up (heard from, lately, not joining, healing or lost): the
  * client starts the run once every pod says so. Reports (pod.prepared) and relays to hosts that have not
  * answered are said again every interval; each heartbeat of a host that says it heals (it restarted) is
@@ -51,6 +60,20 @@ export interface PodInput {
   now?: number;
   /** A restarted scheduler: it does not know the step until the client next speaks (step -1 until then). */
   rejoin?: boolean;
+}
+
+/**
+ * A step dispatched after the head (the step this pod commits next): relayed to the hosts at once (they compute it on
+ * the head's prepared parameters), its reports kept until it is the head.
+ */
+export interface PodAhead {
+  step: number;
+  attempt: number;
+  samples: SampleRange;
+  prepared: Map<number, HostPrepared>;
+  dispatchedAt: number;
+  /** A host's failure of this step, said to the client once it is the head. */
+  failure: { host: number; cause: FailureCause } | undefined;
 }
 
 export interface PodContext {
@@ -99,6 +122,8 @@ export interface PodContext {
   /** The checkpoint a restore in flight goes back to, and the shard hash each host restored. */
   restoreTo: number;
   restored: Map<number, string>;
+  /** Steps dispatched after the head, in step order (at most `dispatch.depth - 1` in a run without faults). */
+  ahead: PodAhead[];
 }
 
 export type PodEvent = WireEvent | ClockTick;
@@ -163,7 +188,8 @@ function heartbeatNoted(ctx: PodContext, event: HostHeartbeatEvent): Partial<Pod
   const healing = [...ctx.healing];
   healing[h] = isStarting(event.msg.phase);
   const heard = ctx.heard[h] ? ctx.heard : ctx.heard.map((x, k) => x || k === h);
-  if (stepMismatch(ctx, event.msg) !== undefined) return { lastSeen, lost, healing, heard };
+  // what a host does now, at the head or a step ahead of it (not a report of a step it left)
+  if (event.msg.step < ctx.step) return { lastSeen, lost, healing, heard };
   const hostPhase = [...ctx.hostPhase];
   hostPhase[h] = event.msg.phase;
   return { lastSeen, hostPhase, lost, healing, heard };
@@ -186,10 +212,60 @@ export function lostHosts(ctx: Pick<PodContext, 'lost'>): number[] {
   return ctx.lost.flatMap((l, h) => (l ? [h] : []));
 }
 
-/** Whether a dispatch is the next one: a later attempt of the step in flight, or any step after a restart. */
-function isNext(ctx: PodContext, msg: { step: number; attempt: number }): boolean {
-  return (ctx.step === -1 || msg.step === ctx.step) && msg.attempt > ctx.attempt;
+/** The step a dispatch's head is: the pod's, or (restarted, knowing no step yet) the one after what the client says is committed. */
+const headStep = (ctx: PodContext, msg: StepDispatch) => (ctx.step === -1 ? msg.committed + 1 : ctx.step);
+
+/** Whether a dispatch is for the head: a later attempt of the step in flight, or the step the client is at after a restart. */
+function isNext(ctx: PodContext, msg: StepDispatch): boolean {
+  return msg.step === headStep(ctx, msg) && msg.attempt > ctx.attempt;
 }
+
+/**
+ * Whether a dispatch is for a step after the head: within `dispatch.depth` steps of it (the client moves on only once
+ * every pod committed), newer than any attempt of that step the pod holds, and not older than the head's (the client
+ * numbers every dispatch after a retry above everything before it: an older one is a leftover).
+ */
+function isAhead(ctx: PodContext, msg: StepDispatch): boolean {
+  const head = headStep(ctx, msg);
+  const held = ctx.ahead.find((a) => a.step === msg.step)?.attempt ?? -1;
+  return msg.step > head && msg.step < head + ctx.topology.dispatch.depth && msg.attempt > held && msg.attempt >= ctx.attempt;
+}
+
+/** The step attempt an event reports on is one after the head this pod holds. */
+const aheadOf = (ctx: PodContext, event: PodEvent) => {
+  const s = eventStep(event);
+  return s && ctx.ahead.find((a) => a.step === s.step && a.attempt === s.attempt);
+};
+
+/** host.dispatch of a step attempt to every host of the pod, each with its share of the pod's samples, in the order the pod takes them. */
+function relayDispatch(ctx: PodContext, msg: StepDispatch): WireCommand[] {
+  const { step, attempt, samples } = msg;
+  // what the hosts build on: a host that holds less than this is behind (it healed from a peer behind its pod)
+  const committed = Math.max(ctx.lastCommitted?.step ?? -1, msg.committed);
+  return hostList(ctx).map((h) => ({
+    type: 'wire.send',
+    subject: subjects.hostCmd(ctx.runId, ctx.pod, h),
+    message: {
+      ...envelope({ ...ctx, step, attempt }, `host.dispatch.${h}`),
+      kind: 'host.dispatch',
+      samples: hostSamples(samples, ctx.topology.hostsPerPod, h),
+      committed,
+    },
+  }));
+}
+
+/** A dispatch in a state where the head may be superseded: a newer attempt of the head starts over; a later step is scheduled behind it. */
+const onDispatch = [
+  { guard: 'isNewerAttempt', target: '#pod.running', reenter: true, actions: 'dispatchHosts' },
+  { guard: 'isAheadDispatch', actions: 'dispatchAhead' },
+  { actions: 'reject' },
+] as const;
+/** host.prepared wherever the head's hosts report: the head's, or a step's ahead of it. */
+const onHostPrepared = [
+  { guard: 'forThisAttempt', actions: 'storePrepared' },
+  { guard: 'forAhead', actions: 'storeAheadPrepared' },
+  { actions: 'reject' },
+] as const;
 
 export const podMachine = setup({
   types: { context: {} as PodContext, input: {} as PodInput, events: {} as PodEvent },
@@ -209,6 +285,14 @@ export const podMachine = setup({
   },
   guards: {
     isNextDispatch: ({ context, event }) => event.type === 'step.dispatch' && isNext(context, event.msg),
+    /** A dispatch of a step after the head: relayed to the hosts now, its reports kept for when it is the head. */
+    isAheadDispatch: ({ context, event }) => event.type === 'step.dispatch' && isAhead(context, event.msg),
+    /** A report on a step after the head. */
+    forAhead: ({ context, event }) => aheadOf(context, event) !== undefined,
+    /** The head committed, and the step after it was dispatched already. */
+    nextDispatched: ({ context }) => context.ahead[0]?.step === context.step,
+    /** The head failed (a host said so while it was a step ahead). */
+    headFailed: ({ context }) => context.failure !== undefined,
     /** Restarted while the client was committing: the client's resent commit is the first it hears of the step. */
     isCommitAfterRejoin: ({ context, event }) => event.type === 'step.commit' && context.step === -1,
     forThisAttempt: ({ context, event }) => {
@@ -246,10 +330,14 @@ export const podMachine = setup({
     /** Count a message that does not belong here; the state is left as it was. */
     reject: assign(({ context, event }) => rejection(context, event as never)),
     setPhase: assign((_, params: { phase: PodContext['phase'] }) => ({ phase: params.phase })),
-    /** Gang-schedule: every host of the pod gets the same step attempt, with its share of the pod's samples. */
+    /**
+     * Gang-schedule the head: every host of the pod gets the same step attempt, with its share of the pod's samples.
+     * Steps ahead of an older attempt were aborted with it (the client retries from here).
+     */
     dispatchHosts: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'step.dispatch') return;
       const { step, attempt, samples } = event.msg;
+      for (const c of relayDispatch(context, event.msg)) enqueue.sendTo('wire', c);
       enqueue.assign({
         step,
         attempt,
@@ -262,18 +350,59 @@ export const podMachine = setup({
         lastSeen: hostList(context).map(() => event.at),
         dispatchedAt: event.at,
         now: Math.max(context.now, event.at),
+        ahead: context.ahead.filter((a) => a.step > step && a.attempt >= attempt),
       });
-      for (const h of hostList(context)) {
-        enqueue.sendTo('wire', {
-          type: 'wire.send',
-          subject: subjects.hostCmd(context.runId, context.pod, h),
-          message: {
-            ...envelope({ ...context, step, attempt }, `host.dispatch.${h}`),
-            kind: 'host.dispatch',
-            samples: hostSamples(samples, context.topology.hostsPerPod, h),
-          },
-        });
-      }
+    }),
+    /** Gang-schedule a step after the head: the hosts queue it behind the head, in step order, and run it on the head's prepared parameters. */
+    dispatchAhead: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== 'step.dispatch') return;
+      const { step, attempt, samples } = event.msg;
+      for (const c of relayDispatch(context, event.msg)) enqueue.sendTo('wire', c);
+      const slot: PodAhead = { step, attempt, samples, prepared: new Map(), dispatchedAt: event.at, failure: undefined };
+      // a newer attempt: what the pod held ahead of an older one was aborted
+      const ahead = [...context.ahead.filter((a) => a.step !== step && a.attempt >= attempt), slot].sort((a, b) => a.step - b.step);
+      enqueue.assign({
+        ahead,
+        now: Math.max(context.now, event.at),
+        ...(context.step === -1 ? { step: headStep(context, event.msg) } : {}),
+      });
+    }),
+    storeAheadPrepared: assign(({ context, event }) => {
+      const slot = aheadOf(context, event);
+      if (event.type !== 'host.prepared' || !slot) return {};
+      const h = hostIndex(event);
+      if (slot.prepared.has(h)) return { duplicates: context.duplicates + 1 };
+      const { forward = 0, backward = 0, update = 0 } = event.msg.phaseMs;
+      return {
+        ahead: context.ahead.map((a) => (a === slot ? { ...a, prepared: new Map(a.prepared).set(h, event.msg) } : a)),
+        computeMs: Math.max(context.computeMs, forward, backward, update),
+      };
+    }),
+    /** A host failed a step ahead: the pod says so when that step is the head (the head may still commit). */
+    storeAheadFailure: assign(({ context, event }) => {
+      const slot = aheadOf(context, event);
+      if (event.type !== 'host.failed' || !slot || slot.failure) return {};
+      return { ahead: context.ahead.map((a) => (a === slot ? { ...a, failure: { host: hostIndex(event), cause: event.msg.cause } } : a)) };
+    }),
+    /** The step after the committed head was dispatched already: it is the head now, with what its hosts reported so far. */
+    promoteAhead: assign(({ context }) => {
+      const [a, ...ahead] = context.ahead;
+      return {
+        ahead,
+        step: a.step,
+        attempt: a.attempt,
+        samples: a.samples,
+        prepared: a.prepared,
+        committed: new Map(),
+        aborted: new Set(),
+        failure: a.failure,
+        dispatchedAt: a.dispatchedAt,
+      };
+    }),
+    /** An abort of the head takes every step ahead of it of that attempt or an older one (the client dispatches them again). */
+    dropAborted: assign(({ context, event }) => {
+      const attempt = event.type === 'step.abort' ? event.msg.attempt : context.attempt;
+      return { ahead: context.ahead.filter((a) => a.attempt > attempt) };
     }),
     /** Note the time a tick carries (what xstate's own events, which carry none, fall back to). */
     noteTime: assign(({ context, event }) => ({ now: Math.max(context.now, timeOf(event, context.now)) })),
@@ -406,6 +535,7 @@ export const podMachine = setup({
         shardHashes,
         lossSum,
         phaseMs,
+        waitedMs: hosts.reduce((n, p) => n + p.waitedMs, 0) / hosts.length,
       });
     }),
     relay: enqueueActions(
@@ -453,7 +583,7 @@ export const podMachine = setup({
       enqueue.assign({ step: context.step + 1, attempt: -1, lastCommitted: { step: context.step, attempt: context.attempt, paramsHash } });
     }),
     beginRestore: assign(({ event }) =>
-      event.type === 'run.restore' ? { restoreTo: event.msg.checkpoint, restored: new Map<number, string>() } : {},
+      event.type === 'run.restore' ? { restoreTo: event.msg.checkpoint, restored: new Map<number, string>(), ahead: [] } : {},
     ),
     /** Tell every host (or those that have not confirmed) to load the checkpoint. */
     relayRestore: enqueueActions(({ context, enqueue }, params: { missingOnly: boolean }) => {
@@ -552,6 +682,7 @@ export const podMachine = setup({
     heard: Array.from({ length: input.topology.hostsPerPod }, () => false),
     restoreTo: -1,
     restored: new Map(),
+    ahead: [],
   }),
   invoke: [
     { id: 'wire', src: 'wire' },
@@ -566,6 +697,9 @@ export const podMachine = setup({
       { guard: 'makesReady', actions: ['noteHeartbeat', 'sayHostHeals', 'sendHeartbeat'] },
       { actions: ['noteHeartbeat', 'sayHostHeals'] },
     ],
+    // reports on a step ahead of the head, whatever the head is doing: kept for when it is the head
+    'host.prepared': [{ guard: 'forAhead', actions: 'storeAheadPrepared' }, { actions: 'reject' }],
+    'host.failed': [{ guard: 'forAhead', actions: 'storeAheadFailure' }, { actions: 'reject' }],
     // a restarted client finishing the commit it logged last: the step is committed here already, confirm it again
     'step.commit': [{ guard: 'isLastCommitted', actions: 'confirmCommitted' }, { actions: 'reject' }],
     'clock.tick': { actions: ['noteTime', 'sendHeartbeat'] },
@@ -576,20 +710,27 @@ export const podMachine = setup({
     idle: {
       entry: { type: 'setPhase', params: { phase: 'idle' } },
       on: {
-        'step.dispatch': [{ guard: 'isNextDispatch', target: 'running', actions: 'dispatchHosts' }, { actions: 'reject' }],
+        'step.dispatch': [
+          { guard: 'isNextDispatch', target: 'running', actions: 'dispatchHosts' },
+          { guard: 'isAheadDispatch', actions: 'dispatchAhead' },
+          { actions: 'reject' },
+        ],
         'step.commit': [
           { guard: 'isLastCommitted', actions: 'confirmCommitted' },
           { guard: 'isCommitAfterRejoin', target: 'committing', actions: 'adoptCommit' },
           { actions: 'reject' },
         ],
-        'step.abort': [{ guard: 'isAbortOfThisStep', actions: 'confirmAborted' }, { actions: 'reject' }],
+        'step.abort': [{ guard: 'isAbortOfThisStep', actions: ['confirmAborted', 'dropAborted'] }, { actions: 'reject' }],
       },
     },
     running: {
       entry: { type: 'setPhase', params: { phase: 'running' } },
-      always: { guard: 'allPrepared', target: 'prepared' },
+      always: [
+        { guard: 'headFailed', target: 'failed' },
+        { guard: 'allPrepared', target: 'prepared' },
+      ],
       on: {
-        'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
+        'step.dispatch': onDispatch,
         // a host that stops heartbeating while the step runs (crashed, or stalled) fails the attempt, named
         'clock.tick': [
           { guard: 'someHostSilent', target: 'failed', actions: ['noteTime', 'silentFailed', 'sendHeartbeat'] },
@@ -599,8 +740,12 @@ export const podMachine = setup({
           { guard: 'hostIdleInAttempt', target: 'failed', actions: ['noteHeartbeat', 'sayHostHeals', 'idleFailed'] },
           { actions: ['noteHeartbeat', 'sayHostHeals'] },
         ],
-        'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }],
-        'host.failed': [{ guard: 'forThisAttempt', target: 'failed', actions: 'hostFailed' }, { actions: 'reject' }],
+        'host.prepared': onHostPrepared,
+        'host.failed': [
+          { guard: 'forThisAttempt', target: 'failed', actions: 'hostFailed' },
+          { guard: 'forAhead', actions: 'storeAheadFailure' },
+          { actions: 'reject' },
+        ],
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
       },
       after: { stepDeadline: { target: 'failed', actions: { type: 'deadlineFailed', params: { waitingFor: 'host.prepared' } } } },
@@ -608,8 +753,8 @@ export const podMachine = setup({
     prepared: {
       entry: [{ type: 'setPhase', params: { phase: 'prepared' } }, 'sendPrepared'],
       on: {
-        'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
-        'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }], // a host's repeat: counted as a duplicate
+        'step.dispatch': onDispatch,
+        'host.prepared': onHostPrepared, // a host's repeat of the head: counted as a duplicate
         'step.commit': [
           { guard: 'forThisAttempt', target: 'committing' },
           { guard: 'isLastCommitted', actions: 'confirmCommitted' },
@@ -629,10 +774,12 @@ export const podMachine = setup({
         { type: 'setPhase', params: { phase: 'committing' } },
         { type: 'relay', params: { kind: 'host.commit' } },
       ],
-      always: { guard: 'allCommitted', target: 'idle', actions: 'sendCommitted' },
+      always: { guard: 'allCommitted', target: 'advancing', actions: 'sendCommitted' },
       on: {
+        // a step after the head (the head is logged: it is never superseded)
+        'step.dispatch': [{ guard: 'isAheadDispatch', actions: 'dispatchAhead' }, { actions: 'reject' }],
         'host.committed': [{ guard: 'forThisAttempt', actions: 'storeCommitted' }, { actions: 'reject' }],
-        'host.prepared': [{ guard: 'forThisAttempt', actions: 'storePrepared' }, { actions: 'reject' }], // a host's repeat: counted as a duplicate
+        'host.prepared': onHostPrepared, // a host's repeat of the head: counted as a duplicate
         // the client resends a commit it has no answer to: relay it again (hosts that committed confirm again)
         'step.commit': [
           { guard: 'forThisAttempt', actions: { type: 'relay', params: { kind: 'host.commit' } } },
@@ -655,14 +802,16 @@ export const podMachine = setup({
         },
       },
     },
+    /** The head committed: the step after it, if dispatched already (its hosts are on it), is the head now; else the pod idles. */
+    advancing: {
+      always: [{ guard: 'nextDispatched', target: 'running', actions: 'promoteAhead' }, { target: 'idle' }],
+    },
     aborting: {
-      entry: [
-        { type: 'setPhase', params: { phase: 'aborting' } },
-        { type: 'relay', params: { kind: 'host.abort' } },
-      ],
+      // the hosts drop the head and everything after it of this attempt or an older one
+      entry: [{ type: 'setPhase', params: { phase: 'aborting' } }, { type: 'relay', params: { kind: 'host.abort' } }, 'dropAborted'],
       always: { guard: 'allAborted', target: 'idle', actions: 'sendAborted' },
       on: {
-        'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
+        'step.dispatch': onDispatch,
         'host.aborted': [{ guard: 'forThisAttempt', actions: 'storeAborted' }, { actions: 'reject' }],
       },
       after: {
@@ -685,7 +834,7 @@ export const podMachine = setup({
     failed: {
       entry: [{ type: 'setPhase', params: { phase: 'failed' } }, 'sendFailed'],
       on: {
-        'step.dispatch': [{ guard: 'isNewerAttempt', target: 'running', reenter: true, actions: 'dispatchHosts' }, { actions: 'reject' }],
+        'step.dispatch': onDispatch,
         'step.abort': [{ guard: 'forThisAttempt', target: 'aborting' }, { actions: 'reject' }],
       },
     },

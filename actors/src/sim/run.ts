@@ -58,8 +58,22 @@ export interface SimResult {
     | NetEvent
     | { t: number; what: 'fault'; fault: SimSchedule['faults'][number] }
     | { t: number; what: 'restart'; actor: string }
-    /** An actor's phase changed; `tags`: the machine's state tags (a host's `compute`, `awaitsTensors`). */
-    | { t: number; what: 'state'; actor: string; phase: string; step: number; attempt: number; tags: string[] }
+    /**
+     * An actor's phase or pipeline changed; `tags`: the machine's state tags (a host's `compute`, `awaitsTensors`);
+     * `awaitingCommit`: the steps a host prepared that await their commits; `ahead`: the steps a pod or the client
+     * dispatched after the one it commits next.
+     */
+    | {
+        t: number;
+        what: 'state';
+        actor: string;
+        phase: string;
+        step: number;
+        attempt: number;
+        tags: string[];
+        awaitingCommit?: number[];
+        ahead?: number[];
+      }
   )[];
 }
 
@@ -76,6 +90,8 @@ export interface SimOptions {
 }
 
 const silent = pino({ level: 'silent' });
+/** Where a host takes a committed state other than by committing a step it prepared: healing from a peer, a checkpoint. */
+const ADOPTS: ReadonlySet<string> = new Set(['joining', 'healing', 'restoring', 'lost']);
 const RUN = 'sim';
 const DIR = '/sim/ckpt';
 
@@ -116,9 +132,10 @@ class Violation extends Error {
  */
 export async function simulate(topology: Topology, schedule: SimSchedule, opts: SimOptions = {}): Promise<SimResult> {
   const began = performance.now();
-  const t = topology;
+  const t = withDispatchDepth(topology, schedule.dispatchDepth);
   const steps = schedule.steps;
-  const ref = referenceBits(t, steps);
+  // the depth changes when steps run, never their bits
+  const ref = referenceBits(topology, steps);
   const clock = new SimClock();
   const rng = new SimRandom(schedule.seed);
   const net = new SimNetwork(clock, rng, { inPodMs: opts.inPodMs ?? 0.2, crossPodMs: opts.crossPodMs ?? 1 }, opts.trace);
@@ -179,9 +196,12 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     a.subscribe({ error: (err) => fail('no actor error', `${name} threw: ${(err as Error)?.message ?? err}`) });
     if (!trace) return;
     let last = '';
-    a.subscribe((snap: { context: { phase: string; step: number; attempt: number }; tags: Set<string> }) => {
+    type Pipelined = { phase: string; step: number; attempt: number; pending?: { step: number }[]; ahead?: { step: number }[] };
+    a.subscribe((snap: { context: Pipelined; tags: Set<string> }) => {
       const c = snap.context;
-      const key = `${c.phase}/${c.step}/${c.attempt}`;
+      const awaitingCommit = c.pending?.map((p) => p.step);
+      const ahead = c.ahead?.map((x) => x.step);
+      const key = `${c.phase}/${c.step}/${c.attempt}/${awaitingCommit}/${ahead}`;
       if (key === last) return;
       last = key;
       trace.push({
@@ -192,6 +212,8 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
         step: c.step,
         attempt: c.attempt,
         tags: [...snap.tags].sort(),
+        ...(awaitingCommit ? { awaitingCommit } : {}),
+        ...(ahead ? { ahead } : {}),
       });
     });
   };
@@ -226,7 +248,8 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
       const c = s.context;
       const lc = c.lastCommitted;
       if (lc && lc.step !== lastStep) {
-        if (lastPhase === 'prepared' && lc.step !== lastStep + 1)
+        // a commit (not a state healed from a peer or loaded from a checkpoint) is the next step
+        if (!ADOPTS.has(lastPhase) && lc.step !== lastStep + 1)
           fail('each step committed once, in order', `${name} committed step ${lc.step} after step ${lastStep}`);
         const want = ref.shardHashes[lc.step]?.[host];
         if (lc.shardHash !== want)
@@ -237,6 +260,13 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
         lastStep = lc.step;
       } else if (!lc) lastStep = -1;
       lastPhase = c.phase;
+      // the pipeline: the steps awaiting commit are exactly those between the last commit and the step in flight
+      const from = lc ? lc.step + 1 : 0;
+      if (c.pending.some((p, i) => p.step !== from + i) || c.step !== from + c.pending.length)
+        fail(
+          'prepared steps follow the last commit',
+          `${name} holds prepared steps ${c.pending.map((p) => p.step).join(', ')} after committing ${from - 1}, computing ${c.step}`,
+        );
     });
     a.start();
     live.set(name, { actor: a, close: tr.close });
@@ -405,6 +435,11 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     faultsFired,
     trace,
   };
+}
+
+/** `t` with the client keeping `depth` steps in flight (unchanged when undefined). */
+export function withDispatchDepth(t: Topology, depth: number | undefined): Topology {
+  return depth === undefined || depth === t.dispatch.depth ? t : { ...t, dispatch: { ...t.dispatch, depth } };
 }
 
 /** One line for an outcome. */
