@@ -6,7 +6,9 @@ import { clientMachine, systemClock, ticker, type ClientEvent, type WireCommand 
 import { controlSent, manualClock, memoryRunLog, noCheckpoints, now, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
-const t = parseTopology({ ...preset('tiny') });
+// most tests here follow one step at a time; the pipeline (dispatch.depth > 1) has its own, below
+const t = parseTopology({ ...preset('tiny'), dispatch: { depth: 1 } });
+const t2 = parseTopology({ ...preset('tiny'), dispatch: { depth: 2 } });
 const H = (n: number) => n.toString(16).padStart(64, '0');
 type Snap = SnapshotFrom<typeof clientMachine>;
 let n = 0;
@@ -73,13 +75,13 @@ function joinPods<A extends { send: (e: ClientEvent) => void }>(a: A): A {
   return a;
 }
 
-function start(steps: number) {
+function start(steps: number, topology = t) {
   const sent: WireCommand[] = [];
   const a = createActor(
     clientMachine.provide({
       actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
     }),
-    { input: { topology: t, runId: RUN, incarnation: 'test', now: now(), steps } },
+    { input: { topology, runId: RUN, incarnation: 'test', now: now(), steps } },
   );
   a.subscribe({ error: () => {} });
   return { a: joinPods(a.start()), sent };
@@ -453,5 +455,103 @@ describe('client machine', () => {
     expect(commits).toBeGreaterThan(0);
     expect(paths.some((p) => (p.state as Snap).context.failure?.cause.kind === 'hashMismatch')).toBe(true);
     expect(paths.some((p) => (p.state as Snap).context.stepsCommitted === 3)).toBe(true);
+  });
+});
+
+describe('client machine, steps in flight (dispatch.depth 2)', () => {
+  const dispatched = (sent: WireCommand[]) =>
+    (controlSent(sent, 'step.dispatch') as { step: number; attempt: number; committed: number }[]).map((m) => [
+      m.step,
+      m.attempt,
+      m.committed,
+    ]);
+
+  it('dispatches step s+1 with step s, keeps the reports on s+1 until s is committed, commits in order, and dispatches s+2 as s commits', () => {
+    const { a, sent } = start(3, t2);
+    // step 0 and step 1 at once, to both pods, each saying nothing is committed yet
+    expect(dispatched(sent)).toEqual([
+      [0, 0, -1],
+      [0, 0, -1],
+      [1, 0, -1],
+      [1, 0, -1],
+    ]);
+    expect(a.getSnapshot().context.ahead.map((x) => x.step)).toEqual([1]);
+    // step 1 is prepared first: kept, not committed before step 0
+    a.send(prepared(0, 1, 0, H(2)));
+    a.send(prepared(1, 1, 0, H(2)));
+    expect(controlSent(sent, 'step.commit')).toEqual([]);
+    a.send(prepared(0, 0, 0, H(1)));
+    a.send(prepared(1, 0, 0, H(1)));
+    expect(controlSent(sent, 'step.commit').map((m) => m.step)).toEqual([0, 0]);
+    const records: number[] = [];
+    a.on('step.committed', (r) => records.push(r.step));
+    a.send(committed(0, 0, 0, H(1)));
+    a.send(committed(1, 0, 0, H(1)));
+    // step 0 committed: step 1 is the head, prepared already, so it commits at once; step 2 goes out
+    expect(records).toEqual([0]);
+    expect(controlSent(sent, 'step.commit').map((m) => m.step)).toEqual([0, 0, 1, 1]);
+    expect(dispatched(sent).slice(4)).toEqual([
+      [2, 0, 0],
+      [2, 0, 0],
+    ]);
+    a.send(committed(0, 1, 0, H(2)));
+    a.send(committed(1, 1, 0, H(2)));
+    expect(records).toEqual([0, 1]);
+    expect(dispatched(sent).length).toBe(6); // nothing past the last step
+  });
+
+  it('a failure of a step ahead aborts it once it is the head (the head before it commits), and it goes again under a new attempt with every step after it', () => {
+    const { a, sent } = start(4, t2);
+    a.send(failed(1, 1, 0)); // pod 1 fails step 1 while step 0 is the head
+    expect(controlSent(sent, 'step.abort')).toEqual([]);
+    a.send(prepared(0, 0, 0, H(1)));
+    a.send(prepared(1, 0, 0, H(1)));
+    a.send(committed(0, 0, 0, H(1)));
+    a.send(committed(1, 0, 0, H(1)));
+    expect(a.getSnapshot().context.stepsCommitted).toBe(1);
+    // step 1 is the head now, failed: aborted (taking step 2, dispatched with step 0's commit, with it)
+    expect((controlSent(sent, 'step.abort') as { step: number; attempt: number }[]).map((m) => [m.step, m.attempt])).toEqual([
+      [1, 0],
+      [1, 0],
+    ]);
+    expect(a.getSnapshot().context.ahead).toEqual([]);
+    a.send(aborted(0, 1, 0));
+    a.send(aborted(1, 1, 0));
+    a.send(up(0));
+    a.send(up(1));
+    // again: step 1 and step 2, attempt 1 (above every attempt used before), step 0 committed
+    expect(dispatched(sent).slice(-4)).toEqual([
+      [1, 1, 0],
+      [1, 1, 0],
+      [2, 1, 0],
+      [2, 1, 0],
+    ]);
+    expect(a.getSnapshot().context.retried).toEqual([{ step: 1, attempt: 0, pod: 1, host: 3, cause: exchangeDeadline(1) }]);
+    // a report on the old attempt of step 2 is not taken for the new one
+    a.send(prepared(0, 2, 0, H(3)));
+    expect(a.getSnapshot().context.ahead[0].prepared.size).toBe(0);
+  });
+
+  it('a restarted client finishes the logged commit, then dispatches past every attempt a pod has seen, two steps at once', () => {
+    const records: RunLogRecord[] = [0, 1].map((step) => ({ step, attempt: 0, paramsHash: H(step + 1), loss: 0.5, at: 'then' }));
+    const sent: WireCommand[] = [];
+    const a = createActor(
+      clientMachine.provide({
+        actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints(), clock: manualClock().actor },
+      }),
+      { input: { topology: t2, runId: RUN, incarnation: 'test', now: now(), steps: 5, resume: records[1] } },
+    );
+    joinPods(a.start());
+    a.send(committed(0, 1, 0, H(2)));
+    a.send(committed(1, 1, 0, H(2)));
+    a.send(up(0, 2, 3, 'running')); // the old client had steps 2 and 3 in flight, attempt 3
+    a.send(up(1, 2, 3, 'prepared'));
+    expect(dispatched(sent)).toEqual([
+      [2, 4, 1],
+      [2, 4, 1],
+      [3, 4, 1],
+      [3, 4, 1],
+    ]);
+    a.stop();
   });
 });

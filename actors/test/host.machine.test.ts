@@ -31,7 +31,8 @@ function topo(over: Partial<Topology> = {}): Topology {
   return parseTopology({ ...preset('tiny'), ...over });
 }
 
-function dispatch(pod: number, step: number, attempt: number, samples: { start: number; end: number }): HostEvent {
+/** `committed`: the last step the pod says is committed (the step before, one step at a time). */
+function dispatch(pod: number, step: number, attempt: number, samples: { start: number; end: number }, committed = step - 1): HostEvent {
   return {
     type: 'host.dispatch',
     msg: {
@@ -43,7 +44,7 @@ function dispatch(pod: number, step: number, attempt: number, samples: { start: 
       msgId: `d/${pod}/${step}/${attempt}/${Math.random()}`,
       kind: 'host.dispatch',
       samples,
-      committed: step - 1,
+      committed,
     },
     at: now(),
   };
@@ -259,7 +260,7 @@ describe('host machine', () => {
 
     a.send(commit(0, 0, 0)); // commit before any dispatch
     expect(snapshotOf()).toEqual({ value: 'idle', step: 0, attempt: -1 });
-    a.send(dispatch(0, 1, 0, { start: 0, end: 16 })); // a future step
+    a.send(dispatch(0, t.dispatch.depth, 0, { start: 0, end: 16 })); // a step past what the client keeps in flight
     expect(snapshotOf()).toEqual({ value: 'idle', step: 0, attempt: -1 });
 
     const d = dispatch(0, 0, 0, { start: 0, end: 16 });
@@ -700,5 +701,125 @@ describe('host machine: whom it serves its state, and how often (by the times ev
     expect(answers()).toHaveLength(2);
     expect(a.getSnapshot().context.rejected).toEqual({ 'state request too soon': 998 });
     a.stop();
+  });
+
+  describe('steps in flight (dispatch.depth 2)', () => {
+    /** Send step `step`, attempt `attempt` to every host, each with its share of the samples. */
+    const dispatchAll = (t: Topology, hosts: Map<string, HostActor>, step: number, attempt: number, committed: number) => {
+      const per = t.training.globalBatch / (t.pods * t.hostsPerPod);
+      for (const [key, a] of hosts) {
+        const [p, h] = key.split('/').map(Number);
+        const start = (p * t.hostsPerPod + h) * per;
+        a.send(dispatch(p, step, attempt, { start, end: start + per }, committed));
+      }
+    };
+    const preparedHash = (t: Topology, sent: Map<string, WireCommand[]>, pod: number, step: number, attempt: number) =>
+      combineShardHashes(
+        Array.from({ length: t.hostsPerPod }, (_, h) => {
+          const m = (controlSent(sent.get(`${pod}/${h}`)!, 'host.prepared') as { step: number; attempt: number; shardHash: string }[]).find(
+            (x) => x.step === step && x.attempt === attempt,
+          );
+          return m?.shardHash ?? 'none';
+        }),
+      );
+
+    it("computes step s+1 on step s's prepared parameters before s commits; commits take them in step order, to the reference bits", async () => {
+      const t = topo();
+      expect(t.dispatch.depth).toBe(2);
+      const { hosts, sent } = cluster(t);
+      const ref = new ReferenceTrainer(t);
+      const want = [ref.runStep().paramsHash, ref.runStep().paramsHash];
+      dispatchAll(t, hosts, 0, 0, -1);
+      dispatchAll(t, hosts, 1, 0, -1);
+      await Promise.all([...hosts.values()].map((a) => waitFor(a, (s) => s.context.pending.length === 2, { timeout: 5000 })));
+      for (let p = 0; p < t.pods; p++) for (const step of [0, 1]) expect(preparedHash(t, sent, p, step, 0)).toBe(want[step]);
+      for (const a of hosts.values()) {
+        const c = a.getSnapshot().context;
+        expect(c.pending.map((x) => x.step)).toEqual([0, 1]); // both await their commits ...
+        expect(c.lastCommitted).toBeUndefined(); // ... nothing is committed ...
+        expect(c.step).toBe(2); // ... and the host is ready for step 2
+      }
+      const first = hosts.get('0/0')!;
+      first.send(commit(0, 1, 0)); // out of order: refused, nothing changes
+      expect(first.getSnapshot().context.pending.length).toBe(2);
+      expect(first.getSnapshot().context.rejected).toEqual({ 'commit out of order': 1 });
+      for (const step of [0, 1]) for (const [key, a] of hosts) a.send(commit(Number(key.split('/')[0]), step, 0));
+      for (let p = 0; p < t.pods; p++) {
+        const committed = Array.from({ length: t.hostsPerPod }, (_, h) => {
+          const c = hosts.get(`${p}/${h}`)!.getSnapshot().context;
+          expect(c.pending).toEqual([]);
+          return c.lastCommitted!.shardHash;
+        });
+        expect(combineShardHashes(committed)).toBe(want[1]);
+      }
+      for (const a of hosts.values()) a.stop();
+    });
+
+    it("an abort of step s while step s+1's exchange waits drops both; run again under a new attempt, they come out the same", async () => {
+      const t = topo();
+      let cut = true;
+      // pod 1's exchange of step 1 does not reach pod 0 (nor its resends): pod 0's hosts wait in step 1's exchange on step 0 prepared
+      const { hosts, sent } = cluster(
+        t,
+        (cmd) =>
+          cut &&
+          cmd.type === 'wire.sendTensor' &&
+          cmd.head.tensor === 'grad.exchange' &&
+          cmd.head.step === 1 &&
+          cmd.head.sender.startsWith('host/1/'),
+      );
+      dispatchAll(t, hosts, 0, 0, -1);
+      dispatchAll(t, hosts, 1, 0, -1);
+      const pod0 = [hosts.get('0/0')!, hosts.get('0/1')!];
+      await Promise.all(pod0.map((a) => waitFor(a, (s) => s.matches({ attempt: 'exchange' }) && s.context.step === 1, { timeout: 5000 })));
+      const initial = shardHash(pod0[0].getSnapshot().context.params);
+      for (const a of pod0) {
+        expect(a.getSnapshot().context.pending.map((x) => x.step)).toEqual([0]);
+        a.send(abort(0, 0, 0));
+        const c = a.getSnapshot().context;
+        expect(a.getSnapshot().value).toBe('idle');
+        expect(c).toMatchObject({ step: 0, attempt: 0, pending: [], queued: [] });
+        expect(shardHash(c.params)).toBe(initial); // the committed parameters were never touched
+      }
+      expect(controlSent(sent.get('0/0')!, 'host.aborted')).toMatchObject([{ step: 0, attempt: 0 }]);
+      // the client retries from step 0 under attempt 1: pod 1's hosts drop what they prepared of attempt 0, and all come out the same
+      cut = false;
+      dispatchAll(t, hosts, 0, 1, -1);
+      dispatchAll(t, hosts, 1, 1, -1);
+      await Promise.all(
+        [...hosts.values()].map((a) => waitFor(a, (s) => s.context.pending.map((x) => x.attempt).join() === '1,1', { timeout: 5000 })),
+      );
+      const ref = new ReferenceTrainer(t);
+      const want = [ref.runStep().paramsHash, ref.runStep().paramsHash];
+      for (let p = 0; p < t.pods; p++) for (const step of [0, 1]) expect(preparedHash(t, sent, p, step, 1)).toBe(want[step]);
+      for (const a of hosts.values()) a.stop();
+    });
+
+    it('a newer attempt drops what the host holds of older ones; a leftover dispatch older than what it holds before it is refused', async () => {
+      const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
+      const sent: WireCommand[] = [];
+      const a = joined(
+        createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+          input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+        }).start(),
+      );
+      const all = { start: 0, end: 64 };
+      a.send(dispatch(0, 0, 0, all, -1));
+      a.send(dispatch(0, 1, 0, all, -1));
+      await waitFor(a, (s) => s.context.pending.length === 2, { timeout: 5000 });
+      a.send(dispatch(0, 0, 1, all, -1)); // a retry from step 0: step 0 and step 1 of attempt 0 are dropped
+      expect(a.getSnapshot().context).toMatchObject({ step: 0, attempt: 1, pending: [], queued: [] });
+      await waitFor(a, (s) => s.context.pending.length === 1, { timeout: 5000 });
+      a.send(dispatch(0, 1, 0, all, -1)); // a leftover of attempt 0: refused
+      expect(a.getSnapshot().context.queued).toEqual([]);
+      expect(a.getSnapshot().value).toBe('idle');
+      a.send(dispatch(0, 1, 1, all, -1));
+      await waitFor(a, (s) => s.context.pending.length === 2, { timeout: 5000 });
+      expect(a.getSnapshot().context.pending.map((x) => [x.step, x.attempt])).toEqual([
+        [0, 1],
+        [1, 1],
+      ]);
+      a.stop();
+    });
   });
 });

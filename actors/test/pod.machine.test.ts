@@ -13,9 +13,10 @@ type Snap = SnapshotFrom<typeof podMachine>;
 
 let n = 0;
 const env = (step: number, attempt: number, sender: string) => ({ v: 1 as const, runId: RUN, step, attempt, sender, msgId: `m${n++}` });
-const fromClient = (kind: 'step.dispatch' | 'step.commit' | 'step.abort', step: number, attempt: number): PodEvent =>
+/** `committed`: what the client says is committed when it dispatches (the step before, one step at a time). */
+const fromClient = (kind: 'step.dispatch' | 'step.commit' | 'step.abort', step: number, attempt: number, committed = step - 1): PodEvent =>
   kind === 'step.dispatch'
-    ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, samples: { start: 0, end: 32 }, committed: step - 1 }, at: now() }
+    ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, samples: { start: 0, end: 32 }, committed }, at: now() }
     : kind === 'step.abort'
       ? { type: kind, msg: { ...env(step, attempt, 'client'), kind, reason: 'test' }, at: now() }
       : { type: kind, msg: { ...env(step, attempt, 'client'), kind }, at: now() };
@@ -334,5 +335,97 @@ describe('pod machine', () => {
     expect(a.getSnapshot().context.failure).toEqual({ host: 1, cause: exchangeDeadline(1) });
     a.send(fromClient('step.abort', 0, 0));
     expect(controlSent(sent, 'host.abort').length).toBe(2);
+  });
+});
+
+describe('pod machine, steps in flight (dispatch.depth 2)', () => {
+  const pod = () => {
+    const sent: WireCommand[] = [];
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
+      input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
+    }).start();
+    return { a, sent };
+  };
+  const dispatches = (sent: WireCommand[]) =>
+    (controlSent(sent, 'host.dispatch') as { step: number; attempt: number; committed: number }[]).map((m) => [
+      m.step,
+      m.attempt,
+      m.committed,
+    ]);
+
+  it('relays a dispatch of the step after its head to its hosts at once, keeps their reports, and makes it the head once the head commits', () => {
+    expect(t.dispatch.depth).toBe(2);
+    const { a, sent } = pod();
+    a.send(fromClient('step.dispatch', 0, 0));
+    a.send(fromClient('step.dispatch', 1, 0, -1));
+    // both steps go to both hosts at once, in the order the pod took them: the hosts queue step 1 behind step 0
+    expect(dispatches(sent)).toEqual([
+      [0, 0, -1],
+      [0, 0, -1],
+      [1, 0, -1],
+      [1, 0, -1],
+    ]);
+    expect(a.getSnapshot().value).toBe('running');
+    expect(a.getSnapshot().context.ahead.map((x) => x.step)).toEqual([1]);
+    // a step past what the client keeps in flight is refused
+    a.send(fromClient('step.dispatch', 2, 0, -1));
+    expect(dispatches(sent).length).toBe(4);
+    // the hosts prepare step 0, then step 1 on it; step 1's reports wait
+    for (const h of [0, 1]) a.send(fromHost('host.prepared', h, 0, 0));
+    for (const h of [0, 1]) a.send(fromHost('host.prepared', h, 1, 0));
+    expect(controlSent(sent, 'pod.prepared').map((m) => m.step)).toEqual([0]);
+    a.send(fromClient('step.commit', 0, 0));
+    for (const h of [0, 1]) a.send(fromHost('host.committed', h, 0, 0));
+    // step 0 committed: step 1 is the head, prepared by every host already, so reported at once
+    expect(controlSent(sent, 'pod.committed').map((m) => m.step)).toEqual([0]);
+    expect(controlSent(sent, 'pod.prepared').map((m) => m.step)).toEqual([0, 1]);
+    expect(a.getSnapshot().value).toMatchObject({ prepared: 'reported' });
+    expect(a.getSnapshot().context).toMatchObject({ step: 1, attempt: 0, ahead: [] });
+    // the next dispatch says step 0 is committed (the client's word, or the pod's own, whichever is further)
+    a.send(fromClient('step.dispatch', 2, 0, 0));
+    expect(dispatches(sent).slice(4)).toEqual([
+      [2, 0, 0],
+      [2, 0, 0],
+    ]);
+    expect(totalRejections(a.getSnapshot().context.rejected)).toBe(1);
+  });
+
+  it("a host's failure of a step ahead is said once that step is the head; an abort of the head drops the steps ahead of it", () => {
+    const { a, sent } = pod();
+    a.send(fromClient('step.dispatch', 0, 0));
+    a.send(fromClient('step.dispatch', 1, 0));
+    a.send(fromHost('host.failed', 1, 1, 0)); // host 1 prepared step 0, then failed step 1
+    expect(controlSent(sent, 'pod.failed')).toEqual([]);
+    for (const h of [0, 1]) a.send(fromHost('host.prepared', h, 0, 0));
+    a.send(fromClient('step.commit', 0, 0));
+    for (const h of [0, 1]) a.send(fromHost('host.committed', h, 0, 0));
+    expect(a.getSnapshot().value).toBe('failed');
+    expect(controlSent(sent, 'pod.failed')).toMatchObject([{ step: 1, attempt: 0, host: 1, cause: exchangeDeadline(1) }]);
+    // the client aborts step 1; and, another time, an abort of the head takes a step ahead with it
+    a.send(fromClient('step.abort', 1, 0));
+    for (const h of [0, 1]) a.send(fromHost('host.aborted', h, 1, 0));
+    expect(a.getSnapshot().value).toBe('idle');
+    a.send(fromClient('step.dispatch', 1, 1));
+    a.send(fromClient('step.dispatch', 2, 1));
+    expect(a.getSnapshot().context.ahead.map((x) => [x.step, x.attempt])).toEqual([[2, 1]]);
+    a.send(fromClient('step.abort', 1, 1));
+    expect(a.getSnapshot().context.ahead).toEqual([]);
+    expect((controlSent(sent, 'host.abort') as { step: number; attempt: number }[]).slice(-2).map((m) => [m.step, m.attempt])).toEqual([
+      [1, 1],
+      [1, 1],
+    ]);
+  });
+
+  it('a newer attempt of the head drops older steps ahead of it; one of a later step, the older one of that step', () => {
+    const { a } = pod();
+    a.send(fromClient('step.dispatch', 0, 0));
+    a.send(fromClient('step.dispatch', 1, 0));
+    a.send(fromClient('step.dispatch', 0, 1)); // a retry of step 0 (its abort lost): step 1 of attempt 0 built on the old one
+    expect(a.getSnapshot().context).toMatchObject({ step: 0, attempt: 1, ahead: [] });
+    a.send(fromClient('step.dispatch', 1, 0)); // a late leftover: older than the head
+    expect(a.getSnapshot().context.ahead).toEqual([]);
+    a.send(fromClient('step.dispatch', 1, 1));
+    a.send(fromClient('step.dispatch', 1, 2));
+    expect(a.getSnapshot().context.ahead.map((x) => [x.step, x.attempt])).toEqual([[1, 2]]);
   });
 });

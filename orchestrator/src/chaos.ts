@@ -39,6 +39,8 @@ export function faultClass(s: Scenario): string {
 export interface ScenarioResult {
   name: string;
   faultClass: string;
+  /** Steps the client kept in flight (the scenario's dispatch.depth, or chaos --dispatch-depth). */
+  dispatchDepth: number;
   passed: boolean;
   /** Why it failed its expectation, when it did. */
   problems: string[];
@@ -79,7 +81,8 @@ export function scenarioFiles(dir: string): string[] {
     .map((f) => join(dir, f));
 }
 
-export function scenarioTopology(s: Scenario): Topology {
+/** A scenario's topology: its preset with the scenario's settings; `dispatchDepth` (chaos --dispatch-depth) replaces its steps in flight. */
+export function scenarioTopology(s: Scenario, dispatchDepth?: number): Topology {
   if (!isPresetName(s.topology)) throw new UsageError(`scenario ${s.name}: topology "${s.topology}" is not a preset`);
   const base = preset(s.topology);
   return parseTopology(
@@ -89,6 +92,7 @@ export function scenarioTopology(s: Scenario): Topology {
       deadlines: { ...base.deadlines, ...s.deadlines },
       heartbeat: { ...base.heartbeat, ...s.heartbeat },
       recovery: { ...base.recovery, ...s.recovery },
+      dispatch: { ...base.dispatch, ...s.dispatch, ...(dispatchDepth === undefined ? {} : { depth: dispatchDepth }) },
       faults: s.faults ?? base.faults,
     },
     `scenario ${s.name}`,
@@ -123,8 +127,11 @@ function tearNewestCheckpoint(dir: string): string | undefined {
 }
 
 /** Run one scenario with real processes, inject its faults, and check the invariants. */
-export async function runScenario(s: Scenario, opts: { log: Logger; runDir: string; logLevel?: LogLevel }): Promise<ScenarioResult> {
-  const t = scenarioTopology(s);
+export async function runScenario(
+  s: Scenario,
+  opts: { log: Logger; runDir: string; logLevel?: LogLevel; dispatchDepth?: number },
+): Promise<ScenarioResult> {
+  const t = scenarioTopology(s, opts.dispatchDepth);
   const pids = new Map<string, number>();
   const commits: (StepLine & { at: number })[] = [];
   const injectedAt: number[] = [];
@@ -139,6 +146,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
       step: f.atStep,
       phase: f.inPhase!,
       signal: f.action === 'kill' ? 'SIGKILL' : 'SIGSTOP',
+      ...(f.onPrepared ? { onPrepared: true } : {}),
     });
   }
   const processEnv = Object.fromEntries([...armed].map(([name, point]) => [name, { LOCKSTEP_CRASH_POINT: JSON.stringify(point) }]));
@@ -221,6 +229,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   const r: ScenarioResult = {
     name: s.name,
     faultClass: faultClass(s),
+    dispatchDepth: t.dispatch.depth,
     passed: false,
     problems: [],
     expected: s.expect.outcome,

@@ -408,18 +408,20 @@ export function buildProgram(): Command {
     .option('--dir <dir>', 'scenario directory', 'scenarios')
     .option('--json', 'print one JSON object as the last line of stdout')
     .option('--log-level <level>', 'log level of every process', 'warn')
+    .option('--dispatch-depth <n>', "steps the client keeps in flight in every scenario, 1-8 (default: each scenario's, else its preset's)")
     .option('--schema', 'print the JSON Schema of scenario files and exit')
     .action(async (file: string | undefined, raw) => {
       if (raw.schema) return printJson(scenarioJsonSchema());
       if (!file && !raw.all) throw new UsageError('chaos: name a scenario file, or pass --all');
+      const { dispatchDepth } = parseFlags(z.object({ dispatchDepth: count(1, 8).optional() }), { dispatchDepth: raw.dispatchDepth });
       const files = raw.all ? scenarioFiles(raw.dir) : [file!];
       const scenarios = files.map(loadScenario);
       const log = createLogger(z.enum(logLevels).catch('warn').parse(raw.logLevel) as LogLevel, { role: 'chaos' });
       const results: ScenarioResult[] = [];
       const dir = mkdtempSync(join(tmpdir(), 'lockstep-chaos-'));
       for (const sc of scenarios) {
-        process.stderr.write(`chaos: ${sc.name}...\n`);
-        const r = await runScenario(sc, { log, logLevel: log.level as LogLevel, runDir: join(dir, sc.name) });
+        process.stderr.write(`chaos: ${sc.name}${dispatchDepth === undefined ? '' : ` (dispatch depth ${dispatchDepth})`}...\n`);
+        const r = await runScenario(sc, { log, logLevel: log.level as LogLevel, runDir: join(dir, sc.name), dispatchDepth });
         results.push(r);
         process.stderr.write(`chaos: ${sc.name}: ${r.passed ? 'passed' : `FAILED: ${r.problems.join('; ')}`}\n`);
       }

@@ -18,6 +18,7 @@ describe('fault-injection scenarios (scenarios/*.yaml)', () => {
   it.each(files.map((f) => [loadScenario(f).name, f]))('%s', async (_name, file) => {
     const s = loadScenario(file);
     const r = await runScenario(s, { log: quietLog, runDir: tempDir() });
+    expect(r.dispatchDepth).toBe(s.dispatch?.depth ?? 2);
     expect(r.problems).toEqual([]);
     expect(r.passed).toBe(true);
     expect([r.duplicateCommits, r.skippedSteps, r.hashMismatches]).toEqual([0, 0, 0]);
@@ -25,6 +26,25 @@ describe('fault-injection scenarios (scenarios/*.yaml)', () => {
     // a failing scenario ends with the kind it names, carried from the client to here as a kind, not as text
     if (s.expect.outcome === 'fails') expect(r.failure).toBe(s.expect.failure);
     else expect(r.failure).toBeNull();
+  });
+
+  // every scenario above runs with the preset's two steps in flight; these also with one (chaos --dispatch-depth 1), a
+  // subset to keep CI's time: a host crash, a resumed client, lost commits, a checkpoint restore, a lost dispatch
+  const oneInFlight = [
+    'client-killed-resumed',
+    'host-killed-in-exchange',
+    'lost-commits',
+    'torn-checkpoint',
+    'dispatch-lost-while-committing',
+  ];
+  it.each(oneInFlight)('%s, one step in flight', async (name) => {
+    const s = loadScenario(join(dir, `${name}.yaml`));
+    const r = await runScenario(s, { log: quietLog, runDir: tempDir(), dispatchDepth: 1 });
+    expect(r.dispatchDepth).toBe(1);
+    expect(r.problems).toEqual([]);
+    expect(r.passed).toBe(true);
+    expect([r.duplicateCommits, r.skippedSteps, r.hashMismatches]).toEqual([0, 0, 0]);
+    expect(r.faultsInjected).toBeGreaterThan(0);
   });
 
   it('a failing run that ends with another kind or cause than the scenario names fails the scenario, saying what it got', () => {

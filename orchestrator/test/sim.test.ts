@@ -4,8 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { SimSchedule } from '@lockstep/topology';
 import { cli, tempDir } from './helpers.ts';
 
-/** The fixed set of seeds every change runs (CI): 500 schedules of 20 steps on tiny, the profiles in turn. */
+/**
+ * The fixed set of seeds every change runs (CI): 500 schedules of 20 steps on tiny, the profiles in turn, with the
+ * preset's two steps in flight; and the first 200 of them again with one step in flight (a subset, for CI's time).
+ */
 const CI_SEEDS = 500;
+const CI_SEEDS_DEPTH_1 = 200;
 
 describe('lockstep sim (the real CLI)', () => {
   it(`${CI_SEEDS} seeded schedules over every fault profile: every one recovers to the reference bits, none violates an invariant or hangs`, () => {
@@ -22,6 +26,15 @@ describe('lockstep sim (the real CLI)', () => {
     expect(s.restores as number).toBeGreaterThan(0);
     for (const k of ['schedulesPerMinute', 'simulatedSecondsPerWallSecond']) expect(s[k] as number).toBeGreaterThan(0);
     expect(s.eventsHash).toMatch(/^[0-9a-f]{64}$/);
+  }, 600_000);
+
+  it(`the first ${CI_SEEDS_DEPTH_1} of them with one step in flight: every one recovers`, () => {
+    const r = cli(['sim', '--seeds', String(CI_SEEDS_DEPTH_1), '--faults', 'every', '--dispatch-depth', '1', '--json'], {
+      timeoutMs: 600_000,
+    });
+    expect(r.code).toBe(0);
+    expect(r.json).toMatchObject({ dispatchDepth: 1, schedules: CI_SEEDS_DEPTH_1, failed: [] });
+    expect(r.json!.outcomes).toEqual({ recovered: CI_SEEDS_DEPTH_1, failed: 0, violation: 0, hang: 0 });
   }, 600_000);
 
   it('a seed replays exactly (same events hash), its trace and schedule are written, and the schedule file replays it too', () => {

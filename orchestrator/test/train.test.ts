@@ -26,7 +26,23 @@ describe('training in separate OS processes over a NATS cluster', () => {
     expect(result.loss.last).toBe(ref.loss.last);
     expect(result.loss.last!).toBeLessThan(result.loss.first! / 4);
     expect(result.rejectedTotal).toBe(0);
+    // two steps in flight (the default): Little's law over the steps' times from dispatch to commit
+    expect(result.dispatchDepth).toBe(2);
+    expect(result.meanStepsInFlight).toBeGreaterThan(1.2);
   }, 180_000);
+
+  it('one step in flight and four give the same bits at every step as the reference (and as two, above)', async () => {
+    for (const depth of [1, 4]) {
+      const { result, ref, seen } = await trainAndCompare(parseTopology({ ...preset('tiny'), dispatch: { depth } }), 16);
+      expect(result.dispatchDepth).toBe(depth);
+      expect(seen.map((s) => s.step)).toEqual(Array.from({ length: 16 }, (_, i) => i));
+      for (const s of seen) expect(s.podHashes).toEqual([ref.hashes[s.step], ref.hashes[s.step]]);
+      expect(result.paramsHash).toBe(ref.paramsHash);
+      expect(result.rejectedTotal).toBe(0);
+      if (depth === 1) expect(result.meanStepsInFlight).toBeLessThanOrEqual(1.01);
+      else expect(result.meanStepsInFlight).toBeGreaterThan(1.2);
+    }
+  }, 240_000);
 
   it('1 pod and 3 pods match their references', async () => {
     for (const pods of [1, 3]) {

@@ -3,7 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { InvalidInput } from './errors.ts';
 import { FailureKind } from './failure.ts';
 import { describeIssues } from './issues.ts';
-import { DeadlineSpec, FaultSpec, HeartbeatSpec, RecoverySpec } from './topology.ts';
+import { DeadlineSpec, DispatchSpec, FaultSpec, HeartbeatSpec, RecoverySpec } from './topology.ts';
 
 /**
  * A fault-injection scenario: a topology, a number of steps, a timeline of
@@ -24,6 +24,8 @@ export const CrashPoint = z
     step: z.number().int().min(0),
     phase: FaultPhase,
     signal: z.enum(['SIGKILL', 'SIGSTOP']),
+    /** Only while the host computes on prepared parameters: a step before this one awaits its commit (dispatch.depth > 1). */
+    onPrepared: z.boolean().optional(),
   })
   .strict();
 export type CrashPoint = z.infer<typeof CrashPoint>;
@@ -36,6 +38,11 @@ export const ProcessFault = z
     afterMs: z.number().int().min(0).default(0),
     /** For a host: signal its process the moment it enters this phase of step `atStep` (kill or stop only). */
     inPhase: FaultPhase.optional(),
+    /**
+     * With `inPhase`: only if the host enters it while computing on prepared parameters, the step before still
+     * awaiting its commit (a window that exists only with dispatch.depth > 1; with one step in flight it never fires).
+     */
+    onPrepared: z.boolean().optional(),
     /**
      * Process faults: stop = SIGSTOP (a straggler), cont = SIGCONT, kill = SIGKILL.
      * tear: cut every replica of shard 0 of the newest checkpoint to half its length (target checkpoint).
@@ -62,6 +69,7 @@ export const ProcessFault = z
     message: 'inPhase is for kill or stop of a host',
     path: ['inPhase'],
   })
+  .refine((f) => !f.onPrepared || f.inPhase !== undefined, { message: 'onPrepared goes with inPhase', path: ['onPrepared'] })
   .refine((f) => (f.action === 'tear') === (f.target === 'checkpoint'), {
     message: 'tear goes with target checkpoint, and only tear does',
     path: ['target'],
@@ -88,6 +96,8 @@ export const Scenario = z
     deadlines: DeadlineSpec.partial().optional(),
     heartbeat: HeartbeatSpec.partial().optional(),
     recovery: RecoverySpec.partial().optional(),
+    /** Steps in flight (the topology's `dispatch`); `lockstep chaos --dispatch-depth` replaces it for every scenario. */
+    dispatch: DispatchSpec.partial().optional(),
     /** Seeded message faults (the topology's `faults`). */
     faults: FaultSpec.optional(),
     timeline: z.array(ProcessFault).default([]),

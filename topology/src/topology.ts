@@ -133,6 +133,11 @@ export const FaultRule = z
       .object({ from: z.number().int().min(0), to: z.number().int().min(0) })
       .strict()
       .optional(),
+    /** Only messages of attempts in [from, to] (a retry is attempt a+1: `{ from: 0, to: 0 }` spares every retry). */
+    attempts: z
+      .object({ from: z.number().int().min(0), to: z.number().int().min(0) })
+      .strict()
+      .optional(),
     probability: z.number().min(0, 'must be >= 0').max(1, 'must be <= 1'),
     /** For delay: how long. */
     delayMs: positiveInt().default(50),
@@ -169,7 +174,7 @@ export const RecoverySpec = z
  */
 export const DispatchSpec = z
   .object({
-    depth: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be >= 1').max(8, 'must be <= 8').default(1),
+    depth: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be >= 1').max(8, 'must be <= 8').default(2),
   })
   .strict();
 export type DispatchSpec = z.infer<typeof DispatchSpec>;
@@ -214,7 +219,7 @@ export const Topology = z
     heartbeat: HeartbeatSpec.default({ intervalMs: 1000, misses: 3 }),
     recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 10, maxRestarts: 3 }),
     checkpoint: CheckpointSpec.default({ everySteps: 10, keep: 3 }),
-    dispatch: DispatchSpec.default({ depth: 1 }),
+    dispatch: DispatchSpec.default({ depth: 2 }),
     compute: ComputeSpec.default({}),
     faults: FaultSpec.default({ seed: 1, rules: [] }),
   })

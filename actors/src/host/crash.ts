@@ -6,7 +6,8 @@ import type { HostContext } from './host.machine.ts';
 /**
  * Fault injection at an exact point of the protocol: the host process signals
  * itself (SIGKILL, or SIGSTOP for a straggler) the moment its host enters a
- * phase of a step. Armed only by a scenario, through LOCKSTEP_CRASH_POINT.
+ * phase of a step (with `onPrepared`, only while a step before it awaits its
+ * commit). Armed only by a scenario, through LOCKSTEP_CRASH_POINT.
  */
 export function parseCrashPoint(raw: string | undefined): CrashPoint | undefined {
   if (!raw) return undefined;
@@ -36,7 +37,9 @@ export function crashInspector(
     if (fired || (e.type !== '@xstate.microstep' && e.type !== '@xstate.snapshot')) return;
     const c = (e.snapshot as { context?: Partial<HostContext> }).context;
     if (!c?.me?.startsWith('host/')) return; // a child actor's snapshot
-    const hit = point.phase === 'committed' ? c.lastCommitted?.step === point.step : c.step === point.step && c.phase === point.phase;
+    const hit =
+      (point.phase === 'committed' ? c.lastCommitted?.step === point.step : c.step === point.step && c.phase === point.phase) &&
+      (!point.onPrepared || (c.pending?.length ?? 0) > 0);
     if (!hit) return;
     fired = true;
     log.warn({ point }, 'crash point reached: signalling this process');

@@ -9,6 +9,8 @@ export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere, Pre
 const onCommit = [
   { guard: 'commitsOldest', actions: ['writeCheckpoint', 'commitOldest'] },
   { guard: 'isLastCommitted', actions: 'confirmCommitted' },
+  // the commit of a prepared step with one before it not yet committed: the pod commits in step order, so never sent
+  { guard: 'commitsLaterPrepared', actions: { type: 'rejectAs', params: { reason: 'commit out of order' } } },
 ] as const;
 
 /** Every heartbeat interval, wherever a host may hold prepared steps: one that waited too long for its commit fails; the others are said again. */

@@ -517,6 +517,8 @@ export const hostSetup = setup({
     /** The commit of the oldest prepared step: commits are taken in step order only. */
     commitsOldest: ({ context, event }) =>
       event.type === 'host.commit' && context.pending[0]?.step === event.msg.step && context.pending[0].attempt === event.msg.attempt,
+    /** The commit of a prepared step that is not the oldest. */
+    commitsLaterPrepared: ({ context, event }) => event.type === 'host.commit' && isPrepared(context, event.msg),
     /** The oldest prepared step has waited `deadlines.stepMs` for its commit (by the time a tick carries). */
     commitOverdue: ({ context, event }) =>
       context.pending.length > 0 && timeOf(event, context.now) - context.pending[0].at > context.topology.deadlines.stepMs,

@@ -361,11 +361,8 @@ export const podMachine = setup({
       const slot: PodAhead = { step, attempt, samples, prepared: new Map(), dispatchedAt: event.at, failure: undefined };
       // a newer attempt: what the pod held ahead of an older one was aborted
       const ahead = [...context.ahead.filter((a) => a.step !== step && a.attempt >= attempt), slot].sort((a, b) => a.step - b.step);
-      enqueue.assign({
-        ahead,
-        now: Math.max(context.now, event.at),
-        ...(context.step === -1 ? { step: headStep(context, event.msg) } : {}),
-      });
+      // a restarted pod (step -1) still learns its head from the head's own dispatch, or from the client's resent commit
+      enqueue.assign({ ahead, now: Math.max(context.now, event.at) });
     }),
     storeAheadPrepared: assign(({ context, event }) => {
       const slot = aheadOf(context, event);

@@ -74,7 +74,11 @@ export interface EdgeOptions {
 }
 
 /** The edge's part of a control message that goes out: encoded, with what the fault layer needs to know. */
-type Outgoing = { subject: string; bytes: Uint8Array; meta: { kind: string; step: number; msgId: string; tensor: boolean } };
+type Outgoing = {
+  subject: string;
+  bytes: Uint8Array;
+  meta: { kind: string; step: number; attempt: number; msgId: string; tensor: boolean };
+};
 
 /**
  * The edge of an actor: subscribes to its subjects, parses every message with
@@ -203,14 +207,18 @@ export function edge(opts: EdgeOptions) {
             return;
           }
         }
-        publish({ subject: cmd.subject, bytes: encodeControl(m), meta: { kind: m.kind, step: m.step, msgId: m.msgId, tensor: false } });
+        publish({
+          subject: cmd.subject,
+          bytes: encodeControl(m),
+          meta: { kind: m.kind, step: m.step, attempt: m.attempt, msgId: m.msgId, tensor: false },
+        });
       } else {
         const frames = encodeTensor({ v: 1, kind: 'tensor.chunk', ...cmd.head }, cmd.data, opts.chunkBytes);
         frames.forEach((bytes, i) => {
           publish({
             subject: cmd.subject,
             bytes,
-            meta: { kind: cmd.head.tensor, step: cmd.head.step, msgId: `${cmd.head.msgId}#${i}`, tensor: true },
+            meta: { kind: cmd.head.tensor, step: cmd.head.step, attempt: cmd.head.attempt, msgId: `${cmd.head.msgId}#${i}`, tensor: true },
           });
         });
       }

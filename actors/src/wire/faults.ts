@@ -23,7 +23,7 @@ export class FaultPlan {
     return this.spec.rules.length > 0;
   }
 
-  decide(m: { kind: string; step: number; msgId: string; subject?: string }): { action: FaultAction; delayMs: number }[] {
+  decide(m: { kind: string; step: number; attempt?: number; msgId: string; subject?: string }): { action: FaultAction; delayMs: number }[] {
     const hits: { action: FaultAction; delayMs: number }[] = [];
     // drawn on the id without the sender's incarnation (see envelope()), so a scenario replays the same faults
     const key = m.msgId.replace(/@[^#]*/, '');
@@ -31,6 +31,7 @@ export class FaultPlan {
       if (r.from && r.from !== this.role) return;
       if (r.kinds && !r.kinds.includes(m.kind)) return;
       if (r.steps && (m.step < r.steps.from || m.step > r.steps.to)) return;
+      if (r.attempts && (m.attempt === undefined || m.attempt < r.attempts.from || m.attempt > r.attempts.to)) return;
       if (r.phases) {
         const phase = phaseOfKind(m.kind);
         if (!phase || !r.phases.includes(phase)) return;
