@@ -428,4 +428,27 @@ describe('pod machine, steps in flight (dispatch.depth 2)', () => {
     a.send(fromClient('step.dispatch', 1, 2));
     expect(a.getSnapshot().context.ahead.map((x) => [x.step, x.attempt])).toEqual([[1, 2]]);
   });
+
+  it('restarted while the client commits, it learns step 0 from the resent commit, then takes the commit of step 1, which its former life prepared; a pod that never restarted refuses that', () => {
+    for (const rejoin of [true, false]) {
+      const sent: WireCommand[] = [];
+      const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
+        input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now(), rejoin },
+      }).start();
+      if (rejoin) {
+        a.send(fromClient('step.commit', 0, 0));
+        for (const h of [0, 1]) a.send(fromHost('host.committed', h, 0, 0));
+      } else {
+        a.send(fromClient('step.dispatch', 0, 0, -1));
+        for (const h of [0, 1]) a.send(fromHost('host.prepared', h, 0, 0));
+        a.send(fromClient('step.commit', 0, 0));
+        for (const h of [0, 1]) a.send(fromHost('host.committed', h, 0, 0));
+      }
+      expect(a.getSnapshot().value).toBe('idle');
+      expect(a.getSnapshot().context.step).toBe(1);
+      a.send(fromClient('step.commit', 1, 0)); // logged from the pods' reports: this pod's came from its former life
+      expect(a.getSnapshot().matches(rejoin ? 'committing' : 'idle')).toBe(true);
+      expect(controlSent(sent, 'host.commit').filter((m) => m.step === 1).length).toBe(rejoin ? 2 : 0);
+    }
+  });
 });

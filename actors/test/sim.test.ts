@@ -191,10 +191,17 @@ describe('lockstep sim: the real machines on simulated time and network', () => 
     expect(r.restores).toBe(1);
   });
 
-  // the schedules above were found with one step in flight (each file says dispatchDepth 1) and replay that way; their
-  // faults hit a pipelined run at other points, which must recover as well
-  it.each(regressionNames)('%s recovers with 2 and 4 steps in flight too', async (name) => {
-    for (const dispatchDepth of [2, 4]) {
+  it('seed 595 (all), two steps in flight: a pod restarted while step 0 commits learns it from the resent commit, then takes the commit of step 1, which its former life prepared', async () => {
+    const r = await simulate(tiny, regression('seed-595-all'));
+    expect(regression('seed-595-all').dispatchDepth).toBe(2);
+    expect(r.outcome).toEqual({ kind: 'recovered' });
+    expect(r.restarts).toBe(1);
+  });
+
+  // each schedule replays at the depth it was found at (its file says); its faults hit a run of another depth at other
+  // points, which must recover as well
+  it.each(regressionNames)('%s recovers with 1, 2 and 4 steps in flight', async (name) => {
+    for (const dispatchDepth of [1, 2, 4]) {
       const r = await simulate(tiny, { ...regression(name), dispatchDepth });
       expect(r.outcome, `dispatchDepth ${dispatchDepth}`).toEqual({ kind: 'recovered' });
     }

@@ -122,6 +122,8 @@ export interface PodContext {
   /** The checkpoint a restore in flight goes back to, and the shard hash each host restored. */
   restoreTo: number;
   restored: Map<number, string>;
+  /** Started again after a crash (`rejoin`): a former life may have reported steps this one never saw. */
+  restarted: boolean;
   /** Steps dispatched after the head, in step order (at most `dispatch.depth - 1` in a run without faults). */
   ahead: PodAhead[];
 }
@@ -293,8 +295,14 @@ export const podMachine = setup({
     nextDispatched: ({ context }) => context.ahead[0]?.step === context.step,
     /** The head failed (a host said so while it was a step ahead). */
     headFailed: ({ context }) => context.failure !== undefined,
-    /** Restarted while the client was committing: the client's resent commit is the first it hears of the step. */
-    isCommitAfterRejoin: ({ context, event }) => event.type === 'step.commit' && context.step === -1,
+    /**
+     * Restarted while the client was committing: the client's resent commit is the first it hears of the step (step -1);
+     * or, with steps in flight, the commit of the step after the one it learned so, which a former life of this pod
+     * prepared and reported (idle: this life was never dispatched it). The client commits only what every pod prepared;
+     * a pod that never restarted relays a commit only of what every host prepared for it.
+     */
+    isCommitAfterRejoin: ({ context, event }) =>
+      event.type === 'step.commit' && (context.step === -1 || (context.restarted && event.msg.step === context.step)),
     forThisAttempt: ({ context, event }) => {
       const s = eventStep(event);
       return s !== undefined && stepMismatch(context, s) === undefined;
@@ -679,6 +687,7 @@ export const podMachine = setup({
     heard: Array.from({ length: input.topology.hostsPerPod }, () => false),
     restoreTo: -1,
     restored: new Map(),
+    restarted: input.rejoin === true,
     ahead: [],
   }),
   invoke: [
