@@ -821,5 +821,30 @@ describe('host machine: whom it serves its state, and how often (by the times ev
       ]);
       a.stop();
     });
+
+    it('reports how long it waited for each dispatch after preparing the step before: nothing when the dispatch was queued already', async () => {
+      const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
+      const sent: WireCommand[] = [];
+      const a = joined(
+        createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
+          input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+        }).start(),
+      );
+      const all = { start: 0, end: 64 };
+      a.send(dispatch(0, 0, 0, all, -1));
+      a.send(dispatch(0, 1, 0, all, -1)); // queued behind step 0: starts the moment step 0 is prepared
+      await waitFor(a, (s) => s.context.pending.length === 2, { timeout: 5000 });
+      const preparedAt = a.getSnapshot().context.pending[1].at;
+      a.send(commit(0, 0, 0));
+      a.send({ ...dispatch(0, 2, 0, all, 0), at: preparedAt + 250 }); // the controller takes 250 ms to send step 2
+      await waitFor(a, (s) => s.context.pending.some((p) => p.step === 2), { timeout: 5000 });
+      const waited = (controlSent(sent, 'host.prepared') as { step: number; waitedMs: number }[]).map((m) => [m.step, m.waitedMs]);
+      expect(waited).toEqual([
+        [0, 0],
+        [1, 0],
+        [2, 250],
+      ]);
+      a.stop();
+    });
   });
 });

@@ -10,6 +10,7 @@ import { findNatsServer, localPorts, startNatsServers } from './nats.ts';
 import { launch, type TrainResult } from './launcher.ts';
 import { stopAll } from './processes.ts';
 import { defaultWorkers, runOne, runPlan, scheduleFor, summarize } from './sim.ts';
+import { dispatchBench, dispatchMarkdown, type DispatchBench } from './bench-dispatch.ts';
 
 /**
  * `lockstep bench`: lockstep's step time against raw NATS measured in the same
@@ -69,7 +70,12 @@ export interface BenchReport {
   date: string;
   machine: { cpus: number; node: string };
   baseline: NatsBaseline;
+  /** One step in flight (dispatch.depth 1), as every earlier bench measured them. */
   cases: BenchCase[];
+  /** demo/small at depth 1 and 2, and with compute held to a fixed time (see bench-dispatch.ts). */
+  dispatch?: DispatchBench;
+  /** The fraction of wall time the hosts compute, with compute held to a fixed time a phase: target >= 0.95 at depth 2. */
+  computeFraction?: { depth1: number; depth2: number };
   sim?: SimBench;
 }
 
@@ -244,24 +250,31 @@ export async function runBench(opts: {
   largeSteps: number;
   /** Schedules of `lockstep sim` to time (0: none), and palm-540b steps in the simulator (0: none). */
   simSeeds?: number;
+  /** Run the dispatch-depth cases (default true); `onDispatch` hears of each. */
+  dispatch?: boolean;
+  onDispatch?: (line: string) => void;
   simPalmSteps?: number;
   onCase?: (c: BenchCase) => void;
 }): Promise<BenchReport> {
   const chunkBytes = preset('demo').wire.chunkBytes;
   const baseline = await natsBaseline({ dir: join(opts.dir, 'baseline'), log: opts.log, chunkBytes });
   const cases: BenchCase[] = [];
+  let demoSmall: TrainResult | undefined;
   for (const name of ['tiny', 'demo'] as const) {
     for (const size of ['small', 'large'] as const) {
       const base = preset(name);
       const workers = base.pods * base.hostsPerPod;
-      // the large model computes one sample per host so the step measures the wire, not the CPU
+      // the large model computes one sample per host so the step measures the wire, not the CPU; one step in flight,
+      // as every bench before parallel dispatch measured (the dispatch section below has depth 2)
       const t = parseTopology({
         ...base,
         model: modelPresets[size],
         training: size === 'large' ? { ...base.training, globalBatch: workers, optimizer: { kind: 'adam', lr: 1e-4 } } : base.training,
+        dispatch: { depth: 1 },
       });
       const steps = size === 'small' ? opts.smallSteps : opts.largeSteps;
       const r = await launch({ topology: t, steps, runDir: join(opts.dir, `${name}-${size}`), log: opts.log });
+      if (name === 'demo' && size === 'small') demoSmall = r;
       const params = parameterCount(t.model);
       const c: BenchCase = {
         name: `${name}/${size}`,
@@ -287,8 +300,31 @@ export async function runBench(opts: {
       opts.onCase?.(c);
     }
   }
+  const dispatch =
+    opts.dispatch === false
+      ? undefined
+      : await dispatchBench({
+          dir: opts.dir,
+          log: opts.log,
+          steps: opts.smallSteps,
+          perMessageMs: criticalPath(preset('demo')) * baseline.oneWayMs.p50,
+          depth1: demoSmall,
+          onRow: opts.onDispatch,
+        });
+  const computeFraction = dispatch && {
+    depth1: dispatch.compute.find((c) => c.depth === 1)!.computeFraction,
+    depth2: dispatch.compute.find((c) => c.depth === 2)!.computeFraction,
+  };
   const sim = opts.simSeeds ? await simBench({ seeds: opts.simSeeds, palmSteps: opts.simPalmSteps ?? 0 }) : undefined;
-  return { date: new Date().toISOString(), machine: { cpus: cpus().length, node: process.version }, baseline, cases, sim };
+  return {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, node: process.version },
+    baseline,
+    cases,
+    dispatch,
+    computeFraction,
+    sim,
+  };
 }
 
 export function benchMarkdown(r: BenchReport): string {
@@ -324,7 +360,8 @@ export function benchMarkdown(r: BenchReport): string {
       )
       .map((row) => `| ${row} |`),
     '',
-    "Phase times are the slowest host's, averaged over steps. Control ratio = step ms / (critical-path messages x one-way p50). Exchange MiB/s = gradient bytes crossing the DCN per step (each pod's whole gradient, once each way) / exchange phase ms.",
+    "One step in flight (dispatch.depth 1) in these cases. Phase times are the slowest host's, averaged over steps. Control ratio = step ms / (critical-path messages x one-way p50). Exchange MiB/s = gradient bytes crossing the DCN per step (each pod's whole gradient, once each way) / exchange phase ms.",
+    ...(r.dispatch ? dispatchMarkdown(r.dispatch) : []),
     ...(r.sim
       ? [
           '',

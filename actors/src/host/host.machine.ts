@@ -230,7 +230,7 @@ export const hostMachine = hostSetup.createMachine({
       on: {
         'host.dispatch': [
           { guard: 'isPastWhatIHold', target: 'healing' },
-          { guard: 'takesDispatch', actions: ['dropOlderWork', 'queueDispatch'] },
+          { guard: 'takesDispatch', actions: [{ type: 'dropOlderWork', params: { inFlight: false } }, 'queueDispatch'] },
           { actions: 'reject' },
         ],
         'tensor.received': [
@@ -285,7 +285,7 @@ export const hostMachine = hostSetup.createMachine({
         ],
         // a newer attempt supersedes this one (and any prepared step of an older one): nothing of them was committed
         'host.dispatch': [
-          { guard: 'dispatchDropsWork', target: 'idle', actions: ['dropOlderWork', 'queueDispatch'] },
+          { guard: 'dispatchDropsWork', target: 'idle', actions: [{ type: 'dropOlderWork', params: { inFlight: true } }, 'queueDispatch'] },
           { guard: 'takesDispatch', actions: 'queueDispatch' },
           { actions: 'reject' },
         ],

@@ -600,9 +600,12 @@ export const hostSetup = setup({
     queueDispatch: assign(({ context, event }) =>
       event.type === 'host.dispatch' ? { queued: withQueued(context.queued, event.msg) } : {},
     ),
-    /** A newer attempt came: what this host holds of older attempts (the attempt in flight, prepared steps, queued dispatches) was aborted. */
-    dropOlderWork: assign(({ context, event }) =>
-      event.type === 'host.dispatch' ? dropped(context, (w) => w.attempt < event.msg.attempt, true) : {},
+    /**
+     * A newer attempt came: what this host holds of older attempts (prepared steps, queued dispatches, and, if
+     * `inFlight`, the attempt it computes) was aborted.
+     */
+    dropOlderWork: assign(({ context, event }, params: { inFlight: boolean }) =>
+      event.type === 'host.dispatch' ? dropped(context, (w) => w.attempt < event.msg.attempt, params.inFlight) : {},
     ),
     /** Drop what an abort takes: the attempt in flight if `inFlight`, and the prepared steps and queued dispatches of the aborted step and after. */
     dropAborted: assign(({ context, event }, params: { inFlight: boolean }) =>
