@@ -458,6 +458,45 @@ describe('client machine', () => {
   });
 });
 
+describe('client machine, a restore while a logged step commits', () => {
+  it('the logged step is committed: replayed up to it, it is reported once, as a commit finished late (recovered), not as a replay', () => {
+    const { a } = start(2);
+    const records: { step: number; recovered?: boolean; replayed?: boolean }[] = [];
+    a.on('step.committed', (r) => records.push({ step: r.step, recovered: r.recovered, replayed: r.replayed }));
+    a.send(prepared(0, 0, 0, H(1)));
+    a.send(prepared(1, 0, 0, H(1)));
+    expect(a.getSnapshot().matches('committing')).toBe(true); // step 0 is logged
+    // before any pod confirms, pod 1 says a host is lost (no replica of its shard left): restore, and replay up to step 0
+    a.send({
+      type: 'pod.heartbeat',
+      msg: { ...env(0, 0, 1), kind: 'pod.heartbeat', phase: 'committing', ready: false, silentHosts: [], lostHosts: [1] },
+      at: now(),
+    });
+    expect(a.getSnapshot().matches('restoring')).toBe(true);
+    for (const p of [0, 1])
+      a.send({
+        type: 'pod.restored',
+        msg: { ...env(0, 0, p), kind: 'pod.restored', checkpoint: -1, paramsHash: H(0) },
+        at: now(),
+      });
+    a.send(up(0));
+    a.send(up(1));
+    const { attempt } = a.getSnapshot().context;
+    a.send(prepared(0, 0, attempt, H(1)));
+    a.send(prepared(1, 0, attempt, H(1)));
+    a.send(committed(0, 0, attempt, H(1)));
+    a.send(committed(1, 0, attempt, H(1)));
+    a.send(prepared(0, 1, attempt, H(2)));
+    a.send(prepared(1, 1, attempt, H(2)));
+    a.send(committed(0, 1, attempt, H(2)));
+    a.send(committed(1, 1, attempt, H(2)));
+    expect(records).toEqual([
+      { step: 0, recovered: true, replayed: undefined },
+      { step: 1, recovered: undefined, replayed: undefined },
+    ]);
+  });
+});
+
 describe('client machine, steps in flight (dispatch.depth 2)', () => {
   const dispatched = (sent: WireCommand[]) =>
     (controlSent(sent, 'step.dispatch') as { step: number; attempt: number; committed: number }[]).map((m) => [

@@ -88,7 +88,10 @@ export interface StepRecord {
   podsAgree: boolean;
   phaseMs: PhaseTimes;
   ms: number;
-  /** Finished by a restarted client from the run log (its predecessor may have reported it already). */
+  /**
+   * A logged step whose commit was finished late: by a restarted client from the run log, or after a restore that cut
+   * its commit short (its predecessor, or this client before the restore, may have reported it already).
+   */
   recovered?: boolean;
   /** Run again after a checkpoint restore; committed before (the run log holds its record, with the same hash). */
   replayed?: boolean;
@@ -177,6 +180,11 @@ export interface ClientContext {
   restores: RestoreRecord[];
   /** Steps up to here were committed before the last restore: running them again is a replay. */
   replayUntil: number;
+  /**
+   * A logged step whose commit a restore cut short (`passLoggedStep`): committed, but perhaps never reported as such;
+   * its replay is reported as a finished commit (`recovered`), not as a replay.
+   */
+  loggedUnconfirmed: number | undefined;
   /**
    * Attempts of a step are numbered from here: after a restore it is above every attempt used so
    * far, so a replayed step's messages never carry the ids of the first run's (and are not dropped as repeats).
@@ -367,7 +375,7 @@ export const clientMachine = setup({
     reject: assign(({ context, event }) => rejection(context, event as never)),
     setPhase: assign((_, params: { phase: ClientContext['phase'] }) => ({ phase: params.phase })),
     /** The step being committed is logged, so committed: a restore started now replays up to it and goes on after it. */
-    passLoggedStep: assign(({ context }) => ({ step: context.step + 1 })),
+    passLoggedStep: assign(({ context }) => ({ step: context.step + 1, loggedUnconfirmed: context.step })),
     /** Note the time a tick carries (what xstate's own events, which carry none, fall back to). */
     noteTime: assign(({ context, event }) => ({ now: Math.max(context.now, timeOf(event, context.now)) })),
     /**
@@ -486,8 +494,8 @@ export const clientMachine = setup({
         phaseMs,
         ms: context.resumed ? 0 : timeOf(event, context.now) - context.stepStartedAt,
         shardHashes: context.prepared.get(0)?.shardHashes ?? [],
-        ...(context.resumed ? { recovered: true } : {}),
-        ...(context.step <= context.replayUntil ? { replayed: true } : {}),
+        ...(context.resumed || context.step === context.loggedUnconfirmed ? { recovered: true } : {}),
+        ...(context.step <= context.replayUntil && context.step !== context.loggedUnconfirmed ? { replayed: true } : {}),
       };
       enqueue.emit(record);
       if ((record.step + 1) % context.topology.checkpoint.everySteps === 0 && record.shardHashes.length === context.topology.hostsPerPod) {
@@ -508,6 +516,7 @@ export const clientMachine = setup({
         lossLast: loss,
         paramsHash: podHashes[0],
         podHashes,
+        ...(context.step === context.loggedUnconfirmed ? { loggedUnconfirmed: undefined } : {}),
       });
     }),
     /** On to the next step, numbered with the attempts of this one (a step dispatched already keeps its own). */
@@ -634,6 +643,7 @@ export const clientMachine = setup({
     restoredPods: new Set(),
     restores: [],
     replayUntil: input.cold && input.resume ? input.resume.step : -1,
+    loggedUnconfirmed: undefined,
     attemptFloor: 0,
     maxAttempt: input.resume?.attempt ?? 0,
     podAt: Array.from({ length: input.topology.pods }, () => ({ step: 0, attempt: 0 })),

@@ -300,6 +300,8 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
   };
 
   let lastRecorded = -1;
+  /** Steps the client reported committed other than as a replay: each must be, once the run is over. */
+  const reported = new Set<number>();
   const startClient = (resume: boolean) => {
     const name = actorNames.client;
     const life = (lives.get(name) ?? 0) + 1;
@@ -323,6 +325,7 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
       if (!r.replayed && !r.recovered && r.step !== lastRecorded + 1)
         fail('each step committed once, in order', `client committed step ${r.step} after step ${lastRecorded}`);
       lastRecorded = Math.max(lastRecorded, r.step);
+      if (!r.replayed) reported.add(r.step);
     });
     a.subscribe({ complete: () => (clientOut = a.getSnapshot().output as ClientOutput) });
     a.start();
@@ -413,6 +416,14 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
         kind: 'violation',
         invariant: 'every step logged once',
         message: `run log holds ${runLog.records.length} records for ${steps} steps`,
+      };
+    else if (reported.size !== steps)
+      outcome = {
+        kind: 'violation',
+        invariant: 'every step reported committed',
+        message: `steps ${Array.from({ length: steps }, (_, s) => s)
+          .filter((s) => !reported.has(s))
+          .join(', ')} never reported committed, only as replays`,
       };
     else outcome = { kind: 'recovered' };
   }
