@@ -120,7 +120,7 @@ export interface HostContext {
   failure: FailureCause | undefined;
   /** The last step this host committed: a resent commit for it is answered again, not rejected. */
   lastCommitted: { step: number; attempt: number; shardHash: string } | undefined;
-  /** Reports of this attempt resent so far (part of their message ids). */
+  /** host.restore messages taken so far (part of the host.restored ids). */
   resends: number;
   /** Rounds of tensor requests sent in this attempt (part of their message ids, and of the answers'). */
   requests: number;
@@ -222,7 +222,7 @@ function missingPeers(ctx: HostContext, tensor: StepTensor): Peer[] {
 
 /** What a host sends of one step attempt: the attempt in flight, or a prepared step that awaits its commit. */
 type StepWork = { step: number; attempt: number; grad?: Float32Array; podGrad?: Float32Array; shard?: Float32Array };
-const inFlight = (ctx: HostContext): StepWork => ({
+const workInFlight = (ctx: HostContext): StepWork => ({
   step: ctx.step,
   attempt: ctx.attempt,
   grad: ctx.grad,
@@ -233,7 +233,13 @@ const inFlight = (ctx: HostContext): StepWork => ({
 const preparedWork = (p: PreparedStep): StepWork => ({ step: p.step, attempt: p.attempt, podGrad: p.podGrad, shard: p.shard });
 
 /** The `tensor` this host sends peer `to` of `work` (the attempt in flight unless said), once it has it; `round` marks a resend the peer asked for. */
-function tensorTo(ctx: HostContext, tensor: StepTensor, to: Peer, round?: number, work: StepWork = inFlight(ctx)): WireCommand | undefined {
+function tensorTo(
+  ctx: HostContext,
+  tensor: StepTensor,
+  to: Peer,
+  round?: number,
+  work: StepWork = workInFlight(ctx),
+): WireCommand | undefined {
   const r = ctx.ranges[to.host];
   const data = tensor === 'grad.slice' ? work.grad?.subarray(r.start, r.end) : tensor === 'grad.exchange' ? work.podGrad : work.shard;
   if (!data) return undefined;
@@ -463,7 +469,6 @@ export const hostSetup = setup({
   },
   delays: {
     phaseDeadline: ({ context }) => context.topology.deadlines.phaseMs,
-    commitDeadline: ({ context }) => context.topology.deadlines.stepMs,
     startupDeadline: ({ context }) => context.topology.deadlines.startupMs,
     resendDelay: ({ context }) => context.topology.heartbeat.intervalMs,
     /** Pings back off from 25 ms, doubling up to a heartbeat interval: a peer that starts a moment later is reached at once. */
@@ -511,7 +516,6 @@ export const hostSetup = setup({
       context.early.length < 4 * (context.topology.hostsPerPod + context.topology.pods) * context.topology.dispatch.depth,
     /** A late copy of a tensor of a step this host prepared already. */
     tensorForPrepared: ({ context, event }) => event.type === 'tensor.received' && isPrepared(context, event.tensor),
-    conflictForPrepared: ({ context, event }) => event.type === 'tensor.conflict' && isPrepared(context, event.conflict),
     /** A peer asks again for a tensor of a step this host prepared (its exchange, or its new shard). */
     requestForPrepared: ({ context, event }) => event.type === 'tensor.request' && isPrepared(context, event.msg),
     /** The commit of the oldest prepared step: commits are taken in step order only. */
@@ -643,14 +647,12 @@ export const hostSetup = setup({
         next: undefined,
         failure: undefined,
         phaseMs: {},
-        resends: 0,
         requests: 0,
         // the time since the step before was prepared with nothing to compute next: the controller had not sent this yet
         waitedMs: context.freeSince === undefined ? 0 : Math.max(0, now - context.freeSince),
         freeSince: undefined,
       };
     }),
-    countResend: assign(({ context }) => ({ resends: context.resends + 1 })),
     holdEarly: assign(({ context, event }) => (event.type === 'tensor.received' ? { early: [...context.early, event.tensor] } : {})),
     /**
      * The copies of a tensor held for the next attempt differ: the one held is let go (counted). The next
@@ -740,7 +742,7 @@ export const hostSetup = setup({
       const from = parseSender(event.msg.sender);
       if (from?.role !== 'host') return;
       const p = context.pending.find((x) => x.step === event.msg.step && x.attempt === event.msg.attempt);
-      const cmd = tensorTo(context, event.msg.tensor, from, event.msg.round, p ? preparedWork(p) : inFlight(context));
+      const cmd = tensorTo(context, event.msg.tensor, from, event.msg.round, p ? preparedWork(p) : workInFlight(context));
       if (cmd) enqueue.sendTo('wire', cmd);
     }),
     /** The attempt in flight is prepared: it awaits its commit (reported now, and again every heartbeat interval until then). */

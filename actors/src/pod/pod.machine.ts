@@ -256,7 +256,7 @@ function relayDispatch(ctx: PodContext, msg: StepDispatch): WireCommand[] {
   }));
 }
 
-/** A dispatch in a state where the head may be superseded: a newer attempt of the head starts over; a later step is scheduled behind it. */
+/** A dispatch wherever the head is not being committed: the head's (a newer attempt starts it over), or a later step's, scheduled behind it. */
 const onDispatch = [
   { guard: 'isNewerAttempt', target: '#pod.running', reenter: true, actions: 'dispatchHosts' },
   { guard: 'isAheadDispatch', actions: 'dispatchAhead' },
@@ -716,11 +716,7 @@ export const podMachine = setup({
     idle: {
       entry: { type: 'setPhase', params: { phase: 'idle' } },
       on: {
-        'step.dispatch': [
-          { guard: 'isNextDispatch', target: 'running', actions: 'dispatchHosts' },
-          { guard: 'isAheadDispatch', actions: 'dispatchAhead' },
-          { actions: 'reject' },
-        ],
+        'step.dispatch': onDispatch,
         'step.commit': [
           { guard: 'isLastCommitted', actions: 'confirmCommitted' },
           { guard: 'isCommitAfterRejoin', target: 'committing', actions: 'adoptCommit' },
