@@ -41,6 +41,8 @@ export interface ScenarioResult {
   faultClass: string;
   /** Steps the client kept in flight (the scenario's dispatch.depth, or chaos --dispatch-depth). */
   dispatchDepth: number;
+  /** Why the scenario was not run at this depth (its fault needs a window deeper dispatch opens), or null: it ran. */
+  notApplicable: string | null;
   passed: boolean;
   /** Why it failed its expectation, when it did. */
   problems: string[];
@@ -132,6 +134,13 @@ export async function runScenario(
   opts: { log: Logger; runDir: string; logLevel?: LogLevel; dispatchDepth?: number },
 ): Promise<ScenarioResult> {
   const t = scenarioTopology(s, opts.dispatchDepth);
+  // a crash point that fires only on prepared parameters needs a step in flight behind another: not run with one at a time
+  if (t.dispatch.depth < 2 && s.timeline.some((f) => f.onPrepared))
+    return notRun(
+      s,
+      t,
+      `an onPrepared crash point needs dispatch.depth >= 2 (a host computes on prepared parameters only then); depth ${t.dispatch.depth}`,
+    );
   const pids = new Map<string, number>();
   const commits: (StepLine & { at: number })[] = [];
   const injectedAt: number[] = [];
@@ -230,6 +239,7 @@ export async function runScenario(
     name: s.name,
     faultClass: faultClass(s),
     dispatchDepth: t.dispatch.depth,
+    notApplicable: null,
     passed: false,
     problems: [],
     expected: s.expect.outcome,
@@ -283,8 +293,35 @@ export async function runScenario(
   return r;
 }
 
-/** Figures over a set of scenario results: pass count, goodput over every attempt run, recovery p50 and max; also per fault class. */
-export function chaosSummary(results: ScenarioResult[]): ChaosFigures & { byClass: Record<string, ChaosFigures> } {
+/** A scenario not run at this depth: neither passed nor failed, and left out of every figure. */
+function notRun(s: Scenario, t: Topology, why: string): ScenarioResult {
+  return {
+    name: s.name,
+    faultClass: faultClass(s),
+    dispatchDepth: t.dispatch.depth,
+    notApplicable: why,
+    passed: false,
+    problems: [],
+    expected: s.expect.outcome,
+    error: null,
+    failure: null,
+    faultsInjected: 0,
+    stepsCommitted: 0,
+    duplicateCommits: 0,
+    skippedSteps: 0,
+    hashMismatches: 0,
+    retriedAttempts: 0,
+    goodput: 0,
+    recoveryMs: null,
+    stepsReplayed: 0,
+    restores: 0,
+    wallMs: 0,
+  };
+}
+
+/** Figures over a set of scenario results (those not run at their depth left out): pass count, goodput over every attempt run, recovery p50 and max; also per fault class. */
+export function chaosSummary(all: ScenarioResult[]): ChaosFigures & { byClass: Record<string, ChaosFigures> } {
+  const results = all.filter((r) => r.notApplicable === null);
   const byClass: Record<string, ChaosFigures> = {};
   for (const c of [...new Set(results.map((r) => r.faultClass))].sort()) byClass[c] = figures(results.filter((r) => r.faultClass === c));
   return { ...figures(results), byClass };

@@ -427,18 +427,22 @@ export function buildProgram(): Command {
         process.stderr.write(`chaos: ${sc.name}${dispatchDepth === undefined ? '' : ` (dispatch depth ${dispatchDepth})`}...\n`);
         const r = await runScenario(sc, { log, logLevel: log.level as LogLevel, runDir: join(dir, sc.name), dispatchDepth });
         results.push(r);
-        process.stderr.write(`chaos: ${sc.name}: ${r.passed ? 'passed' : `FAILED: ${r.problems.join('; ')}`}\n`);
+        process.stderr.write(
+          `chaos: ${sc.name}: ${r.notApplicable ? `not run: ${r.notApplicable}` : r.passed ? 'passed' : `FAILED: ${r.problems.join('; ')}`}\n`,
+        );
       }
       const passed = results.filter((r) => r.passed).length;
+      const notRun = results.filter((r) => r.notApplicable !== null).length;
+      const failed = results.length - passed - notRun;
       const summary = chaosSummary(results);
-      if (raw.json) printJson({ scenarios: results, passed, failed: results.length - passed, summary });
+      if (raw.json) printJson({ scenarios: results, passed, failed, notApplicable: notRun, summary });
       else {
         const ms = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(0));
         const rows = results.map((r) =>
           [
             r.name,
             r.faultClass,
-            r.passed ? 'pass' : 'FAIL',
+            r.notApplicable ? 'n/a' : r.passed ? 'pass' : 'FAIL',
             r.expected,
             r.faultsInjected,
             r.stepsCommitted,
@@ -474,12 +478,12 @@ export function buildProgram(): Command {
             ...classes.map((x) => `| ${x} |`),
             '',
             `goodput ${(summary.goodput * 100).toFixed(1)}% (committed steps / attempts run); duplicate commits ${summary.duplicateCommits}, skipped steps ${summary.skippedSteps}, hash mismatches ${summary.hashMismatches}; recovery ${summary.recoveryMs ? `p50 ${summary.recoveryMs.p50.toFixed(0)} ms, max ${summary.recoveryMs.max.toFixed(0)} ms over ${summary.recoveryMs.n} scenarios` : '-'}`,
-            `${passed} passed, ${results.length - passed} failed`,
+            `${passed} passed, ${failed} failed${notRun ? `, ${notRun} not run at this depth` : ''}`,
             '',
           ].join('\n'),
         );
       }
-      process.exitCode = passed === results.length ? 0 : 1;
+      process.exitCode = failed === 0 ? 0 : 1;
     });
 
   program

@@ -19,6 +19,7 @@ describe('fault-injection scenarios (scenarios/*.yaml)', () => {
     const s = loadScenario(file);
     const r = await runScenario(s, { log: quietLog, runDir: tempDir() });
     expect(r.dispatchDepth).toBe(s.dispatch?.depth ?? 2);
+    expect(r.notApplicable).toBeNull();
     expect(r.problems).toEqual([]);
     expect(r.passed).toBe(true);
     expect([r.duplicateCommits, r.skippedSteps, r.hashMismatches]).toEqual([0, 0, 0]);
@@ -45,6 +46,13 @@ describe('fault-injection scenarios (scenarios/*.yaml)', () => {
     expect(r.passed).toBe(true);
     expect([r.duplicateCommits, r.skippedSteps, r.hashMismatches]).toEqual([0, 0, 0]);
     expect(r.faultsInjected).toBeGreaterThan(0);
+  });
+
+  it('a scenario whose crash point needs two steps in flight is not run with one, and says why (neither passed nor failed)', async () => {
+    const s = loadScenario(join(dir, 'host-killed-on-prepared.yaml'));
+    const r = await runScenario(s, { log: quietLog, runDir: tempDir(), dispatchDepth: 1 });
+    expect(r.notApplicable).toMatch(/onPrepared crash point needs dispatch.depth >= 2/);
+    expect([r.passed, r.problems, r.stepsCommitted]).toEqual([false, [], 0]);
   });
 
   it('a failing run that ends with another kind or cause than the scenario names fails the scenario, saying what it got', () => {
