@@ -43,7 +43,7 @@ import type { WireCommand, WireEvent } from '../wire/edge.ts';
  * commits stay in step order, so nothing is committed that builds on a step that later aborts.
  *
  * Start (joining): every pod says in a heartbeat that all its hosts are up, within the start-up
- * deadline (else podsNotReady). Then a fresh client dispatches `firstStep`; a restarted one (`resume`, the run log's last
+ * deadline (else podsNotReady). Then (start) a fresh client dispatches `firstStep`; a restarted one (`resume`, the run log's last
  * record) first finishes that commit (pods that committed it confirm again); after `train --resume`
  * (`cold`) it restores the newest checkpoint and replays up to the logged step. Throughout: a pod
  * silent for `misses` heartbeat intervals fails the attempt (`clock.tick` carries the time); commits
