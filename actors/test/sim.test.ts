@@ -79,7 +79,7 @@ describe('lockstep sim: the real machines on simulated time and network', () => 
     expect(a.eventsHash).toBe(b.eventsHash);
     expect(a.events).toBe(b.events);
     expect(c.eventsHash).not.toBe(a.eventsHash);
-  });
+  }, 60_000);
 
   it('a forged copy of a step tensor fails its attempt (tensorConflict), which is retried; the run ends with the reference bits', async () => {
     const r = await simulate(tiny, schedule({ faults: [{ kind: 'forge', at: 40 }] }), { trace: true });

@@ -15,7 +15,7 @@ import { checkpointActor, hostDiskActor } from '../checkpoint/actors.ts';
 import { loadCheckpoint } from '../checkpoint/store.ts';
 import { ticker, type Timed } from '../clock.ts';
 import { clientMachine, type ClientOutput, type StepRecord } from '../client/client.machine.ts';
-import { computeFor, type UpdateInput } from '../host/host.actors.ts';
+import { computeFor, type BackwardInput, type ForwardInput, type UpdateInput } from '../host/host.actors.ts';
 import type { CommittedState } from '../host/heal.ts';
 import { hostMachine } from '../host/host.machine.ts';
 import { podMachine } from '../pod/pod.machine.ts';
@@ -23,6 +23,7 @@ import { edgeFor } from '../wire/edge.ts';
 import { hostTensorLength, listenFor } from '../wire/listen.ts';
 import { SimClock, SimRandom } from './clock.ts';
 import { MemDisk } from './disk.ts';
+import { ComputeMemo } from './memo.ts';
 import { SimNetwork, noNetFaults, type NetEvent } from './network.ts';
 import { MemRunLog } from './runlog.ts';
 
@@ -76,6 +77,8 @@ export interface SimOptions {
 }
 
 const silent = pino({ level: 'silent' });
+/** Forward and backward results of this thread's schedules, reused where the inputs are bit-identical (see ComputeMemo). */
+const memo = new ComputeMemo();
 const RUN = 'sim';
 const DIR = '/sim/ckpt';
 
@@ -165,8 +168,14 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
       return { ...out, params };
     };
     return {
-      forwardPass: later(computeFor.forwardPass, () => jitter(computeMs)),
-      backwardPass: later(computeFor.backwardPass, () => jitter(2 * computeMs)),
+      forwardPass: later(
+        (i: ForwardInput) => memo.forwardPass(i),
+        () => jitter(computeMs),
+      ),
+      backwardPass: later(
+        (i: BackwardInput) => memo.backwardPass(i),
+        () => jitter(2 * computeMs),
+      ),
       applyUpdate: later(update, () => jitter(computeMs / 2)),
     };
   };
