@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { containerEngine, startLockstepCluster, type LockstepCluster } from '@lockstep/infra/testcontainers';
+import { containerEngine, startLockstepCluster, type StartedLockstepCluster as LockstepCluster } from '@lockstep/infra/testcontainers';
 import { decodeControl, decodeTensorChunk, isTensorFrame, parseTopology, preset, subjects } from '@lockstep/topology';
 import { runReference } from '../src/index.ts';
 
