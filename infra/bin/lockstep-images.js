@@ -25,12 +25,17 @@ try {
 if (values.help) {
   process.stdout.write(
     'usage: lockstep-images [--image lockstep:dev] [--nats-image lockstep-nats:2.9.10] [--base IMAGE] [--nats-server PATH]\n' +
-      'Builds lockstep-node:20 (this machine\'s node; not with --base), lockstep-nats:2.9.10 and lockstep:dev without pulling anything.\n',
+      "Builds lockstep-node:20 (this machine's node; not with --base), lockstep-nats:2.9.10 and lockstep:dev without pulling anything.\n",
   );
   process.exit(0);
 }
 try {
-  const built = await buildImages({ image: values.image, natsImage: values['nats-image'], base: values.base, natsServer: values['nats-server'] });
+  const built = await buildImages({
+    image: values.image,
+    natsImage: values['nats-image'],
+    base: values.base,
+    natsServer: values['nats-server'],
+  });
   for (const tag of built) process.stdout.write(`lockstep-images: built ${tag}\n`);
 } catch (err) {
   if (!(err instanceof InvalidInput || err instanceof ImageBuildFailed)) throw err;

@@ -5,7 +5,17 @@ import { join } from 'node:path';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { GenericContainer, Network, Wait, getContainerRuntimeClient, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
 import { z } from 'zod';
-import { describeIssues, InvalidInput, InvalidTopology, isPresetName, parseTopology, preset, presetNames, RunId, type Topology } from '@lockstep/topology';
+import {
+  describeIssues,
+  InvalidInput,
+  InvalidTopology,
+  isPresetName,
+  parseTopology,
+  preset,
+  presetNames,
+  RunId,
+  type Topology,
+} from '@lockstep/topology';
 import { newCredentials, type Credentials, type Login } from '../nats/users.ts';
 import { DEFAULT_IMAGE, DEFAULT_NATS_IMAGE, ImageRef } from './images.ts';
 import { clusterIdentities, clusterPlan, containerName, identityOf, NATS_PORT, planEntry, type ClusterPlan } from '../plan.ts';
@@ -18,7 +28,10 @@ import { clusterIdentities, clusterPlan, containerName, identityOf, NATS_PORT, p
 export const ClusterOptions = z
   .object({
     /** A preset name (tiny, demo), which the role containers pass on their command line; or a topology, copied into each. */
-    topology: z.union([z.string().min(1), z.custom<Topology>((v) => typeof v === 'object' && v !== null, 'must be a preset name or a topology object')]),
+    topology: z.union([
+      z.string().min(1),
+      z.custom<Topology>((v) => typeof v === 'object' && v !== null, 'must be a preset name or a topology object'),
+    ]),
     /** Steps the client runs, 1 to 1,000,000. */
     steps: z.number().int().min(1, 'must be >= 1').max(1_000_000, 'must be <= 1000000'),
     /** The run's id: its NATS subjects are lockstep.<runId>.…; default `tc`. */
@@ -338,12 +351,13 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
         }
       },
       waitForClient: async (ms = 300_000) => {
-        const waited = (await Promise.race([
+        const waited = (await withDeadline(
           byName('client').wait(),
-          new Promise((_, reject) =>
-            setTimeout(() => reject(new Error(`client did not exit within ${ms} ms; its last lines:\n${lines.slice(-10).join('\n')}`)), ms),
-          ),
-        ])) as { StatusCode: number };
+          ms,
+          () => `client did not exit within ${ms} ms; its last lines:\n${lines.slice(-10).join('\n')}`,
+        )) as {
+          StatusCode: number;
+        };
         await new Promise((r) => setTimeout(r, 200)); // the last log lines
         return { exitCode: waited.StatusCode, summary, steps: stepsSeen };
       },
@@ -372,12 +386,19 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
 /** Whether a container engine answers within `ms`: tests skip (or, with LOCKSTEP_REQUIRE_DOCKER=1, fail) without one. */
 export async function containerEngine(ms = 5000): Promise<{ ok: true } | { ok: false; reason: string }> {
   try {
-    await Promise.race([
-      getContainerRuntimeClient(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)),
-    ]);
+    await withDeadline(getContainerRuntimeClient(), ms, () => `no answer within ${ms} ms`);
     return { ok: true };
   } catch (err) {
     return { ok: false, reason: (err as Error).message.split('\n')[0] };
+  }
+}
+
+/** `p`, or a rejection with `message()` after `ms`; the timer is cleared either way, so it keeps no process alive. */
+async function withDeadline<T>(p: Promise<T>, ms: number, message: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message())), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -73,9 +73,13 @@ function nodeRoot(into: string): void {
   try {
     libs = [...execFileSync('ldd', [node], { encoding: 'utf8', timeout: 10_000 }).matchAll(/(\/\S+)/g)].map((m) => m[1]);
   } catch (cause) {
-    throw new ImageBuildFailed(LOCAL_NODE_BASE, `ldd ${node} failed (Linux only; pass base: 'node:20-bookworm-slim' where a registry is reachable)`, {
-      cause,
-    });
+    throw new ImageBuildFailed(
+      LOCAL_NODE_BASE,
+      `ldd ${node} failed (Linux only; pass base: 'node:20-bookworm-slim' where a registry is reachable)`,
+      {
+        cause,
+      },
+    );
   }
   for (const lib of new Set(libs)) {
     mkdirSync(join(root, dirname(lib)), { recursive: true });
@@ -114,10 +118,16 @@ export async function buildImages(options: ImageOptions = {}): Promise<string[]>
   const context = o.context ?? packagedContext();
   for (const f of ['Dockerfile', 'nats.Dockerfile', 'healthcheck.js', 'app'])
     if (!existsSync(join(context, f)))
-      throw new ImageBuildFailed(o.image, `${join(context, f)} is missing (in a checkout, node infra/build.mjs makes the package and its image/)`);
+      throw new ImageBuildFailed(
+        o.image,
+        `${join(context, f)} is missing (in a checkout, node infra/build.mjs makes the package and its image/)`,
+      );
   const natsServer = o.natsServer ?? which('nats-server') ?? '/usr/sbin/nats-server';
   if (!existsSync(natsServer))
-    throw new ImageBuildFailed(o.natsImage, `no nats-server binary at ${natsServer} (Debian: apt-get install -y nats-server; or pass natsServer)`);
+    throw new ImageBuildFailed(
+      o.natsImage,
+      `no nats-server binary at ${natsServer} (Debian: apt-get install -y nats-server; or pass natsServer)`,
+    );
 
   const work = mkdtempSync(join(tmpdir(), 'lockstep-images-'));
   try {
