@@ -234,8 +234,7 @@ describe('@lockstep/testcontainers, packed and installed into an empty project',
         join(project, 'run.mjs'),
         `import { LockstepCluster } from '@lockstep/testcontainers';
          const cluster = await new LockstepCluster('tiny').withSteps(${steps}).withRunId('pkg').withImages(${JSON.stringify(tags)}).withHeldClient().start();
-         const names = Object.values(cluster.containers).map((c) => c.getName().replace(/^\\//, ''));
-         let r, killedAt;
+         let r, killedAt, names;
          try {
            await cluster.startClient();
            await cluster.untilStep(3);
@@ -243,6 +242,7 @@ describe('@lockstep/testcontainers, packed and installed into an empty project',
            killedAt = cluster.committed();
            await cluster.faults.start('host/0/1');
            r = await cluster.waitForClient();
+           names = Object.values(cluster.containers).map((c) => c.getName().replace(/^\\//, ''));
          } finally {
            await cluster[Symbol.asyncDispose]();
          }
