@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
@@ -234,16 +234,23 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
   const stepsSeen: ClientSummary['steps'] = [];
   let summary: ClientSummary['summary'];
   // stops each thing once, newest first, also when called again (stop() then dispose)
+  let ckpt: string | undefined; // the checkpoint directory the hosts and the client share, removed with the containers
   const stopAll = async () => {
     for (const nc of connections.splice(0)) await nc.close().catch(() => {});
     for (const s of started.splice(0).reverse()) await s.stop().catch(() => {});
+    try {
+      if (ckpt) rmSync(ckpt, { recursive: true, force: true, maxRetries: 2 });
+    } catch {
+      // files the containers' root wrote, which a user who is not root may not remove: left in the temp directory
+    }
+    ckpt = undefined;
   };
   try {
     for (const n of plan.networks) {
       network[n] = await new Network().start();
       started.push(network[n]);
     }
-    const ckpt = mkdtempSync(join(tmpdir(), 'lockstep-tc-ckpt-'));
+    ckpt = mkdtempSync(join(tmpdir(), 'lockstep-tc-ckpt-'));
     chmodSync(ckpt, 0o777);
     // each container starts on its first network and joins the others under the same alias
     const start = async (spec: ContainerSpec) => {
@@ -254,7 +261,7 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
         .withEnvironment(spec.env)
         .withCommand(spec.command);
       if (spec.files.length) g = g.withCopyContentToContainer(spec.files);
-      if (spec.checkpoints) g = g.withBindMounts([{ source: ckpt, target: '/ckpt' }]);
+      if (spec.checkpoints && ckpt) g = g.withBindMounts([{ source: ckpt, target: '/ckpt' }]);
       if (spec.exposed.length) g = g.withExposedPorts(...spec.exposed);
       if (spec.kind === 'server') g = g.withWaitStrategy(Wait.forLogMessage(/Server is ready/)).withStartupTimeout(60_000);
       const c = await g.start();
