@@ -232,9 +232,10 @@ describe('@lockstep/testcontainers, packed and installed into an empty project',
       const steps = 20;
       writeFileSync(
         join(project, 'run.mjs'),
-        `import { LockstepCluster } from '@lockstep/testcontainers';
+        `import { spawnSync } from 'node:child_process';
+         import { LockstepCluster } from '@lockstep/testcontainers';
          const cluster = await new LockstepCluster('tiny').withSteps(${steps}).withRunId('pkg').withImages(${JSON.stringify(tags)}).withHeldClient().start();
-         let r, killedAt, names;
+         let r, killedAt, names, healed;
          try {
            await cluster.startClient();
            await cluster.untilStep(3);
@@ -243,10 +244,13 @@ describe('@lockstep/testcontainers, packed and installed into an empty project',
            await cluster.faults.start('host/0/1');
            r = await cluster.waitForClient();
            names = Object.values(cluster.containers).map((c) => c.getName().replace(/^\\//, ''));
+           // pino writes to stderr; the second life of host/0/1 says whom it healed from
+           const host = spawnSync('docker', ['logs', cluster.containers['host-0-1'].getId()], { encoding: 'utf8' });
+           healed = /"from":"host\\/1\\/1".*"msg":"healed from cross-pod peer"/.test(host.stdout + host.stderr);
          } finally {
            await cluster[Symbol.asyncDispose]();
          }
-         console.log(JSON.stringify({ exitCode: r.exitCode, summary: r.summary, steps: r.steps, names, killedAt }));
+         console.log(JSON.stringify({ exitCode: r.exitCode, summary: r.summary, steps: r.steps, names, killedAt, healed }));
         `,
       );
       const r = run(process.execPath, ['run.mjs'], project, 400_000);
@@ -257,10 +261,12 @@ describe('@lockstep/testcontainers, packed and installed into an empty project',
         steps: { step: number; podsAgree: boolean }[];
         names: string[];
         killedAt: number;
+        healed: boolean;
       };
       const reference = new ReferenceTrainer(preset('tiny'));
       for (let s = 0; s < steps; s++) reference.runStep();
       expect(out.killedAt).toBeLessThan(steps); // the fault landed mid-run
+      expect(out.healed).toBe(true);
       expect(out.exitCode).toBe(0);
       expect(out.summary).toMatchObject({ paramsHash: reference.paramsHash(), podsIdenticalEveryStep: true });
       expect(out.steps.map((s) => s.step)).toEqual(Array.from({ length: steps }, (_, i) => i));
