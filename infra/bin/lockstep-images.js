@@ -39,6 +39,7 @@ try {
   for (const tag of built) process.stdout.write(`lockstep-images: built ${tag}\n`);
 } catch (err) {
   if (!(err instanceof InvalidInput || err instanceof ImageBuildFailed)) throw err;
-  process.stderr.write(`lockstep-images: ${err.message.replace(/\n\s*/g, '; ')}\n`);
+  // one line: the problems after the first one's colon, joined by semicolons
+  process.stderr.write(`lockstep-images: ${err.message.replace(/:\n\s*/, ': ').replace(/\n\s*/g, '; ')}\n`);
   process.exit(err instanceof InvalidInput ? 2 : 1);
 }

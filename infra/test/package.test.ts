@@ -172,6 +172,16 @@ describe('@lockstep/testcontainers, packed and installed into an empty project',
     });
   }, 60_000);
 
+  it('its lockstep-images command refuses a bad flag or tag with one line and exit 2, before touching an engine', () => {
+    const bin = join('node_modules', '.bin', 'lockstep-images');
+    const flag = run(process.execPath, [bin, '--nope'], project);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^lockstep-images: Unknown option '--nope'/)]);
+    const tag = run(process.execPath, [bin, '--image', 'Not A Tag'], project);
+    expect(tag.code).toBe(2);
+    expect(tag.stderr.trim()).toBe('lockstep-images: invalid image options: image: must be an image reference such as lockstep:dev');
+  }, 60_000);
+
   it('type-checks a user test against its declarations alone (tsc, node16 resolution, strict)', () => {
     writeFileSync(
       join(project, 'user.ts'),
