@@ -22,6 +22,7 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const root = join(here, '..');
 const out = join(here, 'dist', 'package');
 const stamp = join(out, 'package.json');
+// the module's sources, and what the image's CLI bundle is built from (as orchestrator/bin/entry.js lists it)
 const inputs = [
   'topology/src',
   'infra/src',
@@ -30,8 +31,11 @@ const inputs = [
   'infra/bin',
   'infra/README.md',
   'LICENSE',
-  'orchestrator/src',
   'actors/src',
+  'orchestrator/src',
+  'orchestrator/bin',
+  'orchestrator/build.mjs',
+  'node_modules/.package-lock.json',
 ];
 const newest = () => {
   let m = 0;
