@@ -94,7 +94,8 @@ export async function edgeExchange(opts: {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   try {
     await opts.to.flush();
-    const data = Float32Array.from({ length }, (_, i) => i);
+    const data = new Float32Array(length);
+    for (let i = 0; i < length; i++) data[i] = i;
     const t0 = performance.now();
     for (let step = 1; step <= opts.rounds; step++) {
       const got = new Promise<void>((resolve, reject) => {
