@@ -192,7 +192,11 @@ export async function natsBaseline(opts: {
     // wait for the route to carry interest
     // (a callback, not an iterator: a probe that did not come in 50 ms must not be waited for twice)
     let probed = false;
-    const probe = b.subscribe('bench.probe', { callback: () => void (probed = true) });
+    const probe = b.subscribe('bench.probe', {
+      callback: () => {
+        probed = true;
+      },
+    });
     await b.flush();
     for (let i = 0; i < 200 && !probed; i++) {
       a.publish('bench.probe');
