@@ -18,13 +18,17 @@ export const costNames = [
   'xstate',
   'NATS client',
   'sockets and streams',
-  'serialization',
+  'serialization and checksums',
   'zod',
   'GC',
   'runtime (program)',
+  'event loop (ticks, microtasks, promises)',
+  'timers',
+  'disk (run log, checkpoints)',
+  'buffers',
   'edge',
   'machines and adapters',
-  'compute',
+  'compute and hashing',
   'logging',
   'start-up (module loading)',
   'other',
@@ -64,8 +68,33 @@ export interface ProfileSummary {
   costs: ProfileCost[];
 }
 
-const NATIVE_SERIALIZATION = new Set(['parse', 'stringify', 'decode', 'encode', 'encodeInto', 'utf8Write', 'utf8Slice', 'JSON.parse']);
+const NATIVE_SERIALIZATION = new Set([
+  'parse',
+  'stringify',
+  'decode',
+  'encode',
+  'encodeInto',
+  'utf8Write',
+  'utf8Slice',
+  'decodeUTF8',
+  'encodeUtf8String',
+]);
 const NATIVE_SOCKETS = new Set(['writev', 'writeBuffer', 'writeUtf8String', 'writeLatin1String', 'onStreamRead', 'writeGeneric']);
+const NATIVE_DISK = new Set([
+  'fsync',
+  'open',
+  'openFileHandle',
+  'mkdir',
+  'unlink',
+  'fstat',
+  'close',
+  'read',
+  'writeString',
+  'rename',
+  'stat',
+  'lstat',
+]);
+const NATIVE_EVENT_LOOP = new Set(['runMicrotasks', 'queueMicrotask']);
 
 /** The cost a frame's self time belongs to, from its (mapped) source and function name. */
 export function costOf(source: string, functionName: string): CostName | undefined {
@@ -79,14 +108,24 @@ export function costOf(source: string, functionName: string): CostName | undefin
     return 'logging';
   if (/^node:(net|stream|internal\/(stream_base_commons|streams|net|js_stream_socket)|internal\/webstreams)/.test(source))
     return 'sockets and streams';
-  if (/^node:internal\/(modules|bootstrap|process\/pre_execution|main)|^node:internal\/vm/.test(source)) return 'start-up (module loading)';
-  if (/topology\/src\/(frame|messages|wire|subjects|issues)\.ts$/.test(source)) return 'serialization';
-  if (/topology\/src\/(numerics|model|optimizer|data|prng|reference|hash)\.ts$/.test(source)) return 'compute';
+  if (/^node:internal\/(modules|bootstrap|process\/pre_execution|main)|^node:internal\/vm/.test(source) || functionName === '__require2')
+    return 'start-up (module loading)';
+  if (/^node:internal\/(process\/(task_queues|promises)|async_hooks|fixed_queue)|^node:async_hooks/.test(source))
+    return 'event loop (ticks, microtasks, promises)';
+  if (/^node:(internal\/)?timers/.test(source)) return 'timers';
+  if (/^node:(internal\/)?fs/.test(source)) return 'disk (run log, checkpoints)';
+  if (/^node:(internal\/)?buffer/.test(source)) return 'buffers';
+  if (/^node:(internal\/encoding|zlib)/.test(source)) return 'serialization and checksums';
+  if (/^node:(internal\/)?crypto/.test(source)) return 'compute and hashing';
+  if (/topology\/src\/(frame|messages|wire|subjects|issues)\.ts$/.test(source)) return 'serialization and checksums';
+  if (/topology\/src\/(numerics|model|optimizer|data|prng|reference|hash)\.ts$/.test(source)) return 'compute and hashing';
   if (/actors\/src\/wire\//.test(source)) return 'edge';
   if (/actors\/src\//.test(source)) return 'machines and adapters';
   if (source === '') {
-    if (NATIVE_SERIALIZATION.has(functionName)) return 'serialization';
+    if (NATIVE_SERIALIZATION.has(functionName)) return 'serialization and checksums';
     if (NATIVE_SOCKETS.has(functionName)) return 'sockets and streams';
+    if (NATIVE_DISK.has(functionName)) return 'disk (run log, checkpoints)';
+    if (NATIVE_EVENT_LOOP.has(functionName)) return 'event loop (ticks, microtasks, promises)';
     if (functionName === 'compileFunction' || functionName === 'compileSourceTextModule') return 'start-up (module loading)';
   }
   return 'other';

@@ -12,8 +12,10 @@ describe('CPU profiles summarized by cost', () => {
     expect(costOf('../../node_modules/zod/v4/core/schemas.js', 'run')).toBe('zod');
     expect(costOf('../../actors/src/wire/edge.ts', 'onMessage')).toBe('edge');
     expect(costOf('../../actors/src/host/host.setup.ts', 'enterPhase')).toBe('machines and adapters');
-    expect(costOf('../../topology/src/frame.ts', 'frame')).toBe('serialization');
-    expect(costOf('', 'parse')).toBe('serialization');
+    expect(costOf('../../topology/src/frame.ts', 'frame')).toBe('serialization and checksums');
+    expect(costOf('', 'parse')).toBe('serialization and checksums');
+    expect(costOf('', 'fsync')).toBe('disk (run log, checkpoints)');
+    expect(costOf('node:internal/timers', 'insert')).toBe('timers');
     expect(costOf('', 'writev')).toBe('sockets and streams');
     expect(costOf('node:internal/stream_base_commons', 'onStreamRead')).toBe('sockets and streams');
     expect(costOf('', '(garbage collector)')).toBe('GC');
