@@ -394,9 +394,7 @@ export function benchMarkdown(r: BenchReport): string {
   const lines = [
     `# lockstep bench, ${r.date}`,
     '',
-    `Machine: ${r.machine.cpus} CPUs, Node ${r.machine.node}. Command: \`npm run bench\`.`,
-    '',
-    `Machine: load average ${r.machine.loadAverage.map((x) => x.toFixed(1)).join(', ')} at the end (above ${r.machine.cpus}, other work shared the cores).`,
+    `Machine: ${r.machine.cpus} CPUs, Node ${r.machine.node}, load average ${r.machine.loadAverage.map((x) => x.toFixed(1)).join(', ')} at the end (1, 5, 15 min). Command: \`npm run bench\`.`,
     '',
     `Raw NATS across the pods' route, same run: one-way latency p50 ${f(r.baseline.oneWayMs.p50, 3)} ms (p90 ${f(r.baseline.oneWayMs.p90, 3)} ms); throughput ${f(r.baseline.throughputMiBps, 0)} MiB/s in ${r.baseline.chunkBytes / 1024} KiB messages; raw TCP over loopback ${f(r.baseline.tcpMiBps, 0)} MiB/s (NATS / TCP ${f(r.figures.rawNatsOverTcp)}); one 16 MiB shard at a time through two edges ${f(r.baseline.edgeExchangeMiBps, 0)} MiB/s (edge / NATS ${f(r.figures.edgeExchangeOverRawNats)}).`,
     '',
