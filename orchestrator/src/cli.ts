@@ -313,6 +313,7 @@ export function buildProgram(): Command {
     .option('--large-steps <n>', 'steps of the data-plane runs', '5')
     .option('--sim-seeds <n>', 'lockstep sim schedules (20 steps, tiny) to time; 0: none', '300')
     .option('--sim-palm-steps <n>', 'palm-540b steps to run in the simulator (minutes each here); 0: none', '0')
+    .option('--profile-steps <n>', 'steps of each CPU-profiled demo run (hosts one and four to a process); 0: none', '100')
     .option('--out <dir>', 'where results go', 'bench/results')
     .option('--json', 'print the report as one JSON line')
     .action(async (raw) => {
@@ -322,6 +323,7 @@ export function buildProgram(): Command {
           largeSteps: z.coerce.number().int().min(1, 'must be >= 1'),
           simSeeds: z.coerce.number().int().min(0, 'must be >= 0').max(100_000, 'must be <= 100000'),
           simPalmSteps: z.coerce.number().int().min(0, 'must be >= 0').max(100, 'must be <= 100'),
+          profileSteps: z.coerce.number().int().min(0, 'must be >= 0').max(10_000, 'must be <= 10000'),
           out: z.string().min(1),
           json: z.boolean().default(false),
         }),
@@ -337,6 +339,7 @@ export function buildProgram(): Command {
         largeSteps: flags.largeSteps,
         simSeeds: flags.simSeeds,
         simPalmSteps: flags.simPalmSteps,
+        profileSteps: flags.profileSteps,
         onCase: (c) =>
           process.stderr.write(
             `bench: ${c.name}: ${c.stepsPerSecond.toFixed(2)} steps/s, step ${c.phaseMs.step.toFixed(1)} ms, exchange ${(c.phaseMs.exchange ?? 0).toFixed(1)} ms\n`,

@@ -1,5 +1,16 @@
 import { z } from 'zod';
-import { parseCrashPoint, RunLog, connectNats, createLogger, logLevels, runClient, runHost, runPod, type LogLevel } from '@lockstep/actors';
+import {
+  LocalBus,
+  parseCrashPoint,
+  RunLog,
+  connectNats,
+  createLogger,
+  logLevels,
+  runClient,
+  runHost,
+  runPod,
+  type LogLevel,
+} from '@lockstep/actors';
 import { existsSync, writeFileSync } from 'node:fs';
 import { RunId, describeIssues, failureReport, type CrashPoint, type Topology } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
@@ -166,8 +177,22 @@ export async function hostRole(raw: unknown): Promise<number> {
   }
   const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
   const heal = f.rejoin || restartedContainer();
+  // hosts of one process hand each other their messages in memory (one bus for the process)
+  const local = hosts.length > 1 ? new LocalBus() : undefined;
   const runs = hosts.map((host) =>
-    runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal, crashPoint, checkpointDir: f.ckptDir, recordDir: recordDir() }),
+    runHost({
+      nc,
+      topology: t,
+      runId: f.run,
+      pod: f.pod,
+      host,
+      log,
+      heal,
+      crashPoint,
+      checkpointDir: f.ckptDir,
+      recordDir: recordDir(),
+      local,
+    }),
   );
   const exit = () => {
     for (const r of runs) r.stop();

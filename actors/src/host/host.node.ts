@@ -5,6 +5,7 @@ import { systemClock, ticker } from '../clock.ts';
 import { untilStopped } from '../lifecycle.ts';
 import { processIncarnation } from '../rejects.ts';
 import { edgeFor, natsTransport } from '../wire/edge.ts';
+import type { LocalBus } from '../wire/local.ts';
 import { hostTensorLength, listenFor } from '../wire/listen.ts';
 import type { HostAddress } from './address.ts';
 import { crashInspector } from './crash.ts';
@@ -27,6 +28,8 @@ export interface HostRunOptions extends HostAddress {
   checkpointDir: string;
   /** Record every event the machine takes and every message it sends here, for `lockstep replay` (`train --record`). */
   recordDir?: string;
+  /** The hosts of this OS process: what one sends another goes through memory, not NATS (see LocalBus). */
+  local?: LocalBus;
 }
 
 const incarnation = processIncarnation();
@@ -43,7 +46,7 @@ export function runHost(opts: HostRunOptions): HostRun {
   const clock = systemClock;
   const place = { dir: opts.checkpointDir, topology: t, runId, log, clock };
   const wire = edgeFor(t, 'host', {
-    transport: natsTransport(nc, log),
+    transport: opts.local ? opts.local.transport(natsTransport(nc, log)) : natsTransport(nc, log),
     clock,
     runId,
     log,

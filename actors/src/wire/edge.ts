@@ -5,11 +5,11 @@ import {
   decodeControl,
   decodeTensorChunk,
   encodeControl,
-  encodeTensor,
   isTensorFrame,
   type ControlMessage,
   parameterCount,
   subjectSender,
+  tensorFrames,
   type TensorKind,
   type Topology,
 } from '@lockstep/topology';
@@ -205,14 +205,15 @@ export function edge(opts: EdgeOptions) {
         }
         publish({ subject: cmd.subject, bytes: encodeControl(m), meta: { kind: m.kind, step: m.step, msgId: m.msgId, tensor: false } });
       } else {
-        const frames = encodeTensor({ v: 1, kind: 'tensor.chunk', ...cmd.head }, cmd.data, opts.chunkBytes);
-        frames.forEach((bytes, i) => {
+        // each chunk is published as soon as it is framed (see tensorFrames)
+        let i = 0;
+        for (const bytes of tensorFrames({ v: 1, kind: 'tensor.chunk', ...cmd.head }, cmd.data, opts.chunkBytes)) {
           publish({
             subject: cmd.subject,
             bytes,
-            meta: { kind: cmd.head.tensor, step: cmd.head.step, msgId: `${cmd.head.msgId}#${i}`, tensor: true },
+            meta: { kind: cmd.head.tensor, step: cmd.head.step, msgId: `${cmd.head.msgId}#${i++}`, tensor: true },
           });
-        });
+        }
       }
     });
 
