@@ -39,9 +39,10 @@ export interface LaunchOptions {
   log: Logger;
   /**
    * Called once the NATS servers are up: the run id, each pod's server URL, each process's credentials and the route
-   * login (tests use them to inject traffic), and the plan the run renders (every server's ports).
+   * login (tests use them to inject traffic), and the plan the run renders (every server's ports). Awaited before
+   * any role process starts.
    */
-  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined; plan: ClusterPlan }) => void;
+  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined; plan: ClusterPlan }) => void | Promise<void>;
   /**
    * A NATS user per process, allowed to publish only as the actors it runs, and a route login between the pods'
    * servers, credentials made for this run (default true). Without, every port of the run's servers admits anyone.
@@ -68,6 +69,11 @@ export interface LaunchOptions {
   onNote?: (line: string) => void;
   /** Called with the reaper's pid (tests check it is gone too). */
   onReaper?: (pid: number) => void;
+  /**
+   * Awaited once a run that ended with the client's summary has gone quiet: every role process has exited, the
+   * nats-servers still run (tests read their monitoring endpoints then: what crossed the DCN, who connected where).
+   */
+  onQuiet?: () => Promise<void>;
 }
 
 /** What `lockstep train --json` prints. */
@@ -281,7 +287,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     if (opts.dcnProxy) opts.onDcn?.(dcn);
     const urls = nats.filter((n) => n.pod >= 0).map((n) => n.url);
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');
-    opts.onCluster?.({ runId, urls, credentials, plan });
+    await opts.onCluster?.({ runId, urls, credentials, plan });
 
     let giveUp: (err: Error) => void = () => {};
     const died = new Promise<never>((_, reject) => (giveUp = reject));
@@ -398,6 +404,10 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       throw new RunFailed(`the client exited (code ${code}) without a summary; its log: ${client.logFile}\n${tail(client.logFile)}`);
     const s: SummaryLine = summary;
     const hashesMatch = await replayedMatchLog(logReader, runId, log, t.deadlines.phaseMs, replayed);
+    if (opts.onQuiet) {
+      await stopAll(supervised.filter((x) => !x.name.startsWith('nats-')));
+      await opts.onQuiet();
+    }
     const result = toResult(t, runId, runDir, s, steps, processes, restarts, replayed, hashesMatch, resumed, checkpoints);
     if (s.failure) throw new RunFailed(`${s.failure.kind}: ${s.failure.message} (logs in ${logDir})`, result, s.failure);
     if (s.logged !== opts.steps) throw new RunFailed(`only ${s.logged} of ${opts.steps} steps committed (logs in ${logDir})`, result);

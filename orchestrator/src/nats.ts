@@ -66,10 +66,17 @@ export function spawnNats(bin: string, config: string, logFile: string, holdFd?:
   }
 }
 
-/** Free ports on 127.0.0.1 for a cluster of `pods` pods: each pod's server's client and route port, and the run log's server's. */
+/**
+ * Free ports on 127.0.0.1 for a cluster of `pods` pods: each pod's server's client, route and monitoring port, and
+ * the run log's server's client and monitoring port.
+ */
 export async function localPorts(pods: number): Promise<LocalPorts> {
-  const all = await freePorts(2 * pods + 1);
-  return { pods: Array.from({ length: pods }, (_, p) => ({ port: all[2 * p], clusterPort: all[2 * p + 1] })), runLog: all[2 * pods] };
+  const all = await freePorts(3 * pods + 2);
+  return {
+    pods: Array.from({ length: pods }, (_, p) => ({ port: all[3 * p], clusterPort: all[3 * p + 1], monitorPort: all[3 * p + 2] })),
+    runLog: all[3 * pods],
+    runLogMonitor: all[3 * pods + 1],
+  };
 }
 
 /** A DCN fault proxy on the route of every pair of pods (pod p dials pod q > p through it). */
