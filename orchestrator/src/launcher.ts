@@ -40,9 +40,9 @@ export interface LaunchOptions {
   /**
    * Called once the NATS servers are up: the run id, each pod's server URL, each process's credentials and the route
    * login (tests use them to inject traffic), and the plan the run renders (every server's ports). Awaited before
-   * any role process starts.
+   * any role process starts (when it returns a promise).
    */
-  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined; plan: ClusterPlan }) => void | Promise<void>;
+  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined; plan: ClusterPlan }) => unknown;
   /**
    * A NATS user per process, allowed to publish only as the actors it runs, and a route login between the pods'
    * servers, credentials made for this run (default true). Without, every port of the run's servers admits anyone.
