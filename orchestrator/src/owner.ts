@@ -39,6 +39,8 @@ export interface RunClaim {
 
 export const OWNER_LOCK = 'owner.lock';
 export const OWNER_FILE = 'owner.json';
+/** Seconds a new launcher waits for the processes of an owner that is gone to end (its reaper gives them 2 s). */
+const ORPHAN_WAIT_S = 5;
 
 /** /proc/<pid>/stat field 22 (starttime, clock ticks after boot), or null when the process is gone or /proc is not there. */
 export function processStartTicks(pid: number): number | null {
@@ -80,8 +82,10 @@ function heldBy(runDir: string): string {
 
 /**
  * Take ownership of `runDir` (a directory that exists and is private) for this
- * process, or throw UsageError naming the owner. Never waits: a run has one
- * owner, and a second `train` or `train --resume` on it is refused at once.
+ * process, or throw UsageError naming the owner. A run has one owner: a second
+ * `train` or `train --resume` on it is refused at once while its launcher
+ * lives; when the launcher is gone, up to ORPHAN_WAIT_S seconds are given to
+ * the processes it started to end, and then the run is taken over.
  * Throws UsageError too when flock(1) (util-linux) is not installed.
  */
 export function claimRun(runDir: string): RunClaim {
@@ -94,10 +98,21 @@ export function claimRun(runDir: string): RunClaim {
       `cannot lock ${lockFile}: flock (util-linux) did not run: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`,
     );
   }
-  if (r.status !== 0) {
+  // the owner is gone but processes it started still hold the lock: they end within seconds of it (the reaper), so wait that long
+  const holder = r.status === 1 ? readOwner(runDir) : undefined;
+  const took =
+    r.status === 1 && holder && !ownerAlive(holder)
+      ? spawnSync('flock', ['--timeout', String(ORPHAN_WAIT_S), '--exclusive', '3'], {
+          stdio: ['ignore', 'ignore', 'pipe', fd],
+          timeout: (ORPHAN_WAIT_S + 5) * 1000,
+        })
+      : r;
+  if (took.status !== 0) {
     closeSync(fd);
-    if (r.status === 1) throw new UsageError(heldBy(runDir));
-    throw new UsageError(`cannot lock ${lockFile}: flock exited ${r.status ?? r.signal}: ${String(r.stderr).trim().slice(0, 300)}`);
+    if (took.status === 1) throw new UsageError(heldBy(runDir));
+    throw new UsageError(
+      `cannot lock ${lockFile}: flock exited ${took.status ?? took.signal}: ${String(took.stderr).trim().slice(0, 300)}`,
+    );
   }
   const owner: RunOwner = {
     pid: process.pid,
