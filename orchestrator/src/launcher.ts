@@ -67,8 +67,6 @@ export interface LaunchOptions {
   overwrite?: boolean;
   /** Lines for the terminal: what the launcher found that the user must know (a lost run log, a finished run). */
   onNote?: (line: string) => void;
-  /** Called with the reaper's pid (tests check it is gone too). */
-  onReaper?: (pid: number) => void;
   /**
    * Awaited once a run that ended with the client's summary has gone quiet: every role process has exited, the
    * nats-servers still run (tests read their monitoring endpoints then: what crossed the DCN, who connected where).
@@ -175,7 +173,6 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   privateDir(runDir);
   const claim = claimRun(runDir);
   const reaper = Reaper.start();
-  if (reaper.pid) opts.onReaper?.(reaper.pid);
   const log = opts.log.child({ run: runId });
   const level = opts.logLevel ?? 'info';
 

@@ -30,11 +30,6 @@ export class Reaper {
     return new Reaper();
   }
 
-  /** The reaper's pid (tests look for it). */
-  get pid(): number | undefined {
-    return this.child.pid;
-  }
-
   /** Tell the reaper about a process this launcher started. */
   track(c: ChildProcess): void {
     if (!c.pid) return;
