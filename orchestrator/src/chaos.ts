@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, truncateSync } from 'node:fs';
 import { checkpointSteps } from '@lockstep/actors';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -15,9 +15,11 @@ import {
   type CrashPoint,
   type FailureKind,
   type Scenario,
+  timelineProblems,
   type Topology,
 } from '@lockstep/topology';
 import { RunFailed, UsageError } from './errors.ts';
+import { readInputFile } from './input.ts';
 import { hostGroups, hostProcessName, launch, type TrainResult } from './launcher.ts';
 import type { StepLine } from './protocol.ts';
 import { runReference } from './reference.ts';
@@ -62,18 +64,28 @@ export interface ScenarioResult {
   wallMs: number;
 }
 
+/**
+ * Read, validate and check a scenario file against its topology before anything starts: its topology a preset
+ * (with the scenario's settings still valid), every target one the topology has, at most one `inPhase` fault
+ * a process. Any problem is a UsageError (exit 2) naming the file and the entry.
+ */
 export function loadScenario(file: string): Scenario {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(`scenario: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  return parseScenarioText(text, file);
+  const s = parseScenarioText(readInputFile(file, 'scenario'), file);
+  const t = scenarioTopology(s);
+  const problems = timelineProblems(s, t);
+  if (problems.length > 0) throw new UsageError(`scenario ${file}: ${problems.join('; ')}`);
+  armedCrashPoints(s, t); // throws on two for one process
+  return s;
 }
 
 export function scenarioFiles(dir: string): string[] {
-  return readdirSync(dir)
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    throw new UsageError(`--dir: cannot read ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  return names
     .filter((f) => /\.ya?ml$/.test(f))
     .sort()
     .map((f) => join(dir, f));
@@ -106,6 +118,23 @@ function processName(t: Topology, target: string): string {
   return hostProcessName(g);
 }
 
+/** The crash point each host process is armed with (process name -> point): at most one a process. */
+function armedCrashPoints(s: Scenario, t: Topology): Map<string, CrashPoint> {
+  const armed = new Map<string, CrashPoint>();
+  s.timeline.forEach((f, i) => {
+    if (!f.inPhase) return;
+    const name = processName(t, f.target);
+    if (armed.has(name)) throw new UsageError(`scenario ${s.name}: timeline[${i}]: more than one inPhase fault for ${name}`);
+    armed.set(name, {
+      host: Number(f.target.split('/')[2]),
+      step: f.atStep,
+      phase: f.inPhase,
+      signal: f.action === 'kill' ? 'SIGKILL' : 'SIGSTOP',
+    });
+  });
+  return armed;
+}
+
 const SIGNALS = { stop: 'SIGSTOP', cont: 'SIGCONT', kill: 'SIGKILL' } as const;
 
 /** Cut every replica of shard 0 of the newest checkpoint with a manifest to half its length, as a crash mid-write on a filesystem without atomic rename would. */
@@ -130,17 +159,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   const injectedAt: number[] = [];
   const pending = s.timeline.filter((f) => !f.inPhase).sort((a, b) => a.atStep - b.atStep);
   // faults at an exact phase are armed inside the host's process (it signals itself), on its first start only
-  const armed = new Map<string, CrashPoint>(); // process name -> its crash point
-  for (const f of s.timeline.filter((x) => x.inPhase)) {
-    const name = processName(t, f.target);
-    if (armed.has(name)) throw new UsageError(`scenario ${s.name}: more than one inPhase fault for ${name}`);
-    armed.set(name, {
-      host: Number(f.target.split('/')[2]),
-      step: f.atStep,
-      phase: f.inPhase!,
-      signal: f.action === 'kill' ? 'SIGKILL' : 'SIGSTOP',
-    });
-  }
+  const armed = armedCrashPoints(s, t);
   const processEnv = Object.fromEntries([...armed].map(([name, point]) => [name, { LOCKSTEP_CRASH_POINT: JSON.stringify(point) }]));
   const restarts: { name: string; at: number }[] = [];
   let torn = 0;
