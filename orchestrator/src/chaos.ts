@@ -14,6 +14,7 @@ import {
   preset,
   type CrashPoint,
   type FailureKind,
+  type ProcessFault,
   type Scenario,
   timelineProblems,
   type Topology,
@@ -157,7 +158,9 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   const pids = new Map<string, number>();
   const commits: (StepLine & { at: number })[] = [];
   const injectedAt: number[] = [];
-  const pending = s.timeline.filter((f) => !f.inPhase).sort((a, b) => a.atStep - b.atStep);
+  // faults on a first commit, and faults on a commit replayed after a checkpoint restore, each in step order
+  const pending = s.timeline.filter((f) => !f.inPhase && !f.replayed).sort((a, b) => a.atStep - b.atStep);
+  const onReplay = s.timeline.filter((f) => f.replayed).sort((a, b) => a.atStep - b.atStep);
   // faults at an exact phase are armed inside the host's process (it signals itself), on its first start only
   const armed = armedCrashPoints(s, t);
   const processEnv = Object.fromEntries([...armed].map(([name, point]) => [name, { LOCKSTEP_CRASH_POINT: JSON.stringify(point) }]));
@@ -166,6 +169,41 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   const dcnLinks: { proxy: DcnProxy }[] = [];
   const timers: ReturnType<typeof setTimeout>[] = [];
   const started = performance.now();
+  /** Inject one fault of the timeline, `afterMs` from now. */
+  const inject = (f: ProcessFault) => {
+    timers.push(
+      setTimeout(() => {
+        if (DCN_ACTIONS.includes(f.action)) {
+          for (const { proxy } of dcnLinks) {
+            if (f.action === 'cut') proxy.cut();
+            else if (f.action === 'cut-one-way') proxy.cutOneWay(f.direction);
+            else if (f.action === 'heal') proxy.heal();
+            else if (f.action === 'latency') proxy.latency(f.value ?? 0);
+            else if (f.action === 'bandwidth') proxy.bandwidth(f.value ?? 0);
+          }
+          if (f.action !== 'heal') injectedAt.push(performance.now());
+          opts.log.warn({ dcn: f.action, value: f.value, direction: f.direction }, 'DCN fault');
+          return;
+        }
+        if (f.action === 'tear') {
+          const what = tearNewestCheckpoint(join(opts.runDir, 'checkpoints'));
+          if (what) {
+            torn++; // not a recovery start: nothing notices a torn checkpoint until a restore needs it
+            opts.log.warn({ torn: what }, 'checkpoint torn');
+          }
+          return;
+        }
+        const pid = pids.get(processName(t, f.target));
+        if (!pid) return;
+        try {
+          process.kill(pid, SIGNALS[f.action as keyof typeof SIGNALS]);
+          injectedAt.push(performance.now());
+        } catch {
+          // already gone
+        }
+      }, f.afterMs),
+    );
+  };
   let result: TrainResult | undefined;
   let error: Error | undefined;
   try {
@@ -182,41 +220,10 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
       onRestart: (r) => restarts.push({ name: r.process, at: r.at }),
       onStep: (line) => {
         commits.push({ ...line, at: performance.now() });
-        while (pending.length > 0 && pending[0].atStep <= line.step) {
-          const f = pending.shift()!;
-          timers.push(
-            setTimeout(() => {
-              if (DCN_ACTIONS.includes(f.action)) {
-                for (const { proxy } of dcnLinks) {
-                  if (f.action === 'cut') proxy.cut();
-                  else if (f.action === 'cut-one-way') proxy.cutOneWay(f.direction);
-                  else if (f.action === 'heal') proxy.heal();
-                  else if (f.action === 'latency') proxy.latency(f.value ?? 0);
-                  else if (f.action === 'bandwidth') proxy.bandwidth(f.value ?? 0);
-                }
-                if (f.action !== 'heal') injectedAt.push(performance.now());
-                opts.log.warn({ dcn: f.action, value: f.value, direction: f.direction }, 'DCN fault');
-                return;
-              }
-              if (f.action === 'tear') {
-                const what = tearNewestCheckpoint(join(opts.runDir, 'checkpoints'));
-                if (what) {
-                  torn++; // not a recovery start: nothing notices a torn checkpoint until a restore needs it
-                  opts.log.warn({ torn: what }, 'checkpoint torn');
-                }
-                return;
-              }
-              const pid = pids.get(processName(t, f.target));
-              if (!pid) return;
-              try {
-                process.kill(pid, SIGNALS[f.action as keyof typeof SIGNALS]);
-                injectedAt.push(performance.now());
-              } catch {
-                // already gone
-              }
-            }, f.afterMs),
-          );
-        }
+        while (pending.length > 0 && pending[0].atStep <= line.step) inject(pending.shift()!);
+      },
+      onReplayed: (line) => {
+        while (onReplay.length > 0 && onReplay[0].atStep <= line.step) inject(onReplay.shift()!);
       },
     });
   } catch (e) {
@@ -268,6 +275,9 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   );
   if (s.expect.outcome === 'recovers') {
     problem(!error, `expected to recover, failed: ${r.error}`);
+    // a fault that never fired proves nothing: the scenario does not pass without it
+    for (const f of [...pending, ...onReplay])
+      problem(false, `the ${f.action} of ${f.target} at ${f.replayed ? 'the replay of ' : ''}step ${f.atStep} never fired`);
     problem(r.stepsCommitted === s.steps, `committed ${r.stepsCommitted} of ${s.steps} steps`);
     const retried = new Set(result?.retried.map((f) => f.kind));
     for (const kind of s.expect.retried ?? [])

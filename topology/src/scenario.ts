@@ -43,6 +43,8 @@ export const ProcessFault = z
       .int('must be a whole number')
       .min(0, 'must be >= 0')
       .max(MAX_SCENARIO_STEPS - 1, `must be <= ${MAX_SCENARIO_STEPS - 1}`),
+    /** Inject when the client has committed step `atStep` again in a replay after a checkpoint restore (not at its first commit). */
+    replayed: z.boolean().default(false),
     /** Then wait this long (ms, in [0, 86400000]). */
     afterMs: z
       .number()
@@ -74,6 +76,7 @@ export const ProcessFault = z
     direction: z.enum(['forward', 'back']).default('forward'),
   })
   .strict()
+  .refine((f) => !(f.inPhase && f.replayed), { message: 'inPhase and replayed do not go together', path: ['replayed'] })
   .refine((f) => !f.inPhase || (f.target.startsWith('host/') && f.action !== 'cont' && f.action !== 'tear'), {
     message: 'inPhase is for kill or stop of a host',
     path: ['inPhase'],
