@@ -455,6 +455,19 @@ describe('client machine', () => {
       a.stop();
     });
 
+    it('pods past the logged step (they committed it in a replay, at another attempt than the logged one): no commit, it goes on', () => {
+      const { a, sent } = restarted();
+      a.send(up(0, 6, 9, 'prepared'));
+      a.send(up(1, 6, 9, 'prepared'));
+      a.send(up(0, 6, 9, 'prepared'));
+      a.send(up(1, 6, 9, 'prepared'));
+      expect(controlSent(sent, 'step.commit')).toEqual([]); // a commit of (5, 0) would be refused: the pods committed (5, 9)
+      const next = controlSent(sent, 'step.dispatch').map((m) => [m.step, m.attempt]);
+      expect(next.map(([step]) => step)).toEqual([6, 6]);
+      expect(next[0][1]).toBeGreaterThan(9);
+      a.stop();
+    });
+
     it('pods restoring a checkpoint (its predecessor asked them): it waits until they are done, then replays from where they are', () => {
       const { a, sent } = restarted();
       a.send(up(0, 2, 0, 'restoring'));

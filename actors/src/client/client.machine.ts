@@ -247,21 +247,24 @@ function commitGiveUpMs(ctx: ClientContext): number {
 /**
  * Where a restarted client finds the pods, against the run log's last record L (`resumed`), from their
  * heartbeats (each carries the pod's step, attempt and phase):
- * - `logged`: every pod prepared L's attempt, or committed L: finish L's commit (pods that committed confirm it again);
+ * - `logged`: every pod prepared L's attempt, or committed L, and some not yet past it: finish L's commit (pods that
+ *   committed confirm it again);
+ * - `run` L+1: every pod is past L (it committed L, perhaps at another attempt than the logged one, in a replay): go on;
  * - `commit` K: the pods replay behind L (after a restore) and some committed step K, or commit it: finish K's commit
  *   (a replayed step is logged already), at the attempt the pods prepared;
- * - `replay` K: the pods replay behind L at step K and none has committed it: run K again.
+ * - `run` K: the pods replay behind L at step K and none has committed it: run K again.
  * A pod that says it is idle below another pod's step is not counted: it is a pod scheduler restarted since, which
  * knows no step (it takes the next dispatch or commit, whatever its step).
  */
 export function podsPlace(
   ctx: Pick<ClientContext, 'resumed' | 'podAt' | 'podPhase' | 'topology'>,
-): { kind: 'logged' } | { kind: 'commit'; step: number; attempt: number } | { kind: 'replay'; step: number } {
+): { kind: 'logged' } | { kind: 'commit'; step: number; attempt: number } | { kind: 'run'; step: number } {
   const logged = ctx.resumed;
   const pods = Array.from({ length: ctx.topology.pods }, (_, p) => p);
   const top = Math.max(...pods.map((p) => ctx.podAt[p].step));
   const placed = pods.filter((p) => !(ctx.podPhase[p] === 'idle' && ctx.podAt[p].step < top));
   if (!logged || placed.length === 0) return { kind: 'logged' };
+  if (placed.every((p) => ctx.podAt[p].step === logged.step + 1)) return { kind: 'run', step: logged.step + 1 };
   const holdsLogged = (p: number) =>
     ctx.podAt[p].step === logged.step + 1 ||
     (ctx.podAt[p].step === logged.step && ctx.podAt[p].attempt === logged.attempt && ['prepared', 'committing'].includes(ctx.podPhase[p]));
@@ -271,7 +274,7 @@ export function podsPlace(
   const preparing = atStep.filter((p) => ['prepared', 'committing'].includes(ctx.podPhase[p]));
   if (preparing.length > 0 && (atStep.length < placed.length || atStep.some((p) => ctx.podPhase[p] === 'committing')))
     return { kind: 'commit', step, attempt: Math.max(...preparing.map((p) => ctx.podAt[p].attempt)) };
-  return { kind: 'replay', step };
+  return { kind: 'run', step };
 }
 
 /**
@@ -353,8 +356,8 @@ export const clientMachine = setup({
       ),
     /** A restarted client: the pods replay behind the logged step, and some committed (or commit) the step they are at. */
     podsCommitReplayed: ({ context }) => podsPlace(context).kind === 'commit',
-    /** A restarted client: the pods replay behind the logged step, and none has committed the step they are at. */
-    podsReplay: ({ context }) => podsPlace(context).kind === 'replay',
+    /** A restarted client: the pods are past the logged step, or replay behind it and none has committed the step they are at. */
+    podsRun: ({ context }) => podsPlace(context).kind === 'run',
     isColdResume: ({ context }) => context.replayUntil >= 0 && context.restores.length === 0 && context.step > context.replayUntil,
     /** A pod says (since the failure) that a host has no replica left to heal from. */
     someHostLost: ({ context }) => podList(context).some((p) => context.heardSinceWait[p] && context.podLost[p].length > 0),
@@ -376,8 +379,8 @@ export const clientMachine = setup({
     /** The step being committed is logged, so committed: a restore started now replays up to it and goes on after it. */
     passLoggedStep: assign(({ context }) => ({ step: context.step + 1 })),
     /**
-     * A restarted client that finds the pods replaying behind the logged step: go on with the replay from where they are
-     * (`podsPlace`), up to the logged step, numbering attempts above every one used before.
+     * A restarted client that finds the pods past the logged step, or replaying behind it: go on from where they are
+     * (`podsPlace`; a step up to the logged one is a replay), numbering attempts above every one used before.
      */
     joinReplay: assign(({ context }) => {
       const place = podsPlace(context);
@@ -680,7 +683,7 @@ export const clientMachine = setup({
         { guard: 'isColdResume', target: 'findingCheckpoint' },
         // a restarted client asks where the pods are before it acts: they may replay steps far behind the logged one
         { guard: and(['isResuming', 'podsCommitReplayed']), target: 'readingLog', actions: 'joinReplay' },
-        { guard: and(['isResuming', 'podsReplay']), target: 'awaitPods', actions: 'joinReplay' },
+        { guard: and(['isResuming', 'podsRun']), target: 'awaitPods', actions: 'joinReplay' },
         { guard: 'isResuming', target: 'committing' },
         { guard: ({ context }) => context.step >= context.steps, target: 'finishing' },
         { target: 'awaitPrepared' },
