@@ -249,5 +249,5 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
     expect(lines[0]).toMatchObject({ msg: 'message rejected', count: 1 });
     expect(lines.reduce((n, l) => n + l.count, 0)).toBe(junk);
     await sender.close();
-  });
+  }, 60_000);
 });

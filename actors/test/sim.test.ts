@@ -202,4 +202,10 @@ describe('lockstep sim: the real machines on simulated time and network', () => 
     expect(r.faultsFired).toBe(9);
     expect(r.stepsCommitted).toBe(20);
   }, 60_000);
+
+  it('seed 109 (crashes): a client killed after the pods committed its logged step, before it heard so: its replacement records that step, then goes on', async () => {
+    const r = await simulate(tiny, regression('seed-109-crashes'));
+    expect(r.outcome).toEqual({ kind: 'recovered' });
+    expect(r.stepsCommitted).toBe(20);
+  }, 60_000);
 });

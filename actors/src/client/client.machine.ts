@@ -249,7 +249,8 @@ function commitGiveUpMs(ctx: ClientContext): number {
  * heartbeats (each carries the pod's step, attempt and phase):
  * - `logged`: every pod prepared L's attempt, or committed L, and some not yet past it: finish L's commit (pods that
  *   committed confirm it again);
- * - `run` L+1: every pod is past L (it committed L, perhaps at another attempt than the logged one, in a replay): go on;
+ * - `past`: every pod is past L (it committed L, perhaps at another attempt than the logged one, in a replay): L is
+ *   recorded as committed, from its logged record, and the run goes on from L+1;
  * - `commit` K: the pods replay behind L (after a restore) and some committed step K, or commit it: finish K's commit
  *   (a replayed step is logged already), at the attempt the pods prepared;
  * - `run` K: the pods replay behind L at step K and none has committed it: run K again.
@@ -258,13 +259,13 @@ function commitGiveUpMs(ctx: ClientContext): number {
  */
 export function podsPlace(
   ctx: Pick<ClientContext, 'resumed' | 'podAt' | 'podPhase' | 'topology'>,
-): { kind: 'logged' } | { kind: 'commit'; step: number; attempt: number } | { kind: 'run'; step: number } {
+): { kind: 'logged' } | { kind: 'past'; step: number } | { kind: 'commit'; step: number; attempt: number } | { kind: 'run'; step: number } {
   const logged = ctx.resumed;
   const pods = Array.from({ length: ctx.topology.pods }, (_, p) => p);
   const top = Math.max(...pods.map((p) => ctx.podAt[p].step));
   const placed = pods.filter((p) => !(ctx.podPhase[p] === 'idle' && ctx.podAt[p].step < top));
   if (!logged || placed.length === 0) return { kind: 'logged' };
-  if (placed.every((p) => ctx.podAt[p].step === logged.step + 1)) return { kind: 'run', step: logged.step + 1 };
+  if (placed.every((p) => ctx.podAt[p].step === logged.step + 1)) return { kind: 'past', step: logged.step + 1 };
   const holdsLogged = (p: number) =>
     ctx.podAt[p].step === logged.step + 1 ||
     (ctx.podAt[p].step === logged.step && ctx.podAt[p].attempt === logged.attempt && ['prepared', 'committing'].includes(ctx.podPhase[p]));
@@ -356,7 +357,9 @@ export const clientMachine = setup({
       ),
     /** A restarted client: the pods replay behind the logged step, and some committed (or commit) the step they are at. */
     podsCommitReplayed: ({ context }) => podsPlace(context).kind === 'commit',
-    /** A restarted client: the pods are past the logged step, or replay behind it and none has committed the step they are at. */
+    /** A restarted client: every pod is past the logged step (committed it). */
+    podsPast: ({ context }) => podsPlace(context).kind === 'past',
+    /** A restarted client: the pods replay behind the logged step, and none has committed the step they are at. */
     podsRun: ({ context }) => podsPlace(context).kind === 'run',
     isColdResume: ({ context }) => context.replayUntil >= 0 && context.restores.length === 0 && context.step > context.replayUntil,
     /** A pod says (since the failure) that a host has no replica left to heal from. */
@@ -470,6 +473,35 @@ export const clientMachine = setup({
         } satisfies WireCommand);
       }
       enqueue.assign({ resends: context.resends + 1 });
+    }),
+    /**
+     * A restarted client whose pods all committed the logged step (they are past it): record it from the run log's record
+     * (its predecessor may have reported it already): its hash is every pod's, since a commit needs every pod's agreement.
+     */
+    recordLoggedStep: enqueueActions(({ context, enqueue }) => {
+      const r = context.resumed!;
+      const podHashes = podList(context).map(() => r.paramsHash);
+      enqueue.emit({
+        type: 'step.committed',
+        step: r.step,
+        attempt: r.attempt,
+        loss: r.loss,
+        paramsHash: r.paramsHash,
+        podHashes,
+        podsAgree: true,
+        phaseMs: {},
+        ms: 0,
+        shardHashes: [],
+        recovered: true,
+        ...(r.step <= context.replayUntil ? { replayed: true } : {}),
+      } satisfies StepRecord);
+      enqueue.assign({
+        stepsCommitted: context.stepsCommitted + 1,
+        lossFirst: context.lossFirst ?? r.loss,
+        lossLast: r.loss,
+        paramsHash: r.paramsHash,
+        podHashes,
+      });
     }),
     /** Record the committed step: loss summed over pods in pod order, every pod's hash. */
     recordStep: enqueueActions(({ context, event, enqueue }) => {
@@ -683,6 +715,7 @@ export const clientMachine = setup({
         { guard: 'isColdResume', target: 'findingCheckpoint' },
         // a restarted client asks where the pods are before it acts: they may replay steps far behind the logged one
         { guard: and(['isResuming', 'podsCommitReplayed']), target: 'readingLog', actions: 'joinReplay' },
+        { guard: and(['isResuming', 'podsPast']), target: 'awaitPods', actions: ['recordLoggedStep', 'joinReplay'] },
         { guard: and(['isResuming', 'podsRun']), target: 'awaitPods', actions: 'joinReplay' },
         { guard: 'isResuming', target: 'committing' },
         { guard: ({ context }) => context.step >= context.steps, target: 'finishing' },
