@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import {
@@ -36,6 +36,7 @@ import { defaultWorkers, isFailure, runOne, runPlan, scheduleFor, shrink, summar
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
 import { assertLocalShape, hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
 import { loadTopology } from './load.ts';
+import { MAX_INPUT_FILE_BYTES, readInputFile } from './input.ts';
 import { fmtLoss, Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
 import { benchMarkdown, runBench, writeBench } from './bench.ts';
@@ -91,11 +92,12 @@ const SimFlags = z.object({
 
 /** A schedule file (JSON), validated. */
 function loadSchedule(file: string): SimSchedule {
+  const text = readInputFile(file, '--schedule', 16 * MAX_INPUT_FILE_BYTES);
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(file, 'utf8'));
+    value = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(`--schedule: ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(`--schedule: ${file}: not JSON (${(err as Error).message})`);
   }
   const r = SimSchedule.safeParse(value);
   if (!r.success) throw new UsageError(`--schedule: ${file}: ${describeIssues(r.error).join('; ')}`);
@@ -154,20 +156,49 @@ function writeOut(file: string, text: string): void {
   }
 }
 
-/** The run a `train --resume` continues: its directory, id and step count, from its run.json. */
+/**
+ * The run a `train --resume` continues: its directory, id and step count, from its run.json. `arg` is a
+ * directory when it is a path (absolute, or with a `/`, or a directory that is there), else a run id under
+ * `.lockstep/runs`; either way the message names the path looked at.
+ */
 function priorRun(arg: string): { runDir: string; runId: string; steps: number } {
-  const runDir = existsSync(join(arg, 'run.json')) ? arg : join('.lockstep', 'runs', arg);
+  const isPath = isAbsolute(arg) || arg.includes(sep) || arg.includes('/') || arg === '.' || arg === '..';
+  if (!isPath && !RunId.safeParse(arg).success && !existsSync(arg))
+    throw new UsageError(`--resume: ${arg} is neither a run directory nor a run id (letters, digits and dashes)`);
+  const runDir = isPath || (existsSync(arg) && statSync(arg).isDirectory()) ? arg : join('.lockstep', 'runs', arg);
+  const file = join(runDir, 'run.json');
+  let text: string;
+  try {
+    text = readInputFile(file, '--resume');
+  } catch (err) {
+    throw new UsageError(`--resume: ${arg} is not a run (${(err as Error).message.replace(/^--resume: /, '')})`);
+  }
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'));
+    value = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(
-      `--resume: ${arg} is not a run (no readable ${join(runDir, 'run.json')}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
-    );
+    throw new UsageError(`--resume: ${file}: not JSON (${(err as Error).message})`);
   }
   const r = RunInfo.safeParse(value);
-  if (!r.success) throw new UsageError(`--resume: ${join(runDir, 'run.json')}: ${describeIssues(r.error).join('; ')}`);
+  if (!r.success) throw new UsageError(`--resume: ${file}: ${describeIssues(r.error).join('; ')}`);
   return { runDir, runId: r.data.runId, steps: r.data.steps };
+}
+
+/** A `--run-dir` that cannot hold a run (a file, or under one) is a usage error, said before anything starts. */
+function checkRunDir(dir: string): void {
+  let at = resolve(dir);
+  for (;;) {
+    if (existsSync(at)) {
+      if (!statSync(at).isDirectory())
+        throw new UsageError(
+          `--run-dir: ${dir}: ${at === resolve(dir) ? 'is a file, not a directory' : `${at} is a file, not a directory`}`,
+        );
+      return;
+    }
+    const up = dirname(at);
+    if (up === at) return;
+    at = up;
+  }
 }
 
 function printJson(o: unknown) {
@@ -265,6 +296,7 @@ export function buildProgram(): Command {
     .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
       if (f.resume && f.overwrite) throw new UsageError('--resume and --overwrite do not go together');
+      if (f.runDir !== undefined) checkRunDir(f.runDir);
       const prior = f.resume ? priorRun(f.resume) : undefined;
       if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;
       const t = prior

@@ -52,6 +52,8 @@ export interface LaunchOptions {
   /** Called for every role process started: its name (pod-0, host-0-1, client) and pid. */
   onSpawn?: (name: string, pid: number) => void;
   onStep?: (step: StepLine) => void;
+  /** A step committed again in a replay after a checkpoint restore (not a new commit: `onStep` does not see it). */
+  onReplayed?: (step: StepLine) => void;
   /** Called when a crashed process is restarted. */
   onRestart?: (r: Restart) => void;
   /** Continue the run in `runDir` (same run id): its run log and checkpoints are there; the client restores and replays first. */
@@ -371,6 +373,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
         // a step run again after a checkpoint restore: counted apart, not as a second commit
         if (l.replayed) {
           replayed.push(l);
+          opts.onReplayed?.(l);
           return;
         }
         steps.push(l);

@@ -191,10 +191,26 @@ export function isWrongLastSequence(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
 }
 
-/** The client machine's `runlog` actor over a RunLog: each log.append stamped with the wall-clock time and answered with log.appended or log.failed. */
+/**
+ * The client machine's `runlog` actor over a RunLog: each log.append stamped with the wall-clock time and answered
+ * with log.appended or log.failed; each log.read answered with log.record (or log.failed, unavailable).
+ */
 export function runLogActor(runLog: RunLog, clock: RunClock) {
   return fromCallback<RunLogCommand>(({ sendBack, receive }) => {
     receive((cmd) => {
+      if (cmd.type === 'log.read') {
+        runLog.get(cmd.step).then(
+          (record) => sendBack({ type: 'log.record', step: cmd.step, record } satisfies RunLogEvent),
+          (err: Error) =>
+            sendBack({
+              type: 'log.failed',
+              step: cmd.step,
+              problem: 'unavailable',
+              detail: err.message.slice(0, 1000),
+            } satisfies RunLogEvent),
+        );
+        return;
+      }
       const step = cmd.record.step;
       runLog.append({ ...cmd.record, at: new Date(clock.now()).toISOString() }).then(
         () => sendBack({ type: 'log.appended', step } satisfies RunLogEvent),

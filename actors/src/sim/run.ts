@@ -279,6 +279,8 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
   };
 
   let lastRecorded = -1;
+  /** Client crashes (`inReplay`) whose time has come, waiting for the client's next replayed commit. */
+  const armedInReplay: SimSchedule['faults'] = [];
   const startClient = (resume: boolean) => {
     const name = actorNames.client;
     const life = (lives.get(name) ?? 0) + 1;
@@ -302,6 +304,15 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
       if (!r.replayed && !r.recovered && r.step !== lastRecorded + 1)
         fail('each step committed once, in order', `client committed step ${r.step} after step ${lastRecorded}`);
       lastRecorded = Math.max(lastRecorded, r.step);
+      if (r.replayed && armedInReplay.length > 0) {
+        const f = armedInReplay.shift()!;
+        // not inside the machine's own event: the kill comes a moment later, as a signal from outside would
+        clock.setTimeout(() => {
+          faultsFired++;
+          trace?.push({ t: clock.now(), what: 'fault', fault: f });
+          if (f.kind === 'crash') crash(f);
+        }, 0);
+      }
     });
     a.subscribe({ complete: () => (clientOut = a.getSnapshot().output as ClientOutput) });
     a.start();
@@ -324,6 +335,13 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     return startHost(parts[1], parts[2], true);
   };
 
+  /** Kill an actor now; it starts again `downMs` later. */
+  const crash = (f: Extract<SimSchedule['faults'][number], { kind: 'crash' }>) => {
+    if (!live.has(f.target) || clientOut) return;
+    kill(f.target);
+    clock.setTimeout(() => restart(f.target), f.downMs);
+    faultsEnd = Math.max(faultsEnd, clock.now() + f.downMs);
+  };
   // the schedule's faults, each at its time
   net.faults = schedule.net;
   if (schedule.faultsUntilMs > 0) clock.setTimeout(() => (net.faults = noNetFaults), schedule.faultsUntilMs);
@@ -332,13 +350,14 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     const ends = f.at + (f.kind === 'crash' ? f.downMs : f.kind === 'partition' ? f.durationMs : 0);
     faultsEnd = Math.max(faultsEnd, ends);
     clock.setTimeout(() => {
+      if (f.kind === 'crash' && f.inReplay) {
+        armedInReplay.push(f); // fires at the client's next replayed commit
+        return;
+      }
       faultsFired++;
       trace?.push({ t: clock.now(), what: 'fault', fault: f });
-      if (f.kind === 'crash') {
-        if (!live.has(f.target) || clientOut) return;
-        kill(f.target);
-        clock.setTimeout(() => restart(f.target), f.downMs);
-      } else if (f.kind === 'partition') {
+      if (f.kind === 'crash') crash(f);
+      else if (f.kind === 'partition') {
         net.cut = { forward: f.direction !== 'back', back: f.direction !== 'forward' };
         clock.setTimeout(() => (net.cut = { forward: false, back: false }), f.durationMs);
       } else if (f.kind === 'forge') net.forgeNext = true;
@@ -353,7 +372,7 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
 
   // liveness: once the faults stop, the run ends within a bound (every step may need its deadlines and a restore)
   const d = t.deadlines;
-  const bound = faultsEnd + 2 * d.startupMs + steps * (2 * d.stepMs + d.phaseMs);
+  const bound = () => faultsEnd + 2 * d.startupMs + steps * (2 * d.stepMs + d.phaseMs);
   let outcome: SimOutcome | undefined;
   for (;;) {
     if (violation) {
@@ -361,10 +380,10 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
       break;
     }
     if (clientOut) break;
-    if (clock.now() > bound) {
+    if (clock.now() > bound()) {
       outcome = {
         kind: 'hang',
-        message: `no end ${Math.round(bound - faultsEnd)} ms of simulated time after the last fault (step ${lastRecorded + 1} of ${steps})`,
+        message: `no end ${Math.round(bound() - faultsEnd)} ms of simulated time after the last fault (step ${lastRecorded + 1} of ${steps})`,
       };
       break;
     }
