@@ -41,6 +41,7 @@ import { runReference } from './reference.ts';
 import { benchMarkdown, runBench, writeBench } from './bench.ts';
 import { chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
 import { clientRole, hostRole, parseFlags, podRole } from './roles.ts';
+import { errorJson } from './record/outcome.ts';
 
 const TrainFlags = z.object({
   topology: z.string().min(1),
@@ -727,15 +728,7 @@ export async function main(argv: string[]): Promise<number> {
     const e = err as Error;
     const usage = e instanceof UsageError || e instanceof InvalidTopology || e instanceof InvalidInput || e instanceof NatsServerMissing;
     process.stderr.write(`lockstep: ${e.name}: ${e.message}\n`);
-    if (json)
-      printJson({
-        error: {
-          name: e.name,
-          message: e.message,
-          ...(e instanceof RunFailed && e.failure ? { kind: e.failure.kind, failure: e.failure } : {}),
-        },
-        ...(e instanceof RunFailed && e.summary ? { partial: e.summary } : {}),
-      });
+    if (json) printJson(errorJson(e));
     if (!usage && !(e instanceof RunFailed) && !(e instanceof ProcessExited)) process.stderr.write(`${e.stack ?? ''}\n`);
     return usage ? 2 : 1;
   }

@@ -1,5 +1,17 @@
 import { z } from 'zod';
-import { parseCrashPoint, RunLog, connectNats, createLogger, logLevels, runClient, runHost, runPod, type LogLevel } from '@lockstep/actors';
+import {
+  connectNats,
+  createLogger,
+  eventSinkFromEnv,
+  logLevels,
+  parseCrashPoint,
+  RunLog,
+  runClient,
+  runHost,
+  runPod,
+  type EventSink,
+  type LogLevel,
+} from '@lockstep/actors';
 import { existsSync, writeFileSync } from 'node:fs';
 import { RunId, describeIssues, failureReport, type CrashPoint, type Topology } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
@@ -53,6 +65,15 @@ function recordDir(): string | undefined {
     .safeParse(process.env.LOCKSTEP_RECORD_DIR || undefined);
   if (!r.success) throw new UsageError('LOCKSTEP_RECORD_DIR: must be a directory path');
   return r.data;
+}
+
+/** LOCKSTEP_EVENTS_FD: where the launcher reads this process's run events (absent: nobody does). */
+function events(): EventSink | undefined {
+  try {
+    return eventSinkFromEnv();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.output<S> {
@@ -136,7 +157,16 @@ export async function podRole(raw: unknown): Promise<number> {
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
   const delay = exitDelayMs();
   const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
-  const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log, rejoin: f.rejoin || restartedContainer(), recordDir: recordDir() });
+  const pod = runPod({
+    nc,
+    topology: t,
+    runId: f.run,
+    pod: f.pod,
+    log,
+    rejoin: f.rejoin || restartedContainer(),
+    recordDir: recordDir(),
+    events: events(),
+  });
   const exit = () => {
     pod.stop();
     void nc.close().finally(() => process.exit(1));
@@ -166,8 +196,21 @@ export async function hostRole(raw: unknown): Promise<number> {
   }
   const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
   const heal = f.rejoin || restartedContainer();
+  const sink = events();
   const runs = hosts.map((host) =>
-    runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal, crashPoint, checkpointDir: f.ckptDir, recordDir: recordDir() }),
+    runHost({
+      nc,
+      topology: t,
+      runId: f.run,
+      pod: f.pod,
+      host,
+      log,
+      heal,
+      crashPoint,
+      checkpointDir: f.ckptDir,
+      recordDir: recordDir(),
+      events: sink,
+    }),
   );
   const exit = () => {
     for (const r of runs) r.stop();
@@ -224,6 +267,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     cold: f.cold,
     log,
     recordDir: recordDir(),
+    events: events(),
     onReadyProgress: (reached, total) => {
       print({ type: 'ready', reached, total });
       started = performance.now();

@@ -20,3 +20,4 @@ export * from './runlog.ts';
 export * from './checkpoint.ts';
 export * from './permissions.ts';
 export * from './simschedule.ts';
+export * from './runevents.ts';
