@@ -1,4 +1,4 @@
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { NOTABLE_KINDS, RunEvent, type StepEvent } from '@lockstep/topology';
@@ -36,9 +36,9 @@ export function pointLatestAt(runs: string, runDir: string): void {
 
 /** The directory of a run named on the command line: a directory holding run.json, or a run id (or `latest`) in the runs folder. */
 export function findRun(arg: string, runs = runsDir()): string {
-  if (existsSync(join(arg, 'run.json'))) return arg;
+  if (existsSync(join(arg, 'run.json'))) return realpathSync(arg);
   const dir = join(runs, arg);
-  if (existsSync(join(dir, 'run.json'))) return dir;
+  if (existsSync(join(dir, 'run.json'))) return realpathSync(dir);
   throw new UsageError(`${arg}: not a run (neither a run directory nor a run id under ${runs}); lockstep runs lists them`);
 }
 
