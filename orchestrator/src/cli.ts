@@ -13,6 +13,7 @@ import {
   presetNames,
   RunId,
   scenarioJsonSchema,
+  topologyJsonSchema,
   SimProfile,
   SimSchedule,
   preset,
@@ -318,10 +319,12 @@ export function buildProgram(): Command {
 
   program
     .command('topology')
-    .description('print a topology with every default filled in (validates a file)')
+    .description('print a topology with every default filled in (validates a file); --schema: the JSON Schema of topology files')
     .addOption(topologyOpt())
     .addOption(modelOpt())
+    .option('--schema', 'print the JSON Schema of topology files and exit')
     .action(async (raw) => {
+      if (raw.schema) return printJson(topologyJsonSchema());
       const t = loadTopology(raw.topology, { model: raw.model });
       printJson({ ...t, parameters: parameterCount(t.model) });
     });

@@ -21,3 +21,4 @@ export * from './checkpoint.ts';
 export * from './permissions.ts';
 export * from './simschedule.ts';
 export * from './runevents.ts';
+export * from './topologyfile.ts';
