@@ -88,7 +88,7 @@ describe('steps.jsonl', () => {
       },
     } as RunEvent);
     const phases = ['forward', 'backward', 'reduceScatter', 'exchange', 'update'];
-    phases.forEach((p, i) => rec.record({ ...slice('host/0/0', p, 10 + i, 1000), attempt: 1 } as RunEvent, 'host-0-0'));
+    for (const [i, p] of phases.entries()) rec.record({ ...slice('host/0/0', p, 10 + i, 1000), attempt: 1 } as RunEvent, 'host-0-0');
     rec.step({
       type: 'step.committed',
       step: 0,
