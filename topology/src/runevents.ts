@@ -78,13 +78,17 @@ export const CheckpointEvent = z.object({ ...base, kind: z.literal('checkpoint')
 /** Messages an actor rejected since its last such event, by reason (a burst is reported at most about once a second). */
 export const RejectedEvent = z.object({ ...base, kind: z.literal('rejected'), counts: RejectCounts }).strict();
 
-/** A process of the run exited; `restart` is the restart it gets (1, 2, ...), null when it is not restarted. */
+/**
+ * A process of the run exited: how (`code 0`, `SIGKILL`), the restart it gets (1, 2, ...; null: none), and whether
+ * the run expected it (`expected`: the run's end, or the launcher stopped it).
+ */
 export const ExitEvent = z
   .object({
     ...base,
     kind: z.literal('exit'),
     exit: z.string().max(100),
     restart: z.number().int().min(1).nullable(),
+    expected: z.boolean(),
     pid: count.optional(),
   })
   .strict();

@@ -33,7 +33,7 @@ export function describeEvent(e: RunEvent): string {
     case 'heal':
       return `${when} ${e.actor} healed from ${e.from}: ${e.bytes} bytes in ${e.ms.toFixed(1)} ms`;
     case 'exit':
-      return `${when} ${e.actor} exited (${e.exit})${e.restart === null ? '' : `; restart ${e.restart}`}`;
+      return `${when} ${e.actor} exited (${e.exit})${e.restart === null ? (e.expected ? '' : '; not restarted') : `; restart ${e.restart}`}`;
     case 'start':
       return `${when} ${e.actor} started (pid ${e.pid}${e.restart > 0 ? `, restart ${e.restart}` : ''})`;
     case 'fault':
@@ -84,7 +84,8 @@ export function addRecordCommands(program: Command): void {
     .action((run: string, raw) => {
       const dir = findRun(run);
       const r = describeRun(dir);
-      const events = notableEvents(dir);
+      // what a person wants to see first: not the routine starts and clean exits
+      const events = notableEvents(dir).filter((e) => !(e.kind === 'start' && e.restart === 0) && !(e.kind === 'exit' && e.expected));
       const retried = events.filter((e) => e.kind === 'retry');
       const restarts = events.filter((e) => e.kind === 'exit' && e.restart !== null);
       if (raw.json)
