@@ -1,4 +1,5 @@
-import { writeSync } from 'node:fs';
+import { Socket } from 'node:net';
+import type { Writable } from 'node:stream';
 import type { InspectionEvent } from 'xstate';
 import { z } from 'zod';
 import {
@@ -18,12 +19,22 @@ import { totalRejections, type Rejections } from './rejects.ts';
  * A role process's side of the run record (see topology's runevents.ts): the
  * adapters watch their machines (snapshots, and what they send and take) and
  * emit typed events, one JSON line each, on the file descriptor the launcher
- * gives them in LOCKSTEP_EVENTS_FD (a pipe it reads). Writes are synchronous,
- * so a process killed mid-run has handed over every event before its death.
+ * gives them in LOCKSTEP_EVENTS_FD (a pipe it reads). Writes never block the
+ * process: a launcher that falls behind lets lines queue in the process (up to
+ * MAX_QUEUED_BYTES, then they are dropped and counted), so the record can
+ * never slow the protocol. Lines still queued when a process is killed are
+ * lost; `close()` hands over the rest before a clean exit.
  */
 export interface EventSink {
   emit(e: RunEvent): void;
+  /** Hand over what is queued (at most `timeoutMs`), then close the pipe. */
+  close(timeoutMs?: number): Promise<void>;
+  /** Events dropped because too much was queued. */
+  readonly dropped: number;
 }
+
+/** The most a process queues for a launcher that does not read (bytes). */
+export const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 
 const EventsFdEnv = z.object({ LOCKSTEP_EVENTS_FD: z.coerce.number().int().min(3).max(1023).optional() });
 
@@ -33,15 +44,36 @@ export function eventSinkFromEnv(env: NodeJS.ProcessEnv = process.env): EventSin
   if (!r.success) throw new Error('LOCKSTEP_EVENTS_FD: must be a file descriptor number (3-1023)');
   const fd = r.data.LOCKSTEP_EVENTS_FD;
   if (fd === undefined) return undefined;
+  return socketSink(new Socket({ fd, readable: false, writable: true }));
+}
+
+/** A sink writing JSON lines to `out` without blocking. */
+export function socketSink(out: Writable): EventSink {
   let broken = false;
+  let dropped = 0;
+  out.on('error', () => {
+    broken = true; // the launcher is gone: the process exits on its own when its stdin closes
+  });
   return {
     emit: (e) => {
       if (broken) return;
-      try {
-        writeSync(fd, `${JSON.stringify(e)}\n`);
-      } catch {
-        broken = true; // the launcher is gone: the process exits on its own when its stdin closes
+      if (out.writableLength > MAX_QUEUED_BYTES) {
+        dropped++;
+        return;
       }
+      out.write(`${JSON.stringify(e)}\n`);
+    },
+    close: (timeoutMs = 2000) =>
+      new Promise<void>((resolve) => {
+        if (broken) return resolve();
+        const timer = setTimeout(resolve, timeoutMs);
+        out.end(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+    get dropped() {
+      return dropped;
     },
   };
 }
