@@ -34,3 +34,4 @@ export * from './sim/schedule.ts';
 export * from './sim/run.ts';
 export * from './record.ts';
 export * from './replay.ts';
+export * from './events.ts';

@@ -24,6 +24,7 @@ import { readInputFile } from './input.ts';
 import { hostGroups, hostProcessName, launch, type TrainResult } from './launcher.ts';
 import type { StepLine } from './protocol.ts';
 import { runReference } from './reference.ts';
+import { nowMicros, type RunRecorder } from './record/recorder.ts';
 
 /**
  * The fault class of a scenario, for the figures: what it does first among
@@ -152,8 +153,17 @@ function tearNewestCheckpoint(dir: string): string | undefined {
   return torn.length ? `step ${step}: ${torn.length} files` : undefined;
 }
 
+/** A run id for a scenario's run: `c-<time>-<scenario>`, cut to a run id's 63 characters. */
+export function chaosRunId(scenario: string): string {
+  const name = scenario.toLowerCase().replace(/[^a-z0-9-]+/g, '-');
+  return `c-${Date.now().toString(36)}-${name}`.slice(0, 63).replace(/-+$/, '');
+}
+
 /** Run one scenario with real processes, inject its faults, and check the invariants. */
-export async function runScenario(s: Scenario, opts: { log: Logger; runDir: string; logLevel?: LogLevel }): Promise<ScenarioResult> {
+export async function runScenario(
+  s: Scenario,
+  opts: { log: Logger; runDir: string; logLevel?: LogLevel; runId?: string; runsDir?: string },
+): Promise<ScenarioResult> {
   const t = scenarioTopology(s);
   const pids = new Map<string, number>();
   const commits: (StepLine & { at: number })[] = [];
@@ -182,6 +192,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
             else if (f.action === 'bandwidth') proxy.bandwidth(f.value ?? 0);
           }
           if (f.action !== 'heal') injectedAt.push(performance.now());
+          noteFault('dcn', f.action, f.value !== undefined ? String(f.value) : f.direction);
           opts.log.warn({ dcn: f.action, value: f.value, direction: f.direction }, 'DCN fault');
           return;
         }
@@ -189,6 +200,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
           const what = tearNewestCheckpoint(join(opts.runDir, 'checkpoints'));
           if (what) {
             torn++; // not a recovery start: nothing notices a torn checkpoint until a restore needs it
+            noteFault('checkpoints', 'tear', what);
             opts.log.warn({ torn: what }, 'checkpoint torn');
           }
           return;
@@ -198,6 +210,7 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
         try {
           process.kill(pid, SIGNALS[f.action as keyof typeof SIGNALS]);
           injectedAt.push(performance.now());
+          noteFault(f.target, f.action, `${processName(t, f.target)} (pid ${pid})`);
         } catch {
           // already gone
         }
@@ -206,11 +219,20 @@ export async function runScenario(s: Scenario, opts: { log: Logger; runDir: stri
   };
   let result: TrainResult | undefined;
   let error: Error | undefined;
+  let record: RunRecorder | undefined;
+  /** A fault injected from here, in the run's record. */
+  const noteFault = (target: string, action: string, detail?: string) =>
+    record?.record({ kind: 'fault', actor: target, at: nowMicros(), action, ...(detail ? { detail } : {}) });
   try {
     result = await launch({
       topology: t,
       steps: s.steps,
       runDir: opts.runDir,
+      runId: opts.runId,
+      runsDir: opts.runsDir,
+      onRecord: (r) => {
+        record = r;
+      },
       log: opts.log,
       logLevel: opts.logLevel,
       processEnv,

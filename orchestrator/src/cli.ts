@@ -13,6 +13,7 @@ import {
   presetNames,
   RunId,
   scenarioJsonSchema,
+  topologyJsonSchema,
   SimProfile,
   SimSchedule,
   preset,
@@ -40,20 +41,20 @@ import { MAX_INPUT_FILE_BYTES, readInputFile } from './input.ts';
 import { fmtLoss, Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
 import { benchMarkdown, runBench, writeBench } from './bench.ts';
-import { chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
+import { chaosRunId, chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
 import { clientRole, hostRole, parseFlags, podRole } from './roles.ts';
+import { errorJson } from './record/outcome.ts';
+import { addRecordCommands } from './record/commands.ts';
+import { DEFAULT_RUNS_DIR, runsDir } from './record/runs.ts';
+import { envOf, StepsFlag, version } from './flags.ts';
 
 const TrainFlags = z.object({
   topology: z.string().min(1),
-  steps: z.coerce
-    .number({ error: 'must be a number' })
-    .int('must be a whole number')
-    .min(1, 'must be >= 1')
-    .max(1_000_000, 'must be <= 1000000'),
+  steps: StepsFlag,
   model: z.string().optional(),
   hostsPerProcess: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1').optional(),
   json: z.boolean().default(false),
-  logLevel: z.enum(logLevels).default('warn'),
+  logLevel: z.enum(logLevels).default('info'),
   runDir: z.string().optional(),
   natsServer: z.string().optional(),
   resume: z.string().min(1, 'must name a run id or run directory').optional(),
@@ -268,13 +269,22 @@ function humanTrain(r: TrainResult): string {
 export function buildProgram(): Command {
   const program = new Command('lockstep')
     .description('PaLM-style two-pod training over NATS, with xstate actors and fault injection')
+    .version(version(), '-V, --version', 'print the version')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      // commander's own complaints (an unknown flag, a missing argument) in the one style every bad flag has
+      outputError: (s, write) => write(`lockstep: UsageError: ${s.replace(/^error: /, '')}`),
+    })
+    .commandsGroup('Commands:');
 
   const topologyOpt = () =>
-    new Option('-t, --topology <preset|file>', `preset (${presetNames.join(', ')}) or YAML/JSON file`).default('demo');
-  const stepsOpt = () => new Option('-s, --steps <n>', 'steps to train').default('100');
-  const modelOpt = () => new Option('-m, --model <preset>', `replace the topology's model (${Object.keys(modelPresets).join(', ')})`);
+    new Option('-t, --topology <preset|file>', `preset (${presetNames.join(', ')}) or YAML/JSON file`)
+      .default('demo')
+      .env(envOf('topology'));
+  const stepsOpt = () => new Option('-s, --steps <n>', 'steps to train').default('100').env(envOf('steps'));
+  const modelOpt = () =>
+    new Option('-m, --model <preset>', `replace the topology's model (${Object.keys(modelPresets).join(', ')})`).env(envOf('model'));
 
   program
     .command('train')
@@ -284,9 +294,18 @@ export function buildProgram(): Command {
     .addOption(modelOpt())
     .option('--hosts-per-process <n>', 'host actors per OS process')
     .option('--json', 'print one JSON object as the last line of stdout')
-    .addOption(new Option('--log-level <level>', 'log level of every process').choices(logLevels).default('warn'))
-    .option('--run-dir <dir>', 'where configs and logs go (default .lockstep/runs/<run id>)')
-    .option('--nats-server <path>', 'the nats-server binary (default: found on PATH)')
+    .addOption(
+      new Option('--log-level <level>', "log level of every process's log (and of the launcher's own lines on stderr, warn unless given)")
+        .choices(logLevels)
+        .default('info')
+        .env(envOf('logLevel')),
+    )
+    .addOption(
+      new Option('--run-dir <dir>', `where configs, logs and the run's record go (default ${DEFAULT_RUNS_DIR}/<run id>)`).env(
+        envOf('runDir'),
+      ),
+    )
+    .addOption(new Option('--nats-server <path>', 'the nats-server binary (default: found on PATH)').env(envOf('natsServer')))
     .option(
       '--resume <run>',
       'continue a run that was stopped (a run id under .lockstep/runs, or its directory): restore its newest checkpoint, replay to its last committed step, go on',
@@ -303,7 +322,8 @@ export function buildProgram(): Command {
         ? loadTopology(join(prior.runDir, 'topology.json'))
         : loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess });
       assertLocalShape(t); // a topology too big for one machine is a usage error, said before anything starts
-      const log = createLogger(f.logLevel as LogLevel, { role: 'launcher' });
+      const given = cmd.getOptionValueSource('logLevel');
+      const log = createLogger((given === 'cli' || given === 'env' ? f.logLevel : 'warn') as LogLevel, { role: 'launcher' });
       const progress = new Progress(f.steps, `train ${t.name}`);
       progress.note(`lockstep: ${t.pods} pods x ${t.hostsPerPod} hosts, ${parameterCount(t.model)} parameters, ${f.steps} steps`);
       progress.note(
@@ -313,6 +333,7 @@ export function buildProgram(): Command {
         topology: t,
         steps: f.steps,
         runDir: prior?.runDir ?? f.runDir,
+        runsDir: runsDir(),
         runId: prior?.runId,
         resume: prior !== undefined,
         logLevel: f.logLevel as LogLevel,
@@ -356,10 +377,12 @@ export function buildProgram(): Command {
 
   program
     .command('topology')
-    .description('print a topology with every default filled in (validates a file)')
+    .description('print a topology with every default filled in (validates a file); --schema: the JSON Schema of topology files')
     .addOption(topologyOpt())
     .addOption(modelOpt())
+    .option('--schema', 'print the JSON Schema of topology files and exit')
     .action(async (raw) => {
+      if (raw.schema) return printJson(topologyJsonSchema());
       const t = loadTopology(raw.topology, { model: raw.model });
       printJson({ ...t, parameters: parameterCount(t.model) });
     });
@@ -421,7 +444,7 @@ export function buildProgram(): Command {
       const f = parseFlags(
         z.object({
           topology: z.string().min(1),
-          steps: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1'),
+          steps: StepsFlag,
           out: z.string().min(1),
           run: RunId,
           image: z.string().min(1),
@@ -451,21 +474,30 @@ export function buildProgram(): Command {
     .option('--all', 'run every scenario in --dir')
     .option('--dir <dir>', 'scenario directory', 'scenarios')
     .option('--json', 'print one JSON object as the last line of stdout')
-    .option('--log-level <level>', 'log level of every process', 'warn')
+    .addOption(
+      new Option('--log-level <level>', "log level of every process's log (and of chaos's own lines on stderr, warn unless given)")
+        .choices(logLevels)
+        .default('info')
+        .env(envOf('logLevel')),
+    )
     .option('--schema', 'print the JSON Schema of scenario files and exit')
-    .action(async (file: string | undefined, raw) => {
+    .action(async (file: string | undefined, raw, cmd: Command) => {
       if (raw.schema) return printJson(scenarioJsonSchema());
       if (!file && !raw.all) throw new UsageError('chaos: name a scenario file, or pass --all');
       const files = raw.all ? scenarioFiles(raw.dir) : [file!];
       const scenarios = files.map(loadScenario);
-      const log = createLogger(z.enum(logLevels).catch('warn').parse(raw.logLevel) as LogLevel, { role: 'chaos' });
+      const given = cmd.getOptionValueSource('logLevel');
+      const log = createLogger((given === 'cli' || given === 'env' ? raw.logLevel : 'warn') as LogLevel, { role: 'chaos' });
       const results: ScenarioResult[] = [];
-      const dir = mkdtempSync(join(tmpdir(), 'lockstep-chaos-'));
+      const runs = runsDir();
       for (const sc of scenarios) {
-        process.stderr.write(`chaos: ${sc.name}...\n`);
-        const r = await runScenario(sc, { log, logLevel: log.level as LogLevel, runDir: join(dir, sc.name) });
+        // each scenario's run directory stays in the runs folder, beside train's (lockstep runs, status, logs)
+        const runId = chaosRunId(sc.name);
+        const runDir = join(runs, runId);
+        process.stderr.write(`chaos: ${sc.name}... (run ${runDir})\n`);
+        const r = await runScenario(sc, { log, logLevel: raw.logLevel as LogLevel, runDir, runId, runsDir: runs });
         results.push(r);
-        process.stderr.write(`chaos: ${sc.name}: ${r.passed ? 'passed' : `FAILED: ${r.problems.join('; ')}`}\n`);
+        process.stderr.write(`chaos: ${sc.name}: ${r.passed ? 'passed' : `FAILED: ${r.problems.join('; ')}`} (run ${runDir})\n`);
       }
       const passed = results.filter((r) => r.passed).length;
       const summary = chaosSummary(results);
@@ -741,9 +773,12 @@ export function buildProgram(): Command {
       process.exitCode = differ.length === 0 ? 0 : 1;
     });
 
+  addRecordCommands(program);
+
   const role = (name: string, desc: string) =>
     program
       .command(name)
+      .helpGroup('Role processes (started by train, compose and the containers; not for direct use):')
       .description(desc)
       .requiredOption('--run <id>', 'run id')
       .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
@@ -788,15 +823,7 @@ export async function main(argv: string[]): Promise<number> {
     const e = err as Error;
     const usage = e instanceof UsageError || e instanceof InvalidTopology || e instanceof InvalidInput || e instanceof NatsServerMissing;
     process.stderr.write(`lockstep: ${e.name}: ${e.message}\n`);
-    if (json)
-      printJson({
-        error: {
-          name: e.name,
-          message: e.message,
-          ...(e instanceof RunFailed && e.failure ? { kind: e.failure.kind, failure: e.failure } : {}),
-        },
-        ...(e instanceof RunFailed && e.summary ? { partial: e.summary } : {}),
-      });
+    if (json) printJson(errorJson(e));
     if (!usage && !(e instanceof RunFailed) && !(e instanceof ProcessExited)) process.stderr.write(`${e.stack ?? ''}\n`);
     return usage ? 2 : 1;
   }

@@ -11,3 +11,7 @@ export * from './progress.ts';
 export * from './chaos.ts';
 export * from './supervisor.ts';
 export { buildProgram, main } from './cli.ts';
+export * from './record/trace.ts';
+export * from './record/recorder.ts';
+export * from './record/runs.ts';
+export * from './logs.ts';

@@ -27,13 +27,20 @@ import { findNatsServer, localPorts, spawnNats, startDcnProxies, startNatsServer
 import { spawnRole, stopAll } from './processes.ts';
 import { Supervised, type Restart } from './supervisor.ts';
 import { ClientLine, type StepLine, type SummaryLine } from './protocol.ts';
+import { nowMicros, RunRecorder } from './record/recorder.ts';
+import { errorJson } from './record/outcome.ts';
+import { DEFAULT_RUNS_DIR, pointLatestAt } from './record/runs.ts';
 
 export interface LaunchOptions {
   topology: Topology;
   steps: number;
   runId?: string;
-  /** Where configs and logs go; default .lockstep/runs/<runId>. */
+  /** Where configs and logs go; default <runsDir>/<runId>. */
   runDir?: string;
+  /** The runs folder (default .lockstep/runs): its `latest` link is pointed at a run directory inside it. */
+  runsDir?: string;
+  /** Called with the run's record as soon as it is open: a caller adds its own events (faults) or watches them (a live view). */
+  onRecord?: (record: RunRecorder) => void;
   logLevel?: LogLevel;
   natsServer?: string;
   log: Logger;
@@ -170,13 +177,34 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   assertLocalShape(t);
   const natsBin = findNatsServer(opts.natsServer);
   const runId = opts.runId ?? newRunId();
-  const runDir = resolve(opts.runDir ?? join('.lockstep', 'runs', runId));
+  const runsDir = resolve(opts.runsDir ?? DEFAULT_RUNS_DIR);
+  const runDir = resolve(opts.runDir ?? join(runsDir, runId));
+  const logDir = join(runDir, 'logs');
   // only the run's owner may look inside: its configs and credentials.json hold the run's passwords
   privateDir(runDir);
   const claim = claimRun(runDir);
+  // before this run's record starts writing into the directory: another run's files are refused, or cleared with --overwrite
+  if (!opts.resume && holdsRun(runDir)) {
+    if (!opts.overwrite) {
+      claim.release();
+      throw new UsageError(
+        `run directory ${runDir} holds another run (${join(runDir, 'run.json')}); continue it with train --resume ${runDir}, or delete it and start over with --overwrite`,
+      );
+    }
+    clearRunDir(runDir);
+  }
   const reaper = Reaper.start();
   const log = opts.log.child({ run: runId });
   const level = opts.logLevel ?? 'info';
+  pointLatestAt(runsDir, runDir);
+  const record = new RunRecorder(runDir, {
+    hosts: Array.from({ length: t.pods * t.hostsPerPod }, (_, i) => `host/${Math.floor(i / t.hostsPerPod)}/${i % t.hostsPerPod}`),
+    log,
+  });
+  const runEvent = { kind: 'run' as const, actor: 'launcher', runId, topology: t.name, steps: opts.steps, pid: process.pid };
+  record.record({ ...runEvent, at: nowMicros(), state: 'started' });
+  opts.onRecord?.(record);
+  let outcome: unknown;
 
   let nats: NatsNode[] = [];
   const supervised: Supervised[] = [];
@@ -206,7 +234,12 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     log.warn({ sig }, 'stopping every process of the run');
     // Ctrl-C reaches the whole process group: what exits now is not a crash to restart
     for (const s of supervised) s.stopping = true;
-    void cleanup().finally(() => process.exit(code));
+    void cleanup().finally(() => {
+      const message = `stopped by ${sig}`;
+      record.record({ ...runEvent, at: nowMicros(), state: 'failed', message });
+      record.close(errorJson(Object.assign(new Error(message), { name: 'Interrupted' })));
+      process.exit(code);
+    });
   };
   for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
   process.once('exit', killAll);
@@ -214,14 +247,6 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
 
   try {
     const prior = opts.resume ? priorTarget(runDir, runId) : undefined;
-    if (!opts.resume && holdsRun(runDir)) {
-      if (!opts.overwrite)
-        throw new UsageError(
-          `run directory ${runDir} holds another run (${join(runDir, 'run.json')}); continue it with train --resume ${runDir}, or delete it and start over with --overwrite`,
-        );
-      clearRunDir(runDir);
-    }
-    const logDir = join(runDir, 'logs');
     mkdirSync(logDir, { recursive: true });
     const topoFile = join(runDir, 'topology.json');
     writeFileSync(topoFile, JSON.stringify(t, null, 2));
@@ -316,7 +341,11 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
         expected,
         log,
         logFile,
-        onStart: (pid) => opts.onSpawn?.(name, pid),
+        onStart: (pid, restart) => {
+          record.record({ kind: 'start', actor: name, at: nowMicros(), pid, restart }, name);
+          opts.onSpawn?.(name, pid);
+        },
+        onExit: (e) => record.record({ kind: 'exit', actor: name, at: nowMicros(), ...e }, name),
         onRestart,
         onGiveUp: (err) => giveUp(err),
       });
@@ -332,6 +361,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
         () => summary !== undefined,
       );
     nats = [];
+    const takeFrom = (name: string) => (line: string) => record.take(line, name);
     const recordEnv: Record<string, string> = opts.record ? { LOCKSTEP_RECORD_DIR: join(runDir, 'record') } : {};
     // a restarted role process rejoins: a pod scheduler learns the step from the client, a host heals from its cross-pod peer
     for (const p of local.roles.filter((x) => x.role !== 'client'))
@@ -339,8 +369,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
         p.name,
         (r) =>
           (r === 0
-            ? spawnRole(p.name, p.args, logDir, 'log', { ...p.env, ...recordEnv, ...opts.processEnv?.[p.name] }, claim.fd)
-            : spawnRole(p.name, [...p.args, '--rejoin'], logDir, 'log', { ...p.env, ...recordEnv }, claim.fd)
+            ? spawnRole(p.name, p.args, logDir, 'log', { ...p.env, ...recordEnv, ...opts.processEnv?.[p.name] }, claim.fd, takeFrom(p.name))
+            : spawnRole(p.name, [...p.args, '--rejoin'], logDir, 'log', { ...p.env, ...recordEnv }, claim.fd, takeFrom(p.name))
           ).process,
         p.logFile,
         (code) => code === 0,
@@ -371,6 +401,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
         // a restarted client reports the commit it finished; its predecessor may have reported it already
         if (l.recovered && steps.some((x) => x.step === l.step)) return;
         // a step run again after a checkpoint restore: counted apart, not as a second commit
+        record.step(l);
         if (l.replayed) {
           replayed.push(l);
           opts.onReplayed?.(l);
@@ -388,7 +419,15 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       // a restarted client resumes from the run log: it finishes the last logged commit and goes on
       (r) => {
         const resume = r > 0 ? ['--resume'] : opts.resume ? ['--resume', '--cold'] : [];
-        const m = spawnRole(client.name, [...client.args, ...resume], logDir, 'pipe', { ...client.env, ...recordEnv }, claim.fd);
+        const m = spawnRole(
+          client.name,
+          [...client.args, ...resume],
+          logDir,
+          'pipe',
+          { ...client.env, ...recordEnv },
+          claim.fd,
+          takeFrom(client.name),
+        );
         createInterface({ input: m.process.stdout! }).on('line', onLine);
         m.process.once('close', (code) => {
           if (summary) clientCode(code ?? 1);
@@ -411,11 +450,19 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     const result = toResult(t, runId, runDir, s, steps, processes, restarts, replayed, hashesMatch, resumed, checkpoints);
     if (s.failure) throw new RunFailed(`${s.failure.kind}: ${s.failure.message} (logs in ${logDir})`, result, s.failure);
     if (s.logged !== opts.steps) throw new RunFailed(`only ${s.logged} of ${opts.steps} steps committed (logs in ${logDir})`, result);
+    outcome = result;
     return result;
+  } catch (err) {
+    outcome = errorJson(err as Error);
+    throw err;
   } finally {
     for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
     await cleanup();
     process.off('exit', killAll);
+    const failed = outcome !== undefined && typeof outcome === 'object' && outcome !== null && 'error' in outcome;
+    const message = failed ? (outcome as { error: { message: string } }).error.message.slice(0, 2000) : undefined;
+    record.record({ ...runEvent, at: nowMicros(), state: failed ? 'failed' : 'finished', ...(message ? { message } : {}) });
+    record.close(outcome);
     reaper.close();
     claim.release();
   }

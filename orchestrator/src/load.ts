@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { isPresetName, modelPresets, parseTopology, parseTopologyText, preset, presetNames, type Topology } from '@lockstep/topology';
+import { isPresetName, modelPresets, parseTopology, parseTopologyFileText, preset, presetNames, type Topology } from '@lockstep/topology';
 import { UsageError } from './errors.ts';
 import { readInputFile } from './input.ts';
 
-/** `--topology` takes a preset name or a YAML/JSON file; `--model` swaps in a model preset. */
+/** `--topology` takes a preset name or a YAML/JSON file (laid over a preset: see resolveTopologyFile); `--model` swaps in a model preset. */
 export function loadTopology(arg: string, overrides: { model?: string; hostsPerProcess?: number } = {}): Topology {
   let t: Topology;
   if (isPresetName(arg)) {
@@ -17,7 +17,7 @@ export function loadTopology(arg: string, overrides: { model?: string; hostsPerP
         throw new UsageError(`--topology: "${arg}" is neither a preset (${presetNames.join(', ')}) nor a readable file (ENOENT)`);
       throw err;
     }
-    t = parseTopologyText(text, arg);
+    t = parseTopologyFileText(text, arg); // a file names only what it changes of the preset it extends
   }
   if (overrides.model !== undefined) {
     if (!Object.hasOwn(modelPresets, overrides.model))

@@ -1,14 +1,16 @@
 import { z } from 'zod';
 import {
   LocalBus,
-  parseCrashPoint,
-  RunLog,
   connectNats,
   createLogger,
+  eventSinkFromEnv,
   logLevels,
+  parseCrashPoint,
+  RunLog,
   runClient,
   runHost,
   runPod,
+  type EventSink,
   type LogLevel,
 } from '@lockstep/actors';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -64,6 +66,15 @@ function recordDir(): string | undefined {
     .safeParse(process.env.LOCKSTEP_RECORD_DIR || undefined);
   if (!r.success) throw new UsageError('LOCKSTEP_RECORD_DIR: must be a directory path');
   return r.data;
+}
+
+/** LOCKSTEP_EVENTS_FD: where the launcher reads this process's run events (absent: nobody does). */
+function events(): EventSink | undefined {
+  try {
+    return eventSinkFromEnv();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.output<S> {
@@ -147,7 +158,17 @@ export async function podRole(raw: unknown): Promise<number> {
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
   const delay = exitDelayMs();
   const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
-  const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log, rejoin: f.rejoin || restartedContainer(), recordDir: recordDir() });
+  const sink = events();
+  const pod = runPod({
+    nc,
+    topology: t,
+    runId: f.run,
+    pod: f.pod,
+    log,
+    rejoin: f.rejoin || restartedContainer(),
+    recordDir: recordDir(),
+    events: sink,
+  });
   const exit = () => {
     pod.stop();
     void nc.close().finally(() => process.exit(1));
@@ -156,6 +177,7 @@ export async function podRole(raw: unknown): Promise<number> {
   onSignals(exit);
   await pod.done;
   await nc.drain();
+  await sink?.close();
   await linger(delay, log);
   return 0;
 }
@@ -179,6 +201,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   const heal = f.rejoin || restartedContainer();
   // hosts of one process hand each other their messages in memory (one bus for the process)
   const local = hosts.length > 1 ? new LocalBus() : undefined;
+  const sink = events();
   const runs = hosts.map((host) =>
     runHost({
       nc,
@@ -192,6 +215,7 @@ export async function hostRole(raw: unknown): Promise<number> {
       checkpointDir: f.ckptDir,
       recordDir: recordDir(),
       local,
+      events: sink,
     }),
   );
   const exit = () => {
@@ -202,6 +226,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   onSignals(exit);
   await Promise.all(runs.map((r) => r.done));
   await nc.drain();
+  await sink?.close();
   await linger(delay, log);
   return 0;
 }
@@ -237,6 +262,7 @@ export async function clientRole(raw: unknown): Promise<number> {
   watchParent(() => void nc.close().finally(() => process.exit(1)));
   let identical = true;
   let started = 0;
+  const sink = events();
   const out = await runClient({
     nc,
     topology: t,
@@ -249,6 +275,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     cold: f.cold,
     log,
     recordDir: recordDir(),
+    events: sink,
     onReadyProgress: (reached, total) => {
       print({ type: 'ready', reached, total });
       started = performance.now();
@@ -278,6 +305,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     logged: ((await runLog.last())?.step ?? -1) + 1,
     restores: out.restores,
   };
+  await sink?.close(); // its events before the summary: the launcher records the run's end on it
   print(summary);
   // in a container there is no launcher to print the table: LOCKSTEP_SUMMARY=table prints it on stderr
   if (process.env.LOCKSTEP_SUMMARY === 'table') process.stderr.write(summaryTable(t, summary));
