@@ -22,3 +22,5 @@ export * from './permissions.ts';
 export * from './simschedule.ts';
 export * from './runevents.ts';
 export * from './topologyfile.ts';
+export * from './palm.ts';
+export * from './costmodel.ts';

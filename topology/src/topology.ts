@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { InvalidTopology } from './errors.ts';
 import { describeIssues } from './issues.ts';
 import { MessagePhase } from './wire.ts';
+import { ComputeSpec, costModelInputsOf } from './palm.ts';
 
 const positiveInt = (what = 'must be >= 1') => z.number({ error: 'must be a number' }).int('must be a whole number').min(1, what);
 /** A whole number in [1, max]. */
@@ -235,6 +236,8 @@ export const Topology = z
     recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 10, maxRestarts: 3 }),
     checkpoint: CheckpointSpec.default({ everySteps: 10, keep: 3, onWriteError: 'fail' }),
     faults: FaultSpec.default({ seed: 1, rules: [] }),
+    /** `real`, or `modeled`: phases take the PaLM 540B cost model's time (see `costmodel.ts`), with optional overrides. */
+    compute: ComputeSpec.default('real'),
   })
   .strict()
   .superRefine((t, ctx) => {
@@ -253,6 +256,14 @@ export const Topology = z
         path: ['training', 'globalBatch'],
         message: `must be <= ${Math.floor(MAX_ACTIVATION_FLOATS / (t.model.inputDim + t.model.hiddenDim + t.model.outputDim))} with this model: a step keeps globalBatch x (inputDim + hiddenDim + outputDim) = ${acts} floats of activations, at most ${MAX_ACTIVATION_FLOATS}`,
       });
+    }
+    if (t.compute !== 'real') {
+      try {
+        costModelInputsOf(t);
+      } catch (err) {
+        for (const issue of (err as z.ZodError).issues ?? [])
+          ctx.addIssue({ code: 'custom', path: ['compute', 'modeled', ...issue.path.map(String)], message: issue.message });
+      }
     }
     const params = parameterCount(t.model);
     if (params < t.hostsPerPod) {
