@@ -47,6 +47,7 @@ import { errorJson } from './record/outcome.ts';
 import { addRecordCommands } from './record/commands.ts';
 import { DEFAULT_RUNS_DIR, runsDir } from './record/runs.ts';
 import { envOf, StepsFlag, version } from './flags.ts';
+import { addCostModelCommand } from './costmodel.ts';
 
 const TrainFlags = z.object({
   topology: z.string().min(1),
@@ -774,6 +775,7 @@ export function buildProgram(): Command {
     });
 
   addRecordCommands(program);
+  addCostModelCommand(program);
 
   const role = (name: string, desc: string) =>
     program

@@ -148,13 +148,14 @@ export type ComputeSpec = z.infer<typeof ComputeSpec>;
 
 /**
  * The cost model inputs of a topology: `palm540b` with the topology's pods, hosts per pod and chips per host and
- * its overrides. With the default data-parallel ways, the in-pod layout keeps PaLM's 12 model-parallel ways.
+ * its overrides. Unless overridden, the model-parallel ways are the largest divisor of the pod's chips up to PaLM's
+ * 12, and the data-parallel ways the rest.
  * Throws a ZodError naming the field when the result is inconsistent (e.g. model x data ways != chips).
  */
 export function costModelInputsOf(t: { pods: number; hostsPerPod: number; chipsPerHost: number; compute: ComputeSpec }): CostModelInputs {
   const overrides = typeof t.compute === 'object' ? t.compute.modeled : {};
   const chips = t.hostsPerPod * t.chipsPerHost;
-  const modelParallel = overrides.modelParallel ?? Math.min(palm540b.modelParallel, chips);
+  const modelParallel = overrides.modelParallel ?? largestDivisorAtMost(chips, palm540b.modelParallel);
   return CostModelInputs.parse({
     ...palm540b,
     pods: t.pods,
@@ -165,3 +166,32 @@ export function costModelInputsOf(t: { pods: number; hostsPerPod: number; chipsP
     ...overrides,
   });
 }
+
+function largestDivisorAtMost(n: number, most: number): number {
+  for (let d = Math.min(n, most); d > 1; d--) if (n % d === 0) return d;
+  return 1;
+}
+
+/**
+ * What the PaLM paper (Chowdhery et al. 2022) reports for PaLM 540B on two TPU v4 pods. Comparison constants only
+ * (the CLI's "paper" column and the tests' tolerances); nothing in the cost model reads them.
+ */
+export const palmPaperFigures = {
+  /** Table 1: 540.35B parameters. */
+  parameters: 540.35e9,
+  /** Section 4.1: 238.3K tokens/s (batch 2048 x 2048 tokens). */
+  tokensPerSecond: 238.3e3,
+  /** Section 4.1 and Appendix B: model FLOPs utilization 46.2%. */
+  mfu: 0.462,
+  /** Section 4.1 and Appendix B: hardware FLOPs utilization 57.8%. */
+  hfu: 0.578,
+  /**
+   * Section 4: "approximately 1.3 GB" a host pair, read as GiB: 540.35B bf16 gradients over 768 hosts are
+   * 1.407e9 B = 1.31 GiB (read as 1.3e9 B, the shape's bytes are 8% more).
+   */
+  bytesPerHostPair: 1.3 * 2 ** 30,
+  /** Section 4: "a burst of 81 Tbps" across the DCN. */
+  burstTbps: 81,
+  /** Section 4: about 1.95x the throughput of one pod (97% of perfect weak scaling). */
+  twoPodScaling: 1.95,
+} as const;
