@@ -15,17 +15,17 @@ const fraction = (what: string) => z.number({ error: 'must be a number' }).gt(0,
  */
 const CostModelFields = z
   .object({
-    /** Transformer layers L (PaLM Table 1: 118). */
+    /** Transformer layers L (PaLM section 2.1, Table 1: 118). */
     layers: whole(1, 10_000),
-    /** Model width d_model (PaLM Table 1: 18432). */
+    /** Model width d_model (PaLM section 2.1, Table 1: 18432). */
     dModel: whole(1, 1_000_000),
-    /** Query heads H (PaLM Table 1: 48). */
+    /** Query heads H (PaLM section 2.1, Table 1: 48). */
     heads: whole(1, 10_000),
-    /** Head size Q, the width of one query/key/value head (PaLM Appendix B's formula uses Q; 256 for PaLM 540B). */
+    /** Head size Q, the width of one query/key/value head (PaLM section 2.1: "attention head size is always 256"). */
     headDim: whole(1, 100_000),
     /** Key/value heads: 1 for multi-query attention (PaLM section 2: keys and values shared across heads). */
     kvHeads: whole(1, 10_000),
-    /** Feed-forward width d_ff (PaLM Table 1: 4 x d_model = 73728). */
+    /** Feed-forward width d_ff (PaLM section 2.1: always 4 x d_model, 73728). */
     dFf: whole(1, 10_000_000),
     /** Weight matrices in the MLP: 3 for SwiGLU (PaLM section 2: "three matrix multiplications"), 2 for a plain MLP. */
     mlpMatrices: whole(2, 3),
@@ -79,9 +79,12 @@ const CostModelFields = z
      * factorization (Adam-like, two moments). *assumption* on the storage precisions.
      */
     updateBytesPerParameter: positive(1000),
-    /** Bytes per gradient element sent across pods: 2 for bf16. *assumption*: PaLM trains in bf16 (section 5). */
+    /** Bytes per gradient element sent across pods: 2 for bf16. *assumption*: bf16, the TPU's training precision. */
     gradientBytesPerElement: positive(16),
-    /** DCN bandwidth of one host, Gbit/s each way. *assumption*: no published figure for TPU v4 hosts. */
+    /**
+     * DCN bandwidth of one host, Gbit/s each way. *assumption*: 100; Google publishes none for TPU v4 hosts (later
+     * generations: 2 x 100 Gbit/s NICs a v5e host of 8 chips, 50 Gbit/s a chip on v5p, Cloud TPU docs).
+     */
     dcnGbitPerHost: positive(1e6),
     /** Flows a host pair's transfer is split into (PaLM section 4: "many smaller flows"). *assumption*: 16. */
     flowsPerHostPair: whole(1, 100_000),
