@@ -63,7 +63,7 @@ const CostModelFields = z
     /**
      * Fraction of peak FLOP/s the in-pod compute (matmuls with their model-parallel collectives) sustains in forward
      * and backward. 0.76 is the MFU Pope et al. measured for PaLM 540B on TPU v4 processing 2048-token inputs in
-     * large batches (abstract and section 4): the same model, chips and sequence length, forward only.
+     * large batches (abstract): the same model, chips and sequence length, forward only.
      */
     computeEfficiency: fraction('a fraction of peak'),
     /**
