@@ -9,8 +9,8 @@ const fraction = (what: string) => z.number({ error: 'must be a number' }).gt(0,
  * The inputs of the cost model (`costmodel.ts`): the transformer's shape, the batch, the chips, the in-pod
  * layout and the networks. Each field's docstring names its unit and where the PaLM 540B value comes from:
  * "PaLM" is Chowdhery et al. 2022, "PaLM: Scaling Language Modeling with Pathways" (arXiv 2204.02311);
- * "Pathways" is Barham et al. 2022 (MLSys, arXiv 2203.12533); "Cloud TPU v4" is Google's Cloud TPU v4
- * system-architecture page; "Pope et al." is "Efficiently Scaling Transformer Inference" (arXiv 2211.05102).
+ * "Cloud TPU v4" is Google's Cloud TPU v4 system-architecture page; "Pope et al." is Pope et al. 2022,
+ * "Efficiently Scaling Transformer Inference" (arXiv 2211.05102).
  * Fields marked *assumption* have no published value for the PaLM run; the README says so beside the results.
  */
 const CostModelFields = z
@@ -107,7 +107,7 @@ export const CostModelInputs = CostModelFields.superRefine((m, ctx) => {
 });
 export type CostModelInputs = z.infer<typeof CostModelInputs>;
 
-/** PaLM 540B on two TPU v4 pods, as trained (sources in `CostModelInputs`'s field docs). */
+/** PaLM 540B on two TPU v4 pods, as trained (sources in the field docs of `CostModelInputs`). */
 export const palm540b: CostModelInputs = {
   layers: 118,
   dModel: 18432,
