@@ -48,8 +48,11 @@ function inputsOf(arg: string): { name: string; inputs: CostModelInputs } {
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const diff = (modeled: number, paper: number) => `${modeled >= paper ? '+' : ''}${((100 * (modeled - paper)) / paper).toFixed(1)}%`;
 
-/** The human report: the derived figures, the paper's beside them, the phases and the overlapped variant. */
-export function costModelReport(name: string, m: CostModelInputs, r: CostModelResult, overlapped: CostModelResult): string {
+/**
+ * The human report: the derived figures of `r`, the paper's beside them (its run did not overlap), the phases, and
+ * the other exchange schedule (`other`) for comparison.
+ */
+export function costModelReport(name: string, m: CostModelInputs, r: CostModelResult, other: CostModelResult, overlapped: boolean): string {
   const p = palmPaperFigures;
   const rows: [string, string, string, string][] = [
     ['figure', 'lockstep (modeled)', 'PaLM paper', 'difference'],
@@ -83,16 +86,16 @@ export function costModelReport(name: string, m: CostModelInputs, r: CostModelRe
   const phases = (x: CostModelResult) =>
     `forward ${ms(x.phases.forward)}, backward ${ms(x.phases.backward)}, reduce-scatter ${ms(x.phases.reduceScatter)}, exchange ${ms(x.phases.exchange)}, update ${ms(x.phases.update)}, all-gather ${ms(x.phases.allGather)}`;
   return [
-    `lockstep costmodel: PaLM 540B modeled on ${name} (${m.pods} pods x ${m.hostsPerPod} hosts x ${m.chipsPerHost} chips, ${m.modelParallel}-way model x ${m.dataParallel}-way data parallel a pod)`,
+    `lockstep costmodel: PaLM 540B modeled on ${name} (${m.pods} pods x ${m.hostsPerPod} hosts x ${m.chipsPerHost} chips, ${m.modelParallel}-way model x ${m.dataParallel}-way data parallel a pod)${overlapped ? ', exchange overlapped with backward' : ''}`,
     ...lines,
     '',
     table([
       ['phases (one step)', phases(r)],
       [
-        'overlapBackward: step',
-        `${overlapped.stepSeconds.toFixed(2)} s, scaling ${overlapped.twoPodScaling.toFixed(4)}x (${pct(overlapped.scalingEfficiency)})`,
+        `overlapBackward ${!overlapped}: step`,
+        `${other.stepSeconds.toFixed(2)} s, scaling ${other.twoPodScaling.toFixed(4)}x (${pct(other.scalingEfficiency)})`,
       ],
-      ['overlapBackward: phases', phases(overlapped)],
+      [`overlapBackward ${!overlapped}: phases`, phases(other)],
     ]),
     '',
   ].join('\n');
@@ -125,6 +128,6 @@ export function addCostModelCommand(program: Command): void {
             paper: palmPaperFigures,
           })}\n`,
         );
-      else process.stdout.write(costModelReport(name, inputs, plain, overlapped));
+      else process.stdout.write(costModelReport(name, inputs, r, f.overlapBackward ? plain : overlapped, f.overlapBackward));
     });
 }

@@ -32,7 +32,8 @@ describe('lockstep costmodel', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/tokens\/s\s+\d+\.\dK\s+238\.3K\s+[+-]\d+\.\d%/);
     expect(r.stdout).toMatch(/two-pod scaling\s+1\.\d{3}x .*1\.95x \(97%\)/);
-    expect(r.stdout).toMatch(/overlapBackward: step/);
+    expect(r.stdout).toMatch(/overlapBackward true: step/);
+    expect(cli(['costmodel', '--overlap-backward']).stdout).toMatch(/exchange overlapped with backward[\s\S]*overlapBackward false: step/);
   });
 
   it('a topology overriding a cost model input is used; a bad override exits 2 naming the field', () => {
