@@ -52,4 +52,12 @@ describe('lockstep costmodel', () => {
     expect(b.stderr).toMatch(/compute\.modeled\.computeEfficiency: must be > 0/);
     expect(b.stderr).not.toMatch(/\n\s+at /); // no stack trace
   });
+
+  it("a topology the model cannot lay PaLM's batch on exits 2 naming the input", () => {
+    const file = join(tempDir(), 'three-pods.yaml');
+    writeFileSync(file, 'pods: 3\nhostsPerPod: 2\ntraining: {globalBatch: 60}\n');
+    const r = cli(['costmodel', '--topology', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/cost model inputs of .*three-pods\.yaml[\s\S]*sequencesPerStep: must be divisible by pods \(3\)/);
+  });
 });
