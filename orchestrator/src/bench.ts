@@ -207,25 +207,34 @@ export async function natsBaseline(opts: {
     if (!probed) throw new Error("baseline: pod 1's server never heard pod 0's over their route in 10 s");
 
     // one-way latency: one message in flight at a time
+    // (a ping not back in a second is sent again: the subscription's interest may not yet have crossed the route)
     const lat: number[] = [];
     const pings = opts.pings ?? 2000;
-    await new Promise<void>((resolve) => {
-      let sent = 0;
-      const sub = b.subscribe('bench.lat', {
+    let retry: NodeJS.Timeout | undefined;
+    let latSub: { unsubscribe(): void } | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const deadline = performance.now() + 60_000;
+      const send = () => {
+        clearTimeout(retry);
+        if (performance.now() > deadline) return reject(new Error(`baseline: only ${lat.length} of ${pings} pings came back in 60 s`));
+        const buf = new Uint8Array(64);
+        new DataView(buf.buffer).setFloat64(0, performance.now(), true);
+        a.publish('bench.lat', buf);
+        retry = setTimeout(send, 1000);
+      };
+      latSub = b.subscribe('bench.lat', {
         callback: (_e, m) => {
           lat.push(performance.now() - new DataView(m.data.buffer, m.data.byteOffset).getFloat64(0, true));
-          if (++sent >= pings) {
-            sub.unsubscribe();
+          if (lat.length >= pings) {
+            clearTimeout(retry);
             resolve();
           } else send();
         },
       });
-      const send = () => {
-        const buf = new Uint8Array(64);
-        new DataView(buf.buffer).setFloat64(0, performance.now(), true);
-        a.publish('bench.lat', buf);
-      };
       void b.flush().then(send);
+    }).finally(() => {
+      clearTimeout(retry);
+      latSub?.unsubscribe();
     });
 
     // throughput: `megabytes` of chunks across the route, with flow control: at most `window` chunks (8 MiB) sent and
