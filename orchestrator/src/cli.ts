@@ -57,6 +57,7 @@ const TrainFlags = z.object({
   natsServer: z.string().optional(),
   resume: z.string().min(1, 'must name a run id or run directory').optional(),
   record: z.boolean().default(false),
+  overwrite: z.boolean().default(false),
 });
 
 const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
@@ -174,6 +175,13 @@ function printJson(o: unknown) {
 }
 
 function humanTrain(r: TrainResult): string {
+  if (r.resumed?.finished)
+    return `lockstep train: run ${r.runId} is finished, nothing to do\n${table([
+      ['topology', r.topology],
+      ['steps', `${r.steps} (all committed before)`],
+      ['paramsHash', r.paramsHash ?? '-'],
+      ['logs', r.runDir],
+    ])}\n`;
   const rows: [string, string][] = [
     ['topology', `${r.topology} (${r.pods.length} pods, ${r.processes} processes)`],
     ['steps', String(r.steps)],
@@ -205,6 +213,20 @@ function humanTrain(r: TrainResult): string {
         : `${r.rejectedTotal} (${Object.entries(r.rejected)
             .map(([k, v]) => `${k}: ${v}`)
             .join(', ')})`,
+    ],
+    ...(r.resumed
+      ? ([
+          [
+            'resumed',
+            r.resumed.runLogLost ? 'RUN LOG LOST: trained again from step 0' : `after ${r.resumed.committedBefore} committed steps`,
+          ],
+        ] as [string, string][])
+      : []),
+    [
+      'checkpoints written',
+      r.checkpoints.failed.length === 0
+        ? String(r.checkpoints.written)
+        : `${r.checkpoints.written}; NOT WRITTEN: ${r.checkpoints.failed.map((x) => `step ${x.step} (${x.reason})`).join(', ')}`,
     ],
     ['mean step / exchange ms', `${r.phaseMs.step.toFixed(2)} / ${(r.phaseMs.exchange ?? 0).toFixed(2)}`],
     ['logs', r.runDir],
@@ -239,8 +261,10 @@ export function buildProgram(): Command {
       'continue a run that was stopped (a run id under .lockstep/runs, or its directory): restore its newest checkpoint, replay to its last committed step, go on',
     )
     .option('--record', "record every machine's events and messages in <run dir>/record, for lockstep replay")
+    .option('--overwrite', '--run-dir holds another run: delete it and start a new one there (without, train refuses)')
     .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
+      if (f.resume && f.overwrite) throw new UsageError('--resume and --overwrite do not go together');
       const prior = f.resume ? priorRun(f.resume) : undefined;
       if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;
       const t = prior
@@ -262,7 +286,9 @@ export function buildProgram(): Command {
         logLevel: f.logLevel as LogLevel,
         natsServer: f.natsServer,
         record: f.record,
+        overwrite: f.overwrite,
         log,
+        onNote: (line) => progress.note(line),
         onReady: (reached, total) => reached === total && progress.note(`all ${total} pods ready`),
         onStep: (s) => progress.update(s.step + 1, `loss ${s.loss.toPrecision(4)}${s.podsAgree ? '' : ' PODS DIFFER'}`),
       });

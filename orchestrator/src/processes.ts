@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,7 +17,9 @@ export interface Managed {
 /**
  * Start `lockstep <role> ...` as its own OS process. Its structured logs go to
  * `<logDir>/<name>.log`; its stdin is a pipe whose end tells it the launcher
- * is gone, so no process outlives the launcher.
+ * is gone, so no process outlives the launcher. `holdFd` (the run directory's
+ * lock, see owner.ts) is handed to it as fd 3, so the run stays owned until
+ * it has exited too.
  */
 export function spawnRole(
   name: string,
@@ -25,15 +27,17 @@ export function spawnRole(
   logDir: string,
   stdout: 'pipe' | 'log' = 'log',
   env: Record<string, string> = {},
+  holdFd?: number,
 ): Managed {
   const log = join(logDir, `${name}.log`);
   const fd = openSync(log, 'a');
   // LOCKSTEP_NODE_ARGS passes flags to every role process's node (e.g. --cpu-prof).
   const nodeArgs = (process.env.LOCKSTEP_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const child = spawn(process.execPath, [...nodeArgs, cliPath, ...args], {
-    stdio: ['pipe', stdout === 'pipe' ? 'pipe' : fd, fd],
+    stdio: ['pipe', stdout === 'pipe' ? 'pipe' : fd, fd, ...(holdFd === undefined ? [] : [holdFd])],
     env: { ...process.env, ...env, LOCKSTEP_PARENT_WATCH: '1' },
   });
+  closeSync(fd); // the child has its own copy
   return { name, log, process: child, stopping: false };
 }
 

@@ -257,6 +257,8 @@ export async function clientRole(raw: unknown): Promise<number> {
       identical &&= r.podsAgree;
       print(r);
     },
+    onCheckpoint: (step, error) =>
+      print({ type: 'checkpoint', step, written: error === undefined, ...(error === undefined ? {} : { reason: error.slice(0, 1000) }) }),
   });
   const summary: SummaryLine = {
     type: 'summary',

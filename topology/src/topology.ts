@@ -167,6 +167,12 @@ export const CheckpointSpec = z
     everySteps: positiveInt().default(10),
     /** Checkpoints kept on disk; older ones are deleted. */
     keep: positiveInt().max(1000, 'must be <= 1000').default(3),
+    /**
+     * A checkpoint that cannot be written (a full or read-only disk, a path that is a file): `fail` ends the run
+     * with an error naming the step and the reason; `continue` goes on without it, and the run's summary counts
+     * the checkpoints written and lists those that failed.
+     */
+    onWriteError: z.enum(['fail', 'continue']).default('fail'),
   })
   .strict();
 
@@ -188,7 +194,7 @@ export const Topology = z
     deadlines: DeadlineSpec.default({ startupMs: 60_000, phaseMs: 30_000, stepMs: 120_000 }),
     heartbeat: HeartbeatSpec.default({ intervalMs: 1000, misses: 3 }),
     recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 10, maxRestarts: 3 }),
-    checkpoint: CheckpointSpec.default({ everySteps: 10, keep: 3 }),
+    checkpoint: CheckpointSpec.default({ everySteps: 10, keep: 3, onWriteError: 'fail' }),
     faults: FaultSpec.default({ seed: 1, rules: [] }),
   })
   .strict()
