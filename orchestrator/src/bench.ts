@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { modelPresets, parameterCount, parseTopology, preset, type Topology } from '@lockstep/topology';
 import { clusterPlan } from '@lockstep/infra';
@@ -9,6 +9,7 @@ import { localRendering } from './local.ts';
 import { findNatsServer, localPorts, startNatsServers } from './nats.ts';
 import { launch, type TrainResult } from './launcher.ts';
 import { stopAll } from './processes.ts';
+import { Reaper } from './reaper.ts';
 import { defaultWorkers, runOne, runPlan, scheduleFor, summarize } from './sim.ts';
 import { edgeExchange, tcpThroughput } from './wirebench.ts';
 import { summarizeProfiles, type ProfileSummary } from './profile.ts';
@@ -185,10 +186,21 @@ export async function natsBaseline(opts: {
     place: { kind: 'local', dir: opts.dir, ports: await localPorts(2) },
   });
   const pods = localRendering(plan, opts.dir).servers.filter((s) => s.pod >= 0);
-  const nodes = await startNatsServers(pods, { bin: findNatsServer(), log: opts.log });
-  const a = await connect({ servers: nodes[0].url });
-  const b = await connect({ servers: nodes[1].url });
+  // a reaper ends the two servers however the bench ends (a SIGTERM or SIGKILL leaves no exit hook to run)
+  const reaper = Reaper.start();
+  let nodes: Awaited<ReturnType<typeof startNatsServers>> = [];
   try {
+    nodes = await startNatsServers(pods, { bin: findNatsServer(), log: opts.log, onSpawn: (c) => reaper.track(c) });
+  } catch (err) {
+    reaper.close();
+    throw err;
+  }
+  const conns: NatsConnection[] = [];
+  try {
+    const a = await connect({ servers: nodes[0].url });
+    conns.push(a);
+    const b = await connect({ servers: nodes[1].url });
+    conns.push(b);
     // wait for the route to carry interest
     // (a callback, not an iterator: a probe that did not come in 50 ms must not be waited for twice)
     let probed = false;
@@ -299,9 +311,9 @@ export async function natsBaseline(opts: {
       edgeExchangeMiBps,
     };
   } finally {
-    await a.close();
-    await b.close();
+    for (const c of conns) await c.close();
     await stopAll(nodes.map((x) => ({ process: x.process })));
+    reaper.close();
   }
 }
 
