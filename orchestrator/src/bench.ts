@@ -29,6 +29,12 @@ export interface NatsBaseline {
   tcpMiBps: number;
   /** One 16 MiB gradient shard at a time through two real edges across the same route (MiB/s; see edgeExchange). */
   edgeExchangeMiBps: number;
+  /**
+   * CPU time of the bench's own process (both ends: the publisher and the subscriber, or the two edges; the
+   * servers left out) per MiB moved, for raw NATS and through the edges (ms/MiB). Less sensitive than MiB/s to
+   * other load on the machine: what the edge adds to what NATS's client costs.
+   */
+  cpuMsPerMiB: { rawNats: number; edges: number };
 }
 
 export interface BenchCase {
@@ -88,6 +94,8 @@ export interface BenchFigures {
   exchangeOverRawNats: { tiny?: number; demo?: number };
   /** One 16 MiB shard through two edges alone / raw NATS MiB/s (the edge's own cost, without the rest of a step). */
   edgeExchangeOverRawNats: number;
+  /** CPU ms per MiB through two edges / CPU ms per MiB of raw NATS, in the bench's own process (see NatsBaseline.cpuMsPerMiB). */
+  edgeCpuOverRawNats: number;
   /** Raw NATS MiB/s / raw TCP over loopback MiB/s. */
   rawNatsOverTcp: number;
   /** The three largest per-step costs of the one-host-a-process profile (busy ms per step, all processes; start-up left out). */
@@ -266,6 +274,7 @@ export async function natsBaseline(opts: {
       });
     });
     await b.flush();
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const deadline = t0 + 60_000;
     const stalled = () => new Error(`baseline: only ${got} of ${n} messages arrived in 60 s`);
@@ -293,15 +302,20 @@ export async function natsBaseline(opts: {
       }),
     ]).finally(() => clearTimeout(timer));
     const secs = (performance.now() - t0) / 1000;
+    const rawCpu = process.cpuUsage(cpu0);
     // the same 16 MiB shards through lockstep's edges, on the same connections and route
+    const rounds = Math.max(1, Math.round((opts.megabytes ?? 256) / 16));
+    const edgeCpu0 = process.cpuUsage();
     const edgeExchangeMiBps = await edgeExchange({
       from: a,
       to: b,
       tensorBytes: 16 * 1024 * 1024,
       chunkBytes: opts.chunkBytes,
-      rounds: Math.max(1, Math.round((opts.megabytes ?? 256) / 16)),
+      rounds,
       log: opts.log,
     });
+    const edgeCpu = process.cpuUsage(edgeCpu0);
+    const ms = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1000;
     const tcpMiBps = await tcpThroughput({ chunkBytes: opts.chunkBytes, megabytes: opts.megabytes ?? 256 });
     return {
       oneWayMs: { p50: quantile(lat, 0.5), p90: quantile(lat, 0.9), mean: lat.reduce((x, y) => x + y, 0) / lat.length },
@@ -309,6 +323,7 @@ export async function natsBaseline(opts: {
       chunkBytes: opts.chunkBytes,
       tcpMiBps,
       edgeExchangeMiBps,
+      cpuMsPerMiB: { rawNats: ms(rawCpu) / ((n * opts.chunkBytes) / (1024 * 1024)), edges: ms(edgeCpu) / (rounds * 16) },
     };
   } finally {
     for (const c of conns) await c.close();
@@ -405,6 +420,7 @@ export function benchFigures(baseline: NatsBaseline, cases: BenchCase[], profile
     controlRatio: { tiny: of('tiny', 'small')?.controlRatio, demo: of('demo', 'small')?.controlRatio },
     exchangeOverRawNats: { tiny: of('tiny', 'large')?.exchangeRatio, demo: of('demo', 'large')?.exchangeRatio },
     edgeExchangeOverRawNats: baseline.edgeExchangeMiBps / baseline.throughputMiBps,
+    edgeCpuOverRawNats: baseline.cpuMsPerMiB.edges / baseline.cpuMsPerMiB.rawNats,
     rawNatsOverTcp: baseline.throughputMiBps / baseline.tcpMiBps,
     profileTop3: top && perStep(top.summary).slice(0, 3),
   };
@@ -417,7 +433,7 @@ export function benchMarkdown(r: BenchReport): string {
     '',
     `Machine: ${r.machine.cpus} CPUs, Node ${r.machine.node}, load average ${r.machine.loadAverage.map((x) => x.toFixed(1)).join(', ')} at the end (1, 5, 15 min). Command: \`npm run bench\`.`,
     '',
-    `Raw NATS across the pods' route, same run: one-way latency p50 ${f(r.baseline.oneWayMs.p50, 3)} ms (p90 ${f(r.baseline.oneWayMs.p90, 3)} ms); throughput ${f(r.baseline.throughputMiBps, 0)} MiB/s in ${r.baseline.chunkBytes / 1024} KiB messages; raw TCP over loopback ${f(r.baseline.tcpMiBps, 0)} MiB/s (NATS / TCP ${f(r.figures.rawNatsOverTcp)}); one 16 MiB shard at a time through two edges ${f(r.baseline.edgeExchangeMiBps, 0)} MiB/s (edge / NATS ${f(r.figures.edgeExchangeOverRawNats)}).`,
+    `Raw NATS across the pods' route, same run: one-way latency p50 ${f(r.baseline.oneWayMs.p50, 3)} ms (p90 ${f(r.baseline.oneWayMs.p90, 3)} ms); throughput ${f(r.baseline.throughputMiBps, 0)} MiB/s in ${r.baseline.chunkBytes / 1024} KiB messages; raw TCP over loopback ${f(r.baseline.tcpMiBps, 0)} MiB/s (NATS / TCP ${f(r.figures.rawNatsOverTcp)}); one 16 MiB shard at a time through two edges ${f(r.baseline.edgeExchangeMiBps, 0)} MiB/s (edge / NATS ${f(r.figures.edgeExchangeOverRawNats)}); CPU of the bench's process per MiB: raw NATS ${f(r.baseline.cpuMsPerMiB.rawNats)} ms, through the edges ${f(r.baseline.cpuMsPerMiB.edges)} ms (edge / NATS ${f(r.figures.edgeCpuOverRawNats)}).`,
     '',
     '| case | params | gradient MiB | steps/s | step ms | fwd | bwd | reduce-scatter | exchange | update | all-gather | critical-path msgs | control ratio (target <= 3) | exchange MiB/s | exchange / raw NATS (target >= 0.9) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',

@@ -7,7 +7,11 @@ import { tempDir } from './helpers.ts';
 /** Pids of the nats-servers whose config lies under `dir`. */
 function serversUnder(dir: string): number[] {
   try {
-    return execFileSync('pgrep', ['-f', `nats-server -c ${dir}`], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+    return execFileSync('pgrep', ['-f', `nats-server -c ${dir}`], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
