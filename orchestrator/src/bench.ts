@@ -304,26 +304,22 @@ export async function natsBaseline(opts: {
     const secs = (performance.now() - t0) / 1000;
     const rawCpu = process.cpuUsage(cpu0);
     // the same 16 MiB shards through lockstep's edges, on the same connections and route
-    const rounds = Math.max(1, Math.round((opts.megabytes ?? 256) / 16));
-    const edgeCpu0 = process.cpuUsage();
-    const edgeExchangeMiBps = await edgeExchange({
+    const edges = await edgeExchange({
       from: a,
       to: b,
       tensorBytes: 16 * 1024 * 1024,
       chunkBytes: opts.chunkBytes,
-      rounds,
+      rounds: Math.max(1, Math.round((opts.megabytes ?? 256) / 16)),
       log: opts.log,
     });
-    const edgeCpu = process.cpuUsage(edgeCpu0);
-    const ms = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1000;
     const tcpMiBps = await tcpThroughput({ chunkBytes: opts.chunkBytes, megabytes: opts.megabytes ?? 256 });
     return {
       oneWayMs: { p50: quantile(lat, 0.5), p90: quantile(lat, 0.9), mean: lat.reduce((x, y) => x + y, 0) / lat.length },
       throughputMiBps: (n * opts.chunkBytes) / (1024 * 1024) / secs,
       chunkBytes: opts.chunkBytes,
       tcpMiBps,
-      edgeExchangeMiBps,
-      cpuMsPerMiB: { rawNats: ms(rawCpu) / ((n * opts.chunkBytes) / (1024 * 1024)), edges: ms(edgeCpu) / (rounds * 16) },
+      edgeExchangeMiBps: edges.mibps,
+      cpuMsPerMiB: { rawNats: (rawCpu.user + rawCpu.system) / 1000 / ((n * opts.chunkBytes) / (1024 * 1024)), edges: edges.cpuMsPerMiB },
     };
   } finally {
     for (const c of conns) await c.close();
