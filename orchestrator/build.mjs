@@ -30,7 +30,7 @@ try {
     format: 'esm',
     platform: 'node',
     target: 'node20',
-    external: ['pino'],
+    external: ['pino', '@node-rs/crc32'],
     // bundled CommonJS packages call require() for Node's modules
     banner: { js: "import { createRequire as __lockstepRequire } from 'node:module'; const require = __lockstepRequire(import.meta.url);" },
     sourcemap: true,

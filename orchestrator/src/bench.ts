@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { modelPresets, parameterCount, parseTopology, preset, type Topology } from '@lockstep/topology';
 import { clusterPlan } from '@lockstep/infra';
@@ -9,6 +9,7 @@ import { localRendering } from './local.ts';
 import { findNatsServer, localPorts, startNatsServers } from './nats.ts';
 import { launch, type TrainResult } from './launcher.ts';
 import { stopAll } from './processes.ts';
+import { Reaper } from './reaper.ts';
 import { defaultWorkers, runOne, runPlan, scheduleFor, summarize } from './sim.ts';
 import { edgeExchange, tcpThroughput } from './wirebench.ts';
 import { summarizeProfiles, type ProfileSummary } from './profile.ts';
@@ -28,6 +29,12 @@ export interface NatsBaseline {
   tcpMiBps: number;
   /** One 16 MiB gradient shard at a time through two real edges across the same route (MiB/s; see edgeExchange). */
   edgeExchangeMiBps: number;
+  /**
+   * CPU time of the bench's own process (both ends: the publisher and the subscriber, or the two edges; the
+   * servers left out) per MiB moved, for raw NATS and through the edges (ms/MiB). Less sensitive than MiB/s to
+   * other load on the machine: what the edge adds to what NATS's client costs.
+   */
+  cpuMsPerMiB: { rawNats: number; edges: number };
 }
 
 export interface BenchCase {
@@ -87,6 +94,8 @@ export interface BenchFigures {
   exchangeOverRawNats: { tiny?: number; demo?: number };
   /** One 16 MiB shard through two edges alone / raw NATS MiB/s (the edge's own cost, without the rest of a step). */
   edgeExchangeOverRawNats: number;
+  /** CPU ms per MiB through two edges / CPU ms per MiB of raw NATS, in the bench's own process (see NatsBaseline.cpuMsPerMiB). */
+  edgeCpuOverRawNats: number;
   /** Raw NATS MiB/s / raw TCP over loopback MiB/s. */
   rawNatsOverTcp: number;
   /** The three largest per-step costs of the one-host-a-process profile (busy ms per step, all processes; start-up left out). */
@@ -185,10 +194,21 @@ export async function natsBaseline(opts: {
     place: { kind: 'local', dir: opts.dir, ports: await localPorts(2) },
   });
   const pods = localRendering(plan, opts.dir).servers.filter((s) => s.pod >= 0);
-  const nodes = await startNatsServers(pods, { bin: findNatsServer(), log: opts.log });
-  const a = await connect({ servers: nodes[0].url });
-  const b = await connect({ servers: nodes[1].url });
+  // a reaper ends the two servers however the bench ends (a SIGTERM or SIGKILL leaves no exit hook to run)
+  const reaper = Reaper.start();
+  let nodes: Awaited<ReturnType<typeof startNatsServers>> = [];
   try {
+    nodes = await startNatsServers(pods, { bin: findNatsServer(), log: opts.log, onSpawn: (c) => reaper.track(c) });
+  } catch (err) {
+    reaper.close();
+    throw err;
+  }
+  const conns: NatsConnection[] = [];
+  try {
+    const a = await connect({ servers: nodes[0].url });
+    conns.push(a);
+    const b = await connect({ servers: nodes[1].url });
+    conns.push(b);
     // wait for the route to carry interest
     // (a callback, not an iterator: a probe that did not come in 50 ms must not be waited for twice)
     let probed = false;
@@ -207,25 +227,34 @@ export async function natsBaseline(opts: {
     if (!probed) throw new Error("baseline: pod 1's server never heard pod 0's over their route in 10 s");
 
     // one-way latency: one message in flight at a time
+    // (a ping not back in a second is sent again: the subscription's interest may not yet have crossed the route)
     const lat: number[] = [];
     const pings = opts.pings ?? 2000;
-    await new Promise<void>((resolve) => {
-      let sent = 0;
-      const sub = b.subscribe('bench.lat', {
+    let retry: NodeJS.Timeout | undefined;
+    let latSub: { unsubscribe(): void } | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const deadline = performance.now() + 60_000;
+      const send = () => {
+        clearTimeout(retry);
+        if (performance.now() > deadline) return reject(new Error(`baseline: only ${lat.length} of ${pings} pings came back in 60 s`));
+        const buf = new Uint8Array(64);
+        new DataView(buf.buffer).setFloat64(0, performance.now(), true);
+        a.publish('bench.lat', buf);
+        retry = setTimeout(send, 1000);
+      };
+      latSub = b.subscribe('bench.lat', {
         callback: (_e, m) => {
           lat.push(performance.now() - new DataView(m.data.buffer, m.data.byteOffset).getFloat64(0, true));
-          if (++sent >= pings) {
-            sub.unsubscribe();
+          if (lat.length >= pings) {
+            clearTimeout(retry);
             resolve();
           } else send();
         },
       });
-      const send = () => {
-        const buf = new Uint8Array(64);
-        new DataView(buf.buffer).setFloat64(0, performance.now(), true);
-        a.publish('bench.lat', buf);
-      };
       void b.flush().then(send);
+    }).finally(() => {
+      clearTimeout(retry);
+      latSub?.unsubscribe();
     });
 
     // throughput: `megabytes` of chunks across the route, with flow control: at most `window` chunks (8 MiB) sent and
@@ -245,6 +274,7 @@ export async function natsBaseline(opts: {
       });
     });
     await b.flush();
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const deadline = t0 + 60_000;
     const stalled = () => new Error(`baseline: only ${got} of ${n} messages arrived in 60 s`);
@@ -272,8 +302,9 @@ export async function natsBaseline(opts: {
       }),
     ]).finally(() => clearTimeout(timer));
     const secs = (performance.now() - t0) / 1000;
+    const rawCpu = process.cpuUsage(cpu0);
     // the same 16 MiB shards through lockstep's edges, on the same connections and route
-    const edgeExchangeMiBps = await edgeExchange({
+    const edges = await edgeExchange({
       from: a,
       to: b,
       tensorBytes: 16 * 1024 * 1024,
@@ -287,12 +318,13 @@ export async function natsBaseline(opts: {
       throughputMiBps: (n * opts.chunkBytes) / (1024 * 1024) / secs,
       chunkBytes: opts.chunkBytes,
       tcpMiBps,
-      edgeExchangeMiBps,
+      edgeExchangeMiBps: edges.mibps,
+      cpuMsPerMiB: { rawNats: (rawCpu.user + rawCpu.system) / 1000 / ((n * opts.chunkBytes) / (1024 * 1024)), edges: edges.cpuMsPerMiB },
     };
   } finally {
-    await a.close();
-    await b.close();
+    for (const c of conns) await c.close();
     await stopAll(nodes.map((x) => ({ process: x.process })));
+    reaper.close();
   }
 }
 
@@ -384,6 +416,7 @@ export function benchFigures(baseline: NatsBaseline, cases: BenchCase[], profile
     controlRatio: { tiny: of('tiny', 'small')?.controlRatio, demo: of('demo', 'small')?.controlRatio },
     exchangeOverRawNats: { tiny: of('tiny', 'large')?.exchangeRatio, demo: of('demo', 'large')?.exchangeRatio },
     edgeExchangeOverRawNats: baseline.edgeExchangeMiBps / baseline.throughputMiBps,
+    edgeCpuOverRawNats: baseline.cpuMsPerMiB.edges / baseline.cpuMsPerMiB.rawNats,
     rawNatsOverTcp: baseline.throughputMiBps / baseline.tcpMiBps,
     profileTop3: top && perStep(top.summary).slice(0, 3),
   };
@@ -396,7 +429,7 @@ export function benchMarkdown(r: BenchReport): string {
     '',
     `Machine: ${r.machine.cpus} CPUs, Node ${r.machine.node}, load average ${r.machine.loadAverage.map((x) => x.toFixed(1)).join(', ')} at the end (1, 5, 15 min). Command: \`npm run bench\`.`,
     '',
-    `Raw NATS across the pods' route, same run: one-way latency p50 ${f(r.baseline.oneWayMs.p50, 3)} ms (p90 ${f(r.baseline.oneWayMs.p90, 3)} ms); throughput ${f(r.baseline.throughputMiBps, 0)} MiB/s in ${r.baseline.chunkBytes / 1024} KiB messages; raw TCP over loopback ${f(r.baseline.tcpMiBps, 0)} MiB/s (NATS / TCP ${f(r.figures.rawNatsOverTcp)}); one 16 MiB shard at a time through two edges ${f(r.baseline.edgeExchangeMiBps, 0)} MiB/s (edge / NATS ${f(r.figures.edgeExchangeOverRawNats)}).`,
+    `Raw NATS across the pods' route, same run: one-way latency p50 ${f(r.baseline.oneWayMs.p50, 3)} ms (p90 ${f(r.baseline.oneWayMs.p90, 3)} ms); throughput ${f(r.baseline.throughputMiBps, 0)} MiB/s in ${r.baseline.chunkBytes / 1024} KiB messages; raw TCP over loopback ${f(r.baseline.tcpMiBps, 0)} MiB/s (NATS / TCP ${f(r.figures.rawNatsOverTcp)}); one 16 MiB shard at a time through two edges ${f(r.baseline.edgeExchangeMiBps, 0)} MiB/s (edge / NATS ${f(r.figures.edgeExchangeOverRawNats)}); CPU of the bench's process per MiB: raw NATS ${f(r.baseline.cpuMsPerMiB.rawNats)} ms, through the edges ${f(r.baseline.cpuMsPerMiB.edges)} ms (edge / NATS ${f(r.figures.edgeCpuOverRawNats)}).`,
     '',
     '| case | params | gradient MiB | steps/s | step ms | fwd | bwd | reduce-scatter | exchange | update | all-gather | critical-path msgs | control ratio (target <= 3) | exchange MiB/s | exchange / raw NATS (target >= 0.9) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',

@@ -57,7 +57,9 @@ export async function tcpThroughput(opts: { chunkBytes: number; megabytes: numbe
  * two real edges: host 0 of pod 0 publishes it as `grad.exchange` chunks on
  * `from` (pod 0's server), host 0 of pod 1 takes it on `to` (pod 1's server),
  * checks, de-duplicates and reassembles it; the next round starts when the
- * whole tensor is handed to its machine (MiB/s over all rounds).
+ * whole tensor is handed to its machine: MiB/s over all rounds, and the CPU
+ * time of this process (both edges, their NATS clients) per MiB over the
+ * same rounds (ms/MiB; set-up left out).
  */
 export async function edgeExchange(opts: {
   from: NatsConnection;
@@ -67,7 +69,7 @@ export async function edgeExchange(opts: {
   rounds: number;
   log: Logger;
   timeoutMs?: number;
-}): Promise<number> {
+}): Promise<{ mibps: number; cpuMsPerMiB: number }> {
   const run = 'bench';
   const length = Math.floor(opts.tensorBytes / 4);
   const base = { clock: systemClock, runId: run, log: opts.log, chunkBytes: opts.chunkBytes, maxControlBytes: 65536 };
@@ -96,6 +98,7 @@ export async function edgeExchange(opts: {
     await opts.to.flush();
     const data = new Float32Array(length);
     for (let i = 0; i < length; i++) data[i] = i;
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     for (let step = 1; step <= opts.rounds; step++) {
       const got = new Promise<void>((resolve, reject) => {
@@ -118,7 +121,10 @@ export async function edgeExchange(opts: {
       });
       await got;
     }
-    return (opts.rounds * length * 4) / (1024 * 1024) / ((performance.now() - t0) / 1000);
+    const secs = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const mib = (opts.rounds * length * 4) / (1024 * 1024);
+    return { mibps: mib / secs, cpuMsPerMiB: (cpu.user + cpu.system) / 1000 / mib };
   } finally {
     a.stop();
     b.stop();

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,16 +62,25 @@ function which(cmd: string): string | undefined {
   return undefined;
 }
 
-/** A root file system holding `node` and what it links against, at the same paths: enough to run Node in a `FROM scratch` image. */
-function nodeRoot(into: string): void {
+/**
+ * A root file system holding `node` and what it and the native addons under `modules` (the role image's npm
+ * packages: @node-rs/crc32's `.node` links librt, which node does not) link against, at the same paths: enough to
+ * run Node and those addons in a `FROM scratch` image.
+ */
+function nodeRoot(into: string, modules: string): void {
   const node = process.execPath;
+  const addons = existsSync(modules)
+    ? (readdirSync(modules, { recursive: true }) as string[]).filter((f) => f.endsWith('.node')).map((f) => join(modules, f))
+    : [];
   const root = join(into, 'root');
   for (const d of ['usr/bin', 'tmp', 'etc']) mkdirSync(join(root, d), { recursive: true });
   copyFileSync(node, join(root, 'usr/bin/node'));
   chmodSync(join(root, 'usr/bin/node'), 0o755);
   let libs: string[];
   try {
-    libs = [...execFileSync('ldd', [node], { encoding: 'utf8', timeout: 10_000 }).matchAll(/(\/\S+)/g)].map((m) => m[1]);
+    libs = [node, ...addons].flatMap((bin) =>
+      [...execFileSync('ldd', [bin], { encoding: 'utf8', timeout: 10_000 }).matchAll(/(\/\S+)/g)].map((m) => m[1]),
+    );
   } catch (cause) {
     throw new ImageBuildFailed(
       LOCAL_NODE_BASE,
@@ -136,7 +145,7 @@ export async function buildImages(options: ImageOptions = {}): Promise<string[]>
     if (!o.base) {
       const dir = join(work, 'node');
       mkdirSync(dir);
-      nodeRoot(dir);
+      nodeRoot(dir, join(context, 'app', 'modules'));
       await build(dir, 'Dockerfile', base, {});
       built.push(base);
     }
