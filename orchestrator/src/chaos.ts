@@ -18,9 +18,10 @@ import {
   type Topology,
 } from '@lockstep/topology';
 import { RunFailed, UsageError } from './errors.ts';
-import { hostGroups, hostProcessName, launch, type TrainResult } from './launcher.ts';
+import { launch, type TrainResult } from './launcher.ts';
 import type { StepLine } from './protocol.ts';
 import { runReference } from './reference.ts';
+import { processName, type ProcessFaultAction, type ProcessFaults } from './faults.ts';
 import { nowMicros, type RunRecorder } from './record/recorder.ts';
 
 /**
@@ -102,19 +103,6 @@ export function scenarioTopology(s: Scenario): Topology {
   );
 }
 
-/** The process that runs `target` (client, pod/p, host/p/h). */
-function processName(t: Topology, target: string): string {
-  if (target === 'client') return 'client';
-  const [role, p, h] = target.split('/');
-  if (role === 'pod') return `pod-${p}`;
-  if (role === 'nats') return `nats-${p}`;
-  const g = hostGroups(t).find((x) => x.pod === Number(p) && x.hosts.includes(Number(h)));
-  if (!g) throw new UsageError(`no process runs ${target}`);
-  return hostProcessName(g);
-}
-
-const SIGNALS = { stop: 'SIGSTOP', cont: 'SIGCONT', kill: 'SIGKILL' } as const;
-
 /** Cut every replica of shard 0 of the newest checkpoint with a manifest to half its length, as a crash mid-write on a filesystem without atomic rename would. */
 function tearNewestCheckpoint(dir: string): string | undefined {
   const step = checkpointSteps(dir).find((s) => existsSync(join(dir, checkpointDirName(s), 'manifest.json')));
@@ -141,7 +129,6 @@ export async function runScenario(
   opts: { log: Logger; runDir: string; logLevel?: LogLevel; runId?: string; runsDir?: string },
 ): Promise<ScenarioResult> {
   const t = scenarioTopology(s);
-  const pids = new Map<string, number>();
   const commits: (StepLine & { at: number })[] = [];
   const injectedAt: number[] = [];
   const pending = s.timeline.filter((f) => !f.inPhase).sort((a, b) => a.atStep - b.atStep);
@@ -166,6 +153,7 @@ export async function runScenario(
   let result: TrainResult | undefined;
   let error: Error | undefined;
   let record: RunRecorder | undefined;
+  let faults: ProcessFaults | undefined;
   /** A fault injected from here, in the run's record. */
   const noteFault = (target: string, action: string, detail?: string) =>
     record?.record({ kind: 'fault', actor: target, at: nowMicros(), action, ...(detail ? { detail } : {}) });
@@ -184,7 +172,9 @@ export async function runScenario(
       processEnv,
       dcnProxy: s.timeline.some((f) => f.target === 'dcn'),
       onDcn: (links) => dcnLinks.push(...links),
-      onSpawn: (name, pid) => pids.set(name, pid),
+      onFaults: (f) => {
+        faults = f;
+      },
       onRestart: (r) => restarts.push({ name: r.process, at: r.at }),
       onStep: (line) => {
         commits.push({ ...line, at: performance.now() });
@@ -214,15 +204,8 @@ export async function runScenario(
                 }
                 return;
               }
-              const pid = pids.get(processName(t, f.target));
-              if (!pid) return;
-              try {
-                process.kill(pid, SIGNALS[f.action as keyof typeof SIGNALS]);
-                injectedAt.push(performance.now());
-                noteFault(f.target, f.action, `${processName(t, f.target)} (pid ${pid})`);
-              } catch {
-                // already gone
-              }
+              // the same path as the status page's kill button: the process's supervisor signals it, and records the fault
+              if (faults?.inject(f.target, f.action as ProcessFaultAction)) injectedAt.push(performance.now());
             }, f.afterMs),
           );
         }

@@ -35,7 +35,9 @@ import {
 } from '@lockstep/actors';
 import { defaultWorkers, isFailure, runOne, runPlan, scheduleFor, shrink, summarize } from './sim.ts';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
-import { assertLocalShape, hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
+import { assertLocalShape, hostGroups, launch, newRunId, RunInfo, type TrainResult } from './launcher.ts';
+import { DEFAULT_UI, UiAddress } from './ui/address.ts';
+import { startStatusPage } from './ui/statuspage.ts';
 import { loadTopology } from './load.ts';
 import { fmtLoss, Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
@@ -58,6 +60,11 @@ const TrainFlags = z.object({
   natsServer: z.string().optional(),
   resume: z.string().min(1, 'must name a run id or run directory').optional(),
   record: z.boolean().default(false),
+  /** --ui alone: the default address; --ui host:port. */
+  ui: z
+    .union([z.literal(true).transform(() => DEFAULT_UI), z.string()])
+    .pipe(UiAddress)
+    .optional(),
 });
 
 const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
@@ -258,6 +265,12 @@ export function buildProgram(): Command {
       'continue a run that was stopped (a run id under .lockstep/runs, or its directory): restore its newest checkpoint, replay to its last committed step, go on',
     )
     .option('--record', "record every machine's events and messages in <run dir>/record, for lockstep replay")
+    .addOption(
+      new Option(
+        '--ui [host:port]',
+        `serve a live status page (hosts, phases, loss, retries, the DCN link, a kill button per host; /status, /events, /metrics) at host:port, default ${DEFAULT_UI}; port 0 picks a free one`,
+      ).env('LOCKSTEP_UI'),
+    )
     .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
       const prior = f.resume ? priorRun(f.resume) : undefined;
@@ -273,12 +286,17 @@ export function buildProgram(): Command {
       progress.note(
         `starting ${t.pods + 1} nats-servers (one a pod, one for the run log) and ${hostGroups(t).length + t.pods + 1} processes...`,
       );
+      const runId = prior?.runId ?? newRunId();
+      const page = f.ui ? await startStatusPage({ ...f.ui, topology: t, runId, steps: f.steps, log }) : undefined;
+      if (page) process.stderr.write(`status page at ${page.url}\n`);
+      const outcome: { result?: TrainResult; error?: Error } = {};
       const result = await launch({
+        ...page?.hooks,
         topology: t,
         steps: f.steps,
         runDir: prior?.runDir ?? f.runDir,
         runsDir: runsDir(),
-        runId: prior?.runId,
+        runId,
         resume: prior !== undefined,
         logLevel: f.logLevel as LogLevel,
         natsServer: f.natsServer,
@@ -286,7 +304,13 @@ export function buildProgram(): Command {
         log,
         onReady: (reached, total) => reached === total && progress.note(`all ${total} pods ready`),
         onStep: (s) => progress.update(s.step + 1, `loss ${s.loss.toPrecision(4)}${s.podsAgree ? '' : ' PODS DIFFER'}`),
-      });
+      })
+        .then((r) => (outcome.result = r))
+        .catch((err: Error) => {
+          outcome.error = err;
+          throw err;
+        })
+        .finally(() => page?.finish(outcome));
       if (f.json) printJson(result);
       else process.stdout.write(humanTrain(result));
     });

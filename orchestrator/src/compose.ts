@@ -1,7 +1,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
-import { Credentials, Login, clusterIdentities, clusterPlan, containerName, newCredentials, newRouteLogin } from '@lockstep/infra';
+import {
+  Credentials,
+  Login,
+  clusterIdentities,
+  clusterPlan,
+  containerName,
+  newCredentials,
+  newObserverLogin,
+  newRouteLogin,
+} from '@lockstep/infra';
 import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology';
 import { privateDir, writePrivate } from './private.ts';
 
@@ -138,5 +147,5 @@ function readCredentials(file: string): Credentials {
   }
   const r = CredentialsFile.safeParse(value);
   if (!r.success) throw new InvalidInput(file, describeIssues(r.error));
-  return { ...r.data, route: r.data.route ?? newRouteLogin() };
+  return { ...r.data, route: r.data.route ?? newRouteLogin(), observer: r.data.observer ?? newObserverLogin() };
 }

@@ -22,6 +22,7 @@ import { privateDir, writePrivate } from './private.ts';
 import { findNatsServer, localPorts, spawnNats, startDcnProxies, startNatsServers, type NatsNode } from './nats.ts';
 import { spawnRole, stopAll } from './processes.ts';
 import { Supervised, type Restart } from './supervisor.ts';
+import { ProcessFaults } from './faults.ts';
 import { ClientLine, type StepLine, type SummaryLine } from './protocol.ts';
 import { nowMicros, RunRecorder } from './record/recorder.ts';
 import { errorJson } from './record/outcome.ts';
@@ -63,6 +64,8 @@ export interface LaunchOptions {
   onDcn?: (links: { from: number; to: number; proxy: DcnProxy }[]) => void;
   /** Extra environment for the first start of named processes (fault injection: LOCKSTEP_CRASH_POINT). */
   processEnv?: Record<string, Record<string, string>>;
+  /** Called once every process of the run is started: how to kill, stop or continue one of them (chaos, the status page). */
+  onFaults?: (faults: ProcessFaults) => void;
   /** Record every machine's events in `<runDir>/record` for `lockstep replay` (train --record). */
   record?: boolean;
 }
@@ -327,6 +330,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       client.logFile,
       () => summary !== undefined,
     );
+    opts.onFaults?.(new ProcessFaults(t, supervised, record));
 
     const code = await Promise.race([clientExit, died]);
     if (!summary)
