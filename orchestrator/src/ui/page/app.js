@@ -60,12 +60,19 @@
       .catch(() => addEvent({ at: Date.now(), actor: target, kind: 'fault', text: 'kill: no answer' }));
   }
 
+  // a process that exited or is being restarted while the run goes on is marked; at the run's end every process exits
+  function rowClass(s, state, phase) {
+    if (s.state === 'finished' || s.state === 'failed') return 'ended';
+    if (state !== 'running') return state;
+    return phase === 'healing' ? 'healing' : '';
+  }
+
   function drawPods(s) {
     const tbody = $('pods').tBodies[0];
     s.podStatus.forEach((p, i) => {
       const tr = row(tbody, p.id, 8);
       tr.dataset.pod = p.id;
-      tr.className = p.process.state;
+      tr.className = rowClass(s, p.process.state, p.phase);
       const c = tr.cells;
       text(c[0], p.id);
       text(c[1], processText(p.process));
@@ -85,7 +92,7 @@
     for (const h of s.hosts) {
       const tr = row(tbody, h.id, 8);
       tr.dataset.host = h.id;
-      tr.className = h.process.state !== 'running' ? h.process.state : h.phase === 'healing' ? 'healing' : '';
+      tr.className = rowClass(s, h.process.state, h.phase);
       const c = tr.cells;
       text(c[0], h.id);
       text(c[1], processText(h.process));
