@@ -43,7 +43,8 @@ import { fmtLoss, Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
 import { benchMarkdown, runBench, writeBench } from './bench.ts';
 import { chaosRunId, chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
-import { clientRole, hostRole, parseFlags, podRole } from './roles.ts';
+import { clientRole, hostRole, natsAuth, parseFlags, podRole } from './roles.ts';
+import { watchRun } from './ui/watch.ts';
 import { errorJson } from './record/outcome.ts';
 import { addRecordCommands } from './record/commands.ts';
 import { DEFAULT_RUNS_DIR, runsDir } from './record/runs.ts';
@@ -68,6 +69,24 @@ const TrainFlags = z.object({
 });
 
 const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
+
+const WatchFlags = z.object({
+  run: RunId,
+  nats: z
+    .string()
+    .max(4000)
+    .transform((s) => s.split(','))
+    .pipe(
+      z
+        .array(z.url({ protocol: /^nats$/, error: 'must be nats://host:port URLs, comma-separated' }))
+        .min(1)
+        .max(4096),
+    ),
+  monitor: z.url({ protocol: /^https?$/, error: 'must be an http://host:port URL' }).optional(),
+  topology: z.string().min(1),
+  steps: StepsFlag,
+  ui: UiAddress,
+});
 
 /** A whole number written as decimal digits (not "", "0x10" or "1e3"), within [min, max]. */
 const count = (min: number, max: number) =>
@@ -313,6 +332,44 @@ export function buildProgram(): Command {
         .finally(() => page?.finish(outcome));
       if (f.json) printJson(result);
       else process.stdout.write(humanTrain(result));
+    });
+
+  program
+    .command('watch')
+    .description(
+      "serve the status page of a run started elsewhere (the compose demo's ui service), from the wire, as the observer NATS user (LOCKSTEP_NATS_USER, LOCKSTEP_NATS_PASS)",
+    )
+    .requiredOption('--run <id>', 'run id')
+    .requiredOption('--nats <urls>', "each pod's server, comma-separated, pod 0 first")
+    .option('--monitor <url>', "pod 0's server's monitoring endpoint (http://host:port), for the DCN link")
+    .addOption(topologyOpt())
+    .addOption(stepsOpt())
+    .option('--ui <host:port>', 'where to serve the page', DEFAULT_UI)
+    .action(async (raw) => {
+      const f = parseFlags(WatchFlags, raw);
+      const t = loadTopology(f.topology);
+      if (f.nats.length !== t.pods)
+        throw new UsageError(`--nats: ${f.nats.length} servers for ${t.pods} pods; give each pod's, pod 0 first`);
+      const log = createLogger('warn', { role: 'watch' });
+      const auth = natsAuth();
+      const page = await watchRun({
+        ...f.ui,
+        topology: t,
+        runId: f.run,
+        steps: f.steps,
+        urls: f.nats,
+        monitor: f.monitor ?? null,
+        login: auth.user && auth.pass ? { user: auth.user, password: auth.pass } : undefined,
+        log,
+      });
+      process.stderr.write(`status page at ${page.url}\n`);
+      // serves until stopped (compose stops it with the run)
+      const sig = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      log.info({ sig }, 'stopping the status page');
+      await page.stop();
     });
 
   program

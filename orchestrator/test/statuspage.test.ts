@@ -11,6 +11,7 @@ import { launch, newRunId } from '../src/launcher.ts';
 import { runReference } from '../src/reference.ts';
 import { LiveStatus } from '../src/ui/status.ts';
 import { startStatusPage } from '../src/ui/statuspage.ts';
+import { watchRun } from '../src/ui/watch.ts';
 import { quietLog, tempDir } from './helpers.ts';
 
 /**
@@ -71,7 +72,14 @@ describe.skipIf(!haveBrowser && !requireBrowser)('the status page in a browser',
   beforeAll(async () => {
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+      ],
     });
   });
   afterAll(async () => {
@@ -123,7 +131,10 @@ describe.skipIf(!haveBrowser && !requireBrowser)('the status page in a browser',
     await row.locator('td:nth-child(6)', { hasText: /^1$/ }).waitFor({ timeout: PAGE_MS });
     await row.locator('td:nth-child(7)', { hasText: /^1: from host\/1\/1/ }).waitFor({ timeout: PAGE_MS });
     const events = page.locator('#events');
-    await events.locator('li', { hasText: /host\/0\/1: kill: host-0-1 \(pid \d+\)/ }).first().waitFor({ timeout: PAGE_MS });
+    await events
+      .locator('li', { hasText: /host\/0\/1: kill: host-0-1 \(pid \d+\)/ })
+      .first()
+      .waitFor({ timeout: PAGE_MS });
     await events.locator('li', { hasText: /host-0-1: exited \(SIGKILL\); restart 1 follows/ }).waitFor({ timeout: PAGE_MS });
     await events.locator('li', { hasText: /host-0-1: restarted \(restart 1, pid \d+\)/ }).waitFor({ timeout: PAGE_MS });
     await events.locator('li', { hasText: /host\/0\/1: healed from host\/1\/1: \d+ bytes/ }).waitFor({ timeout: PAGE_MS });
@@ -187,5 +198,55 @@ describe('the status page without a browser', () => {
     expect(s.paramsHash).toBe(runReference(tiny, steps).paramsHash);
     expect(s.dcn?.inBytes).toBeGreaterThan(0);
     expect(refused.map((r) => r.code)).toEqual([400, 400, 415]);
+  });
+
+  it("lockstep watch's page, from the wire alone as the observer: it follows the committed steps to the run's hash, sees every host's heartbeat and the DCN link, and offers no kill", async () => {
+    const steps = 20;
+    let page: Awaited<ReturnType<typeof watchRun>> | undefined;
+    let starting: Promise<void> | undefined;
+    let status: unknown;
+    try {
+      const result = await launch({
+        topology: tiny,
+        steps,
+        runsDir: tempDir(),
+        log: quietLog,
+        onCluster: ({ runId, urls, credentials, plan }) => {
+          starting = watchRun({
+            host: '127.0.0.1',
+            port: 0,
+            topology: tiny,
+            runId,
+            steps,
+            urls,
+            monitor: plan.servers.find((x) => x.name === 'nats-0')!.monitor,
+            login: credentials?.observer,
+            log: quietLog,
+          }).then((p) => {
+            page = p;
+          });
+        },
+        onStep: async (l) => {
+          if (l.step === steps - 1) status = await (await fetch(`${page!.url}status`)).json();
+        },
+      });
+      await starting;
+      // the last commit reaches the observer on the wire: wait for it (bounded)
+      for (let i = 0; i < 50 && LiveStatus.safeParse(status).data?.committed !== steps; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = await (await fetch(`${page!.url}status`)).json().catch(() => status);
+      }
+      const s = LiveStatus.parse(status);
+      expect(s.committed).toBe(steps);
+      expect(s.state).toBe('finished');
+      expect(s.paramsHash).toBe(result.paramsHash);
+      expect(s.podHashes).toEqual([result.paramsHash, result.paramsHash]);
+      expect(s.hosts.every((h) => h.heartbeatAgeMs !== null)).toBe(true);
+      expect(s.dcn?.inBytes).toBeGreaterThan(0);
+      expect(s.canKill).toBe(false);
+    } finally {
+      await starting;
+      await page?.stop();
+    }
   });
 });

@@ -6,6 +6,7 @@ import {
   type PodHeartbeat,
   type RunEvent,
   type SliceEvent,
+  type StepCommitted,
   type Topology,
 } from '@lockstep/topology';
 import { processName } from '../faults.ts';
@@ -55,10 +56,20 @@ export class LiveRun {
   private route: { counters: RouteCounters; at: number; bytesPerSecond: number | null } | undefined;
   private readonly listeners = new Set<LiveListener>();
 
-  constructor(private readonly o: { topology: Topology; runId: string; steps: number; canKill: boolean }) {
+  constructor(
+    private readonly o: {
+      topology: Topology;
+      runId: string;
+      steps: number;
+      /** The launcher's supervisor runs the processes (their starts, exits and restarts are heard) and can kill them. */
+      supervised: boolean;
+    },
+  ) {
     const t = o.topology;
     const names = [...Array.from({ length: t.pods }, (_, p) => `pod-${p}`), ...this.hostIds().map((h) => processName(t, h)), 'client'];
-    for (const name of names) this.processes.set(name, { name, pid: null, restarts: 0, state: 'starting' });
+    // watching from outside (compose), processes are not seen: they are taken to run
+    const state = o.supervised ? 'starting' : 'running';
+    for (const name of names) this.processes.set(name, { name, pid: null, restarts: 0, state });
   }
 
   /** Hear what happens from now on: `kind` is a run event's kind (step, retry, heal, exit, start, fault, run ...) or `status`. */
@@ -153,6 +164,32 @@ export class LiveRun {
       default:
         return;
     }
+  }
+
+  /**
+   * A committed step the client published for observers (`step.committed` on the progress subject), when no run record
+   * is at hand (watching a run from outside): as a step without phase times.
+   */
+  onCommitted(m: StepCommitted, at: number): void {
+    if (this.last && m.step <= this.last.step) return; // a restarted client may publish its last commit again
+    this.onEvent({
+      kind: 'step',
+      actor: 'client',
+      at: Math.round(at * 1000),
+      step: m.step,
+      attempt: m.attempt,
+      loss: m.loss,
+      paramsHash: m.paramsHash,
+      // a commit needs every pod's hash equal to the one published
+      podHashes: m.podsAgree ? Array.from({ length: this.o.topology.pods }, () => m.paramsHash) : [],
+      podsAgree: m.podsAgree,
+      phaseMs: {},
+      hosts: {},
+      retried: [],
+      ms: m.ms,
+      replayed: false,
+    });
+    if (m.step + 1 >= this.o.steps) this.finish('finished');
   }
 
   /** A heartbeat the observer heard at `at` (epoch ms). */
@@ -256,7 +293,7 @@ export class LiveRun {
       retries: [...this.retries],
       dcn: this.route ? { ...this.route.counters, bytesPerSecond: this.route.bytesPerSecond } : null,
       events: [...this.events],
-      canKill: this.o.canKill && (this.state === 'starting' || this.state === 'running'),
+      canKill: this.o.supervised && (this.state === 'starting' || this.state === 'running'),
     };
   }
 }

@@ -2,7 +2,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { connectNats } from '@lockstep/actors';
-import { decodeControl, subjects, type HostHeartbeat, type PodHeartbeat } from '@lockstep/topology';
+import { decodeControl, subjects, type HostHeartbeat, type PodHeartbeat, type StepCommitted } from '@lockstep/topology';
 import type { Login } from '@lockstep/infra';
 
 /** Largest control message the observer reads (a heartbeat is a few hundred bytes). */
@@ -52,7 +52,8 @@ export async function readRoutes(
  * pod's hosts' heartbeats (`pod.<p>.report.*`) and the pod's own
  * (`client.report.<p>`), so that nothing it listens to has to cross the route
  * between the pods' servers. Every message is decoded and validated; others
- * than heartbeats are ignored. Also polls pod 0's `/routez` every `pollMs`.
+ * than heartbeats (and, with `onCommitted`, the client's committed steps) are
+ * ignored. Also polls pod 0's `/routez` every `pollMs`.
  */
 export class RunObserver {
   private readonly connections: NatsConnection[] = [];
@@ -70,6 +71,8 @@ export class RunObserver {
       log: Logger;
       onHeartbeat: (m: HostHeartbeat | PodHeartbeat, at: number) => void;
       onRoutes: (c: { inBytes: number; outBytes: number; inMsgs: number; outMsgs: number }, at: number) => void;
+      /** Also hear the client's committed steps (the progress subject, on pod 0's server): watching without the run's record. */
+      onCommitted?: (m: StepCommitted, at: number) => void;
       pollMs?: number;
     },
   ) {}
@@ -88,13 +91,16 @@ export class RunObserver {
           });
           if (this.stopped) return void (await nc.close());
           this.connections.push(nc);
-          for (const subject of [subjects.podReport(this.o.runId, pod, '*'), subjects.clientReport(this.o.runId, pod)]) {
+          const watched = [subjects.podReport(this.o.runId, pod, '*'), subjects.clientReport(this.o.runId, pod)];
+          if (pod === 0 && this.o.onCommitted) watched.push(subjects.progress(this.o.runId));
+          for (const subject of watched) {
             nc.subscribe(subject, {
               callback: (err, msg) => {
                 if (err) return;
                 const d = decodeControl(msg.data, MAX_CONTROL_BYTES);
-                if (d.ok && (d.value.kind === 'host.heartbeat' || d.value.kind === 'pod.heartbeat'))
-                  this.o.onHeartbeat(d.value, Date.now());
+                if (!d.ok) return;
+                if (d.value.kind === 'host.heartbeat' || d.value.kind === 'pod.heartbeat') this.o.onHeartbeat(d.value, Date.now());
+                else if (d.value.kind === 'step.committed') this.o.onCommitted?.(d.value, Date.now());
               },
             });
           }

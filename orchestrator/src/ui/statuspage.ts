@@ -34,7 +34,7 @@ export async function startStatusPage(o: {
   log: Logger;
 }): Promise<StatusPage> {
   const t = o.topology;
-  const live = new LiveRun({ topology: t, runId: o.runId, steps: o.steps, canKill: true });
+  const live = new LiveRun({ topology: t, runId: o.runId, steps: o.steps, supervised: true });
   const metrics = new RunMetrics();
   let faults: ProcessFaults | undefined;
   let observer: RunObserver | undefined;
