@@ -158,6 +158,7 @@ export async function podRole(raw: unknown): Promise<number> {
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
   const delay = exitDelayMs();
   const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
+  const sink = events();
   const pod = runPod({
     nc,
     topology: t,
@@ -166,7 +167,7 @@ export async function podRole(raw: unknown): Promise<number> {
     log,
     rejoin: f.rejoin || restartedContainer(),
     recordDir: recordDir(),
-    events: events(),
+    events: sink,
   });
   const exit = () => {
     pod.stop();
@@ -176,6 +177,7 @@ export async function podRole(raw: unknown): Promise<number> {
   onSignals(exit);
   await pod.done;
   await nc.drain();
+  await sink?.close();
   await linger(delay, log);
   return 0;
 }
@@ -221,6 +223,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   onSignals(exit);
   await Promise.all(runs.map((r) => r.done));
   await nc.drain();
+  await sink?.close();
   await linger(delay, log);
   return 0;
 }
@@ -256,6 +259,7 @@ export async function clientRole(raw: unknown): Promise<number> {
   watchParent(() => void nc.close().finally(() => process.exit(1)));
   let identical = true;
   let started = 0;
+  const sink = events();
   const out = await runClient({
     nc,
     topology: t,
@@ -268,7 +272,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     cold: f.cold,
     log,
     recordDir: recordDir(),
-    events: events(),
+    events: sink,
     onReadyProgress: (reached, total) => {
       print({ type: 'ready', reached, total });
       started = performance.now();
@@ -296,6 +300,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     logged: ((await runLog.last())?.step ?? -1) + 1,
     restores: out.restores,
   };
+  await sink?.close(); // its events before the summary: the launcher records the run's end on it
   print(summary);
   // in a container there is no launcher to print the table: LOCKSTEP_SUMMARY=table prints it on stderr
   if (process.env.LOCKSTEP_SUMMARY === 'table') process.stderr.write(summaryTable(t, summary));

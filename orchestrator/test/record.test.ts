@@ -148,7 +148,15 @@ describe('a killed run', () => {
     child.stderr.on('data', (d) => (err += String(d)));
     const deadline = Date.now() + 60_000;
     const committed = () => (existsSync(join(runDir, 'steps.jsonl')) ? lines(join(runDir, 'steps.jsonl')).length : 0);
-    while (committed() < 3) {
+    const forwards = () => {
+      try {
+        return parseTrace(readFileSync(join(runDir, 'trace.json'), 'utf8')).filter((e) => e.ph === 'X' && e.name === 'forward').length;
+      } catch {
+        return 0; // not there yet, or read while a write was half done
+      }
+    };
+    // killed once three steps are committed and their hosts' slices written
+    while (committed() < 3 || forwards() < 3 * HOSTS.length) {
       if (Date.now() > deadline) throw new Error(`no 3 steps within 60 s:\n${err}`);
       await new Promise((r) => setTimeout(r, 100));
     }

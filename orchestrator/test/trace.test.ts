@@ -35,6 +35,7 @@ describe('trace.json (Chrome trace-event format)', () => {
       },
       'host-0-0',
     );
+    w.flush(); // what a killed launcher leaves: the lines written so far, no closing bracket
     const open = readFileSync(file, 'utf8');
     expect(() => JSON.parse(open)).toThrow();
     const cut = parseTrace(open);

@@ -57,11 +57,8 @@ export function runHost(opts: HostRunOptions): HostRun {
   const input = { topology: t, runId, pod, host, incarnation, heal: opts.heal, now: clock.now() };
   const rec = opts.recordDir ? recorder(opts.recordDir, me, input) : undefined;
   const ev = opts.events;
-  const inspect = inspectors(
-    opts.crashPoint?.host === host ? crashInspector(opts.crashPoint, log) : undefined,
-    rec?.inspect,
-    ev ? hostFlows(ev, me, clock) : undefined,
-  );
+  const inspect = inspectors(opts.crashPoint?.host === host ? crashInspector(opts.crashPoint, log) : undefined, rec?.inspect);
+  const flows = ev ? hostFlows(ev, me) : undefined;
   // step phases from the machine's phase times; the others (joining, prepared, healing, ...) from its snapshots
   const stepSlices = ev ? hostStepSlices(ev, me) : undefined;
   const otherSlices = ev ? phaseSlices(ev, me, clock, ['idle', 'stopped', ...hostPhases]) : undefined;
@@ -82,8 +79,11 @@ export function runHost(opts: HostRunOptions): HostRun {
   let lastPhase = '';
   actor.subscribe((s) => {
     const c = s.context;
-    const left = stepSlices?.(c);
-    otherSlices?.({ phase: c.phase, step: c.step, attempt: c.attempt, since: c.phaseStartedAt, leftAt: left });
+    if (stepSlices) {
+      const { leftAt, starts } = stepSlices(c);
+      otherSlices?.({ phase: c.phase, step: c.step, attempt: c.attempt, since: c.phaseStartedAt, leftAt });
+      flows?.(c, starts);
+    }
     bursts?.note(c.rejected);
     if (c.phase === 'stopped') bursts?.flush();
     if (c.phase === lastPhase) return;

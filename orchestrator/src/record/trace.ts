@@ -11,8 +11,8 @@ import { describeFailure, type RunEvent } from '@lockstep/topology';
  * checkpoints and rejections as instant events; the loss as a counter.
  * Timestamps are epoch microseconds, as the events carry them.
  *
- * The file is written as events come, one event a line, each line ending in a
- * comma; `close()` ends the array. A process killed before that leaves an
+ * The file is written as events come (batched: at most FLUSH_MS later), one
+ * event a line, each line ending in a comma; `close()` ends the array. A process killed before that leaves an
  * unterminated array, which the format allows (trace viewers append the `]`;
  * `parseTrace` does the same).
  * Format: "Trace Event Format", Google, docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU.
@@ -41,11 +41,16 @@ export function flowId(key: string): number {
   return h >>> 0;
 }
 
+/** The longest a trace event waits in memory before it is written (ms): what a killed launcher can lose. */
+export const FLUSH_MS = 200;
+
 export class TraceWriter {
   private readonly fd: number;
   private readonly pids = new Map<string, number>();
   private readonly tids = new Map<string, number>();
   private closed = false;
+  private pending = '';
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(readonly file: string) {
     this.fd = openSync(file, 'w');
@@ -75,7 +80,18 @@ export class TraceWriter {
 
   private write(events: TraceEvent[]): void {
     if (this.closed || events.length === 0) return;
-    writeSync(this.fd, events.map((e) => `${JSON.stringify(e)},\n`).join(''));
+    for (const e of events) this.pending += `${JSON.stringify(e)},\n`;
+    if (this.pending.length > 64 * 1024) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), FLUSH_MS).unref();
+  }
+
+  /** Write what is pending: whole lines in one write, so a file cut short by a kill ends on a line. */
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.pending.length === 0) return;
+    writeSync(this.fd, this.pending);
+    this.pending = '';
   }
 
   /** Add what `e` shows on the timeline; `process` is the OS process it came from (its name: host-0-1, client, launcher). */
@@ -89,6 +105,7 @@ export class TraceWriter {
   /** End the array: the file is then strict JSON. */
   close(): void {
     if (this.closed) return;
+    this.flush();
     this.closed = true;
     writeSync(this.fd, `${JSON.stringify({ name: 'trace_end', ph: 'M', ts: 0, pid: 0, tid: 0, args: {} })}\n]\n`);
     closeSync(this.fd);
