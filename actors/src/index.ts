@@ -10,6 +10,7 @@ export * from './wire/completed.ts';
 export * from './wire/authorize.ts';
 export * from './wire/edge.ts';
 export * from './wire/faults.ts';
+export * from './wire/local.ts';
 export * from './checkpoint/store.ts';
 export * from './host/heal.ts';
 export * from './host/serve.ts';

@@ -164,15 +164,19 @@ export function identityOf(t: Pick<Topology, 'pods' | 'hostsPerPod' | 'hostsPerP
 }
 
 /**
- * The server or process a name stands for: its plan name, its container
- * name, or host-<pod>-<host> for the process that runs that host (also when
- * hosts are grouped).
+ * The server or process a name stands for: a fault target as scenarios name
+ * it (`client`, `pod/<p>`, `host/<p>/<h>`: the process that runs that host,
+ * also when hosts are grouped; `nats/<p>`: pod p's nats-server), its plan
+ * name (`nats-log`, `host-0-0..1`), its container name (`host-0-0-to-1`), or
+ * host-<pod>-<host> for the process that runs that host.
  */
 export function planEntry(plan: ClusterPlan, name: string): ServerPlan | ProcessPlan | undefined {
   const all = [...plan.servers, ...plan.processes];
   const exact = all.find((x) => x.name === name || containerName(x.name) === name);
   if (exact) return exact;
-  const host = /^host-(\d+)-(\d+)$/.exec(name);
+  const target = /^(pod|nats)\/(\d+)$/.exec(name);
+  if (target) return all.find((x) => x.name === `${target[1]}-${Number(target[2])}`);
+  const host = /^host-(\d+)-(\d+)$/.exec(name) ?? /^host\/(\d+)\/(\d+)$/.exec(name);
   if (!host) return undefined;
   return plan.processes.find((p) => p.role === 'host' && p.pod === Number(host[1]) && p.hosts.includes(Number(host[2])));
 }

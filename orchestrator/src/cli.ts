@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import {
@@ -39,6 +39,7 @@ import { assertLocalShape, hostGroups, launch, newRunId, RunInfo, type TrainResu
 import { DEFAULT_UI, UiAddress } from './ui/address.ts';
 import { startStatusPage } from './ui/statuspage.ts';
 import { loadTopology } from './load.ts';
+import { MAX_INPUT_FILE_BYTES, readInputFile } from './input.ts';
 import { fmtLoss, Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
 import { benchMarkdown, runBench, writeBench } from './bench.ts';
@@ -66,6 +67,7 @@ const TrainFlags = z.object({
     .union([z.literal(true).transform(() => DEFAULT_UI), z.string()])
     .pipe(UiAddress)
     .optional(),
+  overwrite: z.boolean().default(false),
 });
 
 const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
@@ -117,11 +119,12 @@ const SimFlags = z.object({
 
 /** A schedule file (JSON), validated. */
 function loadSchedule(file: string): SimSchedule {
+  const text = readInputFile(file, '--schedule', 16 * MAX_INPUT_FILE_BYTES);
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(file, 'utf8'));
+    value = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(`--schedule: ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(`--schedule: ${file}: not JSON (${(err as Error).message})`);
   }
   const r = SimSchedule.safeParse(value);
   if (!r.success) throw new UsageError(`--schedule: ${file}: ${describeIssues(r.error).join('; ')}`);
@@ -180,20 +183,49 @@ function writeOut(file: string, text: string): void {
   }
 }
 
-/** The run a `train --resume` continues: its directory, id and step count, from its run.json. */
+/**
+ * The run a `train --resume` continues: its directory, id and step count, from its run.json. `arg` is a
+ * directory when it is a path (absolute, or with a `/`, or a directory that is there), else a run id under
+ * `.lockstep/runs`; either way the message names the path looked at.
+ */
 function priorRun(arg: string): { runDir: string; runId: string; steps: number } {
-  const runDir = existsSync(join(arg, 'run.json')) ? arg : join('.lockstep', 'runs', arg);
+  const isPath = isAbsolute(arg) || arg.includes(sep) || arg.includes('/') || arg === '.' || arg === '..';
+  if (!isPath && !RunId.safeParse(arg).success && !existsSync(arg))
+    throw new UsageError(`--resume: ${arg} is neither a run directory nor a run id (letters, digits and dashes)`);
+  const runDir = isPath || (existsSync(arg) && statSync(arg).isDirectory()) ? arg : join('.lockstep', 'runs', arg);
+  const file = join(runDir, 'run.json');
+  let text: string;
+  try {
+    text = readInputFile(file, '--resume');
+  } catch (err) {
+    throw new UsageError(`--resume: ${arg} is not a run (${(err as Error).message.replace(/^--resume: /, '')})`);
+  }
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'));
+    value = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(
-      `--resume: ${arg} is not a run (no readable ${join(runDir, 'run.json')}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
-    );
+    throw new UsageError(`--resume: ${file}: not JSON (${(err as Error).message})`);
   }
   const r = RunInfo.safeParse(value);
-  if (!r.success) throw new UsageError(`--resume: ${join(runDir, 'run.json')}: ${describeIssues(r.error).join('; ')}`);
+  if (!r.success) throw new UsageError(`--resume: ${file}: ${describeIssues(r.error).join('; ')}`);
   return { runDir, runId: r.data.runId, steps: r.data.steps };
+}
+
+/** A `--run-dir` that cannot hold a run (a file, or under one) is a usage error, said before anything starts. */
+function checkRunDir(dir: string): void {
+  let at = resolve(dir);
+  for (;;) {
+    if (existsSync(at)) {
+      if (!statSync(at).isDirectory())
+        throw new UsageError(
+          `--run-dir: ${dir}: ${at === resolve(dir) ? 'is a file, not a directory' : `${at} is a file, not a directory`}`,
+        );
+      return;
+    }
+    const up = dirname(at);
+    if (up === at) return;
+    at = up;
+  }
 }
 
 function printJson(o: unknown) {
@@ -201,6 +233,13 @@ function printJson(o: unknown) {
 }
 
 function humanTrain(r: TrainResult): string {
+  if (r.resumed?.finished)
+    return `lockstep train: run ${r.runId} is finished, nothing to do\n${table([
+      ['topology', r.topology],
+      ['steps', `${r.steps} (all committed before)`],
+      ['paramsHash', r.paramsHash ?? '-'],
+      ['logs', r.runDir],
+    ])}\n`;
   const rows: [string, string][] = [
     ['topology', `${r.topology} (${r.pods.length} pods, ${r.processes} processes)`],
     ['steps', String(r.steps)],
@@ -232,6 +271,20 @@ function humanTrain(r: TrainResult): string {
         : `${r.rejectedTotal} (${Object.entries(r.rejected)
             .map(([k, v]) => `${k}: ${v}`)
             .join(', ')})`,
+    ],
+    ...(r.resumed
+      ? ([
+          [
+            'resumed',
+            r.resumed.runLogLost ? 'RUN LOG LOST: trained again from step 0' : `after ${r.resumed.committedBefore} committed steps`,
+          ],
+        ] as [string, string][])
+      : []),
+    [
+      'checkpoints written',
+      r.checkpoints.failed.length === 0
+        ? String(r.checkpoints.written)
+        : `${r.checkpoints.written}; NOT WRITTEN: ${r.checkpoints.failed.map((x) => `step ${x.step} (${x.reason})`).join(', ')}`,
     ],
     ['mean step / exchange ms', `${r.phaseMs.step.toFixed(2)} / ${(r.phaseMs.exchange ?? 0).toFixed(2)}`],
     ['logs', r.runDir],
@@ -290,8 +343,11 @@ export function buildProgram(): Command {
         `serve a live status page (hosts, phases, loss, retries, the DCN link, a kill button per host; /status, /events, /metrics) at host:port, default ${DEFAULT_UI}; port 0 picks a free one`,
       ).env('LOCKSTEP_UI'),
     )
+    .option('--overwrite', '--run-dir holds another run: delete it and start a new one there (without, train refuses)')
     .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
+      if (f.resume && f.overwrite) throw new UsageError('--resume and --overwrite do not go together');
+      if (f.runDir !== undefined) checkRunDir(f.runDir);
       const prior = f.resume ? priorRun(f.resume) : undefined;
       if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;
       const t = prior
@@ -320,7 +376,9 @@ export function buildProgram(): Command {
         logLevel: f.logLevel as LogLevel,
         natsServer: f.natsServer,
         record: f.record,
+        overwrite: f.overwrite,
         log,
+        onNote: (line) => progress.note(line),
         onReady: (reached, total) => reached === total && progress.note(`all ${total} pods ready`),
         onStep: (s) => progress.update(s.step + 1, `loss ${s.loss.toPrecision(4)}${s.podsAgree ? '' : ' PODS DIFFER'}`),
       })
@@ -417,6 +475,7 @@ export function buildProgram(): Command {
     .option('--large-steps <n>', 'steps of the data-plane runs', '5')
     .option('--sim-seeds <n>', 'lockstep sim schedules (20 steps, tiny) to time; 0: none', '300')
     .option('--sim-palm-steps <n>', 'palm-540b steps to run in the simulator (minutes each here); 0: none', '0')
+    .option('--profile-steps <n>', 'steps of each CPU-profiled demo run (hosts one and four to a process); 0: none', '100')
     .option('--out <dir>', 'where results go', 'bench/results')
     .option('--json', 'print the report as one JSON line')
     .action(async (raw) => {
@@ -426,6 +485,7 @@ export function buildProgram(): Command {
           largeSteps: z.coerce.number().int().min(1, 'must be >= 1'),
           simSeeds: z.coerce.number().int().min(0, 'must be >= 0').max(100_000, 'must be <= 100000'),
           simPalmSteps: z.coerce.number().int().min(0, 'must be >= 0').max(100, 'must be <= 100'),
+          profileSteps: z.coerce.number().int().min(0, 'must be >= 0').max(10_000, 'must be <= 10000'),
           out: z.string().min(1),
           json: z.boolean().default(false),
         }),
@@ -441,6 +501,7 @@ export function buildProgram(): Command {
         largeSteps: flags.largeSteps,
         simSeeds: flags.simSeeds,
         simPalmSteps: flags.simPalmSteps,
+        profileSteps: flags.profileSteps,
         onCase: (c) =>
           process.stderr.write(
             `bench: ${c.name}: ${c.stepsPerSecond.toFixed(2)} steps/s, step ${c.phaseMs.step.toFixed(1)} ms, exchange ${(c.phaseMs.exchange ?? 0).toFixed(1)} ms\n`,

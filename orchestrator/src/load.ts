@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { isPresetName, modelPresets, parseTopology, parseTopologyFileText, preset, presetNames, type Topology } from '@lockstep/topology';
 import { UsageError } from './errors.ts';
+import { readInputFile } from './input.ts';
 
 /** `--topology` takes a preset name or a YAML/JSON file (laid over a preset: see resolveTopologyFile); `--model` swaps in a model preset. */
 export function loadTopology(arg: string, overrides: { model?: string; hostsPerProcess?: number } = {}): Topology {
@@ -10,12 +11,11 @@ export function loadTopology(arg: string, overrides: { model?: string; hostsPerP
   } else {
     let text: string;
     try {
-      text = readFileSync(arg, 'utf8');
+      text = readInputFile(arg, '--topology');
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new UsageError(
-        `--topology: "${arg}" is neither a preset (${presetNames.join(', ')}) nor a readable file (${code ?? (err as Error).message})`,
-      );
+      if (!existsSync(arg))
+        throw new UsageError(`--topology: "${arg}" is neither a preset (${presetNames.join(', ')}) nor a readable file (ENOENT)`);
+      throw err;
     }
     t = parseTopologyFileText(text, arg); // a file names only what it changes of the preset it extends
   }

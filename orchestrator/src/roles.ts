@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import {
+  LocalBus,
   connectNats,
   createLogger,
   eventSinkFromEnv,
@@ -199,6 +200,8 @@ export async function hostRole(raw: unknown): Promise<number> {
   }
   const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
   const heal = f.rejoin || restartedContainer();
+  // hosts of one process hand each other their messages in memory (one bus for the process)
+  const local = hosts.length > 1 ? new LocalBus() : undefined;
   const sink = events();
   const runs = hosts.map((host) =>
     runHost({
@@ -212,6 +215,7 @@ export async function hostRole(raw: unknown): Promise<number> {
       crashPoint,
       checkpointDir: f.ckptDir,
       recordDir: recordDir(),
+      local,
       events: sink,
     }),
   );
@@ -281,6 +285,8 @@ export async function clientRole(raw: unknown): Promise<number> {
       identical &&= r.podsAgree;
       print(r);
     },
+    onCheckpoint: (step, error) =>
+      print({ type: 'checkpoint', step, written: error === undefined, ...(error === undefined ? {} : { reason: error.slice(0, 1000) }) }),
   });
   const summary: SummaryLine = {
     type: 'summary',

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -46,7 +46,12 @@ describe('lockstep compose', () => {
     copyFileSync(join(root, 'infra', 'compose', 'demo', 'credentials.json'), join(d, 'demo', 'credentials.json'));
     const r = cli(['compose', '--topology', 'demo', '--steps', '100', '--run', 'demo', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
-    expect(readFileSync(out, 'utf8')).toBe(readFileSync(committed, 'utf8'));
+    // every service builds from the checkout, named relative to the file: from the temporary directory, another path to the same place
+    const written = readFileSync(out, 'utf8');
+    const contexts = [...written.matchAll(/^ {6}context: (.+)$/gm)].map((m) => m[1]);
+    expect(contexts.length).toBe(3 + 2 + 8 + 1); // servers, pod schedulers, host processes (demo: 2 pods x 4), the client
+    for (const c of contexts) expect(resolve(d, c)).toBe(root);
+    expect(written.replaceAll(`context: ${contexts[0]}`, 'context: ../..')).toBe(readFileSync(committed, 'utf8'));
     for (const f of ['nats-0.conf', 'nats-1.conf', 'nats-log.conf', 'credentials.json'])
       expect(readFileSync(join(d, 'demo', f), 'utf8')).toBe(readFileSync(join(root, 'infra', 'compose', 'demo', f), 'utf8'));
   });

@@ -26,7 +26,7 @@ describe('the CLI people expect', () => {
     const cases: [string[], RegExp][] = [
       [['train', '--steps', 'x'], /^lockstep: UsageError: --steps: must be a number\n$/],
       [['compose', '--steps', 'x'], /^lockstep: UsageError: --steps: must be a number\n$/],
-      [['chaos', '--all', '--dir', 'nosuch'], /^lockstep: UsageError: --dir: cannot read nosuch: ENOENT\n$/],
+      [['chaos', '--all', '--dir', 'nosuch'], /^lockstep: UsageError: --dir: cannot read nosuch \(ENOENT\)\n$/],
       [['train', '--bogus'], /^lockstep: UsageError: unknown option '--bogus'\n$/],
       [['chaos', '--log-level', 'loud', 'x.yaml'], /^lockstep: UsageError: option '--log-level <level>' argument 'loud' is invalid/],
     ];

@@ -41,6 +41,8 @@ export interface ClientRunOptions {
   /** While the client waits for the pods to say all their hosts are up: how many have. */
   onReadyProgress?: (reached: number, total: number) => void;
   onStep?: (record: StepRecord) => void;
+  /** Each checkpoint manifest written (no `error`) or not written (`error`: why). */
+  onCheckpoint?: (step: number, error?: string) => void;
   /** Where the client's run events go (its phase slices, retried attempts, restores, checkpoints, rejection bursts). */
   events?: EventSink;
 }
@@ -74,7 +76,7 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
         wire,
         clock: ticker(clock),
         runlog: runLogActor(opts.runLog, clock),
-        checkpoints: checkpointActor({ dir: opts.checkpointDir, topology: t, runId, log, clock }),
+        checkpoints: checkpointActor({ dir: opts.checkpointDir, topology: t, runId, log, clock, onManifest: opts.onCheckpoint }),
       },
     }),
     { input, clock, inspect: inspectors(rec?.inspect, opts.events ? clientCheckpoints(opts.events, clock) : undefined) },

@@ -32,8 +32,8 @@ export type { HostContext, HostDiskCommand, HostEvent, HostInput, HostWhere } fr
  *   any state --run.end--> stopped (host.stopped with every count).
  *
  * Throughout: pings from host h of another pod are answered (pong), whatever the state;
- * a heartbeat with the phase every heartbeat interval (`clock.tick`)
- * and on entering a computing phase (it may hold the thread).
+ * a heartbeat with the phase every heartbeat interval (`clock.tick`), and none on entering a phase (the pod
+ * judges a dispatched host's silence as a computing host's until a heartbeat says otherwise).
  * Peers' state requests are answered with the committed state (also while a
  * commit is awaited: the prepared state is not committed), only to host h of
  * a pod whose scheduler said that host heals (heal.expect, which lapses after
@@ -232,7 +232,7 @@ export const hostMachine = hostSetup.createMachine({
       states: {
         forward: {
           tags: ['compute'],
-          entry: [{ type: 'enterPhase', params: { phase: 'forward' } }, 'sendHeartbeat'],
+          entry: { type: 'enterPhase', params: { phase: 'forward' } },
           invoke: {
             src: 'forwardPass',
             input: ({ context: c }) => ({
@@ -286,7 +286,7 @@ export const hostMachine = hostSetup.createMachine({
         },
         update: {
           tags: ['compute'],
-          entry: [{ type: 'enterPhase', params: { phase: 'update' } }, 'sendHeartbeat'],
+          entry: { type: 'enterPhase', params: { phase: 'update' } },
           invoke: {
             src: 'applyUpdate',
             input: ({ context: c }) => {

@@ -5,6 +5,7 @@ import { systemClock, ticker } from '../clock.ts';
 import { untilStopped } from '../lifecycle.ts';
 import { processIncarnation } from '../rejects.ts';
 import { edgeFor, natsTransport } from '../wire/edge.ts';
+import type { LocalBus } from '../wire/local.ts';
 import { hostTensorLength, listenFor } from '../wire/listen.ts';
 import type { HostAddress } from './address.ts';
 import { crashInspector } from './crash.ts';
@@ -29,6 +30,8 @@ export interface HostRunOptions extends HostAddress {
   checkpointDir: string;
   /** Record every event the machine takes and every message it sends here, for `lockstep replay` (`train --record`). */
   recordDir?: string;
+  /** The hosts of this OS process: what one sends another goes through memory, not NATS (see LocalBus). */
+  local?: LocalBus;
   /** Where this host's run events go (phase slices, tensor flows, heals, rejection bursts): the launcher's record. */
   events?: EventSink;
 }
@@ -47,7 +50,7 @@ export function runHost(opts: HostRunOptions): HostRun {
   const clock = systemClock;
   const place = { dir: opts.checkpointDir, topology: t, runId, log, clock };
   const wire = edgeFor(t, 'host', {
-    transport: natsTransport(nc, log),
+    transport: opts.local ? opts.local.transport(natsTransport(nc, log)) : natsTransport(nc, log),
     clock,
     runId,
     log,

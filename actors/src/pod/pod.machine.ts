@@ -258,7 +258,9 @@ export const podMachine = setup({
         committed: new Map(),
         aborted: new Set(),
         failure: undefined,
-        hostPhase: hostList(context).map(() => 'idle' as const),
+        // a dispatched host starts computing at once (its heartbeats say more, every interval): its silence is judged as
+        // a computing host's from now on, with no heartbeat of its own on entering a phase
+        hostPhase: hostList(context).map(() => 'forward' as const),
         lastSeen: hostList(context).map(() => event.at),
         dispatchedAt: event.at,
         now: Math.max(context.now, event.at),
