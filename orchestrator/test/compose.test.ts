@@ -49,7 +49,7 @@ describe('lockstep compose', () => {
     // every service builds from the checkout, named relative to the file: from the temporary directory, another path to the same place
     const written = readFileSync(out, 'utf8');
     const contexts = [...written.matchAll(/^ {6}context: (.+)$/gm)].map((m) => m[1]);
-    expect(contexts.length).toBe(3 + 2 + 8 + 1); // servers, pod schedulers, host processes (demo: 2 pods x 4), the client
+    expect(contexts.length).toBe(3 + 2 + 8 + 1 + 1); // servers, pod schedulers, host processes (demo: 2 pods x 4), the client, the status page
     for (const c of contexts) expect(resolve(d, c)).toBe(root);
     expect(written.replaceAll(`context: ${contexts[0]}`, 'context: ../..')).toBe(readFileSync(committed, 'utf8'));
     for (const f of ['nats-0.conf', 'nats-1.conf', 'nats-log.conf', 'credentials.json'])
