@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import { EventActor } from '@lockstep/topology';
 import { UsageError } from '../errors.ts';
@@ -19,25 +19,38 @@ const MAX_BODY = 1024;
 /** A kill request: `{"target": "host/0/1"}`. */
 export const KillRequest = z.object({ target: EventActor }).strict();
 
-/** The page's static files: in the sources beside this file; from the bundle (orchestrator/dist) in ../src/ui/page. */
-function pageDir(): string {
-  for (const rel of ['./page/', '../src/ui/page/']) {
-    const dir = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(`${dir}index.html`)) return dir;
-  }
-  throw new Error('status page: its files (orchestrator/src/ui/page) are missing');
+/** The page's files by name: index.html, app.js, style.css, uplot.js, uplot.css. */
+type PageFiles = Record<'index.html' | 'app.js' | 'style.css' | 'uplot.js' | 'uplot.css', string>;
+
+/**
+ * The page's files: from the bundle, the module orchestrator/build.mjs writes beside it (dist/ui-page.js, which the
+ * image carries); from the sources, src/ui/page and uPlot from node_modules.
+ */
+async function pageFiles(): Promise<PageFiles> {
+  const bundled = fileURLToPath(new URL('./ui-page.js', import.meta.url));
+  if (existsSync(bundled)) return ((await import(pathToFileURL(bundled).href)) as { default: PageFiles }).default;
+  const dir = fileURLToPath(new URL('./page/', import.meta.url));
+  const require = createRequire(import.meta.url);
+  const read = (f: string) => readFileSync(f, 'utf8');
+  return {
+    'index.html': read(`${dir}index.html`),
+    'app.js': read(`${dir}app.js`),
+    'style.css': read(`${dir}style.css`),
+    'uplot.js': read(require.resolve('uplot/dist/uPlot.iife.min.js')),
+    'uplot.css': read(require.resolve('uplot/dist/uPlot.min.css')),
+  };
 }
 
-function assets(): Record<string, { type: string; body: Buffer }> {
-  const dir = pageDir();
-  const require = createRequire(import.meta.url);
-  const file = (f: string) => readFileSync(f);
+async function assets(): Promise<Record<string, { type: string; body: string }>> {
+  const f = await pageFiles();
+  const js = 'text/javascript; charset=utf-8';
+  const css = 'text/css; charset=utf-8';
   return {
-    '/': { type: 'text/html; charset=utf-8', body: file(`${dir}index.html`) },
-    '/app.js': { type: 'text/javascript; charset=utf-8', body: file(`${dir}app.js`) },
-    '/style.css': { type: 'text/css; charset=utf-8', body: file(`${dir}style.css`) },
-    '/uplot.js': { type: 'text/javascript; charset=utf-8', body: file(require.resolve('uplot/dist/uPlot.iife.min.js')) },
-    '/uplot.css': { type: 'text/css; charset=utf-8', body: file(require.resolve('uplot/dist/uPlot.min.css')) },
+    '/': { type: 'text/html; charset=utf-8', body: f['index.html'] },
+    '/app.js': { type: js, body: f['app.js'] },
+    '/style.css': { type: css, body: f['style.css'] },
+    '/uplot.js': { type: js, body: f['uplot.js'] },
+    '/uplot.css': { type: css, body: f['uplot.css'] },
   };
 }
 
@@ -57,7 +70,7 @@ export class StatusServer {
   private readonly clients = new Set<ServerResponse>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private unsubscribe: (() => void) | undefined;
-  private readonly files = assets();
+  private files: Record<string, { type: string; body: string }> = {};
 
   constructor(
     private readonly o: {
@@ -72,6 +85,7 @@ export class StatusServer {
 
   /** Listen on host:port (0: a free port); resolves with the page's address. UsageError when the port cannot be had. */
   async listen(host: string, port: number): Promise<string> {
+    this.files = await assets();
     const server = createServer((req, res) => void this.handle(req, res));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
