@@ -21,9 +21,10 @@ import {
 } from '@lockstep/topology';
 import { RunFailed, UsageError } from './errors.ts';
 import { readInputFile } from './input.ts';
-import { hostGroups, hostProcessName, launch, type TrainResult } from './launcher.ts';
+import { launch, type TrainResult } from './launcher.ts';
 import type { StepLine } from './protocol.ts';
 import { runReference } from './reference.ts';
+import { processName, type ProcessFaultAction, type ProcessFaults } from './faults.ts';
 import { nowMicros, type RunRecorder } from './record/recorder.ts';
 
 /**
@@ -109,17 +110,6 @@ export function scenarioTopology(s: Scenario): Topology {
   );
 }
 
-/** The process that runs `target` (client, pod/p, host/p/h). */
-function processName(t: Topology, target: string): string {
-  if (target === 'client') return 'client';
-  const [role, p, h] = target.split('/');
-  if (role === 'pod') return `pod-${p}`;
-  if (role === 'nats') return `nats-${p}`;
-  const g = hostGroups(t).find((x) => x.pod === Number(p) && x.hosts.includes(Number(h)));
-  if (!g) throw new UsageError(`no process runs ${target}`);
-  return hostProcessName(g);
-}
-
 /** The crash point each host process is armed with (process name -> point): at most one a process. */
 function armedCrashPoints(s: Scenario, t: Topology): Map<string, CrashPoint> {
   const armed = new Map<string, CrashPoint>();
@@ -136,8 +126,6 @@ function armedCrashPoints(s: Scenario, t: Topology): Map<string, CrashPoint> {
   });
   return armed;
 }
-
-const SIGNALS = { stop: 'SIGSTOP', cont: 'SIGCONT', kill: 'SIGKILL' } as const;
 
 /** Cut every replica of shard 0 of the newest checkpoint with a manifest to half its length, as a crash mid-write on a filesystem without atomic rename would. */
 function tearNewestCheckpoint(dir: string): string | undefined {
@@ -165,7 +153,6 @@ export async function runScenario(
   opts: { log: Logger; runDir: string; logLevel?: LogLevel; runId?: string; runsDir?: string },
 ): Promise<ScenarioResult> {
   const t = scenarioTopology(s);
-  const pids = new Map<string, number>();
   const commits: (StepLine & { at: number })[] = [];
   const injectedAt: number[] = [];
   // faults on a first commit, and faults on a commit replayed after a checkpoint restore, each in step order
@@ -205,21 +192,15 @@ export async function runScenario(
           }
           return;
         }
-        const pid = pids.get(processName(t, f.target));
-        if (!pid) return;
-        try {
-          process.kill(pid, SIGNALS[f.action as keyof typeof SIGNALS]);
-          injectedAt.push(performance.now());
-          noteFault(f.target, f.action, `${processName(t, f.target)} (pid ${pid})`);
-        } catch {
-          // already gone
-        }
+        // the same path as the status page's kill button: the process's supervisor signals it, and records the fault
+        if (faults?.inject(f.target, f.action as ProcessFaultAction)) injectedAt.push(performance.now());
       }, f.afterMs),
     );
   };
   let result: TrainResult | undefined;
   let error: Error | undefined;
   let record: RunRecorder | undefined;
+  let faults: ProcessFaults | undefined;
   /** A fault injected from here, in the run's record. */
   const noteFault = (target: string, action: string, detail?: string) =>
     record?.record({ kind: 'fault', actor: target, at: nowMicros(), action, ...(detail ? { detail } : {}) });
@@ -238,7 +219,9 @@ export async function runScenario(
       processEnv,
       dcnProxy: s.timeline.some((f) => f.target === 'dcn'),
       onDcn: (links) => dcnLinks.push(...links),
-      onSpawn: (name, pid) => pids.set(name, pid),
+      onFaults: (f) => {
+        faults = f;
+      },
       onRestart: (r) => restarts.push({ name: r.process, at: r.at }),
       onStep: (line) => {
         commits.push({ ...line, at: performance.now() });

@@ -35,14 +35,17 @@ import {
 } from '@lockstep/actors';
 import { defaultWorkers, isFailure, runOne, runPlan, scheduleFor, shrink, summarize } from './sim.ts';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
-import { assertLocalShape, hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
+import { assertLocalShape, hostGroups, launch, newRunId, RunInfo, type TrainResult } from './launcher.ts';
+import { DEFAULT_UI, UiAddress } from './ui/address.ts';
+import { startStatusPage } from './ui/statuspage.ts';
 import { loadTopology } from './load.ts';
 import { MAX_INPUT_FILE_BYTES, readInputFile } from './input.ts';
 import { fmtLoss, Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
 import { benchMarkdown, runBench, writeBench } from './bench.ts';
 import { chaosRunId, chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
-import { clientRole, hostRole, parseFlags, podRole } from './roles.ts';
+import { clientRole, hostRole, natsAuth, parseFlags, podRole } from './roles.ts';
+import { watchRun } from './ui/watch.ts';
 import { errorJson } from './record/outcome.ts';
 import { addRecordCommands } from './record/commands.ts';
 import { DEFAULT_RUNS_DIR, runsDir } from './record/runs.ts';
@@ -60,10 +63,33 @@ const TrainFlags = z.object({
   natsServer: z.string().optional(),
   resume: z.string().min(1, 'must name a run id or run directory').optional(),
   record: z.boolean().default(false),
+  /** --ui alone: the default address; --ui host:port. */
+  ui: z
+    .union([z.literal(true).transform(() => DEFAULT_UI), z.string()])
+    .pipe(UiAddress)
+    .optional(),
   overwrite: z.boolean().default(false),
 });
 
 const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
+
+const WatchFlags = z.object({
+  run: RunId,
+  nats: z
+    .string()
+    .max(4000)
+    .transform((s) => s.split(','))
+    .pipe(
+      z
+        .array(z.url({ protocol: /^nats$/, error: 'must be nats://host:port URLs, comma-separated' }))
+        .min(1)
+        .max(4096),
+    ),
+  monitor: z.url({ protocol: /^https?$/, error: 'must be an http://host:port URL' }).optional(),
+  topology: z.string().min(1),
+  steps: StepsFlag,
+  ui: UiAddress,
+});
 
 /** A whole number written as decimal digits (not "", "0x10" or "1e3"), within [min, max]. */
 const count = (min: number, max: number) =>
@@ -312,6 +338,12 @@ export function buildProgram(): Command {
       'continue a run that was stopped (a run id under .lockstep/runs, or its directory): restore its newest checkpoint, replay to its last committed step, go on',
     )
     .option('--record', "record every machine's events and messages in <run dir>/record, for lockstep replay")
+    .addOption(
+      new Option(
+        '--ui [host:port]',
+        `serve a live status page (hosts, phases, loss, retries, the DCN link, a kill button per host; /status, /events, /metrics) at host:port, default ${DEFAULT_UI}; port 0 picks a free one`,
+      ).env('LOCKSTEP_UI'),
+    )
     .option('--overwrite', '--run-dir holds another run: delete it and start a new one there (without, train refuses)')
     .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
@@ -330,12 +362,17 @@ export function buildProgram(): Command {
       progress.note(
         `starting ${t.pods + 1} nats-servers (one a pod, one for the run log) and ${hostGroups(t).length + t.pods + 1} processes...`,
       );
+      const runId = prior?.runId ?? newRunId();
+      const page = f.ui ? await startStatusPage({ ...f.ui, topology: t, runId, steps: f.steps, log }) : undefined;
+      if (page) process.stderr.write(`status page at ${page.url}\n`);
+      const outcome: { result?: TrainResult; error?: Error } = {};
       const result = await launch({
+        ...page?.hooks,
         topology: t,
         steps: f.steps,
         runDir: prior?.runDir ?? f.runDir,
         runsDir: runsDir(),
-        runId: prior?.runId,
+        runId,
         resume: prior !== undefined,
         logLevel: f.logLevel as LogLevel,
         natsServer: f.natsServer,
@@ -345,9 +382,53 @@ export function buildProgram(): Command {
         onNote: (line) => progress.note(line),
         onReady: (reached, total) => reached === total && progress.note(`all ${total} pods ready`),
         onStep: (s) => progress.update(s.step + 1, `loss ${s.loss.toPrecision(4)}${s.podsAgree ? '' : ' PODS DIFFER'}`),
-      });
+      })
+        .then((r) => (outcome.result = r))
+        .catch((err: Error) => {
+          outcome.error = err;
+          throw err;
+        })
+        .finally(() => page?.finish(outcome));
       if (f.json) printJson(result);
       else process.stdout.write(humanTrain(result));
+    });
+
+  program
+    .command('watch')
+    .description(
+      "serve the status page of a run started elsewhere (the compose demo's ui service), from the wire, as the observer NATS user (LOCKSTEP_NATS_USER, LOCKSTEP_NATS_PASS)",
+    )
+    .requiredOption('--run <id>', 'run id')
+    .requiredOption('--nats <urls>', "each pod's server, comma-separated, pod 0 first")
+    .option('--monitor <url>', "pod 0's server's monitoring endpoint (http://host:port), for the DCN link")
+    .addOption(topologyOpt())
+    .addOption(stepsOpt())
+    .option('--ui <host:port>', 'where to serve the page', DEFAULT_UI)
+    .action(async (raw) => {
+      const f = parseFlags(WatchFlags, raw);
+      const t = loadTopology(f.topology);
+      if (f.nats.length !== t.pods)
+        throw new UsageError(`--nats: ${f.nats.length} servers for ${t.pods} pods; give each pod's, pod 0 first`);
+      const log = createLogger('warn', { role: 'watch' });
+      const auth = natsAuth();
+      const page = await watchRun({
+        ...f.ui,
+        topology: t,
+        runId: f.run,
+        steps: f.steps,
+        urls: f.nats,
+        monitor: f.monitor ?? null,
+        login: auth.user && auth.pass ? { user: auth.user, password: auth.pass } : undefined,
+        log,
+      });
+      process.stderr.write(`status page at ${page.url}\n`);
+      // serves until stopped (compose stops it with the run)
+      const sig = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      log.info({ sig }, 'stopping the status page');
+      await page.stop();
     });
 
   program

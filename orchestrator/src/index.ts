@@ -15,3 +15,8 @@ export * from './record/trace.ts';
 export * from './record/recorder.ts';
 export * from './record/runs.ts';
 export * from './logs.ts';
+export * from './faults.ts';
+export { startStatusPage, type StatusPage } from './ui/statuspage.ts';
+export { watchRun } from './ui/watch.ts';
+export { LiveStatus } from './ui/status.ts';
+export { UiAddress, DEFAULT_UI } from './ui/address.ts';

@@ -26,6 +26,7 @@ import { privateDir, writePrivate } from './private.ts';
 import { findNatsServer, localPorts, spawnNats, startDcnProxies, startNatsServers, type NatsNode } from './nats.ts';
 import { spawnRole, stopAll } from './processes.ts';
 import { Supervised, type Restart } from './supervisor.ts';
+import { ProcessFaults } from './faults.ts';
 import { ClientLine, type StepLine, type SummaryLine } from './protocol.ts';
 import { nowMicros, RunRecorder } from './record/recorder.ts';
 import { errorJson } from './record/outcome.ts';
@@ -70,6 +71,8 @@ export interface LaunchOptions {
   onDcn?: (links: { from: number; to: number; proxy: DcnProxy }[]) => void;
   /** Extra environment for the first start of named processes (fault injection: LOCKSTEP_CRASH_POINT). */
   processEnv?: Record<string, Record<string, string>>;
+  /** Called once every process of the run is started: how to kill, stop or continue one of them (chaos, the status page). */
+  onFaults?: (faults: ProcessFaults) => void;
   /** Record every machine's events in `<runDir>/record` for `lockstep replay` (train --record). */
   record?: boolean;
   /** A fresh run in a directory that holds another run: delete that run and start over (train --overwrite); without, refused. */
@@ -437,6 +440,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       client.logFile,
       () => summary !== undefined,
     );
+    opts.onFaults?.(new ProcessFaults(t, supervised, record));
 
     const code = await Promise.race([clientExit, died]);
     if (!summary)

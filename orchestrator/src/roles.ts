@@ -98,7 +98,8 @@ function watchParent(onGone: () => void) {
 
 /** The process's NATS user (its identity), from the environment the launcher sets (never on the command line, where ps shows it). */
 const NatsAuthEnv = z.object({ LOCKSTEP_NATS_USER: z.string().min(1).optional(), LOCKSTEP_NATS_PASS: z.string().min(1).optional() });
-function natsAuth(): { user?: string; pass?: string } {
+/** The NATS login a role process (or `lockstep watch`) connects with: LOCKSTEP_NATS_USER and LOCKSTEP_NATS_PASS, when set. */
+export function natsAuth(): { user?: string; pass?: string } {
   const r = NatsAuthEnv.safeParse(process.env);
   if (!r.success) throw new UsageError(`NATS credentials: ${describeIssues(r.error).join('; ')}`);
   return { user: r.data.LOCKSTEP_NATS_USER, pass: r.data.LOCKSTEP_NATS_PASS };

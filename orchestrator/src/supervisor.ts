@@ -50,6 +50,13 @@ export class Supervised {
     return this.child;
   }
 
+  /** Send `sig` to the process running now; returns its pid, or undefined when none runs (it exited, or is being restarted). */
+  signal(sig: NodeJS.Signals): number | undefined {
+    const c = this.child;
+    if (c.pid === undefined || c.exitCode !== null || c.signalCode !== null) return undefined;
+    return c.kill(sig) ? c.pid : undefined; // false: gone meanwhile
+  }
+
   private spawn(): ChildProcess {
     const child = this.o.start(this.restarts);
     if (child.pid) this.o.onStart?.(child.pid, this.restarts);
