@@ -138,7 +138,7 @@ export async function profileBench(opts: { dir: string; log: Logger; steps: numb
   return out;
 }
 
-/** Run `lockstep sim`'s schedules for the bench (in worker threads, as the CLI does). */
+/** Run `lockstep sim`'s schedules for the bench (in worker processes, as the CLI does). */
 export async function simBench(opts: { seeds: number; palmSteps: number }): Promise<SimBench> {
   const plan = {
     topology: 'tiny' as const,
@@ -475,7 +475,7 @@ export function benchMarkdown(r: BenchReport): string {
     ...(r.sim
       ? [
           '',
-          `Simulator (\`lockstep sim\`, ${r.sim.workers} worker threads): ${r.sim.schedules} schedules of ${r.sim.steps} steps on ${r.sim.topology}, every fault profile in turn: ${f(r.sim.schedulesPerMinute, 0)} schedules a minute (target >= 1000), ${f(r.sim.simulatedSecondsPerWallSecond, 1)} simulated s per wall s, ${r.sim.failed} failing.`,
+          `Simulator (\`lockstep sim\`, ${r.sim.workers} worker processes): ${r.sim.schedules} schedules of ${r.sim.steps} steps on ${r.sim.topology}, every fault profile in turn: ${f(r.sim.schedulesPerMinute, 0)} schedules a minute (target >= 1000), ${f(r.sim.simulatedSecondsPerWallSecond, 1)} simulated s per wall s, ${r.sim.failed} failing.`,
           ...(r.sim.palm
             ? [
                 `palm-540b (2 x 768 hosts, small model) fault-free in the simulator: ${r.sim.palm.stepsCommitted}/${r.sim.palm.steps} steps ${r.sim.palm.recovered ? 'to the reference bits' : 'NOT recovered'} in ${f(r.sim.palm.wallSeconds, 0)} s (${r.sim.palm.simulatedStepsPerWallSecond.toExponential(2)} simulated steps per wall s; ${r.sim.palm.messages} messages delivered).`,

@@ -650,7 +650,7 @@ export function buildProgram(): Command {
       `fault profile: ${[...SimProfile.options, 'every'].join(', ')} (every: a profile per seed in turn)`,
       'every',
     )
-    .option('--workers <n>', 'worker threads (each runs whole schedules)', String(defaultWorkers()))
+    .option('--workers <n>', 'worker processes (each runs whole schedules)', String(defaultWorkers()))
     .option('--compute-ms <ms>', 'simulated forward time (backward twice, update half), ms', '2')
     .option('--trace [file]', 'with --seed or --schedule: write every delivery, fault and restart as JSON lines')
     .option('--shrink', 'shrink each failing schedule to a smaller one that still fails, and write it')

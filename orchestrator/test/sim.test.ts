@@ -1,7 +1,9 @@
+import { spawn, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SimSchedule } from '@lockstep/topology';
+import { cliPath } from '../src/index.ts';
 import { cli, tempDir } from './helpers.ts';
 
 /** The fixed set of seeds every change runs (CI): 500 schedules of 20 steps on tiny, the profiles in turn. */
@@ -23,6 +25,40 @@ describe('lockstep sim (the real CLI)', () => {
     for (const k of ['schedulesPerMinute', 'simulatedSecondsPerWallSecond']) expect(s[k] as number).toBeGreaterThan(0);
     expect(s.eventsHash).toMatch(/^[0-9a-f]{64}$/);
   }, 600_000);
+
+  it('its worker processes end with it, however it ends (SIGKILL included)', async () => {
+    const sim = spawn(process.execPath, [cliPath, 'sim', '--seeds', '5000', '--workers', '2'], { stdio: 'ignore' });
+    const workers = () => {
+      try {
+        return execFileSync('pgrep', ['-P', String(sim.pid), '-f', 'sim-worker.js'], { encoding: 'utf8' })
+          .trim()
+          .split('\n')
+          .filter(Boolean);
+      } catch {
+        return []; // pgrep exits 1 when nothing matches
+      }
+    };
+    const until = async (what: string, ok: () => boolean) => {
+      const deadline = Date.now() + 30_000;
+      while (!ok()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    await until('two workers', () => workers().length === 2);
+    const pids = workers().map(Number);
+    sim.kill('SIGKILL');
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await until('the workers to end', () => pids.every((pid) => !alive(pid)));
+    expect(pids.filter(alive)).toEqual([]);
+  }, 60_000);
 
   it('a seed replays exactly (same events hash), its trace and schedule are written, and the schedule file replays it too', () => {
     const dir = tempDir();

@@ -75,9 +75,10 @@ export function* tensorFrames(head: TensorHead, tensor: Float32Array, chunkBytes
 /** One frame from a header and its data (exported so tests can forge frames). */
 export function frame(header: TensorChunkHeader, data: Uint8Array): Uint8Array {
   const head = encoder.encode(JSON.stringify(header));
-  // every byte is written below: no need to zero it first (a chunk's frame is about chunkBytes)
+  // every byte is written below: a large frame (about chunkBytes) need not be zeroed first; a small one is
+  // cheaper from the JS heap than from a native allocation
   const size = 8 + head.length + data.length;
-  const out = new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
+  const out = size < 65536 ? new Uint8Array(size) : new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
   out.set(MAGIC, 0);
   new DataView(out.buffer).setUint32(4, head.length, true);
   out.set(head, 8);
