@@ -6,7 +6,8 @@
 // while it is newer than every file it was built from.
 //   node orchestrator/build.mjs             build (npm run build)
 //   node orchestrator/build.mjs --if-stale  build only when dist is missing or older than its inputs
-import { existsSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -30,12 +31,24 @@ try {
     format: 'esm',
     platform: 'node',
     target: 'node20',
-    external: ['pino'],
+    external: ['pino', '@node-rs/crc32'],
     // bundled CommonJS packages call require() for Node's modules
     banner: { js: "import { createRequire as __lockstepRequire } from 'node:module'; const require = __lockstepRequire(import.meta.url);" },
     sourcemap: true,
     logLevel: 'warning',
   });
+  // The status page's files (src/ui/page and uPlot from node_modules) as one module beside the bundle: the image
+  // carries only dist/*.js, not the sources nor node_modules.
+  const require = createRequire(import.meta.url);
+  const page = join(here, 'src', 'ui', 'page');
+  const assets = {
+    'index.html': readFileSync(join(page, 'index.html'), 'utf8'),
+    'app.js': readFileSync(join(page, 'app.js'), 'utf8'),
+    'style.css': readFileSync(join(page, 'style.css'), 'utf8'),
+    'uplot.js': readFileSync(require.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8'),
+    'uplot.css': readFileSync(require.resolve('uplot/dist/uPlot.min.css'), 'utf8'),
+  };
+  writeFileSync(join(tmp, 'ui-page.js'), `export default ${JSON.stringify(assets)};\n`);
   // Stamp the outputs with the time the build began: a source saved while it ran is then newer than the bundle.
   for (const f of readdirSync(tmp)) utimesSync(join(tmp, f), began, began);
   rmSync(dist, { recursive: true, force: true });

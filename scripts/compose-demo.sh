@@ -8,6 +8,7 @@ file=infra/compose/demo.yaml
 if docker compose version >/dev/null 2>&1; then compose=(docker compose -f "$file"); else compose=(docker-compose -f "$file"); fi
 [ "${SKIP_IMAGES:-0}" = 1 ] || scripts/images.sh
 "${compose[@]}" down -v >/dev/null 2>&1 || true
+echo "compose demo: status page at http://127.0.0.1:7373/ (the ui service, while the run lasts)"
 set +e
 timeout "${COMPOSE_TIMEOUT:-600}" "${compose[@]}" up --no-color --exit-code-from client 2>&1 |
   grep --line-buffered -E '^client[-_0-9 ]*\|' | grep --line-buffered -v '"type":"step.committed"' | sed -u -E 's/^client[-_0-9 ]*\| ?//'

@@ -10,6 +10,11 @@ bash scripts/ensure-deps.sh || exit 1
 if ! bash scripts/ensure-docker.sh; then
   [[ "${LOCKSTEP_REQUIRE_DOCKER:-0}" == 1 ]] && { echo "lockstep: LOCKSTEP_REQUIRE_DOCKER=1 and no Docker engine or images" >&2; exit 1; }
 fi
+# the status page's browser tests: Debian's chromium (as root, installed here); without it those tests skip,
+# or fail where LOCKSTEP_REQUIRE_BROWSER=1 (CI)
+if ! bash scripts/ensure-browser.sh; then
+  [[ "${LOCKSTEP_REQUIRE_BROWSER:-0}" == 1 ]] && { echo "lockstep: LOCKSTEP_REQUIRE_BROWSER=1 and no chromium" >&2; exit 1; }
+fi
 export TESTCONTAINERS_RYUK_DISABLED=true   # its reaper image cannot be pulled here; the tests stop their containers
 export TURBO_TELEMETRY_DISABLED=1
 # formatting and lint (biome): a machine file that reads a clock, a timer or the process fails here

@@ -342,7 +342,10 @@ describe('client machine', () => {
         input: { topology: t, runId: RUN, incarnation: 'test', now: now(), steps: 5, resume: records[2] },
       },
     );
-    joinPods(a.start());
+    a.start();
+    // the old client died while committing step 2: pod 0 had committed it, pod 1 not yet
+    a.send(up(0, 3));
+    a.send(up(1, 2, 0, 'prepared'));
     const emitted: { step: number; recovered?: boolean }[] = [];
     a.on('step.committed', (r) => emitted.push({ step: r.step, recovered: r.recovered }));
     expect(controlSent(sent, 'step.commit').map((m) => [m.step, m.attempt])).toEqual([
@@ -363,6 +366,150 @@ describe('client machine', () => {
     a.send(prepared(1, 3, 2, H(4)));
     expect(records.map((r) => r.step)).toEqual([0, 1, 2, 3]);
     a.stop();
+  });
+
+  describe('a restarted client learns where the pods are before it acts', () => {
+    /** A restarted client of a run whose log holds steps 0..5 (a checkpoint restore sent the pods back; they replay). */
+    function restarted() {
+      const records: RunLogRecord[] = [0, 1, 2, 3, 4, 5].map((step) => ({
+        step,
+        attempt: 0,
+        paramsHash: H(step + 1),
+        loss: step + 0.5,
+        at: 'then',
+      }));
+      const sent: WireCommand[] = [];
+      const a = createActor(
+        clientMachine.provide({
+          actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints(), clock: manualClock().actor },
+        }),
+        { input: { topology: t, runId: RUN, incarnation: 'test-2', now: now(), steps: 8, resume: records[5] } },
+      );
+      const emitted: { step: number; attempt: number; loss: number; recovered?: boolean; replayed?: boolean }[] = [];
+      a.on('step.committed', (r) =>
+        emitted.push({
+          step: r.step,
+          attempt: r.attempt,
+          loss: r.loss,
+          ...(r.recovered ? { recovered: true } : {}),
+          ...(r.replayed ? { replayed: true } : {}),
+        }),
+      );
+      return { a: a.start(), sent, records, emitted };
+    }
+
+    it('pods replaying step 2 (attempt 4) behind the logged step 5: it goes on replaying from step 2, never commits step 5 out of turn', () => {
+      const { a, sent, records, emitted } = restarted();
+      a.send(up(0, 2, 4, 'running'));
+      a.send(up(1, 2, 4, 'prepared'));
+      expect(controlSent(sent, 'step.commit')).toEqual([]); // today's client resent step 5's commit to pods at step 2
+      // as before any retry, it waits for every pod's next word that all its hosts are up
+      a.send(up(0, 2, 4, 'running'));
+      a.send(up(1, 2, 4, 'prepared'));
+      const dispatched = controlSent(sent, 'step.dispatch').map((m) => [m.step, m.attempt]);
+      expect(dispatched.length).toBe(2);
+      const [[step, attempt]] = dispatched;
+      expect(step).toBe(2);
+      expect(attempt).toBeGreaterThan(4); // above every attempt a pod has seen (and any an earlier client used)
+      for (const s of [2, 3, 4, 5, 6]) {
+        const at = controlSent(sent, 'step.dispatch').at(-1)!;
+        expect(at.step).toBe(s);
+        a.send(prepared(0, s, at.attempt, H(s + 1)));
+        a.send(prepared(1, s, at.attempt, H(s + 1)));
+        a.send(committed(0, s, at.attempt, H(s + 1)));
+        a.send(committed(1, s, at.attempt, H(s + 1)));
+      }
+      // steps 2..5 are replays (each taken by the run log only with its logged hash); step 6 is new
+      expect(emitted.map((e) => [e.step, e.replayed ?? false])).toEqual([
+        [2, true],
+        [3, true],
+        [4, true],
+        [5, true],
+        [6, false],
+      ]);
+      expect(records.map((r) => r.step)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+      expect(a.getSnapshot().context.failure).toBeUndefined();
+      a.stop();
+    });
+
+    it('pods that committed (or commit) a replayed step: it finishes that commit at the attempt they prepared, with the logged record, then replays on', async () => {
+      const { a, sent, emitted } = restarted();
+      a.send(up(0, 3)); // pod 0 committed step 2 of the replay
+      a.send(up(1, 2, 7, 'prepared')); // pod 1 prepared attempt 7 of it and never heard the commit
+      await waitFor(a, (s) => s.matches('committing'));
+      expect(controlSent(sent, 'step.commit').map((m) => [m.step, m.attempt])).toEqual([
+        [2, 7],
+        [2, 7],
+      ]);
+      a.send(committed(0, 2, 7, H(3)));
+      a.send(committed(1, 2, 7, H(3)));
+      expect(emitted).toEqual([{ step: 2, attempt: 7, loss: 2.5, recovered: true, replayed: true }]);
+      a.send(up(0, 3));
+      a.send(up(1, 3));
+      const next = controlSent(sent, 'step.dispatch').map((m) => [m.step, m.attempt]);
+      expect(next.length).toBe(2);
+      expect(next[0][0]).toBe(3);
+      expect(next[0][1]).toBeGreaterThan(7);
+      a.stop();
+    });
+
+    it('pods that hold the logged step (prepared, or committed it): it finishes that commit, as before', () => {
+      const { a, sent } = restarted();
+      a.send(up(0, 6));
+      a.send(up(1, 5, 0, 'committing'));
+      expect(controlSent(sent, 'step.commit').map((m) => [m.step, m.attempt])).toEqual([
+        [5, 0],
+        [5, 0],
+      ]);
+      expect(controlSent(sent, 'step.dispatch')).toEqual([]);
+      a.stop();
+    });
+
+    it('pods past the logged step (they committed it in a replay, at another attempt than the logged one): no commit, it goes on', () => {
+      const { a, sent, emitted } = restarted();
+      a.send(up(0, 6, 9, 'prepared'));
+      a.send(up(1, 6, 9, 'prepared'));
+      a.send(up(0, 6, 9, 'prepared'));
+      a.send(up(1, 6, 9, 'prepared'));
+      expect(controlSent(sent, 'step.commit')).toEqual([]); // a commit of (5, 0) would be refused: the pods committed (5, 9)
+      // step 5 is recorded as committed from its logged record (its predecessor may not have said so before it died)
+      expect(emitted).toEqual([{ step: 5, attempt: 0, loss: 5.5, recovered: true }]);
+      const next = controlSent(sent, 'step.dispatch').map((m) => [m.step, m.attempt]);
+      expect(next.map(([step]) => step)).toEqual([6, 6]);
+      expect(next[0][1]).toBeGreaterThan(9);
+      a.stop();
+    });
+
+    it('pods restoring a checkpoint (its predecessor asked them): it waits until they are done, then replays from where they are', () => {
+      const { a, sent } = restarted();
+      a.send(up(0, 2, 0, 'restoring'));
+      a.send(up(1, 2, 0, 'restoring'));
+      expect(sent.filter((c) => c.type === 'wire.send')).toEqual([]);
+      a.send(up(0, 0));
+      a.send(up(1, 0));
+      a.send(up(0, 0));
+      a.send(up(1, 0));
+      expect(controlSent(sent, 'step.commit')).toEqual([]);
+      expect(controlSent(sent, 'step.dispatch').map((m) => m.step)).toEqual([0, 0]);
+      a.stop();
+    });
+  });
+
+  it('a pod.stopped while the run goes on ends it at once, naming the pod, and keeps its counts', () => {
+    const { a, sent } = start(5);
+    joinPods(a);
+    expect(controlSent(sent, 'step.dispatch').length).toBe(2);
+    a.send(stopped(1)); // pod 1 ended early: today this was rejected and its counts lost
+    expect(a.getSnapshot().context.failure).toEqual({ step: 0, attempt: 0, pod: 1, cause: { kind: 'stopped', actor: 'pod/1' } });
+    expect(controlSent(sent, 'run.end').length).toBe(2);
+    a.send(stopped(0));
+    expect(a.getSnapshot().status).toBe('done');
+    const out = a.getSnapshot().output!;
+    expect(out.podsReported).toBe(2);
+    expect(out.rejected).toEqual({ schema: 3 });
+    expect(describeFailure(out.failure)).toBe(
+      'step 0 (pod/1 reports): pod/1 stopped while the run was still going (it takes no more steps)',
+    );
   });
 
   it('every checkpoint.everySteps-th committed step, asks its checkpoint store to write the manifest; the run log stamps the time', () => {

@@ -225,4 +225,29 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
     host.stop();
     await sender.close();
   });
+
+  it('a flood of junk is rejected and counted message for message, but logged at a bounded rate: each line carries its count', async () => {
+    const received: WireEvent[] = [];
+    const lines: { msg: string; reason: string; count: number }[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const host = harness(nc, received, log);
+    const sender = await connect({ servers: server.url });
+    await nc.flush();
+    const junk = 20_000;
+    const started = Date.now();
+    for (let i = 0; i < junk; i++) sender.publish(subjects.hostData(RUN, 0, 0, 1, 0), new TextEncoder().encode(`junk ${i}`));
+    await sender.flush();
+    const until = Date.now() + 60_000;
+    while (received.length < junk && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const seconds = (Date.now() - started) / 1000;
+    host.stop(); // the edge closes: what is still counted is said
+    expect(received.length).toBe(junk);
+    expect(received.every((e) => e.type === 'wire.rejected' && e.reason === 'malformed')).toBe(true);
+    // one line at once, then at most one a second, and one at close (today: one line a message)
+    expect(lines.length).toBeLessThanOrEqual(2 + Math.ceil(seconds));
+    expect(lines.every((l) => l.reason === 'malformed')).toBe(true);
+    expect(lines[0]).toMatchObject({ msg: 'message rejected', count: 1 });
+    expect(lines.reduce((n, l) => n + l.count, 0)).toBe(junk);
+    await sender.close();
+  }, 60_000);
 });

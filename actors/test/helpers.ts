@@ -91,6 +91,7 @@ export function recordingWire(sent: WireCommand[], route?: (cmd: WireCommand) =>
 export function memoryRunLog(records: RunLogRecord[]) {
   return fromCallback<RunLogCommand>(({ receive, sendBack }) => {
     receive((cmd) => {
+      if (cmd.type === 'log.read') return sendBack({ type: 'log.record', step: cmd.step, record: records[cmd.step] } satisfies RunLogEvent);
       const step = cmd.record.step;
       const d = runLogAppend(records, cmd.record);
       if (d.kind === 'conflict') return sendBack({ type: 'log.failed', step, problem: 'conflict', detail: d.reason } satisfies RunLogEvent);

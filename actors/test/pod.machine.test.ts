@@ -181,7 +181,8 @@ describe('pod machine', () => {
       msg: { ...env(0, 0, `host/0/${h}`), kind: 'host.heartbeat', phase },
       at: now(),
     });
-    const until = Date.now() + 150;
+    // the loop ends as soon as the pod fails (after 60 ms of silence); the bound only keeps a broken pod from hanging
+    const until = Date.now() + 5000;
     a.send(beat(1, 'exchange'));
     while (Date.now() < until && a.getSnapshot().value === 'running') {
       a.send(beat(0, 'reduceScatter')); // host 0 keeps beating, host 1 has gone quiet
@@ -193,6 +194,48 @@ describe('pod machine', () => {
     expect(failed).toMatchObject({ host: -1, cause: { kind: 'silent', actor: 'host/0/1', lastPhase: 'exchange' } });
     expect(failed.kind === 'pod.failed' && failed.cause.kind === 'silent' && failed.cause.ms).toBeGreaterThan(60);
     a.stop();
+  });
+
+  it('a dispatched host is judged as computing until a heartbeat says otherwise (hosts send none on entering a phase)', () => {
+    // heartbeat limit 3 x 20 = 60 ms; a computing host's limit is the phase deadline (500 ms) before any step reported its times
+    const quick = parseTopology({
+      ...preset('tiny'),
+      heartbeat: { intervalMs: 20, misses: 3 },
+      deadlines: { startupMs: 1000, phaseMs: 500, stepMs: 5000 },
+    });
+    const sent: WireCommand[] = [];
+    const clock = manualClock();
+    const t0 = now();
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: clock.actor } }), {
+      input: { topology: quick, runId: RUN, pod: 0, incarnation: 'test', now: t0 },
+    }).start();
+    a.send({ ...fromClient('step.dispatch', 0, 0), at: t0 });
+    const beat = (h: number, phase: string, at: number): PodEvent => ({
+      type: 'host.heartbeat',
+      msg: { ...env(0, 0, `host/0/${h}`), kind: 'host.heartbeat', phase },
+      at,
+    });
+    a.send(beat(1, 'exchange', t0 + 50)); // host 1 says it waits on tensors; host 0 says nothing (it computes)
+    clock.tick(t0 + 100);
+    expect(a.getSnapshot().value).toBe('running'); // host 0: 100 ms silent, within a computing host's limit
+    clock.tick(t0 + 120);
+    expect(a.getSnapshot().value).toBe('failed'); // host 1: 70 ms silent while waiting, past the heartbeat limit
+    expect(controlSent(sent, 'pod.failed')).toMatchObject([{ cause: { kind: 'silent', actor: 'host/0/1', lastPhase: 'exchange' } }]);
+    a.stop();
+
+    // the same pod without host 1's word: host 0 and host 1 both count as computing until the phase deadline
+    const sent2: WireCommand[] = [];
+    const clock2 = manualClock();
+    const b = createActor(podMachine.provide({ actors: { wire: recordingWire(sent2), clock: clock2.actor } }), {
+      input: { topology: quick, runId: RUN, pod: 0, incarnation: 'test', now: t0 },
+    }).start();
+    b.send({ ...fromClient('step.dispatch', 0, 0), at: t0 });
+    clock2.tick(t0 + 400);
+    expect(b.getSnapshot().value).toBe('running');
+    clock2.tick(t0 + 520);
+    expect(b.getSnapshot().value).toBe('failed');
+    expect(controlSent(sent2, 'pod.failed')).toMatchObject([{ cause: { kind: 'silent', lastPhase: 'forward' } }]);
+    b.stop();
   });
 
   it('the step deadline fails the attempt with a deadline cause naming each host not prepared and its last phase', async () => {

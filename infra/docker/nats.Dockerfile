@@ -1,7 +1,10 @@
-# A nats-server image built from Debian's binary, FROM the local Node runtime
-# image so that its health check can run a one-line Node TCP probe.
-ARG BASE=lockstep-node:20
+# The nats-server image built where a registry is reachable (`docker compose up --build`, context the checkout):
+# nats-server 2.9.10 from the official image, on the official Node 20 image so that the health check is a one-line
+# Node TCP probe, like the offline image (offline-nats.Dockerfile, Debian's binary).
+ARG NATS=nats:2.9.10-alpine
+ARG BASE=node:20-bookworm-slim
+FROM ${NATS} AS nats
 FROM ${BASE}
-COPY nats-server /usr/sbin/nats-server
-COPY healthcheck.js /healthcheck.js
+COPY --from=nats /usr/local/bin/nats-server /usr/sbin/nats-server
+COPY infra/docker/healthcheck.js /healthcheck.js
 ENTRYPOINT ["/usr/sbin/nats-server"]

@@ -43,6 +43,11 @@ export interface ServerPlan {
   /** Its client port, and its route port (null for the run log's server, which joins no cluster). */
   port: number;
   clusterPort: number | null;
+  /**
+   * nats-server's read-only HTTP monitoring endpoint (`http://127.0.0.1:<port>` locally, `http://nats-0:8222` in
+   * containers, on their networks only), for /routez, /connz and /healthz; null where the placement gave no port.
+   */
+  monitor: string | null;
   /** The pods whose servers it dials: its routes over the DCN. */
   routes: number[];
   networks: string[];
@@ -73,8 +78,9 @@ export interface ProcessPlan {
 
 /** Free ports the launcher picked on 127.0.0.1: each pod's server's client and route port, and the run log's server's port. */
 export interface LocalPorts {
-  pods: { port: number; clusterPort: number }[];
+  pods: { port: number; clusterPort: number; monitorPort?: number }[];
   runLog: number;
+  runLogMonitor?: number;
 }
 
 /** A DCN fault proxy on the route from pod `from`'s server to pod `to`'s, listening on `port`. */
@@ -113,6 +119,8 @@ export interface PlanOptions {
 /** The client and route ports of a server in a container. */
 export const NATS_PORT = 4222;
 export const ROUTE_PORT = 6222;
+/** nats-server's monitoring port in a container (on the container's networks; never published). */
+export const MONITOR_PORT = 8222;
 const CONTAINER_CKPT_DIR = '/ckpt';
 const CONTAINER_RUNLOG_DIR = '/data';
 
@@ -156,15 +164,19 @@ export function identityOf(t: Pick<Topology, 'pods' | 'hostsPerPod' | 'hostsPerP
 }
 
 /**
- * The server or process a name stands for: its plan name, its container
- * name, or host-<pod>-<host> for the process that runs that host (also when
- * hosts are grouped).
+ * The server or process a name stands for: a fault target as scenarios name
+ * it (`client`, `pod/<p>`, `host/<p>/<h>`: the process that runs that host,
+ * also when hosts are grouped; `nats/<p>`: pod p's nats-server), its plan
+ * name (`nats-log`, `host-0-0..1`), its container name (`host-0-0-to-1`), or
+ * host-<pod>-<host> for the process that runs that host.
  */
 export function planEntry(plan: ClusterPlan, name: string): ServerPlan | ProcessPlan | undefined {
   const all = [...plan.servers, ...plan.processes];
   const exact = all.find((x) => x.name === name || containerName(x.name) === name);
   if (exact) return exact;
-  const host = /^host-(\d+)-(\d+)$/.exec(name);
+  const target = /^(pod|nats)\/(\d+)$/.exec(name);
+  if (target) return all.find((x) => x.name === `${target[1]}-${Number(target[2])}`);
+  const host = /^host-(\d+)-(\d+)$/.exec(name) ?? /^host\/(\d+)\/(\d+)$/.exec(name);
   if (!host) return undefined;
   return plan.processes.find((p) => p.role === 'host' && p.pod === Number(host[1]) && p.hosts.includes(Number(host[2])));
 }
@@ -183,7 +195,7 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
   const podServer = (p: number): ServerPlan => {
     const name = serverName(p);
     if (local) {
-      const { port, clusterPort } = local.ports.pods[p];
+      const { port, clusterPort, monitorPort } = local.ports.pods[p];
       const proxied = local.dcn !== undefined;
       const dials = proxied
         ? local.dcn!.filter((d) => d.from === p)
@@ -195,12 +207,14 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
         url: `nats://127.0.0.1:${port}`,
         port,
         clusterPort,
+        monitor: monitorPort === undefined ? null : `http://127.0.0.1:${monitorPort}`,
         routes: dials.map((d) => d.to),
         networks: [podNet(p), 'dcn', 'ctl'],
         config: natsConfig({
           pod: p,
           port,
           clusterPort,
+          monitorPort,
           routes: dials.map((d) => ({ port: d.port })),
           noAdvertise: proxied,
           users: users?.cluster,
@@ -216,6 +230,7 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
       url: `nats://${name}:${NATS_PORT}`,
       port: NATS_PORT,
       clusterPort: ROUTE_PORT,
+      monitor: `http://${name}:${MONITOR_PORT}`,
       routes: others,
       networks: [podNet(p), 'dcn', 'ctl'],
       config: natsConfig({
@@ -223,6 +238,7 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
         host: '0.0.0.0',
         port: NATS_PORT,
         clusterPort: ROUTE_PORT,
+        monitorPort: MONITOR_PORT,
         routes: others.map((q) => ({ host: serverName(q), port: ROUTE_PORT })),
         users: users?.cluster,
         route: o.credentials?.route,
@@ -237,11 +253,17 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
     url: local ? `nats://127.0.0.1:${runLogPort}` : `nats://nats-log:${NATS_PORT}`,
     port: runLogPort,
     clusterPort: null,
+    monitor: local
+      ? local.ports.runLogMonitor === undefined
+        ? null
+        : `http://127.0.0.1:${local.ports.runLogMonitor}`
+      : `http://nats-log:${MONITOR_PORT}`,
     routes: [],
     networks: ['ctl'],
     config: runLogServerConfig({
       host: local ? undefined : '0.0.0.0',
       port: runLogPort,
+      monitorPort: local ? local.ports.runLogMonitor : MONITOR_PORT,
       storeDir: local ? join(local.dir, 'jetstream') : CONTAINER_RUNLOG_DIR,
       users: users?.runLog,
     }),

@@ -36,4 +36,14 @@ describe('nats config', () => {
       for (const key of ['http', 'https', 'monitor_port', 'http_port', 'https_port', 'leafnodes', 'gateway', 'websocket', 'mqtt'])
         expect(c, key).not.toMatch(new RegExp(`^\\s*${key}\\s*[:={ ]`, 'm'));
   });
+
+  it("a monitoring port, when given, is the one HTTP port, on the client port's interface", () => {
+    const pod = natsConfig({ pod: 0, port: 4222, clusterPort: 6222, routes: [], monitorPort: 8222 });
+    const runLog = runLogServerConfig({ port: 4300, storeDir: '/tmp/js', monitorPort: 8300 });
+    const inContainer = natsConfig({ pod: 0, host: '0.0.0.0', port: 4222, clusterPort: 6222, routes: [], monitorPort: 8222 });
+    expect(pod.match(/^\s*https?\s*:.*$/gm)).toEqual(['http: 127.0.0.1:8222']);
+    expect(runLog.match(/^\s*https?\s*:.*$/gm)).toEqual(['http: 127.0.0.1:8300']);
+    expect(inContainer.match(/^\s*https?\s*:.*$/gm)).toEqual(['http: 0.0.0.0:8222']);
+    for (const c of [pod, runLog]) expect(c).not.toMatch(/^\s*(https|monitor_port|http_port|https_port)\s*[:={ ]/m);
+  });
 });

@@ -82,6 +82,14 @@ describe('cluster plan', () => {
     expect(planEntry(plan, 'host-0-0-to-2')?.name).toBe('host-0-0..2');
     expect(planEntry(plan, 'nats-log')?.role).toBe('runlog');
     expect(planEntry(plan, 'host-0-5')).toBeUndefined();
+    // and so do the fault targets as scenarios name them
+    expect(planEntry(plan, 'host/1/4')?.name).toBe('host-1-3..4');
+    expect(planEntry(plan, 'pod/1')?.name).toBe('pod-1');
+    expect(planEntry(plan, 'nats/0')?.name).toBe('nats-0');
+    expect(planEntry(plan, 'client')?.role).toBe('client');
+    expect(planEntry(plan, 'host/0/5')).toBeUndefined();
+    expect(planEntry(plan, 'nats/2')).toBeUndefined();
+    expect(planEntry(plan, 'host-1/4')).toBeUndefined();
   });
 
   it('each process is its own NATS identity, named after it, speaking for the actors it runs', () => {

@@ -2,7 +2,7 @@
 // exists and is not older than anything it was built from, else the TypeScript sources through tsx.
 // A bundle older than the sources is never run: that falls back to tsx with one warning line on stderr.
 // The first process decides and puts its choice in LOCKSTEP_ENTRY, which the role processes it spawns and its
-// worker threads inherit, so they load the same code without looking again. LOCKSTEP_ENTRY=src forces the
+// worker processes inherit, so they load the same code without looking again. LOCKSTEP_ENTRY=src forces the
 // sources, LOCKSTEP_ENTRY=dist the bundle.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';

@@ -1,11 +1,12 @@
-// A worker thread of `lockstep sim`: runs whole schedules (seeds it is sent) and posts back each result.
-// It loads the same code as the process that started it (the bundle or the sources; see entry.js).
-import { parentPort, workerData } from 'node:worker_threads';
+// A worker process of `lockstep sim` (forked with an IPC channel): runs whole schedules (seeds it is sent) and sends
+// back each result. It loads the same code as the process that started it (the bundle or the sources; see entry.js),
+// and ends when that process closes the channel (or goes away).
 import { load } from './entry.js';
 
 const { runOne, scheduleFor, profileFor } = await load('sim');
-const { plan } = workerData;
-parentPort.on('message', async (seed) => {
+const plan = JSON.parse(process.argv[2]);
+process.on('disconnect', () => process.exit(0));
+process.on('message', async (seed) => {
   const { trace: _, ...r } = await runOne(scheduleFor(plan, seed));
-  parentPort.postMessage({ ...r, profile: profileFor(plan.profile, seed) });
+  process.send({ ...r, profile: profileFor(plan.profile, seed) });
 });

@@ -78,7 +78,7 @@ export async function dispatchBench(opts: {
   onRow?: (line: string) => void;
 }): Promise<DispatchBench> {
   const fixedMs = opts.fixedMs ?? 10;
-  const demo = (depth: number, compute: Topology['compute'] = {}) =>
+  const demo = (depth: number, compute: Topology['compute'] = 'real') =>
     parseTopology({ ...preset('demo'), dispatch: { depth }, compute }, `demo at depth ${depth}`);
   const run = (t: Topology, name: string) => launch({ topology: t, steps: opts.steps, runDir: join(opts.dir, name), log: opts.log });
   const rows: DispatchRow[] = [];

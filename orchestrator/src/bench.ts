@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { modelPresets, parameterCount, parseTopology, preset, type Topology } from '@lockstep/topology';
 import { clusterPlan } from '@lockstep/infra';
@@ -9,8 +9,11 @@ import { localRendering } from './local.ts';
 import { findNatsServer, localPorts, startNatsServers } from './nats.ts';
 import { launch, type TrainResult } from './launcher.ts';
 import { stopAll } from './processes.ts';
+import { Reaper } from './reaper.ts';
 import { defaultWorkers, runOne, runPlan, scheduleFor, summarize } from './sim.ts';
 import { dispatchBench, dispatchMarkdown, type DispatchBench } from './bench-dispatch.ts';
+import { edgeExchange, tcpThroughput } from './wirebench.ts';
+import { summarizeProfiles, type ProfileSummary } from './profile.ts';
 
 /**
  * `lockstep bench`: lockstep's step time against raw NATS measured in the same
@@ -23,6 +26,16 @@ export interface NatsBaseline {
   /** Throughput of `chunkBytes` messages across the route, one stream (MiB/s). */
   throughputMiBps: number;
   chunkBytes: number;
+  /** A raw Node TCP socket over loopback in the same run, same chunk size, one stream (MiB/s). */
+  tcpMiBps: number;
+  /** One 16 MiB gradient shard at a time through two real edges across the same route (MiB/s; see edgeExchange). */
+  edgeExchangeMiBps: number;
+  /**
+   * CPU time of the bench's own process (both ends: the publisher and the subscriber, or the two edges; the
+   * servers left out) per MiB moved, for raw NATS and through the edges (ms/MiB). Less sensitive than MiB/s to
+   * other load on the machine: what the edge adds to what NATS's client costs.
+   */
+  cpuMsPerMiB: { rawNats: number; edges: number };
 }
 
 export interface BenchCase {
@@ -39,7 +52,7 @@ export interface BenchCase {
   criticalPathMessages: number;
   /** Control plane: mean step time / (critical path messages x one-way latency). Target <= 3. */
   controlRatio?: number;
-  /** Data plane: bytes crossing the DCN per step / mean exchange phase time, vs raw NATS throughput. Target >= 0.7. */
+  /** Data plane: bytes crossing the DCN per step / mean exchange phase time, vs raw NATS throughput. Target >= 0.9 (issue 11). */
   exchangeMiBps?: number;
   exchangeRatio?: number;
   paramsHash: string | null;
@@ -66,9 +79,33 @@ export interface SimBench {
   };
 }
 
+/** A CPU profile of `demo` (small model) with its hosts one to a process and four to a process (see profile.ts). */
+export interface ProfileBench {
+  layout: 'one host a process' | 'four hosts a process';
+  steps: number;
+  stepsPerSecond: number;
+  summary: ProfileSummary;
+}
+
+/** The headline figures under stable names (the issue's targets beside them in the README). */
+export interface BenchFigures {
+  /** Step ms / (critical-path messages x one-way p50), small model. Target <= 3. */
+  controlRatio: { tiny?: number; demo?: number };
+  /** Exchange MiB/s in a training run (16 MiB gradient) / raw NATS MiB/s. Target >= 0.9. */
+  exchangeOverRawNats: { tiny?: number; demo?: number };
+  /** One 16 MiB shard through two edges alone / raw NATS MiB/s (the edge's own cost, without the rest of a step). */
+  edgeExchangeOverRawNats: number;
+  /** CPU ms per MiB through two edges / CPU ms per MiB of raw NATS, in the bench's own process (see NatsBaseline.cpuMsPerMiB). */
+  edgeCpuOverRawNats: number;
+  /** Raw NATS MiB/s / raw TCP over loopback MiB/s. */
+  rawNatsOverTcp: number;
+  /** The three largest per-step costs of the one-host-a-process profile (busy ms per step, all processes; start-up left out). */
+  profileTop3?: { cost: string; msPerStep: number; share: number }[];
+}
+
 export interface BenchReport {
   date: string;
-  machine: { cpus: number; node: string };
+  machine: { cpus: number; node: string; loadAverage: number[] };
   baseline: NatsBaseline;
   /** One step in flight (dispatch.depth 1), as every earlier bench measured them. */
   cases: BenchCase[];
@@ -77,9 +114,37 @@ export interface BenchReport {
   /** The fraction of wall time the hosts compute, with compute held to a fixed time a phase: target >= 0.95 at depth 2. */
   computeFraction?: { depth1: number; depth2: number };
   sim?: SimBench;
+  profiles?: ProfileBench[];
+  figures: BenchFigures;
 }
 
-/** Run `lockstep sim`'s schedules for the bench (in worker threads, as the CLI does). */
+/**
+ * `demo` with its role processes under `node --cpu-prof` (through LOCKSTEP_NODE_ARGS, which the launcher passes to
+ * every role process), hosts one to a process and four to a process; each profile summarized by cost.
+ */
+export async function profileBench(opts: { dir: string; log: Logger; steps: number }): Promise<ProfileBench[]> {
+  const out: ProfileBench[] = [];
+  for (const [layout, hostsPerProcess] of [
+    ['one host a process', 1],
+    ['four hosts a process', 4],
+  ] as const) {
+    const t = parseTopology({ ...preset('demo'), hostsPerProcess });
+    const profDir = join(opts.dir, `profile-${hostsPerProcess}`);
+    mkdirSync(profDir, { recursive: true });
+    const before = process.env.LOCKSTEP_NODE_ARGS;
+    process.env.LOCKSTEP_NODE_ARGS = `${before ?? ''} --cpu-prof --cpu-prof-dir=${profDir}`.trim();
+    try {
+      const r = await launch({ topology: t, steps: opts.steps, runDir: join(opts.dir, `profile-run-${hostsPerProcess}`), log: opts.log });
+      out.push({ layout, steps: opts.steps, stepsPerSecond: r.stepsPerSecond, summary: summarizeProfiles(profDir, opts.steps) });
+    } finally {
+      if (before === undefined) delete process.env.LOCKSTEP_NODE_ARGS;
+      else process.env.LOCKSTEP_NODE_ARGS = before;
+    }
+  }
+  return out;
+}
+
+/** Run `lockstep sim`'s schedules for the bench (in worker processes, as the CLI does). */
 export async function simBench(opts: { seeds: number; palmSteps: number }): Promise<SimBench> {
   const plan = {
     topology: 'tiny' as const,
@@ -135,46 +200,67 @@ export async function natsBaseline(opts: {
     place: { kind: 'local', dir: opts.dir, ports: await localPorts(2) },
   });
   const pods = localRendering(plan, opts.dir).servers.filter((s) => s.pod >= 0);
-  const nodes = await startNatsServers(pods, { bin: findNatsServer(), log: opts.log });
-  const a = await connect({ servers: nodes[0].url });
-  const b = await connect({ servers: nodes[1].url });
+  // a reaper ends the two servers however the bench ends (a SIGTERM or SIGKILL leaves no exit hook to run)
+  const reaper = Reaper.start();
+  let nodes: Awaited<ReturnType<typeof startNatsServers>> = [];
   try {
+    nodes = await startNatsServers(pods, { bin: findNatsServer(), log: opts.log, onSpawn: (c) => reaper.track(c) });
+  } catch (err) {
+    reaper.close();
+    throw err;
+  }
+  const conns: NatsConnection[] = [];
+  try {
+    const a = await connect({ servers: nodes[0].url });
+    conns.push(a);
+    const b = await connect({ servers: nodes[1].url });
+    conns.push(b);
     // wait for the route to carry interest
-    const probe = b.subscribe('bench.probe');
+    // (a callback, not an iterator: a probe that did not come in 50 ms must not be waited for twice)
+    let probed = false;
+    const probe = b.subscribe('bench.probe', {
+      callback: () => {
+        probed = true;
+      },
+    });
     await b.flush();
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < 200 && !probed; i++) {
       a.publish('bench.probe');
       await a.flush();
-      const got = await Promise.race([
-        probe[Symbol.asyncIterator]()
-          .next()
-          .then(() => true),
-        new Promise((r) => setTimeout(() => r(false), 50)),
-      ]);
-      if (got) break;
+      await new Promise((r) => setTimeout(r, 50));
     }
     probe.unsubscribe();
+    if (!probed) throw new Error("baseline: pod 1's server never heard pod 0's over their route in 10 s");
 
     // one-way latency: one message in flight at a time
+    // (a ping not back in a second is sent again: the subscription's interest may not yet have crossed the route)
     const lat: number[] = [];
     const pings = opts.pings ?? 2000;
-    await new Promise<void>((resolve) => {
-      let sent = 0;
-      const sub = b.subscribe('bench.lat', {
+    let retry: NodeJS.Timeout | undefined;
+    let latSub: { unsubscribe(): void } | undefined;
+    await new Promise<void>((resolve, reject) => {
+      const deadline = performance.now() + 60_000;
+      const send = () => {
+        clearTimeout(retry);
+        if (performance.now() > deadline) return reject(new Error(`baseline: only ${lat.length} of ${pings} pings came back in 60 s`));
+        const buf = new Uint8Array(64);
+        new DataView(buf.buffer).setFloat64(0, performance.now(), true);
+        a.publish('bench.lat', buf);
+        retry = setTimeout(send, 1000);
+      };
+      latSub = b.subscribe('bench.lat', {
         callback: (_e, m) => {
           lat.push(performance.now() - new DataView(m.data.buffer, m.data.byteOffset).getFloat64(0, true));
-          if (++sent >= pings) {
-            sub.unsubscribe();
+          if (lat.length >= pings) {
+            clearTimeout(retry);
             resolve();
           } else send();
         },
       });
-      const send = () => {
-        const buf = new Uint8Array(64);
-        new DataView(buf.buffer).setFloat64(0, performance.now(), true);
-        a.publish('bench.lat', buf);
-      };
       void b.flush().then(send);
+    }).finally(() => {
+      clearTimeout(retry);
+      latSub?.unsubscribe();
     });
 
     // throughput: `megabytes` of chunks across the route, with flow control: at most `window` chunks (8 MiB) sent and
@@ -194,6 +280,7 @@ export async function natsBaseline(opts: {
       });
     });
     await b.flush();
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const deadline = t0 + 60_000;
     const stalled = () => new Error(`baseline: only ${got} of ${n} messages arrived in 60 s`);
@@ -221,15 +308,29 @@ export async function natsBaseline(opts: {
       }),
     ]).finally(() => clearTimeout(timer));
     const secs = (performance.now() - t0) / 1000;
+    const rawCpu = process.cpuUsage(cpu0);
+    // the same 16 MiB shards through lockstep's edges, on the same connections and route
+    const edges = await edgeExchange({
+      from: a,
+      to: b,
+      tensorBytes: 16 * 1024 * 1024,
+      chunkBytes: opts.chunkBytes,
+      rounds: Math.max(1, Math.round((opts.megabytes ?? 256) / 16)),
+      log: opts.log,
+    });
+    const tcpMiBps = await tcpThroughput({ chunkBytes: opts.chunkBytes, megabytes: opts.megabytes ?? 256 });
     return {
       oneWayMs: { p50: quantile(lat, 0.5), p90: quantile(lat, 0.9), mean: lat.reduce((x, y) => x + y, 0) / lat.length },
       throughputMiBps: (n * opts.chunkBytes) / (1024 * 1024) / secs,
       chunkBytes: opts.chunkBytes,
+      tcpMiBps,
+      edgeExchangeMiBps: edges.mibps,
+      cpuMsPerMiB: { rawNats: (rawCpu.user + rawCpu.system) / 1000 / ((n * opts.chunkBytes) / (1024 * 1024)), edges: edges.cpuMsPerMiB },
     };
   } finally {
-    await a.close();
-    await b.close();
+    for (const c of conns) await c.close();
     await stopAll(nodes.map((x) => ({ process: x.process })));
+    reaper.close();
   }
 }
 
@@ -254,6 +355,8 @@ export async function runBench(opts: {
   dispatch?: boolean;
   onDispatch?: (line: string) => void;
   simPalmSteps?: number;
+  /** Steps of each profiled `demo` run (0: no profile). */
+  profileSteps?: number;
   onCase?: (c: BenchCase) => void;
 }): Promise<BenchReport> {
   const chunkBytes = preset('demo').wire.chunkBytes;
@@ -315,15 +418,37 @@ export async function runBench(opts: {
     depth1: dispatch.compute.find((c) => c.depth === 1)!.computeFraction,
     depth2: dispatch.compute.find((c) => c.depth === 2)!.computeFraction,
   };
+  const profiles = opts.profileSteps ? await profileBench({ dir: opts.dir, log: opts.log, steps: opts.profileSteps }) : undefined;
   const sim = opts.simSeeds ? await simBench({ seeds: opts.simSeeds, palmSteps: opts.simPalmSteps ?? 0 }) : undefined;
   return {
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, node: process.version },
+    machine: { cpus: cpus().length, node: process.version, loadAverage: loadavg() },
     baseline,
     cases,
     dispatch,
     computeFraction,
     sim,
+    profiles,
+    figures: benchFigures(baseline, cases, profiles),
+  };
+}
+
+/** A profile's costs without start-up, which a process pays once, not each step. */
+function perStep(s: ProfileSummary) {
+  return s.costs.filter((c) => c.cost !== 'start-up (module loading)');
+}
+
+/** The headline figures of a bench run, by their stable names. */
+export function benchFigures(baseline: NatsBaseline, cases: BenchCase[], profiles?: ProfileBench[]): BenchFigures {
+  const of = (topology: string, size: string) => cases.find((c) => c.name === `${topology}/${size}`);
+  const top = profiles?.find((p) => p.layout === 'one host a process');
+  return {
+    controlRatio: { tiny: of('tiny', 'small')?.controlRatio, demo: of('demo', 'small')?.controlRatio },
+    exchangeOverRawNats: { tiny: of('tiny', 'large')?.exchangeRatio, demo: of('demo', 'large')?.exchangeRatio },
+    edgeExchangeOverRawNats: baseline.edgeExchangeMiBps / baseline.throughputMiBps,
+    edgeCpuOverRawNats: baseline.cpuMsPerMiB.edges / baseline.cpuMsPerMiB.rawNats,
+    rawNatsOverTcp: baseline.throughputMiBps / baseline.tcpMiBps,
+    profileTop3: top && perStep(top.summary).slice(0, 3),
   };
 }
 
@@ -332,11 +457,11 @@ export function benchMarkdown(r: BenchReport): string {
   const lines = [
     `# lockstep bench, ${r.date}`,
     '',
-    `Machine: ${r.machine.cpus} CPUs, Node ${r.machine.node}. Command: \`npm run bench\`.`,
+    `Machine: ${r.machine.cpus} CPUs, Node ${r.machine.node}, load average ${r.machine.loadAverage.map((x) => x.toFixed(1)).join(', ')} at the end (1, 5, 15 min). Command: \`npm run bench\`.`,
     '',
-    `Raw NATS across the pods' route, same run: one-way latency p50 ${f(r.baseline.oneWayMs.p50, 3)} ms (p90 ${f(r.baseline.oneWayMs.p90, 3)} ms); throughput ${f(r.baseline.throughputMiBps, 0)} MiB/s in ${r.baseline.chunkBytes / 1024} KiB messages.`,
+    `Raw NATS across the pods' route, same run: one-way latency p50 ${f(r.baseline.oneWayMs.p50, 3)} ms (p90 ${f(r.baseline.oneWayMs.p90, 3)} ms); throughput ${f(r.baseline.throughputMiBps, 0)} MiB/s in ${r.baseline.chunkBytes / 1024} KiB messages; raw TCP over loopback ${f(r.baseline.tcpMiBps, 0)} MiB/s (NATS / TCP ${f(r.figures.rawNatsOverTcp)}); one 16 MiB shard at a time through two edges ${f(r.baseline.edgeExchangeMiBps, 0)} MiB/s (edge / NATS ${f(r.figures.edgeExchangeOverRawNats)}); CPU of the bench's process per MiB: raw NATS ${f(r.baseline.cpuMsPerMiB.rawNats)} ms, through the edges ${f(r.baseline.cpuMsPerMiB.edges)} ms (edge / NATS ${f(r.figures.edgeCpuOverRawNats)}).`,
     '',
-    '| case | params | gradient MiB | steps/s | step ms | fwd | bwd | reduce-scatter | exchange | update | all-gather | critical-path msgs | control ratio (target <= 3) | exchange MiB/s | exchange / raw NATS (target >= 0.7) |',
+    '| case | params | gradient MiB | steps/s | step ms | fwd | bwd | reduce-scatter | exchange | update | all-gather | critical-path msgs | control ratio (target <= 3) | exchange MiB/s | exchange / raw NATS (target >= 0.9) |',
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     ...r.cases
       .map((c) =>
@@ -362,10 +487,26 @@ export function benchMarkdown(r: BenchReport): string {
     '',
     "One step in flight (dispatch.depth 1) in these cases. Phase times are the slowest host's, averaged over steps. Control ratio = step ms / (critical-path messages x one-way p50). Exchange MiB/s = gradient bytes crossing the DCN per step (each pod's whole gradient, once each way) / exchange phase ms.",
     ...(r.dispatch ? dispatchMarkdown(r.dispatch) : []),
+    ...(r.profiles?.length
+      ? [
+          '',
+          'Largest costs per step from `node --cpu-prof` of every role process of `demo` (small model): busy ms per step summed over processes (sampled; on a loaded machine a process waiting for a core counts as busy). Busy ms/step includes start-up; the three largest leave it out (it is paid once).',
+          '',
+          '| layout | steps/s | busy ms/step | 1st | 2nd | 3rd |',
+          '|---|---:|---:|---|---|---|',
+          ...r.profiles.map(
+            (p) =>
+              `| ${p.layout} | ${f(p.stepsPerSecond)} | ${f(p.summary.cpuMsPerStep, 0)} | ${perStep(p.summary)
+                .slice(0, 3)
+                .map((c) => `${c.cost} ${f(c.msPerStep, 1)} ms (${f(c.share * 100, 0)}%)`)
+                .join(' | ')} |`,
+          ),
+        ]
+      : []),
     ...(r.sim
       ? [
           '',
-          `Simulator (\`lockstep sim\`, ${r.sim.workers} worker threads): ${r.sim.schedules} schedules of ${r.sim.steps} steps on ${r.sim.topology}, every fault profile in turn: ${f(r.sim.schedulesPerMinute, 0)} schedules a minute (target >= 1000), ${f(r.sim.simulatedSecondsPerWallSecond, 1)} simulated s per wall s, ${r.sim.failed} failing.`,
+          `Simulator (\`lockstep sim\`, ${r.sim.workers} worker processes): ${r.sim.schedules} schedules of ${r.sim.steps} steps on ${r.sim.topology}, every fault profile in turn: ${f(r.sim.schedulesPerMinute, 0)} schedules a minute (target >= 1000), ${f(r.sim.simulatedSecondsPerWallSecond, 1)} simulated s per wall s, ${r.sim.failed} failing.`,
           ...(r.sim.palm
             ? [
                 `palm-540b (2 x 768 hosts, small model) fault-free in the simulator: ${r.sim.palm.stepsCommitted}/${r.sim.palm.steps} steps ${r.sim.palm.recovered ? 'to the reference bits' : 'NOT recovered'} in ${f(r.sim.palm.wallSeconds, 0)} s (${r.sim.palm.simulatedStepsPerWallSecond.toExponential(2)} simulated steps per wall s; ${r.sim.palm.messages} messages delivered).`,

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, truncateSync } from 'node:fs';
 import { checkpointSteps } from '@lockstep/actors';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -14,13 +14,18 @@ import {
   preset,
   type CrashPoint,
   type FailureKind,
+  type ProcessFault,
   type Scenario,
+  timelineProblems,
   type Topology,
 } from '@lockstep/topology';
 import { RunFailed, UsageError } from './errors.ts';
-import { hostGroups, hostProcessName, launch, type TrainResult } from './launcher.ts';
+import { readInputFile } from './input.ts';
+import { launch, type TrainResult } from './launcher.ts';
 import type { StepLine } from './protocol.ts';
 import { runReference } from './reference.ts';
+import { processName, type ProcessFaultAction, type ProcessFaults } from './faults.ts';
+import { nowMicros, type RunRecorder } from './record/recorder.ts';
 
 /**
  * The fault class of a scenario, for the figures: what it does first among
@@ -66,18 +71,28 @@ export interface ScenarioResult {
   wallMs: number;
 }
 
+/**
+ * Read, validate and check a scenario file against its topology before anything starts: its topology a preset
+ * (with the scenario's settings still valid), every target one the topology has, at most one `inPhase` fault
+ * a process. Any problem is a UsageError (exit 2) naming the file and the entry.
+ */
 export function loadScenario(file: string): Scenario {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(`scenario: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  return parseScenarioText(text, file);
+  const s = parseScenarioText(readInputFile(file, 'scenario'), file);
+  const t = scenarioTopology(s);
+  const problems = timelineProblems(s, t);
+  if (problems.length > 0) throw new UsageError(`scenario ${file}: ${problems.join('; ')}`);
+  armedCrashPoints(s, t); // throws on two for one process
+  return s;
 }
 
 export function scenarioFiles(dir: string): string[] {
-  return readdirSync(dir)
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    throw new UsageError(`--dir: cannot read ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  return names
     .filter((f) => /\.ya?ml$/.test(f))
     .sort()
     .map((f) => join(dir, f));
@@ -101,18 +116,23 @@ export function scenarioTopology(s: Scenario, dispatchDepth?: number): Topology 
   );
 }
 
-/** The process that runs `target` (client, pod/p, host/p/h). */
-function processName(t: Topology, target: string): string {
-  if (target === 'client') return 'client';
-  const [role, p, h] = target.split('/');
-  if (role === 'pod') return `pod-${p}`;
-  if (role === 'nats') return `nats-${p}`;
-  const g = hostGroups(t).find((x) => x.pod === Number(p) && x.hosts.includes(Number(h)));
-  if (!g) throw new UsageError(`no process runs ${target}`);
-  return hostProcessName(g);
+/** The crash point each host process is armed with (process name -> point): at most one a process. */
+function armedCrashPoints(s: Scenario, t: Topology): Map<string, CrashPoint> {
+  const armed = new Map<string, CrashPoint>();
+  s.timeline.forEach((f, i) => {
+    if (!f.inPhase) return;
+    const name = processName(t, f.target);
+    if (armed.has(name)) throw new UsageError(`scenario ${s.name}: timeline[${i}]: more than one inPhase fault for ${name}`);
+    armed.set(name, {
+      host: Number(f.target.split('/')[2]),
+      step: f.atStep,
+      phase: f.inPhase,
+      signal: f.action === 'kill' ? 'SIGKILL' : 'SIGSTOP',
+      ...(f.onPrepared ? { onPrepared: true } : {}),
+    });
+  });
+  return armed;
 }
-
-const SIGNALS = { stop: 'SIGSTOP', cont: 'SIGCONT', kill: 'SIGKILL' } as const;
 
 /** Cut every replica of shard 0 of the newest checkpoint with a manifest to half its length, as a crash mid-write on a filesystem without atomic rename would. */
 function tearNewestCheckpoint(dir: string): string | undefined {
@@ -128,10 +148,16 @@ function tearNewestCheckpoint(dir: string): string | undefined {
   return torn.length ? `step ${step}: ${torn.length} files` : undefined;
 }
 
+/** A run id for a scenario's run: `c-<time>-<scenario>`, cut to a run id's 63 characters. */
+export function chaosRunId(scenario: string): string {
+  const name = scenario.toLowerCase().replace(/[^a-z0-9-]+/g, '-');
+  return `c-${Date.now().toString(36)}-${name}`.slice(0, 63).replace(/-+$/, '');
+}
+
 /** Run one scenario with real processes, inject its faults, and check the invariants. */
 export async function runScenario(
   s: Scenario,
-  opts: { log: Logger; runDir: string; logLevel?: LogLevel; dispatchDepth?: number },
+  opts: { log: Logger; runDir: string; logLevel?: LogLevel; runId?: string; runsDir?: string; dispatchDepth?: number },
 ): Promise<ScenarioResult> {
   const t = scenarioTopology(s, opts.dispatchDepth);
   // a crash point that fires only on prepared parameters needs a step in flight behind another: not run with one at a time
@@ -141,80 +167,82 @@ export async function runScenario(
       t,
       `an onPrepared crash point needs dispatch.depth >= 2 (a host computes on prepared parameters only then); depth ${t.dispatch.depth}`,
     );
-  const pids = new Map<string, number>();
   const commits: (StepLine & { at: number })[] = [];
   const injectedAt: number[] = [];
-  const pending = s.timeline.filter((f) => !f.inPhase).sort((a, b) => a.atStep - b.atStep);
+  // faults on a first commit, and faults on a commit replayed after a checkpoint restore, each in step order
+  const pending = s.timeline.filter((f) => !f.inPhase && !f.replayed).sort((a, b) => a.atStep - b.atStep);
+  const onReplay = s.timeline.filter((f) => f.replayed).sort((a, b) => a.atStep - b.atStep);
   // faults at an exact phase are armed inside the host's process (it signals itself), on its first start only
-  const armed = new Map<string, CrashPoint>(); // process name -> its crash point
-  for (const f of s.timeline.filter((x) => x.inPhase)) {
-    const name = processName(t, f.target);
-    if (armed.has(name)) throw new UsageError(`scenario ${s.name}: more than one inPhase fault for ${name}`);
-    armed.set(name, {
-      host: Number(f.target.split('/')[2]),
-      step: f.atStep,
-      phase: f.inPhase!,
-      signal: f.action === 'kill' ? 'SIGKILL' : 'SIGSTOP',
-      ...(f.onPrepared ? { onPrepared: true } : {}),
-    });
-  }
+  const armed = armedCrashPoints(s, t);
   const processEnv = Object.fromEntries([...armed].map(([name, point]) => [name, { LOCKSTEP_CRASH_POINT: JSON.stringify(point) }]));
   const restarts: { name: string; at: number }[] = [];
   let torn = 0;
   const dcnLinks: { proxy: DcnProxy }[] = [];
   const timers: ReturnType<typeof setTimeout>[] = [];
   const started = performance.now();
+  /** Inject one fault of the timeline, `afterMs` from now. */
+  const inject = (f: ProcessFault) => {
+    timers.push(
+      setTimeout(() => {
+        if (DCN_ACTIONS.includes(f.action)) {
+          for (const { proxy } of dcnLinks) {
+            if (f.action === 'cut') proxy.cut();
+            else if (f.action === 'cut-one-way') proxy.cutOneWay(f.direction);
+            else if (f.action === 'heal') proxy.heal();
+            else if (f.action === 'latency') proxy.latency(f.value ?? 0);
+            else if (f.action === 'bandwidth') proxy.bandwidth(f.value ?? 0);
+          }
+          if (f.action !== 'heal') injectedAt.push(performance.now());
+          noteFault('dcn', f.action, f.value !== undefined ? String(f.value) : f.direction);
+          opts.log.warn({ dcn: f.action, value: f.value, direction: f.direction }, 'DCN fault');
+          return;
+        }
+        if (f.action === 'tear') {
+          const what = tearNewestCheckpoint(join(opts.runDir, 'checkpoints'));
+          if (what) {
+            torn++; // not a recovery start: nothing notices a torn checkpoint until a restore needs it
+            noteFault('checkpoints', 'tear', what);
+            opts.log.warn({ torn: what }, 'checkpoint torn');
+          }
+          return;
+        }
+        // the same path as the status page's kill button: the process's supervisor signals it, and records the fault
+        if (faults?.inject(f.target, f.action as ProcessFaultAction)) injectedAt.push(performance.now());
+      }, f.afterMs),
+    );
+  };
   let result: TrainResult | undefined;
   let error: Error | undefined;
+  let record: RunRecorder | undefined;
+  let faults: ProcessFaults | undefined;
+  /** A fault injected from here, in the run's record. */
+  const noteFault = (target: string, action: string, detail?: string) =>
+    record?.record({ kind: 'fault', actor: target, at: nowMicros(), action, ...(detail ? { detail } : {}) });
   try {
     result = await launch({
       topology: t,
       steps: s.steps,
       runDir: opts.runDir,
+      runId: opts.runId,
+      runsDir: opts.runsDir,
+      onRecord: (r) => {
+        record = r;
+      },
       log: opts.log,
       logLevel: opts.logLevel,
       processEnv,
       dcnProxy: s.timeline.some((f) => f.target === 'dcn'),
       onDcn: (links) => dcnLinks.push(...links),
-      onSpawn: (name, pid) => pids.set(name, pid),
+      onFaults: (f) => {
+        faults = f;
+      },
       onRestart: (r) => restarts.push({ name: r.process, at: r.at }),
       onStep: (line) => {
         commits.push({ ...line, at: performance.now() });
-        while (pending.length > 0 && pending[0].atStep <= line.step) {
-          const f = pending.shift()!;
-          timers.push(
-            setTimeout(() => {
-              if (DCN_ACTIONS.includes(f.action)) {
-                for (const { proxy } of dcnLinks) {
-                  if (f.action === 'cut') proxy.cut();
-                  else if (f.action === 'cut-one-way') proxy.cutOneWay(f.direction);
-                  else if (f.action === 'heal') proxy.heal();
-                  else if (f.action === 'latency') proxy.latency(f.value ?? 0);
-                  else if (f.action === 'bandwidth') proxy.bandwidth(f.value ?? 0);
-                }
-                if (f.action !== 'heal') injectedAt.push(performance.now());
-                opts.log.warn({ dcn: f.action, value: f.value, direction: f.direction }, 'DCN fault');
-                return;
-              }
-              if (f.action === 'tear') {
-                const what = tearNewestCheckpoint(join(opts.runDir, 'checkpoints'));
-                if (what) {
-                  torn++; // not a recovery start: nothing notices a torn checkpoint until a restore needs it
-                  opts.log.warn({ torn: what }, 'checkpoint torn');
-                }
-                return;
-              }
-              const pid = pids.get(processName(t, f.target));
-              if (!pid) return;
-              try {
-                process.kill(pid, SIGNALS[f.action as keyof typeof SIGNALS]);
-                injectedAt.push(performance.now());
-              } catch {
-                // already gone
-              }
-            }, f.afterMs),
-          );
-        }
+        while (pending.length > 0 && pending[0].atStep <= line.step) inject(pending.shift()!);
+      },
+      onReplayed: (line) => {
+        while (onReplay.length > 0 && onReplay[0].atStep <= line.step) inject(onReplay.shift()!);
       },
     });
   } catch (e) {
@@ -268,6 +296,9 @@ export async function runScenario(
   );
   if (s.expect.outcome === 'recovers') {
     problem(!error, `expected to recover, failed: ${r.error}`);
+    // a fault that never fired proves nothing: the scenario does not pass without it
+    for (const f of [...pending, ...onReplay])
+      problem(false, `the ${f.action} of ${f.target} at ${f.replayed ? 'the replay of ' : ''}step ${f.atStep} never fired`);
     problem(r.stepsCommitted === s.steps, `committed ${r.stepsCommitted} of ${s.steps} steps`);
     const retried = new Set(result?.retried.map((f) => f.kind));
     for (const kind of s.expect.retried ?? [])

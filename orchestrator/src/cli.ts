@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
 import {
@@ -14,6 +14,7 @@ import {
   presetNames,
   RunId,
   scenarioJsonSchema,
+  topologyJsonSchema,
   SimProfile,
   SimSchedule,
   preset,
@@ -35,21 +36,26 @@ import {
 } from '@lockstep/actors';
 import { defaultWorkers, isFailure, runOne, runPlan, scheduleFor, shrink, summarize } from './sim.ts';
 import { NatsServerMissing, ProcessExited, RunFailed, UsageError } from './errors.ts';
-import { assertLocalShape, hostGroups, launch, RunInfo, type TrainResult } from './launcher.ts';
+import { assertLocalShape, hostGroups, launch, newRunId, RunInfo, type TrainResult } from './launcher.ts';
+import { DEFAULT_UI, UiAddress } from './ui/address.ts';
+import { startStatusPage } from './ui/statuspage.ts';
 import { loadTopology } from './load.ts';
+import { MAX_INPUT_FILE_BYTES, readInputFile } from './input.ts';
 import { fmtLoss, Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
 import { benchMarkdown, runBench, writeBench } from './bench.ts';
-import { chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
-import { clientRole, hostRole, parseFlags, podRole } from './roles.ts';
+import { chaosRunId, chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
+import { clientRole, hostRole, natsAuth, parseFlags, podRole } from './roles.ts';
+import { watchRun } from './ui/watch.ts';
+import { errorJson } from './record/outcome.ts';
+import { addRecordCommands } from './record/commands.ts';
+import { DEFAULT_RUNS_DIR, runsDir } from './record/runs.ts';
+import { envOf, StepsFlag, version } from './flags.ts';
+import { addCostModelCommand } from './costmodel.ts';
 
 const TrainFlags = z.object({
   topology: z.string().min(1),
-  steps: z.coerce
-    .number({ error: 'must be a number' })
-    .int('must be a whole number')
-    .min(1, 'must be >= 1')
-    .max(1_000_000, 'must be <= 1000000'),
+  steps: StepsFlag,
   model: z.string().optional(),
   hostsPerProcess: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1').optional(),
   dispatchDepth: z.coerce
@@ -59,14 +65,38 @@ const TrainFlags = z.object({
     .max(8, 'must be <= 8')
     .optional(),
   json: z.boolean().default(false),
-  logLevel: z.enum(logLevels).default('warn'),
+  logLevel: z.enum(logLevels).default('info'),
   runDir: z.string().optional(),
   natsServer: z.string().optional(),
   resume: z.string().min(1, 'must name a run id or run directory').optional(),
   record: z.boolean().default(false),
+  /** --ui alone: the default address; --ui host:port. */
+  ui: z
+    .union([z.literal(true).transform(() => DEFAULT_UI), z.string()])
+    .pipe(UiAddress)
+    .optional(),
+  overwrite: z.boolean().default(false),
 });
 
 const parseTrainFlags = (raw: unknown) => parseFlags(TrainFlags, raw);
+
+const WatchFlags = z.object({
+  run: RunId,
+  nats: z
+    .string()
+    .max(4000)
+    .transform((s) => s.split(','))
+    .pipe(
+      z
+        .array(z.url({ protocol: /^nats$/, error: 'must be nats://host:port URLs, comma-separated' }))
+        .min(1)
+        .max(4096),
+    ),
+  monitor: z.url({ protocol: /^https?$/, error: 'must be an http://host:port URL' }).optional(),
+  topology: z.string().min(1),
+  steps: StepsFlag,
+  ui: UiAddress,
+});
 
 /** A whole number written as decimal digits (not "", "0x10" or "1e3"), within [min, max]. */
 const count = (min: number, max: number) =>
@@ -98,11 +128,12 @@ const SimFlags = z.object({
 
 /** A schedule file (JSON), validated. */
 function loadSchedule(file: string): SimSchedule {
+  const text = readInputFile(file, '--schedule', 16 * MAX_INPUT_FILE_BYTES);
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(file, 'utf8'));
+    value = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(`--schedule: ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new UsageError(`--schedule: ${file}: not JSON (${(err as Error).message})`);
   }
   const r = SimSchedule.safeParse(value);
   if (!r.success) throw new UsageError(`--schedule: ${file}: ${describeIssues(r.error).join('; ')}`);
@@ -162,20 +193,49 @@ function writeOut(file: string, text: string): void {
   }
 }
 
-/** The run a `train --resume` continues: its directory, id and step count, from its run.json. */
+/**
+ * The run a `train --resume` continues: its directory, id and step count, from its run.json. `arg` is a
+ * directory when it is a path (absolute, or with a `/`, or a directory that is there), else a run id under
+ * `.lockstep/runs`; either way the message names the path looked at.
+ */
 function priorRun(arg: string): { runDir: string; runId: string; steps: number } {
-  const runDir = existsSync(join(arg, 'run.json')) ? arg : join('.lockstep', 'runs', arg);
+  const isPath = isAbsolute(arg) || arg.includes(sep) || arg.includes('/') || arg === '.' || arg === '..';
+  if (!isPath && !RunId.safeParse(arg).success && !existsSync(arg))
+    throw new UsageError(`--resume: ${arg} is neither a run directory nor a run id (letters, digits and dashes)`);
+  const runDir = isPath || (existsSync(arg) && statSync(arg).isDirectory()) ? arg : join('.lockstep', 'runs', arg);
+  const file = join(runDir, 'run.json');
+  let text: string;
+  try {
+    text = readInputFile(file, '--resume');
+  } catch (err) {
+    throw new UsageError(`--resume: ${arg} is not a run (${(err as Error).message.replace(/^--resume: /, '')})`);
+  }
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'));
+    value = JSON.parse(text);
   } catch (err) {
-    throw new UsageError(
-      `--resume: ${arg} is not a run (no readable ${join(runDir, 'run.json')}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
-    );
+    throw new UsageError(`--resume: ${file}: not JSON (${(err as Error).message})`);
   }
   const r = RunInfo.safeParse(value);
-  if (!r.success) throw new UsageError(`--resume: ${join(runDir, 'run.json')}: ${describeIssues(r.error).join('; ')}`);
+  if (!r.success) throw new UsageError(`--resume: ${file}: ${describeIssues(r.error).join('; ')}`);
   return { runDir, runId: r.data.runId, steps: r.data.steps };
+}
+
+/** A `--run-dir` that cannot hold a run (a file, or under one) is a usage error, said before anything starts. */
+function checkRunDir(dir: string): void {
+  let at = resolve(dir);
+  for (;;) {
+    if (existsSync(at)) {
+      if (!statSync(at).isDirectory())
+        throw new UsageError(
+          `--run-dir: ${dir}: ${at === resolve(dir) ? 'is a file, not a directory' : `${at} is a file, not a directory`}`,
+        );
+      return;
+    }
+    const up = dirname(at);
+    if (up === at) return;
+    at = up;
+  }
 }
 
 function printJson(o: unknown) {
@@ -183,6 +243,13 @@ function printJson(o: unknown) {
 }
 
 function humanTrain(r: TrainResult): string {
+  if (r.resumed?.finished)
+    return `lockstep train: run ${r.runId} is finished, nothing to do\n${table([
+      ['topology', r.topology],
+      ['steps', `${r.steps} (all committed before)`],
+      ['paramsHash', r.paramsHash ?? '-'],
+      ['logs', r.runDir],
+    ])}\n`;
   const rows: [string, string][] = [
     ['topology', `${r.topology} (${r.pods.length} pods, ${r.processes} processes)`],
     ['steps', String(r.steps)],
@@ -215,6 +282,20 @@ function humanTrain(r: TrainResult): string {
             .map(([k, v]) => `${k}: ${v}`)
             .join(', ')})`,
     ],
+    ...(r.resumed
+      ? ([
+          [
+            'resumed',
+            r.resumed.runLogLost ? 'RUN LOG LOST: trained again from step 0' : `after ${r.resumed.committedBefore} committed steps`,
+          ],
+        ] as [string, string][])
+      : []),
+    [
+      'checkpoints written',
+      r.checkpoints.failed.length === 0
+        ? String(r.checkpoints.written)
+        : `${r.checkpoints.written}; NOT WRITTEN: ${r.checkpoints.failed.map((x) => `step ${x.step} (${x.reason})`).join(', ')}`,
+    ],
     ['mean step / exchange ms', `${r.phaseMs.step.toFixed(2)} / ${(r.phaseMs.exchange ?? 0).toFixed(2)}`],
     ['steps in flight (depth / mean)', `${r.dispatchDepth} / ${r.meanStepsInFlight.toFixed(2)}`],
     [
@@ -229,13 +310,22 @@ function humanTrain(r: TrainResult): string {
 export function buildProgram(): Command {
   const program = new Command('lockstep')
     .description('PaLM-style two-pod training over NATS, with xstate actors and fault injection')
+    .version(version(), '-V, --version', 'print the version')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      // commander's own complaints (an unknown flag, a missing argument) in the one style every bad flag has
+      outputError: (s, write) => write(`lockstep: UsageError: ${s.replace(/^error: /, '')}`),
+    })
+    .commandsGroup('Commands:');
 
   const topologyOpt = () =>
-    new Option('-t, --topology <preset|file>', `preset (${presetNames.join(', ')}) or YAML/JSON file`).default('demo');
-  const stepsOpt = () => new Option('-s, --steps <n>', 'steps to train').default('100');
-  const modelOpt = () => new Option('-m, --model <preset>', `replace the topology's model (${Object.keys(modelPresets).join(', ')})`);
+    new Option('-t, --topology <preset|file>', `preset (${presetNames.join(', ')}) or YAML/JSON file`)
+      .default('demo')
+      .env(envOf('topology'));
+  const stepsOpt = () => new Option('-s, --steps <n>', 'steps to train').default('100').env(envOf('steps'));
+  const modelOpt = () =>
+    new Option('-m, --model <preset>', `replace the topology's model (${Object.keys(modelPresets).join(', ')})`).env(envOf('model'));
 
   program
     .command('train')
@@ -246,23 +336,42 @@ export function buildProgram(): Command {
     .option('--hosts-per-process <n>', 'host actors per OS process')
     .option('--dispatch-depth <n>', "steps the client keeps in flight, 1-8 (replaces the topology's dispatch.depth)")
     .option('--json', 'print one JSON object as the last line of stdout')
-    .addOption(new Option('--log-level <level>', 'log level of every process').choices(logLevels).default('warn'))
-    .option('--run-dir <dir>', 'where configs and logs go (default .lockstep/runs/<run id>)')
-    .option('--nats-server <path>', 'the nats-server binary (default: found on PATH)')
+    .addOption(
+      new Option('--log-level <level>', "log level of every process's log (and of the launcher's own lines on stderr, warn unless given)")
+        .choices(logLevels)
+        .default('info')
+        .env(envOf('logLevel')),
+    )
+    .addOption(
+      new Option('--run-dir <dir>', `where configs, logs and the run's record go (default ${DEFAULT_RUNS_DIR}/<run id>)`).env(
+        envOf('runDir'),
+      ),
+    )
+    .addOption(new Option('--nats-server <path>', 'the nats-server binary (default: found on PATH)').env(envOf('natsServer')))
     .option(
       '--resume <run>',
       'continue a run that was stopped (a run id under .lockstep/runs, or its directory): restore its newest checkpoint, replay to its last committed step, go on',
     )
     .option('--record', "record every machine's events and messages in <run dir>/record, for lockstep replay")
+    .addOption(
+      new Option(
+        '--ui [host:port]',
+        `serve a live status page (hosts, phases, loss, retries, the DCN link, a kill button per host; /status, /events, /metrics) at host:port, default ${DEFAULT_UI}; port 0 picks a free one`,
+      ).env('LOCKSTEP_UI'),
+    )
+    .option('--overwrite', '--run-dir holds another run: delete it and start a new one there (without, train refuses)')
     .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
+      if (f.resume && f.overwrite) throw new UsageError('--resume and --overwrite do not go together');
+      if (f.runDir !== undefined) checkRunDir(f.runDir);
       const prior = f.resume ? priorRun(f.resume) : undefined;
       if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;
       const t = prior
         ? loadTopology(join(prior.runDir, 'topology.json'), { dispatchDepth: f.dispatchDepth })
         : loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess, dispatchDepth: f.dispatchDepth });
       assertLocalShape(t); // a topology too big for one machine is a usage error, said before anything starts
-      const log = createLogger(f.logLevel as LogLevel, { role: 'launcher' });
+      const given = cmd.getOptionValueSource('logLevel');
+      const log = createLogger((given === 'cli' || given === 'env' ? f.logLevel : 'warn') as LogLevel, { role: 'launcher' });
       const progress = new Progress(f.steps, `train ${t.name}`);
       progress.note(
         `lockstep: ${t.pods} pods x ${t.hostsPerPod} hosts, ${parameterCount(t.model)} parameters, ${f.steps} steps, ${t.dispatch.depth} in flight`,
@@ -270,21 +379,73 @@ export function buildProgram(): Command {
       progress.note(
         `starting ${t.pods + 1} nats-servers (one a pod, one for the run log) and ${hostGroups(t).length + t.pods + 1} processes...`,
       );
+      const runId = prior?.runId ?? newRunId();
+      const page = f.ui ? await startStatusPage({ ...f.ui, topology: t, runId, steps: f.steps, log }) : undefined;
+      if (page) process.stderr.write(`status page at ${page.url}\n`);
+      const outcome: { result?: TrainResult; error?: Error } = {};
       const result = await launch({
+        ...page?.hooks,
         topology: t,
         steps: f.steps,
         runDir: prior?.runDir ?? f.runDir,
-        runId: prior?.runId,
+        runsDir: runsDir(),
+        runId,
         resume: prior !== undefined,
         logLevel: f.logLevel as LogLevel,
         natsServer: f.natsServer,
         record: f.record,
+        overwrite: f.overwrite,
         log,
+        onNote: (line) => progress.note(line),
         onReady: (reached, total) => reached === total && progress.note(`all ${total} pods ready`),
         onStep: (s) => progress.update(s.step + 1, `loss ${s.loss.toPrecision(4)}${s.podsAgree ? '' : ' PODS DIFFER'}`),
-      });
+      })
+        .then((r) => (outcome.result = r))
+        .catch((err: Error) => {
+          outcome.error = err;
+          throw err;
+        })
+        .finally(() => page?.finish(outcome));
       if (f.json) printJson(result);
       else process.stdout.write(humanTrain(result));
+    });
+
+  program
+    .command('watch')
+    .description(
+      "serve the status page of a run started elsewhere (the compose demo's ui service), from the wire, as the observer NATS user (LOCKSTEP_NATS_USER, LOCKSTEP_NATS_PASS)",
+    )
+    .requiredOption('--run <id>', 'run id')
+    .requiredOption('--nats <urls>', "each pod's server, comma-separated, pod 0 first")
+    .option('--monitor <url>', "pod 0's server's monitoring endpoint (http://host:port), for the DCN link")
+    .addOption(topologyOpt())
+    .addOption(stepsOpt())
+    .option('--ui <host:port>', 'where to serve the page', DEFAULT_UI)
+    .action(async (raw) => {
+      const f = parseFlags(WatchFlags, raw);
+      const t = loadTopology(f.topology);
+      if (f.nats.length !== t.pods)
+        throw new UsageError(`--nats: ${f.nats.length} servers for ${t.pods} pods; give each pod's, pod 0 first`);
+      const log = createLogger('warn', { role: 'watch' });
+      const auth = natsAuth();
+      const page = await watchRun({
+        ...f.ui,
+        topology: t,
+        runId: f.run,
+        steps: f.steps,
+        urls: f.nats,
+        monitor: f.monitor ?? null,
+        login: auth.user && auth.pass ? { user: auth.user, password: auth.pass } : undefined,
+        log,
+      });
+      process.stderr.write(`status page at ${page.url}\n`);
+      // serves until stopped (compose stops it with the run)
+      const sig = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      log.info({ sig }, 'stopping the status page');
+      await page.stop();
     });
 
   program
@@ -315,10 +476,12 @@ export function buildProgram(): Command {
 
   program
     .command('topology')
-    .description('print a topology with every default filled in (validates a file)')
+    .description('print a topology with every default filled in (validates a file); --schema: the JSON Schema of topology files')
     .addOption(topologyOpt())
     .addOption(modelOpt())
+    .option('--schema', 'print the JSON Schema of topology files and exit')
     .action(async (raw) => {
+      if (raw.schema) return printJson(topologyJsonSchema());
       const t = loadTopology(raw.topology, { model: raw.model });
       printJson({ ...t, parameters: parameterCount(t.model) });
     });
@@ -331,6 +494,7 @@ export function buildProgram(): Command {
     .option('--sim-seeds <n>', 'lockstep sim schedules (20 steps, tiny) to time; 0: none', '300')
     .option('--sim-palm-steps <n>', 'palm-540b steps to run in the simulator (minutes each here); 0: none', '0')
     .option('--no-dispatch', 'skip the dispatch cases (demo at depth 1 and 2, and with compute held to 10 ms a phase)')
+    .option('--profile-steps <n>', 'steps of each CPU-profiled demo run (hosts one and four to a process); 0: none', '100')
     .option('--out <dir>', 'where results go', 'bench/results')
     .option('--json', 'print the report as one JSON line')
     .action(async (raw) => {
@@ -341,6 +505,7 @@ export function buildProgram(): Command {
           simSeeds: z.coerce.number().int().min(0, 'must be >= 0').max(100_000, 'must be <= 100000'),
           simPalmSteps: z.coerce.number().int().min(0, 'must be >= 0').max(100, 'must be <= 100'),
           dispatch: z.boolean().default(true),
+          profileSteps: z.coerce.number().int().min(0, 'must be >= 0').max(10_000, 'must be <= 10000'),
           out: z.string().min(1),
           json: z.boolean().default(false),
         }),
@@ -358,6 +523,7 @@ export function buildProgram(): Command {
         simPalmSteps: flags.simPalmSteps,
         dispatch: flags.dispatch,
         onDispatch: (line) => process.stderr.write(`bench: ${line}\n`),
+        profileSteps: flags.profileSteps,
         onCase: (c) =>
           process.stderr.write(
             `bench: ${c.name}: ${c.stepsPerSecond.toFixed(2)} steps/s, step ${c.phaseMs.step.toFixed(1)} ms, exchange ${(c.phaseMs.exchange ?? 0).toFixed(1)} ms\n`,
@@ -381,7 +547,7 @@ export function buildProgram(): Command {
       const f = parseFlags(
         z.object({
           topology: z.string().min(1),
-          steps: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1'),
+          steps: StepsFlag,
           out: z.string().min(1),
           run: RunId,
           image: z.string().min(1),
@@ -411,24 +577,35 @@ export function buildProgram(): Command {
     .option('--all', 'run every scenario in --dir')
     .option('--dir <dir>', 'scenario directory', 'scenarios')
     .option('--json', 'print one JSON object as the last line of stdout')
-    .option('--log-level <level>', 'log level of every process', 'warn')
+    .addOption(
+      new Option('--log-level <level>', "log level of every process's log (and of chaos's own lines on stderr, warn unless given)")
+        .choices(logLevels)
+        .default('info')
+        .env(envOf('logLevel')),
+    )
     .option('--dispatch-depth <n>', "steps the client keeps in flight in every scenario, 1-8 (default: each scenario's, else its preset's)")
     .option('--schema', 'print the JSON Schema of scenario files and exit')
-    .action(async (file: string | undefined, raw) => {
+    .action(async (file: string | undefined, raw, cmd: Command) => {
       if (raw.schema) return printJson(scenarioJsonSchema());
       if (!file && !raw.all) throw new UsageError('chaos: name a scenario file, or pass --all');
       const { dispatchDepth } = parseFlags(z.object({ dispatchDepth: count(1, 8).optional() }), { dispatchDepth: raw.dispatchDepth });
       const files = raw.all ? scenarioFiles(raw.dir) : [file!];
       const scenarios = files.map(loadScenario);
-      const log = createLogger(z.enum(logLevels).catch('warn').parse(raw.logLevel) as LogLevel, { role: 'chaos' });
+      const given = cmd.getOptionValueSource('logLevel');
+      const log = createLogger((given === 'cli' || given === 'env' ? raw.logLevel : 'warn') as LogLevel, { role: 'chaos' });
       const results: ScenarioResult[] = [];
-      const dir = mkdtempSync(join(tmpdir(), 'lockstep-chaos-'));
+      const runs = runsDir();
       for (const sc of scenarios) {
-        process.stderr.write(`chaos: ${sc.name}${dispatchDepth === undefined ? '' : ` (dispatch depth ${dispatchDepth})`}...\n`);
-        const r = await runScenario(sc, { log, logLevel: log.level as LogLevel, runDir: join(dir, sc.name), dispatchDepth });
+        // each scenario's run directory stays in the runs folder, beside train's (lockstep runs, status, logs)
+        const runId = chaosRunId(sc.name);
+        const runDir = join(runs, runId);
+        process.stderr.write(
+          `chaos: ${sc.name}${dispatchDepth === undefined ? '' : ` (dispatch depth ${dispatchDepth})`}... (run ${runDir})\n`,
+        );
+        const r = await runScenario(sc, { log, logLevel: raw.logLevel as LogLevel, runDir, runId, runsDir: runs, dispatchDepth });
         results.push(r);
         process.stderr.write(
-          `chaos: ${sc.name}: ${r.notApplicable ? `not run: ${r.notApplicable}` : r.passed ? 'passed' : `FAILED: ${r.problems.join('; ')}`}\n`,
+          `chaos: ${sc.name}: ${r.notApplicable ? `not run: ${r.notApplicable}` : r.passed ? 'passed' : `FAILED: ${r.problems.join('; ')}`} (run ${runDir})\n`,
         );
       }
       const passed = results.filter((r) => r.passed).length;
@@ -502,7 +679,7 @@ export function buildProgram(): Command {
       `fault profile: ${[...SimProfile.options, 'every'].join(', ')} (every: a profile per seed in turn)`,
       'every',
     )
-    .option('--workers <n>', 'worker threads (each runs whole schedules)', String(defaultWorkers()))
+    .option('--workers <n>', 'worker processes (each runs whole schedules)', String(defaultWorkers()))
     .option('--compute-ms <ms>', 'simulated forward time (backward twice, update half), ms', '2')
     .option('--dispatch-depth <n>', "steps the client keeps in flight, 1-8 (default: the preset's dispatch.depth)")
     .option('--trace [file]', 'with --seed or --schedule: write every delivery, fault and restart as JSON lines')
@@ -710,9 +887,13 @@ export function buildProgram(): Command {
       process.exitCode = differ.length === 0 ? 0 : 1;
     });
 
+  addRecordCommands(program);
+  addCostModelCommand(program);
+
   const role = (name: string, desc: string) =>
     program
       .command(name)
+      .helpGroup('Role processes (started by train, compose and the containers; not for direct use):')
       .description(desc)
       .requiredOption('--run <id>', 'run id')
       .requiredOption('--nats <url>', 'NATS server URL(s), comma-separated')
@@ -757,15 +938,7 @@ export async function main(argv: string[]): Promise<number> {
     const e = err as Error;
     const usage = e instanceof UsageError || e instanceof InvalidTopology || e instanceof InvalidInput || e instanceof NatsServerMissing;
     process.stderr.write(`lockstep: ${e.name}: ${e.message}\n`);
-    if (json)
-      printJson({
-        error: {
-          name: e.name,
-          message: e.message,
-          ...(e instanceof RunFailed && e.failure ? { kind: e.failure.kind, failure: e.failure } : {}),
-        },
-        ...(e instanceof RunFailed && e.summary ? { partial: e.summary } : {}),
-      });
+    if (json) printJson(errorJson(e));
     if (!usage && !(e instanceof RunFailed) && !(e instanceof ProcessExited)) process.stderr.write(`${e.stack ?? ''}\n`);
     return usage ? 2 : 1;
   }

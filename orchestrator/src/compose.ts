@@ -1,7 +1,18 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { Credentials, Login, clusterIdentities, clusterPlan, containerName, newCredentials, newRouteLogin } from '@lockstep/infra';
+import {
+  Credentials,
+  Login,
+  MONITOR_PORT,
+  clusterIdentities,
+  clusterPlan,
+  containerName,
+  newCredentials,
+  newObserverLogin,
+  newRouteLogin,
+} from '@lockstep/infra';
 import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology';
 import { privateDir, writePrivate } from './private.ts';
 
@@ -13,6 +24,11 @@ import { privateDir, writePrivate } from './private.ts';
  * `internal: true` networks (nothing reaches outside). Valid
  * for `docker compose` (v2) and the standalone `docker-compose` 1.29: no
  * `version:` key, long-form `depends_on` with health conditions.
+ *
+ * The `ui` service serves the status page (`lockstep watch`, as the
+ * `observer` NATS user, which may subscribe to the run's subjects and publish
+ * nothing) on 127.0.0.1:7373 of the machine: the one published port, on a
+ * network of its own that is not internal.
  *
  * A container that exits with an error is restarted (`on-failure`); its
  * process finds the marker it left at its first start and rejoins: a pod
@@ -37,7 +53,18 @@ export interface ComposeOptions {
   image: string;
   natsImage: string;
   credentials: Credentials;
+  /** The status page's port, published on the machine's loopback only (default 7373). */
+  uiPort?: number;
+  /**
+   * The checkout to build the images from, relative to the compose file: every service gets a `build:` section
+   * (infra/docker/Dockerfile, infra/docker/nats.Dockerfile), so `up --build` builds them where a registry is
+   * reachable. Without, the images must exist (scripts/images.sh).
+   */
+  buildContext?: string;
 }
+
+/** Where the compose demo's status page is published (127.0.0.1 only). */
+export const COMPOSE_UI_PORT = 7373;
 
 const CONF = '/etc/lockstep/nats.conf';
 const TOPOLOGY_FILE = '/etc/lockstep/topology.json';
@@ -62,10 +89,17 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
     files[`${s.name}.conf`] = s.config;
     services[containerName(s.name)] = {
       image: o.natsImage,
+      ...(o.buildContext !== undefined ? { build: { context: o.buildContext, dockerfile: 'infra/docker/nats.Dockerfile' } } : {}),
       command: ['-c', CONF],
       volumes: [`./${confDir}/${s.name}.conf:${CONF}:ro`, ...(s.role === 'runlog' ? ['runlog:/data'] : [])],
       networks: s.networks,
-      healthcheck: { test: ['CMD', 'node', '/healthcheck.js', String(s.port)], interval: '2s', timeout: '3s', retries: 30 },
+      // nats-server's own /healthz on its monitoring port: it answers once the server accepts clients
+      healthcheck: {
+        test: ['CMD', 'node', '/healthcheck.js', String(MONITOR_PORT), '/healthz'],
+        interval: '2s',
+        timeout: '3s',
+        retries: 30,
+      },
       restart: 'unless-stopped',
     };
   }
@@ -73,6 +107,7 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   for (const p of plan.processes) {
     services[containerName(p.name)] = {
       image: o.image,
+      ...(o.buildContext !== undefined ? { build: { context: o.buildContext, dockerfile: 'infra/docker/Dockerfile' } } : {}),
       command: p.args,
       environment: {
         LOCKSTEP_RESTART_MARKER: '/tmp/lockstep-started',
@@ -88,15 +123,55 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
     };
   }
 
-  const networks = Object.fromEntries(plan.networks.map((n) => [n, { internal: true }]));
+  // the status page (`lockstep watch`, as the observer): on ctl, where it reaches every server, and on a network of its
+  // own, the one that is not internal, so that its port can be published (on the machine's loopback only)
+  const ui: Record<string, unknown> = {};
+  const observer = o.credentials.observer;
+  if (observer) {
+    const pods = plan.servers.filter((x) => x.role === 'pod').sort((a, b) => (a.pod ?? 0) - (b.pod ?? 0));
+    const port = o.uiPort ?? COMPOSE_UI_PORT;
+    services.ui = {
+      image: o.image,
+      ...(o.buildContext !== undefined ? { build: { context: o.buildContext, dockerfile: 'infra/docker/Dockerfile' } } : {}),
+      command: [
+        'watch',
+        '--run',
+        o.runId,
+        '--topology',
+        o.preset ?? TOPOLOGY_FILE,
+        '--steps',
+        String(o.steps),
+        '--nats',
+        pods.map((x) => x.url).join(','),
+        ...(pods[0]?.monitor ? ['--monitor', pods[0].monitor] : []),
+        '--ui',
+        `0.0.0.0:${port}`,
+      ],
+      environment: { LOCKSTEP_NATS_USER: observer.user, LOCKSTEP_NATS_PASS: observer.password },
+      networks: ['ctl', 'ui'],
+      ports: [`127.0.0.1:${port}:${port}`],
+      depends_on: Object.fromEntries(pods.map((x) => [containerName(x.name), { condition: 'service_healthy' }])),
+      ...(topologyMount.length ? { volumes: topologyMount } : {}),
+      restart: 'on-failure',
+    };
+    ui.ui = {};
+  }
+  const networks = { ...Object.fromEntries(plan.networks.map((n) => [n, { internal: true }])), ...ui };
   const doc = { services, networks, volumes: { checkpoints: {}, runlog: {} } };
   const header = [
     `# Generated by \`lockstep compose --topology ${o.preset ?? t.name} --steps ${o.steps}\`; edit the topology, not this file.`,
     '# Images: scripts/images.sh builds them without a registry (README: containers).',
     `# Run: docker compose -f <this file> up --exit-code-from client   (or docker-compose 1.29)`,
+    ...(o.buildContext !== undefined ? ['# With a registry, `up --build` builds the images from the checkout instead.'] : []),
     '',
   ].join('\n');
   return { yaml: header + stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false }), files };
+}
+
+/** The checkout this code runs from (src/ and dist/ sit one level below orchestrator/), when it has the Dockerfiles. */
+function checkout(): string | undefined {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  return existsSync(join(root, 'infra', 'docker', 'Dockerfile')) ? root : undefined;
 }
 
 /** A directory's credentials.json; one written before routes had a login has none, and gets one. */
@@ -109,14 +184,16 @@ const CredentialsFile = Credentials.extend({ route: Login.optional() });
  * process without one gets a new one, and so does the route when it has
  * none); without the file, every login is new. They are written there.
  */
-export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials'>): string[] {
+export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials' | 'buildContext'>): string[] {
   const confDir = basename(out).replace(/\.ya?ml$/, '');
   const dir = join(dirname(out), confDir);
   const credFile = join(dir, 'credentials.json');
   const fresh = newCredentials(clusterIdentities(o.topology));
   const kept = existsSync(credFile) ? readCredentials(credFile) : undefined;
   const credentials: Credentials = kept ? { ...kept, users: { ...fresh.users, ...kept.users } } : fresh;
-  const { yaml, files } = composeFile({ ...o, credentials }, confDir);
+  const root = checkout();
+  const buildContext = root === undefined ? undefined : relative(dirname(resolve(out)), root) || '.';
+  const { yaml, files } = composeFile({ ...o, credentials, buildContext }, confDir);
   privateDir(dir);
   writePrivate(credFile, `${JSON.stringify(credentials, null, 2)}\n`);
   writePrivate(out, yaml);
@@ -138,5 +215,5 @@ function readCredentials(file: string): Credentials {
   }
   const r = CredentialsFile.safeParse(value);
   if (!r.success) throw new InvalidInput(file, describeIssues(r.error));
-  return { ...r.data, route: r.data.route ?? newRouteLogin() };
+  return { ...r.data, route: r.data.route ?? newRouteLogin(), observer: r.data.observer ?? newObserverLogin() };
 }

@@ -1,12 +1,14 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { hostPhases, RunId, type PhaseTimes, type Topology } from '@lockstep/topology';
-import { totalRejections, type LogLevel } from '@lockstep/actors';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { describeIssues, hostPhases, RunId, type PhaseTimes, type RunLogRecord, type Topology } from '@lockstep/topology';
+import { connectNats, RunLog, RunLogConflict, totalRejections, type LogLevel } from '@lockstep/actors';
 import {
   clusterIdentities,
   clusterPlan,
@@ -17,27 +19,38 @@ import {
   type DcnProxy,
 } from '@lockstep/infra';
 import { RunFailed, UsageError } from './errors.ts';
+import { claimRun, clearRunDir, holdsRun } from './owner.ts';
+import { Reaper } from './reaper.ts';
 import { localRendering } from './local.ts';
 import { privateDir, writePrivate } from './private.ts';
 import { findNatsServer, localPorts, spawnNats, startDcnProxies, startNatsServers, type NatsNode } from './nats.ts';
 import { spawnRole, stopAll } from './processes.ts';
 import { Supervised, type Restart } from './supervisor.ts';
+import { ProcessFaults } from './faults.ts';
 import { ClientLine, type StepLine, type SummaryLine } from './protocol.ts';
+import { nowMicros, RunRecorder } from './record/recorder.ts';
+import { errorJson } from './record/outcome.ts';
+import { DEFAULT_RUNS_DIR, pointLatestAt } from './record/runs.ts';
 
 export interface LaunchOptions {
   topology: Topology;
   steps: number;
   runId?: string;
-  /** Where configs and logs go; default .lockstep/runs/<runId>. */
+  /** Where configs and logs go; default <runsDir>/<runId>. */
   runDir?: string;
+  /** The runs folder (default .lockstep/runs): its `latest` link is pointed at a run directory inside it. */
+  runsDir?: string;
+  /** Called with the run's record as soon as it is open: a caller adds its own events (faults) or watches them (a live view). */
+  onRecord?: (record: RunRecorder) => void;
   logLevel?: LogLevel;
   natsServer?: string;
   log: Logger;
   /**
    * Called once the NATS servers are up: the run id, each pod's server URL, each process's credentials and the route
-   * login (tests use them to inject traffic), and the plan the run renders (every server's ports).
+   * login (tests use them to inject traffic), and the plan the run renders (every server's ports). Awaited before
+   * any role process starts (when it returns a promise).
    */
-  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined; plan: ClusterPlan }) => void;
+  onCluster?: (info: { runId: string; urls: string[]; credentials: Credentials | undefined; plan: ClusterPlan }) => unknown;
   /**
    * A NATS user per process, allowed to publish only as the actors it runs, and a route login between the pods'
    * servers, credentials made for this run (default true). Without, every port of the run's servers admits anyone.
@@ -47,6 +60,8 @@ export interface LaunchOptions {
   /** Called for every role process started: its name (pod-0, host-0-1, client) and pid. */
   onSpawn?: (name: string, pid: number) => void;
   onStep?: (step: StepLine) => void;
+  /** A step committed again in a replay after a checkpoint restore (not a new commit: `onStep` does not see it). */
+  onReplayed?: (step: StepLine) => void;
   /** Called when a crashed process is restarted. */
   onRestart?: (r: Restart) => void;
   /** Continue the run in `runDir` (same run id): its run log and checkpoints are there; the client restores and replays first. */
@@ -56,8 +71,19 @@ export interface LaunchOptions {
   onDcn?: (links: { from: number; to: number; proxy: DcnProxy }[]) => void;
   /** Extra environment for the first start of named processes (fault injection: LOCKSTEP_CRASH_POINT). */
   processEnv?: Record<string, Record<string, string>>;
+  /** Called once every process of the run is started: how to kill, stop or continue one of them (chaos, the status page). */
+  onFaults?: (faults: ProcessFaults) => void;
   /** Record every machine's events in `<runDir>/record` for `lockstep replay` (train --record). */
   record?: boolean;
+  /** A fresh run in a directory that holds another run: delete that run and start over (train --overwrite); without, refused. */
+  overwrite?: boolean;
+  /** Lines for the terminal: what the launcher found that the user must know (a lost run log, a finished run). */
+  onNote?: (line: string) => void;
+  /**
+   * Awaited once a run that ended with the client's summary has gone quiet: every role process has exited, the
+   * nats-servers still run (tests read their monitoring endpoints then: what crossed the DCN, who connected where).
+   */
+  onQuiet?: () => Promise<void>;
 }
 
 /** What `lockstep train --json` prints. */
@@ -99,7 +125,15 @@ export interface TrainResult {
   /** Rollbacks to a checkpoint (every replica of a shard lost), the steps replayed after them, and whether each replay reproduced its committed hash. */
   restores: SummaryLine['restores'];
   replayedSteps: number;
+  /** Every replayed step's hash equals the one the run log holds for it (whichever launcher committed it). */
   replayedHashesMatch: boolean;
+  /**
+   * With `train --resume`: steps the run log held when this launcher started, whether the log was lost (its
+   * store gone: the run was trained again from step 0), and whether the run was already finished (nothing done).
+   */
+  resumed: { committedBefore: number; runLogLost: boolean; finished: boolean } | null;
+  /** Checkpoints the client wrote in this launcher's run, and each it could not write (step, why). */
+  checkpoints: { written: number; failed: { step: number; reason: string }[] };
   runDir: string;
 }
 
@@ -136,11 +170,21 @@ export function assertLocalShape(t: Topology): void {
   }
 }
 
+/** The signals that end a launcher: Ctrl-C, kill, a closed terminal. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /**
  * Train a topology with real processes: its cluster plan (`clusterPlan`)
  * rendered on this machine, one nats-server per pod (clustered), the run log's
  * nats-server, one pod-scheduler process per pod, host processes, and the
- * client. Stops everything it started, whatever happens.
+ * client. The launcher owns the run directory while it runs (`claimRun`: a
+ * second launcher on it is refused with a UsageError naming this one), and
+ * nothing it starts outlives it: it stops everything itself, and a reaper
+ * process ends whatever is left if the launcher dies without doing so.
+ *
+ * With `resume`, the run log is read first: a log that is not whole is refused
+ * (UsageError, with the reason); `steps` below what it holds is refused; a run
+ * that holds `steps` steps is finished and returns at once without training.
  */
 export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   const t = opts.topology;
@@ -148,44 +192,79 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   assertLocalShape(t);
   const natsBin = findNatsServer(opts.natsServer);
   const runId = opts.runId ?? newRunId();
-  const runDir = resolve(opts.runDir ?? join('.lockstep', 'runs', runId));
+  const runsDir = resolve(opts.runsDir ?? DEFAULT_RUNS_DIR);
+  const runDir = resolve(opts.runDir ?? join(runsDir, runId));
   const logDir = join(runDir, 'logs');
   // only the run's owner may look inside: its configs and credentials.json hold the run's passwords
   privateDir(runDir);
-  mkdirSync(logDir, { recursive: true });
-  const topoFile = join(runDir, 'topology.json');
-  writeFileSync(topoFile, JSON.stringify(t, null, 2));
-  writeFileSync(join(runDir, 'run.json'), `${JSON.stringify({ runId, steps: opts.steps } satisfies RunInfo)}\n`);
+  const claim = claimRun(runDir);
+  // before this run's record starts writing into the directory: another run's files are refused, or cleared with --overwrite
+  if (!opts.resume && holdsRun(runDir)) {
+    if (!opts.overwrite) {
+      claim.release();
+      throw new UsageError(
+        `run directory ${runDir} holds another run (${join(runDir, 'run.json')}); continue it with train --resume ${runDir}, or delete it and start over with --overwrite`,
+      );
+    }
+    clearRunDir(runDir);
+  }
+  const reaper = Reaper.start();
   const log = opts.log.child({ run: runId });
   const level = opts.logLevel ?? 'info';
+  pointLatestAt(runsDir, runDir);
+  const record = new RunRecorder(runDir, {
+    hosts: Array.from({ length: t.pods * t.hostsPerPod }, (_, i) => `host/${Math.floor(i / t.hostsPerPod)}/${i % t.hostsPerPod}`),
+    log,
+  });
+  const runEvent = { kind: 'run' as const, actor: 'launcher', runId, topology: t.name, steps: opts.steps, pid: process.pid };
+  record.record({ ...runEvent, at: nowMicros(), state: 'started' });
+  opts.onRecord?.(record);
+  let outcome: unknown;
 
   let nats: NatsNode[] = [];
   const supervised: Supervised[] = [];
   const dcn: { from: number; to: number; proxy: DcnProxy }[] = [];
   const restarts: Restart[] = [];
+  let logReader: NatsConnection | undefined;
+  const children = () => [...supervised.map((r) => r.process), ...nats.map((n) => n.process)];
   const cleanup = async () => {
+    await logReader?.close().catch(() => {});
     await stopAll(supervised.filter((x) => !x.name.startsWith('nats-')));
     await stopAll(supervised.filter((x) => x.name.startsWith('nats-')));
     await stopAll(nats.map((n) => ({ process: n.process }))); // started but not yet supervised
     await Promise.all(dcn.map((d) => d.proxy.stop()));
   };
+  // Killing the launcher's children at once: a second signal during clean-up, or the exit hook of a launcher
+  // that dies without cleaning up (an uncaught error). Whatever even this misses, the reaper ends.
+  const killAll = () => {
+    for (const c of children()) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  };
+  let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
+    const code = 128 + (osConstants.signals[sig] ?? 2);
+    if (++signals > 1) {
+      killAll();
+      process.exit(code);
+    }
     log.warn({ sig }, 'stopping every process of the run');
     // Ctrl-C reaches the whole process group: what exits now is not a crash to restart
     for (const s of supervised) s.stopping = true;
-    void cleanup().finally(() => process.exit(130));
+    void cleanup().finally(() => {
+      const message = `stopped by ${sig}`;
+      record.record({ ...runEvent, at: nowMicros(), state: 'failed', message });
+      record.close(errorJson(Object.assign(new Error(message), { name: 'Interrupted' })));
+      process.exit(code);
+    });
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  // Last resort when the launcher dies without cleaning up (an uncaught error, a closed terminal):
-  // role processes notice their stdin closing, nats-servers do not, so kill them on the way out.
-  const onExit = () => {
-    for (const c of [...supervised.map((r) => r.process), ...nats.map((n) => n.process)])
-      if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  };
-  process.once('exit', onExit);
+  for (const sig of STOP_SIGNALS) process.on(sig, onSignal);
+  process.once('exit', killAll);
+  const spawned = (c: ChildProcess) => reaper.track(c);
 
   try {
+    const prior = opts.resume ? priorTarget(runDir, runId) : undefined;
+    mkdirSync(logDir, { recursive: true });
+    const topoFile = join(runDir, 'topology.json');
+    writeFileSync(topoFile, JSON.stringify(t, null, 2));
     // who may say what: a user per process (its identity) and the route login, passwords made for this run, kept in the run directory (mode 0600)
     const credentials = opts.auth === false ? undefined : newCredentials(clusterIdentities(t));
     if (credentials) writePrivate(join(runDir, 'credentials.json'), `${JSON.stringify(credentials, null, 2)}\n`);
@@ -205,17 +284,56 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       },
     });
     const local = localRendering(plan, runDir);
-    nats = await startNatsServers(local.servers, { bin: natsBin, log });
+    const serverOpts = { bin: natsBin, log, holdFd: claim.fd, onSpawn: spawned };
+    // the run log's server first: the launcher reads the log (as the client) before anything else starts
+    const runLogServer = local.servers.find((x) => x.pod < 0)!;
+    nats.push(...(await startNatsServers([runLogServer], serverOpts)));
+    logReader = await connectNats({
+      servers: runLogServer.url,
+      name: 'launcher/runlog',
+      log,
+      user: credentials?.users.client.user,
+      pass: credentials?.users.client.password,
+    });
+    let resumed: TrainResult['resumed'] = null;
+    if (prior) {
+      const found = await readRunLog(logReader, runId, log, t.deadlines.phaseMs);
+      const committed = found.last ? found.last.step + 1 : 0;
+      if (opts.steps < committed)
+        throw new UsageError(
+          `--steps: ${opts.steps} is below the ${committed} steps run ${runId} has committed; a run cannot go back (give --steps ${committed} or more)`,
+        );
+      resumed = { committedBefore: committed, runLogLost: found.lost, finished: committed === opts.steps };
+      if (found.lost)
+        opts.onNote?.(
+          `lockstep: the run log of ${runId} is gone (no stream in ${join(runDir, 'jetstream')}): nothing says which steps were committed, so the run is trained again from step 0`,
+        );
+      if (found.last && committed === opts.steps) {
+        opts.onNote?.(`lockstep: run ${runId} is finished: all ${committed} steps are committed; nothing to do`);
+        return finishedResult(t, runId, runDir, found.last, processes, resumed);
+      }
+    }
+    // the target changes only when asked for more steps (a fresh run, or --resume with a larger --steps)
+    if (!prior || opts.steps > prior.steps)
+      writeFileSync(join(runDir, 'run.json'), `${JSON.stringify({ runId, steps: opts.steps } satisfies RunInfo)}\n`);
+    nats.push(
+      ...(await startNatsServers(
+        local.servers.filter((x) => x.pod >= 0),
+        serverOpts,
+      )),
+    );
+    nats.sort((a, b) => (a.pod < 0 ? 1 : b.pod < 0 ? -1 : a.pod - b.pod));
     if (opts.dcnProxy) opts.onDcn?.(dcn);
     const urls = nats.filter((n) => n.pod >= 0).map((n) => n.url);
     log.info({ servers: nats.map((n) => n.url), runDir }, 'nats cluster up');
-    opts.onCluster?.({ runId, urls, credentials, plan });
+    await opts.onCluster?.({ runId, urls, credentials, plan });
 
     let giveUp: (err: Error) => void = () => {};
     const died = new Promise<never>((_, reject) => (giveUp = reject));
     let summary: SummaryLine | undefined;
     const steps: StepLine[] = [];
     const replayed: StepLine[] = [];
+    const checkpoints: TrainResult['checkpoints'] = { written: 0, failed: [] };
     const onRestart = (r: Restart) => {
       restarts.push(r);
       opts.onRestart?.(r);
@@ -230,11 +348,19 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       const s = new Supervised({
         name,
         maxRestarts,
-        start,
+        start: (r) => {
+          const c = start(r);
+          spawned(c);
+          return c;
+        },
         expected,
         log,
         logFile,
-        onStart: (pid) => opts.onSpawn?.(name, pid),
+        onStart: (pid, restart) => {
+          record.record({ kind: 'start', actor: name, at: nowMicros(), pid, restart }, name);
+          opts.onSpawn?.(name, pid);
+        },
+        onExit: (e) => record.record({ kind: 'exit', actor: name, at: nowMicros(), ...e }, name),
         onRestart,
         onGiveUp: (err) => giveUp(err),
       });
@@ -245,11 +371,12 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
     for (const n of nats)
       supervise(
         n.name,
-        (r) => (r === 0 ? n.process : spawnNats(natsBin, n.config.file, n.logFile)),
+        (r) => (r === 0 ? n.process : spawnNats(natsBin, n.config.file, n.logFile, claim.fd)),
         n.logFile,
         () => summary !== undefined,
       );
     nats = [];
+    const takeFrom = (name: string) => (line: string) => record.take(line, name);
     const recordEnv: Record<string, string> = opts.record ? { LOCKSTEP_RECORD_DIR: join(runDir, 'record') } : {};
     // a restarted role process rejoins: a pod scheduler learns the step from the client, a host heals from its cross-pod peer
     for (const p of local.roles.filter((x) => x.role !== 'client'))
@@ -257,8 +384,8 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
         p.name,
         (r) =>
           (r === 0
-            ? spawnRole(p.name, p.args, logDir, 'log', { ...p.env, ...recordEnv, ...opts.processEnv?.[p.name] })
-            : spawnRole(p.name, [...p.args, '--rejoin'], logDir, 'log', { ...p.env, ...recordEnv })
+            ? spawnRole(p.name, p.args, logDir, 'log', { ...p.env, ...recordEnv, ...opts.processEnv?.[p.name] }, claim.fd, takeFrom(p.name))
+            : spawnRole(p.name, [...p.args, '--rejoin'], logDir, 'log', { ...p.env, ...recordEnv }, claim.fd, takeFrom(p.name))
           ).process,
         p.logFile,
         (code) => code === 0,
@@ -274,12 +401,25 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       if (!parsed.success) return log.warn({ line: line.slice(0, 200) }, 'client printed a line of the wrong shape');
       const l = parsed.data;
       if (l.type === 'ready') opts.onReady?.(l.reached, l.total);
-      else if (l.type === 'step.committed') {
+      else if (l.type === 'checkpoint') {
+        if (l.written) return void checkpoints.written++;
+        checkpoints.failed.push({ step: l.step, reason: l.reason ?? 'unknown' });
+        const what = `the checkpoint of step ${l.step} could not be written: ${l.reason ?? 'unknown'}`;
+        if (t.checkpoint.onWriteError === 'fail')
+          return giveUp(
+            new RunFailed(
+              `${what}; the run stops rather than go on without checkpoints (topology checkpoint.onWriteError: continue goes on)`,
+            ),
+          );
+        opts.onNote?.(`lockstep: ${what}; going on without it (checkpoint.onWriteError: continue)`);
+      } else if (l.type === 'step.committed') {
         // a restarted client reports the commit it finished; its predecessor may have reported it already
         if (l.recovered && steps.some((x) => x.step === l.step)) return;
         // a step run again after a checkpoint restore: counted apart, not as a second commit
+        record.step(l);
         if (l.replayed) {
           replayed.push(l);
+          opts.onReplayed?.(l);
           return;
         }
         steps.push(l);
@@ -294,7 +434,15 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       // a restarted client resumes from the run log: it finishes the last logged commit and goes on
       (r) => {
         const resume = r > 0 ? ['--resume'] : opts.resume ? ['--resume', '--cold'] : [];
-        const m = spawnRole(client.name, [...client.args, ...resume], logDir, 'pipe', { ...client.env, ...recordEnv });
+        const m = spawnRole(
+          client.name,
+          [...client.args, ...resume],
+          logDir,
+          'pipe',
+          { ...client.env, ...recordEnv },
+          claim.fd,
+          takeFrom(client.name),
+        );
         createInterface({ input: m.process.stdout! }).on('line', onLine);
         m.process.once('close', (code) => {
           if (summary) clientCode(code ?? 1);
@@ -304,22 +452,120 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
       client.logFile,
       () => summary !== undefined,
     );
+    opts.onFaults?.(new ProcessFaults(t, supervised, record));
 
     const code = await Promise.race([clientExit, died]);
     if (!summary)
       throw new RunFailed(`the client exited (code ${code}) without a summary; its log: ${client.logFile}\n${tail(client.logFile)}`);
     const s: SummaryLine = summary;
-    const result = toResult(t, runId, runDir, s, steps, processes, restarts, replayed);
+    const hashesMatch = await replayedMatchLog(logReader, runId, log, t.deadlines.phaseMs, replayed);
+    if (opts.onQuiet) {
+      await stopAll(supervised.filter((x) => !x.name.startsWith('nats-')));
+      await opts.onQuiet();
+    }
+    const result = toResult(t, runId, runDir, s, steps, processes, restarts, replayed, hashesMatch, resumed, checkpoints);
     if (s.failure) throw new RunFailed(`${s.failure.kind}: ${s.failure.message} (logs in ${logDir})`, result, s.failure);
     if (s.logged !== opts.steps) throw new RunFailed(`only ${s.logged} of ${opts.steps} steps committed (logs in ${logDir})`, result);
+    outcome = result;
     return result;
+  } catch (err) {
+    outcome = errorJson(err as Error);
+    throw err;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    for (const sig of STOP_SIGNALS) process.off(sig, onSignal);
     await cleanup();
-    process.off('exit', onExit);
+    process.off('exit', killAll);
+    const failed = outcome !== undefined && typeof outcome === 'object' && outcome !== null && 'error' in outcome;
+    const message = failed ? (outcome as { error: { message: string } }).error.message.slice(0, 2000) : undefined;
+    record.record({ ...runEvent, at: nowMicros(), state: failed ? 'failed' : 'finished', ...(message ? { message } : {}) });
+    record.close(outcome);
+    reaper.close();
+    claim.release();
   }
 }
+
+/** The target a resumed run has recorded (run.json), checked against the run id it is resumed as. */
+function priorTarget(runDir: string, runId: string): RunInfo {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(join(runDir, 'run.json'), 'utf8'));
+  } catch (err) {
+    throw new UsageError(
+      `--resume: ${runDir} is not a run (no readable run.json: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
+  }
+  const r = RunInfo.safeParse(value);
+  if (!r.success) throw new UsageError(`--resume: ${join(runDir, 'run.json')}: ${describeIssues(r.error).join('; ')}`);
+  if (r.data.runId !== runId) throw new UsageError(`--resume: ${join(runDir, 'run.json')} is run ${r.data.runId}, not ${runId}`);
+  return r.data;
+}
+
+/** A resumed run's log: its last record, or lost (no stream at all); a log that is not whole is refused with the reason. */
+async function readRunLog(
+  nc: NatsConnection,
+  runId: string,
+  log: Logger,
+  timeoutMs: number,
+): Promise<{ last: RunLogRecord | undefined; lost: boolean }> {
+  const runLog = await RunLog.existing(nc, runId, log, timeoutMs);
+  if (!runLog) return { last: undefined, lost: true };
+  try {
+    return { last: await runLog.verified(), lost: false };
+  } catch (err) {
+    if (err instanceof RunLogConflict)
+      throw new UsageError(`--resume: run ${runId} cannot be resumed: ${err.message}; start it over (train --run-dir <dir> --overwrite)`);
+    throw err;
+  }
+}
+
+/** Whether every replayed step reproduced the hash the run log holds for it (read from the log, not from what this launcher saw). */
+async function replayedMatchLog(nc: NatsConnection, runId: string, log: Logger, timeoutMs: number, replayed: StepLine[]): Promise<boolean> {
+  if (replayed.length === 0) return true;
+  const runLog = await RunLog.existing(nc, runId, log, timeoutMs);
+  if (!runLog) return false;
+  for (const r of replayed) if ((await runLog.get(r.step))?.paramsHash !== r.paramsHash) return false;
+  return true;
+}
+
+/** What `train --resume` of a finished run returns: the run as its log holds it; nothing was trained. */
+function finishedResult(
+  t: Topology,
+  runId: string,
+  runDir: string,
+  last: RunLogRecord,
+  processes: number,
+  resumed: NonNullable<TrainResult['resumed']>,
+): TrainResult {
+  return {
+    runId,
+    topology: t.name,
+    pods: [],
+    steps: last.step + 1,
+    paramsHash: last.paramsHash,
+    loss: { first: null, last: last.loss },
+    stepsPerSecond: 0,
+    podsIdenticalEveryStep: true,
+    rejected: {},
+    rejectedTotal: 0,
+    duplicates: 0,
+    faultsInjected: 0,
+    failure: null,
+    retried: [],
+    phaseMs: { step: 0 } as PhaseTimes & { step: number },
+    processes,
+    restarts: [],
+    restores: [],
+    replayedSteps: 0,
+    replayedHashesMatch: true,
+    resumed,
+    dispatchDepth: t.dispatch.depth,
+    meanStepsInFlight: 0,
+    hostsWaitedMs: { perStep: 0, total: 0 },
+    checkpoints: { written: 0, failed: [] },
+    runDir,
+  };
+}
+
 function toResult(
   t: Topology,
   runId: string,
@@ -329,6 +575,9 @@ function toResult(
   processes: number,
   restarts: Restart[],
   replayed: StepLine[],
+  replayedHashesMatch: boolean,
+  resumed: TrainResult['resumed'],
+  checkpoints: TrainResult['checkpoints'],
 ): TrainResult {
   const phaseMs = { step: mean(steps.map((x) => x.ms)) } as PhaseTimes & { step: number };
   for (const p of hostPhases) phaseMs[p] = mean(steps.map((x) => x.phaseMs[p] ?? 0));
@@ -357,12 +606,9 @@ function toResult(
     restarts: restarts.map((r) => ({ process: r.process, exit: r.exit })),
     restores: s.restores,
     replayedSteps: replayed.length,
-    // a replay of a step this launcher saw committed must have its hash; one an earlier launcher committed (train --resume)
-    // was checked by the run log itself, which takes a replayed step only with the hash it logged
-    replayedHashesMatch: replayed.every((r) => {
-      const first = steps.find((x) => x.step === r.step);
-      return first === undefined || first.paramsHash === r.paramsHash;
-    }),
+    replayedHashesMatch,
+    resumed,
+    checkpoints,
     runDir,
   };
 }

@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
-import { isPresetName, modelPresets, parseTopology, parseTopologyText, preset, presetNames, type Topology } from '@lockstep/topology';
+import { existsSync } from 'node:fs';
+import { isPresetName, modelPresets, parseTopology, parseTopologyFileText, preset, presetNames, type Topology } from '@lockstep/topology';
 import { UsageError } from './errors.ts';
+import { readInputFile } from './input.ts';
 
-/** `--topology` takes a preset name or a YAML/JSON file; `--model` swaps in a model preset. */
+/** `--topology` takes a preset name or a YAML/JSON file (laid over a preset: see resolveTopologyFile); `--model` swaps in a model preset; `--dispatch-depth` sets `dispatch.depth`. */
 export function loadTopology(arg: string, overrides: { model?: string; hostsPerProcess?: number; dispatchDepth?: number } = {}): Topology {
   let t: Topology;
   if (isPresetName(arg)) {
@@ -10,14 +11,13 @@ export function loadTopology(arg: string, overrides: { model?: string; hostsPerP
   } else {
     let text: string;
     try {
-      text = readFileSync(arg, 'utf8');
+      text = readInputFile(arg, '--topology');
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new UsageError(
-        `--topology: "${arg}" is neither a preset (${presetNames.join(', ')}) nor a readable file (${code ?? (err as Error).message})`,
-      );
+      if (!existsSync(arg))
+        throw new UsageError(`--topology: "${arg}" is neither a preset (${presetNames.join(', ')}) nor a readable file (ENOENT)`);
+      throw err;
     }
-    t = parseTopologyText(text, arg);
+    t = parseTopologyFileText(text, arg); // a file names only what it changes of the preset it extends
   }
   if (overrides.model !== undefined) {
     if (!Object.hasOwn(modelPresets, overrides.model))

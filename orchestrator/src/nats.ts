@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, openSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -53,16 +53,30 @@ function waitForPort(port: number, deadlineMs: number, child: ChildProcess, name
   });
 }
 
-/** Start nats-server with a config file, logging to `logFile` (also how a crashed server is restarted, on the same ports). */
-export function spawnNats(bin: string, config: string, logFile: string): ChildProcess {
+/**
+ * Start nats-server with a config file, logging to `logFile` (also how a crashed server is restarted, on the same
+ * ports). `holdFd` (the run directory's lock, see owner.ts) is handed to it as fd 3: the run stays owned while it runs.
+ */
+export function spawnNats(bin: string, config: string, logFile: string, holdFd?: number): ChildProcess {
   const logFd = openSync(logFile, 'a');
-  return spawn(bin, ['-c', config], { stdio: ['ignore', logFd, logFd] });
+  try {
+    return spawn(bin, ['-c', config], { stdio: ['ignore', logFd, logFd, ...(holdFd === undefined ? [] : [holdFd])] });
+  } finally {
+    closeSync(logFd); // the child has its own copy
+  }
 }
 
-/** Free ports on 127.0.0.1 for a cluster of `pods` pods: each pod's server's client and route port, and the run log's server's. */
+/**
+ * Free ports on 127.0.0.1 for a cluster of `pods` pods: each pod's server's client, route and monitoring port, and
+ * the run log's server's client and monitoring port.
+ */
 export async function localPorts(pods: number): Promise<LocalPorts> {
-  const all = await freePorts(2 * pods + 1);
-  return { pods: Array.from({ length: pods }, (_, p) => ({ port: all[2 * p], clusterPort: all[2 * p + 1] })), runLog: all[2 * pods] };
+  const all = await freePorts(3 * pods + 2);
+  return {
+    pods: Array.from({ length: pods }, (_, p) => ({ port: all[3 * p], clusterPort: all[3 * p + 1], monitorPort: all[3 * p + 2] })),
+    runLog: all[3 * pods],
+    runLogMonitor: all[3 * pods + 1],
+  };
 }
 
 /** A DCN fault proxy on the route of every pair of pods (pod p dials pod q > p through it). */
@@ -86,11 +100,12 @@ export async function startDcnProxies(ports: LocalPorts): Promise<{ from: number
 /** Write each server's config file (mode 0600: it holds passwords), start them all and wait until each listens; if one fails, stop them all. */
 export async function startNatsServers(
   servers: LocalServer[],
-  opts: { bin: string; log: Logger; startupMs?: number },
+  opts: { bin: string; log: Logger; startupMs?: number; holdFd?: number; onSpawn?: (child: ChildProcess) => void },
 ): Promise<NatsNode[]> {
   const nodes = servers.map((s) => {
     writePrivate(s.config.file, s.config.text);
-    const child = spawnNats(opts.bin, s.config.file, s.logFile);
+    const child = spawnNats(opts.bin, s.config.file, s.logFile, opts.holdFd);
+    opts.onSpawn?.(child);
     opts.log.debug({ server: s.name, port: s.port, pid: child.pid }, 'nats-server started');
     return { ...s, process: child };
   });

@@ -52,7 +52,14 @@ export const SummaryLine = z.object({
   /** Step attempts that failed and were retried, with why (the same shape as `failure`). */
   retried: z.array(FailureReport),
 });
-export const ClientLine = z.discriminatedUnion('type', [ReadyLine, StepLine, SummaryLine]);
+/** A checkpoint the client wrote (its manifest, after the hosts' shards), or could not write and why. */
+export const CheckpointLine = z.object({
+  type: z.literal('checkpoint'),
+  step: z.number().int().min(0),
+  written: z.boolean(),
+  reason: z.string().max(1000).optional(),
+});
+export const ClientLine = z.discriminatedUnion('type', [ReadyLine, StepLine, CheckpointLine, SummaryLine]);
 export type ClientLine = z.infer<typeof ClientLine>;
 export type StepLine = z.infer<typeof StepLine>;
 export type SummaryLine = z.infer<typeof SummaryLine>;

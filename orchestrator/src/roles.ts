@@ -1,5 +1,18 @@
 import { z } from 'zod';
-import { parseCrashPoint, RunLog, connectNats, createLogger, logLevels, runClient, runHost, runPod, type LogLevel } from '@lockstep/actors';
+import {
+  LocalBus,
+  connectNats,
+  createLogger,
+  eventSinkFromEnv,
+  logLevels,
+  parseCrashPoint,
+  RunLog,
+  runClient,
+  runHost,
+  runPod,
+  type EventSink,
+  type LogLevel,
+} from '@lockstep/actors';
 import { existsSync, writeFileSync } from 'node:fs';
 import { RunId, describeIssues, failureReport, type CrashPoint, type Topology } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
@@ -55,6 +68,15 @@ function recordDir(): string | undefined {
   return r.data;
 }
 
+/** LOCKSTEP_EVENTS_FD: where the launcher reads this process's run events (absent: nobody does). */
+function events(): EventSink | undefined {
+  try {
+    return eventSinkFromEnv();
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
 export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.output<S> {
   const r = schema.safeParse(flags);
   if (!r.success)
@@ -76,7 +98,8 @@ function watchParent(onGone: () => void) {
 
 /** The process's NATS user (its identity), from the environment the launcher sets (never on the command line, where ps shows it). */
 const NatsAuthEnv = z.object({ LOCKSTEP_NATS_USER: z.string().min(1).optional(), LOCKSTEP_NATS_PASS: z.string().min(1).optional() });
-function natsAuth(): { user?: string; pass?: string } {
+/** The NATS login a role process (or `lockstep watch`) connects with: LOCKSTEP_NATS_USER and LOCKSTEP_NATS_PASS, when set. */
+export function natsAuth(): { user?: string; pass?: string } {
   const r = NatsAuthEnv.safeParse(process.env);
   if (!r.success) throw new UsageError(`NATS credentials: ${describeIssues(r.error).join('; ')}`);
   return { user: r.data.LOCKSTEP_NATS_USER, pass: r.data.LOCKSTEP_NATS_PASS };
@@ -136,7 +159,17 @@ export async function podRole(raw: unknown): Promise<number> {
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
   const delay = exitDelayMs();
   const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
-  const pod = runPod({ nc, topology: t, runId: f.run, pod: f.pod, log, rejoin: f.rejoin || restartedContainer(), recordDir: recordDir() });
+  const sink = events();
+  const pod = runPod({
+    nc,
+    topology: t,
+    runId: f.run,
+    pod: f.pod,
+    log,
+    rejoin: f.rejoin || restartedContainer(),
+    recordDir: recordDir(),
+    events: sink,
+  });
   const exit = () => {
     pod.stop();
     void nc.close().finally(() => process.exit(1));
@@ -145,6 +178,7 @@ export async function podRole(raw: unknown): Promise<number> {
   onSignals(exit);
   await pod.done;
   await nc.drain();
+  await sink?.close();
   await linger(delay, log);
   return 0;
 }
@@ -166,8 +200,24 @@ export async function hostRole(raw: unknown): Promise<number> {
   }
   const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
   const heal = f.rejoin || restartedContainer();
+  // hosts of one process hand each other their messages in memory (one bus for the process)
+  const local = hosts.length > 1 ? new LocalBus() : undefined;
+  const sink = events();
   const runs = hosts.map((host) =>
-    runHost({ nc, topology: t, runId: f.run, pod: f.pod, host, log, heal, crashPoint, checkpointDir: f.ckptDir, recordDir: recordDir() }),
+    runHost({
+      nc,
+      topology: t,
+      runId: f.run,
+      pod: f.pod,
+      host,
+      log,
+      heal,
+      crashPoint,
+      checkpointDir: f.ckptDir,
+      recordDir: recordDir(),
+      local,
+      events: sink,
+    }),
   );
   const exit = () => {
     for (const r of runs) r.stop();
@@ -177,6 +227,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   onSignals(exit);
   await Promise.all(runs.map((r) => r.done));
   await nc.drain();
+  await sink?.close();
   await linger(delay, log);
   return 0;
 }
@@ -212,6 +263,7 @@ export async function clientRole(raw: unknown): Promise<number> {
   watchParent(() => void nc.close().finally(() => process.exit(1)));
   let identical = true;
   let started = 0;
+  const sink = events();
   const out = await runClient({
     nc,
     topology: t,
@@ -224,6 +276,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     cold: f.cold,
     log,
     recordDir: recordDir(),
+    events: sink,
     onReadyProgress: (reached, total) => {
       print({ type: 'ready', reached, total });
       started = performance.now();
@@ -232,6 +285,8 @@ export async function clientRole(raw: unknown): Promise<number> {
       identical &&= r.podsAgree;
       print(r);
     },
+    onCheckpoint: (step, error) =>
+      print({ type: 'checkpoint', step, written: error === undefined, ...(error === undefined ? {} : { reason: error.slice(0, 1000) }) }),
   });
   const summary: SummaryLine = {
     type: 'summary',
@@ -251,6 +306,7 @@ export async function clientRole(raw: unknown): Promise<number> {
     logged: ((await runLog.last())?.step ?? -1) + 1,
     restores: out.restores,
   };
+  await sink?.close(); // its events before the summary: the launcher records the run's end on it
   print(summary);
   // in a container there is no launcher to print the table: LOCKSTEP_SUMMARY=table prints it on stderr
   if (process.env.LOCKSTEP_SUMMARY === 'table') process.stderr.write(summaryTable(t, summary));

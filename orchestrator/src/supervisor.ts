@@ -22,6 +22,8 @@ export interface SupervisedOptions {
   onRestart?: (r: Restart) => void;
   /** The restarts are used up: the run cannot go on. */
   onGiveUp: (err: ProcessExited) => void;
+  /** Called for every exit of the process: how it exited, the restart it gets (null: none), and whether the run expected it (its end, or the launcher stopped it). */
+  onExit?: (e: { exit: string; restart: number | null; pid: number | undefined; expected: boolean }) => void;
   /** Where to look when it fails. */
   logFile?: string;
 }
@@ -48,6 +50,13 @@ export class Supervised {
     return this.child;
   }
 
+  /** Send `sig` to the process running now; returns its pid, or undefined when none runs (it exited, or is being restarted). */
+  signal(sig: NodeJS.Signals): number | undefined {
+    const c = this.child;
+    if (c.pid === undefined || c.exitCode !== null || c.signalCode !== null) return undefined;
+    return c.kill(sig) ? c.pid : undefined; // false: gone meanwhile
+  }
+
   private spawn(): ChildProcess {
     const child = this.o.start(this.restarts);
     if (child.pid) this.o.onStart?.(child.pid, this.restarts);
@@ -57,8 +66,12 @@ export class Supervised {
   }
 
   private exited(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null) {
-    if (child !== this.child || this.stopping || this.o.expected?.(code, signal)) return;
+    if (child !== this.child) return;
     const exit = signal ?? `code ${code}`;
+    const expected = this.o.expected?.(code, signal) ?? false;
+    const restarting = !this.stopping && !expected && this.restarts < this.o.maxRestarts;
+    this.o.onExit?.({ exit, restart: restarting ? this.restarts + 1 : null, pid: child.pid, expected: expected || this.stopping });
+    if (this.stopping || expected) return;
     if (this.restarts >= this.o.maxRestarts) {
       const where = this.o.logFile ? `; its log: ${this.o.logFile}` : '';
       this.o.onGiveUp(

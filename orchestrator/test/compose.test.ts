@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -46,7 +46,12 @@ describe('lockstep compose', () => {
     copyFileSync(join(root, 'infra', 'compose', 'demo', 'credentials.json'), join(d, 'demo', 'credentials.json'));
     const r = cli(['compose', '--topology', 'demo', '--steps', '100', '--run', 'demo', '--out', out]);
     expect(r.code, r.stderr).toBe(0);
-    expect(readFileSync(out, 'utf8')).toBe(readFileSync(committed, 'utf8'));
+    // every service builds from the checkout, named relative to the file: from the temporary directory, another path to the same place
+    const written = readFileSync(out, 'utf8');
+    const contexts = [...written.matchAll(/^ {6}context: (.+)$/gm)].map((m) => m[1]);
+    expect(contexts.length).toBe(3 + 2 + 8 + 1 + 1); // servers, pod schedulers, host processes (demo: 2 pods x 4), the client, the status page
+    for (const c of contexts) expect(resolve(d, c)).toBe(root);
+    expect(written.replaceAll(`context: ${contexts[0]}`, 'context: ../..')).toBe(readFileSync(committed, 'utf8'));
     for (const f of ['nats-0.conf', 'nats-1.conf', 'nats-log.conf', 'credentials.json'])
       expect(readFileSync(join(d, 'demo', f), 'utf8')).toBe(readFileSync(join(root, 'infra', 'compose', 'demo', f), 'utf8'));
   });
@@ -107,8 +112,10 @@ describe('lockstep compose', () => {
         .join(', ')}]`,
     );
     expect(hostLine).toContain('"lockstep.demo.host.*.*.data.1.2"');
-    // a user per process (and the route's login, in the cluster block)
-    expect(files['nats-1.conf'].split('\n').filter((l) => l.trim().startsWith('{ user: "')).length).toBe(2 + 8 + 1);
+    // a user per process and the observer (and the route's login, in the cluster block)
+    expect(files['nats-1.conf'].split('\n').filter((l) => l.trim().startsWith('{ user: "')).length).toBe(2 + 8 + 1 + 1);
+    const observerLine = files['nats-1.conf'].split('\n').find((l) => l.includes('user: "observer"'));
+    expect(observerLine).toContain('publish: ["_INBOX.>"], subscribe: ["lockstep.demo.>", "_INBOX.>"]');
     expect(files['nats-log.conf']).toContain('user: "client"');
     expect(files['nats-log.conf']).not.toContain('user: "host');
     // the pods' servers require the route login of each other and dial with it; no role container is given it
@@ -163,7 +170,7 @@ describe('lockstep compose', () => {
     expect(refused.stderr).toMatch(/users\.host-0-0\.password/);
   });
 
-  it('every network is internal; every service has a restart policy; nats servers have health checks the roles wait for', () => {
+  it("every network but the status page's is internal; every service has a restart policy; nats servers have health checks (/healthz) the roles wait for; the status page is published on loopback only and logs in as the observer", () => {
     const { yaml } = composeFile(
       {
         topology: preset('demo'),
@@ -182,7 +189,18 @@ describe('lockstep compose', () => {
       networks: Record<string, { internal: boolean }>;
     };
     expect(doc.version).toBeUndefined(); // the compose spec: read by docker compose v2 and docker-compose 1.29 alike
-    expect(Object.values(doc.networks).every((n) => n.internal === true)).toBe(true);
+    expect(Object.entries(doc.networks).filter(([, n]) => n.internal !== true)).toEqual([['ui', {}]]);
+    // only the status page joins the network that is not internal, and publishes its one port on the machine's loopback
+    for (const [name, s] of Object.entries(doc.services)) if (name !== 'ui') expect(s.networks, name).not.toContain('ui');
+    expect(doc.services.ui.ports).toEqual(['127.0.0.1:7373:7373']);
+    expect(
+      Object.entries(doc.services)
+        .filter(([, s]) => s.ports !== undefined)
+        .map(([n]) => n),
+    ).toEqual(['ui']);
+    expect(doc.services.ui.command).toEqual(expect.arrayContaining(['watch', '--monitor', 'http://nats-0:8222', '--ui', '0.0.0.0:7373']));
+    expect((doc.services.ui.environment as Record<string, string>).LOCKSTEP_NATS_USER).toBe('observer');
+    expect((doc.services['nats-0'].healthcheck as { test: string[] }).test).toEqual(['CMD', 'node', '/healthcheck.js', '8222', '/healthz']);
     const names = Object.keys(doc.services);
     expect(names.filter((n) => n.startsWith('host-')).length).toBe(8);
     expect(names).toEqual(expect.arrayContaining(['nats-0', 'nats-1', 'nats-log', 'pod-0', 'pod-1', 'client']));

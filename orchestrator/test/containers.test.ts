@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { containerEngine, startLockstepCluster, type LockstepCluster } from '@lockstep/infra/testcontainers';
+import { containerEngine, startLockstepCluster, type StartedLockstepCluster as LockstepCluster } from '@lockstep/infra/testcontainers';
 import { decodeControl, decodeTensorChunk, isTensorFrame, parseTopology, preset, subjects } from '@lockstep/topology';
 import { runReference } from '../src/index.ts';
 
@@ -198,9 +198,9 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
   it('a host container killed mid-run and started again heals from its peer; the run still equals the reference', async () => {
     c = await startLockstepCluster({ topology: 'tiny', steps: STEPS });
     await c.untilStep(5);
-    await c.faults.kill('host-1-1');
+    await c.faults.kill('host/1/1');
     expect(c.committed()).toBeLessThan(STEPS); // the fault landed mid-run
-    await c.faults.start('host-1-1'); // what a restart policy does; it finds its marker and heals
+    await c.faults.start('host/1/1'); // what a restart policy does; it finds its marker and heals
     expectReference(await c.waitForClient());
     // its second life healed from host 1 of pod 0 (whether its step was retried depends on where the kill landed)
     const out = spawnSync('docker', ['logs', c.containers['host-1-1'].getId()], { encoding: 'utf8' });
@@ -214,9 +214,9 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     c = await startLockstepCluster({ topology: t, steps: STEPS });
     expect(Object.keys(c.containers).filter((n) => n.startsWith('host-'))).toEqual(['host-0-0..1', 'host-1-0..1']);
     await c.untilStep(5);
-    await c.faults.kill('host-1-1'); // the container of host-1-0..1
+    await c.faults.kill('host/1/1'); // the container of host-1-0..1
     expect(c.committed()).toBeLessThan(STEPS);
-    await c.faults.start('host-1-1');
+    await c.faults.start('host/1/1');
     expectReference(await c.waitForClient());
   }, 300_000);
 
@@ -228,10 +228,10 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     nc.subscribe(subjects.progress(c.runId), { callback: (_e, m) => void commits.push(m.json<{ step: number }>().step) });
     await c.startClient();
     await c.untilStep(5);
-    await c.faults.pause('host-0-1');
+    await c.faults.pause('host/0/1');
     expect(c.committed()).toBeLessThan(STEPS);
     await new Promise((r) => setTimeout(r, 4500)); // past 3 missed heartbeats
-    await c.faults.unpause('host-0-1');
+    await c.faults.unpause('host/0/1');
     // paused mid-attempt the attempt is retried; paused after preparing, the commit is resent until it answers:
     // either way no step is lost or skipped and the bits are the reference's
     expectReference(await c.waitForClient());
@@ -241,10 +241,10 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
   it("one pod's nats container disconnected from the DCN network and reconnected", async () => {
     c = await startLockstepCluster({ topology: 'tiny', steps: STEPS });
     await c.untilStep(5);
-    await c.faults.disconnect('nats-1', 'dcn');
+    await c.faults.disconnect('nats/1', 'dcn');
     expect(c.committed()).toBeLessThan(STEPS);
     await new Promise((r) => setTimeout(r, 3000));
-    await c.faults.connect('nats-1', 'dcn');
+    await c.faults.connect('nats/1', 'dcn');
     // Docker may publish the server's port anew when it joins a network: the handle reads it when asked
     const nc = await c.connect(1, 'observer', { reconnect: false });
     expect(nc.info?.server_name).toBe('lockstep-pod-1');
@@ -254,7 +254,7 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
   it('a nats container restarted', async () => {
     c = await startLockstepCluster({ topology: 'tiny', steps: STEPS });
     await c.untilStep(5);
-    await c.faults.restart('nats-1');
+    await c.faults.restart('nats/1');
     expect(c.committed()).toBeLessThan(STEPS);
     expectReference(await c.waitForClient());
   }, 300_000);

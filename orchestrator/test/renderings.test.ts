@@ -32,7 +32,8 @@ function renderings(t: Topology) {
       topology: t,
     },
   );
-  const composeRoles = Object.entries(compose.services).filter(([name]) => !name.startsWith('nats-'));
+  // the cluster's processes: not the servers, nor the status page (`ui`), which compose adds beside the plan
+  const composeRoles = Object.entries(compose.services).filter(([name]) => !name.startsWith('nats-') && name !== 'ui');
   return {
     credentials,
     /** The pods' servers' configs, as each rendering writes them. */

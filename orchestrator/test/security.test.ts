@@ -93,6 +93,11 @@ const routePeer = (login?: { user: string; pass: string }) => ({
 
 /** The TCP ports process `pid` listens on (Linux: its socket inodes in /proc/<pid>/fd, found in /proc/net/tcp and tcp6). */
 function listeningPorts(pid: number): number[] {
+  return [...new Set(listening(pid).map((l) => l.port))].sort((a, b) => a - b);
+}
+
+/** The sockets a process listens on: port, and whether the address is loopback (127.0.0.1 or ::1) only. */
+function listening(pid: number): { port: number; loopback: boolean }[] {
   const inodes = new Set<string>();
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
@@ -102,7 +107,7 @@ function listeningPorts(pid: number): number[] {
       // closed meanwhile
     }
   }
-  const ports = new Set<number>();
+  const out: { port: number; loopback: boolean }[] = [];
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text: string;
     try {
@@ -112,10 +117,13 @@ function listeningPorts(pid: number): number[] {
     }
     for (const line of text.trim().split('\n').slice(1)) {
       const [, local, , state, , , , , , inode] = line.trim().split(/\s+/);
-      if (state === '0A' && inodes.has(inode)) ports.add(Number.parseInt(local.split(':')[1], 16)); // 0A: LISTEN
+      const [address, port] = local.split(':');
+      // 0A: LISTEN; loopback: 127.0.0.1 (0100007F, little-endian) or ::1
+      if (state === '0A' && inodes.has(inode))
+        out.push({ port: Number.parseInt(port, 16), loopback: address === '0100007F' || address === '00000000000000000000000001000000' });
     }
   }
-  return [...ports].sort((a, b) => a - b);
+  return out;
 }
 
 /** Every file under `dir`, recursively. */
@@ -131,11 +139,21 @@ function passwords(c: Credentials): string[] {
 }
 
 describe.skipIf(process.platform !== 'linux')("a run's nats-servers admit nobody without credentials", () => {
-  it('route ports refuse a route peer without the login (or with a wrong one); client ports of the pods and the run log refuse an anonymous client; no other port is open; the run ends with the reference hash', async () => {
+  it('route ports refuse a route peer without the login (or with a wrong one); client ports of the pods and the run log refuse an anonymous client; the read-only monitoring port is on loopback; no other port is open; the run ends with the reference hash', async () => {
     const pids = new Map<string, number>();
     let cluster: Cluster | undefined;
     let probe:
-      | Promise<{ name: string; listening: number[]; expected: number[]; client: Answer; route?: Answer; wrong?: Answer }[]>
+      | Promise<
+          {
+            name: string;
+            listening: number[];
+            expected: number[];
+            monitor: { loopback: boolean; healthz: unknown };
+            client: Answer;
+            route?: Answer;
+            wrong?: Answer;
+          }[]
+        >
       | undefined;
     const result = await launch({
       topology: t,
@@ -151,10 +169,15 @@ describe.skipIf(process.platform !== 'linux')("a run's nats-servers admit nobody
         probe = Promise.all(
           plan.servers.map(async (server) => {
             const { name, port, clusterPort } = server;
+            const monitorPort = Number(new URL(server.monitor!).port);
             return {
               name,
               listening: listeningPorts(pids.get(name)!),
-              expected: [port, ...(clusterPort === null ? [] : [clusterPort])].sort((a, b) => a - b),
+              expected: [port, monitorPort, ...(clusterPort === null ? [] : [clusterPort])].sort((a, b) => a - b),
+              monitor: {
+                loopback: listening(pids.get(name)!).every((l) => l.port !== monitorPort || l.loopback),
+                healthz: await (await fetch(`${server.monitor}/healthz`)).json(),
+              },
               client: await speak(port, anonymousClient),
               route: clusterPort === null ? undefined : await speak(clusterPort, routePeer()),
               wrong: clusterPort === null ? undefined : await speak(clusterPort, routePeer(wrong)),
@@ -166,8 +189,11 @@ describe.skipIf(process.platform !== 'linux')("a run's nats-servers admit nobody
     const seen = await probe!;
     expect(seen.map((s) => s.name)).toEqual(['nats-0', 'nats-1', 'nats-log']);
     for (const s of seen) {
-      // nothing but the client port and (pods) the route port: no http monitoring port, no leaf node, gateway, websocket or MQTT port
+      // nothing but the client port, (pods) the route port and the monitoring port: no leaf node, gateway, websocket or
+      // MQTT port. Monitoring is deliberate: it is read-only (GET /routez, /connz, /healthz; it changes nothing and
+      // shows no password) and listens on loopback only, like the client port.
       expect(s.listening, s.name).toEqual(s.expected);
+      expect(s.monitor, s.name).toEqual({ loopback: true, healthz: { status: 'ok' } });
       expect(s.client.info.auth_required, s.name).toBe(true);
       expect(s.client.after, s.name).toMatch(/^-ERR 'Authorization Violation'\r\n$/);
       expect(s.client.closed, s.name).toBe(true);

@@ -1,7 +1,9 @@
+import { spawn, execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SimSchedule } from '@lockstep/topology';
+import { cliPath } from '../src/index.ts';
 import { cli, tempDir } from './helpers.ts';
 
 /**
@@ -36,6 +38,40 @@ describe('lockstep sim (the real CLI)', () => {
     expect(r.json).toMatchObject({ dispatchDepth: 1, schedules: CI_SEEDS_DEPTH_1, failed: [] });
     expect(r.json!.outcomes).toEqual({ recovered: CI_SEEDS_DEPTH_1, failed: 0, violation: 0, hang: 0 });
   }, 600_000);
+
+  it('its worker processes end with it, however it ends (SIGKILL included)', async () => {
+    const sim = spawn(process.execPath, [cliPath, 'sim', '--seeds', '5000', '--workers', '2'], { stdio: 'ignore' });
+    const workers = () => {
+      try {
+        return execFileSync('pgrep', ['-P', String(sim.pid), '-f', 'sim-worker.js'], { encoding: 'utf8' })
+          .trim()
+          .split('\n')
+          .filter(Boolean);
+      } catch {
+        return []; // pgrep exits 1 when nothing matches
+      }
+    };
+    const until = async (what: string, ok: () => boolean) => {
+      const deadline = Date.now() + 30_000;
+      while (!ok()) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    await until('two workers', () => workers().length === 2);
+    const pids = workers().map(Number);
+    sim.kill('SIGKILL');
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await until('the workers to end', () => pids.every((pid) => !alive(pid)));
+    expect(pids.filter(alive)).toEqual([]);
+  }, 60_000);
 
   it('a seed replays exactly (same events hash), its trace and schedule are written, and the schedule file replays it too', () => {
     const dir = tempDir();

@@ -96,6 +96,9 @@ export const TensorConflictCause = cause('tensorConflict', {
   chunk: count,
 });
 
+/** `actor` (a pod scheduler) stopped and sent its final counts while the run was still going: it takes no more steps, so the run ends at once. */
+export const StoppedCause = cause('stopped', { actor: ActorName });
+
 export const FailureCause = z.discriminatedUnion('kind', [
   DeadlineCause,
   SilentCause,
@@ -109,6 +112,7 @@ export const FailureCause = z.discriminatedUnion('kind', [
   PodsNotReadyCause,
   CommitNotConfirmedCause,
   TensorConflictCause,
+  StoppedCause,
 ]);
 export type FailureCause = z.infer<typeof FailureCause>;
 export type FailureKind = FailureCause['kind'];
@@ -176,6 +180,8 @@ export function describeCause(c: FailureCause): string {
       return `${c.actor}: commit not confirmed within ${Math.round(c.ms)} ms by ${peerList(c.peers)}`;
     case 'tensorConflict':
       return `${c.actor}: two copies of ${c.tensor} shard ${c.shard} from ${c.sender} differ (chunk ${c.chunk})`;
+    case 'stopped':
+      return `${c.actor} stopped while the run was still going (it takes no more steps)`;
   }
 }
 

@@ -38,15 +38,22 @@ export interface TensorChunk {
   data: Uint8Array;
 }
 
+type TensorHead = Omit<TensorChunkHeader, 'index' | 'count' | 'offset' | 'length' | 'total' | 'crc32' | 'msgId'> & { msgId: string };
+
 /** Split `tensor` into frames of at most `chunkBytes` of data each. */
-export function encodeTensor(
-  head: Omit<TensorChunkHeader, 'index' | 'count' | 'offset' | 'length' | 'total' | 'crc32' | 'msgId'> & { msgId: string },
-  tensor: Float32Array,
-  chunkBytes: number,
-): Uint8Array[] {
+export function encodeTensor(head: TensorHead, tensor: Float32Array, chunkBytes: number): Uint8Array[] {
+  return [...tensorFrames(head, tensor, chunkBytes)];
+}
+
+/**
+ * The frames of `tensor` one at a time, each built when asked for: a sender
+ * publishes chunk i while chunk i+1 is not yet copied, so the first bytes
+ * leave before the last are framed, and only one frame's copy is held at once.
+ * The same frames, in the same order, as `encodeTensor`.
+ */
+export function* tensorFrames(head: TensorHead, tensor: Float32Array, chunkBytes: number): Generator<Uint8Array, void, undefined> {
   const perChunk = Math.max(1, Math.floor(chunkBytes / 4));
   const count = Math.max(1, Math.ceil(tensor.length / perChunk));
-  const frames: Uint8Array[] = [];
   for (let index = 0; index < count; index++) {
     const offset = index * perChunk;
     const length = Math.min(perChunk, tensor.length - offset);
@@ -61,15 +68,17 @@ export function encodeTensor(
       total: tensor.length,
       crc32: crc32(data),
     };
-    frames.push(frame(header, data));
+    yield frame(header, data);
   }
-  return frames;
 }
 
 /** One frame from a header and its data (exported so tests can forge frames). */
 export function frame(header: TensorChunkHeader, data: Uint8Array): Uint8Array {
   const head = encoder.encode(JSON.stringify(header));
-  const out = new Uint8Array(8 + head.length + data.length);
+  // every byte is written below: a large frame (about chunkBytes) need not be zeroed first; a small one is
+  // cheaper from the JS heap than from a native allocation
+  const size = 8 + head.length + data.length;
+  const out = size < 65536 ? new Uint8Array(size) : new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
   out.set(MAGIC, 0);
   new DataView(out.buffer).setUint32(4, head.length, true);
   out.set(head, 8);

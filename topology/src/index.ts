@@ -20,3 +20,7 @@ export * from './runlog.ts';
 export * from './checkpoint.ts';
 export * from './permissions.ts';
 export * from './simschedule.ts';
+export * from './runevents.ts';
+export * from './topologyfile.ts';
+export * from './palm.ts';
+export * from './costmodel.ts';

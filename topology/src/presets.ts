@@ -25,6 +25,7 @@ const raw = {
     hostsPerProcess: 96,
     model: modelPresets.small,
     training: { ...training, globalBatch: 3072 },
+    compute: 'modeled',
   },
 } as const satisfies Record<string, TopologyInput>;
 

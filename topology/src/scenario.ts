@@ -3,7 +3,10 @@ import { parse as parseYaml } from 'yaml';
 import { InvalidInput } from './errors.ts';
 import { FailureKind } from './failure.ts';
 import { describeIssues } from './issues.ts';
-import { DeadlineSpec, DispatchSpec, FaultSpec, HeartbeatSpec, RecoverySpec } from './topology.ts';
+import { DeadlineSpec, DispatchSpec, FaultSpec, HeartbeatSpec, MAX_DEADLINE_MS, RecoverySpec, type Topology } from './topology.ts';
+
+/** Steps a scenario runs at most (as `train --steps`). */
+export const MAX_SCENARIO_STEPS = 1_000_000;
 
 /**
  * A fault-injection scenario: a topology, a number of steps, a timeline of
@@ -20,8 +23,12 @@ export type FaultPhase = z.infer<typeof FaultPhase>;
  */
 export const CrashPoint = z
   .object({
-    host: z.number().int().min(0),
-    step: z.number().int().min(0),
+    host: z.number().int().min(0).max(4095),
+    step: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_SCENARIO_STEPS - 1),
     phase: FaultPhase,
     signal: z.enum(['SIGKILL', 'SIGSTOP']),
     /** Only while the host computes on prepared parameters: a step before this one awaits its commit (dispatch.depth > 1). */
@@ -32,10 +39,21 @@ export type CrashPoint = z.infer<typeof CrashPoint>;
 
 export const ProcessFault = z
   .object({
-    /** Inject when the client has committed this step; with `inPhase`, inject during this step. */
-    atStep: z.number().int().min(0),
-    /** Then wait this long. */
-    afterMs: z.number().int().min(0).default(0),
+    /** Inject when the client has committed this step; with `inPhase`, inject during this step. Must be a step the scenario runs (< steps). */
+    atStep: z
+      .number()
+      .int('must be a whole number')
+      .min(0, 'must be >= 0')
+      .max(MAX_SCENARIO_STEPS - 1, `must be <= ${MAX_SCENARIO_STEPS - 1}`),
+    /** Inject when the client has committed step `atStep` again in a replay after a checkpoint restore (not at its first commit). */
+    replayed: z.boolean().default(false),
+    /** Then wait this long (ms, in [0, 86400000]). */
+    afterMs: z
+      .number()
+      .int('must be a whole number')
+      .min(0, 'must be >= 0')
+      .max(MAX_DEADLINE_MS, `must be <= ${MAX_DEADLINE_MS}`)
+      .default(0),
     /** For a host: signal its process the moment it enters this phase of step `atStep` (kill or stop only). */
     inPhase: FaultPhase.optional(),
     /**
@@ -59,12 +77,13 @@ export const ProcessFault = z
         /^(client|pod\/\d+|host\/\d+\/\d+|nats\/\d+|checkpoint|dcn)$/,
         'must be client, pod/<p>, host/<p>/<h>, nats/<p>, checkpoint or dcn',
       ),
-    /** For latency (ms) and bandwidth (bytes a second). */
-    value: z.number().int().min(0).optional(),
+    /** For latency (ms, at most 60000) and bandwidth (bytes a second, at most 10^10; 0 lifts the limit). */
+    value: z.number().int('must be a whole number').min(0, 'must be >= 0').max(10_000_000_000, 'must be <= 10000000000').optional(),
     /** For cut-one-way: forward is pod 0 -> pod 1 (the lower pod to the higher), back the other way. */
     direction: z.enum(['forward', 'back']).default('forward'),
   })
   .strict()
+  .refine((f) => !(f.inPhase && f.replayed), { message: 'inPhase and replayed do not go together', path: ['replayed'] })
   .refine((f) => !f.inPhase || (f.target.startsWith('host/') && f.action !== 'cont' && f.action !== 'tear'), {
     message: 'inPhase is for kill or stop of a host',
     path: ['inPhase'],
@@ -81,7 +100,8 @@ export const ProcessFault = z
   .refine((f) => !(f.action === 'latency' || f.action === 'bandwidth') || f.value !== undefined, {
     message: 'latency and bandwidth need a value',
     path: ['value'],
-  });
+  })
+  .refine((f) => f.action !== 'latency' || (f.value ?? 0) <= 60_000, { message: 'latency must be <= 60000 ms', path: ['value'] });
 export const DCN_ACTIONS: readonly string[] = ['cut', 'cut-one-way', 'heal', 'latency', 'bandwidth'];
 export type ProcessFault = z.output<typeof ProcessFault>;
 
@@ -91,8 +111,8 @@ export const Scenario = z
     description: z.string().default(''),
     /** A preset name. */
     topology: z.string().min(1),
-    steps: z.number().int().min(1, 'must be >= 1'),
-    seed: z.number().int().min(0).optional(),
+    steps: z.number().int('must be a whole number').min(1, 'must be >= 1').max(MAX_SCENARIO_STEPS, `must be <= ${MAX_SCENARIO_STEPS}`),
+    seed: z.number().int().min(0).max(0xffffffff, 'must fit in 32 bits').optional(),
     deadlines: DeadlineSpec.partial().optional(),
     heartbeat: HeartbeatSpec.partial().optional(),
     recovery: RecoverySpec.partial().optional(),
@@ -100,7 +120,7 @@ export const Scenario = z
     dispatch: DispatchSpec.partial().optional(),
     /** Seeded message faults (the topology's `faults`). */
     faults: FaultSpec.optional(),
-    timeline: z.array(ProcessFault).default([]),
+    timeline: z.array(ProcessFault).max(1000, 'must have at most 1000 entries').default([]),
     expect: z.discriminatedUnion('outcome', [
       z
         .object({
@@ -127,8 +147,36 @@ export const Scenario = z
         }),
     ]),
   })
-  .strict();
+  .strict()
+  .superRefine((s, ctx) => {
+    s.timeline.forEach((f, i) => {
+      // a fault after the last step never fires, and the scenario would pass without it
+      if (f.atStep >= s.steps)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['timeline', i, 'atStep'],
+          message: `must be < steps (${s.steps}): a fault at step ${f.atStep} never fires`,
+        });
+    });
+  });
 export type Scenario = z.output<typeof Scenario>;
+
+/**
+ * What in a scenario's timeline its topology does not have: a pod, host or pod's nats-server
+ * index out of range. One line each, naming the entry (`timeline[i].target`); none: [].
+ */
+export function timelineProblems(s: Pick<Scenario, 'timeline'>, t: Pick<Topology, 'name' | 'pods' | 'hostsPerPod'>): string[] {
+  const problems: string[] = [];
+  s.timeline.forEach((f, i) => {
+    const [role, p, h] = f.target.split('/');
+    const pod = Number(p);
+    if ((role === 'pod' || role === 'nats' || role === 'host') && pod >= t.pods)
+      problems.push(`timeline[${i}].target: ${f.target}: topology ${t.name} has pods 0..${t.pods - 1}`);
+    else if (role === 'host' && Number(h) >= t.hostsPerPod)
+      problems.push(`timeline[${i}].target: ${f.target}: topology ${t.name} has hosts 0..${t.hostsPerPod - 1} in each pod`);
+  });
+  return problems;
+}
 
 /**
  * Whether a failure's cause has every field `want` names, with that value: objects by the

@@ -12,15 +12,21 @@ const ms = z.number().min(0).max(86_400_000);
 const probability = z.number().min(0).max(1);
 
 export const SimFault = z.discriminatedUnion('kind', [
-  /** The actor dies (its transport closes, its state is gone) and starts again `downMs` later: a host heals, a pod rejoins, the client resumes from the run log. */
+  /**
+   * The actor dies (its transport closes, its state is gone) and starts again `downMs` later: a host heals, a pod rejoins,
+   * the client resumes from the run log. `inReplay` (the client only): not at `at` but at the first step the client
+   * commits again in a replay after a checkpoint restore, from `at` on (never, if no replay comes).
+   */
   z
     .object({
       kind: z.literal('crash'),
       at: ms,
       target: z.string().regex(/^(client|pod\/\d{1,6}|host\/\d{1,6}\/\d{1,6})$/, 'must be client, pod/<p> or host/<p>/<h>'),
       downMs: ms,
+      inReplay: z.literal(true).optional(),
     })
-    .strict(),
+    .strict()
+    .refine((f) => !f.inReplay || f.target === 'client', { message: 'inReplay is for a crash of the client', path: ['inReplay'] }),
   /** The DCN between the pods' servers is cut (both ways, or forward = pod 0 -> pod 1, or back) for `durationMs`. */
   z.object({ kind: z.literal('partition'), at: ms, direction: z.enum(['both', 'forward', 'back']), durationMs: ms }).strict(),
   /** Every replica of shard 0 of the newest checkpoint is cut to half its length (a torn write). */

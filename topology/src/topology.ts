@@ -3,17 +3,46 @@ import { parse as parseYaml } from 'yaml';
 import { InvalidTopology } from './errors.ts';
 import { describeIssues } from './issues.ts';
 import { MessagePhase } from './wire.ts';
+import { ComputeSpec, costModelInputsOf } from './palm.ts';
 
 const positiveInt = (what = 'must be >= 1') => z.number({ error: 'must be a number' }).int('must be a whole number').min(1, what);
+/** A whole number in [1, max]. */
+const boundedInt = (max: number) => positiveInt().max(max, `must be <= ${max}`);
+
+/**
+ * The longest delay a Node.js timer holds (2^31 - 1 ms, about 24.8 days): a longer one fires at once
+ * (Node warns `TimeoutOverflowWarning` and uses 1 ms). Every wait of a run, its settings and what is
+ * derived from them, stays under it; the bounds below make sure.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The longest deadline a topology or scenario may set: one day (ms). */
+export const MAX_DEADLINE_MS = 86_400_000;
+/** The longest heartbeat interval: one minute (ms). */
+export const MAX_HEARTBEAT_MS = 60_000;
+/** Heartbeat intervals of silence: at most this many. */
+export const MAX_MISSES = 100;
+/** A model dimension is at most this. */
+export const MAX_MODEL_DIM = 65_536;
+/** Parameters of the model at most (2^24: 64 MiB of float32 a copy; every host holds several copies). */
+export const MAX_PARAMETERS = 2 ** 24;
+/** Samples of one global batch at most. */
+export const MAX_GLOBAL_BATCH = 1_048_576;
+/** Floats of activations a step keeps for backward across the cluster at most: globalBatch x (inputDim + hiddenDim + outputDim) (2^26: 256 MiB). */
+export const MAX_ACTIVATION_FLOATS = 2 ** 26;
+/** NATS's largest message here (bytes): every nats-server of a run is configured with a 1 MiB max_payload. */
+export const MAX_MESSAGE_BYTES = 1_000_000;
 
 /** The model: a two-layer MLP (tanh hidden layer) learning a seeded teacher. */
 export const ModelSpec = z
   .object({
-    inputDim: positiveInt(),
-    hiddenDim: positiveInt(),
-    outputDim: positiveInt(),
+    inputDim: boundedInt(MAX_MODEL_DIM),
+    hiddenDim: boundedInt(MAX_MODEL_DIM),
+    outputDim: boundedInt(MAX_MODEL_DIM),
   })
-  .strict();
+  .strict()
+  .refine((m) => parameterCount(m) <= MAX_PARAMETERS, {
+    message: `must have at most ${MAX_PARAMETERS} parameters (hiddenDim x (inputDim + outputDim + 1) + outputDim)`,
+  });
 export type ModelSpec = z.infer<typeof ModelSpec>;
 
 export const AdamSpec = z
@@ -40,7 +69,7 @@ export type OptimizerSpec = z.infer<typeof OptimizerSpec>;
 export const TrainingSpec = z
   .object({
     seed: z.number().int('must be a whole number').min(0, 'must be >= 0').max(0xffffffff, 'must fit in 32 bits'),
-    globalBatch: positiveInt(),
+    globalBatch: boundedInt(MAX_GLOBAL_BATCH),
     optimizer: OptimizerSpec,
   })
   .strict();
@@ -53,34 +82,45 @@ export const WireSpec = z
       .number()
       .int()
       .min(4096, 'must be >= 4096')
-      .max(1_000_000, 'must be <= 1000000 (NATS max_payload is 1 MiB)')
+      .max(MAX_MESSAGE_BYTES, `must be <= ${MAX_MESSAGE_BYTES} (NATS max_payload is 1 MiB)`)
       .default(512 * 1024),
     /** Largest control (JSON) message accepted; anything larger is rejected and counted. */
     maxControlBytes: z
       .number()
       .int()
       .min(1024, 'must be >= 1024')
+      .max(MAX_MESSAGE_BYTES, `must be <= ${MAX_MESSAGE_BYTES} (NATS max_payload is 1 MiB)`)
       .default(64 * 1024),
   })
   .strict();
 
+/** Deadlines (ms), each in [1, 86400000] (one day), so that every wait derived from them stays a working Node timer. */
 export const DeadlineSpec = z
   .object({
     /** Processes up, subscribed and reachable. */
-    startupMs: positiveInt().default(60_000),
+    startupMs: boundedInt(MAX_DEADLINE_MS).default(60_000),
     /** Any single phase of a host (forward, backward, reduce-scatter, exchange, update, all-gather). */
-    phaseMs: positiveInt().default(30_000),
+    phaseMs: boundedInt(MAX_DEADLINE_MS).default(30_000),
     /** A whole step as the client sees it, dispatch to commit. */
-    stepMs: positiveInt().default(120_000),
+    stepMs: boundedInt(MAX_DEADLINE_MS).default(120_000),
   })
   .strict();
 
 export const HeartbeatSpec = z
   .object({
-    /** How often a host tells its pod it is alive, and in which phase. */
-    intervalMs: positiveInt().default(1000),
-    /** Heartbeats a host may miss while a step runs before its pod declares it silent and fails the attempt. */
-    misses: positiveInt().default(3),
+    /** How often a host tells its pod, and a pod the client, that it is alive and in which phase (ms, in [1, 60000]). */
+    intervalMs: boundedInt(MAX_HEARTBEAT_MS).default(1000),
+    /**
+     * Silence, in heartbeat intervals, after which a host (to its pod) or a pod (to the client) is declared silent:
+     * one not heard from for `intervalMs x misses` while a step runs fails the attempt. In [2, 100]: with 1 a beat
+     * that comes a moment late already counts as silence, and a healthy run fails.
+     */
+    misses: z
+      .number({ error: 'must be a number' })
+      .int('must be a whole number')
+      .min(2, 'must be >= 2 (with 1, a heartbeat a moment late already counts as silence)')
+      .max(MAX_MISSES, `must be <= ${MAX_MISSES}`)
+      .default(3),
   })
   .strict();
 
@@ -139,8 +179,8 @@ export const FaultRule = z
       .strict()
       .optional(),
     probability: z.number().min(0, 'must be >= 0').max(1, 'must be <= 1'),
-    /** For delay: how long. */
-    delayMs: positiveInt().default(50),
+    /** For delay: how long (ms, in [1, 60000]). */
+    delayMs: boundedInt(60_000).default(50),
   })
   .strict()
   .refine(...tensorKindsOnly('corrupt'))
@@ -179,24 +219,18 @@ export const DispatchSpec = z
   .strict();
 export type DispatchSpec = z.infer<typeof DispatchSpec>;
 
-/**
- * How long a host's compute phases take. `fixedMs`: each of forward, backward and update takes this long (the
- * host computes the real numerics, then waits out the rest on the run's clock instead of holding the thread):
- * a benchmark knob that makes compute a known quantity. Absent: as long as the arithmetic takes.
- */
-export const ComputeSpec = z
-  .object({
-    fixedMs: z.number({ error: 'must be a number' }).min(0, 'must be >= 0').max(60_000, 'must be <= 60000').optional(),
-  })
-  .strict();
-export type ComputeSpec = z.infer<typeof ComputeSpec>;
-
 export const CheckpointSpec = z
   .object({
     /** Every host writes its shard and optimizer state after committing step s when (s + 1) is a multiple of this. */
-    everySteps: positiveInt().default(10),
+    everySteps: boundedInt(1_000_000).default(10),
     /** Checkpoints kept on disk; older ones are deleted. */
     keep: positiveInt().max(1000, 'must be <= 1000').default(3),
+    /**
+     * A checkpoint that cannot be written (a full or read-only disk, a path that is a file): `fail` ends the run
+     * with an error naming the step and the reason; `continue` goes on without it, and the run's summary counts
+     * the checkpoints written and lists those that failed.
+     */
+    onWriteError: z.enum(['fail', 'continue']).default('fail'),
   })
   .strict();
 
@@ -206,22 +240,26 @@ export const Topology = z
       .string()
       .min(1, 'must not be empty')
       .regex(/^[a-z0-9][a-z0-9-]*$/, 'must be lowercase letters, digits and dashes'),
-    pods: positiveInt(),
-    hostsPerPod: positiveInt(),
+    pods: boundedInt(64),
+    hostsPerPod: boundedInt(4096),
     /** Modeled only: chips a host stands for (PaLM: 4 TPU v4 chips a host). */
-    chipsPerHost: positiveInt().default(4),
+    chipsPerHost: boundedInt(1024).default(4),
     /** How many host actors share one OS process. */
-    hostsPerProcess: positiveInt().default(1),
+    hostsPerProcess: boundedInt(4096).default(1),
     model: ModelSpec,
     training: TrainingSpec,
     wire: WireSpec.default({ chunkBytes: 512 * 1024, maxControlBytes: 64 * 1024 }),
     deadlines: DeadlineSpec.default({ startupMs: 60_000, phaseMs: 30_000, stepMs: 120_000 }),
     heartbeat: HeartbeatSpec.default({ intervalMs: 1000, misses: 3 }),
     recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 10, maxRestarts: 3 }),
-    checkpoint: CheckpointSpec.default({ everySteps: 10, keep: 3 }),
+    checkpoint: CheckpointSpec.default({ everySteps: 10, keep: 3, onWriteError: 'fail' }),
     dispatch: DispatchSpec.default({ depth: 2 }),
-    compute: ComputeSpec.default({}),
     faults: FaultSpec.default({ seed: 1, rules: [] }),
+    /**
+     * `real`; `modeled`: phases take the PaLM 540B cost model's time (see `costmodel.ts`), with optional overrides;
+     * `{ fixedMs }`: each of forward, backward and update takes that long (a benchmark knob).
+     */
+    compute: ComputeSpec.default('real'),
   })
   .strict()
   .superRefine((t, ctx) => {
@@ -232,6 +270,22 @@ export const Topology = z
         path: ['training', 'globalBatch'],
         message: `must be divisible by pods x hostsPerPod (${t.pods} x ${t.hostsPerPod} = ${workers}); got ${t.training.globalBatch}`,
       });
+    }
+    const acts = t.training.globalBatch * (t.model.inputDim + t.model.hiddenDim + t.model.outputDim);
+    if (acts > MAX_ACTIVATION_FLOATS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['training', 'globalBatch'],
+        message: `must be <= ${Math.floor(MAX_ACTIVATION_FLOATS / (t.model.inputDim + t.model.hiddenDim + t.model.outputDim))} with this model: a step keeps globalBatch x (inputDim + hiddenDim + outputDim) = ${acts} floats of activations, at most ${MAX_ACTIVATION_FLOATS}`,
+      });
+    }
+    if (t.compute === 'modeled' || (typeof t.compute === 'object' && 'modeled' in t.compute)) {
+      try {
+        costModelInputsOf(t);
+      } catch (err) {
+        for (const issue of (err as z.ZodError).issues ?? [])
+          ctx.addIssue({ code: 'custom', path: ['compute', 'modeled', ...issue.path.map(String)], message: issue.message });
+      }
     }
     const params = parameterCount(t.model);
     if (params < t.hostsPerPod) {
@@ -244,7 +298,7 @@ export type TopologyInput = z.input<typeof Topology>;
 export type Topology = z.output<typeof Topology>;
 
 /** Number of parameters of the MLP: W1, b1, W2, b2. */
-export function parameterCount(m: ModelSpec): number {
+export function parameterCount(m: { inputDim: number; hiddenDim: number; outputDim: number }): number {
   return m.hiddenDim * m.inputDim + m.hiddenDim + m.outputDim * m.hiddenDim + m.outputDim;
 }
 

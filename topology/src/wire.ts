@@ -217,7 +217,7 @@ export const wireTable = {
     routes: [toPod],
     phase: 'none',
     contract:
-      'Every heartbeat.intervalMs: alive, and in which phase (or idle, prepared, failed, lost). Never resent; `misses` missed ones fail the attempt.',
+      'Every heartbeat.intervalMs: alive, and in which phase (or idle, prepared, failed, lost). Never resent; silence for `misses` intervals fails the attempt.',
   },
   'host.prepared': {
     schema: M.HostPrepared,

@@ -41,6 +41,7 @@ describe('the failure cause union', () => {
         'restore',
         'runLog',
         'silent',
+        'stopped',
         'tensorConflict',
       ].sort(),
     );
@@ -124,6 +125,7 @@ describe('describeFailure', () => {
       podsNotReady: { kind: 'podsNotReady', ms: 10, pods: [{ pod: 1, silentHosts: [] }] },
       commitNotConfirmed: { kind: 'commitNotConfirmed', actor: 'pod/0', ms: 10_000, peers: [{ actor: 'host/0/1', lastPhase: 'prepared' }] },
       tensorConflict: { kind: 'tensorConflict', actor: 'host/1/0', sender: 'host/0/0', tensor: 'grad.exchange', shard: 0, chunk: 2 },
+      stopped: { kind: 'stopped', actor: 'pod/1' },
     };
     const said = Object.values(one).map(describeCause);
     expect(new Set(said).size).toBe(said.length);
@@ -132,6 +134,7 @@ describe('describeFailure', () => {
     expect(describeCause(one.restore)).toBe('restore of checkpoint 9: pod/1 restored 000000000000, its manifest says 000000000000');
     expect(describeCause(one.commitNotConfirmed)).toBe('pod/0: commit not confirmed within 10000 ms by host/0/1 (last phase prepared)');
     expect(describeCause(one.tensorConflict)).toBe('host/1/0: two copies of grad.exchange shard 0 from host/0/0 differ (chunk 2)');
+    expect(describeCause(one.stopped)).toBe('pod/1 stopped while the run was still going (it takes no more steps)');
   });
 });
 

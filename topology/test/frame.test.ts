@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeControl, decodeTensorChunk, encodeControl, encodeTensor, frame, type StepDispatch } from '../src/index.ts';
+import { decodeControl, decodeTensorChunk, encodeControl, encodeTensor, frame, tensorFrames, type StepDispatch } from '../src/index.ts';
 
 const head = {
   v: 1 as const,
@@ -32,6 +32,20 @@ describe('wire frames', () => {
     const [f] = encodeTensor(head, Float32Array.of(1, 2, 3), 4096);
     f[f.length - 1] ^= 0x40;
     expect(decodeTensorChunk(f)).toMatchObject({ ok: false, reason: 'checksum' });
+  });
+
+  it('tensorFrames builds each frame when asked for: the same frames, in the same order, as encodeTensor', () => {
+    const data = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i));
+    const lazy = tensorFrames({ ...head, msgId: 'm' }, data, 1024);
+    const first = lazy.next();
+    expect(first.done).toBe(false);
+    // the next frame is not built yet: changing the data now shows in it (and so the edge publishes each as it is built)
+    data[256] = 42;
+    const rest = [...lazy];
+    expect([first.value, ...rest]).toEqual(encodeTensor({ ...head, msgId: 'm' }, data, 1024));
+    const second = decodeTensorChunk(rest[0] as Uint8Array);
+    expect(second.ok && new Float32Array(second.value.data.slice().buffer)[0]).toBe(42);
+    expect(rest).toHaveLength(3);
   });
 
   it('rejects a frame whose header lies about its length', () => {

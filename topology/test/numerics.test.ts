@@ -43,6 +43,11 @@ describe('numerics', () => {
   it('computes CRC-32 (IEEE)', () => {
     expect(crc32(new TextEncoder().encode('123456789'))).toBe(0xcbf43926);
     const bytes = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 31) & 0xff);
-    expect(crc32Table(bytes)).toBe(crc32(bytes)); // the fallback and the native one agree
+    expect(crc32(bytes)).toBe(crc32Table(bytes)); // the SIMD one and the reference agree
+    // also on a view at an odd offset into a larger buffer (a chunk inside a frame or a tensor), and on nothing
+    const view = bytes.subarray(7, 9_001);
+    expect(crc32(view)).toBe(crc32Table(view));
+    expect(crc32(view)).not.toBe(crc32(bytes.subarray(7, 9_000)));
+    expect(crc32(new Uint8Array(0))).toBe(0);
   });
 });

@@ -15,6 +15,8 @@ export interface CheckpointPlace {
   log: Logger;
   clock: RunClock;
   disk?: Disk;
+  /** Told of every checkpoint manifest the client writes, or fails to write (`error`: why). */
+  onManifest?: (step: number, error?: string) => void;
 }
 
 /** The client machine's `checkpoints` actor: finds the newest usable checkpoint, and writes each checkpoint's manifest. */
@@ -25,8 +27,10 @@ export function checkpointActor(o: CheckpointPlace) {
       if (cmd.type === 'ckpt.writeManifest') {
         try {
           writeManifest(o.dir, { ...cmd.manifest, writtenAt: new Date(o.clock.now()).toISOString() }, o.topology.checkpoint.keep, disk);
+          o.onManifest?.(cmd.manifest.step);
         } catch (err) {
           o.log.error({ err, step: cmd.manifest.step }, 'checkpoint manifest not written');
+          o.onManifest?.(cmd.manifest.step, (err as Error).message);
         }
         return;
       }

@@ -136,6 +136,7 @@ export interface ClientContext {
   stopped: Map<number, PodStopped>;
   phase:
     | 'joining'
+    | 'readingLog'
     | 'awaitPods'
     | 'findingCheckpoint'
     | 'restoring'
@@ -226,11 +227,15 @@ export type CheckpointEvent =
   | { type: 'ckpt.none'; skipped: { step: number; reason: string }[] };
 
 /** What the client asks of its run log, and what the log answers. */
-/** A step's commit decision; the adapter stamps the wall-clock time it is logged at. */
-export type RunLogCommand = { type: 'log.append'; record: Omit<RunLogRecord, 'at'> };
-/** `conflict`: refused (already committed with another hash, or a gap), never retried; `unavailable`: no answer in time, retried as a new attempt. */
+/** A step's commit decision (the adapter stamps the wall-clock time it is logged at), or a read of one step's record. */
+export type RunLogCommand = { type: 'log.append'; record: Omit<RunLogRecord, 'at'> } | { type: 'log.read'; step: number };
+/**
+ * `conflict`: refused (already committed with another hash, or a gap), never retried; `unavailable`: no answer in time,
+ * retried as a new attempt. `log.record`: the record a `log.read` asked for (none: the step is not logged).
+ */
 export type RunLogEvent =
   | { type: 'log.appended'; step: number }
+  | { type: 'log.record'; step: number; record: RunLogRecord | undefined }
   | { type: 'log.failed'; step: number; problem: 'conflict' | 'unavailable'; detail: string };
 
 export type ClientEvent = WireEvent | RunLogEvent | CheckpointEvent | ClockTick;
@@ -286,6 +291,52 @@ function dispatchTo(ctx: ClientContext, p: number, step: number, attempt: number
       committed: ctx.step - 1,
     },
   };
+}
+
+/**
+ * Where a restarted client finds the pods, against the run log's last record L (`resumed`), from their
+ * heartbeats (each carries the pod's step, attempt and phase):
+ * - `logged`: every pod prepared L's attempt, or committed L, and some not yet past it: finish L's commit (pods that
+ *   committed confirm it again);
+ * - `past`: every pod is past L (it committed L, perhaps at another attempt than the logged one, in a replay): L is
+ *   recorded as committed, from its logged record, and the run goes on from L+1;
+ * - `commit` K: the pods replay behind L (after a restore) and some committed step K, or commit it: finish K's commit
+ *   (a replayed step is logged already), at the attempt the pods prepared;
+ * - `run` K: the pods replay behind L at step K and none has committed it: run K again.
+ * A pod that says it is idle below another pod's step is not counted: it is a pod scheduler restarted since, which
+ * knows no step (it takes the next dispatch or commit, whatever its step).
+ */
+export function podsPlace(
+  ctx: Pick<ClientContext, 'resumed' | 'podAt' | 'podPhase' | 'topology'>,
+): { kind: 'logged' } | { kind: 'past'; step: number } | { kind: 'commit'; step: number; attempt: number } | { kind: 'run'; step: number } {
+  const logged = ctx.resumed;
+  const pods = Array.from({ length: ctx.topology.pods }, (_, p) => p);
+  const top = Math.max(...pods.map((p) => ctx.podAt[p].step));
+  const placed = pods.filter((p) => !(ctx.podPhase[p] === 'idle' && ctx.podAt[p].step < top));
+  if (!logged || placed.length === 0) return { kind: 'logged' };
+  if (placed.every((p) => ctx.podAt[p].step === logged.step + 1)) return { kind: 'past', step: logged.step + 1 };
+  const holdsLogged = (p: number) =>
+    ctx.podAt[p].step === logged.step + 1 ||
+    (ctx.podAt[p].step === logged.step && ctx.podAt[p].attempt === logged.attempt && ['prepared', 'committing'].includes(ctx.podPhase[p]));
+  if (placed.every(holdsLogged)) return { kind: 'logged' };
+  const step = Math.min(...placed.map((p) => ctx.podAt[p].step));
+  const atStep = placed.filter((p) => ctx.podAt[p].step === step);
+  const preparing = atStep.filter((p) => ['prepared', 'committing'].includes(ctx.podPhase[p]));
+  if (preparing.length > 0 && (atStep.length < placed.length || atStep.some((p) => ctx.podPhase[p] === 'committing')))
+    return { kind: 'commit', step, attempt: Math.max(...preparing.map((p) => ctx.podAt[p].attempt)) };
+  return { kind: 'run', step };
+}
+
+/**
+ * The attempt a restarted client numbers replayed steps from: above every attempt an earlier life of the client can
+ * have used for them (each life numbers a step's attempts from its floor, at most `maxAttempts` of them, and raises the
+ * floor past what it used at each of at most `maxRestarts` restores), so no replayed message carries the id of an
+ * earlier one (and is dropped as a repeat).
+ */
+function replayFloor(ctx: ClientContext): number {
+  const r = ctx.topology.recovery;
+  const seen = Math.max(ctx.maxAttempt, ctx.resumed?.attempt ?? 0, ...ctx.podAt.map((a) => a.attempt));
+  return seen + 1 + r.maxAttempts * (r.maxRestarts + 1);
 }
 
 function hashesAgree(ctx: ClientContext): boolean {
@@ -353,9 +404,23 @@ export const clientMachine = setup({
       !(context.failure.cause.kind === 'runLog' && context.failure.cause.problem === 'conflict') &&
       context.tries < context.topology.recovery.maxAttempts,
     isResuming: ({ context }) => context.resumed !== undefined,
-    /** Every pod heard from since the client started and, unless the client resumes a run in flight, all its hosts up. */
+    /**
+     * Every pod heard from since the client started and, unless the client resumes a run in flight, all its hosts up;
+     * a restarted client also waits for pods that restore a checkpoint (its predecessor asked them to) to finish.
+     */
     allPodsJoined: ({ context }) =>
-      podList(context).every((p) => context.heardSinceWait[p] && (context.podReady[p] || context.resumed !== undefined)),
+      podList(context).every(
+        (p) =>
+          context.heardSinceWait[p] &&
+          (context.podReady[p] || context.resumed !== undefined) &&
+          (context.resumed === undefined || context.podPhase[p] !== 'restoring'),
+      ),
+    /** A restarted client: the pods replay behind the logged step, and some committed (or commit) the step they are at. */
+    podsCommitReplayed: ({ context }) => podsPlace(context).kind === 'commit',
+    /** A restarted client: every pod is past the logged step (committed it). */
+    podsPast: ({ context }) => podsPlace(context).kind === 'past',
+    /** A restarted client: the pods replay behind the logged step, and none has committed the step they are at. */
+    podsRun: ({ context }) => podsPlace(context).kind === 'run',
     isColdResume: ({ context }) => context.replayUntil >= 0 && context.restores.length === 0 && context.step > context.replayUntil,
     /** A pod says (since the failure) that a host has no replica left to heal from. */
     someHostLost: ({ context }) => podList(context).some((p) => context.heardSinceWait[p] && context.podLost[p].length > 0),
@@ -376,6 +441,25 @@ export const clientMachine = setup({
     setPhase: assign((_, params: { phase: ClientContext['phase'] }) => ({ phase: params.phase })),
     /** The step being committed is logged, so committed: a restore started now replays up to it and goes on after it. */
     passLoggedStep: assign(({ context }) => ({ step: context.step + 1, loggedUnconfirmed: context.step })),
+    /**
+     * A restarted client that finds the pods past the logged step, or replaying behind it: go on from where they are
+     * (`podsPlace`; a step up to the logged one is a replay), numbering attempts above every one used before.
+     */
+    joinReplay: assign(({ context }) => {
+      const place = podsPlace(context);
+      const floor = replayFloor(context);
+      const step = place.kind === 'logged' ? context.step : place.step;
+      return {
+        replayUntil: Math.max(context.replayUntil, context.resumed?.step ?? -1),
+        step,
+        attempt: place.kind === 'commit' ? place.attempt : floor - 1,
+        attemptFloor: floor,
+        maxAttempt: floor - 1,
+        tries: 0,
+        // a replayed step's commit is finished with its logged record (read next); a step run again needs none
+        resumed: undefined,
+      };
+    }),
     /** Note the time a tick carries (what xstate's own events, which carry none, fall back to). */
     noteTime: assign(({ context, event }) => ({ now: Math.max(context.now, timeOf(event, context.now)) })),
     /**
@@ -473,6 +557,37 @@ export const clientMachine = setup({
       }
       enqueue.assign({ resends: context.resends + 1 });
     }),
+    /**
+     * A restarted client whose pods all committed the logged step (they are past it): record it from the run log's record
+     * (its predecessor may have reported it already): its hash is every pod's, since a commit needs every pod's agreement.
+     */
+    recordLoggedStep: enqueueActions(({ context, enqueue }) => {
+      const r = context.resumed!;
+      const podHashes = podList(context).map(() => r.paramsHash);
+      enqueue.emit({
+        type: 'step.committed',
+        step: r.step,
+        attempt: r.attempt,
+        loss: r.loss,
+        paramsHash: r.paramsHash,
+        podHashes,
+        podsAgree: true,
+        phaseMs: {},
+        ms: 0,
+        shardHashes: [],
+        // the pods' waits for this step's dispatch were reported to a predecessor, not to this client
+        waitedMs: 0,
+        recovered: true,
+        ...(r.step <= context.replayUntil ? { replayed: true } : {}),
+      } satisfies StepRecord);
+      enqueue.assign({
+        stepsCommitted: context.stepsCommitted + 1,
+        lossFirst: context.lossFirst ?? r.loss,
+        lossLast: r.loss,
+        paramsHash: r.paramsHash,
+        podHashes,
+      });
+    }),
     /** Record the committed step: loss summed over pods in pod order, every pod's hash. */
     recordStep: enqueueActions(({ context, event, enqueue }) => {
       const pods = podList(context).flatMap((p) => context.prepared.get(p) ?? []);
@@ -562,6 +677,9 @@ export const clientMachine = setup({
       return { podSeen, podPhase, podReady, podAt, podSilentHosts, podLost, heardSinceWait, now: Math.max(context.now, event.at) };
     }),
     podIdle: assign(({ context, event }) => ({ failure: failed(context, { kind: 'idle', actor: actorNames.pod(podIndex(event)) }) })),
+    podStopped: assign(({ context, event }) => ({
+      failure: failed(context, { kind: 'stopped', actor: actorNames.pod(podIndex(event)) }, { pod: podIndex(event) }),
+    })),
     podSilent: assign(({ context, event }) => {
       const s = silentPod(context, timeOf(event, context.now))!;
       return { failure: failed(context, { kind: 'silent', actor: actorNames.pod(s.pod), ms: s.ms, lastPhase: context.podPhase[s.pod] }) };
@@ -663,6 +781,8 @@ export const clientMachine = setup({
   initial: 'joining',
   on: {
     'wire.faultInjected': { actions: assign({ faultsInjected: ({ context, event }) => context.faultsInjected + event.count }) },
+    // a pod that stopped while the run goes on takes no more steps: its counts are kept, and the run ends at once, naming it
+    'pod.stopped': { target: '.finishing', actions: ['storeStopped', 'podStopped'] },
     'pod.heartbeat': { actions: 'notePod' },
     // reports on a step dispatched after the head, whatever the head is doing: kept for when it is the head
     'pod.prepared': [{ guard: 'forAhead', actions: 'storeAheadPrepared' }, { actions: 'reject' }],
@@ -691,10 +811,64 @@ export const clientMachine = setup({
     start: {
       always: [
         { guard: 'isColdResume', target: 'findingCheckpoint' },
+        // a restarted client asks where the pods are before it acts: they may replay steps far behind the logged one
+        { guard: and(['isResuming', 'podsCommitReplayed']), target: 'readingLog', actions: 'joinReplay' },
+        { guard: and(['isResuming', 'podsPast']), target: 'awaitPods', actions: ['recordLoggedStep', 'joinReplay'] },
+        { guard: and(['isResuming', 'podsRun']), target: 'awaitPods', actions: 'joinReplay' },
         { guard: 'isResuming', target: 'committing' },
         { guard: ({ context }) => context.step >= context.steps, target: 'finishing' },
         { target: 'awaitPrepared' },
       ],
+    },
+    /** A restarted client finishing a replayed step's commit: that step's record from the run log (its loss), then committing. */
+    readingLog: {
+      entry: [
+        { type: 'setPhase', params: { phase: 'readingLog' } },
+        sendTo('runlog', ({ context }): RunLogCommand => ({ type: 'log.read', step: context.step })),
+      ],
+      on: {
+        'log.record': [
+          {
+            guard: ({ context, event }) => event.step === context.step && event.record !== undefined,
+            target: 'committing',
+            actions: assign(({ event }) => ({ resumed: event.type === 'log.record' ? event.record : undefined })),
+          },
+          {
+            guard: ({ context, event }) => event.step === context.step,
+            target: 'finishing',
+            actions: assign(({ context }) => ({
+              failure: failed(context, {
+                kind: 'runLog',
+                problem: 'conflict',
+                detail: `the pods committed step ${context.step}, which the run log does not hold`,
+              }),
+            })),
+          },
+          { actions: 'reject' },
+        ],
+        'log.failed': [
+          {
+            guard: ({ context, event }) => event.step === context.step,
+            target: 'finishing',
+            actions: assign(({ context, event }) => ({
+              failure: failed(context, { kind: 'runLog', problem: event.problem, detail: event.detail }),
+            })),
+          },
+          { actions: 'reject' },
+        ],
+      },
+      after: {
+        phaseDeadline: {
+          target: 'finishing',
+          actions: assign(({ context }) => ({
+            failure: failed(context, {
+              kind: 'runLog',
+              problem: 'unavailable',
+              detail: `no answer to a read of step ${context.step} within ${context.topology.deadlines.phaseMs} ms`,
+            }),
+          })),
+        },
+      },
     },
     awaitPrepared: {
       entry: [{ type: 'setPhase', params: { phase: 'awaitPrepared' } }, 'dispatch'],

@@ -5,6 +5,7 @@ import {
   describeFailure,
   encodeControl,
   subjects,
+  toMicros,
   type RunLogRecord,
   type StepCommitted,
   type Topology,
@@ -14,7 +15,8 @@ import { edgeFor, natsTransport } from '../wire/edge.ts';
 import { listenFor } from '../wire/listen.ts';
 import { systemClock, ticker } from '../clock.ts';
 import { processIncarnation } from '../rejects.ts';
-import { recorder } from '../record.ts';
+import { inspectors, recorder } from '../record.ts';
+import { clientCheckpoints, newEntries, phaseSlices, rejectionBursts, retryEvent, type EventSink } from '../events.ts';
 import { checkpointActor } from '../checkpoint/actors.ts';
 import { clientMachine, type ClientOutput, type StepRecord } from './client.machine.ts';
 import { runLogActor, type RunLog } from './runlog.ts';
@@ -39,6 +41,10 @@ export interface ClientRunOptions {
   /** While the client waits for the pods to say all their hosts are up: how many have. */
   onReadyProgress?: (reached: number, total: number) => void;
   onStep?: (record: StepRecord) => void;
+  /** Each checkpoint manifest written (no `error`) or not written (`error`: why). */
+  onCheckpoint?: (step: number, error?: string) => void;
+  /** Where the client's run events go (its phase slices, retried attempts, restores, checkpoints, rejection bursts). */
+  events?: EventSink;
 }
 
 /** Run the client machine to its end (it starts once every pod is ready) and return its summary. */
@@ -70,10 +76,17 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
         wire,
         clock: ticker(clock),
         runlog: runLogActor(opts.runLog, clock),
-        checkpoints: checkpointActor({ dir: opts.checkpointDir, topology: t, runId, log, clock }),
+        checkpoints: checkpointActor({ dir: opts.checkpointDir, topology: t, runId, log, clock, onManifest: opts.onCheckpoint }),
       },
     }),
-    { input, clock, inspect: rec?.inspect },
+    { input, clock, inspect: inspectors(rec?.inspect, opts.events ? clientCheckpoints(opts.events, clock) : undefined) },
+  );
+  const ev = opts.events;
+  const slices = ev ? phaseSlices(ev, actorNames.client, clock, ['stopped']) : undefined;
+  const bursts = ev ? rejectionBursts(ev, actorNames.client, clock) : undefined;
+  const retriedNow = newEntries<ClientOutput['retried'][number]>((r) => ev?.emit(retryEvent(r, clock.now())));
+  const restoredNow = newEntries<ClientOutput['restores'][number]>((r) =>
+    ev?.emit({ kind: 'restore', actor: actorNames.client, at: toMicros(clock.now()), atStep: r.atStep, checkpoint: r.checkpoint }),
   );
   actor.on('step.committed', (r) => {
     log.info(
@@ -99,6 +112,12 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
   let retries = 0;
   let reached = -1;
   actor.subscribe((s) => {
+    if (ev) {
+      slices?.(s.context);
+      bursts?.note(s.context.rejected);
+      retriedNow(s.context.retried);
+      restoredNow(s.context.restores);
+    }
     if (reached < t.pods) {
       const c = s.context;
       const now = c.phase === 'joining' ? c.podReady.filter((r, p) => r && c.heardSinceWait[p]).length : t.pods;
@@ -116,6 +135,7 @@ export async function runClient(opts: ClientRunOptions): Promise<ClientOutput> {
     return await output;
   } finally {
     await nc.flush().catch(() => {});
+    bursts?.flush();
     actor.stop();
     rec?.close();
   }

@@ -32,13 +32,35 @@ export class RunLog {
   ) {}
 
   static async open(nc: NatsConnection, runId: string, log: Logger, timeoutMs = 5000): Promise<RunLog> {
+    return (await RunLog.reach(nc, runId, log, timeoutMs, true))!;
+  }
+
+  /**
+   * The run's log if its stream exists; undefined when it does not (never written, or its store was lost: a
+   * `train --resume` on a run whose JetStream directory is gone). Creates nothing.
+   */
+  static async existing(nc: NatsConnection, runId: string, log: Logger, timeoutMs = 5000): Promise<RunLog | undefined> {
+    return RunLog.reach(nc, runId, log, timeoutMs, false);
+  }
+
+  private static async reach(
+    nc: NatsConnection,
+    runId: string,
+    log: Logger,
+    timeoutMs: number,
+    create: boolean,
+  ): Promise<RunLog | undefined> {
     const until = Date.now() + timeoutMs;
     let last: unknown;
     while (Date.now() < until) {
       try {
         const jsm = await jetstreamManager(nc, { timeout: 2000 });
         const name = runLogStream(runId);
-        const info = await jsm.streams.info(name).catch(() => null);
+        const info = await jsm.streams.info(name).catch((err: unknown) => {
+          if (err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound) return null;
+          throw err;
+        });
+        if (!info && !create) return undefined;
         if (!info)
           await jsm.streams.add({
             name,
@@ -57,6 +79,25 @@ export class RunLog {
       `the run log (JetStream stream ${runLogStream(runId)}) is not reachable within ${timeoutMs} ms: ${(last as Error)?.message ?? 'no answer'}`,
       { cause: last },
     );
+  }
+
+  /**
+   * The last record of a log that is whole, or undefined for a log with none. Throws RunLogConflict, saying
+   * what is wrong, when records are missing (sequence numbers with no record: a hole, or a log that does not
+   * start at step 0) or the last record does not parse as that step's: such a log cannot be resumed.
+   */
+  async verified(): Promise<RunLogRecord | undefined> {
+    const { state } = await this.jsm.streams.info(runLogStream(this.runId));
+    if (state.messages === 0) {
+      if (state.last_seq > 0)
+        throw new RunLogConflict(`run log: its ${state.last_seq} records were removed (no record left to resume from)`);
+      return undefined;
+    }
+    if (state.first_seq !== 1 || state.messages !== state.last_seq)
+      throw new RunLogConflict(
+        `run log: ${state.messages} records for sequences ${state.first_seq}..${state.last_seq}: ${state.last_seq - state.messages} missing (steps cannot be skipped)`,
+      );
+    return this.last();
   }
 
   /** The last committed step's record, or undefined for a run with none. */
@@ -150,10 +191,26 @@ export function isWrongLastSequence(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamWrongLastSequence;
 }
 
-/** The client machine's `runlog` actor over a RunLog: each log.append stamped with the wall-clock time and answered with log.appended or log.failed. */
+/**
+ * The client machine's `runlog` actor over a RunLog: each log.append stamped with the wall-clock time and answered
+ * with log.appended or log.failed; each log.read answered with log.record (or log.failed, unavailable).
+ */
 export function runLogActor(runLog: RunLog, clock: RunClock) {
   return fromCallback<RunLogCommand>(({ sendBack, receive }) => {
     receive((cmd) => {
+      if (cmd.type === 'log.read') {
+        runLog.get(cmd.step).then(
+          (record) => sendBack({ type: 'log.record', step: cmd.step, record } satisfies RunLogEvent),
+          (err: Error) =>
+            sendBack({
+              type: 'log.failed',
+              step: cmd.step,
+              problem: 'unavailable',
+              detail: err.message.slice(0, 1000),
+            } satisfies RunLogEvent),
+        );
+        return;
+      }
       const step = cmd.record.step;
       runLog.append({ ...cmd.record, at: new Date(clock.now()).toISOString() }).then(
         () => sendBack({ type: 'log.appended', step } satisfies RunLogEvent),

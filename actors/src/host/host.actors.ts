@@ -28,7 +28,7 @@ export const computeFor = {
 
 /**
  * The host's compute as invoked actors for a real run: each first yields to
- * the event loop (so the heartbeat that says "computing" leaves before the
+ * the event loop (so what the host sent on entering the phase leaves before the
  * computation holds the thread), computes, and says when it finished.
  * With `fixedMs` (the topology's `compute.fixedMs`) each phase takes that long:
  * it computes the real numerics, then waits out the rest on `clock` (without

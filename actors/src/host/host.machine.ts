@@ -57,8 +57,8 @@ const onTick = [
  * commit + pending.length); `queued` the dispatches it has not started.
  *
  * Throughout: pings from host h of another pod are answered (pong), whatever the state;
- * a heartbeat with the phase every heartbeat interval (`clock.tick`)
- * and on entering a computing phase (it may hold the thread).
+ * a heartbeat with the phase every heartbeat interval (`clock.tick`), and none on entering a phase (the pod
+ * judges a dispatched host's silence as a computing host's until a heartbeat says otherwise).
  * Peers' state requests are answered with the committed state (never a pending
  * one: it may yet abort), only to host h of
  * a pod whose scheduler said that host heals (heal.expect, which lapses after
@@ -294,7 +294,7 @@ export const hostMachine = hostSetup.createMachine({
       states: {
         forward: {
           tags: ['compute'],
-          entry: [{ type: 'enterPhase', params: { phase: 'forward' } }, 'sendHeartbeat'],
+          entry: { type: 'enterPhase', params: { phase: 'forward' } },
           invoke: {
             src: 'forwardPass',
             input: ({ context: c }) => ({
@@ -348,7 +348,7 @@ export const hostMachine = hostSetup.createMachine({
         },
         update: {
           tags: ['compute'],
-          entry: [{ type: 'enterPhase', params: { phase: 'update' } }, 'sendHeartbeat'],
+          entry: { type: 'enterPhase', params: { phase: 'update' } },
           invoke: {
             src: 'applyUpdate',
             input: ({ context: c }) => {

@@ -1,14 +1,17 @@
 import { createActor, type ActorRefFrom } from 'xstate';
-import { actorNames, type CrashPoint } from '@lockstep/topology';
+import { actorNames, fixedComputeMs, type CrashPoint } from '@lockstep/topology';
 import { checkpointLoader, hostDiskActor } from '../checkpoint/actors.ts';
 import { systemClock, ticker } from '../clock.ts';
 import { untilStopped } from '../lifecycle.ts';
 import { processIncarnation } from '../rejects.ts';
 import { edgeFor, natsTransport } from '../wire/edge.ts';
+import type { LocalBus } from '../wire/local.ts';
 import { hostTensorLength, listenFor } from '../wire/listen.ts';
 import type { HostAddress } from './address.ts';
 import { crashInspector } from './crash.ts';
 import { inspectors, recorder } from '../record.ts';
+import { hostFlows, hostStepSlices, phaseSlices, rejectionBursts, type EventSink } from '../events.ts';
+import { hostPhases, toMicros } from '@lockstep/topology';
 import { hostCompute } from './host.actors.ts';
 import { hostMachine } from './host.machine.ts';
 
@@ -27,6 +30,10 @@ export interface HostRunOptions extends HostAddress {
   checkpointDir: string;
   /** Record every event the machine takes and every message it sends here, for `lockstep replay` (`train --record`). */
   recordDir?: string;
+  /** The hosts of this OS process: what one sends another goes through memory, not NATS (see LocalBus). */
+  local?: LocalBus;
+  /** Where this host's run events go (phase slices, tensor flows, heals, rejection bursts): the launcher's record. */
+  events?: EventSink;
 }
 
 const incarnation = processIncarnation();
@@ -43,7 +50,7 @@ export function runHost(opts: HostRunOptions): HostRun {
   const clock = systemClock;
   const place = { dir: opts.checkpointDir, topology: t, runId, log, clock };
   const wire = edgeFor(t, 'host', {
-    transport: natsTransport(nc, log),
+    transport: opts.local ? opts.local.transport(natsTransport(nc, log)) : natsTransport(nc, log),
     clock,
     runId,
     log,
@@ -52,7 +59,14 @@ export function runHost(opts: HostRunOptions): HostRun {
   });
   const input = { topology: t, runId, pod, host, incarnation, heal: opts.heal, now: clock.now() };
   const rec = opts.recordDir ? recorder(opts.recordDir, me, input) : undefined;
+  const ev = opts.events;
   const inspect = inspectors(opts.crashPoint?.host === host ? crashInspector(opts.crashPoint, log) : undefined, rec?.inspect);
+  const flows = ev ? hostFlows(ev, me) : undefined;
+  // step phases from the machine's phase times; the others (joining, prepared, healing, ...) from its snapshots
+  const stepSlices = ev ? hostStepSlices(ev, me) : undefined;
+  const otherSlices = ev ? phaseSlices(ev, me, clock, ['idle', 'stopped', ...hostPhases]) : undefined;
+  const bursts = ev ? rejectionBursts(ev, me, clock) : undefined;
+  let healingSince = 0;
   const actor: ActorRefFrom<typeof hostMachine> = createActor(
     hostMachine.provide({
       actors: {
@@ -60,7 +74,7 @@ export function runHost(opts: HostRunOptions): HostRun {
         clock: ticker(clock),
         disk: hostDiskActor(place),
         loadCheckpoint: checkpointLoader(place, host),
-        ...hostCompute(clock, t.compute.fixedMs),
+        ...hostCompute(clock, fixedComputeMs(t.compute)),
       },
     }),
     { input, inspect, clock },
@@ -68,10 +82,30 @@ export function runHost(opts: HostRunOptions): HostRun {
   let lastPhase = '';
   actor.subscribe((s) => {
     const c = s.context;
+    if (stepSlices) {
+      const { leftAt, starts } = stepSlices(c);
+      otherSlices?.({ phase: c.phase, step: c.step, attempt: c.attempt, since: c.phaseStartedAt, leftAt });
+      flows?.(c, starts);
+    }
+    bursts?.note(c.rejected);
+    if (c.phase === 'stopped') bursts?.flush();
     if (c.phase === lastPhase) return;
+    if (c.phase === 'healing') healingSince = c.phaseStartedAt;
     if (lastPhase === 'joining') log.info({ peers: c.joined.map((q) => actorNames.host(q, host)) }, 'reached cross-pod peers');
-    if (lastPhase === 'healing' && c.heal.from)
-      log.info({ from: c.heal.from, step: c.step, lastCommitted: c.lastCommitted }, 'healed from cross-pod peer');
+    if (lastPhase === 'healing' && c.heal.from) {
+      const bytes = c.params.byteLength + c.optState.reduce((n, x) => n + x.byteLength, 0);
+      const ms = Math.max(0, c.phaseStartedAt - healingSince);
+      log.info({ from: c.heal.from, step: c.step, lastCommitted: c.lastCommitted, bytes, ms }, 'healed from cross-pod peer');
+      ev?.emit({
+        kind: 'heal',
+        actor: me,
+        at: toMicros(c.phaseStartedAt),
+        from: c.heal.from,
+        step: c.lastCommitted?.step ?? -1,
+        bytes,
+        ms,
+      });
+    }
     if (c.phase === 'lost') log.warn({ failure: c.failure }, 'no replica to heal from: waiting for a checkpoint restore');
     lastPhase = c.phase;
     log.debug({ step: c.step, attempt: c.attempt, phase: c.phase }, 'phase');

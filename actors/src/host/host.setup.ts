@@ -572,8 +572,8 @@ export const hostSetup = setup({
       event.type === 'wire.faultInjected' ? { faultsInjected: context.faultsInjected + event.count } : {},
     ),
     /**
-     * Alive, and where: every heartbeat interval, on entering a computing phase (it may hold the thread), and on
-     * becoming able to take a step (`phase`: where it is going; the pod says it is ready at once).
+     * Alive, and where: every heartbeat interval, and on becoming able to take a step (`phase`: where it is going;
+     * the pod says it is ready at once). Not on entering a phase: the pod judges a dispatched host as computing.
      */
     sendHeartbeat: enqueueActions(({ context, enqueue }, params?: { phase: HostWhere }) => {
       const phase = params?.phase ?? context.phase;

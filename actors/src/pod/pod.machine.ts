@@ -178,6 +178,15 @@ const isStarting = (phase: string) => phase === 'joining' || phase === 'healing'
 /** Every host heard from lately, and none joining, healing or lost: a step dispatched now could run. */
 const isReady = (ctx: PodContext, now: number) => silentHosts(ctx, now).length === 0 && lostHosts(ctx).length === 0;
 
+/**
+ * A host's phase as the pod judges it once the host prepared step `step`: computing again if a later step was
+ * dispatched to it (it runs that on its prepared parameters at once), else prepared. A host given a step is judged
+ * by the compute silence limit until a heartbeat says otherwise (hosts send none on entering a phase).
+ */
+function phaseAfterPrepared(ctx: PodContext, step: number): string {
+  return ctx.ahead.some((a) => a.step > step) ? 'forward' : 'prepared';
+}
+
 type HostHeartbeatEvent = Extract<PodEvent, { type: 'host.heartbeat' }>;
 
 /** What a host's heartbeat tells the pod: when it was heard, and whether it is joining, healing or lost, and in which phase. */
@@ -354,7 +363,9 @@ export const podMachine = setup({
         committed: new Map(),
         aborted: new Set(),
         failure: undefined,
-        hostPhase: hostList(context).map(() => 'idle' as const),
+        // a dispatched host starts computing at once (its heartbeats say more, every interval): its silence is judged as
+        // a computing host's from now on, with no heartbeat of its own on entering a phase
+        hostPhase: hostList(context).map(() => 'forward' as const),
         lastSeen: hostList(context).map(() => event.at),
         dispatchedAt: event.at,
         now: Math.max(context.now, event.at),
@@ -369,8 +380,10 @@ export const podMachine = setup({
       const slot: PodAhead = { step, attempt, samples, prepared: new Map(), dispatchedAt: event.at, failure: undefined };
       // a newer attempt: what the pod held ahead of an older one was aborted
       const ahead = [...context.ahead.filter((a) => a.step !== step && a.attempt >= attempt), slot].sort((a, b) => a.step - b.step);
+      // a host that holds nothing more to compute takes this step at once: judged as computing from now on
+      const hostPhase = context.hostPhase.map((p) => (p === 'prepared' || p === 'idle' ? 'forward' : p));
       // a restarted pod (step -1) still learns its head from the head's own dispatch, or from the client's resent commit
-      enqueue.assign({ ahead, now: Math.max(context.now, event.at) });
+      enqueue.assign({ ahead, hostPhase, now: Math.max(context.now, event.at) });
     }),
     storeAheadPrepared: assign(({ context, event }) => {
       const slot = aheadOf(context, event);
@@ -378,8 +391,11 @@ export const podMachine = setup({
       const h = hostIndex(event);
       if (slot.prepared.has(h)) return { duplicates: context.duplicates + 1 };
       const { forward = 0, backward = 0, update = 0 } = event.msg.phaseMs;
+      const hostPhase = [...context.hostPhase];
+      hostPhase[h] = phaseAfterPrepared(context, slot.step);
       return {
         ahead: context.ahead.map((a) => (a === slot ? { ...a, prepared: new Map(a.prepared).set(h, event.msg) } : a)),
+        hostPhase,
         computeMs: Math.max(context.computeMs, forward, backward, update),
       };
     }),
@@ -402,6 +418,10 @@ export const podMachine = setup({
         aborted: new Set(),
         failure: a.failure,
         dispatchedAt: a.dispatchedAt,
+        // a host that has not prepared the new head computes it (or a step before it): judged as computing
+        hostPhase: context.hostPhase.map((p, h) =>
+          a.prepared.has(h) ? phaseAfterPrepared({ ...context, ahead }, a.step) : p === 'prepared' || p === 'idle' ? 'forward' : p,
+        ),
       };
     }),
     /** An abort of the head takes every step ahead of it of that attempt or an older one (the client dispatches them again). */
@@ -475,7 +495,7 @@ export const podMachine = setup({
       const h = hostIndex(event);
       if (context.prepared.has(h)) return { duplicates: context.duplicates + 1 };
       const hostPhase = [...context.hostPhase];
-      hostPhase[h] = 'prepared';
+      hostPhase[h] = phaseAfterPrepared(context, context.step);
       const { forward = 0, backward = 0, update = 0 } = event.msg.phaseMs;
       return {
         prepared: new Map(context.prepared).set(h, event.msg),

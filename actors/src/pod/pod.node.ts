@@ -9,6 +9,7 @@ import { edgeFor, natsTransport } from '../wire/edge.ts';
 import { listenFor } from '../wire/listen.ts';
 import { podMachine } from './pod.machine.ts';
 import { recorder } from '../record.ts';
+import { phaseSlices, rejectionBursts, type EventSink } from '../events.ts';
 
 export interface PodRun {
   done: Promise<void>;
@@ -27,6 +28,8 @@ export function runPod(opts: {
   rejoin?: boolean;
   /** Record every event the machine takes and every message it sends here, for `lockstep replay`. */
   recordDir?: string;
+  /** Where this pod's run events go (its phase slices, rejection bursts): the launcher's record. */
+  events?: EventSink;
 }): PodRun {
   const { nc, topology: t, runId, pod } = opts;
   const me = actorNames.pod(pod);
@@ -43,7 +46,12 @@ export function runPod(opts: {
   const rec = opts.recordDir ? recorder(opts.recordDir, me, input) : undefined;
   const actor = createActor(podMachine.provide({ actors: { wire, clock: ticker(clock) } }), { input, clock, inspect: rec?.inspect });
   let last = '';
+  const slices = opts.events ? phaseSlices(opts.events, me, clock) : undefined;
+  const bursts = opts.events ? rejectionBursts(opts.events, me, clock) : undefined;
   actor.subscribe((s) => {
+    slices?.(s.context);
+    bursts?.note(s.context.rejected);
+    if (s.context.phase === 'stopped') bursts?.flush();
     const key = `${s.context.step}/${s.context.phase}`;
     if (key !== last) {
       last = key;

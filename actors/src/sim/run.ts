@@ -15,7 +15,7 @@ import { checkpointActor, hostDiskActor } from '../checkpoint/actors.ts';
 import { loadCheckpoint } from '../checkpoint/store.ts';
 import { ticker, type Timed } from '../clock.ts';
 import { clientMachine, type ClientOutput, type StepRecord } from '../client/client.machine.ts';
-import { computeFor, type UpdateInput } from '../host/host.actors.ts';
+import { computeFor, type BackwardInput, type ForwardInput, type UpdateInput } from '../host/host.actors.ts';
 import type { CommittedState } from '../host/heal.ts';
 import { hostMachine } from '../host/host.machine.ts';
 import { podMachine } from '../pod/pod.machine.ts';
@@ -23,6 +23,7 @@ import { edgeFor } from '../wire/edge.ts';
 import { hostTensorLength, listenFor } from '../wire/listen.ts';
 import { SimClock, SimRandom } from './clock.ts';
 import { MemDisk } from './disk.ts';
+import { ComputeMemo } from './memo.ts';
 import { SimNetwork, noNetFaults, type NetEvent } from './network.ts';
 import { MemRunLog } from './runlog.ts';
 
@@ -92,6 +93,8 @@ export interface SimOptions {
 const silent = pino({ level: 'silent' });
 /** Where a host takes a committed state other than by committing a step it prepared: healing from a peer, a checkpoint. */
 const ADOPTS: ReadonlySet<string> = new Set(['joining', 'healing', 'restoring', 'lost']);
+/** Forward and backward results of this thread's schedules, reused where the inputs are bit-identical (see ComputeMemo). */
+const memo = new ComputeMemo();
 const RUN = 'sim';
 const DIR = '/sim/ckpt';
 
@@ -182,8 +185,14 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
       return { ...out, params };
     };
     return {
-      forwardPass: later(computeFor.forwardPass, () => jitter(computeMs)),
-      backwardPass: later(computeFor.backwardPass, () => jitter(2 * computeMs)),
+      forwardPass: later(
+        (i: ForwardInput) => memo.forwardPass(i),
+        () => jitter(computeMs),
+      ),
+      backwardPass: later(
+        (i: BackwardInput) => memo.backwardPass(i),
+        () => jitter(2 * computeMs),
+      ),
       applyUpdate: later(update, () => jitter(computeMs / 2)),
     };
   };
@@ -302,6 +311,8 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
   let lastRecorded = -1;
   /** Steps the client reported committed other than as a replay: each must be, once the run is over. */
   const reported = new Set<number>();
+  /** Client crashes (`inReplay`) whose time has come, waiting for the client's next replayed commit. */
+  const armedInReplay: SimSchedule['faults'] = [];
   const startClient = (resume: boolean) => {
     const name = actorNames.client;
     const life = (lives.get(name) ?? 0) + 1;
@@ -326,6 +337,15 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
         fail('each step committed once, in order', `client committed step ${r.step} after step ${lastRecorded}`);
       lastRecorded = Math.max(lastRecorded, r.step);
       if (!r.replayed) reported.add(r.step);
+      if (r.replayed && armedInReplay.length > 0) {
+        const f = armedInReplay.shift()!;
+        // not inside the machine's own event: the kill comes a moment later, as a signal from outside would
+        clock.setTimeout(() => {
+          faultsFired++;
+          trace?.push({ t: clock.now(), what: 'fault', fault: f });
+          if (f.kind === 'crash') crash(f);
+        }, 0);
+      }
     });
     a.subscribe({ complete: () => (clientOut = a.getSnapshot().output as ClientOutput) });
     a.start();
@@ -348,6 +368,13 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     return startHost(parts[1], parts[2], true);
   };
 
+  /** Kill an actor now; it starts again `downMs` later. */
+  const crash = (f: Extract<SimSchedule['faults'][number], { kind: 'crash' }>) => {
+    if (!live.has(f.target) || clientOut) return;
+    kill(f.target);
+    clock.setTimeout(() => restart(f.target), f.downMs);
+    faultsEnd = Math.max(faultsEnd, clock.now() + f.downMs);
+  };
   // the schedule's faults, each at its time
   net.faults = schedule.net;
   if (schedule.faultsUntilMs > 0) clock.setTimeout(() => (net.faults = noNetFaults), schedule.faultsUntilMs);
@@ -356,13 +383,14 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     const ends = f.at + (f.kind === 'crash' ? f.downMs : f.kind === 'partition' ? f.durationMs : 0);
     faultsEnd = Math.max(faultsEnd, ends);
     clock.setTimeout(() => {
+      if (f.kind === 'crash' && f.inReplay) {
+        armedInReplay.push(f); // fires at the client's next replayed commit
+        return;
+      }
       faultsFired++;
       trace?.push({ t: clock.now(), what: 'fault', fault: f });
-      if (f.kind === 'crash') {
-        if (!live.has(f.target) || clientOut) return;
-        kill(f.target);
-        clock.setTimeout(() => restart(f.target), f.downMs);
-      } else if (f.kind === 'partition') {
+      if (f.kind === 'crash') crash(f);
+      else if (f.kind === 'partition') {
         net.cut = { forward: f.direction !== 'back', back: f.direction !== 'forward' };
         clock.setTimeout(() => (net.cut = { forward: false, back: false }), f.durationMs);
       } else if (f.kind === 'forge') net.forgeNext = true;
@@ -377,7 +405,7 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
 
   // liveness: once the faults stop, the run ends within a bound (every step may need its deadlines and a restore)
   const d = t.deadlines;
-  const bound = faultsEnd + 2 * d.startupMs + steps * (2 * d.stepMs + d.phaseMs);
+  const bound = () => faultsEnd + 2 * d.startupMs + steps * (2 * d.stepMs + d.phaseMs);
   let outcome: SimOutcome | undefined;
   for (;;) {
     if (violation) {
@@ -385,10 +413,10 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
       break;
     }
     if (clientOut) break;
-    if (clock.now() > bound) {
+    if (clock.now() > bound()) {
       outcome = {
         kind: 'hang',
-        message: `no end ${Math.round(bound - faultsEnd)} ms of simulated time after the last fault (step ${lastRecorded + 1} of ${steps})`,
+        message: `no end ${Math.round(bound() - faultsEnd)} ms of simulated time after the last fault (step ${lastRecorded + 1} of ${steps})`,
       };
       break;
     }

@@ -26,6 +26,13 @@ export class MemRunLog {
     return fromCallback<RunLogCommand>(({ receive, sendBack }) => {
       let alive = true;
       receive((cmd) => {
+        if (cmd.type === 'log.read') {
+          const record = this.records[cmd.step];
+          this.clock.setTimeout(() => {
+            if (alive) sendBack({ type: 'log.record', step: cmd.step, record } satisfies RunLogEvent);
+          }, this.latencyMs);
+          return;
+        }
         const rec: RunLogRecord = { ...cmd.record, at: new Date(this.clock.now()).toISOString() };
         const d = runLogAppend(this.records, rec);
         if (d.kind === 'appended') this.records.push(rec);

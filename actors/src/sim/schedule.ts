@@ -61,6 +61,15 @@ export function drawSchedule(o: {
   if (o.profile === 'all' && r.chance(0.2)) faults.push({ kind: 'tear', at: r.next() * window });
   // drawn last, so every draw before it (and so each seed's other faults) is what it was before forging existed
   if (messages && r.chance(0.3)) faults.push({ kind: 'forge', at: r.next() * window });
+  // drawn after forging, for the same reason: sometimes both replicas of a shard die at once (only a checkpoint restore
+  // brings it back) and the client dies in the replay that follows; its replacement must find the pods where they are
+  if (crashes && r.chance(0.25)) {
+    const at = r.next() * window;
+    const h = r.int(0, t.hostsPerPod - 1);
+    const downMs = r.next() * beat;
+    for (let p = 0; p < t.pods; p++) faults.push({ kind: 'crash', at, target: `host/${p}/${h}`, downMs });
+    faults.push({ kind: 'crash', at, target: 'client', downMs: r.next() * 3 * beat, inReplay: true });
+  }
   faults.sort((a, b) => a.at - b.at);
   return {
     seed: o.seed,

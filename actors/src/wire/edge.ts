@@ -5,11 +5,11 @@ import {
   decodeControl,
   decodeTensorChunk,
   encodeControl,
-  encodeTensor,
   isTensorFrame,
   type ControlMessage,
   parameterCount,
   subjectSender,
+  tensorFrames,
   type TensorKind,
   type Topology,
 } from '@lockstep/topology';
@@ -18,6 +18,7 @@ import { TensorAssembler, type AssembledTensor, type TensorConflict } from './as
 import { authorize, type Channel } from './authorize.ts';
 import { DedupWindow } from './dedup.ts';
 import { FaultPlan, forgedCopy } from './faults.ts';
+import { RejectionLog } from './ratelog.ts';
 
 /** What a machine asks its edge to publish. */
 export type WireCommand =
@@ -98,8 +99,11 @@ export function edge(opts: EdgeOptions) {
     const tell = (e: WireEventBody) => sendBack({ ...e, at: clock.now() } as WireEvent);
     const dedup = new DedupWindow();
     const assembler = new TensorAssembler(opts.expectedLength ?? (() => undefined), undefined, { bytes: opts.retainBytes });
+    // a flood of junk must not become a flood of log lines: rejections are logged with counts, at a bounded rate
+    const rejections = new RejectionLog(opts.log, clock);
+    const conflictsAgain = new RejectionLog(opts.log, clock, 'chunk of a tensor in conflict');
     const reject = (reason: string, detail?: string) => {
-      opts.log.warn({ reason, detail }, 'message rejected');
+      rejections.add(reason, detail);
       tell({ type: 'wire.rejected', reason, detail });
     };
 
@@ -119,12 +123,9 @@ export function edge(opts: EdgeOptions) {
         if (r.kind === 'rejected') return reject(r.reason, r.detail);
         if (r.kind === 'duplicate') return tell({ type: 'wire.duplicate', msgId: h.msgId });
         if (r.kind === 'conflict') {
-          // an error when found; each later chunk of the same tensor (counted too) a warning
-          const again = r.conflict.found === 'again';
-          opts.log[again ? 'warn' : 'error'](
-            { ...r.conflict, msgId: h.msgId },
-            again ? 'chunk of a tensor in conflict' : 'tensor copies differ',
-          );
+          // an error when found; later chunks of the same tensor (counted too) a warning with their count, at a bounded rate
+          if (r.conflict.found === 'again') conflictsAgain.add(`${r.conflict.sender} ${r.conflict.tensor} ${r.conflict.shard}`, h.msgId);
+          else opts.log.error({ ...r.conflict, msgId: h.msgId }, 'tensor copies differ');
           return tell({ type: 'tensor.conflict', conflict: r.conflict });
         }
         if (r.kind === 'complete') tell({ type: 'tensor.received', tensor: r.tensor });
@@ -213,20 +214,29 @@ export function edge(opts: EdgeOptions) {
           meta: { kind: m.kind, step: m.step, attempt: m.attempt, msgId: m.msgId, tensor: false },
         });
       } else {
-        const frames = encodeTensor({ v: 1, kind: 'tensor.chunk', ...cmd.head }, cmd.data, opts.chunkBytes);
-        frames.forEach((bytes, i) => {
+        // each chunk is published as soon as it is framed (see tensorFrames)
+        let i = 0;
+        for (const bytes of tensorFrames({ v: 1, kind: 'tensor.chunk', ...cmd.head }, cmd.data, opts.chunkBytes)) {
           publish({
             subject: cmd.subject,
             bytes,
-            meta: { kind: cmd.head.tensor, step: cmd.head.step, attempt: cmd.head.attempt, msgId: `${cmd.head.msgId}#${i}`, tensor: true },
+            meta: {
+              kind: cmd.head.tensor,
+              step: cmd.head.step,
+              attempt: cmd.head.attempt,
+              msgId: `${cmd.head.msgId}#${i++}`,
+              tensor: true,
+            },
           });
-        });
+        }
       }
     });
 
     return () => {
       for (const h of held.values()) clock.clearTimeout(h.timer);
       for (const u of unsubscribe) u();
+      rejections.flush();
+      conflictsAgain.flush();
     };
   });
 }

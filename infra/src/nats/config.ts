@@ -6,8 +6,12 @@ import { routeUrl, type RouteLogin } from './route.ts';
  * data-center network (DCN) between the pods, so every cross-pod gradient
  * exchange crosses it.
  *
- * No server opens any port but its client port and (pods only) its route
- * port: no http monitoring, leaf node, gateway, websocket or MQTT port.
+ * No server opens any port but its client port, (pods only) its route port
+ * and, when given `monitorPort`, nats-server's HTTP monitoring port: no leaf
+ * node, gateway, websocket or MQTT port. The monitoring port is read-only (it
+ * answers GET /varz, /connz, /routez, /healthz... and changes nothing) and
+ * listens on the same interface as the client port: loopback on a developer
+ * machine, the container's own networks (never published) in containers.
  */
 export interface NatsServerConfig {
   pod: number;
@@ -22,6 +26,8 @@ export interface NatsServerConfig {
   noAdvertise?: boolean;
   /** Users and what each may publish and subscribe to; with any, a connection without credentials is refused. */
   users?: NatsUser[];
+  /** nats-server's HTTP monitoring port (read-only: /routez, /connz, /healthz...); none without. */
+  monitorPort?: number;
   /** The route login: required at this server's route port, presented in the URLs of its routes; without, the route port admits anyone. */
   route?: RouteLogin;
 }
@@ -56,10 +62,11 @@ function authorization(users: NatsUser[] | undefined): string[] {
  * `storeDir`, so the log of committed steps outlives the client (and a
  * restart of this server).
  */
-export function runLogServerConfig(c: { port: number; host?: string; storeDir: string; users?: NatsUser[] }): string {
+export function runLogServerConfig(c: { port: number; host?: string; storeDir: string; users?: NatsUser[]; monitorPort?: number }): string {
   return [
     'server_name: lockstep-runlog',
     `listen: ${c.host ?? '127.0.0.1'}:${c.port}`,
+    ...(c.monitorPort === undefined ? [] : [`http: ${c.host ?? '127.0.0.1'}:${c.monitorPort}`]),
     'ping_interval: "5s"',
     `jetstream { store_dir: ${JSON.stringify(c.storeDir)}, max_memory_store: 64MB, max_file_store: 1GB }`,
     ...authorization(c.users),
@@ -72,7 +79,10 @@ export function natsConfig(c: NatsServerConfig): string {
   const lines = [
     `server_name: lockstep-pod-${c.pod}`,
     `listen: ${host}:${c.port}`,
+    ...(c.monitorPort === undefined ? [] : [`http: ${host}:${c.monitorPort}`]),
     `max_payload: ${c.maxPayload ?? 1048576}`,
+    // no system account: its events (connections, server stats) would cross the route, which carries the run's messages only
+    'no_sys_acc: true',
     'ping_interval: "5s"',
     'write_deadline: "10s"',
   ];

@@ -37,6 +37,8 @@ export const Credentials = z
       .record(IdentityName, Login)
       .refine((u) => Object.keys(u).length <= MAX_IDENTITIES, `must have at most ${MAX_IDENTITIES} identities`),
     route: Login,
+    /** The observer: it may watch every subject of the run and publish nothing (the status page, tests). Optional for files written before it. */
+    observer: Login.optional(),
   })
   .strict();
 export type Credentials = z.infer<typeof Credentials>;
@@ -51,12 +53,19 @@ export interface Identity {
   actors: string[];
 }
 
-/** Fresh credentials: a user per identity, named after it, each with a random password; and a route login. */
+const password = () => randomBytes(18).toString('base64url');
+
+/** A fresh login for the observer (user `observer`, a random password). */
+export function newObserverLogin(): Login {
+  return { user: 'observer', password: password() };
+}
+
+/** Fresh credentials: a user per identity, named after it, each with a random password; a route login; and the observer's. */
 export function newCredentials(identities: readonly Identity[]): Credentials {
-  const pw = () => randomBytes(18).toString('base64url');
   return Credentials.parse({
-    users: Object.fromEntries(identities.map((i) => [i.name, { user: i.name, password: pw() }])),
+    users: Object.fromEntries(identities.map((i) => [i.name, { user: i.name, password: password() }])),
     route: newRouteLogin(),
+    observer: newObserverLogin(),
   });
 }
 
@@ -68,9 +77,9 @@ export function missingLogins(c: Credentials, identities: readonly Identity[]): 
 /**
  * The users each server knows, with what each may publish and subscribe to:
  * the pods' servers take every identity, each with exactly the permissions of
- * the actors it speaks for (and an observer, when one is given: it may watch
- * the run's subjects and publish nothing); the run log's server only the
- * client's identity.
+ * the actors it speaks for, and the observer (`observer`, else the
+ * credentials' own, when either is given: it may watch the run's subjects and
+ * publish nothing); the run log's server only the client's identity.
  */
 export function natsUsers(
   runId: string,
@@ -82,7 +91,8 @@ export function natsUsers(
   if (missing.length > 0) throw new RangeError(`natsUsers: no login for ${missing.join(', ')}`);
   const login = (i: Identity) => ({ user: c.users[i.name].user, password: c.users[i.name].password });
   const cluster: NatsUser[] = identities.map((i) => ({ ...login(i), ...identityPermissions(runId, i.actors) }));
-  if (observer) cluster.push({ ...observer, ...observerPermissions(runId) });
+  const watcher = observer ?? c.observer;
+  if (watcher) cluster.push({ ...watcher, ...observerPermissions(runId) });
   const runLog = identities
     .filter((i) => i.actors.includes('client'))
     .map((i) => ({ ...login(i), publish: ['$JS.API.>', runLogSubject(runId), '_INBOX.>'], subscribe: ['_INBOX.>'] }));

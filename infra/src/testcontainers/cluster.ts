@@ -1,44 +1,49 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, chmodSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { GenericContainer, Network, Wait, getContainerRuntimeClient, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
-import { InvalidTopology, isPresetName, preset, presetNames, type Topology } from '@lockstep/topology';
+import { z } from 'zod';
+import {
+  describeIssues,
+  InvalidInput,
+  InvalidTopology,
+  isPresetName,
+  parseTopology,
+  preset,
+  presetNames,
+  RunId,
+  type Topology,
+} from '@lockstep/topology';
 import { newCredentials, type Credentials, type Login } from '../nats/users.ts';
+import { DEFAULT_IMAGE, DEFAULT_NATS_IMAGE, ImageRef } from './images.ts';
 import { clusterIdentities, clusterPlan, containerName, identityOf, NATS_PORT, planEntry, type ClusterPlan } from '../plan.ts';
 
 /**
- * A lockstep cluster in containers, for tests (yours or lockstep's): the
- * topology's cluster plan (`clusterPlan`) as containers, one nats-server per
- * pod (clustered over a `dcn` network standing for the data-center network), a
- * JetStream server for the run log, one container per pod scheduler, per host
- * process (`hostsPerProcess` hosts each) and the client. Images come from scripts/images.sh
- * (no registry needed). The returned handle waits for the client, hands back
- * NATS connections to the pods' servers and injects container faults (by
- * container name: nats-1, pod-0, host-0-1, client; host-<pod>-<host> also
- * finds the container of a host's group).
- *
- * Every process connects as its own NATS user, allowed to publish only as the
- * actors it runs (as in the launcher's runs); the handle's connections log in
- * as `observer`, which may watch every subject of the run and publish nothing,
- * or as a process's identity (`pod-0`, `host-1-0`, or the actor `host/1/0`).
- *
- *   const c = await startLockstepCluster({ topology: 'tiny', steps: 20 });
- *   const nc = await c.connect(0);          // watch lockstep.<run>.> on pod 0's server
- *   const r = await c.waitForClient();      // { exitCode, summary, steps }
- *   await c.stop();
+ * What `startLockstepCluster` (and the `LockstepCluster` builder) starts.
+ * Checked when the cluster starts: a bad field throws InvalidInput naming it
+ * (a bad topology object, InvalidTopology).
  */
-export interface ClusterOptions {
-  /** A preset name (tiny, demo), which the role containers pass on their command line; or a topology, copied into each. */
-  topology: string | Topology;
-  steps: number;
-  runId?: string;
-  image?: string;
-  natsImage?: string;
-  /** Start every container but the client; call startClient() (after subscribing, say). */
-  holdClient?: boolean;
-}
+export const ClusterOptions = z
+  .object({
+    /** A preset name (tiny, demo), which the role containers pass on their command line; or a topology, copied into each. */
+    topology: z.union([
+      z.string().min(1),
+      z.custom<Topology>((v) => typeof v === 'object' && v !== null, 'must be a preset name or a topology object'),
+    ]),
+    /** Steps the client runs, 1 to 1,000,000. */
+    steps: z.number().int().min(1, 'must be >= 1').max(1_000_000, 'must be <= 1000000'),
+    /** The run's id: its NATS subjects are lockstep.<runId>.…; default `tc`. */
+    runId: RunId.optional(),
+    /** The role image (default lockstep:dev) and the nats-server image (default lockstep-nats:2.9.10); see buildImages. */
+    image: ImageRef.optional(),
+    natsImage: ImageRef.optional(),
+    /** Start every container but the client; call startClient() (after subscribing, say). */
+    holdClient: z.boolean().optional(),
+  })
+  .strict();
+export type ClusterOptions = z.input<typeof ClusterOptions>;
 
 export interface ClientSummary {
   exitCode: number;
@@ -57,7 +62,14 @@ export interface ClientSummary {
 /** Whom a test connects as: the observer, an identity (`pod-0`, `host-0-0..1`, `client`), or the identity of an actor (`host/0/1`). */
 export type ClusterLogin = string;
 
-export interface LockstepCluster {
+/**
+ * A running lockstep cluster in containers (see `startLockstepCluster`).
+ * Faults and connections name processes as scenarios do: `client`, `pod/<p>`,
+ * `host/<p>/<h>` (the container running that host, also when hosts are
+ * grouped), `nats/<p>` (pod p's nats-server); container names (`host-0-1`,
+ * `nats-log`) work too.
+ */
+export interface StartedLockstepCluster extends AsyncDisposable {
   runId: string;
   /** What runs where: the cluster plan the containers render. */
   plan: ClusterPlan;
@@ -81,8 +93,9 @@ export interface LockstepCluster {
   committed(): number;
   /** Resolves once the client has committed `step` (or rejects after `ms`). */
   untilStep(step: number, ms?: number): Promise<void>;
+  /** The client's exit code, its summary and the steps it committed, once it exits (or rejects after `ms`, default 300 s). */
   waitForClient(ms?: number): Promise<ClientSummary>;
-  /** Container faults, by name (see above). */
+  /** Container faults, by target (see above): kill is SIGKILL, pause and unpause freeze and thaw it (cgroup freezer), disconnect and connect take it off a network (`dcn`, `ctl`, `pod-<p>`) and back. */
   faults: {
     kill(name: string): Promise<void>;
     start(name: string): Promise<void>;
@@ -92,6 +105,7 @@ export interface LockstepCluster {
     disconnect(name: string, network: string): Promise<void>;
     connect(name: string, network: string): Promise<void>;
   };
+  /** Stop every container and network it started and close its connections; `[Symbol.asyncDispose]` does the same. */
   stop(): Promise<void>;
 }
 
@@ -158,7 +172,35 @@ export function clusterContainers(plan: ClusterPlan, o: { image: string; natsIma
   return [...servers, ...roles];
 }
 
-export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepCluster> {
+/**
+ * A lockstep cluster in containers, for tests (yours or lockstep's): the
+ * topology's cluster plan (`clusterPlan`) as containers, one nats-server per
+ * pod (clustered over a `dcn` network standing for the data-center network), a
+ * JetStream server for the run log, one container per pod scheduler, per host
+ * process (`hostsPerProcess` hosts each) and the client. The images come from
+ * `buildImages` (or a checkout's scripts/images.sh; no registry needed). The
+ * returned handle waits for the client, hands back NATS connections to the
+ * pods' servers and injects container faults by target (`host/0/1`, as
+ * scenarios name it).
+ *
+ * Every process connects as its own NATS user, allowed to publish only as the
+ * actors it runs (as in the launcher's runs); the handle's connections log in
+ * as `observer`, which may watch every subject of the run and publish nothing,
+ * or as a process's identity (`pod-0`, `host-1-0`, or the actor `host/1/0`).
+ *
+ *   const c = await startLockstepCluster({ topology: 'tiny', steps: 20 });
+ *   const nc = await c.connect(0);          // watch lockstep.<run>.> on pod 0's server
+ *   const r = await c.waitForClient();      // { exitCode, summary, steps }
+ *   await c.stop();
+ *
+ * Throws InvalidInput (a bad option, named), InvalidTopology, or the
+ * engine's error when a container does not start (having stopped what it
+ * started).
+ */
+export async function startLockstepCluster(options: ClusterOptions): Promise<StartedLockstepCluster> {
+  const parsed = ClusterOptions.safeParse(options);
+  if (!parsed.success) throw new InvalidInput('lockstep cluster options', describeIssues(parsed.error));
+  const o = parsed.data;
   let topology: Topology;
   if (typeof o.topology === 'string') {
     if (!isPresetName(o.topology))
@@ -166,9 +208,9 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
         `topology: ${o.topology} is not a preset (${presetNames.join(', ')}); pass a Topology object (parseTopology) instead`,
       ]);
     topology = preset(o.topology);
-  } else topology = o.topology;
-  const image = o.image ?? 'lockstep:dev';
-  const natsImage = o.natsImage ?? 'lockstep-nats:2.9.10';
+  } else topology = parseTopology(o.topology, 'startLockstepCluster topology');
+  const image = o.image ?? DEFAULT_IMAGE;
+  const natsImage = o.natsImage ?? DEFAULT_NATS_IMAGE;
   const runId = o.runId ?? 'tc';
   const credentials = {
     ...newCredentials(clusterIdentities(topology)),
@@ -191,16 +233,24 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
   const lines: string[] = [];
   const stepsSeen: ClientSummary['steps'] = [];
   let summary: ClientSummary['summary'];
+  // stops each thing once, newest first, also when called again (stop() then dispose)
+  let ckpt: string | undefined; // the checkpoint directory the hosts and the client share, removed with the containers
   const stopAll = async () => {
-    for (const nc of connections) await nc.close().catch(() => {});
-    for (const s of started.reverse()) await s.stop().catch(() => {});
+    for (const nc of connections.splice(0)) await nc.close().catch(() => {});
+    for (const s of started.splice(0).reverse()) await s.stop().catch(() => {});
+    try {
+      if (ckpt) rmSync(ckpt, { recursive: true, force: true, maxRetries: 2 });
+    } catch {
+      // files the containers' root wrote, which a user who is not root may not remove: left in the temp directory
+    }
+    ckpt = undefined;
   };
   try {
     for (const n of plan.networks) {
       network[n] = await new Network().start();
       started.push(network[n]);
     }
-    const ckpt = mkdtempSync(join(tmpdir(), 'lockstep-tc-ckpt-'));
+    ckpt = mkdtempSync(join(tmpdir(), 'lockstep-tc-ckpt-'));
     chmodSync(ckpt, 0o777);
     // each container starts on its first network and joins the others under the same alias
     const start = async (spec: ContainerSpec) => {
@@ -211,7 +261,7 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
         .withEnvironment(spec.env)
         .withCommand(spec.command);
       if (spec.files.length) g = g.withCopyContentToContainer(spec.files);
-      if (spec.checkpoints) g = g.withBindMounts([{ source: ckpt, target: '/ckpt' }]);
+      if (spec.checkpoints && ckpt) g = g.withBindMounts([{ source: ckpt, target: '/ckpt' }]);
       if (spec.exposed.length) g = g.withExposedPorts(...spec.exposed);
       if (spec.kind === 'server') g = g.withWaitStrategy(Wait.forLogMessage(/Server is ready/)).withStartupTimeout(60_000);
       const c = await g.start();
@@ -259,7 +309,7 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
       const c = entry && containers[entry.name];
       if (!entry || !c)
         throw new Error(
-          `no container ${name} (have ${Object.keys(containers).map(containerName).join(', ')}; host-<pod>-<host> finds a host's group)`,
+          `no container ${name}: name client, pod/<p>, host/<p>/<h> or nats/<p> (as scenarios do), or a container (${Object.keys(containers).map(containerName).join(', ')})`,
         );
       return { c, alias: containerName(entry.name) };
     };
@@ -283,7 +333,7 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
       if (!login) throw new Error(`no login ${as} (have observer, ${Object.keys(credentials.users).join(', ')}, or an actor's name)`);
       return { servers: `${c.getHost()}:${bound}`, user: login.user, pass: login.password, name: `test-${as}` };
     };
-    const cluster: LockstepCluster = {
+    const cluster: StartedLockstepCluster = {
       runId,
       plan,
       network,
@@ -308,12 +358,13 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
         }
       },
       waitForClient: async (ms = 300_000) => {
-        const waited = (await Promise.race([
+        const waited = (await withDeadline(
           byName('client').wait(),
-          new Promise((_, reject) =>
-            setTimeout(() => reject(new Error(`client did not exit within ${ms} ms; its last lines:\n${lines.slice(-10).join('\n')}`)), ms),
-          ),
-        ])) as { StatusCode: number };
+          ms,
+          () => `client did not exit within ${ms} ms; its last lines:\n${lines.slice(-10).join('\n')}`,
+        )) as {
+          StatusCode: number;
+        };
         await new Promise((r) => setTimeout(r, 200)); // the last log lines
         return { exitCode: waited.StatusCode, summary, steps: stepsSeen };
       },
@@ -330,6 +381,7 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
         },
       },
       stop: stopAll,
+      [Symbol.asyncDispose]: stopAll,
     };
     return cluster;
   } catch (err) {
@@ -341,12 +393,19 @@ export async function startLockstepCluster(o: ClusterOptions): Promise<LockstepC
 /** Whether a container engine answers within `ms`: tests skip (or, with LOCKSTEP_REQUIRE_DOCKER=1, fail) without one. */
 export async function containerEngine(ms = 5000): Promise<{ ok: true } | { ok: false; reason: string }> {
   try {
-    await Promise.race([
-      getContainerRuntimeClient(),
-      new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)),
-    ]);
+    await withDeadline(getContainerRuntimeClient(), ms, () => `no answer within ${ms} ms`);
     return { ok: true };
   } catch (err) {
     return { ok: false, reason: (err as Error).message.split('\n')[0] };
+  }
+}
+
+/** `p`, or a rejection with `message()` after `ms`; the timer is cleared either way, so it keeps no process alive. */
+async function withDeadline<T>(p: Promise<T>, ms: number, message: () => string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message())), ms)))]);
+  } finally {
+    clearTimeout(timer);
   }
 }

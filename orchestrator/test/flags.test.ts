@@ -1,0 +1,52 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, tempDir } from './helpers.ts';
+
+describe('the CLI people expect', () => {
+  it('--version prints the package version', () => {
+    const r = cli(['--version']);
+    expect(r.code).toBe(0);
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string };
+    expect(r.stdout.trim()).toBe(pkg.version);
+  });
+
+  it('--help lists the role commands apart from the user commands', () => {
+    const r = cli(['--help']);
+    expect(r.code).toBe(0);
+    const [user, roles] = r.stdout.split(/^Role processes.*$/m);
+    for (const c of ['train', 'reference', 'chaos', 'sim', 'runs', 'status', 'logs']) expect(user).toMatch(new RegExp(`^  ${c} `, 'm'));
+    for (const c of ['pod', 'host', 'client']) {
+      expect(roles).toMatch(new RegExp(`^  ${c} `, 'm'));
+      expect(user).not.toMatch(new RegExp(`^  ${c} `, 'm'));
+    }
+  });
+
+  it('every bad flag is one line in one style, exit 2, no stack trace', () => {
+    const cases: [string[], RegExp][] = [
+      [['train', '--steps', 'x'], /^lockstep: UsageError: --steps: must be a number\n$/],
+      [['compose', '--steps', 'x'], /^lockstep: UsageError: --steps: must be a number\n$/],
+      [['chaos', '--all', '--dir', 'nosuch'], /^lockstep: UsageError: --dir: cannot read nosuch \(ENOENT\)\n$/],
+      [['train', '--bogus'], /^lockstep: UsageError: unknown option '--bogus'\n$/],
+      [['chaos', '--log-level', 'loud', 'x.yaml'], /^lockstep: UsageError: option '--log-level <level>' argument 'loud' is invalid/],
+    ];
+    for (const [args, message] of cases) {
+      const r = cli(args, { cwd: tempDir() });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr.replace(/^lockstep: orchestrator\/dist is older.*\n/, ''), args.join(' ')).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
+  it('LOCKSTEP_* environment variables set the common flags; a flag given wins', () => {
+    const env = { LOCKSTEP_TOPOLOGY: 'tiny', LOCKSTEP_STEPS: '3' };
+    const r = cli(['reference', '--json'], { env });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.json).toMatchObject({ topology: 'tiny', steps: 3 });
+    expect(cli(['reference', '--json', '--steps', '2'], { env }).json).toMatchObject({ steps: 2 });
+    const bad = cli(['reference'], { env: { LOCKSTEP_STEPS: 'many' } });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--steps: must be a number/);
+    expect(cli(['train', '--help']).stdout).toMatch(/env:\s+LOCKSTEP_STEPS/);
+  });
+});
