@@ -4,6 +4,7 @@ import {
   costModel,
   costModelInputsOf,
   estimateStep,
+  fixedComputeMs,
   InvalidTopology,
   PARALLEL_BLOCK_SPEEDUP,
   palm540b,
@@ -239,5 +240,17 @@ describe('inputs', () => {
       /compute\.modeled\.computeEfficiency: must be <= 1/,
     );
     expect(() => parseTopology({ ...base, compute: { modeled: { pods: 3 } } })).toThrow(/compute/);
+  });
+
+  it('compute: { fixedMs } holds each compute phase to a fixed time and is no cost model; a bad one names compute', () => {
+    const t = parseTopology({ ...preset('demo'), compute: { fixedMs: 10 } });
+    expect(fixedComputeMs(t.compute)).toBe(10);
+    expect(costModelInputsOf(t)).toEqual(costModelInputsOf(preset('demo'))); // no overrides: the plain cost model
+    expect(fixedComputeMs(preset('demo').compute)).toBeUndefined();
+    expect(fixedComputeMs(preset('palm-540b').compute)).toBeUndefined();
+    expect(() => parseTopology({ ...preset('demo'), compute: { fixedMs: -1 } })).toThrow(/compute/);
+    expect(() => parseTopology({ ...preset('demo'), compute: { fixedMs: 60_001 } })).toThrow(/compute/);
+    // one form at a time
+    expect(() => parseTopology({ ...preset('demo'), compute: { fixedMs: 10, modeled: {} } })).toThrow(/compute/);
   });
 });
