@@ -718,7 +718,7 @@ describe('client machine, steps in flight (dispatch.depth 2)', () => {
     expect(a.getSnapshot().context.ahead[0].prepared.size).toBe(0);
   });
 
-  it('a restarted client finishes the logged commit, then dispatches past every attempt a pod has seen, two steps at once', () => {
+  it('a restarted client finds the pods past the logged step, then dispatches above every attempt a pod has seen, two steps at once', () => {
     const records: RunLogRecord[] = [0, 1].map((step) => ({ step, attempt: 0, paramsHash: H(step + 1), loss: 0.5, at: 'then' }));
     const sent: WireCommand[] = [];
     const a = createActor(
@@ -727,17 +727,23 @@ describe('client machine, steps in flight (dispatch.depth 2)', () => {
       }),
       { input: { topology: t2, runId: RUN, incarnation: 'test', now: now(), steps: 5, resume: records[1] } },
     );
-    joinPods(a.start());
-    a.send(committed(0, 1, 0, H(2)));
-    a.send(committed(1, 1, 0, H(2)));
-    a.send(up(0, 2, 3, 'running')); // the old client had steps 2 and 3 in flight, attempt 3
+    a.start();
+    // the old client had steps 2 and 3 in flight, attempt 3: the pods committed the logged step 1
+    a.send(up(0, 2, 3, 'running'));
     a.send(up(1, 2, 3, 'prepared'));
-    expect(dispatched(sent)).toEqual([
-      [2, 4, 1],
-      [2, 4, 1],
-      [3, 4, 1],
-      [3, 4, 1],
+    expect(controlSent(sent, 'step.commit')).toEqual([]); // nothing to finish: the pods are past it
+    // as before any retry, it waits for every pod's next word that all its hosts are up
+    a.send(up(0, 2, 3, 'running'));
+    a.send(up(1, 2, 3, 'prepared'));
+    const d = dispatched(sent);
+    expect(d.map(([step, , committed]) => [step, committed])).toEqual([
+      [2, 1],
+      [2, 1],
+      [3, 1],
+      [3, 1],
     ]);
+    expect(d[0][1]).toBeGreaterThan(3); // above every attempt a pod has seen (and any an earlier client used)
+    expect(new Set(d.map(([, attempt]) => attempt)).size).toBe(1);
     a.stop();
   });
 });
