@@ -419,13 +419,15 @@ describe('client machine', () => {
         a.send(committed(0, s, at.attempt, H(s + 1)));
         a.send(committed(1, s, at.attempt, H(s + 1)));
       }
-      // steps 2..5 are replays (each taken by the run log only with its logged hash); step 6 is new
-      expect(emitted.map((e) => [e.step, e.replayed ?? false])).toEqual([
-        [2, true],
-        [3, true],
-        [4, true],
-        [5, true],
-        [6, false],
+      // steps 2..4 are replays (each taken by the run log only with its logged hash); step 6 is new; the logged step 5,
+      // whose commit an earlier life may never have reported (a restore, then this restart, cut it short), is reported
+      // as a finished commit (recovered), not only as a replay
+      expect(emitted.map((e) => [e.step, e.replayed ?? false, e.recovered ?? false])).toEqual([
+        [2, true, false],
+        [3, true, false],
+        [4, true, false],
+        [5, false, true],
+        [6, false, false],
       ]);
       expect(records.map((r) => r.step)).toEqual([0, 1, 2, 3, 4, 5, 6]);
       expect(a.getSnapshot().context.failure).toBeUndefined();

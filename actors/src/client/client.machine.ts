@@ -449,8 +449,14 @@ export const clientMachine = setup({
       const place = podsPlace(context);
       const floor = replayFloor(context);
       const step = place.kind === 'logged' ? context.step : place.step;
+      const logged = context.resumed?.step;
       return {
-        replayUntil: Math.max(context.replayUntil, context.resumed?.step ?? -1),
+        replayUntil: Math.max(context.replayUntil, logged ?? -1),
+        // the logged step's commit may have been cut short in every earlier life (by a restore, then this restart):
+        // its replay is reported as a finished commit (recovered), not only as a replay
+        ...(place.kind !== 'logged' && place.kind !== 'past' && logged !== undefined && logged >= step
+          ? { loggedUnconfirmed: logged }
+          : {}),
         step,
         attempt: place.kind === 'commit' ? place.attempt : floor - 1,
         attemptFloor: floor,
