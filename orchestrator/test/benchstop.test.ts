@@ -1,40 +1,10 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { cliPath } from '../src/index.ts';
-import { tempDir } from './helpers.ts';
+import { alive, pgrep, tempDir, until } from './helpers.ts';
 
 /** Pids of the nats-servers whose config lies under `dir`. */
-function serversUnder(dir: string): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', `nats-server -c ${dir}`], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^\S+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); // a zombie has ended
-  } catch {
-    return false;
-  }
-}
-
-async function until<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const serversUnder = (dir: string) => pgrep(['-f', `nats-server -c ${dir}`]);
 
 describe('lockstep bench ended by a signal', () => {
   it('leaves none of its baseline nats-servers running', async () => {

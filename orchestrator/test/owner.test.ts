@@ -6,43 +6,13 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import { parseTopology, preset, runLogStream } from '@lockstep/topology';
 import { cliPath, freePorts, runReference } from '../src/index.ts';
-import { cli, tempDir } from './helpers.ts';
+import { alive, cli, pgrep, tempDir } from './helpers.ts';
 
 /** Pids of the processes whose command line names `runDir` (nats-servers by their config, role processes by their flags), the launcher aside. */
-function processesOf(runDir: string, launcher?: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-f', runDir], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number)
-      .filter((p) => p !== launcher && p !== process.pid);
-  } catch {
-    return []; // pgrep exits 1 when nothing matches
-  }
-}
+const processesOf = (runDir: string, launcher?: number) => pgrep(['-f', runDir]).filter((p) => p !== launcher && p !== process.pid);
 
 /** The launcher's reaper: its child running bin/reaper.js. */
-function reaperOf(launcher: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(launcher), '-f', 'reaper.js'], { encoding: 'utf8' })
-      .trim()
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
-  } catch {
-    return [];
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return !/^\S+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); // a zombie has ended
-  } catch {
-    return false;
-  }
-}
+const reaperOf = (launcher: number) => pgrep(['-P', String(launcher), '-f', 'reaper.js']);
 
 /** Pids of `pids` still running after up to `ms`. */
 async function leftAfter(pids: number[], ms: number): Promise<number[]> {

@@ -1,10 +1,10 @@
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SimSchedule } from '@lockstep/topology';
 import { cliPath } from '../src/index.ts';
-import { cli, tempDir } from './helpers.ts';
+import { alive, cli, pgrep, tempDir, until } from './helpers.ts';
 
 /**
  * The fixed set of seeds every change runs (CI): 500 schedules of 20 steps on tiny, the profiles in turn, with the
@@ -41,35 +41,11 @@ describe('lockstep sim (the real CLI)', () => {
 
   it('its worker processes end with it, however it ends (SIGKILL included)', async () => {
     const sim = spawn(process.execPath, [cliPath, 'sim', '--seeds', '5000', '--workers', '2'], { stdio: 'ignore' });
-    const workers = () => {
-      try {
-        return execFileSync('pgrep', ['-P', String(sim.pid), '-f', 'sim-worker.js'], { encoding: 'utf8' })
-          .trim()
-          .split('\n')
-          .filter(Boolean);
-      } catch {
-        return []; // pgrep exits 1 when nothing matches
-      }
-    };
-    const until = async (what: string, ok: () => boolean) => {
-      const deadline = Date.now() + 30_000;
-      while (!ok()) {
-        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    };
-    await until('two workers', () => workers().length === 2);
-    const pids = workers().map(Number);
+    const workers = () => pgrep(['-P', String(sim.pid), '-f', 'sim-worker.js']);
+    await until('two workers', 30_000, () => (workers().length === 2 ? true : undefined));
+    const pids = workers();
     sim.kill('SIGKILL');
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    await until('the workers to end', () => pids.every((pid) => !alive(pid)));
+    await until('the workers to end', 30_000, () => (pids.every((pid) => !alive(pid)) ? true : undefined));
     expect(pids.filter(alive)).toEqual([]);
   }, 60_000);
 

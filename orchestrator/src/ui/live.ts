@@ -168,11 +168,11 @@ export class LiveRun {
 
   /**
    * A committed step the client published for observers (`step.committed` on the progress subject), when no run record
-   * is at hand (watching a run from outside): as a step without phase times.
+   * is at hand (watching a run from outside): as a step without phase times. Returns the step it recorded, if new.
    */
-  onCommitted(m: StepCommitted, at: number): void {
-    if (this.last && m.step <= this.last.step) return; // a restarted client may publish its last commit again
-    this.onEvent({
+  onCommitted(m: StepCommitted, at: number): Extract<RunEvent, { kind: 'step' }> | undefined {
+    if (this.last && m.step <= this.last.step) return undefined; // a restarted client may publish its last commit again
+    const step: Extract<RunEvent, { kind: 'step' }> = {
       kind: 'step',
       actor: 'client',
       at: Math.round(at * 1000),
@@ -188,8 +188,10 @@ export class LiveRun {
       retried: [],
       ms: m.ms,
       replayed: false,
-    });
+    };
+    this.onEvent(step);
     if (m.step + 1 >= this.o.steps) this.finish('finished');
+    return step;
   }
 
   /** A heartbeat the observer heard at `at` (epoch ms). */

@@ -39,25 +39,8 @@ export async function watchRun(o: {
     log: o.log,
     onHeartbeat: (m, at) => live.onHeartbeat(m, at),
     onCommitted: (m, at) => {
-      const before = live.status(at).committed;
-      live.onCommitted(m, at);
-      if (live.status(at).committed > before)
-        metrics.onEvent({
-          kind: 'step',
-          actor: 'client',
-          at: Math.round(at * 1000),
-          step: m.step,
-          attempt: m.attempt,
-          loss: m.loss,
-          paramsHash: m.paramsHash,
-          podHashes: [],
-          podsAgree: m.podsAgree,
-          phaseMs: {},
-          hosts: {},
-          retried: [],
-          ms: m.ms,
-          replayed: false,
-        });
+      const step = live.onCommitted(m, at);
+      if (step) metrics.onEvent(step);
     },
     onRoutes: (c, at) => {
       live.onRoutes(c, at);
