@@ -130,44 +130,46 @@ const NONE = { leftAt: undefined, starts: new Map<string, number>() } as const;
 export function hostStepSlices(sink: EventSink, actor: string) {
   let key = '';
   let done = new Set<string>();
-  return (c: {
-    phase: string;
-    step: number;
-    attempt: number;
-    phaseStartedAt: number;
-    phaseMs: Partial<Record<HostPhase, number>>;
-  }): { leftAt: number | undefined; starts: ReadonlyMap<string, number> } => {
-    const k = `${c.step}/${c.attempt}`;
-    if (k !== key) {
-      key = k;
-      // a commit moves the host to the next step before its next attempt begins: the times it holds are the last attempt's
-      done = new Set((hostPhases as readonly string[]).includes(c.phase) ? [] : hostPhases.filter((p) => c.phaseMs[p] !== undefined));
-    }
-    if (c.attempt < 0) return NONE;
-    const closed = hostPhases.filter((p) => c.phaseMs[p] !== undefined && !done.has(p));
+  /** Emit the phases of `phaseMs` not yet emitted for this attempt, back to back, the last ending at `end`. */
+  const close = (step: number, attempt: number, phaseMs: Partial<Record<HostPhase, number>>, end: number) => {
+    const closed = hostPhases.filter((p) => phaseMs[p] !== undefined && !done.has(p));
     if (closed.length === 0) return NONE;
-    let end = c.phaseStartedAt;
-    const out: RunEvent[] = [];
+    const out: SliceEvent[] = [];
     for (const p of closed.reverse()) {
-      const start = end - (c.phaseMs[p] ?? 0);
-      out.push({
-        kind: 'slice',
-        actor,
-        name: p,
-        at: toMicros(start),
-        dur: Math.max(0, toMicros(end) - toMicros(start)),
-        step: c.step,
-        attempt: c.attempt,
-      });
+      const start = end - (phaseMs[p] ?? 0);
+      out.push({ kind: 'slice', actor, name: p, at: toMicros(start), dur: Math.max(0, toMicros(end) - toMicros(start)), step, attempt });
       done.add(p);
       end = start;
     }
     const starts = new Map<string, number>();
     for (const e of out.reverse()) {
       sink.emit(e);
-      starts.set((e as SliceEvent).name, (e as SliceEvent).at / 1000);
+      starts.set(e.name, e.at / 1000);
     }
     return { leftAt: end, starts };
+  };
+  return (c: {
+    phase: string;
+    step: number;
+    attempt: number;
+    phaseStartedAt: number;
+    phaseMs: Partial<Record<HostPhase, number>>;
+    /** Steps prepared and awaiting their commit, with their phase times and when they were prepared. */
+    pending?: readonly { step: number; attempt: number; phaseMs: Partial<Record<HostPhase, number>>; at: number }[];
+  }): { leftAt: number | undefined; starts: ReadonlyMap<string, number> } => {
+    const k = `${c.step}/${c.attempt}`;
+    if (k !== key) {
+      // at depth > 1 a host prepares a step and moves on to the next in one event: the step it left is in `pending`
+      // with its phase times (its last phase closed on preparing), which no snapshot showed while it was current
+      const [step, attempt] = key.split('/').map(Number);
+      const left = c.pending?.find((p) => p.step === step && p.attempt === attempt);
+      if (left && attempt >= 0) close(left.step, left.attempt, left.phaseMs, left.at);
+      key = k;
+      // a commit moves the host to the next step before its next attempt begins: the times it holds are the last attempt's
+      done = new Set((hostPhases as readonly string[]).includes(c.phase) ? [] : hostPhases.filter((p) => c.phaseMs[p] !== undefined));
+    }
+    if (c.attempt < 0) return NONE;
+    return close(c.step, c.attempt, c.phaseMs, c.phaseStartedAt);
   };
 }
 

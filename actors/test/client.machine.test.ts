@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createActor, waitFor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
-import { describeFailure, parseTopology, preset, type FailureCause, type RunLogRecord } from '@lockstep/topology';
+import { describeFailure, parseTopology, preset, subjects, type FailureCause, type RunLogRecord } from '@lockstep/topology';
 import { clientMachine, systemClock, ticker, type ClientEvent, type WireCommand } from '../src/index.ts';
 import { controlSent, manualClock, memoryRunLog, noCheckpoints, now, recordingWire } from './helpers.ts';
 
@@ -187,8 +187,13 @@ describe('client machine', () => {
     a.send(committed(0, 0, 0, H(1))); // pod 1's confirmation is lost
     await waitFor(a, (s) => s.context.resends >= 2, { timeout: 5000 });
     const commits = controlSent(sent, 'step.commit');
-    expect(commits.length).toBeGreaterThanOrEqual(6);
+    expect(commits.length).toBeGreaterThanOrEqual(4);
     expect(new Set(commits.map((m) => m.msgId)).size).toBe(commits.length);
+    // resent only to the pod that has not confirmed: pod 0, restarted since, would take it for a step to commit
+    // (lockstep sim --seed 259 --faults all, at depth 2: its hosts had healed past it, and the run stalled)
+    const resentTo = sent.flatMap((c) => (c.type === 'wire.send' && c.message.kind === 'step.commit' ? [c.subject] : [])).slice(2);
+    expect(resentTo.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(resentTo)).toEqual(new Set([subjects.podCmd(RUN, 1)]));
     a.send(committed(1, 0, 0, H(1)));
     expect(a.getSnapshot().context.stepsCommitted).toBe(1);
     a.stop();

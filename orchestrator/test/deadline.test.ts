@@ -56,7 +56,10 @@ describe('a stalled host', () => {
     expect(err.message).toContain(`${f.kind}: ${f.message}`);
     const retried = (failed.summary as TrainResult).retried;
     expect(retried.length).toBe(inCommit ? 0 : 1);
-    if (!inCommit) expect(retried[0]).toMatchObject({ kind: 'silent', pod: 0, cause: { kind: 'silent', actor: 'host/0/1' } });
+    // the pod names the silent host after 1 s; a peer waiting on its tensors gives up at the 2 s phase deadline, which
+    // comes first only when the machine is loaded enough to delay the pod's check by a second (seen at load 25)
+    if (!inCommit && retried[0]?.kind === 'deadline') expect(retried[0]).toMatchObject({ pod: 0, cause: { kind: 'deadline' } });
+    else if (!inCommit) expect(retried[0]).toMatchObject({ kind: 'silent', pod: 0, cause: { kind: 'silent', actor: 'host/0/1' } });
     // liveness, not speed: the phase, abort and stop deadlines (2 s each) bound it far below this
     expect(Date.now() - stalledAt).toBeLessThan(60_000);
     const alive = (() => {

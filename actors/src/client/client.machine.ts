@@ -533,19 +533,26 @@ export const clientMachine = setup({
     storeStopped: assign(({ context, event }) =>
       event.type === 'pod.stopped' ? { stopped: new Map(context.stopped).set(podIndex(event), event.msg) } : {},
     ),
-    tell: enqueueActions(({ context, enqueue }, params: { kind: 'step.commit' | 'step.abort' | 'run.end'; reason?: string }) => {
-      for (const p of podList(context)) {
-        const base = envelope(context, `${params.kind}.${p}.r${context.resends}`);
-        enqueue.sendTo('wire', {
-          type: 'wire.send',
-          subject: subjects.podCmd(context.runId, p),
-          message:
-            params.kind === 'step.abort'
-              ? { ...base, kind: 'step.abort', reason: params.reason ?? describeFailure(context.failure) }
-              : { ...base, kind: params.kind },
-        } satisfies WireCommand);
-      }
-    }),
+    /**
+     * Send `kind` to every pod; `missingOnly`: a resent commit goes only to the pods that have not confirmed it (one
+     * that confirmed and restarted since would take it for a step it must commit, and its hosts may have healed past it).
+     */
+    tell: enqueueActions(
+      ({ context, enqueue }, params: { kind: 'step.commit' | 'step.abort' | 'run.end'; reason?: string; missingOnly?: boolean }) => {
+        for (const p of podList(context)) {
+          if (params.missingOnly && context.committed.has(p)) continue;
+          const base = envelope(context, `${params.kind}.${p}.r${context.resends}`);
+          enqueue.sendTo('wire', {
+            type: 'wire.send',
+            subject: subjects.podCmd(context.runId, p),
+            message:
+              params.kind === 'step.abort'
+                ? { ...base, kind: 'step.abort', reason: params.reason ?? describeFailure(context.failure) }
+                : { ...base, kind: params.kind },
+          } satisfies WireCommand);
+        }
+      },
+    ),
     tellRestore: enqueueActions(({ context, enqueue }) => {
       const r = context.restore!;
       for (const p of podList(context)) {
@@ -973,7 +980,7 @@ export const clientMachine = setup({
               guard: 'canResend',
               target: 'sent',
               reenter: true,
-              actions: ['countResend', { type: 'tell', params: { kind: 'step.commit' } }],
+              actions: ['countResend', { type: 'tell', params: { kind: 'step.commit', missingOnly: true } }],
             },
           },
         },
