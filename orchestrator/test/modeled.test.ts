@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { costModel, costModelInputsOf, hostPhases, ModeledRun, parseTopology } from '@lockstep/topology';
+import { costModel, costModelInputsOf, type HostPhase, hostPhaseFloorsMs, hostPhases, ModeledRun, parseTopology } from '@lockstep/topology';
 import { loadTopology, runReference } from '../src/index.ts';
 import { cli, tempDir } from './helpers.ts';
 
@@ -13,7 +13,19 @@ function train(topologyFile: string, steps: number) {
   const r = cli(['train', '-t', topologyFile, '-s', String(steps), '--run-dir', runDir], { timeoutMs: 170_000 });
   expect(r.code, r.stderr).toBe(0);
   const summary = JSON.parse(readFileSync(join(runDir, 'summary.json'), 'utf8'));
-  return { stdout: r.stdout, summary, modeled: ModeledRun.parse(summary.modeled), ref: runReference(loadTopology(topologyFile), steps) };
+  const t = loadTopology(topologyFile);
+  // every host's every phase of every step lasted at least its modeled time (steps.jsonl: each host's ms, to the µs)
+  const floors = hostPhaseFloorsMs(t);
+  const lines = readFileSync(join(runDir, 'steps.jsonl'), 'utf8').trim().split('\n');
+  expect(lines).toHaveLength(steps);
+  for (const line of lines) {
+    const step = JSON.parse(line) as { step: number; hosts: Record<string, Partial<Record<HostPhase, number>>> };
+    expect(Object.keys(step.hosts)).toHaveLength(t.pods * t.hostsPerPod);
+    for (const [host, phases] of Object.entries(step.hosts))
+      for (const [p, ms] of Object.entries(phases))
+        expect(ms, `step ${step.step} ${host} ${p}`).toBeGreaterThanOrEqual((floors[p as HostPhase] ?? 0) - 0.001);
+  }
+  return { stdout: r.stdout, summary, modeled: ModeledRun.parse(summary.modeled), ref: runReference(t, steps) };
 }
 
 describe('compute: modeled, with real processes (PaLM 540B modeled on 2 pods x 4 run hosts)', () => {

@@ -41,14 +41,13 @@ export const computeFor = {
  */
 export function hostCompute(clock: RunClock, floorMs: PhaseTimes = {}) {
   const yieldFirst = () => new Promise<void>((resolve) => setImmediate(resolve));
-  const until = (at: number) => new Promise<void>((resolve) => clock.setTimeout(resolve, Math.max(0, at - clock.now())));
   const timed =
     <I, O>(f: (i: I) => O, least: number | undefined) =>
     async ({ input }: { input: I }): Promise<Timed<O>> => {
       const began = clock.now();
       await yieldFirst();
       const value = f(input);
-      if (least !== undefined && least > 0) await until(began + least);
+      if (least !== undefined && least > 0) await untilTime(clock, began + least);
       return { value, at: clock.now() };
     };
   return {
@@ -61,9 +60,24 @@ export function hostCompute(clock: RunClock, floorMs: PhaseTimes = {}) {
 
 /** The `phaseFloor` actor on `clock`: resolves `ms` after it starts, saying when; with `ms` 0, never (nothing to wait for). */
 export function phaseFloorOn(clock: RunClock) {
-  return fromPromise<Timed<void>, { ms: number }>(({ input }) =>
-    input.ms > 0
-      ? new Promise((resolve) => clock.setTimeout(() => resolve({ value: undefined, at: clock.now() }), input.ms))
-      : new Promise<never>(() => {}),
-  );
+  return fromPromise<Timed<void>, { ms: number }>(async ({ input }) => {
+    if (!(input.ms > 0)) return new Promise<never>(() => {});
+    await untilTime(clock, clock.now() + input.ms);
+    return { value: undefined, at: clock.now() };
+  });
+}
+
+/**
+ * Resolves once `clock.now()` >= `at` (ms). Node arms a timer from the event loop's cached time, which can be
+ * behind `now()` by what the loop did since, so a timer alone can end a wait early: it is armed again for the rest.
+ */
+export function untilTime(clock: RunClock, at: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const check = () => {
+      const left = at - clock.now();
+      if (left <= 0) resolve();
+      else clock.setTimeout(check, left);
+    };
+    check();
+  });
 }
