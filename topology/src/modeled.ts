@@ -1,18 +1,11 @@
 import { z } from 'zod';
 import { costModel, type CostModelResult } from './costmodel.ts';
 import { hostPhases, type HostPhase, type PhaseTimes } from './messages.ts';
-import { costModelInputsOf, fixedComputeMs, isModeled, type ComputeSpec, type ExchangeSpec } from './palm.ts';
+import { costModelInputsOf, fixedComputeMs, isModeled } from './palm.ts';
+import type { Topology } from './topology.ts';
 
 /** What of a topology modeled time depends on. */
-export interface ModeledShape {
-  pods: number;
-  hostsPerPod: number;
-  chipsPerHost: number;
-  compute: ComputeSpec;
-  /** Modeled seconds per wall second. */
-  timeScale: number;
-  exchange: ExchangeSpec;
-}
+export type ModeledShape = Pick<Topology, 'pods' | 'hostsPerPod' | 'chipsPerHost' | 'compute' | 'timeScale' | 'exchange'>;
 
 /**
  * The cost model's step for a `compute: modeled` topology (its pods, hosts, chips, overrides and exchange schedule),
@@ -31,7 +24,7 @@ export function modeledStep(t: ModeledShape): CostModelResult | undefined {
  *   all-gather) end once every peer's tensor is in and this time has passed since the phase began.
  * - `compute: { fixedMs }`: forward, backward and update each `fixedMs`.
  * - `compute: real`: none (`{}`).
- * Example: palm-540b at timeScale 100 -> { forward: 36.6, backward: 109.9, reduceScatter: 3.34, exchange: 1.13, update: 0.04, allGather: 3.34 }.
+ * Example: palm-540b at timeScale 100 -> { forward: 35.69, backward: 107.06, reduceScatter: 3.34, exchange: 1.13, update: 0.041, allGather: 3.34 } (ms).
  */
 export function hostPhaseFloorsMs(t: ModeledShape): PhaseTimes {
   const fixed = fixedComputeMs(t.compute);
