@@ -21,9 +21,11 @@ function train(topologyFile: string, steps: number) {
   for (const line of lines) {
     const step = JSON.parse(line) as { step: number; hosts: Record<string, Partial<Record<HostPhase, number>>> };
     expect(Object.keys(step.hosts)).toHaveLength(t.pods * t.hostsPerPod);
-    for (const [host, phases] of Object.entries(step.hosts))
+    for (const [host, phases] of Object.entries(step.hosts)) {
+      expect(Object.keys(phases).sort(), `step ${step.step} ${host}`).toEqual([...hostPhases].sort());
       for (const [p, ms] of Object.entries(phases))
         expect(ms, `step ${step.step} ${host} ${p}`).toBeGreaterThanOrEqual((floors[p as HostPhase] ?? 0) - 0.001);
+    }
   }
   return { stdout: r.stdout, summary, modeled: ModeledRun.parse(summary.modeled), ref: runReference(t, steps) };
 }
