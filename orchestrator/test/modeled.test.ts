@@ -27,14 +27,14 @@ function train(topologyFile: string, steps: number) {
         expect(ms, `step ${step.step} ${host} ${p}`).toBeGreaterThanOrEqual((floors[p as HostPhase] ?? 0) - 0.001);
     }
   }
-  return { stdout: r.stdout, summary, modeled: ModeledRun.parse(summary.modeled), ref: runReference(t, steps) };
+  return { runDir, stdout: r.stdout, summary, modeled: ModeledRun.parse(summary.modeled), ref: runReference(t, steps) };
 }
 
 describe('compute: modeled, with real processes (PaLM 540B modeled on 2 pods x 4 run hosts)', () => {
   it("each phase takes the cost model's time; the summary's modeled block comes from the run, and the bits stay the reference's", () => {
     const t = loadTopology(file);
     const model = costModel(costModelInputsOf(t), t.exchange);
-    const { stdout, summary, modeled, ref } = train(file, 8);
+    const { runDir, stdout, summary, modeled, ref } = train(file, 8);
     expect(summary.paramsHash).toBe(ref.paramsHash);
     expect(summary.podsIdenticalEveryStep).toBe(true);
     // no phase ended before its modeled time (a floor that did not hold shows as less; capped above at the model's)
@@ -60,6 +60,11 @@ describe('compute: modeled, with real processes (PaLM 540B modeled on 2 pods x 4
     expect(stdout).toMatch(/modeled MFU \/ HFU\s+\d+\.\d% \/ \d+\.\d%/);
     expect(stdout).toMatch(/two-pod scaling \(weak\)\s+1\.\d{3}x \(cost model 1\.985x\)/);
     expect(stdout).toMatch(/control plane \(real, unscaled\)\s+\d+\.\d ms a step/);
+    // lockstep status reads it back from summary.json
+    const status = cli(['status', runDir]);
+    expect(status.code).toBe(0);
+    expect(status.stdout).toContain(`modeled step      ${modeled.stepSeconds.toFixed(3)} s`);
+    expect(cli(['status', runDir, '--json']).json?.modeled).toEqual(modeled);
   }, 180_000);
 
   it('exchange: { overlapBackward: true } gives the shorter overlapped step, and the same bits', () => {
