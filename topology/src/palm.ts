@@ -206,8 +206,9 @@ export function fixedComputeMs(compute: ComputeSpec): number | undefined {
 
 /**
  * The cost model inputs of a topology: `palm540b` with the topology's pods, hosts per pod and chips per host and
- * its overrides (which may name the modeled pod's hosts and chips, see `CostModelOverrides`). Unless overridden, the model-parallel ways are the largest divisor of the pod's chips up to PaLM's
- * 12, and the data-parallel ways the rest.
+ * its overrides (which may name the modeled pod's hosts and chips, see `CostModelOverrides`). Unless overridden,
+ * the model-parallel ways are the largest divisor of the modeled pod's chips up to PaLM's 12, and the data-parallel
+ * ways the rest.
  * Throws a ZodError naming the field when the result is inconsistent (e.g. model x data ways != chips).
  */
 export function costModelInputsOf(t: { pods: number; hostsPerPod: number; chipsPerHost: number; compute: ComputeSpec }): CostModelInputs {

@@ -284,14 +284,17 @@ export const Topology = z
         message: `must be <= ${Math.floor(MAX_ACTIVATION_FLOATS / (t.model.inputDim + t.model.hiddenDim + t.model.outputDim))} with this model: a step keeps globalBatch x (inputDim + hiddenDim + outputDim) = ${acts} floats of activations, at most ${MAX_ACTIVATION_FLOATS}`,
       });
     }
-    if (isModeled(t.compute)) {
+    let modelOk = isModeled(t.compute);
+    if (modelOk) {
       try {
         costModelInputsOf(t);
       } catch (err) {
+        modelOk = false;
         for (const issue of (err as z.ZodError).issues ?? [])
           ctx.addIssue({ code: 'custom', path: ['compute', 'modeled', ...issue.path.map(String)], message: issue.message });
-        return;
       }
+    }
+    if (modelOk) {
       // every phase waited out at this scale must fit its deadline, and a step (times the steps in flight) the step's
       const floors = hostPhaseFloorsMs(t);
       const [phase, longest] = Object.entries(floors).reduce((a, b) => (b[1] > a[1] ? b : a), ['forward', 0]);
