@@ -130,46 +130,60 @@ const NONE = { leftAt: undefined, starts: new Map<string, number>() } as const;
 export function hostStepSlices(sink: EventSink, actor: string) {
   let key = '';
   let done = new Set<string>();
-  /** Emit the phases of `phaseMs` not yet emitted for this attempt, back to back, the last ending at `end`. */
-  const close = (step: number, attempt: number, phaseMs: Partial<Record<HostPhase, number>>, end: number) => {
-    const closed = hostPhases.filter((p) => phaseMs[p] !== undefined && !done.has(p));
-    if (closed.length === 0) return NONE;
-    const out: SliceEvent[] = [];
-    for (const p of closed.reverse()) {
-      const start = end - (phaseMs[p] ?? 0);
-      out.push({ kind: 'slice', actor, name: p, at: toMicros(start), dur: Math.max(0, toMicros(end) - toMicros(start)), step, attempt });
-      done.add(p);
-      end = start;
-    }
-    const starts = new Map<string, number>();
-    for (const e of out.reverse()) {
-      sink.emit(e);
-      starts.set(e.name, e.at / 1000);
-    }
-    return { leftAt: end, starts };
-  };
+  // the last prepared step looked at: with steps in flight a host goes from all-gather through prepared to its next
+  // step in one macrostep, so no snapshot shows the all-gather closed in its own attempt; the prepared step keeps its
+  // phase times and when it was prepared (the all-gather's end), and the phases not emitted yet are taken from there
+  let prepared = '';
   return (c: {
     phase: string;
     step: number;
     attempt: number;
     phaseStartedAt: number;
     phaseMs: Partial<Record<HostPhase, number>>;
-    /** Steps prepared and awaiting their commit, with their phase times and when they were prepared. */
     pending?: readonly { step: number; attempt: number; phaseMs: Partial<Record<HostPhase, number>>; at: number }[];
   }): { leftAt: number | undefined; starts: ReadonlyMap<string, number> } => {
+    const out: SliceEvent[] = [];
+    /** Slices of the phases in `phaseMs` not in `emitted`, placed back to back before `endAt`; adds them to `emitted`. */
+    const close = (step: number, attempt: number, phaseMs: Partial<Record<HostPhase, number>>, endAt: number, emitted: Set<string>) => {
+      const closed = hostPhases.filter((p) => phaseMs[p] !== undefined && !emitted.has(p));
+      let end = endAt;
+      const these: SliceEvent[] = [];
+      for (const p of closed.reverse()) {
+        const start = end - (phaseMs[p] ?? 0);
+        these.push({
+          kind: 'slice',
+          actor,
+          name: p,
+          at: toMicros(start),
+          dur: Math.max(0, toMicros(end) - toMicros(start)),
+          step,
+          attempt,
+        });
+        emitted.add(p);
+        end = start;
+      }
+      out.push(...these.reverse());
+    };
+    const last = c.pending?.at(-1);
+    if (last && `${last.step}/${last.attempt}` !== prepared) {
+      prepared = `${last.step}/${last.attempt}`;
+      // only the attempt this host was computing at the last snapshot: anything older was emitted then
+      if (prepared === key) close(last.step, last.attempt, last.phaseMs, last.at, done);
+    }
     const k = `${c.step}/${c.attempt}`;
     if (k !== key) {
-      // at depth > 1 a host prepares a step and moves on to the next in one event: the step it left is in `pending`
-      // with its phase times (its last phase closed on preparing), which no snapshot showed while it was current
-      const [step, attempt] = key.split('/').map(Number);
-      const left = c.pending?.find((p) => p.step === step && p.attempt === attempt);
-      if (left && attempt >= 0) close(left.step, left.attempt, left.phaseMs, left.at);
       key = k;
       // a commit moves the host to the next step before its next attempt begins: the times it holds are the last attempt's
       done = new Set((hostPhases as readonly string[]).includes(c.phase) ? [] : hostPhases.filter((p) => c.phaseMs[p] !== undefined));
     }
-    if (c.attempt < 0) return NONE;
-    return close(c.step, c.attempt, c.phaseMs, c.phaseStartedAt);
+    if (c.attempt >= 0) close(c.step, c.attempt, c.phaseMs, c.phaseStartedAt, done);
+    if (out.length === 0) return NONE;
+    const starts = new Map<string, number>();
+    for (const e of out) {
+      sink.emit(e);
+      if (e.step === c.step && e.attempt === c.attempt) starts.set(e.name, e.at / 1000);
+    }
+    return { leftAt: Math.min(...out.map((e) => e.at / 1000)), starts };
   };
 }
 

@@ -90,7 +90,16 @@ export function replayLife(actor: string, life: number, lines: RecordLine[]): Re
   const input = first.input as never;
   let a: AnyActorRef;
   if (actor.startsWith('host/')) {
-    const actors = { wire, clock: idle, disk: idle, forwardPass: never, backwardPass: never, applyUpdate: never, loadCheckpoint: never };
+    const actors = {
+      wire,
+      clock: idle,
+      disk: idle,
+      forwardPass: never,
+      backwardPass: never,
+      applyUpdate: never,
+      phaseFloor: never,
+      loadCheckpoint: never,
+    };
     a = createActor(hostMachine.provide({ actors }), { input, clock });
   } else if (actor.startsWith('pod/')) a = createActor(podMachine.provide({ actors: { wire, clock: idle } }), { input, clock });
   else a = createActor(clientMachine.provide({ actors: { wire, clock: idle, runlog: idle, checkpoints: idle } }), { input, clock });

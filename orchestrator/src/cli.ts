@@ -19,6 +19,7 @@ import {
   SimSchedule,
   preset,
   scheduleProblems,
+  type ModeledRun,
 } from '@lockstep/topology';
 import { writeCompose } from './compose.ts';
 import {
@@ -302,9 +303,28 @@ function humanTrain(r: TrainResult): string {
       'hosts waited for the controller',
       `${r.hostsWaitedMs.perStep.toFixed(2)} ms a step (${(r.hostsWaitedMs.total / 1000).toFixed(2)} s in all)`,
     ],
+    ...modeledRows(r.modeled),
     ['logs', r.runDir],
   ];
   return `lockstep train: done\n${table(rows)}\n`;
+}
+
+/** The summary's rows for a `compute: modeled` run: the modeled system's figures, in modeled time, and the control plane's real cost. */
+function modeledRows(m: ModeledRun | null): [string, string][] {
+  if (!m) return [];
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  return [
+    [
+      'modeled step (cost model)',
+      `${m.stepSeconds.toFixed(3)} s (${m.predicted.stepSeconds.toFixed(3)} s; timeScale ${m.timeScale}${m.overlapBackward ? ', exchange overlapped with backward' : ''})`,
+    ],
+    ['modeled tokens/s', `${(m.tokensPerSecond / 1e3).toFixed(1)}K`],
+    ['modeled MFU / HFU', `${pct(m.mfu)} / ${pct(m.hfu)}`],
+    ['bytes per host pair', `${m.bytesPerHostPair.toExponential(3)} B (${(m.bytesPerHostPair / 2 ** 30).toFixed(2)} GiB)`],
+    ['cross-pod burst', `${m.burstTbps.toFixed(1)} Tbps for ${(1000 * m.burstSeconds).toFixed(1)} ms`],
+    ['two-pod scaling (weak)', `${m.twoPodScaling.toFixed(3)}x (cost model ${m.predicted.twoPodScaling.toFixed(3)}x)`],
+    ['control plane (real, unscaled)', `${m.controlMsPerStep.toFixed(1)} ms a step (${pct(m.controlFraction)} of the modeled step)`],
+  ];
 }
 
 export function buildProgram(): Command {

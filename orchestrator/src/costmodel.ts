@@ -35,10 +35,10 @@ export function modeledFigures(r: CostModelResult) {
 }
 
 /** The cost model's inputs for a topology, or InvalidInput naming each bad field. */
-function inputsOf(arg: string): { name: string; inputs: CostModelInputs } {
+function inputsOf(arg: string): { name: string; inputs: CostModelInputs; overlapBackward: boolean } {
   const t = loadTopology(arg);
   try {
-    return { name: t.name, inputs: costModelInputsOf(t) };
+    return { name: t.name, inputs: costModelInputsOf(t), overlapBackward: t.exchange.overlapBackward };
   } catch (err) {
     if (err instanceof z.ZodError) throw new InvalidInput(`cost model inputs of ${arg}`, describeIssues(err), { cause: err });
     throw err;
@@ -107,11 +107,15 @@ export function addCostModelCommand(program: Command): void {
     .command('costmodel')
     .description("PaLM 540B's step modeled on a topology's pods, hosts and chips, beside the PaLM paper's figures")
     .addOption(new Option('-t, --topology <preset|file>', `preset (${presetNames.join(', ')}) or YAML/JSON file`).default('palm-540b'))
-    .option('--overlap-backward', "send each layer's gradient across pods as backward produces it")
+    .option(
+      '--overlap-backward',
+      "send each layer's gradient across pods as backward produces it (also the topology's exchange.overlapBackward)",
+    )
     .option('--json', 'print one JSON object as the last line of stdout')
     .action((raw) => {
-      const f = parseFlags(CostModelFlags, raw);
-      const { name, inputs } = inputsOf(f.topology);
+      const flags = parseFlags(CostModelFlags, raw);
+      const { name, inputs, overlapBackward } = inputsOf(flags.topology);
+      const f = { ...flags, overlapBackward: flags.overlapBackward || overlapBackward };
       const plain = costModel(inputs, { overlapBackward: false });
       const overlapped = costModel(inputs, { overlapBackward: true });
       const r = f.overlapBackward ? overlapped : plain;

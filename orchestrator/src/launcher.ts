@@ -7,7 +7,16 @@ import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { describeIssues, hostPhases, RunId, type PhaseTimes, type RunLogRecord, type Topology } from '@lockstep/topology';
+import {
+  describeIssues,
+  hostPhases,
+  modeledRun,
+  RunId,
+  type ModeledRun,
+  type PhaseTimes,
+  type RunLogRecord,
+  type Topology,
+} from '@lockstep/topology';
 import { connectNats, RunLog, RunLogConflict, totalRejections, type LogLevel } from '@lockstep/actors';
 import {
   clusterIdentities,
@@ -134,6 +143,11 @@ export interface TrainResult {
   resumed: { committedBefore: number; runLogLost: boolean; finished: boolean } | null;
   /** Checkpoints the client wrote in this launcher's run, and each it could not write (step, why). */
   checkpoints: { written: number; failed: { step: number; reason: string }[] };
+  /**
+   * With `compute: modeled`: the modeled system's figures from this run's phase times converted back to modeled time,
+   * and the control plane's real cost a step (`modeledRun` in topology/src/modeled.ts); null otherwise.
+   */
+  modeled: ModeledRun | null;
   runDir: string;
 }
 
@@ -562,6 +576,7 @@ function finishedResult(
     meanStepsInFlight: 0,
     hostsWaitedMs: { perStep: 0, total: 0 },
     checkpoints: { written: 0, failed: [] },
+    modeled: null,
     runDir,
   };
 }
@@ -609,6 +624,8 @@ function toResult(
     replayedHashesMatch,
     resumed,
     checkpoints,
+    modeled:
+      s.stepsCommitted > 0 && s.trainMs > 0 ? (modeledRun(t, { phaseMs, wallMsPerStep: s.trainMs / s.stepsCommitted }) ?? null) : null,
     runDir,
   };
 }

@@ -27,6 +27,18 @@ describe('lockstep costmodel', () => {
     expect(overlapped.burstSeconds).toBe(plain.burstSeconds); // the same transfer, hidden behind backward
   });
 
+  it("a topology's exchange.overlapBackward overlaps as the flag does; a modeled pod bigger than the run's gives the full system", () => {
+    const root = join(import.meta.dirname, '..', '..', 'topologies');
+    const flag = cli(['costmodel', '--overlap-backward', '--json']).json!;
+    const file = cli(['costmodel', '-t', join(root, 'palm-540b-8-overlap.yaml'), '--json']).json!;
+    expect(file.overlapBackward).toBe(true);
+    expect(file.modeled).toEqual(flag.modeled);
+    // 2 pods x 4 run hosts modeling 768-host pods: palm-540b's figures
+    expect(cli(['costmodel', '-t', join(root, 'palm-540b-8.yaml'), '--json']).json!.modeled).toEqual(
+      cli(['costmodel', '--json']).json!.modeled,
+    );
+  });
+
   it("prints the paper's figures beside the modeled ones with the difference in percent", () => {
     const r = cli(['costmodel']);
     expect(r.code).toBe(0);

@@ -1,4 +1,4 @@
-import { CostModelInputs } from './palm.ts';
+import { CostModelInputs, type ExchangeSpec } from './palm.ts';
 
 /**
  * Training speed at large scale of the parallel block over the serial one (PaLM section 2: "roughly 15% faster");
@@ -6,15 +6,8 @@ import { CostModelInputs } from './palm.ts';
  */
 export const PARALLEL_BLOCK_SPEEDUP = 1.15;
 
-/** How the cross-pod exchange is scheduled. */
-export interface ExchangeOptions {
-  /**
-   * false (PaLM as trained): backward ends, then the whole gradient is reduce-scattered in the pod and sent across.
-   * true: each layer's gradient is reduce-scattered and sent as backward produces it (a pipeline over layers), so
-   * only the last layer's share of both is left after backward.
-   */
-  overlapBackward: boolean;
-}
+/** How the cross-pod exchange is scheduled: the topology's `exchange` (see `ExchangeSpec`). */
+export type ExchangeOptions = ExchangeSpec;
 
 /** Seconds each phase of one step takes on every host (all hosts of a pod run in lockstep). */
 export interface PhaseSeconds {

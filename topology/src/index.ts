@@ -24,3 +24,4 @@ export * from './runevents.ts';
 export * from './topologyfile.ts';
 export * from './palm.ts';
 export * from './costmodel.ts';
+export * from './modeled.ts';

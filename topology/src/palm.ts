@@ -137,8 +137,13 @@ export const palm540b: CostModelInputs = {
   flowGbit: 10,
 };
 
-/** What a topology may override of `palm540b` (its pods, hosts and chips come from the topology itself). */
-export const CostModelOverrides = CostModelFields.omit({ pods: true, hostsPerPod: true, chipsPerHost: true }).partial().strict();
+/**
+ * What a topology may override of `palm540b`. Its pods always come from the topology; its hosts per pod and chips per
+ * host too unless given here: a run with fewer hosts than the modeled system (say 4 hosts a pod modeling PaLM's 768)
+ * takes the modeled pod's phase times on each of its hosts (every host of a pod runs each phase in lockstep, so each
+ * run host stands for hostsPerPod / its own hosts of them), and the figures are the modeled system's.
+ */
+export const CostModelOverrides = CostModelFields.omit({ pods: true }).partial().strict();
 
 /**
  * How a topology's hosts spend compute time: `real` (the small model's own time), `modeled` (each phase takes
@@ -163,6 +168,37 @@ export const ComputeSpec = z.union(
 );
 export type ComputeSpec = z.infer<typeof ComputeSpec>;
 
+/**
+ * How the cross-pod exchange is scheduled (topology field `exchange`). It changes modeled time only: the hosts'
+ * protocol is the same either way.
+ */
+export const ExchangeSpec = z
+  .object({
+    /**
+     * false (PaLM as trained, the default): backward ends, then the whole gradient is reduce-scattered in the pod and
+     * sent across. true: each layer's gradient is reduce-scattered and sent across as backward produces it (a pipeline
+     * over layers), so only what outlasts backward is left in the step (PaLM section 4 names the missing overlap as
+     * the remaining loss).
+     */
+    overlapBackward: z.boolean({ error: 'must be true or false' }).default(false),
+  })
+  .strict();
+export type ExchangeSpec = z.infer<typeof ExchangeSpec>;
+
+/**
+ * Modeled seconds per wall second of a `compute: modeled` run (topology field `timeScale`): each phase's modeled time
+ * is waited out divided by this. In [1, 1e6]; 100 (the default) runs PaLM 540B's 15 s modeled step in about 0.15 s.
+ */
+export const TimeScale = z
+  .number({ error: 'must be a number' })
+  .min(1, 'must be >= 1 (modeled seconds per wall second)')
+  .max(1_000_000, 'must be <= 1000000');
+
+/** Whether a topology's hosts take the cost model's time (`compute: modeled` or `{ modeled: overrides }`). */
+export function isModeled(compute: ComputeSpec): boolean {
+  return compute === 'modeled' || (typeof compute === 'object' && 'modeled' in compute);
+}
+
 /** The fixed time of each compute phase (ms) when the topology says `compute: { fixedMs }`; otherwise undefined. */
 export function fixedComputeMs(compute: ComputeSpec): number | undefined {
   return typeof compute === 'object' && 'fixedMs' in compute ? compute.fixedMs : undefined;
@@ -170,13 +206,14 @@ export function fixedComputeMs(compute: ComputeSpec): number | undefined {
 
 /**
  * The cost model inputs of a topology: `palm540b` with the topology's pods, hosts per pod and chips per host and
- * its overrides. Unless overridden, the model-parallel ways are the largest divisor of the pod's chips up to PaLM's
- * 12, and the data-parallel ways the rest.
+ * its overrides (which may name the modeled pod's hosts and chips, see `CostModelOverrides`). Unless overridden,
+ * the model-parallel ways are the largest divisor of the modeled pod's chips up to PaLM's 12, and the data-parallel
+ * ways the rest.
  * Throws a ZodError naming the field when the result is inconsistent (e.g. model x data ways != chips).
  */
 export function costModelInputsOf(t: { pods: number; hostsPerPod: number; chipsPerHost: number; compute: ComputeSpec }): CostModelInputs {
   const overrides = typeof t.compute === 'object' && 'modeled' in t.compute ? t.compute.modeled : {};
-  const chips = t.hostsPerPod * t.chipsPerHost;
+  const chips = (overrides.hostsPerPod ?? t.hostsPerPod) * (overrides.chipsPerHost ?? t.chipsPerHost);
   const modelParallel = overrides.modelParallel ?? largestDivisorAtMost(chips, palm540b.modelParallel);
   return CostModelInputs.parse({
     ...palm540b,

@@ -3,7 +3,8 @@ import { parse as parseYaml } from 'yaml';
 import { InvalidTopology } from './errors.ts';
 import { describeIssues } from './issues.ts';
 import { MessagePhase } from './wire.ts';
-import { ComputeSpec, costModelInputsOf } from './palm.ts';
+import { ComputeSpec, costModelInputsOf, ExchangeSpec, isModeled, TimeScale } from './palm.ts';
+import { hostPhaseFloorsMs } from './modeled.ts';
 
 const positiveInt = (what = 'must be >= 1') => z.number({ error: 'must be a number' }).int('must be a whole number').min(1, what);
 /** A whole number in [1, max]. */
@@ -260,6 +261,10 @@ export const Topology = z
      * `{ fixedMs }`: each of forward, backward and update takes that long (a benchmark knob).
      */
     compute: ComputeSpec.default('real'),
+    /** `compute: modeled` only: modeled seconds per wall second (each phase's modeled time is waited out divided by this). */
+    timeScale: TimeScale.default(100),
+    /** `compute: modeled` only: whether the cross-pod exchange overlaps backward, layer by layer (see `ExchangeSpec`). */
+    exchange: ExchangeSpec.default({ overlapBackward: false }),
   })
   .strict()
   .superRefine((t, ctx) => {
@@ -279,13 +284,33 @@ export const Topology = z
         message: `must be <= ${Math.floor(MAX_ACTIVATION_FLOATS / (t.model.inputDim + t.model.hiddenDim + t.model.outputDim))} with this model: a step keeps globalBatch x (inputDim + hiddenDim + outputDim) = ${acts} floats of activations, at most ${MAX_ACTIVATION_FLOATS}`,
       });
     }
-    if (t.compute === 'modeled' || (typeof t.compute === 'object' && 'modeled' in t.compute)) {
+    let modelOk = isModeled(t.compute);
+    if (modelOk) {
       try {
         costModelInputsOf(t);
       } catch (err) {
+        modelOk = false;
         for (const issue of (err as z.ZodError).issues ?? [])
           ctx.addIssue({ code: 'custom', path: ['compute', 'modeled', ...issue.path.map(String)], message: issue.message });
       }
+    }
+    if (modelOk) {
+      // every phase waited out at this scale must fit its deadline, and a step (times the steps in flight) the step's
+      const floors = hostPhaseFloorsMs(t);
+      const [phase, longest] = Object.entries(floors).reduce((a, b) => (b[1] > a[1] ? b : a), ['forward', 0]);
+      if (longest >= t.deadlines.phaseMs)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['timeScale'],
+          message: `too small: ${phase} takes ${longest.toFixed(0)} ms of wall time at timeScale ${t.timeScale}, not under deadlines.phaseMs (${t.deadlines.phaseMs})`,
+        });
+      const step = Object.values(floors).reduce((a, b) => a + b, 0) * t.dispatch.depth;
+      if (step >= t.deadlines.stepMs)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['timeScale'],
+          message: `too small: ${t.dispatch.depth} step(s) in flight take ${step.toFixed(0)} ms of wall time at timeScale ${t.timeScale}, not under deadlines.stepMs (${t.deadlines.stepMs})`,
+        });
     }
     const params = parameterCount(t.model);
     if (params < t.hostsPerPod) {

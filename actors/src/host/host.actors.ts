@@ -8,6 +8,7 @@ import {
   type ModelSpec,
   type OptimizerSpec,
   type OptimizerState,
+  type PhaseTimes,
   type SampleRange,
   type Task,
   type UpdateResult,
@@ -30,25 +31,53 @@ export const computeFor = {
  * The host's compute as invoked actors for a real run: each first yields to
  * the event loop (so what the host sent on entering the phase leaves before the
  * computation holds the thread), computes, and says when it finished.
- * With `fixedMs` (the topology's `compute.fixedMs`) each phase takes that long:
- * it computes the real numerics, then waits out the rest on `clock` (without
- * holding the thread), so that compute is a known quantity in a benchmark.
+ * `floorMs` (the topology's `hostPhaseFloorsMs`: `compute: { fixedMs }` or
+ * `compute: modeled`) is the least time each phase takes: a compute phase
+ * computes the real numerics, then waits out the rest on `clock` (without
+ * holding the thread); `phaseFloor` is a collective's modeled time, waited
+ * out on `clock` (the machine ends the collective once its tensors are in and
+ * this has ended; with no floor it never ends, and the machine does not wait
+ * for it).
  */
-export function hostCompute(clock: RunClock, fixedMs?: number) {
+export function hostCompute(clock: RunClock, floorMs: PhaseTimes = {}) {
   const yieldFirst = () => new Promise<void>((resolve) => setImmediate(resolve));
-  const until = (at: number) => new Promise<void>((resolve) => clock.setTimeout(resolve, Math.max(0, at - clock.now())));
   const timed =
-    <I, O>(f: (i: I) => O) =>
+    <I, O>(f: (i: I) => O, least: number | undefined) =>
     async ({ input }: { input: I }): Promise<Timed<O>> => {
       const began = clock.now();
       await yieldFirst();
       const value = f(input);
-      if (fixedMs !== undefined) await until(began + fixedMs);
+      if (least !== undefined && least > 0) await untilTime(clock, began + least);
       return { value, at: clock.now() };
     };
   return {
-    forwardPass: fromPromise(timed(computeFor.forwardPass)),
-    backwardPass: fromPromise(timed(computeFor.backwardPass)),
-    applyUpdate: fromPromise(timed(computeFor.applyUpdate)),
+    forwardPass: fromPromise(timed(computeFor.forwardPass, floorMs.forward)),
+    backwardPass: fromPromise(timed(computeFor.backwardPass, floorMs.backward)),
+    applyUpdate: fromPromise(timed(computeFor.applyUpdate, floorMs.update)),
+    phaseFloor: phaseFloorOn(clock),
   };
+}
+
+/** The `phaseFloor` actor on `clock`: resolves `ms` after it starts, saying when; with `ms` 0, never (nothing to wait for). */
+export function phaseFloorOn(clock: RunClock) {
+  return fromPromise<Timed<void>, { ms: number }>(async ({ input }) => {
+    if (!(input.ms > 0)) return new Promise<never>(() => {});
+    await untilTime(clock, clock.now() + input.ms);
+    return { value: undefined, at: clock.now() };
+  });
+}
+
+/**
+ * Resolves once `clock.now()` >= `at` (ms). Node arms a timer from the event loop's cached time, which can be
+ * behind `now()` by what the loop did since, so a timer alone can end a wait early: it is armed again for the rest.
+ */
+export function untilTime(clock: RunClock, at: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const check = () => {
+      const left = at - clock.now();
+      if (left <= 0) resolve();
+      else clock.setTimeout(check, left);
+    };
+    check();
+  });
 }

@@ -1,5 +1,5 @@
-import { assign } from 'xstate';
-import { actorNames, initOptimizerState, initParams, shardRanges, Task } from '@lockstep/topology';
+import { and, assign } from 'xstate';
+import { actorNames, hostPhaseFloorsMs, initOptimizerState, initParams, shardRanges, Task } from '@lockstep/topology';
 import { base, hostSetup } from './host.setup.ts';
 import { noServeSlots } from './serve.ts';
 
@@ -72,6 +72,9 @@ const onTick = [
  * each peer whose tensor has not all come to send it again (tensor.request,
  * every `requestDelay`); a peer answers once it has got that far, also for a
  * step it has prepared since. A lost or corrupt chunk costs a resend, not the attempt.
+ * With `compute: modeled` every phase lasts at least its modeled time (`phaseFloorMs`: the cost model's time
+ * over `timeScale`): the compute actors wait it out after computing, and a collective ends once its tensors
+ * are all in and the `phaseFloor` actor has said its time is over (max(real, modeled)).
  *
  * The committed parameters are never touched before commit: the new ones live
  * in `next`, then in `pending`, until then, so an abort simply drops them. Tensors for the attempt in
@@ -136,6 +139,8 @@ export const hostMachine = hostSetup.createMachine({
       joined: [],
       pings: 0,
       serving: noServeSlots(t.pods),
+      phaseFloorMs: hostPhaseFloorsMs(t),
+      phaseTimeOver: false,
     };
   },
   invoke: [
@@ -328,8 +333,14 @@ export const hostMachine = hostSetup.createMachine({
         },
         reduceScatter: {
           tags: ['awaitsTensors'],
+          // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
+          invoke: {
+            src: 'phaseFloor',
+            input: ({ context }) => ({ ms: context.phaseFloorMs.reduceScatter ?? 0 }),
+            onDone: { actions: 'notePhaseTimeOver' },
+          },
           entry: { type: 'enterPhase', params: { phase: 'reduceScatter' } },
-          always: { guard: 'haveAllSlices', target: 'exchange', actions: 'reduceInPod' },
+          always: { guard: and(['haveAllSlices', 'phaseTimeOver']), target: 'exchange', actions: 'reduceInPod' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'reduceScatter' } } } },
           // a tensor lost on the way is asked for again, not waited for until the deadline
           initial: 'waiting',
@@ -337,11 +348,17 @@ export const hostMachine = hostSetup.createMachine({
         },
         exchange: {
           tags: ['awaitsTensors'],
+          // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
+          invoke: {
+            src: 'phaseFloor',
+            input: ({ context }) => ({ ms: context.phaseFloorMs.exchange ?? 0 }),
+            onDone: { actions: 'notePhaseTimeOver' },
+          },
           entry: [
             { type: 'enterPhase', params: { phase: 'exchange' } },
             { type: 'sendTensors', params: { tensor: 'grad.exchange' } },
           ],
-          always: { guard: 'haveAllExchanged', target: 'update' },
+          always: { guard: and(['haveAllExchanged', 'phaseTimeOver']), target: 'update' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'exchange' } } } },
           initial: 'waiting',
           states: { waiting: { after: { requestDelay: { target: 'waiting', reenter: true, actions: 'requestMissing' } } } },
@@ -370,8 +387,14 @@ export const hostMachine = hostSetup.createMachine({
         },
         allGather: {
           tags: ['awaitsTensors'],
+          // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
+          invoke: {
+            src: 'phaseFloor',
+            input: ({ context }) => ({ ms: context.phaseFloorMs.allGather ?? 0 }),
+            onDone: { actions: 'notePhaseTimeOver' },
+          },
           entry: { type: 'enterPhase', params: { phase: 'allGather' } },
-          always: { guard: 'haveAllGathered', target: 'prepared', actions: 'assembleParams' },
+          always: { guard: and(['haveAllGathered', 'phaseTimeOver']), target: 'prepared', actions: 'assembleParams' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'allGather' } } } },
           initial: 'waiting',
           states: { waiting: { after: { requestDelay: { target: 'waiting', reenter: true, actions: 'requestMissing' } } } },

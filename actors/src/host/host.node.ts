@@ -1,5 +1,5 @@
 import { createActor, type ActorRefFrom } from 'xstate';
-import { actorNames, fixedComputeMs, type CrashPoint } from '@lockstep/topology';
+import { actorNames, hostPhaseFloorsMs, type CrashPoint } from '@lockstep/topology';
 import { checkpointLoader, hostDiskActor } from '../checkpoint/actors.ts';
 import { systemClock, ticker } from '../clock.ts';
 import { untilStopped } from '../lifecycle.ts';
@@ -74,7 +74,7 @@ export function runHost(opts: HostRunOptions): HostRun {
         clock: ticker(clock),
         disk: hostDiskActor(place),
         loadCheckpoint: checkpointLoader(place, host),
-        ...hostCompute(clock, fixedComputeMs(t.compute)),
+        ...hostCompute(clock, hostPhaseFloorsMs(t)),
       },
     }),
     { input, inspect, clock },

@@ -142,6 +142,13 @@ export interface HostContext {
   pings: number;
   /** Serving peers' state requests: for each pod, until when its host h may be served, when it last was, its early request (serve.ts). */
   serving: ServeSlot[];
+  /**
+   * The least wall time (ms) each step phase takes (`hostPhaseFloorsMs` of the topology: the cost model's time over
+   * `timeScale` with `compute: modeled`); a collective waits for its peers' tensors and for this (`phaseFloor`).
+   */
+  phaseFloorMs: PhaseTimes;
+  /** The phase's least time (`phaseFloorMs`) has passed since it began (reset on entering a phase). */
+  phaseTimeOver: boolean;
 }
 
 /** What the host's `disk` actor is asked: write this host's part of the checkpoint of `step`. */
@@ -452,6 +459,13 @@ export const hostSetup = setup({
     disk: fromCallback<HostDiskCommand>(() => {
       throw new Error('hostMachine: provide the `disk` actor');
     }),
+    /**
+     * Waits `ms` on the run's clock and says when it ended: the modeled time of a collective phase (see host.actors.ts
+     * `hostCompute`). Provided by the adapter.
+     */
+    phaseFloor: fromPromise<Timed<void>, { ms: number }>(async () => {
+      throw new Error('hostMachine: provide the `phaseFloor` actor');
+    }),
     /** The phases' arithmetic (see host.actors.ts); each says when it finished. Provided by the adapter. */
     forwardPass: fromPromise<Timed<Activations>, ForwardInput>(async () => {
       throw new Error('hostMachine: provide the `forwardPass` actor');
@@ -550,6 +564,8 @@ export const hostSetup = setup({
     haveAllSlices: ({ context }) => context.slices.size === context.topology.hostsPerPod - 1,
     haveAllExchanged: ({ context }) => context.exchanged.size === context.topology.pods - 1,
     haveAllGathered: ({ context }) => context.gathered.size === context.topology.hostsPerPod - 1,
+    /** The phase has lasted its least time (none for this phase, or `phaseFloor` said so). */
+    phaseTimeOver: ({ context }) => context.phaseTimeOver || !((context.phaseFloorMs[context.phase as HostPhase] ?? 0) > 0),
     /** This host holds committed state, the asker's pod said it heals, and it was not answered within half an interval. */
     canServeState: ({ context, event }) => stateRequestVerdict(context, event)?.kind === 'state',
     /** This host holds no state to give, and the asker was not answered within half an interval. */
@@ -675,6 +691,8 @@ export const hostSetup = setup({
       map.set(from, event.tensor.data);
       return { [field]: map };
     }),
+    /** The phase's least time has passed (the `phaseFloor` actor's done event, with when). */
+    notePhaseTimeOver: assign(({ context, event }) => ({ phaseTimeOver: true, now: Math.max(context.now, timeOf(event, context.now)) })),
     /** Close the previous phase's clock and open this one's, at the time the event that moved the host carries. */
     enterPhase: assign(({ context, event }, params: { phase: HostWhere }) => {
       const now = Math.max(context.now, timeOf(event, context.now));
@@ -685,7 +703,7 @@ export const hostSetup = setup({
         phaseMs[context.phase] = took;
         slowest[context.phase] = Math.max(took, slowest[context.phase] ?? 0);
       }
-      return { phase: params.phase, now, phaseStartedAt: now, phaseMs, slowest };
+      return { phase: params.phase, now, phaseStartedAt: now, phaseMs, slowest, phaseTimeOver: false };
     }),
     /** Send this attempt's `tensor` to every peer that takes it (slices and shards in the pod, the exchange across pods). */
     sendTensors: enqueueActions(({ context, enqueue }, params: { tensor: StepTensor }) => {

@@ -5,6 +5,7 @@ import {
   ReferenceTrainer,
   actorNames,
   describeFailure,
+  hostPhaseFloorsMs,
   shardHash,
   shardRanges,
   type FailureKind,
@@ -174,6 +175,14 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
   const later = <I, O>(f: (i: I) => O, ms: () => number) =>
     fromPromise<Timed<O>, I>(({ input }) => settleLater(() => f(input), ms()).then((value) => ({ value, at: clock.now() })));
   const jitter = (base: number) => base * (0.75 + 0.5 * rng.next());
+  // the least time of each phase (`compute: modeled` or `{ fixedMs }`), as a real host takes it (host.actors.ts)
+  const floors = hostPhaseFloorsMs(t);
+  const atLeast = (ms: number, least: number | undefined) => Math.max(ms, least ?? 0);
+  const phaseFloor = fromPromise<Timed<void>, { ms: number }>(({ input }) =>
+    input.ms > 0
+      ? settleLater(() => undefined, input.ms).then(() => ({ value: undefined, at: clock.now() }))
+      : new Promise<never>(() => {}),
+  );
   const computeOf = (pod: number, host: number) => {
     const c = opts.corrupt;
     const corrupts = c && c.host === host && c.pods.includes(pod);
@@ -187,13 +196,14 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
     return {
       forwardPass: later(
         (i: ForwardInput) => memo.forwardPass(i),
-        () => jitter(computeMs),
+        () => atLeast(jitter(computeMs), floors.forward),
       ),
       backwardPass: later(
         (i: BackwardInput) => memo.backwardPass(i),
-        () => jitter(2 * computeMs),
+        () => atLeast(jitter(2 * computeMs), floors.backward),
       ),
-      applyUpdate: later(update, () => jitter(computeMs / 2)),
+      applyUpdate: later(update, () => atLeast(jitter(computeMs / 2), floors.update)),
+      phaseFloor,
     };
   };
 

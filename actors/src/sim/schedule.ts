@@ -1,9 +1,13 @@
-import type { SimFault, SimProfile, SimSchedule, Topology } from '@lockstep/topology';
+import { hostPhaseFloorsMs, type SimFault, type SimProfile, type SimSchedule, type Topology } from '@lockstep/topology';
 import { SimRandom } from './clock.ts';
 
-/** Simulated time a fault-free step of `t` takes, roughly (ms): the window faults are drawn in scales with it. */
+/**
+ * Simulated time a fault-free step of `t` takes, roughly (ms): the window faults are drawn in scales with it. With
+ * `compute: modeled` the phases last at least their modeled times (`hostPhaseFloorsMs`), which then set the step.
+ */
 export function stepEstimateMs(t: Topology, computeMs: number): number {
-  return 6 * computeMs + 10 + t.hostsPerPod * 0.05;
+  const modeled = Object.values(hostPhaseFloorsMs(t)).reduce((a, b) => a + b, 0);
+  return Math.max(6 * computeMs, modeled) + 10 + t.hostsPerPod * 0.05;
 }
 
 /**

@@ -110,6 +110,14 @@ export function addRecordCommands(program: Command): void {
           ['paramsHash', r.paramsHash ?? '-'],
           ['retried attempts', String(retried.length)],
           ['process restarts', String(restarts.length)],
+          ...(r.modeled
+            ? ([
+                [
+                  'modeled step',
+                  `${r.modeled.stepSeconds.toFixed(3)} s, ${(r.modeled.tokensPerSecond / 1e3).toFixed(1)}K tokens/s, MFU ${(100 * r.modeled.mfu).toFixed(1)}%, scaling ${r.modeled.twoPodScaling.toFixed(3)}x, control plane ${r.modeled.controlMsPerStep.toFixed(1)} ms a step`,
+                ],
+              ] as [string, string][])
+            : []),
           ['files', [...files, 'logs/'].join(', ')],
         ])}\n${
           events.length > 0

@@ -1,7 +1,7 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { NOTABLE_KINDS, RunEvent, type StepEvent } from '@lockstep/topology';
+import { ModeledRun, NOTABLE_KINDS, RunEvent, type StepEvent } from '@lockstep/topology';
 import { UsageError } from '../errors.ts';
 import { RUN_FILES } from './recorder.ts';
 
@@ -58,6 +58,8 @@ export interface RunListing {
   startedAt: number;
   launcherPid: number | null;
   lastStep: StepEvent | null;
+  /** A finished `compute: modeled` run's figures in modeled time (summary.json's `modeled`), else null. */
+  modeled: ModeledRun | null;
 }
 
 function readJson(file: string): unknown {
@@ -101,6 +103,8 @@ function alive(pid: number): boolean {
 const Summary = z.object({
   paramsHash: z.string().nullable().optional(),
   error: z.object({ name: z.string(), message: z.string(), kind: z.string().optional() }).optional(),
+  // a block this version cannot read does not hide the rest of the summary
+  modeled: ModeledRun.nullable().optional().catch(null),
 });
 
 /** What a run directory says about its run. */
@@ -132,6 +136,7 @@ export function describeRun(dir: string): RunListing {
     startedAt: started ? started.at / 1000 : statSync(join(dir, 'run.json')).mtimeMs,
     launcherPid,
     lastStep: steps.at(-1) ?? null,
+    modeled: (summary.success ? summary.data.modeled : null) ?? null,
   };
 }
 
