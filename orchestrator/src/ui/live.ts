@@ -61,8 +61,10 @@ export class LiveRun {
       topology: Topology;
       runId: string;
       steps: number;
-      /** The launcher's supervisor runs the processes (their starts, exits and restarts are heard) and can kill them. */
+      /** The processes' starts, exits and restarts are heard (a launcher's supervisor, or their streams in containers). */
       supervised: boolean;
+      /** The page's kill buttons work (default: `supervised`). */
+      killable?: boolean;
     },
   ) {
     const t = o.topology;
@@ -295,7 +297,7 @@ export class LiveRun {
       retries: [...this.retries],
       dcn: this.route ? { ...this.route.counters, bytesPerSecond: this.route.bytesPerSecond } : null,
       events: [...this.events],
-      canKill: this.o.supervised && (this.state === 'starting' || this.state === 'running'),
+      canKill: (this.o.killable ?? this.o.supervised) && (this.state === 'starting' || this.state === 'running'),
     };
   }
 }
