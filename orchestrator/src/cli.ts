@@ -460,6 +460,7 @@ export function buildProgram(): Command {
       const page = await watchRun({
         ...(runDir !== undefined && f.streams !== undefined ? { record: { runDir, streams: f.streams } } : {}),
         ...(killer ? { kill: (target: string) => killer.inject(target) } : {}),
+        onRecorded: (dir) => process.stderr.write(`run record closed: ${dir}\n`),
         ...f.ui,
         topology: t,
         runId: f.run,

@@ -195,6 +195,7 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
     '# Images: scripts/images.sh builds them without a registry (README: containers); LOCKSTEP_IMAGE and LOCKSTEP_NATS_IMAGE at `up` choose others.',
     `# Status page: http://127.0.0.1:${o.uiPort ?? COMPOSE_UI_PORT}/ (LOCKSTEP_UI_PORT at \`up\` moves it)${o.runsDir !== undefined ? `; the run's record goes in ${o.runsDir}/<run>-<time>/` : ''}.`,
     `# Run: docker compose -f <this file> up --exit-code-from client   (or docker-compose 1.29)`,
+    '# (that stops every container once any exits, a host killed from the status page too: scripts/compose-demo.sh runs it detached)',
     ...(o.buildContext !== undefined ? ['# With a registry, `up --build` builds the images from the checkout instead.'] : []),
     '',
   ].join('\n');

@@ -33,6 +33,11 @@ export class StreamCollector {
     private readonly o: { log: Logger; onSummary: (s: SummaryLine) => void },
   ) {}
 
+  /** Whether every process that said it started has since said it exited (and at least one started). */
+  allExited(): boolean {
+    return this.running.size > 0 && [...this.running.values()].every((r) => !r);
+  }
+
   /** Read every stream file's new whole lines and record them. Returns how many lines were read. */
   poll(): number {
     let names: string[];

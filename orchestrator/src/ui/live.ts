@@ -227,7 +227,12 @@ export class LiveRun {
       const got = new Set(this.slices.get(k)!.map((s) => `${s.actor} ${s.name}`));
       return hosts.every((h) => hostPhases.every((p) => got.has(`${h} ${p}`)));
     });
-    const key = complete ?? keys[0];
+    // else the newest attempt every host has a slice of (streams read a file at a time bring one host's newest first)
+    const everyHost = keys.find((k) => {
+      const got = new Set(this.slices.get(k)!.map((s) => s.actor));
+      return hosts.every((h) => got.has(h));
+    });
+    const key = complete ?? everyHost ?? keys[0];
     if (key === undefined) return null;
     const list = this.slices.get(key)!;
     const t0 = Math.min(...list.map((s) => s.at));

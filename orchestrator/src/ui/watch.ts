@@ -14,8 +14,8 @@ import { StatusServer } from './server.ts';
 
 /** How often the stream files are read (the trace's lines reach it at most this late, as in a launcher's run). */
 const POLL_MS = 200;
-/** After the client's summary, how long the other processes' last lines are waited for before the record is closed. */
-const SETTLE_MS = 1500;
+/** After the client's summary, how long the other processes' exits (their last lines before them) are waited for at most before the record is closed. */
+const SETTLE_MS = 20_000;
 
 /**
  * The status page of a run this process did not start (`lockstep watch`: the
@@ -47,6 +47,8 @@ export async function watchRun(o: {
   log: Logger;
   record?: { runDir: string; streams: string };
   kill?: (target: string) => Promise<InjectedFault | undefined>;
+  /** The record is closed (its run directory). */
+  onRecorded?: (runDir: string) => void;
 }): Promise<{ url: string; stop: () => Promise<void> }> {
   const t = o.topology;
   const hosts = Array.from({ length: t.pods * t.hostsPerPod }, (_, i) => `host/${Math.floor(i / t.hostsPerPod)}/${i % t.hostsPerPod}`);
@@ -64,7 +66,6 @@ export async function watchRun(o: {
   const runEvent = { kind: 'run' as const, actor: 'watch', runId: o.runId, topology: t.name, steps: o.steps, pid: process.pid };
   let ended = false;
   let summary: SummaryLine | undefined;
-  let settle: NodeJS.Timeout | undefined;
   const end = (s: SummaryLine | undefined, message?: string) => {
     if (ended || !recorder) return;
     ended = true;
@@ -73,6 +74,8 @@ export async function watchRun(o: {
     recorder.record({ ...runEvent, at: nowMicros(), state: failed ? 'failed' : 'finished', ...(why ? { message: why } : {}) });
     recorder.close(s ? { ...s, runDir: o.record?.runDir } : { error: { name: 'Interrupted', message: message ?? 'stopped' } });
     live.finish(failed ? 'failed' : 'finished', why);
+    if (timer) clearInterval(timer);
+    o.onRecorded?.(o.record?.runDir ?? '');
   };
   if (o.record) {
     mkdirSync(o.record.runDir, { recursive: true, mode: 0o700 });
@@ -85,18 +88,21 @@ export async function watchRun(o: {
       metrics.onEvent(e);
     });
     recorder.record({ ...runEvent, at: nowMicros(), state: 'started' });
-    // the hosts' last slices may come after the client's summary: the record closes a little later (or when stopped)
-    collector = new StreamCollector(o.record.streams, recorder, {
+    // the hosts' last slices come after the client's summary: the record closes once every process said it exited
+    // (each does before it lingers), SETTLE_MS after the summary at most, or when stopped
+    let summaryAt = 0;
+    const c = new StreamCollector(o.record.streams, recorder, {
       log: o.log,
       onSummary: (s) => {
         summary = s;
-        settle ??= setTimeout(() => {
-          collector?.poll();
-          end(s);
-        }, SETTLE_MS);
+        summaryAt = Date.now();
       },
     });
-    timer = setInterval(() => collector?.poll(), POLL_MS);
+    collector = c;
+    timer = setInterval(() => {
+      c.poll();
+      if (summary && (c.allExited() || Date.now() - summaryAt > SETTLE_MS)) end(summary);
+    }, POLL_MS);
   }
   const kill = o.kill;
   const server = new StatusServer({
@@ -142,7 +148,6 @@ export async function watchRun(o: {
     url,
     stop: async () => {
       if (timer) clearInterval(timer);
-      if (settle) clearTimeout(settle);
       collector?.poll(); // the last lines, the client's summary among them if it got that far
       end(summary, 'the status page stopped before the client reported its summary');
       await observer.stop();
