@@ -217,4 +217,25 @@ describe.skipIf(!ready && !requireDocker)('runs in containers leave their record
     ]);
     expect(events.some((e) => e.kind === 'heal' && e.actor === 'host/1/1')).toBe(true);
   }, 400_000);
+
+  it('a recorder killed mid-run (SIGKILL) leaves a trace.json that parses, and whole lines in steps.jsonl', async () => {
+    expect(ready).toBe(true);
+    const recordDir = join(tempDir('lockstep-tc-killed-'), 'record');
+    const c = await startLockstepCluster({ topology: 'tiny', steps: 1000, recordDir, runId: 'killed' });
+    cleanups.push(() => c.stop());
+    await c.untilStep(20);
+    // the steps up to 10 are in the record (it reads the streams every 200 ms)
+    await expect
+      .poll(() => (existsSync(join(recordDir, 'steps.jsonl')) ? jsonLines(join(recordDir, 'steps.jsonl')).length : 0), { timeout: 60_000 })
+      .toBeGreaterThan(10);
+    expect(spawnSync('docker', ['kill', '--signal', 'KILL', c.recorder!.getId()], { timeout: 30_000 }).status).toBe(0);
+    const text = readFileSync(join(recordDir, 'trace.json'), 'utf8');
+    expect(text.trimEnd().endsWith(']')).toBe(false); // cut short: the unterminated array trace viewers accept
+    const trace = parseTrace(text) as { ph: string; name: string }[];
+    expect(trace.filter((e) => e.ph === 'X' && e.name === 'exchange').length).toBeGreaterThanOrEqual(10 * HOSTS.length);
+    const steps = jsonLines(join(recordDir, 'steps.jsonl')).map((l) => StepEvent.parse(l));
+    expect(steps.map((s) => s.step)).toEqual([...Array(steps.length).keys()]);
+    expect(existsSync(join(recordDir, 'summary.json'))).toBe(false);
+    await c.stop();
+  }, 300_000);
 });

@@ -114,6 +114,8 @@ export interface StartedLockstepCluster extends AsyncDisposable {
   };
   /** Where the run's record goes (`recordDir`, absolute), or undefined when none is kept. */
   recordDir: string | undefined;
+  /** The recorder's container (`lockstep watch`, which writes the record), with `recordDir`. */
+  recorder: StartedTestContainer | undefined;
   /** Stop every container and network it started and close its connections; `[Symbol.asyncDispose]` does the same. */
   stop(): Promise<void>;
 }
@@ -494,6 +496,7 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
         },
       },
       recordDir,
+      recorder,
       stop: stopAll,
       [Symbol.asyncDispose]: stopAll,
     };

@@ -110,7 +110,7 @@ export function addRecordCommands(program: Command): void {
           ['paramsHash', r.paramsHash ?? '-'],
           ['retried attempts', String(retried.length)],
           ['process restarts', String(restarts.length)],
-          ['files', [...files, 'logs/'].join(', ')],
+          ['files', [...files, ...(existsSync(join(dir, 'logs')) ? ['logs/'] : [])].join(', ')],
         ])}\n${
           events.length > 0
             ? `latest events:\n${events
