@@ -290,6 +290,20 @@ describe('lockstep compose', () => {
     }
   });
 
+  it("lockstep watch (the ui service's command) checks its record and kill flags: exit 2 naming the flag", () => {
+    const base = ['watch', '--run', 'w', '--topology', 'tiny', '--nats', 'nats://127.0.0.1:1,nats://127.0.0.1:2', '--ui', '127.0.0.1:0'];
+    for (const [args, named] of [
+      [['--streams', '/tmp/s'], /--streams: give it with --record-dir or --runs-dir/],
+      [['--record-dir', '/tmp/r'], /--streams: give it with --record-dir or --runs-dir/],
+      [['--streams', '/tmp/s', '--record-dir', '/tmp/r', '--runs-dir', '/tmp/q'], /--record-dir and --runs-dir do not go together/],
+      [['--kill', 'shell'], /--kill: must be none or docker/],
+    ] as const) {
+      const r = cli([...base, ...args], { timeoutMs: 30_000 });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(named);
+    }
+  });
+
   it('a bad topology file exits 2 naming the field', () => {
     const d = tempDir();
     writeFileSync(join(d, 'bad.yaml'), 'name: bad\npods: 0\n');
