@@ -203,6 +203,7 @@ describe('lockstep compose', () => {
     expect(Object.entries(doc.networks).filter(([, n]) => n.internal !== true)).toEqual([['ui', {}]]);
     // only the status page joins the network that is not internal, and publishes its one port on the machine's loopback
     for (const [name, s] of Object.entries(doc.services)) if (name !== 'ui') expect(s.networks, name).not.toContain('ui');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's interpolation, written as such in the file
     expect(doc.services.ui.ports).toEqual(['127.0.0.1:${LOCKSTEP_UI_PORT:-7373}:7373']); // the port at `up` may be another
     expect(
       Object.entries(doc.services)
@@ -261,7 +262,9 @@ describe('lockstep compose', () => {
     };
     expect(doc.services.ui.ports).toEqual([`127.0.0.1:\${LOCKSTEP_UI_PORT:-${port}}:7373`]);
     // the images named by the environment when the file was written, unless the environment at `up` names others
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's interpolation, written as such in the file
     expect(doc.services['host-0-1'].image).toBe('${LOCKSTEP_IMAGE:-lockstep:mine}');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's interpolation, written as such in the file
     expect(doc.services['nats-0'].image).toBe('${LOCKSTEP_NATS_IMAGE:-lockstep-nats:mine}');
     // the record: each role writes its stream, the ui service records the run in the runs folder and can kill hosts
     expect(doc.services['host-0-1'].volumes).toContain('streams:/run/lockstep/streams');
