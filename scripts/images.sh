@@ -5,6 +5,9 @@
 #   lockstep-node:20      this machine's node and the libraries ldd lists (FROM scratch)
 #   lockstep-nats:2.9.10  Debian's nats-server on top of it (plus a Node TCP health check)
 #   lockstep:dev          the CLI's bundle (orchestrator/dist) and pino on top of it
+# The tags come from LOCKSTEP_IMAGE, LOCKSTEP_NATS_IMAGE and LOCKSTEP_NODE_IMAGE when set (checked; a bad one exits 2),
+# so that people sharing one Docker engine each build their own: the compose command, the container tests and the
+# testcontainers package read the same variables.
 # It builds the package first (node infra/build.mjs, when stale). With a registry, `BASE=node:20-bookworm-slim
 # scripts/images.sh` builds on the official image instead.
 set -euo pipefail

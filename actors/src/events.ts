@@ -1,3 +1,4 @@
+import { createWriteStream } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Writable } from 'node:stream';
 import type { InspectionEvent } from 'xstate';
@@ -27,6 +28,8 @@ import { totalRejections, type Rejections } from './rejects.ts';
  */
 export interface EventSink {
   emit(e: RunEvent): void;
+  /** Any other JSON line (a client's stdout lines, copied to its stream file in a container). */
+  line(o: object): void;
   /** Hand over what is queued (at most `timeoutMs`), then close the pipe. */
   close(timeoutMs?: number): Promise<void>;
   /** Events dropped because too much was queued. */
@@ -37,14 +40,28 @@ export interface EventSink {
 export const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 
 const EventsFdEnv = z.object({ LOCKSTEP_EVENTS_FD: z.coerce.number().int().min(3).max(1023).optional() });
+const StreamFileEnv = z.object({
+  LOCKSTEP_STREAM_FILE: z
+    .string()
+    .max(4096)
+    .regex(/^\/.*\.jsonl$/, 'must be an absolute path ending in .jsonl')
+    .optional(),
+});
 
-/** The sink LOCKSTEP_EVENTS_FD names, or undefined (no launcher reads events: a container, a test). Throws on a bad value. */
+/**
+ * The sink LOCKSTEP_EVENTS_FD names (a pipe the launcher reads), else the file LOCKSTEP_STREAM_FILE names (appended
+ * to: in a container, where a recorder in another container reads it, `lockstep watch --streams`), or undefined
+ * (nobody reads events: a test). Throws on a bad value.
+ */
 export function eventSinkFromEnv(env: NodeJS.ProcessEnv = process.env): EventSink | undefined {
   const r = EventsFdEnv.safeParse({ LOCKSTEP_EVENTS_FD: env.LOCKSTEP_EVENTS_FD || undefined });
   if (!r.success) throw new Error('LOCKSTEP_EVENTS_FD: must be a file descriptor number (3-1023)');
   const fd = r.data.LOCKSTEP_EVENTS_FD;
-  if (fd === undefined) return undefined;
-  return socketSink(new Socket({ fd, readable: false, writable: true }));
+  if (fd !== undefined) return socketSink(new Socket({ fd, readable: false, writable: true }));
+  const f = StreamFileEnv.safeParse({ LOCKSTEP_STREAM_FILE: env.LOCKSTEP_STREAM_FILE || undefined });
+  if (!f.success) throw new Error('LOCKSTEP_STREAM_FILE: must be an absolute path ending in .jsonl');
+  const file = f.data.LOCKSTEP_STREAM_FILE;
+  return file === undefined ? undefined : socketSink(createWriteStream(file, { flags: 'a' }));
 }
 
 /** A sink writing JSON lines to `out` without blocking. */
@@ -60,16 +77,18 @@ export function socketSink(out: Writable): EventSink {
     if (batch.length > 0 && !broken) out.write(batch);
     batch = '';
   };
+  const emit = (e: object) => {
+    if (broken) return;
+    if (out.writableLength + batch.length > MAX_QUEUED_BYTES) {
+      dropped++;
+      return;
+    }
+    if (batch.length === 0) setImmediate(flush);
+    batch += `${JSON.stringify(e)}\n`;
+  };
   return {
-    emit: (e) => {
-      if (broken) return;
-      if (out.writableLength + batch.length > MAX_QUEUED_BYTES) {
-        dropped++;
-        return;
-      }
-      if (batch.length === 0) setImmediate(flush);
-      batch += `${JSON.stringify(e)}\n`;
-    },
+    emit,
+    line: emit,
     close: (timeoutMs = 2000) =>
       new Promise<void>((resolve) => {
         flush();

@@ -223,21 +223,24 @@ describe('@lockstep/testcontainers, packed and installed into an empty project',
   }, 180_000);
 
   describe.skipIf(!engine.ok && !requireDocker)('with a container engine', () => {
-    const tags = { image: 'lockstep:pkgtest', natsImage: 'lockstep-nats:pkgtest' };
+    // tags of this run's own (runs on one engine, by other people too, must not meet), removed after
+    const tags = { image: `lockstep:pkgtest-${process.pid}`, natsImage: `lockstep-nats:pkgtest-${process.pid}` };
+    const nodeImage = `lockstep-node:pkgtest-${process.pid}`;
     afterAll(() => {
-      spawnSync('docker', ['rmi', '-f', tags.image, tags.natsImage], { stdio: 'ignore', timeout: 60_000 });
+      spawnSync('docker', ['rmi', '-f', tags.image, tags.natsImage, nodeImage], { stdio: 'ignore', timeout: 60_000 });
     }, 120_000);
 
     it('builds the images from the package (lockstep-images, no registry) and runs a tiny cluster from plain Node: a host killed by its scenario name heals, the run equals the reference, and disposing removes every container', () => {
       expect(engine.ok, `no container engine: ${engine.ok ? '' : engine.reason}`).toBe(true);
       const images = run(
         process.execPath,
-        [join('node_modules', '.bin', 'lockstep-images'), '--image', tags.image, '--nats-image', tags.natsImage],
+        [join('node_modules', '.bin', 'lockstep-images'), '--image', tags.image, '--nats-image', tags.natsImage, '--node-image', nodeImage],
         project,
         300_000,
       );
       expect(images.code, images.stderr).toBe(0);
       expect(images.stdout).toContain(`lockstep-images: built ${tags.image}`);
+      expect(images.stdout).toContain(`lockstep-images: built ${nodeImage}`);
 
       const steps = 20;
       writeFileSync(

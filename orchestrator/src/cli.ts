@@ -21,7 +21,9 @@ import {
   scheduleProblems,
   type ModeledRun,
 } from '@lockstep/topology';
-import { writeCompose } from './compose.ts';
+import { COMPOSE_UI_PORT, writeCompose } from './compose.ts';
+import { freePort } from './ports.ts';
+import { DEFAULT_IMAGE, DEFAULT_NATS_IMAGE, ImageRef, imageDefaults } from '@lockstep/infra';
 import {
   actorsOf,
   createLogger,
@@ -48,9 +50,10 @@ import { benchMarkdown, runBench, writeBench } from './bench.ts';
 import { chaosRunId, chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
 import { clientRole, hostRole, natsAuth, parseFlags, podRole } from './roles.ts';
 import { watchRun } from './ui/watch.ts';
+import { ContainerKiller } from './ui/containerkill.ts';
 import { errorJson } from './record/outcome.ts';
 import { addRecordCommands } from './record/commands.ts';
-import { DEFAULT_RUNS_DIR, runsDir } from './record/runs.ts';
+import { DEFAULT_RUNS_DIR, pointLatestAt, runsDir } from './record/runs.ts';
 import { envOf, StepsFlag, version } from './flags.ts';
 import { addCostModelCommand } from './costmodel.ts';
 
@@ -97,6 +100,10 @@ const WatchFlags = z.object({
   topology: z.string().min(1),
   steps: StepsFlag,
   ui: UiAddress,
+  streams: z.string().min(1).max(4096).optional(),
+  recordDir: z.string().min(1).max(4096).optional(),
+  runsDir: z.string().min(1).max(4096).optional(),
+  kill: z.enum(['none', 'docker'], { error: 'must be none or docker' }).default('none'),
 });
 
 /** A whole number written as decimal digits (not "", "0x10" or "1e3"), within [min, max]. */
@@ -441,14 +448,39 @@ export function buildProgram(): Command {
     .addOption(topologyOpt())
     .addOption(stepsOpt())
     .option('--ui <host:port>', 'where to serve the page', DEFAULT_UI)
+    .option('--streams <dir>', "the processes' stream files (LOCKSTEP_STREAM_FILE): record the run from them")
+    .option(
+      '--record-dir <dir>',
+      'with --streams: the run directory to write the record in (summary.json, steps.jsonl, events.jsonl, trace.json)',
+    )
+    .option('--runs-dir <dir>', 'with --streams: a runs folder; the record goes in <run>-<UTC time>/ there, and latest points at it')
+    .option(
+      '--kill <how>',
+      "the page's kill buttons: none, or docker (a host's compose container killed and started again; needs the engine's socket)",
+      'none',
+    )
     .action(async (raw) => {
       const f = parseFlags(WatchFlags, raw);
       const t = loadTopology(f.topology);
       if (f.nats.length !== t.pods)
         throw new UsageError(`--nats: ${f.nats.length} servers for ${t.pods} pods; give each pod's, pod 0 first`);
+      if ((f.recordDir !== undefined || f.runsDir !== undefined) !== (f.streams !== undefined))
+        throw new UsageError('--streams: give it with --record-dir or --runs-dir (the stream files, and where the record goes)');
+      if (f.recordDir !== undefined && f.runsDir !== undefined) throw new UsageError('--record-dir and --runs-dir do not go together');
       const log = createLogger('warn', { role: 'watch' });
       const auth = natsAuth();
+      let runDir = f.recordDir;
+      if (f.runsDir !== undefined) {
+        const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
+        runDir = join(f.runsDir, `${f.run}-${stamp}`);
+        mkdirSync(runDir, { recursive: true, mode: 0o700 });
+        pointLatestAt(f.runsDir, runDir);
+      }
+      const killer = f.kill === 'docker' ? new ContainerKiller(t) : undefined;
       const page = await watchRun({
+        ...(runDir !== undefined && f.streams !== undefined ? { record: { runDir, streams: f.streams } } : {}),
+        ...(killer ? { kill: (target: string) => killer.inject(target) } : {}),
+        onRecorded: (dir) => process.stderr.write(`run record closed: ${dir}\n`),
         ...f.ui,
         topology: t,
         runId: f.run,
@@ -561,22 +593,42 @@ export function buildProgram(): Command {
     .addOption(stepsOpt())
     .option('--out <file>', 'the compose file to write', 'infra/compose/<topology>.yaml')
     .option('--run <id>', 'run id', 'compose')
-    .option('--image <name>', 'the lockstep image', 'lockstep:dev')
-    .option('--nats-image <name>', 'the nats-server image', 'lockstep-nats:2.9.10')
+    .option('--image <name>', `the lockstep image; default LOCKSTEP_IMAGE, else ${DEFAULT_IMAGE} (at \`up\`, LOCKSTEP_IMAGE overrides it)`)
+    .option(
+      '--nats-image <name>',
+      `the nats-server image; default LOCKSTEP_NATS_IMAGE, else ${DEFAULT_NATS_IMAGE} (at \`up\`, LOCKSTEP_NATS_IMAGE overrides it)`,
+    )
+    .option(
+      '--ui-port <port>',
+      `the status page's port on the machine's loopback, 1-65535; 0 picks a free one now (at \`up\`, LOCKSTEP_UI_PORT overrides it)`,
+      String(COMPOSE_UI_PORT),
+    )
+    .option(
+      '--runs-dir <dir>',
+      "the runs folder the run's record goes in (bind-mounted into the ui service); default the runs folder (LOCKSTEP_RUNS_DIR, .lockstep/runs)",
+    )
+    .option('--no-record', 'leave no record (no runs folder mounted)')
+    .option('--no-kill', "no kill buttons on the status page (the engine's socket is not mounted into the ui service)")
     .action(async (raw) => {
+      const images = imageDefaults(); // LOCKSTEP_IMAGE, LOCKSTEP_NATS_IMAGE (a bad one is refused, named)
       const f = parseFlags(
         z.object({
           topology: z.string().min(1),
           steps: StepsFlag,
           out: z.string().min(1),
           run: RunId,
-          image: z.string().min(1),
-          natsImage: z.string().min(1),
+          image: ImageRef.default(images.image),
+          natsImage: ImageRef.default(images.natsImage),
+          uiPort: count(0, 65535),
+          runsDir: z.string().min(1).max(4096).optional(),
+          record: z.boolean().default(true),
+          kill: z.boolean().default(true),
         }),
         raw,
       );
       const t = loadTopology(f.topology);
       const out = f.out.replace('<topology>', t.name);
+      const uiPort = f.uiPort === 0 ? await freePort() : f.uiPort;
       const files = writeCompose(out, {
         topology: t,
         preset: isPresetName(f.topology) ? f.topology : undefined,
@@ -584,8 +636,12 @@ export function buildProgram(): Command {
         runId: f.run,
         image: f.image,
         natsImage: f.natsImage,
+        uiPort,
+        runsDir: f.record ? (f.runsDir ?? runsDir()) : undefined,
+        kill: f.kill,
       });
       process.stdout.write(`${files.join('\n')}\n`);
+      process.stderr.write(`status page at http://127.0.0.1:${uiPort}/ (once the file is up)\n`);
     });
 
   program

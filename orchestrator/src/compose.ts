@@ -1,5 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import {
@@ -53,8 +53,15 @@ export interface ComposeOptions {
   image: string;
   natsImage: string;
   credentials: Credentials;
-  /** The status page's port, published on the machine's loopback only (default 7373). */
+  /** The status page's port, published on the machine's loopback only (default 7373; LOCKSTEP_UI_PORT at `up` overrides it). */
   uiPort?: number;
+  /**
+   * The runs folder the `ui` service records the run in (`<run>-<UTC time>/`, and `latest`), relative to the compose
+   * file (bind-mounted). Without, the run leaves no record.
+   */
+  runsDir?: string;
+  /** The `ui` service's kill buttons: the engine's socket is mounted into it so it can kill and start a host's container (default true). */
+  kill?: boolean;
   /**
    * The checkout to build the images from, relative to the compose file: every service gets a `build:` section
    * (infra/docker/Dockerfile, infra/docker/nats.Dockerfile), so `up --build` builds them where a registry is
@@ -69,6 +76,13 @@ export const COMPOSE_UI_PORT = 7373;
 const CONF = '/etc/lockstep/nats.conf';
 const TOPOLOGY_FILE = '/etc/lockstep/topology.json';
 const EXIT_DELAY_MS = 10_000;
+/** Where the role containers write their stream files (a volume the `ui` service reads) and where it records the run. */
+const STREAMS = '/run/lockstep/streams';
+const RUNS = '/run/lockstep/runs';
+const DOCKER_SOCKET = '/var/run/docker.sock';
+
+/** `${NAME:-value}`: the environment at `up` may override what the file was written with (docker compose and docker-compose 1.29 both read it). */
+const fromEnv = (name: string, value: string | number) => `\${${name}:-${value}}`;
 
 export function composeFile(o: ComposeOptions, confDir: string): { yaml: string; files: Record<string, string> } {
   const t = o.topology;
@@ -81,6 +95,7 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   });
   const files: Record<string, string> = {};
   const services: Record<string, unknown> = {};
+  const record = o.runsDir !== undefined && o.credentials.observer !== undefined;
   const topologyMount = o.preset ? [] : [`./${confDir}/topology.json:${TOPOLOGY_FILE}:ro`];
   if (!o.preset) files['topology.json'] = `${JSON.stringify(t, null, 2)}\n`;
 
@@ -88,7 +103,7 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   for (const s of plan.servers) {
     files[`${s.name}.conf`] = s.config;
     services[containerName(s.name)] = {
-      image: o.natsImage,
+      image: fromEnv('LOCKSTEP_NATS_IMAGE', o.natsImage),
       ...(o.buildContext !== undefined ? { build: { context: o.buildContext, dockerfile: 'infra/docker/nats.Dockerfile' } } : {}),
       command: ['-c', CONF],
       volumes: [`./${confDir}/${s.name}.conf:${CONF}:ro`, ...(s.role === 'runlog' ? ['runlog:/data'] : [])],
@@ -106,7 +121,7 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   // the role processes: each waits for the servers it connects to
   for (const p of plan.processes) {
     services[containerName(p.name)] = {
-      image: o.image,
+      image: fromEnv('LOCKSTEP_IMAGE', o.image),
       ...(o.buildContext !== undefined ? { build: { context: o.buildContext, dockerfile: 'infra/docker/Dockerfile' } } : {}),
       command: p.args,
       environment: {
@@ -115,10 +130,14 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
         // pods and hosts outlive the client, so `up --exit-code-from client` ends on the client's exit, with its code;
         // in a container there is no launcher to print the summary: the client prints its table
         ...(p.role === 'client' ? { LOCKSTEP_SUMMARY: 'table' } : { LOCKSTEP_EXIT_DELAY_MS: String(EXIT_DELAY_MS) }),
+        // its run events (and the client's lines) for the ui service's record of the run
+        ...(record ? { LOCKSTEP_STREAM_FILE: `${STREAMS}/${p.name}.jsonl` } : {}),
       },
       networks: p.networks,
       depends_on: Object.fromEntries(p.servers.map((s) => [containerName(s), { condition: 'service_healthy' }])),
-      ...(p.checkpoints || topologyMount.length ? { volumes: [...topologyMount, ...(p.checkpoints ? ['checkpoints:/ckpt'] : [])] } : {}),
+      ...(p.checkpoints || topologyMount.length || record
+        ? { volumes: [...topologyMount, ...(p.checkpoints ? ['checkpoints:/ckpt'] : []), ...(record ? [`streams:${STREAMS}`] : [])] }
+        : {}),
       restart: 'on-failure',
     };
   }
@@ -130,8 +149,9 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   if (observer) {
     const pods = plan.servers.filter((x) => x.role === 'pod').sort((a, b) => (a.pod ?? 0) - (b.pod ?? 0));
     const port = o.uiPort ?? COMPOSE_UI_PORT;
+    const kill = o.kill ?? true;
     services.ui = {
-      image: o.image,
+      image: fromEnv('LOCKSTEP_IMAGE', o.image),
       ...(o.buildContext !== undefined ? { build: { context: o.buildContext, dockerfile: 'infra/docker/Dockerfile' } } : {}),
       command: [
         'watch',
@@ -145,23 +165,37 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
         pods.map((x) => x.url).join(','),
         ...(pods[0]?.monitor ? ['--monitor', pods[0].monitor] : []),
         '--ui',
-        `0.0.0.0:${port}`,
+        `0.0.0.0:${COMPOSE_UI_PORT}`,
+        ...(record ? ['--streams', STREAMS, '--runs-dir', RUNS] : []),
+        ...(kill ? ['--kill', 'docker'] : []),
       ],
       environment: { LOCKSTEP_NATS_USER: observer.user, LOCKSTEP_NATS_PASS: observer.password },
       networks: ['ctl', 'ui'],
-      ports: [`127.0.0.1:${port}:${port}`],
+      // inside its container it always listens on 7373; the machine's port is the file's, or LOCKSTEP_UI_PORT's at `up`
+      ports: [`127.0.0.1:${fromEnv('LOCKSTEP_UI_PORT', port)}:${COMPOSE_UI_PORT}`],
       depends_on: Object.fromEntries(pods.map((x) => [containerName(x.name), { condition: 'service_healthy' }])),
-      ...(topologyMount.length ? { volumes: topologyMount } : {}),
+      ...(topologyMount.length || record || kill
+        ? {
+            volumes: [
+              ...topologyMount,
+              ...(record ? [`streams:${STREAMS}:ro`, `${o.runsDir}:${RUNS}`] : []),
+              // the kill buttons: the engine's API, to kill and start a host's container of this project
+              ...(kill ? [`${DOCKER_SOCKET}:${DOCKER_SOCKET}`] : []),
+            ],
+          }
+        : {}),
       restart: 'on-failure',
     };
     ui.ui = {};
   }
   const networks = { ...Object.fromEntries(plan.networks.map((n) => [n, { internal: true }])), ...ui };
-  const doc = { services, networks, volumes: { checkpoints: {}, runlog: {} } };
+  const doc = { services, networks, volumes: { checkpoints: {}, runlog: {}, ...(record ? { streams: {} } : {}) } };
   const header = [
     `# Generated by \`lockstep compose --topology ${o.preset ?? t.name} --steps ${o.steps}\`; edit the topology, not this file.`,
-    '# Images: scripts/images.sh builds them without a registry (README: containers).',
+    '# Images: scripts/images.sh builds them without a registry (README: containers); LOCKSTEP_IMAGE and LOCKSTEP_NATS_IMAGE at `up` choose others.',
+    `# Status page: http://127.0.0.1:${o.uiPort ?? COMPOSE_UI_PORT}/ (LOCKSTEP_UI_PORT at \`up\` moves it)${o.runsDir !== undefined ? `; the run's record goes in ${o.runsDir}/<run>-<time>/` : ''}.`,
     `# Run: docker compose -f <this file> up --exit-code-from client   (or docker-compose 1.29)`,
+    '# (that stops every container once any exits, a host killed from the status page too: scripts/compose-demo.sh runs it detached)',
     ...(o.buildContext !== undefined ? ['# With a registry, `up --build` builds the images from the checkout instead.'] : []),
     '',
   ].join('\n');
@@ -180,6 +214,8 @@ const CredentialsFile = Credentials.extend({ route: Login.optional() });
 /**
  * Write the compose file and its NATS configs (in a directory named after
  * it), every file owner-only (0600, the directory 0700): they hold passwords.
+ * `runsDir` here is a path from the working directory (made when missing);
+ * the file names it relative to itself.
  * The logins in that directory's credentials.json are kept when it exists (a
  * process without one gets a new one, and so does the route when it has
  * none); without the file, every login is new. They are written there.
@@ -193,7 +229,15 @@ export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials' 
   const credentials: Credentials = kept ? { ...kept, users: { ...fresh.users, ...kept.users } } : fresh;
   const root = checkout();
   const buildContext = root === undefined ? undefined : relative(dirname(resolve(out)), root) || '.';
-  const { yaml, files } = composeFile({ ...o, credentials, buildContext }, confDir);
+  // the runs folder, named relative to the file (as compose reads a bind mount: ./ or ../ first), made now so that
+  // the engine does not make it (as root) at `up`
+  let runsDir: string | undefined;
+  if (o.runsDir !== undefined) {
+    mkdirSync(o.runsDir, { recursive: true });
+    const rel = relative(dirname(resolve(out)), resolve(o.runsDir)) || '.';
+    runsDir = isAbsolute(rel) || rel.startsWith('.') ? rel : `./${rel}`;
+  }
+  const { yaml, files } = composeFile({ ...o, runsDir, credentials, buildContext }, confDir);
   privateDir(dir);
   writePrivate(credFile, `${JSON.stringify(credentials, null, 2)}\n`);
   writePrivate(out, yaml);

@@ -13,8 +13,9 @@ import {
   type EventSink,
   type LogLevel,
 } from '@lockstep/actors';
-import { existsSync, writeFileSync } from 'node:fs';
-import { RunId, describeIssues, failureReport, type CrashPoint, type Topology } from '@lockstep/topology';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { RunId, describeIssues, failureReport, toMicros, type CrashPoint, type Topology } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
 import { fmtLoss, table } from './progress.ts';
 import { loadTopology } from './load.ts';
@@ -106,15 +107,46 @@ export function natsAuth(): { user?: string; pass?: string } {
 }
 
 /**
- * Whether this process was started before in this container: with LOCKSTEP_RESTART_MARKER set (compose sets it), the
- * first start leaves that file, and a container restarted by its restart policy finds it and rejoins.
+ * How many times this process was started before in this container: with LOCKSTEP_RESTART_MARKER set (compose and
+ * the testcontainers helper set it), each start appends a line to that file, and a container restarted (by its
+ * restart policy, or by hand) finds it and rejoins. Read once; 0 without a marker.
  */
-function restartedContainer(): boolean {
+let earlierStarts: number | undefined;
+function containerRestarts(): number {
+  if (earlierStarts !== undefined) return earlierStarts;
   const marker = process.env.LOCKSTEP_RESTART_MARKER;
-  if (!marker) return false;
-  if (existsSync(marker)) return true;
-  writeFileSync(marker, `${process.pid}\n`);
-  return false;
+  if (!marker) {
+    earlierStarts = 0;
+    return 0;
+  }
+  earlierStarts = existsSync(marker)
+    ? readFileSync(marker, 'utf8')
+        .split('\n')
+        .filter((l) => l.length > 0).length
+    : 0;
+  appendFileSync(marker, `${process.pid}\n`);
+  return earlierStarts;
+}
+function restartedContainer(): boolean {
+  return containerRestarts() > 0;
+}
+
+/**
+ * In a container there is no launcher to see a process start and exit: with LOCKSTEP_STREAM_FILE (and no events
+ * pipe), the process records both itself in its stream (named after the file: `host-0-1.jsonl` is host-0-1), and
+ * the client copies its stdout lines there too, for the recorder (`lockstep watch --streams`).
+ */
+function streamed(sink: EventSink | undefined): { line(o: object): void; exited(code: number): void } {
+  const file = process.env.LOCKSTEP_EVENTS_FD ? undefined : process.env.LOCKSTEP_STREAM_FILE;
+  if (!sink || !file) return { line: () => {}, exited: () => {} };
+  const actor = basename(file, '.jsonl');
+  const at = () => toMicros(performance.timeOrigin + performance.now());
+  sink.emit({ kind: 'start', actor, at: at(), pid: process.pid, restart: containerRestarts() });
+  return {
+    line: (o) => sink.line(o),
+    exited: (code) =>
+      sink.emit({ kind: 'exit', actor, at: at(), exit: `code ${code}`, restart: null, expected: code === 0, pid: process.pid }),
+  };
 }
 
 function onSignals(stop: () => void) {
@@ -160,6 +192,7 @@ export async function podRole(raw: unknown): Promise<number> {
   const delay = exitDelayMs();
   const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
   const sink = events();
+  const stream = streamed(sink);
   const pod = runPod({
     nc,
     topology: t,
@@ -178,6 +211,7 @@ export async function podRole(raw: unknown): Promise<number> {
   onSignals(exit);
   await pod.done;
   await nc.drain();
+  stream.exited(0);
   await sink?.close();
   await linger(delay, log);
   return 0;
@@ -203,6 +237,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   // hosts of one process hand each other their messages in memory (one bus for the process)
   const local = hosts.length > 1 ? new LocalBus() : undefined;
   const sink = events();
+  const stream = streamed(sink);
   const runs = hosts.map((host) =>
     runHost({
       nc,
@@ -227,6 +262,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   onSignals(exit);
   await Promise.all(runs.map((r) => r.done));
   await nc.drain();
+  stream.exited(0);
   await sink?.close();
   await linger(delay, log);
   return 0;
@@ -258,12 +294,16 @@ export async function clientRole(raw: unknown): Promise<number> {
   if (last && !f.resume)
     throw new UsageError(`run ${f.run} already has ${last.step + 1} committed steps in its run log; resume it (--resume) instead`);
   if (f.resume) log.warn({ lastLogged: last ?? null }, 'client restarted: resuming from the run log');
-  const print = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
+  const sink = events();
+  const stream = streamed(sink);
+  const print = (o: object) => {
+    process.stdout.write(`${JSON.stringify(o)}\n`);
+    stream.line(o);
+  };
   onSignals(() => void nc.close().finally(() => process.exit(1)));
   watchParent(() => void nc.close().finally(() => process.exit(1)));
   let identical = true;
   let started = 0;
-  const sink = events();
   const out = await runClient({
     nc,
     topology: t,
@@ -306,8 +346,10 @@ export async function clientRole(raw: unknown): Promise<number> {
     logged: ((await runLog.last())?.step ?? -1) + 1,
     restores: out.restores,
   };
+  stream.exited(out.failure ? 1 : 0);
+  stream.line(summary); // in a container the recorder reads the summary from the stream, whose end comes next
   await sink?.close(); // its events before the summary: the launcher records the run's end on it
-  print(summary);
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
   // in a container there is no launcher to print the table: LOCKSTEP_SUMMARY=table prints it on stderr
   if (process.env.LOCKSTEP_SUMMARY === 'table') process.stderr.write(summaryTable(t, summary));
   await nc.drain();

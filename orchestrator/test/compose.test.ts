@@ -44,14 +44,25 @@ describe('lockstep compose', () => {
     // the committed passwords are kept: lockstep compose reuses the directory's credentials.json
     mkdirSync(join(d, 'demo'));
     copyFileSync(join(root, 'infra', 'compose', 'demo', 'credentials.json'), join(d, 'demo', 'credentials.json'));
-    const r = cli(['compose', '--topology', 'demo', '--steps', '100', '--run', 'demo', '--out', out]);
+    // the checkout's runs folder, as when written from the checkout's root (the file names it relative to itself)
+    const r = cli(
+      ['compose', '--topology', 'demo', '--steps', '100', '--run', 'demo', '--out', out, '--runs-dir', join(root, '.lockstep', 'runs')],
+      {
+        env: { LOCKSTEP_IMAGE: '', LOCKSTEP_NATS_IMAGE: '' },
+      },
+    );
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('status page at http://127.0.0.1:7373/');
     // every service builds from the checkout, named relative to the file: from the temporary directory, another path to the same place
     const written = readFileSync(out, 'utf8');
     const contexts = [...written.matchAll(/^ {6}context: (.+)$/gm)].map((m) => m[1]);
     expect(contexts.length).toBe(3 + 2 + 8 + 1 + 1); // servers, pod schedulers, host processes (demo: 2 pods x 4), the client, the status page
     for (const c of contexts) expect(resolve(d, c)).toBe(root);
-    expect(written.replaceAll(`context: ${contexts[0]}`, 'context: ../..')).toBe(readFileSync(committed, 'utf8'));
+    const runs = /^ {6}- (\S+):\/run\/lockstep\/runs$/m.exec(written)?.[1];
+    expect(resolve(d, runs!)).toBe(join(root, '.lockstep', 'runs'));
+    expect(written.replaceAll(`context: ${contexts[0]}`, 'context: ../..').replaceAll(runs!, '../../.lockstep/runs')).toBe(
+      readFileSync(committed, 'utf8'),
+    );
     for (const f of ['nats-0.conf', 'nats-1.conf', 'nats-log.conf', 'credentials.json'])
       expect(readFileSync(join(d, 'demo', f), 'utf8')).toBe(readFileSync(join(root, 'infra', 'compose', 'demo', f), 'utf8'));
   });
@@ -192,7 +203,8 @@ describe('lockstep compose', () => {
     expect(Object.entries(doc.networks).filter(([, n]) => n.internal !== true)).toEqual([['ui', {}]]);
     // only the status page joins the network that is not internal, and publishes its one port on the machine's loopback
     for (const [name, s] of Object.entries(doc.services)) if (name !== 'ui') expect(s.networks, name).not.toContain('ui');
-    expect(doc.services.ui.ports).toEqual(['127.0.0.1:7373:7373']);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's interpolation, written as such in the file
+    expect(doc.services.ui.ports).toEqual(['127.0.0.1:${LOCKSTEP_UI_PORT:-7373}:7373']); // the port at `up` may be another
     expect(
       Object.entries(doc.services)
         .filter(([, s]) => s.ports !== undefined)
@@ -233,6 +245,66 @@ describe('lockstep compose', () => {
     expect(doc.services['host-2-1'].command).toEqual(expect.arrayContaining(['--topology', '/etc/lockstep/topology.json']));
     expect(doc.services['host-2-1'].volumes).toContain('./three/topology.json:/etc/lockstep/topology.json:ro');
     expect(JSON.parse(readFileSync(join(d, 'three.yaml.out', 'three', 'topology.json'), 'utf8')).pods).toBe(3);
+  });
+
+  it('--ui-port picks the published port (0: a free one, printed); images and port can be chosen at `up`; bad values exit 2 naming the flag', () => {
+    const d = tempDir();
+    const out = join(d, 'c.yaml');
+    const r = cli(['compose', '--topology', 'tiny', '--out', out, '--ui-port', '0', '--runs-dir', join(d, 'runs')], {
+      env: { LOCKSTEP_IMAGE: 'lockstep:mine', LOCKSTEP_NATS_IMAGE: 'lockstep-nats:mine' },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const port = Number(/status page at http:\/\/127\.0\.0\.1:(\d+)\/ /.exec(r.stderr)?.[1]);
+    expect(port).toBeGreaterThan(0);
+    expect(port).not.toBe(7373);
+    const doc = parse(readFileSync(out, 'utf8')) as {
+      services: Record<string, { image: string; ports?: string[]; volumes?: string[]; command: string[] }>;
+    };
+    expect(doc.services.ui.ports).toEqual([`127.0.0.1:\${LOCKSTEP_UI_PORT:-${port}}:7373`]);
+    // the images named by the environment when the file was written, unless the environment at `up` names others
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's interpolation, written as such in the file
+    expect(doc.services['host-0-1'].image).toBe('${LOCKSTEP_IMAGE:-lockstep:mine}');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's interpolation, written as such in the file
+    expect(doc.services['nats-0'].image).toBe('${LOCKSTEP_NATS_IMAGE:-lockstep-nats:mine}');
+    // the record: each role writes its stream, the ui service records the run in the runs folder and can kill hosts
+    expect(doc.services['host-0-1'].volumes).toContain('streams:/run/lockstep/streams');
+    expect(doc.services.ui.volumes).toEqual([
+      'streams:/run/lockstep/streams:ro',
+      './runs:/run/lockstep/runs',
+      '/var/run/docker.sock:/var/run/docker.sock',
+    ]);
+    expect(doc.services.ui.command).toEqual(
+      expect.arrayContaining(['--streams', '/run/lockstep/streams', '--runs-dir', '/run/lockstep/runs', '--kill', 'docker']),
+    );
+    const bare = cli(['compose', '--topology', 'tiny', '--out', out, '--no-record', '--no-kill']);
+    expect(bare.code, bare.stderr).toBe(0);
+    const plain = parse(readFileSync(out, 'utf8')) as { services: Record<string, { volumes?: string[]; command: string[] }> };
+    expect(plain.services.ui.volumes).toBeUndefined();
+    expect(plain.services.ui.command).not.toContain('--kill');
+    for (const [args, env, named] of [
+      [['--ui-port', '70000'], {}, /--ui-port: must be <= 65535/],
+      [['--ui-port', 'x'], {}, /--ui-port: must be a whole number/],
+      [['--image', 'Not An Image'], {}, /--image: must be an image reference/],
+      [[], { LOCKSTEP_NATS_IMAGE: 'bad image' }, /LOCKSTEP_NATS_IMAGE: must be an image reference/],
+    ] as const) {
+      const bad = cli(['compose', '--topology', 'tiny', '--out', out, ...args], { env });
+      expect(bad.code, bad.stderr).toBe(2);
+      expect(bad.stderr).toMatch(named);
+    }
+  });
+
+  it("lockstep watch (the ui service's command) checks its record and kill flags: exit 2 naming the flag", () => {
+    const base = ['watch', '--run', 'w', '--topology', 'tiny', '--nats', 'nats://127.0.0.1:1,nats://127.0.0.1:2', '--ui', '127.0.0.1:0'];
+    for (const [args, named] of [
+      [['--streams', '/tmp/s'], /--streams: give it with --record-dir or --runs-dir/],
+      [['--record-dir', '/tmp/r'], /--streams: give it with --record-dir or --runs-dir/],
+      [['--streams', '/tmp/s', '--record-dir', '/tmp/r', '--runs-dir', '/tmp/q'], /--record-dir and --runs-dir do not go together/],
+      [['--kill', 'shell'], /--kill: must be none or docker/],
+    ] as const) {
+      const r = cli([...base, ...args], { timeoutMs: 30_000 });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(named);
+    }
   });
 
   it('a bad topology file exits 2 naming the field', () => {

@@ -4,7 +4,9 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { containerEngine, startLockstepCluster, type StartedLockstepCluster as LockstepCluster } from '@lockstep/infra/testcontainers';
 import { decodeControl, decodeTensorChunk, isTensorFrame, parseTopology, preset, subjects } from '@lockstep/topology';
+import { imageDefaults } from '@lockstep/infra';
 import { runReference } from '../src/index.ts';
+import { freePort } from '../src/ports.ts';
 
 /**
  * The container suite: a lockstep cluster in containers (testcontainers), with container faults. Needs a Docker
@@ -14,12 +16,13 @@ import { runReference } from '../src/index.ts';
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 const requireDocker = process.env.LOCKSTEP_REQUIRE_DOCKER === '1';
 const engine = await containerEngine();
-const images =
-  engine.ok && spawnSync('docker', ['image', 'inspect', 'lockstep:dev', 'lockstep-nats:2.9.10'], { stdio: 'ignore' }).status === 0;
+// the tags LOCKSTEP_IMAGE and LOCKSTEP_NATS_IMAGE name (scripts/images.sh builds them), else lockstep:dev and lockstep-nats:2.9.10
+const tags = imageDefaults();
+const images = engine.ok && spawnSync('docker', ['image', 'inspect', tags.image, tags.natsImage], { stdio: 'ignore' }).status === 0;
 const ready = engine.ok && images;
 if (!ready && !requireDocker) {
   process.stderr.write(
-    `containers: skipped: ${engine.ok ? 'images lockstep:dev and lockstep-nats:2.9.10 are missing (run scripts/images.sh)' : `no container engine (${engine.reason})`}\n`,
+    `containers: skipped: ${engine.ok ? `images ${tags.image} and ${tags.natsImage} are missing (run scripts/images.sh)` : `no container engine (${engine.reason})`}\n`,
   );
 }
 
@@ -92,7 +95,7 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
   let c: LockstepCluster | undefined;
   beforeAll(() => {
     expect(engine.ok, `no container engine: ${engine.ok ? '' : engine.reason}`).toBe(true);
-    expect(images, 'images lockstep:dev and lockstep-nats:2.9.10 are missing: run scripts/images.sh').toBe(true);
+    expect(images, `images ${tags.image} and ${tags.natsImage} are missing: run scripts/images.sh`).toBe(true);
   });
   afterEach(async () => {
     await c?.stop();
@@ -259,13 +262,16 @@ describe.skipIf(!ready && !requireDocker)('lockstep in containers (testcontainer
     expectReference(await c.waitForClient());
   }, 300_000);
 
-  it('the committed compose demo trains to the end: the client exits 0 with the reference paramsHash', () => {
+  it('the committed compose demo trains to the end: the client exits 0 with the reference paramsHash', async () => {
     const root = join(import.meta.dirname, '..', '..');
-    const out = execFileSync('bash', [join(root, 'scripts', 'compose-demo.sh')], {
-      encoding: 'utf8',
-      env: { ...process.env, SKIP_IMAGES: '1' },
-      timeout: 600_000,
-    });
+    // a compose project and a status page port of this run's own: others may run the demo on the same engine
+    const env = {
+      ...process.env,
+      SKIP_IMAGES: '1',
+      COMPOSE_PROJECT_NAME: `lockstep-demo-${process.pid}`,
+      LOCKSTEP_UI_PORT: String(await freePort()),
+    };
+    const out = execFileSync('bash', [join(root, 'scripts', 'compose-demo.sh')], { encoding: 'utf8', env, timeout: 600_000 });
     expect(out).toMatch(/compose demo: client exited with code 0/);
     const demoRef = runReference(parseTopology(preset('demo')), 100).paramsHash;
     expect(out).toContain(`pod/0 paramsHash              ${demoRef}`);

@@ -40,9 +40,15 @@ export class LockstepCluster {
     return this;
   }
 
-  /** The role image and the nats-server image (default lockstep:dev and lockstep-nats:2.9.10, as `buildImages` tags them). */
+  /** The role image and the nats-server image (default $LOCKSTEP_IMAGE and $LOCKSTEP_NATS_IMAGE, else lockstep:dev and lockstep-nats:2.9.10, as `buildImages` tags them). */
   withImages(images: { image?: string; natsImage?: string }): this {
     this.options = { ...this.options, ...images };
+    return this;
+  }
+
+  /** Keep the run's record (summary.json, steps.jsonl, events.jsonl, trace.json) in `dir` on this machine, written as the run goes. */
+  withRecordDir(dir: string): this {
+    this.options.recordDir = dir;
     return this;
   }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { connect, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { GenericContainer, Network, Wait, getContainerRuntimeClient, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
 import { z } from 'zod';
@@ -17,7 +17,7 @@ import {
   type Topology,
 } from '@lockstep/topology';
 import { newCredentials, type Credentials, type Login } from '../nats/users.ts';
-import { DEFAULT_IMAGE, DEFAULT_NATS_IMAGE, ImageRef } from './images.ts';
+import { ImageRef, imageDefaults } from './images.ts';
 import { clusterIdentities, clusterPlan, containerName, identityOf, NATS_PORT, planEntry, type ClusterPlan } from '../plan.ts';
 
 /**
@@ -36,11 +36,18 @@ export const ClusterOptions = z
     steps: z.number().int().min(1, 'must be >= 1').max(1_000_000, 'must be <= 1000000'),
     /** The run's id: its NATS subjects are lockstep.<runId>.…; default `tc`. */
     runId: RunId.optional(),
-    /** The role image (default lockstep:dev) and the nats-server image (default lockstep-nats:2.9.10); see buildImages. */
+    /** The role image and the nats-server image (default $LOCKSTEP_IMAGE and $LOCKSTEP_NATS_IMAGE, else lockstep:dev and lockstep-nats:2.9.10); see buildImages. */
     image: ImageRef.optional(),
     natsImage: ImageRef.optional(),
     /** Start every container but the client; call startClient() (after subscribing, say). */
     holdClient: z.boolean().optional(),
+    /**
+     * A directory on this machine (made when missing) to keep the run's record in, as `lockstep train` leaves one:
+     * summary.json, steps.jsonl, events.jsonl, trace.json (and run.json, topology.json). A recorder container
+     * (`lockstep watch`, as the observer) writes it as the run goes, from the stream files the role containers append
+     * their run events to; the faults injected through the handle are recorded too. Without, no record is kept.
+     */
+    recordDir: z.string().min(1).max(4096).optional(),
   })
   .strict();
 export type ClusterOptions = z.input<typeof ClusterOptions>;
@@ -105,6 +112,10 @@ export interface StartedLockstepCluster extends AsyncDisposable {
     disconnect(name: string, network: string): Promise<void>;
     connect(name: string, network: string): Promise<void>;
   };
+  /** Where the run's record goes (`recordDir`, absolute), or undefined when none is kept. */
+  recordDir: string | undefined;
+  /** The recorder's container (`lockstep watch`, which writes the record), with `recordDir`. */
+  recorder: StartedTestContainer | undefined;
   /** Stop every container and network it started and close its connections; `[Symbol.asyncDispose]` does the same. */
   stop(): Promise<void>;
 }
@@ -131,6 +142,11 @@ export interface ContainerSpec {
 const CONF = '/etc/lockstep/nats.conf';
 const TOPOLOGY_FILE = '/etc/lockstep/topology.json';
 const RESTART_MARKER = '/tmp/lockstep-started';
+/** Where role containers append their run events (a directory of this machine, bind-mounted) and where the recorder writes the record. */
+const STREAMS = '/run/lockstep/streams';
+const RECORD = '/run/lockstep/record';
+/** How long `waitForClient` waits for the recorder to finish the record after the client exits. */
+const RECORD_CLOSE_MS = 15_000;
 
 /**
  * The containers of a cluster plan (made with the `containers` placement), in
@@ -138,7 +154,10 @@ const RESTART_MARKER = '/tmp/lockstep-started';
  * processes and the client. With `topology`, its JSON goes into every role
  * container at the path the plan's processes were given.
  */
-export function clusterContainers(plan: ClusterPlan, o: { image: string; natsImage: string; topology?: Topology }): ContainerSpec[] {
+export function clusterContainers(
+  plan: ClusterPlan,
+  o: { image: string; natsImage: string; topology?: Topology; streams?: boolean },
+): ContainerSpec[] {
   const servers = plan.servers.map(
     (s): ContainerSpec => ({
       name: s.name,
@@ -162,7 +181,12 @@ export function clusterContainers(plan: ClusterPlan, o: { image: string; natsIma
       image: o.image,
       command: p.args,
       // a restarted container finds the marker of its first start and rejoins
-      env: { ...p.env, LOCKSTEP_RESTART_MARKER: RESTART_MARKER },
+      env: {
+        ...p.env,
+        LOCKSTEP_RESTART_MARKER: RESTART_MARKER,
+        // its run events (the client's lines too) for the recorder: host-0-0..1 writes host-0-0-to-1.jsonl
+        ...(o.streams ? { LOCKSTEP_STREAM_FILE: `${STREAMS}/${containerName(p.name)}.jsonl` } : {}),
+      },
       networks: p.networks,
       files: topologyFile,
       checkpoints: p.checkpoints,
@@ -209,8 +233,9 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
       ]);
     topology = preset(o.topology);
   } else topology = parseTopology(o.topology, 'startLockstepCluster topology');
-  const image = o.image ?? DEFAULT_IMAGE;
-  const natsImage = o.natsImage ?? DEFAULT_NATS_IMAGE;
+  const defaults = o.image && o.natsImage ? undefined : imageDefaults();
+  const image = o.image ?? defaults!.image;
+  const natsImage = o.natsImage ?? defaults!.natsImage;
   const runId = o.runId ?? 'tc';
   const credentials = {
     ...newCredentials(clusterIdentities(topology)),
@@ -224,7 +249,13 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
     observer: credentials.observer,
     place: { kind: 'containers' },
   });
-  const specs = clusterContainers(plan, { image, natsImage, topology: typeof o.topology === 'string' ? undefined : topology });
+  const recordDir = o.recordDir === undefined ? undefined : resolve(o.recordDir);
+  const specs = clusterContainers(plan, {
+    image,
+    natsImage,
+    topology: typeof o.topology === 'string' ? undefined : topology,
+    streams: recordDir !== undefined,
+  });
   const started: { stop: () => Promise<unknown> }[] = [];
   const network: Record<string, StartedNetwork> = {};
   const containers: Record<string, StartedTestContainer> = {};
@@ -235,15 +266,28 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
   let summary: ClientSummary['summary'];
   // stops each thing once, newest first, also when called again (stop() then dispose)
   let ckpt: string | undefined; // the checkpoint directory the hosts and the client share, removed with the containers
+  let streams: string | undefined; // the role containers' stream files, which the recorder reads; removed with them
+  let recorder: StartedTestContainer | undefined;
   const stopAll = async () => {
     for (const nc of connections.splice(0)) await nc.close().catch(() => {});
+    // the recorder first, with time to read the streams a last time and close the record (SIGTERM, then 10 s)
+    if (recorder) await recorder.stop({ timeout: 10_000 }).catch(() => {});
     for (const s of started.splice(0).reverse()) await s.stop().catch(() => {});
-    try {
-      if (ckpt) rmSync(ckpt, { recursive: true, force: true, maxRetries: 2 });
-    } catch {
-      // files the containers' root wrote, which a user who is not root may not remove: left in the temp directory
-    }
+    for (const d of [ckpt, streams])
+      try {
+        if (d) rmSync(d, { recursive: true, force: true, maxRetries: 2 });
+      } catch {
+        // files the containers' root wrote, which a user who is not root may not remove: left in the temp directory
+      }
     ckpt = undefined;
+    streams = undefined;
+  };
+  /** A fault injected through the handle, in the record (the recorder reads faults.jsonl with the processes' streams). */
+  const noteFault = (target: string, action: string) => {
+    if (!streams) return;
+    const at = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    const actor = /^[a-z][a-z0-9/-]{0,99}$/.test(target) ? target : 'testcontainers';
+    appendFileSync(join(streams, 'faults.jsonl'), `${JSON.stringify({ kind: 'fault', actor, at, action, detail: target })}\n`);
   };
   try {
     for (const n of plan.networks) {
@@ -252,6 +296,11 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
     }
     ckpt = mkdtempSync(join(tmpdir(), 'lockstep-tc-ckpt-'));
     chmodSync(ckpt, 0o777);
+    if (recordDir !== undefined) {
+      streams = mkdtempSync(join(tmpdir(), 'lockstep-tc-streams-'));
+      chmodSync(streams, 0o777);
+      mkdirSync(recordDir, { recursive: true });
+    }
     // each container starts on its first network and joins the others under the same alias
     const start = async (spec: ContainerSpec) => {
       const [first, ...rest] = spec.networks;
@@ -261,7 +310,11 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
         .withEnvironment(spec.env)
         .withCommand(spec.command);
       if (spec.files.length) g = g.withCopyContentToContainer(spec.files);
-      if (spec.checkpoints && ckpt) g = g.withBindMounts([{ source: ckpt, target: '/ckpt' }]);
+      const mounts = [
+        ...(spec.checkpoints && ckpt ? [{ source: ckpt, target: '/ckpt' }] : []),
+        ...(spec.kind === 'role' && streams ? [{ source: streams, target: STREAMS }] : []),
+      ];
+      if (mounts.length) g = g.withBindMounts(mounts);
       if (spec.exposed.length) g = g.withExposedPorts(...spec.exposed);
       if (spec.kind === 'server') g = g.withWaitStrategy(Wait.forLogMessage(/Server is ready/)).withStartupTimeout(60_000);
       const c = await g.start();
@@ -279,6 +332,44 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
     for (const spec of specs) if (spec !== clientSpec) await start(spec);
     const nats = plan.servers.filter((s) => s.role === 'pod').map((s) => containers[s.name]);
     const runLog = containers['nats-log'];
+    if (recordDir !== undefined && streams) {
+      // the recorder: `lockstep watch` as the observer, on the network that reaches every server, writing the record
+      const pods = plan.servers.filter((x) => x.role === 'pod').sort((a, b) => (a.pod ?? 0) - (b.pod ?? 0));
+      const topologyArg = typeof o.topology === 'string' ? o.topology : TOPOLOGY_FILE;
+      let g = new GenericContainer(image)
+        .withNetwork(network.ctl ?? network[plan.networks[0]])
+        .withNetworkAliases('recorder')
+        .withEnvironment({ LOCKSTEP_NATS_USER: credentials.observer.user, LOCKSTEP_NATS_PASS: credentials.observer.password })
+        .withCommand([
+          'watch',
+          '--run',
+          runId,
+          '--topology',
+          topologyArg,
+          '--steps',
+          String(o.steps),
+          '--nats',
+          pods.map((x) => x.url).join(','),
+          ...(pods[0]?.monitor ? ['--monitor', pods[0].monitor] : []),
+          '--ui',
+          '0.0.0.0:7373',
+          '--streams',
+          STREAMS,
+          '--record-dir',
+          RECORD,
+        ])
+        .withBindMounts([
+          { source: streams, target: STREAMS, mode: 'ro' },
+          { source: recordDir, target: RECORD },
+        ])
+        .withExposedPorts(7373)
+        .withWaitStrategy(Wait.forLogMessage(/status page at/))
+        .withStartupTimeout(60_000);
+      if (typeof o.topology !== 'string')
+        g = g.withCopyContentToContainer([{ content: `${JSON.stringify(topology, null, 2)}\n`, target: TOPOLOGY_FILE }]);
+      recorder = await g.start();
+      started.push(recorder);
+    }
 
     const startClient = async () => {
       if (containers.client) throw new Error('the client is already started');
@@ -366,20 +457,46 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
           StatusCode: number;
         };
         await new Promise((r) => setTimeout(r, 200)); // the last log lines
+        // the record is whole once the recorder wrote summary.json (it reads the client's summary from its stream)
+        if (recordDir !== undefined) {
+          const until = Date.now() + RECORD_CLOSE_MS;
+          while (!existsSync(join(recordDir, 'summary.json')) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+        }
         return { exitCode: waited.StatusCode, summary, steps: stepsSeen };
       },
       faults: {
-        kill: async (name) => void (await byName(name).kill({ signal: 'SIGKILL' })),
-        start: async (name) => void (await byName(name).start()),
-        pause: async (name) => void (await byName(name).pause()),
-        unpause: async (name) => void (await byName(name).unpause()),
-        restart: async (name) => void (await byName(name).restart({ t: 0 })),
-        disconnect: async (name, net) => netOf(net).disconnect({ Container: containerOf(name).c.getId(), Force: true }),
+        kill: async (name) => {
+          await byName(name).kill({ signal: 'SIGKILL' });
+          noteFault(name, 'kill');
+        },
+        start: async (name) => {
+          await byName(name).start();
+          noteFault(name, 'start');
+        },
+        pause: async (name) => {
+          await byName(name).pause();
+          noteFault(name, 'pause');
+        },
+        unpause: async (name) => {
+          await byName(name).unpause();
+          noteFault(name, 'unpause');
+        },
+        restart: async (name) => {
+          await byName(name).restart({ t: 0 });
+          noteFault(name, 'restart');
+        },
+        disconnect: async (name, net) => {
+          await netOf(net).disconnect({ Container: containerOf(name).c.getId(), Force: true });
+          noteFault(name, `disconnect ${net}`.slice(0, 40));
+        },
         connect: async (name, net) => {
           const { c, alias } = containerOf(name);
           await netOf(net).connect({ Container: c.getId(), EndpointConfig: { Aliases: [alias] } });
+          noteFault(name, `connect ${net}`.slice(0, 40));
         },
       },
+      recordDir,
+      recorder,
       stop: stopAll,
       [Symbol.asyncDispose]: stopAll,
     };

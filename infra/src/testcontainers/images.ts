@@ -6,26 +6,19 @@ import { fileURLToPath } from 'node:url';
 import { GenericContainer } from 'testcontainers';
 import { z } from 'zod';
 import { describeIssues, InvalidInput } from '@lockstep/topology';
+import { ImageRef, imageDefaults } from '../imagetags.ts';
 
-/** A Docker image reference (`lockstep:dev`, `node:20-bookworm-slim`). */
-export const ImageRef = z
-  .string()
-  .max(255)
-  .regex(/^[a-z0-9][a-z0-9._/:@-]*$/, 'must be an image reference such as lockstep:dev');
+export { DEFAULT_IMAGE, DEFAULT_NATS_IMAGE, ImageEnv, ImageRef, imageDefaults, LOCAL_NODE_BASE } from '../imagetags.ts';
 
-/** The images a cluster runs, as tagged by default: the role image and Debian's nats-server on the Node base. */
-export const DEFAULT_IMAGE = 'lockstep:dev';
-export const DEFAULT_NATS_IMAGE = 'lockstep-nats:2.9.10';
-/** The Node runtime base made from this machine's node when no `base` is given. */
-export const LOCAL_NODE_BASE = 'lockstep-node:20';
-
-/** What `buildImages` builds. Every field is optional. */
+/** What `buildImages` builds. Every field is optional; a missing tag comes from the environment (`imageDefaults`). */
 export const ImageOptions = z
   .object({
-    /** Tag of the role image (every `pod`, `host` and `client` container); default lockstep:dev. */
-    image: ImageRef.default(DEFAULT_IMAGE),
-    /** Tag of the nats-server image; default lockstep-nats:2.9.10. */
-    natsImage: ImageRef.default(DEFAULT_NATS_IMAGE),
+    /** Tag of the role image (every `pod`, `host` and `client` container); default $LOCKSTEP_IMAGE, else lockstep:dev. */
+    image: ImageRef.optional(),
+    /** Tag of the nats-server image; default $LOCKSTEP_NATS_IMAGE, else lockstep-nats:2.9.10. */
+    natsImage: ImageRef.optional(),
+    /** Tag of the Node base made from this machine's node (when no `base` is given); default $LOCKSTEP_NODE_IMAGE, else lockstep-node:20. */
+    nodeImage: ImageRef.optional(),
     /**
      * The Node 20 image both are built on. Default: lockstep-node:20, made here
      * from this machine's `node` and the libraries `ldd` lists (no registry
@@ -67,7 +60,7 @@ function which(cmd: string): string | undefined {
  * packages: @node-rs/crc32's `.node` links librt, which node does not) link against, at the same paths: enough to
  * run Node and those addons in a `FROM scratch` image.
  */
-function nodeRoot(into: string, modules: string): void {
+function nodeRoot(into: string, modules: string, tag: string): void {
   const node = process.execPath;
   const addons = existsSync(modules)
     ? (readdirSync(modules, { recursive: true }) as string[]).filter((f) => f.endsWith('.node')).map((f) => join(modules, f))
@@ -82,13 +75,9 @@ function nodeRoot(into: string, modules: string): void {
       [...execFileSync('ldd', [bin], { encoding: 'utf8', timeout: 10_000 }).matchAll(/(\/\S+)/g)].map((m) => m[1]),
     );
   } catch (cause) {
-    throw new ImageBuildFailed(
-      LOCAL_NODE_BASE,
-      `ldd ${node} failed (Linux only; pass base: 'node:20-bookworm-slim' where a registry is reachable)`,
-      {
-        cause,
-      },
-    );
+    throw new ImageBuildFailed(tag, `ldd ${node} failed (Linux only; pass base: 'node:20-bookworm-slim' where a registry is reachable)`, {
+      cause,
+    });
   }
   for (const lib of new Set(libs)) {
     mkdirSync(join(root, dirname(lib)), { recursive: true });
@@ -117,13 +106,15 @@ async function build(context: string, dockerfile: string, tag: string, args: Rec
  * Resolves to the tags built, in that order. Throws InvalidInput for a bad
  * option and ImageBuildFailed naming the image that failed.
  *
- *   await buildImages();                                   // lockstep-node:20, lockstep-nats:2.9.10, lockstep:dev
+ *   await buildImages();                                   // lockstep-node:20, lockstep-nats:2.9.10, lockstep:dev (or $LOCKSTEP_*_IMAGE)
  *   await buildImages({ base: 'node:20-bookworm-slim' });  // with a registry
  */
 export async function buildImages(options: ImageOptions = {}): Promise<string[]> {
   const parsed = ImageOptions.safeParse(options);
   if (!parsed.success) throw new InvalidInput('image options', describeIssues(parsed.error));
-  const o = parsed.data;
+  const env = imageDefaults();
+  const o = { ...parsed.data, image: parsed.data.image ?? env.image, natsImage: parsed.data.natsImage ?? env.natsImage };
+  const nodeImage = parsed.data.nodeImage ?? env.nodeImage;
   const context = o.context ?? packagedContext();
   for (const f of ['Dockerfile', 'nats.Dockerfile', 'healthcheck.js', 'app'])
     if (!existsSync(join(context, f)))
@@ -141,11 +132,11 @@ export async function buildImages(options: ImageOptions = {}): Promise<string[]>
   const work = mkdtempSync(join(tmpdir(), 'lockstep-images-'));
   try {
     const built: string[] = [];
-    const base = o.base ?? LOCAL_NODE_BASE;
+    const base = o.base ?? nodeImage;
     if (!o.base) {
       const dir = join(work, 'node');
       mkdirSync(dir);
-      nodeRoot(dir, join(context, 'app', 'modules'));
+      nodeRoot(dir, join(context, 'app', 'modules'), nodeImage);
       await build(dir, 'Dockerfile', base, {});
       built.push(base);
     }

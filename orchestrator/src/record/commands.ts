@@ -118,7 +118,7 @@ export function addRecordCommands(program: Command): void {
                 ],
               ] as [string, string][])
             : []),
-          ['files', [...files, 'logs/'].join(', ')],
+          ['files', [...files, ...(existsSync(join(dir, 'logs')) ? ['logs/'] : [])].join(', ')],
         ])}\n${
           events.length > 0
             ? `latest events:\n${events

@@ -61,8 +61,10 @@ export class LiveRun {
       topology: Topology;
       runId: string;
       steps: number;
-      /** The launcher's supervisor runs the processes (their starts, exits and restarts are heard) and can kill them. */
+      /** The processes' starts, exits and restarts are heard (a launcher's supervisor, or their streams in containers). */
       supervised: boolean;
+      /** The page's kill buttons work (default: `supervised`). */
+      killable?: boolean;
     },
   ) {
     const t = o.topology;
@@ -225,7 +227,12 @@ export class LiveRun {
       const got = new Set(this.slices.get(k)!.map((s) => `${s.actor} ${s.name}`));
       return hosts.every((h) => hostPhases.every((p) => got.has(`${h} ${p}`)));
     });
-    const key = complete ?? keys[0];
+    // else the newest attempt every host has a slice of (streams read a file at a time bring one host's newest first)
+    const everyHost = keys.find((k) => {
+      const got = new Set(this.slices.get(k)!.map((s) => s.actor));
+      return hosts.every((h) => got.has(h));
+    });
+    const key = complete ?? everyHost ?? keys[0];
     if (key === undefined) return null;
     const list = this.slices.get(key)!;
     const t0 = Math.min(...list.map((s) => s.at));
@@ -295,7 +302,7 @@ export class LiveRun {
       retries: [...this.retries],
       dcn: this.route ? { ...this.route.counters, bytesPerSecond: this.route.bytesPerSecond } : null,
       events: [...this.events],
-      canKill: this.o.supervised && (this.state === 'starting' || this.state === 'running'),
+      canKill: (this.o.killable ?? this.o.supervised) && (this.state === 'starting' || this.state === 'running'),
     };
   }
 }

@@ -77,7 +77,7 @@ export class StatusServer {
       live: LiveRun;
       metrics: RunMetrics;
       /** Kill the process that runs `target`; undefined when it is not running now. Throws UsageError for a target no process runs. */
-      kill: (target: string) => InjectedFault | undefined;
+      kill: (target: string) => InjectedFault | undefined | Promise<InjectedFault | undefined>;
       /** The hosts a kill may name. */
       targets: readonly string[];
     },
@@ -154,7 +154,7 @@ export class StatusServer {
     if (!this.o.targets.includes(r.data.target))
       return json(400, { error: `target: ${r.data.target} is not a host of this run (${this.o.targets.join(', ')})` });
     if (!this.o.live.status(Date.now()).canKill) return json(409, { error: 'the run is not running' });
-    const done = this.o.kill(r.data.target);
+    const done = await this.o.kill(r.data.target);
     if (!done) return json(409, { error: `${r.data.target}: its process is not running now (restarting?)` });
     return json(202, done);
   }
