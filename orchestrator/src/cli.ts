@@ -60,9 +60,9 @@ const TrainFlags = z.object({
   hostsPerProcess: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1').optional(),
   dispatchDepth: z.coerce
     .number({ error: 'must be a number' })
-    .int('must be a whole number')
     .min(1, 'must be >= 1')
     .max(8, 'must be <= 8')
+    .int('must be a whole number')
     .optional(),
   json: z.boolean().default(false),
   logLevel: z.enum(logLevels).default('info'),

@@ -10,9 +10,10 @@ import { z } from 'zod';
  */
 export const StepsFlag = z.coerce
   .number({ error: 'must be a number' })
-  .int('must be a whole number')
+  // the bounds first: a number past 2^53 (not a safe integer) is told it is too large, not that it is not whole
   .min(1, 'must be >= 1')
-  .max(1_000_000, 'must be <= 1000000');
+  .max(1_000_000, 'must be <= 1000000')
+  .int('must be a whole number');
 
 /** The environment variable of a common flag: topology -> LOCKSTEP_TOPOLOGY, logLevel -> LOCKSTEP_LOG_LEVEL. */
 export const envOf = (flag: 'topology' | 'steps' | 'model' | 'logLevel' | 'runDir' | 'natsServer'): string =>
