@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { makeDirs } from './private.ts';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -178,7 +179,7 @@ function checkSimFlags(cmd: Command, f: { seed?: number; schedule?: string; trac
 /** Make the output directory, or say why not. */
 function outDir(dir: string): string {
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
   } catch (err) {
     throw new UsageError(`--out: ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }

@@ -41,6 +41,28 @@ describe('the CLI people expect', () => {
     }
   });
 
+  it('a directory that cannot be made under /proc is exit 2 at once (Node recursive mkdir spins there for ever)', () => {
+    const cases: [string[], Record<string, string>, RegExp][] = [
+      [
+        ['train', '-t', 'tiny', '-s', '1'],
+        { LOCKSTEP_RUNS_DIR: '/proc/lockstep-nope' },
+        /run directory \/proc\/lockstep-nope\/r-[^:]+: cannot be made \(ENOENT\)/,
+      ],
+      [
+        ['train', '-t', 'tiny', '-s', '1', '--run-dir', '/proc/lockstep-nope/r'],
+        {},
+        /run directory \/proc\/lockstep-nope\/r: cannot be made \(ENOENT\)/,
+      ],
+      [['sim', '--seed', '1', '--trace', '--out', '/proc/lockstep-nope'], {}, /--out: \/proc\/lockstep-nope: ENOENT/],
+    ];
+    for (const [args, env, message] of cases) {
+      const r = cli(args, { cwd: tempDir(), env, timeoutMs: 20_000 });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    }
+  });
+
   it('LOCKSTEP_* environment variables set the common flags; a flag given wins', () => {
     const env = { LOCKSTEP_TOPOLOGY: 'tiny', LOCKSTEP_STEPS: '3' };
     const r = cli(['reference', '--json'], { env });
