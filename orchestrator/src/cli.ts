@@ -589,6 +589,8 @@ export function buildProgram(): Command {
     .action(async (file: string | undefined, raw, cmd: Command) => {
       if (raw.schema) return printJson(scenarioJsonSchema());
       if (!file && !raw.all) throw new UsageError('chaos: name a scenario file, or pass --all');
+      if (file && raw.all) throw new UsageError('chaos: a scenario file and --all do not go together');
+      if (!raw.all && cmd.getOptionValueSource('dir') === 'cli') throw new UsageError('chaos: --dir goes with --all');
       const { dispatchDepth } = parseFlags(z.object({ dispatchDepth: count(1, 8).optional() }), { dispatchDepth: raw.dispatchDepth });
       const files = raw.all ? scenarioFiles(raw.dir) : [file!];
       const scenarios = files.map(loadScenario);

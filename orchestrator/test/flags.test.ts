@@ -28,6 +28,9 @@ describe('the CLI people expect', () => {
       [['compose', '--steps', 'x'], /^lockstep: UsageError: --steps: must be a number\n$/],
       [['chaos', '--all', '--dir', 'nosuch'], /^lockstep: UsageError: --dir: cannot read nosuch \(ENOENT\)\n$/],
       [['train', '--bogus'], /^lockstep: UsageError: unknown option '--bogus'\n$/],
+      // --all ran every scenario and left the file named beside it unread; --dir without --all was ignored
+      [['chaos', '--all', 'x.yaml'], /^lockstep: UsageError: chaos: a scenario file and --all do not go together\n$/],
+      [['chaos', '--dir', 'elsewhere', 'x.yaml'], /^lockstep: UsageError: chaos: --dir goes with --all\n$/],
       // a number past 2^53 breaks two rules (a whole number, the bound): one line, the bound's
       [['train', '--steps', '99999999999999999999'], /^lockstep: UsageError: --steps: must be <= 1000000\n$/],
       [['train', '--dispatch-depth', '99999999999999999999'], /^lockstep: UsageError: --dispatch-depth: must be <= 8\n$/],
