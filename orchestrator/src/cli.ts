@@ -364,6 +364,15 @@ export function buildProgram(): Command {
     .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
       if (f.resume && f.overwrite) throw new UsageError('--resume and --overwrite do not go together');
+      if (f.resume)
+        for (const [key, flag] of [
+          ['topology', '--topology'],
+          ['model', '--model'],
+          ['hostsPerProcess', '--hosts-per-process'],
+          ['runDir', '--run-dir'],
+        ] as const)
+          if (cmd.getOptionValueSource(key) === 'cli')
+            throw new UsageError(`${flag}: does not go with --resume (a resumed run keeps its own)`);
       if (f.runDir !== undefined) checkRunDir(f.runDir);
       const prior = f.resume ? priorRun(f.resume) : undefined;
       if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;

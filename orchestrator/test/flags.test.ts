@@ -28,6 +28,15 @@ describe('the CLI people expect', () => {
       [['compose', '--steps', 'x'], /^lockstep: UsageError: --steps: must be a number\n$/],
       [['chaos', '--all', '--dir', 'nosuch'], /^lockstep: UsageError: --dir: cannot read nosuch \(ENOENT\)\n$/],
       [['train', '--bogus'], /^lockstep: UsageError: unknown option '--bogus'\n$/],
+      // a resumed run keeps its topology, model, process layout and directory: these were silently ignored
+      [
+        ['train', '--resume', 'r-x', '-t', 'tiny'],
+        /^lockstep: UsageError: --topology: does not go with --resume \(a resumed run keeps its own\)\n$/,
+      ],
+      [
+        ['train', '--resume', 'r-x', '--model', 'large'],
+        /^lockstep: UsageError: --model: does not go with --resume \(a resumed run keeps its own\)\n$/,
+      ],
       // --all ran every scenario and left the file named beside it unread; --dir without --all was ignored
       [['chaos', '--all', 'x.yaml'], /^lockstep: UsageError: chaos: a scenario file and --all do not go together\n$/],
       [['chaos', '--dir', 'elsewhere', 'x.yaml'], /^lockstep: UsageError: chaos: --dir goes with --all\n$/],
