@@ -521,6 +521,7 @@ export function buildProgram(): Command {
         }),
         raw,
       );
+      outDir(flags.out); // before minutes of benchmarks, not after them
       const log = createLogger('warn', { role: 'bench' });
       const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-'));
       process.stderr.write('bench: raw NATS baseline...\n');

@@ -75,6 +75,12 @@ describe('the CLI people expect', () => {
     }
   });
 
+  it('bench --out that cannot be a directory is exit 2 before it benchmarks (it failed minutes later, at the end)', () => {
+    const r = cli(['bench', '--out', '/etc/passwd/results'], { cwd: tempDir(), timeoutMs: 20_000 });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('lockstep: UsageError: --out: /etc/passwd/results: ENOTDIR\n');
+  });
+
   it('LOCKSTEP_* environment variables set the common flags; a flag given wins', () => {
     const env = { LOCKSTEP_TOPOLOGY: 'tiny', LOCKSTEP_STEPS: '3' };
     const r = cli(['reference', '--json'], { env });
