@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, tempDir } from './helpers.ts';
@@ -79,6 +79,21 @@ describe('the CLI people expect', () => {
     const r = cli(['bench', '--out', '/etc/passwd/results'], { cwd: tempDir(), timeoutMs: 20_000 });
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('lockstep: UsageError: --out: /etc/passwd/results: ENOTDIR\n');
+  });
+
+  it('--run-dir of a directory that holds files but no run is refused and left as it was (it was made 0700 and filled, and --overwrite then emptied it)', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'precious.txt'), 'mine');
+    chmodSync(dir, 0o755);
+    for (const extra of [[], ['--overwrite']]) {
+      const r = cli(['train', '-t', 'tiny', '-s', '1', '--run-dir', dir, ...extra], { cwd: tempDir() });
+      expect(r.code, extra.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(
+        /^lockstep: UsageError: --run-dir: .* holds files and no run \(precious\.txt\); give a new or empty directory\n$/m,
+      );
+      expect(readdirSync(dir)).toEqual(['precious.txt']);
+      expect(statSync(dir).mode & 0o777).toBe(0o755);
+    }
   });
 
   it('LOCKSTEP_* environment variables set the common flags; a flag given wins', () => {
