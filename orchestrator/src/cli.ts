@@ -51,11 +51,11 @@ import { watchRun } from './ui/watch.ts';
 import { errorJson } from './record/outcome.ts';
 import { addRecordCommands } from './record/commands.ts';
 import { DEFAULT_RUNS_DIR, runsDir } from './record/runs.ts';
-import { envOf, StepsFlag, version } from './flags.ts';
+import { envOf, StepsFlag, TopologyFlag, version } from './flags.ts';
 import { addCostModelCommand } from './costmodel.ts';
 
 const TrainFlags = z.object({
-  topology: z.string().min(1),
+  topology: TopologyFlag,
   steps: StepsFlag,
   model: z.string().optional(),
   hostsPerProcess: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1').optional(),
@@ -94,7 +94,7 @@ const WatchFlags = z.object({
         .max(4096),
     ),
   monitor: z.url({ protocol: /^https?$/, error: 'must be an http://host:port URL' }).optional(),
-  topology: z.string().min(1),
+  topology: TopologyFlag,
   steps: StepsFlag,
   ui: UiAddress,
 });
@@ -107,7 +107,7 @@ const count = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().min(min, `must be >= ${min}`).max(max, `must be <= ${max}`));
 const SimFlags = z.object({
-  topology: z.string().min(1),
+  topology: z.string().min(1, `must be one of ${presetNames.join(', ')}`),
   steps: count(1, 10_000),
   seeds: count(1, 1_000_000),
   firstSeed: count(0, 0xffffffff - 1_000_000),
@@ -557,7 +557,7 @@ export function buildProgram(): Command {
     .action(async (raw) => {
       const f = parseFlags(
         z.object({
-          topology: z.string().min(1),
+          topology: TopologyFlag,
           steps: StepsFlag,
           out: z.string().min(1),
           run: RunId,

@@ -28,6 +28,9 @@ describe('the CLI people expect', () => {
       [['compose', '--steps', 'x'], /^lockstep: UsageError: --steps: must be a number\n$/],
       [['chaos', '--all', '--dir', 'nosuch'], /^lockstep: UsageError: --dir: cannot read nosuch \(ENOENT\)\n$/],
       [['train', '--bogus'], /^lockstep: UsageError: unknown option '--bogus'\n$/],
+      // an empty --topology (or LOCKSTEP_TOPOLOGY=) was said in zod's words: Too small: expected string to have >=1 characters
+      [['train', '-t', ''], /^lockstep: UsageError: --topology: must name a preset \(tiny, demo, palm-540b\) or a topology file\n$/],
+      [['sim', '-t', ''], /^lockstep: UsageError: --topology: must be one of tiny, demo, palm-540b\n$/],
       // a resumed run keeps its topology, model, process layout and directory: these were silently ignored
       [
         ['train', '--resume', 'r-x', '-t', 'tiny'],
