@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -96,6 +97,20 @@ describe('the CLI people expect', () => {
       );
       expect(readdirSync(dir)).toEqual(['precious.txt']);
       expect(statSync(dir).mode & 0o777).toBe(0o755);
+    }
+  });
+
+  it('a named pipe given as a topology, scenario or schedule file is refused at once (opening it waited for a writer for ever)', () => {
+    const fifo = join(tempDir(), 'pipe.yaml');
+    execFileSync('mkfifo', [fifo]);
+    for (const [args, what] of [
+      [['topology', '-t', fifo], '--topology'],
+      [['chaos', fifo], 'scenario'],
+      [['sim', '--schedule', fifo], '--schedule'],
+    ] as const) {
+      const r = cli([...args], { cwd: tempDir(), timeoutMs: 20_000 });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toBe(`lockstep: UsageError: ${what}: ${fifo} is not a regular file\n`);
     }
   });
 
