@@ -28,6 +28,8 @@ describe('the CLI people expect', () => {
       [['train', '--steps', 'x'], /^lockstep: UsageError: --steps: must be a number\n$/],
       [['compose', '--steps', 'x'], /^lockstep: UsageError: --steps: must be a number\n$/],
       [['chaos', '--all', '--dir', 'nosuch'], /^lockstep: UsageError: --dir: cannot read nosuch \(ENOENT\)\n$/],
+      // a folder of no scenarios ran none and passed (0 passed, 0 failed, exit 0)
+      [['chaos', '--all', '--dir', '.'], /^lockstep: UsageError: --dir: \. holds no scenario files \(\*\.yaml, \*\.yml\)\n$/],
       [['train', '--bogus'], /^lockstep: UsageError: unknown option '--bogus'\n$/],
       // an empty --topology (or LOCKSTEP_TOPOLOGY=) was said in zod's words: Too small: expected string to have >=1 characters
       [['train', '-t', ''], /^lockstep: UsageError: --topology: must name a preset \(tiny, demo, palm-540b\) or a topology file\n$/],
