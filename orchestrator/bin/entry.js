@@ -53,6 +53,11 @@ function choose(name) {
 /** Import entry `name` (`cli` or `sim`) from the bundle or from orchestrator/src/<name>.ts. */
 export async function load(name) {
   let from = process.env.LOCKSTEP_ENTRY;
+  if (from !== undefined && from !== '' && from !== 'src' && from !== 'dist') {
+    // in the style of every other bad variable (errors.ts cannot be loaded before this choice)
+    process.stderr.write(`lockstep: UsageError: LOCKSTEP_ENTRY: must be src or dist (or unset); got ${JSON.stringify(from)}\n`);
+    process.exit(2);
+  }
   if (from !== 'src' && from !== 'dist') from = choose(name);
   process.env.LOCKSTEP_ENTRY = from;
   if (from === 'dist') return import(`../dist/${name}.js`);

@@ -14,6 +14,7 @@ import { defaultWorkers, runOne, runPlan, scheduleFor, summarize } from './sim.t
 import { dispatchBench, dispatchMarkdown, type DispatchBench } from './bench-dispatch.ts';
 import { edgeExchange, tcpThroughput } from './wirebench.ts';
 import { summarizeProfiles, type ProfileSummary } from './profile.ts';
+import { makeDirs } from './private.ts';
 
 /**
  * `lockstep bench`: lockstep's step time against raw NATS measured in the same
@@ -519,7 +520,7 @@ export function benchMarkdown(r: BenchReport): string {
 }
 
 export function writeBench(r: BenchReport, dir: string): { json: string; md: string } {
-  mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   const stamp = r.date.replace(/[:.]/g, '-');
   const json = join(dir, `bench-${stamp}.json`);
   const md = join(dir, `bench-${stamp}.md`);

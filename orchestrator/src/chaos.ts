@@ -92,10 +92,13 @@ export function scenarioFiles(dir: string): string[] {
   } catch (err) {
     throw new UsageError(`--dir: cannot read ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
-  return names
+  const files = names
     .filter((f) => /\.ya?ml$/.test(f))
     .sort()
     .map((f) => join(dir, f));
+  // none run is not a pass: a mistyped folder would say "0 passed, 0 failed" and exit 0
+  if (files.length === 0) throw new UsageError(`--dir: ${dir} holds no scenario files (*.yaml, *.yml)`);
+  return files;
 }
 
 /** A scenario's topology: its preset with the scenario's settings; `dispatchDepth` (chaos --dispatch-depth) replaces its steps in flight. */

@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { makeDirs } from './private.ts';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -54,19 +55,19 @@ import { ContainerKiller } from './ui/containerkill.ts';
 import { errorJson } from './record/outcome.ts';
 import { addRecordCommands } from './record/commands.ts';
 import { DEFAULT_RUNS_DIR, pointLatestAt, runsDir } from './record/runs.ts';
-import { envOf, StepsFlag, version } from './flags.ts';
+import { envOf, StepsFlag, TopologyFlag, version } from './flags.ts';
 import { addCostModelCommand } from './costmodel.ts';
 
 const TrainFlags = z.object({
-  topology: z.string().min(1),
+  topology: TopologyFlag,
   steps: StepsFlag,
   model: z.string().optional(),
   hostsPerProcess: z.coerce.number().int('must be a whole number').min(1, 'must be >= 1').optional(),
   dispatchDepth: z.coerce
     .number({ error: 'must be a number' })
-    .int('must be a whole number')
     .min(1, 'must be >= 1')
     .max(8, 'must be <= 8')
+    .int('must be a whole number')
     .optional(),
   json: z.boolean().default(false),
   logLevel: z.enum(logLevels).default('info'),
@@ -97,7 +98,7 @@ const WatchFlags = z.object({
         .max(4096),
     ),
   monitor: z.url({ protocol: /^https?$/, error: 'must be an http://host:port URL' }).optional(),
-  topology: z.string().min(1),
+  topology: TopologyFlag,
   steps: StepsFlag,
   ui: UiAddress,
   streams: z.string().min(1).max(4096).optional(),
@@ -114,7 +115,7 @@ const count = (min: number, max: number) =>
     .transform(Number)
     .pipe(z.number().min(min, `must be >= ${min}`).max(max, `must be <= ${max}`));
 const SimFlags = z.object({
-  topology: z.string().min(1),
+  topology: z.string().min(1, `must be one of ${presetNames.join(', ')}`),
   steps: count(1, 10_000),
   seeds: count(1, 1_000_000),
   firstSeed: count(0, 0xffffffff - 1_000_000),
@@ -186,7 +187,7 @@ function checkSimFlags(cmd: Command, f: { seed?: number; schedule?: string; trac
 /** Make the output directory, or say why not. */
 function outDir(dir: string): string {
   try {
-    mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
   } catch (err) {
     throw new UsageError(`--out: ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
@@ -390,6 +391,15 @@ export function buildProgram(): Command {
     .action(async (raw, cmd: Command) => {
       const f = parseTrainFlags(raw);
       if (f.resume && f.overwrite) throw new UsageError('--resume and --overwrite do not go together');
+      if (f.resume)
+        for (const [key, flag] of [
+          ['topology', '--topology'],
+          ['model', '--model'],
+          ['hostsPerProcess', '--hosts-per-process'],
+          ['runDir', '--run-dir'],
+        ] as const)
+          if (cmd.getOptionValueSource(key) === 'cli')
+            throw new UsageError(`${flag}: does not go with --resume (a resumed run keeps its own)`);
       if (f.runDir !== undefined) checkRunDir(f.runDir);
       const prior = f.resume ? priorRun(f.resume) : undefined;
       if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;
@@ -473,7 +483,7 @@ export function buildProgram(): Command {
       if (f.runsDir !== undefined) {
         const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '');
         runDir = join(f.runsDir, `${f.run}-${stamp}`);
-        mkdirSync(runDir, { recursive: true, mode: 0o700 });
+        makeDirs(runDir, 0o700);
         pointLatestAt(f.runsDir, runDir);
       }
       const killer = f.kill === 'docker' ? new ContainerKiller(t) : undefined;
@@ -563,6 +573,7 @@ export function buildProgram(): Command {
         }),
         raw,
       );
+      outDir(flags.out); // before minutes of benchmarks, not after them
       const log = createLogger('warn', { role: 'bench' });
       const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-'));
       process.stderr.write('bench: raw NATS baseline...\n');
@@ -613,7 +624,7 @@ export function buildProgram(): Command {
       const images = imageDefaults(); // LOCKSTEP_IMAGE, LOCKSTEP_NATS_IMAGE (a bad one is refused, named)
       const f = parseFlags(
         z.object({
-          topology: z.string().min(1),
+          topology: TopologyFlag,
           steps: StepsFlag,
           out: z.string().min(1),
           run: RunId,
@@ -664,6 +675,8 @@ export function buildProgram(): Command {
     .action(async (file: string | undefined, raw, cmd: Command) => {
       if (raw.schema) return printJson(scenarioJsonSchema());
       if (!file && !raw.all) throw new UsageError('chaos: name a scenario file, or pass --all');
+      if (file && raw.all) throw new UsageError('chaos: a scenario file and --all do not go together');
+      if (!raw.all && cmd.getOptionValueSource('dir') === 'cli') throw new UsageError('chaos: --dir goes with --all');
       const { dispatchDepth } = parseFlags(z.object({ dispatchDepth: count(1, 8).optional() }), { dispatchDepth: raw.dispatchDepth });
       const files = raw.all ? scenarioFiles(raw.dir) : [file!];
       const scenarios = files.map(loadScenario);
@@ -777,7 +790,7 @@ export function buildProgram(): Command {
           writeOut(schedFile, `${JSON.stringify(schedule, null, 2)}\n`);
           files.push(schedFile);
           const traceFile = typeof f.trace === 'string' ? f.trace : join(f.out, `sim-${schedule.seed}.trace.jsonl`);
-          writeOut(traceFile, r.trace.map((e) => JSON.stringify(e)).join('\n') + '\n');
+          writeOut(traceFile, `${r.trace.map((e) => JSON.stringify(e)).join('\n')}\n`);
           files.push(traceFile);
         }
         let shrunk: { schedule: SimSchedule; tries: number } | undefined;

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -14,7 +14,7 @@ import {
   newRouteLogin,
 } from '@lockstep/infra';
 import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology';
-import { privateDir, writePrivate } from './private.ts';
+import { makeDirs, privateDir, writePrivate } from './private.ts';
 
 /**
  * A docker compose file for a topology: its cluster plan (`clusterPlan`) as
@@ -233,7 +233,7 @@ export function writeCompose(out: string, o: Omit<ComposeOptions, 'credentials' 
   // the engine does not make it (as root) at `up`
   let runsDir: string | undefined;
   if (o.runsDir !== undefined) {
-    mkdirSync(o.runsDir, { recursive: true });
+    makeDirs(o.runsDir);
     const rel = relative(dirname(resolve(out)), resolve(o.runsDir)) || '.';
     runsDir = isAbsolute(rel) || rel.startsWith('.') ? rel : `./${rel}`;
   }

@@ -13,9 +13,10 @@ import {
 import { loadTopology } from './load.ts';
 import { parseFlags } from './roles.ts';
 import { table } from './progress.ts';
+import { TopologyFlag } from './flags.ts';
 
 const CostModelFlags = z.object({
-  topology: z.string().min(1),
+  topology: TopologyFlag,
   json: z.boolean().default(false),
   overlapBackward: z.boolean().default(false),
 });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { presetNames } from '@lockstep/topology';
 
 /**
  * What the user commands' common flags share: one schema for `--steps` (train, reference, compose word a bad value
@@ -10,9 +11,13 @@ import { z } from 'zod';
  */
 export const StepsFlag = z.coerce
   .number({ error: 'must be a number' })
-  .int('must be a whole number')
+  // the bounds first: a number past 2^53 (not a safe integer) is told it is too large, not that it is not whole
   .min(1, 'must be >= 1')
-  .max(1_000_000, 'must be <= 1000000');
+  .max(1_000_000, 'must be <= 1000000')
+  .int('must be a whole number');
+
+/** `--topology` (or LOCKSTEP_TOPOLOGY): a preset or a file; an empty one is said in these words, not zod's. */
+export const TopologyFlag = z.string().min(1, `must name a preset (${presetNames.join(', ')}) or a topology file`);
 
 /** The environment variable of a common flag: topology -> LOCKSTEP_TOPOLOGY, logLevel -> LOCKSTEP_LOG_LEVEL. */
 export const envOf = (flag: 'topology' | 'steps' | 'model' | 'logLevel' | 'runDir' | 'natsServer'): string =>

@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { UsageError } from './errors.ts';
 
 /** The largest topology, scenario or run.json file read (bytes): 1 MiB. */
@@ -12,7 +12,8 @@ export const MAX_INPUT_FILE_BYTES = 1024 * 1024;
 export function readInputFile(file: string, what: string, maxBytes = MAX_INPUT_FILE_BYTES): string {
   let fd: number;
   try {
-    fd = openSync(file, 'r');
+    // O_NONBLOCK: a named pipe opens at once (and is refused below) instead of waiting for a writer for ever
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw new UsageError(`${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }

@@ -28,7 +28,7 @@ import {
   type DcnProxy,
 } from '@lockstep/infra';
 import { RunFailed, UsageError } from './errors.ts';
-import { claimRun, clearRunDir, holdsRun } from './owner.ts';
+import { claimRun, clearRunDir, holdsRun, refuseForeignDir } from './owner.ts';
 import { Reaper } from './reaper.ts';
 import { localRendering } from './local.ts';
 import { privateDir, writePrivate } from './private.ts';
@@ -209,6 +209,7 @@ export async function launch(opts: LaunchOptions): Promise<TrainResult> {
   const runsDir = resolve(opts.runsDir ?? DEFAULT_RUNS_DIR);
   const runDir = resolve(opts.runDir ?? join(runsDir, runId));
   const logDir = join(runDir, 'logs');
+  if (!opts.resume) refuseForeignDir(runDir);
   // only the run's owner may look inside: its configs and credentials.json hold the run's passwords
   privateDir(runDir);
   const claim = claimRun(runDir);

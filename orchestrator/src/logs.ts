@@ -128,12 +128,12 @@ export async function printLogs(runDir: string, o: LogsOptions = {}): Promise<nu
     }
   };
   let printed = 0;
+  let known = o.actor === undefined;
   const flush = () => {
     scan();
-    const lines = [...tails.values()]
-      .flatMap((t) => t.read())
-      .filter((l) => belongs(l, o.actor))
-      .sort((a, b) => a.time - b.time);
+    const read = [...tails.values()].flatMap((t) => t.read());
+    if (!known) known = read.some((l) => l.value.actor === o.actor || l.process === o.actor);
+    const lines = read.filter((l) => belongs(l, o.actor)).sort((a, b) => a.time - b.time);
     for (const l of lines) {
       // a process that runs one actor of the same name (client) is named once
       const value = l.value.actor === l.process ? { ...l.value, actor: undefined } : l.value;
@@ -142,6 +142,14 @@ export async function printLogs(runDir: string, o: LogsOptions = {}): Promise<nu
     printed += lines.length;
   };
   flush();
+  // a name the run does not have (a typo, host/9/9 on tiny) printed nothing, and said nothing of why
+  if (!o.follow && !known && printed === 0)
+    throw new UsageError(
+      `--actor: ${o.actor} is not in this run's logs; its processes: ${[...tails.values()]
+        .map((t) => t.process)
+        .sort()
+        .join(', ')}`,
+    );
   if (!o.follow) return printed;
   const deadline = Date.now() + (o.maxMs ?? 24 * 3600_000);
   while (describeRun(runDir).outcome === 'running' && Date.now() < deadline) {

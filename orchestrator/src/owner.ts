@@ -137,6 +137,22 @@ export function holdsRun(runDir: string): boolean {
   return existsSync(join(runDir, 'run.json'));
 }
 
+/**
+ * A fresh run's directory must be new, empty, or one a run made (its owner.json or run.json): never a directory of
+ * other files, which the run would make mode 0700 and fill, and `--overwrite` would then empty.
+ */
+export function refuseForeignDir(runDir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(runDir);
+  } catch {
+    return; // not there yet (or not a directory: privateDir says so)
+  }
+  if (names.length === 0 || names.includes(OWNER_FILE) || names.includes('run.json')) return;
+  const shown = names.sort().slice(0, 3).join(', ') + (names.length > 3 ? ', ...' : '');
+  throw new UsageError(`--run-dir: ${runDir} holds files and no run (${shown}); give a new or empty directory`);
+}
+
 /** Empty an owned run directory for a new run (`train --overwrite`): everything but the lock this launcher holds. */
 export function clearRunDir(runDir: string): void {
   for (const name of readdirSync(runDir)) if (name !== OWNER_LOCK) rmSync(join(runDir, name), { recursive: true, force: true });

@@ -1,6 +1,18 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, constants, fchmodSync, lstatSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fchmodSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from './errors.ts';
 
 /**
@@ -35,6 +47,33 @@ export function writePrivate(file: string, text: string): void {
 }
 
 /**
+ * `mkdir -p`: make `dir` and its missing parents, one at a time, from the nearest one that is there. Not
+ * `mkdirSync(dir, { recursive: true })`, which spins for ever where a parent is there but mkdir in it says ENOENT
+ * (under /proc: `LOCKSTEP_RUNS_DIR=/proc/x` hung the launcher at 100% CPU); here that ENOENT is thrown.
+ */
+export function makeDirs(dir: string, mode = 0o777): void {
+  const missing: string[] = [];
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    try {
+      lstatSync(d);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dirname(d) === d) throw err;
+      missing.unshift(d);
+    }
+  }
+  for (const d of missing) {
+    try {
+      mkdirSync(d, { mode });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+  }
+  if (missing.length === 0 && !statSync(dir).isDirectory())
+    throw Object.assign(new Error(`EEXIST: file already exists, mkdir '${dir}'`), { code: 'EEXIST' });
+}
+
+/**
  * Make `dir` (and any missing parents) and give it mode 0700 (also when it was
  * there before). Throws UsageError when `dir` is not a directory, is a symbolic
  * link, or belongs to another user (who could read the run's passwords or
@@ -42,7 +81,7 @@ export function writePrivate(file: string, text: string): void {
  */
 export function privateDir(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirs(dir, 0o700);
   } catch (err) {
     throw new UsageError(`run directory ${dir}: cannot be made (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }

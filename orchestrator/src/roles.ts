@@ -82,7 +82,9 @@ export function parseFlags<S extends z.ZodType>(schema: S, flags: unknown): z.ou
   const r = schema.safeParse(flags);
   if (!r.success)
     throw new UsageError(
+      // one line per bad flag: its first broken rule (1e20 breaks both `<= max` and `whole`)
       describeIssues(r.error)
+        .filter((l, i, all) => all.findIndex((o) => o.split(':')[0] === l.split(':')[0]) === i)
         .map((l) => `--${l.replace(/^([a-zA-Z]+)/, (m) => m.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`))}`)
         .join('\n'),
     );

@@ -21,6 +21,18 @@ describe('bin/entry.js', () => {
     expect(chosen({ LOCKSTEP_ENTRY: 'src' })).toEqual({ from: 'src', stderr: '' });
   });
 
+  it('a LOCKSTEP_ENTRY other than src or dist is exit 2 naming it (it was taken as unset)', () => {
+    const code = `import { load } from '${entry}'; await load('cli'); console.log('loaded');`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      env: { ...env, LOCKSTEP_ENTRY: 'bogus' },
+    });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe('lockstep: UsageError: LOCKSTEP_ENTRY: must be src or dist (or unset); got "bogus"\n');
+    expect(chosen({ LOCKSTEP_ENTRY: '' })).toEqual({ from: 'dist', stderr: '' });
+  });
+
   it('never runs a bundle older than the sources: it runs them through tsx, with one warning line', () => {
     const { atime, mtime } = statSync(bundle);
     utimesSync(bundle, atime, new Date('2000-01-01'));

@@ -91,6 +91,13 @@ describe('what a run leaves behind', () => {
     expect(human.stdout).toMatch(/steps committed\s+6 of 6/);
   });
 
+  it('lockstep logs --actor of an actor the run does not have is exit 2 naming the ones it has (it printed nothing, exit 0)', () => {
+    const r = cli(['logs', '--actor', 'host/9/9'], { env });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^lockstep: UsageError: --actor: host\/9\/9 is not in this run's logs; its processes: .*host-0-1.*\n$/);
+  });
+
   it("lockstep logs prints every process's lines, in time order", () => {
     const r = cli(['logs'], { env });
     expect(r.code, r.stderr).toBe(0);

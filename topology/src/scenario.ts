@@ -139,7 +139,18 @@ export const Scenario = z
           outcome: z.literal('fails'),
           failure: FailureKind.optional(),
           cause: z.record(z.string(), z.unknown()).optional(),
-          error: z.string().min(1).optional(),
+          error: z
+            .string()
+            .min(1)
+            .superRefine((pattern, ctx) => {
+              // compiled here, before anything runs: chaos tests the run's error against it only at the end
+              try {
+                new RegExp(pattern);
+              } catch (err) {
+                ctx.addIssue({ code: 'custom', message: `must be a regular expression: ${(err as Error).message}` });
+              }
+            })
+            .optional(),
         })
         .strict()
         .refine((e) => e.failure !== undefined || e.error !== undefined, {

@@ -151,6 +151,12 @@ describe('scenarios: bounds and a timeline that fits the run', () => {
     );
   });
 
+  it('expect.error must be a regular expression that compiles, checked before the scenario runs', () => {
+    const failing = (error: string) => `name: s\ntopology: tiny\nsteps: 10\nexpect: { outcome: fails, error: ${JSON.stringify(error)} }\n`;
+    expect(() => parseScenarioText(failing('(['), 's.yaml')).toThrow(/expect\.error: must be a regular expression: /);
+    expect(() => parseScenarioText(failing('silent for \\d+ ms'), 's.yaml')).not.toThrow();
+  });
+
   it('targets the topology does not have are named: host/9/9 and pod/2 on tiny', () => {
     const s = parseScenarioText(
       scenario(

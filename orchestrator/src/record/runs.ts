@@ -1,9 +1,10 @@
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ModeledRun, NOTABLE_KINDS, RunEvent, type StepEvent } from '@lockstep/topology';
 import { UsageError } from '../errors.ts';
 import { RUN_FILES } from './recorder.ts';
+import { makeDirs } from '../private.ts';
 
 /** Where runs go unless LOCKSTEP_RUNS_DIR says otherwise. */
 export const DEFAULT_RUNS_DIR = join('.lockstep', 'runs');
@@ -24,7 +25,7 @@ export function runsDir(env: NodeJS.ProcessEnv = process.env): string {
  */
 export function pointLatestAt(runs: string, runDir: string): void {
   if (resolve(dirname(runDir)) !== resolve(runs)) return;
-  mkdirSync(runs, { recursive: true });
+  makeDirs(runs);
   const tmp = join(runs, `.latest-${process.pid}`);
   try {
     symlinkSync(basename(runDir), tmp);

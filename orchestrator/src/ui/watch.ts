@@ -1,4 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { makeDirs } from '../private.ts';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Topology } from '@lockstep/topology';
@@ -78,7 +79,7 @@ export async function watchRun(o: {
     o.onRecorded?.(o.record?.runDir ?? '');
   };
   if (o.record) {
-    mkdirSync(o.record.runDir, { recursive: true, mode: 0o700 });
+    makeDirs(o.record.runDir, 0o700);
     // what `lockstep runs` and `status` read: the run's id and steps, its topology
     writeFileSync(join(o.record.runDir, 'run.json'), `${JSON.stringify({ runId: o.runId, steps: o.steps })}\n`);
     writeFileSync(join(o.record.runDir, 'topology.json'), `${JSON.stringify(t, null, 2)}\n`);
