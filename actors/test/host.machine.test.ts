@@ -485,6 +485,37 @@ describe('host machine', () => {
     a.stop();
   });
 
+  it("a prepared step's commit is overdue stepMs after the commit before it came, not after it was prepared (its wait behind that one is not its own)", async () => {
+    const t = parseTopology({
+      ...preset('tiny'),
+      pods: 1,
+      hostsPerPod: 1,
+      dispatch: { depth: 2 },
+      heartbeat: { intervalMs: 20, misses: 3 },
+      deadlines: { startupMs: 1000, phaseMs: 1000, stepMs: 1000 },
+    });
+    const sent: WireCommand[] = [];
+    const clock = manualClock();
+    const a = joined(
+      createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent), { clock: clock.actor }) }), {
+        input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
+      }).start(),
+    );
+    a.send(dispatch(0, 0, 0, { start: 0, end: 64 }));
+    a.send(dispatch(0, 1, 0, { start: 64, end: 128 }));
+    await waitFor(a, (s) => s.context.pending.length === 2 && s.matches('idle'), { timeout: 5000 });
+    const prepared = a.getSnapshot().context.pending[1].at;
+    // step 0's commit comes late (900 ms after step 1 was prepared): step 1's commit is due from then
+    const commit0 = { ...commit(0, 0, 0), at: prepared + 900 } as HostEvent;
+    a.send(commit0);
+    expect(a.getSnapshot().context.pending.map((p) => [p.step, p.waitingSince])).toEqual([[1, prepared + 900]]);
+    clock.tick(prepared + 1500); // 1.5 s after step 1 was prepared, 0.6 s after its commit became due: not overdue
+    expect(controlSent(sent, 'host.failed')).toEqual([]);
+    clock.tick(prepared + 1950); // 1.05 s after it became due: overdue, the step fails
+    expect(controlSent(sent, 'host.failed')).toMatchObject([{ step: 1, cause: { kind: 'deadline', phase: 'prepared' } }]);
+    a.stop();
+  });
+
   it('sends a heartbeat with its phase on each tick, on joining and on entering forward, to its pod, each under a new id', async () => {
     const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
     const sent: WireCommand[] = [];

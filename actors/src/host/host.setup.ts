@@ -62,8 +62,15 @@ export interface PreparedStep {
   lossSum: number;
   phaseMs: PhaseTimes;
   waitedMs: number;
-  /** When it was prepared (ms on the run's clock): a commit that has not come `deadlines.stepMs` later fails it. */
+  /** When it was prepared (ms on the run's clock): its report is said again every heartbeat interval from then. */
   at: number;
+  /**
+   * When its commit became the next one due (ms on the run's clock): when it was prepared if no step before it awaited
+   * a commit, else when the one before it committed. A commit that has not come `deadlines.stepMs` later fails it: at
+   * depth d a step waits behind the d - 1 commits before it, and that wait is not its own (lockstep chaos
+   * scenarios/lost-commits.yaml --dispatch-depth 8 failed a logged step on the old clock).
+   */
+  waitingSince: number;
 }
 
 export interface HostContext {
@@ -539,7 +546,7 @@ export const hostSetup = setup({
     commitsLaterPrepared: ({ context, event }) => event.type === 'host.commit' && isPrepared(context, event.msg),
     /** The oldest prepared step has waited `deadlines.stepMs` for its commit (by the time a tick carries). */
     commitOverdue: ({ context, event }) =>
-      context.pending.length > 0 && timeOf(event, context.now) - context.pending[0].at > context.topology.deadlines.stepMs,
+      context.pending.length > 0 && timeOf(event, context.now) - context.pending[0].waitingSince > context.topology.deadlines.stepMs,
     /** An abort that takes the attempt in flight (or failed): of its step or an earlier one, of its attempt or a later one. */
     abortDropsInFlight: ({ context, event }) => event.type === 'host.abort' && abortTakes(event.msg)(context),
     /** An abort that takes a prepared step (and every later one with it). */
@@ -778,6 +785,7 @@ export const hostSetup = setup({
         phaseMs: context.phaseMs,
         waitedMs: context.waitedMs,
         at: context.now,
+        waitingSince: context.now,
       };
       enqueue.sendTo('wire', preparedReport(context, p, context.reports));
       enqueue.assign({ pending: [...context.pending, p], reports: context.reports + 1 });
@@ -794,10 +802,13 @@ export const hostSetup = setup({
       if (due.length > 0) enqueue.assign({ reports: context.reports + due.length });
     }),
     /** Adopt the oldest prepared step: its parameters and optimizer state are now the committed ones. */
-    commitOldest: enqueueActions(({ context, enqueue }) => {
-      const [p, ...pending] = context.pending;
+    commitOldest: enqueueActions(({ context, event, enqueue }) => {
+      const [p, ...rest] = context.pending;
       const c = { ...context, step: p.step, attempt: p.attempt };
       enqueue.sendTo('wire', toPod(c, { ...envelope(c, 'host.committed'), kind: 'host.committed', shardHash: p.shardHash }));
+      // the next prepared step's commit is due from now (its wait behind this one was not its own)
+      const now = Math.max(context.now, timeOf(event, context.now));
+      const pending = rest.length > 0 ? [{ ...rest[0], waitingSince: now }, ...rest.slice(1)] : rest;
       enqueue.assign({
         pending,
         lastCommitted: { step: p.step, attempt: p.attempt, shardHash: p.shardHash },
