@@ -263,6 +263,8 @@ export const hostMachine = hostSetup.createMachine({
     attempt: {
       initial: 'forward',
       on: {
+        // a collective's least time is over (modeled compute; see startPhaseFloor)
+        'xstate.done.actor.phaseFloor': { actions: 'notePhaseTimeOver' },
         // a peer already on a later step or attempt: keep its tensors for when that dispatch comes
         'tensor.received': [
           { guard: 'tensorForThisAttempt', actions: 'storeTensor' },
@@ -334,12 +336,8 @@ export const hostMachine = hostSetup.createMachine({
         reduceScatter: {
           tags: ['awaitsTensors'],
           // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
-          invoke: {
-            src: 'phaseFloor',
-            input: ({ context }) => ({ ms: context.phaseFloorMs.reduceScatter ?? 0 }),
-            onDone: { actions: 'notePhaseTimeOver' },
-          },
-          entry: { type: 'enterPhase', params: { phase: 'reduceScatter' } },
+          exit: 'stopPhaseFloor',
+          entry: [{ type: 'enterPhase', params: { phase: 'reduceScatter' } }, 'startPhaseFloor'],
           always: { guard: and(['haveAllSlices', 'phaseTimeOver']), target: 'exchange', actions: 'reduceInPod' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'reduceScatter' } } } },
           // a tensor lost on the way is asked for again, not waited for until the deadline
@@ -349,13 +347,10 @@ export const hostMachine = hostSetup.createMachine({
         exchange: {
           tags: ['awaitsTensors'],
           // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
-          invoke: {
-            src: 'phaseFloor',
-            input: ({ context }) => ({ ms: context.phaseFloorMs.exchange ?? 0 }),
-            onDone: { actions: 'notePhaseTimeOver' },
-          },
+          exit: 'stopPhaseFloor',
           entry: [
             { type: 'enterPhase', params: { phase: 'exchange' } },
+            'startPhaseFloor',
             { type: 'sendTensors', params: { tensor: 'grad.exchange' } },
           ],
           always: { guard: and(['haveAllExchanged', 'phaseTimeOver']), target: 'update' },
@@ -388,12 +383,8 @@ export const hostMachine = hostSetup.createMachine({
         allGather: {
           tags: ['awaitsTensors'],
           // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
-          invoke: {
-            src: 'phaseFloor',
-            input: ({ context }) => ({ ms: context.phaseFloorMs.allGather ?? 0 }),
-            onDone: { actions: 'notePhaseTimeOver' },
-          },
-          entry: { type: 'enterPhase', params: { phase: 'allGather' } },
+          exit: 'stopPhaseFloor',
+          entry: [{ type: 'enterPhase', params: { phase: 'allGather' } }, 'startPhaseFloor'],
           always: { guard: and(['haveAllGathered', 'phaseTimeOver']), target: 'prepared', actions: 'assembleParams' },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'allGather' } } } },
           initial: 'waiting',

@@ -698,6 +698,14 @@ export const hostSetup = setup({
       map.set(from, event.tensor.data);
       return { [field]: map };
     }),
+    /** With a least time for the phase just entered (modeled compute), wait it out on `phaseFloor` (no actor without one). */
+    startPhaseFloor: enqueueActions(({ context, enqueue }) => {
+      const ms = context.phaseFloorMs[context.phase as HostPhase] ?? 0;
+      if (ms > 0) enqueue.spawnChild('phaseFloor', { id: 'phaseFloor', input: { ms } });
+    }),
+    stopPhaseFloor: enqueueActions(({ context, enqueue }) => {
+      if ((context.phaseFloorMs[context.phase as HostPhase] ?? 0) > 0) enqueue.stopChild('phaseFloor');
+    }),
     /** The phase's least time has passed (the `phaseFloor` actor's done event, with when). */
     notePhaseTimeOver: assign(({ context, event }) => ({ phaseTimeOver: true, now: Math.max(context.now, timeOf(event, context.now)) })),
     /** Close the previous phase's clock and open this one's, at the time the event that moved the host carries. */
