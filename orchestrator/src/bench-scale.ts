@@ -128,12 +128,20 @@ export async function scaleRow(opts: {
         if (s.step === 0) firstStepAt = at;
         if (s.step === warm - 1 || (warm === 0 && s.step === 0 && !mark)) {
           const cpu = cpuAll();
-          pending.push(inMsgs(monitors).then((msgs) => void (mark = { at, cpu, msgs })));
+          pending.push(
+            inMsgs(monitors).then((msgs) => {
+              mark = { at, cpu, msgs };
+            }),
+          );
         }
         if (s.step === opts.steps - 1) {
           const cpu = cpuAll();
           const rss = Math.max(0, ...pids.map(peakRssMiB));
-          pending.push(inMsgs(monitors).then((msgs) => void (end = { at, cpu, msgs, rss })));
+          pending.push(
+            inMsgs(monitors).then((msgs) => {
+              end = { at, cpu, msgs, rss };
+            }),
+          );
         }
       },
     });
