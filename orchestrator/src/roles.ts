@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import {
-  LocalBus,
+  ProcessWire,
   connectNats,
+  natsTransport,
   createLogger,
   eventSinkFromEnv,
   logLevels,
@@ -14,7 +15,7 @@ import {
   type LogLevel,
 } from '@lockstep/actors';
 import { existsSync, writeFileSync } from 'node:fs';
-import { RunId, describeIssues, failureReport, type CrashPoint, type Topology } from '@lockstep/topology';
+import { RunId, actorNames, describeIssues, failureReport, processKey, type CrashPoint, type Topology } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
 import { fmtLoss, table } from './progress.ts';
 import { loadTopology } from './load.ts';
@@ -160,7 +161,10 @@ export async function podRole(raw: unknown): Promise<number> {
   const delay = exitDelayMs();
   const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
   const sink = events();
+  // what the pod tells its host processes goes in batch frames, one per process a turn; theirs come the same way
+  const wire = new ProcessWire({ runId: f.run, topology: t, pod: f.pod, self: 'pod', remote: natsTransport(nc, log), log }).start();
   const pod = runPod({
+    transport: wire.transport(),
     nc,
     topology: t,
     runId: f.run,
@@ -177,6 +181,7 @@ export async function podRole(raw: unknown): Promise<number> {
   watchParent(exit);
   onSignals(exit);
   await pod.done;
+  wire.stop();
   await nc.drain();
   await sink?.close();
   await linger(delay, log);
@@ -190,6 +195,13 @@ export async function hostRole(raw: unknown): Promise<number> {
   const bad = hosts.find((h) => h >= t.hostsPerPod);
   if (bad !== undefined) throw new UsageError(`--hosts: host ${bad} does not exist (hostsPerPod is ${t.hostsPerPod})`);
   if (f.pod >= t.pods) throw new UsageError(`--pod: pod ${f.pod} does not exist (pods is ${t.pods})`);
+  // the other processes of the pod address batch frames by the topology's grouping: a process runs one whole group
+  const first = hosts[0] - (hosts[0] % t.hostsPerProcess);
+  const group = Array.from({ length: Math.min(t.hostsPerProcess, t.hostsPerPod - first) }, (_, i) => first + i);
+  if (hosts.join(',') !== group.join(','))
+    throw new UsageError(
+      `--hosts: must be one group of hostsPerProcess (${t.hostsPerProcess}) hosts, here ${group.join(',')}; got ${f.hosts}`,
+    );
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'host' });
   const delay = exitDelayMs();
   let crashPoint: CrashPoint | undefined;
@@ -200,8 +212,11 @@ export async function hostRole(raw: unknown): Promise<number> {
   }
   const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
   const heal = f.rejoin || restartedContainer();
-  // hosts of one process hand each other their messages in memory (one bus for the process)
-  const local = hosts.length > 1 ? new LocalBus() : undefined;
+  // hosts of one process hand each other their messages in memory, and the other processes of their pod theirs in
+  // batch frames (one wire for the process)
+  const key = processKey(hosts.map((h) => actorNames.host(f.pod, h)))!;
+  const wire = new ProcessWire({ runId: f.run, topology: t, pod: f.pod, self: key.key, remote: natsTransport(nc, log), log }).start();
+  const transport = wire.transport();
   const sink = events();
   const runs = hosts.map((host) =>
     runHost({
@@ -215,7 +230,7 @@ export async function hostRole(raw: unknown): Promise<number> {
       crashPoint,
       checkpointDir: f.ckptDir,
       recordDir: recordDir(),
-      local,
+      transport,
       events: sink,
     }),
   );
@@ -226,6 +241,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   watchParent(exit);
   onSignals(exit);
   await Promise.all(runs.map((r) => r.done));
+  wire.stop();
   await nc.drain();
   await sink?.close();
   await linger(delay, log);

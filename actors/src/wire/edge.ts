@@ -28,7 +28,12 @@ export type WireCommand =
       subject: string;
       head: { runId: string; step: number; attempt: number; sender: string; msgId: string; tensor: TensorKind; shard: number };
       data: Float32Array;
-    };
+    }
+  /** Several commands at once, published in their order (a host's tensors for every peer of a phase: one command, not one each). */
+  | { type: 'wire.sendMany'; commands: WireCommand[] };
+
+/** One message to publish (a WireCommand other than `wire.sendMany`). */
+export type OneWireCommand = Exclude<WireCommand, { type: 'wire.sendMany' }>;
 
 /**
  * What an edge tells its machine, each stamped with `at`: when it reached the
@@ -38,7 +43,14 @@ export type WireCommand =
 export type WireEvent = WireEventBody & { at: number };
 type WireEventBody =
   | { [K in ControlMessage['kind']]: { type: K; msg: Extract<ControlMessage, { kind: K }> } }[ControlMessage['kind']]
+  /** A healing host's state tensor (state.params, state.opt), once all its chunks are in. */
   | { type: 'tensor.received'; tensor: AssembledTensor }
+  /**
+   * Step tensors (grad.slice, grad.exchange, param.shard) completed one after the other, in the order they completed,
+   * with nothing else for the machine between them: one event for a burst of deliveries (see EdgeOptions.batchTensors).
+   * A machine takes them as it would take each in turn.
+   */
+  | { type: 'tensors.received'; tensors: AssembledTensor[] }
   /** Two copies of one tensor differ (see TensorAssembler): an alarm, never a silent first-wins. */
   | { type: 'tensor.conflict'; conflict: TensorConflict }
   | { type: 'wire.rejected'; reason: string; detail?: string }
@@ -72,7 +84,18 @@ export interface EdgeOptions {
   requestQuietMs?: number;
   /** Bytes of lately completed tensors kept to compare late copies with (see CompletedTensors; 64 MiB when absent). */
   retainBytes?: number;
+  /**
+   * How the edge hands over step tensors: `schedule(flush)` is called with the first tensor of a burst, and the
+   * tensors completed until `flush` runs (with no other event between them: any other event flushes them first, so the
+   * machine sees everything in arrival order) go to the machine as one `tensors.received`. A real run passes
+   * `queueMicrotask`: a burst is what one socket read or one in-process delivery round completes. Absent (the
+   * simulator): each tensor is its own `tensors.received`, at once.
+   */
+  batchTensors?: (flush: () => void) => void;
 }
+
+/** The tensors of a step (not a healing host's state): handed to the machine in bursts (`tensors.received`). */
+const STEP_TENSORS: ReadonlySet<string> = new Set(['grad.slice', 'grad.exchange', 'param.shard']);
 
 /** The edge's part of a control message that goes out: encoded, with what the fault layer needs to know. */
 type Outgoing = {
@@ -96,7 +119,29 @@ type Outgoing = {
 export function edge(opts: EdgeOptions) {
   return fromCallback<WireCommand>(({ sendBack, receive }) => {
     const { clock } = opts;
-    const tell = (e: WireEventBody) => sendBack({ ...e, at: clock.now() } as WireEvent);
+    let burst: AssembledTensor[] = [];
+    let scheduled = false;
+    const flushTensors = () => {
+      scheduled = false;
+      if (burst.length === 0) return;
+      const tensors = burst;
+      burst = [];
+      sendBack({ type: 'tensors.received', tensors, at: clock.now() } as WireEvent);
+    };
+    // anything else for the machine goes after the tensors that came before it
+    const tell = (e: WireEventBody) => {
+      flushTensors();
+      sendBack({ ...e, at: clock.now() } as WireEvent);
+    };
+    const tellTensor = (tensor: AssembledTensor) => {
+      if (!STEP_TENSORS.has(tensor.tensor)) return tell({ type: 'tensor.received', tensor });
+      burst.push(tensor);
+      if (!opts.batchTensors) return flushTensors();
+      if (!scheduled) {
+        scheduled = true;
+        opts.batchTensors(flushTensors);
+      }
+    };
     const dedup = new DedupWindow();
     const assembler = new TensorAssembler(opts.expectedLength ?? (() => undefined), undefined, { bytes: opts.retainBytes });
     // a flood of junk must not become a flood of log lines: rejections are logged with counts, at a bounded rate
@@ -128,7 +173,7 @@ export function edge(opts: EdgeOptions) {
           else opts.log.error({ ...r.conflict, msgId: h.msgId }, 'tensor copies differ');
           return tell({ type: 'tensor.conflict', conflict: r.conflict });
         }
-        if (r.kind === 'complete') tell({ type: 'tensor.received', tensor: r.tensor });
+        if (r.kind === 'complete') tellTensor(r.tensor);
         return;
       }
       const d = decodeControl(bytes, opts.maxControlBytes);
@@ -195,7 +240,11 @@ export function edge(opts: EdgeOptions) {
       else deliver();
     };
 
-    receive((cmd) => {
+    const send = (cmd: WireCommand): void => {
+      if (cmd.type === 'wire.sendMany') {
+        for (const c of cmd.commands) send(c);
+        return;
+      }
       if (cmd.type === 'wire.send') {
         const m = cmd.message;
         if (m.kind === 'tensor.request' && opts.requestQuietMs) {
@@ -230,9 +279,11 @@ export function edge(opts: EdgeOptions) {
           });
         }
       }
-    });
+    };
+    receive(send);
 
     return () => {
+      burst = [];
       for (const h of held.values()) clock.clearTimeout(h.timer);
       for (const u of unsubscribe) u();
       rejections.flush();
@@ -276,7 +327,7 @@ export function natsTransport(nc: NatsConnection, log: Logger): Transport {
 export function edgeFor(
   t: Topology,
   role: 'client' | 'pod' | 'host',
-  opts: Pick<EdgeOptions, 'transport' | 'clock' | 'runId' | 'log' | 'listen' | 'expectedLength'>,
+  opts: Pick<EdgeOptions, 'transport' | 'clock' | 'runId' | 'log' | 'listen' | 'expectedLength' | 'batchTensors'>,
 ) {
   return edge({
     ...opts,
