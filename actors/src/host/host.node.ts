@@ -60,6 +60,8 @@ export function runHost(opts: HostRunOptions): HostRun {
     listen: listenFor(t, runId, { role: 'host', pod, host }),
     // the step tensors one socket read or one in-process delivery round completes reach the machine as one event
     batchTensors: queueMicrotask,
+    // a phase's tensors for hundreds of peers go out a slice a turn: the process keeps reading its socket meanwhile
+    spreadSends: setImmediate,
   });
   const input = { topology: t, runId, pod, host, incarnation, heal: opts.heal, now: clock.now() };
   const rec = opts.recordDir ? recorder(opts.recordDir, me, input) : undefined;

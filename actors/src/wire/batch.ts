@@ -229,7 +229,8 @@ export class ProcessWire {
         this.refuse('forged sender', `${e.subject} in a batch frame of process ${from}`);
         continue;
       }
-      this.bus.deliver(e.subject, e.bytes);
+      // delivered in the bus's rounds, with what this process's own actors sent each other, in arrival order
+      this.bus.enqueue(e.subject, e.bytes);
     }
   }
 }

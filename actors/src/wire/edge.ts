@@ -92,6 +92,20 @@ export interface EdgeOptions {
    * simulator): each tensor is its own `tensors.received`, at once.
    */
   batchTensors?: (flush: () => void) => void;
+  /**
+   * Spread a large send (a phase's tensors for every peer: hundreds in a large pod) over turns of the event loop:
+   * SEND_SLICE messages now, then `schedule(next)` for the next slice, and so on; what is sent meanwhile waits its turn
+   * (publish order is kept). A process of many hosts then reads its socket between slices instead of framing every
+   * host's tensors in one go. A real run passes `setImmediate`; absent (the simulator), everything is sent at once.
+   */
+  spreadSends?: (next: () => void) => void;
+}
+
+/** Messages an edge publishes in one turn when it spreads a send (see EdgeOptions.spreadSends). */
+export const SEND_SLICE = 64;
+
+function flatten(cmd: WireCommand): OneWireCommand[] {
+  return cmd.type === 'wire.sendMany' ? cmd.commands.flatMap(flatten) : [cmd];
 }
 
 /** The tensors of a step (not a healing host's state): handed to the machine in bursts (`tensors.received`). */
@@ -240,11 +254,30 @@ export function edge(opts: EdgeOptions) {
       else deliver();
     };
 
+    // what waits to be published when sends are spread over turns (see EdgeOptions.spreadSends), in order
+    let outbox: OneWireCommand[] = [];
+    let draining = false;
+    let stopped = false;
+    const drain = () => {
+      if (stopped) return;
+      const now = outbox.splice(0, SEND_SLICE);
+      for (const c of now) sendOne(c);
+      if (outbox.length > 0) opts.spreadSends!(drain);
+      else draining = false;
+    };
     const send = (cmd: WireCommand): void => {
-      if (cmd.type === 'wire.sendMany') {
-        for (const c of cmd.commands) send(c);
+      const cmds = cmd.type === 'wire.sendMany' ? cmd.commands.flatMap(flatten) : [cmd];
+      if (!opts.spreadSends || (!draining && cmds.length <= SEND_SLICE)) {
+        for (const c of cmds) sendOne(c);
         return;
       }
+      outbox = outbox.length === 0 ? cmds : [...outbox, ...cmds];
+      if (!draining) {
+        draining = true;
+        drain();
+      }
+    };
+    const sendOne = (cmd: OneWireCommand): void => {
       if (cmd.type === 'wire.send') {
         const m = cmd.message;
         if (m.kind === 'tensor.request' && opts.requestQuietMs) {
@@ -283,6 +316,8 @@ export function edge(opts: EdgeOptions) {
     receive(send);
 
     return () => {
+      stopped = true;
+      outbox = [];
       burst = [];
       for (const h of held.values()) clock.clearTimeout(h.timer);
       for (const u of unsubscribe) u();
@@ -327,7 +362,7 @@ export function natsTransport(nc: NatsConnection, log: Logger): Transport {
 export function edgeFor(
   t: Topology,
   role: 'client' | 'pod' | 'host',
-  opts: Pick<EdgeOptions, 'transport' | 'clock' | 'runId' | 'log' | 'listen' | 'expectedLength' | 'batchTensors'>,
+  opts: Pick<EdgeOptions, 'transport' | 'clock' | 'runId' | 'log' | 'listen' | 'expectedLength' | 'batchTensors' | 'spreadSends'>,
 ) {
   return edge({
     ...opts,

@@ -1,6 +1,9 @@
 import type { Transport } from './edge.ts';
 
 type Deliver = (bytes: Uint8Array, subject: string) => void;
+
+/** Messages a LocalBus delivers in one turn of the event loop at most. */
+export const ROUND_MESSAGES = 2048;
 type Sub = { pattern: string; deliver: Deliver };
 
 /** Whether NATS subject `subject` matches `pattern` (`*`: one token, `>`: one or more tokens at the end). */
@@ -95,15 +98,26 @@ export class LocalBus {
     return true;
   }
 
-  /** Hand `bytes` to the receivers of `subject` in this process now (a message another process sent in a batch frame). */
-  deliver(subject: string, bytes: Uint8Array): void {
-    for (const s of this.receivers(subject)) s.deliver(bytes, subject);
+  /**
+   * Hand `bytes` to the receivers of `subject` in this process in the next round (a message another process sent in a
+   * batch frame); false (and nothing done) if it has none.
+   */
+  enqueue(subject: string, bytes: Uint8Array): boolean {
+    return this.publish(subject, bytes);
   }
 
+  /**
+   * One round: at most ROUND_MESSAGES messages, then the rest in the next turn, so that a burst of a large pod's
+   * collectives does not keep the process from its socket (and its timers) for seconds.
+   */
   private round(): void {
     this.scheduled = false;
-    const q = this.queue;
-    this.queue = [];
+    const q = this.queue.length > ROUND_MESSAGES ? this.queue.splice(0, ROUND_MESSAGES) : this.queue;
+    if (q === this.queue) this.queue = [];
+    if (this.queue.length > 0) {
+      this.scheduled = true;
+      setImmediate(() => this.round());
+    }
     // a receiver that unsubscribed meanwhile (its actor stopped) gets nothing
     for (const m of q) for (const s of m.to) if (this.subs.has(s)) s.deliver(m.bytes, m.subject);
   }
