@@ -16,7 +16,7 @@ const raw = {
   /**
    * PaLM 540B's layout: 2 TPU v4 pods x 768 hosts x 4 chips (6144 chips), 96 host actors a process (8 host processes
    * a pod, 19 processes with the pod schedulers and the client). A step of 1536 hosts on 2 cores takes seconds of
-   * wall time (the in-pod collectives are hosts squared tensors): heartbeats every 5 s, silence tolerated for a minute
+   * wall time (the in-pod collectives are hosts squared tensors): heartbeats every 5 s, silence tolerated for two minutes
    * (a process busy with a burst of tensors on a loaded machine is not silent), and deadlines in minutes.
    */
   'palm-540b': {
@@ -28,7 +28,7 @@ const raw = {
     model: modelPresets.small,
     training: { ...training, globalBatch: 3072 },
     compute: 'modeled',
-    heartbeat: { intervalMs: 5000, misses: 12 },
+    heartbeat: { intervalMs: 5000, misses: 24 },
     deadlines: { startupMs: 600_000, phaseMs: 600_000, stepMs: 1_200_000 },
   },
 } as const satisfies Record<string, TopologyInput>;

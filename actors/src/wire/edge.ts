@@ -94,9 +94,10 @@ export interface EdgeOptions {
   batchTensors?: (flush: () => void) => void;
   /**
    * Spread a large send (a phase's tensors for every peer: hundreds in a large pod) over turns of the event loop:
-   * SEND_SLICE messages now, then `schedule(next)` for the next slice, and so on; what is sent meanwhile waits its turn
-   * (publish order is kept). A process of many hosts then reads its socket between slices instead of framing every
-   * host's tensors in one go. A real run passes `setImmediate`; absent (the simulator), everything is sent at once.
+   * SEND_SLICE messages now, then `schedule(next)` for the next slice, and so on; tensors sent meanwhile wait their
+   * turn (their order is kept), control messages do not (a heartbeat must not wait behind a phase's tensors). A
+   * process of many hosts then reads its socket between slices instead of framing every host's tensors in one go. A
+   * real run passes `setImmediate`; absent (the simulator), everything is sent at once.
    */
   spreadSends?: (next: () => void) => void;
 }
@@ -267,7 +268,9 @@ export function edge(opts: EdgeOptions) {
     };
     const send = (cmd: WireCommand): void => {
       const cmds = cmd.type === 'wire.sendMany' ? cmd.commands.flatMap(flatten) : [cmd];
-      if (!opts.spreadSends || (!draining && cmds.length <= SEND_SLICE)) {
+      // a control message (a heartbeat, a report, a tensor request) does not wait behind tensors: its receiver is
+      // another actor than theirs, or the same peer, which takes a request and tensors in either order
+      if (!opts.spreadSends || (!draining && cmds.length <= SEND_SLICE) || cmds.every((c) => c.type === 'wire.send')) {
         for (const c of cmds) sendOne(c);
         return;
       }
