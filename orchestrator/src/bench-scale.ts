@@ -183,7 +183,7 @@ export async function scaleRow(opts: {
 
 export interface ScaleBench {
   rows: ScaleRow[];
-  /** Cost growth from the smallest to the largest row that ran, over the growth in hosts (1: linear; H: quadratic). */
+  /** Cost growth between the two largest rows that ran, over the growth in hosts (1: linear; the hosts' ratio: quadratic). */
   cpuGrowthOverHosts: number | null;
   msgsGrowthOverHosts: number | null;
   /** palm-540b's (768 hosts a pod) wall ms a step, and whether it is under the 1 s target. */
@@ -206,8 +206,9 @@ export async function scaleBench(opts: {
     opts.onRow?.(row);
   }
   const ok = rows.filter((r) => r.failure === null && Number.isFinite(r.cpuMsPerStep));
+  // between the two largest rows that ran (small rows are mostly fixed costs): the cost's growth over the hosts'
   const growth = (f: (r: ScaleRow) => number) =>
-    ok.length >= 2 ? f(ok.at(-1)!) / f(ok[0]) / (ok.at(-1)!.hostsPerPod / ok[0].hostsPerPod) : null;
+    ok.length >= 2 ? f(ok.at(-1)!) / f(ok.at(-2)!) / (ok.at(-1)!.hostsPerPod / ok.at(-2)!.hostsPerPod) : null;
   const palm = ok.find((r) => r.hostsPerPod === 768);
   return {
     rows,

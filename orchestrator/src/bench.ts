@@ -558,7 +558,7 @@ export function scaleSection(s: ScaleBench): string {
     '',
     scaleMarkdown(s),
     '',
-    `Growth from the smallest to the largest row over the growth in hosts (1: linear, H: quadratic): CPU ${f(s.cpuGrowthOverHosts)}, NATS messages ${f(s.msgsGrowthOverHosts)}. palm-540b wall ms a step: ${f(s.palmWallMsPerStep, 0)} (target < 1000: ${s.palmUnderOneSecond === null ? 'not run' : s.palmUnderOneSecond ? 'met' : 'not met'}).`,
+    `Growth between the two largest rows over the growth in hosts (1: linear; the ratio of hosts: quadratic): CPU ${f(s.cpuGrowthOverHosts)}, NATS messages ${f(s.msgsGrowthOverHosts)}. palm-540b wall ms a step: ${f(s.palmWallMsPerStep, 0)} (target < 1000: ${s.palmUnderOneSecond === null ? 'not run' : s.palmUnderOneSecond ? 'met' : 'not met'}).`,
   ].join('\n');
 }
 

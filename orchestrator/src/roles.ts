@@ -3,6 +3,7 @@ import {
   ProcessWire,
   connectNats,
   natsTransport,
+  pingFor,
   createLogger,
   eventSinkFromEnv,
   logLevels,
@@ -159,7 +160,7 @@ export async function podRole(raw: unknown): Promise<number> {
   const t = loadTopology(f.topology);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
   const delay = exitDelayMs();
-  const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
+  const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth(), ...pingFor(t) });
   const sink = events();
   // what the pod tells its host processes goes in batch frames, one per process a turn; theirs come the same way
   const wire = new ProcessWire({ runId: f.run, topology: t, pod: f.pod, self: 'pod', remote: natsTransport(nc, log), log }).start();
@@ -210,7 +211,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
+  const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth(), ...pingFor(t) });
   const heal = f.rejoin || restartedContainer();
   // hosts of one process hand each other their messages in memory, and the other processes of their pod theirs in
   // batch frames (one wire for the process)
@@ -266,7 +267,7 @@ export async function clientRole(raw: unknown): Promise<number> {
   const f = parseFlags(ClientFlags, raw);
   const t = loadTopology(f.topology);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'client' });
-  const nc = await connectNats({ servers: f.nats, name: 'client', log, ...natsAuth() });
+  const nc = await connectNats({ servers: f.nats, name: 'client', log, ...natsAuth(), ...pingFor(t) });
   const lnc = await connectNats({ servers: f.logNats, name: 'client/runlog', log, ...natsAuth() });
   const runLog = await RunLog.open(lnc, f.run, log, t.deadlines.phaseMs);
   const last = await runLog.last();

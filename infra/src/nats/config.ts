@@ -54,6 +54,9 @@ export interface NatsUser {
   subscribe: string[];
 }
 
+/** Seconds a server gives a client to log in (CONNECT) after it connects. */
+const CLIENT_AUTH_TIMEOUT_S = 10;
+
 /** Seconds a server gives a peer at its route port to log in: well above a slowed DCN's round trip (the chaos scenarios add 20 ms). */
 const ROUTE_AUTH_TIMEOUT_S = 5;
 
@@ -62,6 +65,9 @@ function authorization(users: NatsUser[] | undefined): string[] {
   const list = (xs: string[]) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
   return [
     'authorization {',
+    // a client starved of CPU (a large run on a loaded machine) may take seconds to log in again after a reconnect:
+    // refused at the default 2 s, twice, nats.js gives up on the connection for good
+    `  timeout: ${CLIENT_AUTH_TIMEOUT_S}`,
     '  users: [',
     ...users.map(
       (u) =>
