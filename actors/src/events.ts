@@ -130,44 +130,64 @@ const NONE = { leftAt: undefined, starts: new Map<string, number>() } as const;
 export function hostStepSlices(sink: EventSink, actor: string) {
   let key = '';
   let done = new Set<string>();
-  return (c: {
-    phase: string;
-    step: number;
-    attempt: number;
-    phaseStartedAt: number;
-    phaseMs: Partial<Record<HostPhase, number>>;
-  }): { leftAt: number | undefined; starts: ReadonlyMap<string, number> } => {
-    const k = `${c.step}/${c.attempt}`;
-    if (k !== key) {
-      key = k;
-      // a commit moves the host to the next step before its next attempt begins: the times it holds are the last attempt's
-      done = new Set((hostPhases as readonly string[]).includes(c.phase) ? [] : hostPhases.filter((p) => c.phaseMs[p] !== undefined));
-    }
-    if (c.attempt < 0) return NONE;
-    const closed = hostPhases.filter((p) => c.phaseMs[p] !== undefined && !done.has(p));
-    if (closed.length === 0) return NONE;
-    let end = c.phaseStartedAt;
-    const out: RunEvent[] = [];
-    for (const p of closed.reverse()) {
-      const start = end - (c.phaseMs[p] ?? 0);
+  let last: { step: number; attempt: number } | undefined;
+  /** The phases of `times` not in `seen`, back to back ending at `end` (ms), earliest first. */
+  const closedSlices = (
+    times: Partial<Record<HostPhase, number>>,
+    end: number,
+    w: { step: number; attempt: number },
+    seen: Set<string>,
+  ) => {
+    const out: SliceEvent[] = [];
+    for (const p of hostPhases.filter((x) => times[x] !== undefined && !seen.has(x)).reverse()) {
+      const start = end - (times[p] ?? 0);
       out.push({
         kind: 'slice',
         actor,
         name: p,
         at: toMicros(start),
         dur: Math.max(0, toMicros(end) - toMicros(start)),
-        step: c.step,
-        attempt: c.attempt,
+        step: w.step,
+        attempt: w.attempt,
       });
-      done.add(p);
+      seen.add(p);
       end = start;
     }
-    const starts = new Map<string, number>();
-    for (const e of out.reverse()) {
-      sink.emit(e);
-      starts.set((e as SliceEvent).name, (e as SliceEvent).at / 1000);
+    return out.reverse();
+  };
+  return (c: {
+    phase: string;
+    step: number;
+    attempt: number;
+    phaseStartedAt: number;
+    phaseMs: Partial<Record<HostPhase, number>>;
+    /** The steps prepared and awaiting commit, with their phase times and when each was prepared. */
+    pending?: readonly { step: number; attempt: number; phaseMs: Partial<Record<HostPhase, number>>; at: number }[];
+  }): { leftAt: number | undefined; starts: ReadonlyMap<string, number> } => {
+    const k = `${c.step}/${c.attempt}`;
+    const out: SliceEvent[] = [];
+    if (k !== key) {
+      // one event can take a host from its last phase of a step to the next step's first (a burst of tensors ends the
+      // all-gather, the next dispatch was queued): the phases of the attempt it left that no snapshot showed closed
+      // are in its prepared step, which ended when it was prepared
+      const left = last && c.pending?.find((p) => p.step === last!.step && p.attempt === last!.attempt);
+      if (left) out.push(...closedSlices(left.phaseMs, left.at, left, done));
+      key = k;
+      // a commit moves the host to the next step before its next attempt begins: the times it holds are the last attempt's
+      done = new Set((hostPhases as readonly string[]).includes(c.phase) ? [] : hostPhases.filter((p) => c.phaseMs[p] !== undefined));
     }
-    return { leftAt: end, starts };
+    if (c.attempt >= 0) {
+      last = { step: c.step, attempt: c.attempt };
+      out.push(...closedSlices(c.phaseMs, c.phaseStartedAt, c, done));
+    }
+    if (out.length === 0) return NONE;
+    const starts = new Map<string, number>();
+    for (const e of out) {
+      sink.emit(e);
+      if (e.step === c.step && e.attempt === c.attempt) starts.set(e.name, e.at / 1000);
+    }
+    const mine = out.filter((e) => e.step === c.step && e.attempt === c.attempt);
+    return { leftAt: mine.length > 0 ? mine[0].at / 1000 : undefined, starts };
   };
 }
 
