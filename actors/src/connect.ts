@@ -25,6 +25,12 @@ export async function connectNats(opts: {
   timeoutMs?: number;
   user?: string;
   pass?: string;
+  /**
+   * Ping the server every `pingIntervalMs` (default 2000) and call the connection stale after `maxPingOut` unanswered
+   * (default 3). A process of a large run on a loaded machine may not read its socket for many seconds: see `pingFor`.
+   */
+  pingIntervalMs?: number;
+  maxPingOut?: number;
 }): Promise<NatsConnection> {
   const servers = Array.isArray(opts.servers) ? opts.servers : opts.servers.split(',');
   const until = Date.now() + (opts.timeoutMs ?? 15_000);
@@ -34,14 +40,17 @@ export async function connectNats(opts: {
       const nc = await connect({
         servers,
         name: opts.name,
-        pingInterval: 2_000,
-        maxPingOut: 3,
+        pingInterval: opts.pingIntervalMs ?? 2_000,
+        maxPingOut: opts.maxPingOut ?? 3,
         reconnect: true,
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
         timeout: 2_000,
         noRandomize: true,
         ignoreClusterUpdates: true,
+        // a login refused twice (a CPU-starved process too slow to log in again after a reconnect) must not end the
+        // connection for good: keep reconnecting
+        ignoreAuthErrorAbort: true,
         user: opts.user,
         pass: opts.pass,
       });
@@ -59,6 +68,15 @@ export async function connectNats(opts: {
     `${opts.name}: cannot connect to NATS at ${servers.join(', ')} within ${opts.timeoutMs ?? 15_000} ms: ${(lastError as Error)?.message ?? 'no answer'}`,
     { cause: lastError },
   );
+}
+
+/**
+ * A role's pings for its topology: every 2 s, or every heartbeat interval when that is longer, and stale after as
+ * many unanswered as a silent actor's heartbeats are tolerated (at least 3): a connection is not given up on sooner
+ * than the protocol gives up on its actors (reconnecting loses what is in flight).
+ */
+export function pingFor(t: { heartbeat: { intervalMs: number; misses: number } }): { pingIntervalMs: number; maxPingOut: number } {
+  return { pingIntervalMs: Math.max(2_000, t.heartbeat.intervalMs), maxPingOut: Math.max(3, t.heartbeat.misses) };
 }
 
 /** `host:port` of a server URL (`nats://127.0.0.1:4222`, `nats-0:4222`, `nats-0`), as nats.js names the server it is on. */

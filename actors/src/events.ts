@@ -254,10 +254,17 @@ const SENT_IN: readonly [HostPhase, FlowEvent['tensor']][] = [
 const HELD_IN = { 'grad.slice': 'slices', 'grad.exchange': 'exchanged', 'param.shard': 'gathered' } as const;
 
 /**
+ * Pods of more hosts than this draw no in-pod flows (reduce-scatter, all-gather): those are hosts squared arrows a
+ * step (1.2 million at 2 x 768), more than a trace viewer shows or a run should write. The cross-pod exchange, one
+ * flow a host pair, is drawn at any size.
+ */
+export const IN_POD_FLOWS_MAX_HOSTS = 16;
+
+/**
  * A host's tensor flows, read from its snapshots (no inspection of every event): a `send` to each peer when it
  * enters the phase that sends (at the phase's start: `starts`, from hostStepSlices, or the current phase's), a
  * `receive` when a peer's tensor is first held (at the time of the event that brought it). Resends asked for
- * again are not drawn.
+ * again are not drawn; nor are in-pod flows in pods of more than IN_POD_FLOWS_MAX_HOSTS hosts.
  */
 export function hostFlows(sink: EventSink, me: string) {
   let key = '';
@@ -272,6 +279,7 @@ export function hostFlows(sink: EventSink, me: string) {
     }
     if (c.attempt < 0) return;
     const { pods, hostsPerPod } = c.topology;
+    const inPod = hostsPerPod <= IN_POD_FLOWS_MAX_HOSTS;
     const bytesOf = (h: number) => 4 * ((c.ranges[h]?.end ?? 0) - (c.ranges[h]?.start ?? 0));
     const base = { kind: 'flow' as const, actor: me, step: c.step, attempt: c.attempt };
     for (const [phase, tensor] of SENT_IN) {
@@ -279,6 +287,7 @@ export function hostFlows(sink: EventSink, me: string) {
       const start = c.phase === phase ? c.phaseStartedAt : starts.get(phase);
       if (start === undefined) continue;
       sent.add(tensor);
+      if (tensor !== 'grad.exchange' && !inPod) continue;
       const at = toMicros(start);
       if (tensor === 'grad.exchange') {
         for (let q = 0; q < pods; q++)
@@ -298,6 +307,7 @@ export function hostFlows(sink: EventSink, me: string) {
       }
     }
     for (const [tensor, field] of Object.entries(HELD_IN) as [FlowEvent['tensor'], (typeof HELD_IN)[FlowEvent['tensor']]][]) {
+      if (tensor !== 'grad.exchange' && !inPod) continue;
       for (const [peer, data] of c[field]) {
         const id = `${tensor}/${peer}`;
         if (held.has(id)) continue;

@@ -11,6 +11,7 @@ export * from './wire/authorize.ts';
 export * from './wire/edge.ts';
 export * from './wire/faults.ts';
 export * from './wire/local.ts';
+export * from './wire/batch.ts';
 export * from './checkpoint/store.ts';
 export * from './host/heal.ts';
 export * from './host/serve.ts';

@@ -19,12 +19,22 @@ export type RecordLine = { input: unknown } | { in: { type: string; [k: string]:
 /** A message a machine sent, as recorded and compared: its kind, step and attempt, and the hash it reports, if any. */
 export type RecordedOut = { kind: string; step: number; attempt: number; hash?: string };
 
-/** What of a wire command is recorded and compared. */
-export function outOf(cmd: {
+type AnyWireCommand = {
   type: string;
   message?: { kind: string; step: number; attempt: number; paramsHash?: unknown; shardHash?: unknown };
   head?: { tensor: string; step: number; attempt: number };
-}): RecordedOut | undefined {
+  commands?: AnyWireCommand[];
+};
+
+/** What of a wire command is recorded and compared: one line per message (a `wire.sendMany` gives one for each of its commands). */
+export function outsOf(cmd: AnyWireCommand): RecordedOut[] {
+  if (cmd.type === 'wire.sendMany') return (cmd.commands ?? []).flatMap(outsOf);
+  const out = outOf(cmd);
+  return out ? [out] : [];
+}
+
+/** What of one wire command (not a `wire.sendMany`) is recorded and compared. */
+export function outOf(cmd: AnyWireCommand): RecordedOut | undefined {
   if (cmd.type === 'wire.send' && cmd.message) {
     const m = cmd.message;
     const hash = typeof m.paramsHash === 'string' ? m.paramsHash : typeof m.shardHash === 'string' ? m.shardHash : undefined;
@@ -80,8 +90,7 @@ export function recorder(dir: string, actor: string, input: unknown): { inspect:
         return;
       }
       if (target.id === 'wire' && (target._parent as { _parent?: unknown })._parent === undefined) {
-        const out = outOf(e.event as Parameters<typeof outOf>[0]);
-        if (out) write({ out });
+        for (const out of outsOf(e.event as AnyWireCommand)) write({ out });
       }
     },
     close: () => closeSync(fd),

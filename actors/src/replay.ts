@@ -2,7 +2,7 @@ import { createActor, fromCallback, fromPromise, type AnyActorRef } from 'xstate
 import { clientMachine } from './client/client.machine.ts';
 import { hostMachine } from './host/host.machine.ts';
 import { podMachine } from './pod/pod.machine.ts';
-import { outOf, type RecordedOut, type RecordLine } from './record.ts';
+import { outsOf, type RecordedOut, type RecordLine } from './record.ts';
 import { SimClock } from './sim/clock.ts';
 import type { WireCommand } from './wire/edge.ts';
 
@@ -78,8 +78,7 @@ export function replayLife(actor: string, life: number, lines: RecordLine[]): Re
   const replayed: Out[] = [];
   const wire = fromCallback<WireCommand>(({ receive }) => {
     receive((cmd) => {
-      const out = outOf(cmd);
-      if (out) replayed.push(out);
+      replayed.push(...outsOf(cmd));
     });
   });
   // stand-ins for every provided actor but the wire: whatever they said is in the record

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createActor, waitFor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
 import { describeFailure, parseTopology, preset, subjects, type FailureCause, type RunLogRecord } from '@lockstep/topology';
-import { clientMachine, systemClock, ticker, type ClientEvent, type WireCommand } from '../src/index.ts';
+import { clientMachine, systemClock, ticker, type ClientEvent, type OneWireCommand } from '../src/index.ts';
 import { controlSent, manualClock, memoryRunLog, noCheckpoints, now, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
@@ -76,7 +76,7 @@ function joinPods<A extends { send: (e: ClientEvent) => void }>(a: A): A {
 }
 
 function start(steps: number, topology = t) {
-  const sent: WireCommand[] = [];
+  const sent: OneWireCommand[] = [];
   const a = createActor(
     clientMachine.provide({
       actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
@@ -174,7 +174,7 @@ describe('client machine', () => {
       heartbeat: { intervalMs: 20, misses: 2 },
       deadlines: { startupMs: 1000, phaseMs: 1000, stepMs: 1000 },
     });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(
       clientMachine.provide({
         actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
@@ -205,7 +205,7 @@ describe('client machine', () => {
       heartbeat: { intervalMs: 20, misses: 3 },
       deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 },
     });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(
       clientMachine.provide({
         actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: ticker(systemClock) },
@@ -243,7 +243,7 @@ describe('client machine', () => {
       heartbeat: { intervalMs: 200, misses: 3 },
       deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 5000 },
     });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(
       clientMachine.provide({
         actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
@@ -268,7 +268,7 @@ describe('client machine', () => {
       heartbeat: { intervalMs: 10, misses: 3 },
       deadlines: { startupMs: 100, phaseMs: 100, stepMs: 5000 },
     });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(
       clientMachine.provide({
         actors: { wire: recordingWire(sent), runlog: memoryRunLog([]), checkpoints: noCheckpoints(), clock: manualClock().actor },
@@ -311,7 +311,7 @@ describe('client machine', () => {
 
   it('logs the decision before any pod hears of the commit; a step the log refuses is never committed', () => {
     const records: RunLogRecord[] = [{ step: 0, attempt: 0, paramsHash: H(7), loss: 1, at: 'then' }]; // step 0 already logged: a zombie's decision
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(
       clientMachine.provide({
         actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints(), clock: manualClock().actor },
@@ -338,7 +338,7 @@ describe('client machine', () => {
 
   it('a restarted client finishes the logged commit first, then goes on past any attempt a pod has seen', () => {
     const records: RunLogRecord[] = [0, 1, 2].map((step) => ({ step, attempt: 0, paramsHash: H(step + 1), loss: 0.5, at: 'then' }));
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(
       clientMachine.provide({
         actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints(), clock: manualClock().actor },
@@ -383,7 +383,7 @@ describe('client machine', () => {
         loss: step + 0.5,
         at: 'then',
       }));
-      const sent: WireCommand[] = [];
+      const sent: OneWireCommand[] = [];
       const a = createActor(
         clientMachine.provide({
           actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints(), clock: manualClock().actor },
@@ -652,7 +652,7 @@ describe('client machine, a restore while a logged step commits', () => {
 });
 
 describe('client machine, steps in flight (dispatch.depth 2)', () => {
-  const dispatched = (sent: WireCommand[]) =>
+  const dispatched = (sent: OneWireCommand[]) =>
     (controlSent(sent, 'step.dispatch') as { step: number; attempt: number; committed: number }[]).map((m) => [
       m.step,
       m.attempt,
@@ -727,7 +727,7 @@ describe('client machine, steps in flight (dispatch.depth 2)', () => {
 
   it('a restarted client finds the pods past the logged step, then dispatches above every attempt a pod has seen, two steps at once', () => {
     const records: RunLogRecord[] = [0, 1].map((step) => ({ step, attempt: 0, paramsHash: H(step + 1), loss: 0.5, at: 'then' }));
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(
       clientMachine.provide({
         actors: { wire: recordingWire(sent), runlog: memoryRunLog(records), checkpoints: noCheckpoints(), clock: manualClock().actor },

@@ -93,8 +93,9 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
     await sender.flush();
     const until = Date.now() + 5000;
     while (received.length < 3 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    const tensor = received.find((e) => e.type === 'tensor.received');
-    expect(tensor && tensor.type === 'tensor.received' && [...tensor.tensor.data]).toEqual([...data]);
+    // a step tensor goes to the machine in a burst (tensors.received), here of one
+    const tensor = received.find((e) => e.type === 'tensors.received');
+    expect(tensor && tensor.type === 'tensors.received' && tensor.tensors.map((x) => [...x.data])).toEqual([[...data]]);
     expect(
       received
         .filter((e) => e.type === 'wire.rejected')
@@ -143,14 +144,14 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
     await sender.flush();
     const until = Date.now() + 5000;
     while (received.length < 4 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    expect(received.map((e) => `${e.type} ${'tensor' in e ? e.tensor.step : 'conflict' in e ? e.conflict.step : ''}`)).toEqual([
-      'tensor.received 3',
+    expect(received.map((e) => `${e.type} ${'tensors' in e ? e.tensors[0].step : 'conflict' in e ? e.conflict.step : ''}`)).toEqual([
+      'tensors.received 3',
       'tensor.conflict 3',
-      'tensor.received 4',
+      'tensors.received 4',
       'wire.duplicate ',
     ]);
     const [delivered, conflict] = received;
-    expect(delivered.type === 'tensor.received' && [...delivered.tensor.data]).toEqual([...data]); // the first copy, the real one
+    expect(delivered.type === 'tensors.received' && [...delivered.tensors[0].data]).toEqual([...data]); // the first copy, the real one
     expect(conflict).toMatchObject({
       type: 'tensor.conflict',
       conflict: { sender: 'host/0/1', step: 3, attempt: 1, tensor: 'grad.slice', shard: 0, chunk: 0, element: 0, found: 'complete' },
@@ -212,15 +213,15 @@ describe('the edge over NATS (natsTransport) against a real nats-server', () => 
     for (const f of frames(data)) sender.publish(subjects.hostData(RUN, 0, 0, 0, 1), f);
     await sender.flush();
     const until = Date.now() + 5000;
-    while (!received.some((e) => e.type === 'tensor.received') && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    while (!received.some((e) => e.type === 'tensors.received') && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
     const rejected = received.filter((e) => e.type === 'wire.rejected') as Extract<WireEvent, { type: 'wire.rejected' }>[];
     expect(rejected.length).toBe(frames(data).length + 1);
     expect(new Set(rejected.map((e) => e.reason))).toEqual(new Set(['forged sender']));
     expect(rejected[0].detail).toMatch(/grad\.slice from host\/0\/1 on a subject of host\/1\/0/);
     expect(rejected.at(-1)?.detail).toMatch(/tensor\.request from host\/0\/1 on a subject of host\/1\/0/);
-    const tensors = received.filter((e) => e.type === 'tensor.received');
+    const tensors = received.flatMap((e) => (e.type === 'tensors.received' ? e.tensors : []));
     expect(tensors).toHaveLength(1);
-    expect(tensors[0].type === 'tensor.received' && [...tensors[0].tensor.data]).toEqual([...data]);
+    expect([...tensors[0].data]).toEqual([...data]);
     expect(received.some((e) => e.type === 'wire.duplicate')).toBe(false);
     host.stop();
     await sender.close();

@@ -17,6 +17,7 @@ import {
   type HostEvent,
   type RunLogCommand,
   type RunLogEvent,
+  type OneWireCommand,
   type WireCommand,
 } from '../src/index.ts';
 
@@ -75,13 +76,16 @@ export function hostActors(
 }
 
 /** A wire for machine tests without a network: records what the machine sends and hands it to `route`. */
-export function recordingWire(sent: WireCommand[], route?: (cmd: WireCommand) => void) {
-  return fromCallback<WireCommand>(({ receive }) => {
-    receive((cmd) => {
-      sent.push(cmd);
-      route?.(cmd);
-    });
-  });
+export function recordingWire(sent: OneWireCommand[], route?: (cmd: OneWireCommand) => void) {
+  const each = (cmd: WireCommand): void => {
+    if (cmd.type === 'wire.sendMany') {
+      for (const c of cmd.commands) each(c);
+      return;
+    }
+    sent.push(cmd);
+    route?.(cmd);
+  };
+  return fromCallback<WireCommand>(({ receive }) => receive(each));
 }
 
 /**
@@ -114,7 +118,7 @@ export function noCheckpoints(manifests: Extract<CheckpointCommand, { type: 'ckp
   });
 }
 
-export function controlSent(sent: WireCommand[], kind: string) {
+export function controlSent(sent: OneWireCommand[], kind: string) {
   return sent.flatMap((c) => (c.type === 'wire.send' && c.message.kind === kind ? [c.message] : []));
 }
 

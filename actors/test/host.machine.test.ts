@@ -21,6 +21,7 @@ import {
   type ForwardInput,
   type HostEvent,
   type Timed,
+  type OneWireCommand,
   type WireCommand,
 } from '../src/index.ts';
 import { controlSent, hostActors, joined, manualClock, now, recordingWire } from './helpers.ts';
@@ -89,12 +90,12 @@ const holdsPrepared = (s: SnapshotFrom<typeof hostMachine>) => s.context.pending
  * (and tensor requests) routed straight to each other; `lose` drops the sends
  * it picks, as a lossy network would.
  */
-function cluster(t: Topology, lose: (cmd: WireCommand) => boolean = () => false) {
-  const sent = new Map<string, WireCommand[]>();
+function cluster(t: Topology, lose: (cmd: OneWireCommand) => boolean = () => false) {
+  const sent = new Map<string, OneWireCommand[]>();
   const hosts = new Map<string, HostActor>();
   for (let p = 0; p < t.pods; p++) {
     for (let h = 0; h < t.hostsPerPod; h++) {
-      const log: WireCommand[] = [];
+      const log: OneWireCommand[] = [];
       sent.set(`${p}/${h}`, log);
       const wire = recordingWire(log, (cmd) => {
         const [, , , tp, th, kind] = cmd.subject.split('.');
@@ -194,7 +195,7 @@ describe('host machine', () => {
 
   it('a request for a tensor this host has not made yet is not answered (it sends it when it gets there)', () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = joined(
       createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
         input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
@@ -246,7 +247,7 @@ describe('host machine', () => {
 
   it('rejects wrong-order, stale, wrong-attempt and repeated events and leaves its state unchanged', async () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = joined(
       createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
         input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
@@ -289,7 +290,7 @@ describe('host machine', () => {
 
   it('holds tensors that arrive before their dispatch, and uses them', async () => {
     const t = topo({ pods: 1 } as Partial<Topology>);
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = joined(
       createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
         input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
@@ -307,7 +308,7 @@ describe('host machine', () => {
   });
 
   it('a computation that throws fails the attempt with a computeError cause naming the phase and the error', async () => {
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(
       hostMachine.provide({
         actors: {
@@ -335,7 +336,7 @@ describe('host machine', () => {
       at: now(),
     });
     const host = (t: Topology, pod = 1, h = 0) => {
-      const sent: WireCommand[] = [];
+      const sent: OneWireCommand[] = [];
       const a = joined(
         createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
           input: { topology: t, runId: RUN, pod, host: h, incarnation: 'test', now: now() },
@@ -402,7 +403,7 @@ describe('host machine', () => {
 
   it('a missed deadline fails the attempt with a typed deadline cause naming the missing peer; abort keeps the committed parameters', async () => {
     const t = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 1000 } });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = joined(
       createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
         input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
@@ -436,7 +437,7 @@ describe('host machine', () => {
 
   it('a resent commit of the last step is confirmed again; a later dispatch supersedes the attempt in flight', async () => {
     const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = joined(
       createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
         input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
@@ -461,7 +462,7 @@ describe('host machine', () => {
 
   it('repeats its prepared report on each heartbeat tick an interval after it until the pod answers, each under a new id', async () => {
     const t = parseTopology({ ...preset('tiny'), pods: 1, hostsPerPod: 1, heartbeat: { intervalMs: 20, misses: 3 } });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const clock = manualClock();
     const a = joined(
       createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent), { clock: clock.actor }) }), {
@@ -494,7 +495,7 @@ describe('host machine', () => {
       heartbeat: { intervalMs: 20, misses: 3 },
       deadlines: { startupMs: 1000, phaseMs: 1000, stepMs: 1000 },
     });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const clock = manualClock();
     const a = joined(
       createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent), { clock: clock.actor }) }), {
@@ -518,7 +519,7 @@ describe('host machine', () => {
 
   it('sends a heartbeat with its phase on each tick, on joining and on entering forward, to its pod, each under a new id', async () => {
     const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const clock = manualClock();
     // the forward pass waits for the test, so ticks come while the host is in forward
     let release = () => {};
@@ -600,7 +601,7 @@ describe('host machine', () => {
   });
 
   it('run.end reports its counts to the pod', () => {
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = joined(
       createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
         input: { topology: topo(), runId: RUN, pod: 1, host: 1, incarnation: 'test', now: now() },
@@ -621,7 +622,7 @@ describe('host machine: whom it serves its state, and how often (by the times ev
 
   /** Host 1 of pod 0, its sends recorded; `heal`: restarted, holding no state. */
   function host1(heal = false) {
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = joined(
       createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
         input: { topology: t, runId: RUN, pod: 0, host: 1, incarnation: 'test', heal, now: T },
@@ -705,7 +706,7 @@ describe('host machine: whom it serves its state, and how often (by the times ev
 
   it("only another pod's word is heard; the word of one pod lets no other pod's host be served", () => {
     const t3 = parseTopology({ ...preset('tiny'), pods: 3, training: { ...preset('tiny').training, globalBatch: 60 } });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
       input: { topology: t3, runId: RUN, pod: 0, host: 1, incarnation: 'test', now: T },
     }).start();
@@ -745,7 +746,7 @@ describe('host machine: whom it serves its state, and how often (by the times ev
         a.send(dispatch(p, step, attempt, { start, end: start + per }, committed));
       }
     };
-    const preparedHash = (t: Topology, sent: Map<string, WireCommand[]>, pod: number, step: number, attempt: number) =>
+    const preparedHash = (t: Topology, sent: Map<string, OneWireCommand[]>, pod: number, step: number, attempt: number) =>
       combineShardHashes(
         Array.from({ length: t.hostsPerPod }, (_, h) => {
           const m = (controlSent(sent.get(`${pod}/${h}`)!, 'host.prepared') as { step: number; attempt: number; shardHash: string }[]).find(
@@ -829,7 +830,7 @@ describe('host machine: whom it serves its state, and how often (by the times ev
 
     it('a newer attempt drops what the host holds of older ones; a leftover dispatch older than what it holds before it is refused', async () => {
       const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
-      const sent: WireCommand[] = [];
+      const sent: OneWireCommand[] = [];
       const a = joined(
         createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
           input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },
@@ -856,7 +857,7 @@ describe('host machine: whom it serves its state, and how often (by the times ev
 
     it('reports how long it waited for each dispatch after preparing the step before: nothing when the dispatch was queued already', async () => {
       const t = topo({ pods: 1, hostsPerPod: 1 } as Partial<Topology>);
-      const sent: WireCommand[] = [];
+      const sent: OneWireCommand[] = [];
       const a = joined(
         createActor(hostMachine.provide({ actors: hostActors(recordingWire(sent)) }), {
           input: { topology: t, runId: RUN, pod: 0, host: 0, incarnation: 'test', now: now() },

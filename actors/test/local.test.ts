@@ -99,13 +99,13 @@ describe('hosts of one process (LocalBus) over a real nats-server', () => {
       head: { runId: RUN, step: 3, attempt: 0, sender: 'host/0/0', msgId: 'x', tensor: 'grad.exchange', shard: 0 },
       data,
     } as never);
-    await until(() => got0.some((e) => e.type === 'tensor.received') && onServer.length >= 3);
+    await until(() => got0.some((e) => e.type === 'tensors.received') && onServer.length >= 3);
     await nc.flush();
     await observer.flush();
-    const t = got0.find((e) => e.type === 'tensor.received');
-    expect(t?.type === 'tensor.received' && [...t.tensor.data]).toEqual([...data]);
+    const t = got0.find((e) => e.type === 'tensors.received');
+    expect(t?.type === 'tensors.received' && t.tensors.map((x) => [...x.data])).toEqual([[...data]]);
     // one event for the whole tensor (3 chunks of 4096 bytes), none a chunk
-    expect(got0.map((e) => e.type)).toEqual(['tensor.received']);
+    expect(got0.map((e) => e.type)).toEqual(['tensors.received']);
     // only the exchange went through the server: its 3 chunks
     expect(onServer).toEqual(Array(3).fill(subjects.hostData(RUN, 1, 0, 0, 0)));
     h0.stop();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createActor, getInitialSnapshot, getNextSnapshot, waitFor, type SnapshotFrom } from 'xstate';
 import { getShortestPaths } from 'xstate/graph';
 import { combineShardHashes, parseTopology, preset, subjects, type FailureCause } from '@lockstep/topology';
-import { podMachine, systemClock, ticker, totalRejections, type PodEvent, type WireCommand } from '../src/index.ts';
+import { podMachine, systemClock, ticker, totalRejections, type PodEvent, type OneWireCommand } from '../src/index.ts';
 import { controlSent, manualClock, now, recordingWire } from './helpers.ts';
 
 const RUN = 'test-run';
@@ -131,7 +131,7 @@ describe('pod machine', () => {
   });
 
   it('a resent commit of the step just committed is confirmed again, changing nothing', () => {
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
       input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
@@ -151,7 +151,7 @@ describe('pod machine', () => {
   });
 
   it('a later attempt supersedes the one in flight; an abort of an attempt never seen is confirmed at once', () => {
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
       input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
@@ -170,7 +170,7 @@ describe('pod machine', () => {
 
   it('a host that stops heartbeating while the step runs fails the attempt, named with its last phase', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 } });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     // the real clock actor: a tick every heartbeat interval (20 ms), stamped with the system clock
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: ticker(systemClock) } }), {
       input: { topology: quick, runId: RUN, pod: 0, incarnation: 'test', now: now() },
@@ -203,7 +203,7 @@ describe('pod machine', () => {
       heartbeat: { intervalMs: 20, misses: 3 },
       deadlines: { startupMs: 1000, phaseMs: 500, stepMs: 5000 },
     });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const clock = manualClock();
     const t0 = now();
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: clock.actor } }), {
@@ -224,7 +224,7 @@ describe('pod machine', () => {
     a.stop();
 
     // the same pod without host 1's word: host 0 and host 1 both count as computing until the phase deadline
-    const sent2: WireCommand[] = [];
+    const sent2: OneWireCommand[] = [];
     const clock2 = manualClock();
     const b = createActor(podMachine.provide({ actors: { wire: recordingWire(sent2), clock: clock2.actor } }), {
       input: { topology: quick, runId: RUN, pod: 0, incarnation: 'test', now: t0 },
@@ -240,7 +240,7 @@ describe('pod machine', () => {
 
   it('the step deadline fails the attempt with a deadline cause naming each host not prepared and its last phase', async () => {
     const quick = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 60 } });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
       input: { topology: quick, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
@@ -266,7 +266,7 @@ describe('pod machine', () => {
 
   it('a commit a host never confirms fails with commitNotConfirmed naming that host', async () => {
     const quick = parseTopology({ ...preset('tiny'), deadlines: { startupMs: 1000, phaseMs: 100, stepMs: 60 } });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
       input: { topology: quick, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
@@ -283,7 +283,7 @@ describe('pod machine', () => {
   });
 
   it('says on each tick, with the time the tick carries, whether every host has been heard from; and at once when the last one comes up', () => {
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const clock = manualClock();
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: clock.actor } }), {
       input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: 10_000 },
@@ -313,7 +313,7 @@ describe('pod machine', () => {
 
   it('each heartbeat of a host that says it heals is passed on to host h of every other pod (heal.expect), in any phase, each under a new id', () => {
     const t3 = parseTopology({ ...preset('tiny'), pods: 3, training: { ...preset('tiny').training, globalBatch: 60 } });
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
       input: { topology: t3, runId: RUN, pod: 1, incarnation: 'test', now: now() },
     }).start();
@@ -350,7 +350,7 @@ describe('pod machine', () => {
   });
 
   it('gang-schedules its hosts and reports the pod hash over shard hashes in host order', () => {
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
       input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
@@ -368,7 +368,7 @@ describe('pod machine', () => {
   });
 
   it("a host's failure is relayed to the client with its cause unchanged and the host's index", () => {
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
       input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
@@ -383,13 +383,13 @@ describe('pod machine', () => {
 
 describe('pod machine, steps in flight (dispatch.depth 2)', () => {
   const pod = () => {
-    const sent: WireCommand[] = [];
+    const sent: OneWireCommand[] = [];
     const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
       input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now() },
     }).start();
     return { a, sent };
   };
-  const dispatches = (sent: WireCommand[]) =>
+  const dispatches = (sent: OneWireCommand[]) =>
     (controlSent(sent, 'host.dispatch') as { step: number; attempt: number; committed: number }[]).map((m) => [
       m.step,
       m.attempt,
@@ -474,7 +474,7 @@ describe('pod machine, steps in flight (dispatch.depth 2)', () => {
 
   it('restarted while the client commits, it learns step 0 from the resent commit, then takes the commit of step 1, which its former life prepared; a pod that never restarted refuses that', () => {
     for (const rejoin of [true, false]) {
-      const sent: WireCommand[] = [];
+      const sent: OneWireCommand[] = [];
       const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
         input: { topology: t, runId: RUN, pod: 0, incarnation: 'test', now: now(), rejoin },
       }).start();

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { actorNames, type Role, type Topology } from '@lockstep/topology';
-import { natsConfig, runLogServerConfig } from './nats/config.ts';
+import { natsConfig, runLogServerConfig, writeDeadlineSeconds } from './nats/config.ts';
 import { natsUsers, type Credentials, type Identity, type Login } from './nats/users.ts';
 
 /**
@@ -219,6 +219,7 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
           noAdvertise: proxied,
           users: users?.cluster,
           route: o.credentials?.route,
+          writeDeadlineS: writeDeadlineSeconds(t),
         }),
       };
     }
@@ -242,6 +243,7 @@ export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
         routes: others.map((q) => ({ host: serverName(q), port: ROUTE_PORT })),
         users: users?.cluster,
         route: o.credentials?.route,
+        writeDeadlineS: writeDeadlineSeconds(t),
       }),
     };
   };

@@ -15,6 +15,7 @@ import { dispatchBench, dispatchMarkdown, type DispatchBench } from './bench-dis
 import { edgeExchange, tcpThroughput } from './wirebench.ts';
 import { summarizeProfiles, type ProfileSummary } from './profile.ts';
 import { makeDirs } from './private.ts';
+import { scaleBench, scaleMarkdown, type ScaleBench } from './bench-scale.ts';
 
 /**
  * `lockstep bench`: lockstep's step time against raw NATS measured in the same
@@ -116,6 +117,8 @@ export interface BenchReport {
   computeFraction?: { depth1: number; depth2: number };
   sim?: SimBench;
   profiles?: ProfileBench[];
+  /** 2 pods x H hosts, the small model, compute held to 0 ms (see bench-scale.ts). */
+  scale?: ScaleBench;
   figures: BenchFigures;
 }
 
@@ -358,6 +361,10 @@ export async function runBench(opts: {
   simPalmSteps?: number;
   /** Steps of each profiled `demo` run (0: no profile). */
   profileSteps?: number;
+  /** Hosts a pod of the scaling table's rows (empty: no table), and steps a row. */
+  scaleSizes?: number[];
+  scaleSteps?: number;
+  onScaleRow?: (line: string) => void;
   onCase?: (c: BenchCase) => void;
 }): Promise<BenchReport> {
   const chunkBytes = preset('demo').wire.chunkBytes;
@@ -421,6 +428,9 @@ export async function runBench(opts: {
   };
   const profiles = opts.profileSteps ? await profileBench({ dir: opts.dir, log: opts.log, steps: opts.profileSteps }) : undefined;
   const sim = opts.simSeeds ? await simBench({ seeds: opts.simSeeds, palmSteps: opts.simPalmSteps ?? 0 }) : undefined;
+  const scale = opts.scaleSizes?.length
+    ? await runScale({ dir: opts.dir, log: opts.log, sizes: opts.scaleSizes, steps: opts.scaleSteps ?? 10, onLine: opts.onScaleRow })
+    : undefined;
   return {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, node: process.version, loadAverage: loadavg() },
@@ -430,8 +440,29 @@ export async function runBench(opts: {
     computeFraction,
     sim,
     profiles,
+    scale,
     figures: benchFigures(baseline, cases, profiles),
   };
+}
+
+/** The scaling table's rows, one after the other, each told to `onLine` as it ends. */
+export function runScale(opts: {
+  dir: string;
+  log: Logger;
+  sizes: number[];
+  steps: number;
+  onLine?: (line: string) => void;
+}): Promise<ScaleBench> {
+  return scaleBench({
+    sizes: opts.sizes,
+    steps: () => opts.steps,
+    dir: join(opts.dir, 'scale'),
+    log: opts.log,
+    onRow: (r) =>
+      opts.onLine?.(
+        `scale 2 x ${r.hostsPerPod}: ${r.natsMsgsPerStep.toFixed(0)} NATS msgs/step, ${r.wallMsPerStep.toFixed(1)} wall ms/step, ${r.cpuMsPerStep.toFixed(1)} CPU ms/step, peak RSS ${r.peakRssMiB.toFixed(0)} MiB, start-up ${r.startupMs.toFixed(0)} ms${r.failure ? `, FAILED: ${r.failure}` : ''}`,
+      ),
+  });
 }
 
 /** A profile's costs without start-up, which a process pays once, not each step. */
@@ -515,8 +546,21 @@ export function benchMarkdown(r: BenchReport): string {
             : []),
         ]
       : []),
+    ...(r.scale ? ['', scaleSection(r.scale)] : []),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/** The scaling table with its headline figures (targets: palm-540b under 1 s a step; cost linear in hosts). */
+export function scaleSection(s: ScaleBench): string {
+  const f = (x: number | null, d = 2) => (x === null ? '-' : x.toFixed(d));
+  return [
+    "Scaling (2 pods x H hosts, small model, compute held to 0 ms a phase, real processes and NATS; per-step figures after two warm-up steps): NATS messages are the pods' servers' `in_msgs`; CPU is every role process's user + system time.",
+    '',
+    scaleMarkdown(s),
+    '',
+    `Growth between the two largest rows over the growth in hosts (1: linear; the ratio of hosts: quadratic): CPU ${f(s.cpuGrowthOverHosts)}, NATS messages ${f(s.msgsGrowthOverHosts)}. palm-540b wall ms a step: ${f(s.palmWallMsPerStep, 0)} (target < 1000: ${s.palmUnderOneSecond === null ? 'not run' : s.palmUnderOneSecond ? 'met' : 'not met'}).`,
+  ].join('\n');
 }
 
 export function writeBench(r: BenchReport, dir: string): { json: string; md: string } {

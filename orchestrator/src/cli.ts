@@ -1,6 +1,6 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { makeDirs } from './private.ts';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { z } from 'zod';
@@ -47,7 +47,7 @@ import { loadTopology } from './load.ts';
 import { MAX_INPUT_FILE_BYTES, readInputFile } from './input.ts';
 import { fmtLoss, Progress, table } from './progress.ts';
 import { runReference } from './reference.ts';
-import { benchMarkdown, runBench, writeBench } from './bench.ts';
+import { benchMarkdown, runBench, runScale, scaleSection, writeBench } from './bench.ts';
 import { chaosRunId, chaosSummary, loadScenario, runScenario, scenarioFiles, type ScenarioResult } from './chaos.ts';
 import { clientRole, hostRole, natsAuth, parseFlags, podRole } from './roles.ts';
 import { watchRun } from './ui/watch.ts';
@@ -557,11 +557,21 @@ export function buildProgram(): Command {
     .option('--sim-palm-steps <n>', 'palm-540b steps to run in the simulator (minutes each here); 0: none', '0')
     .option('--no-dispatch', 'skip the dispatch cases (demo at depth 1 and 2, and with compute held to 10 ms a phase)')
     .option('--profile-steps <n>', 'steps of each CPU-profiled demo run (hosts one and four to a process); 0: none', '100')
+    .option('--scale-sizes <list>', 'hosts a pod of the scaling table (2 pods each), comma-separated; none: no table', '4,16,64,256,768')
+    .option('--scale-steps <n>', 'steps of each scaling run (two warm-up steps left out of its figures)', '10')
+    .option('--scale-only', 'run the scaling table alone')
     .option('--out <dir>', 'where results go', 'bench/results')
     .option('--json', 'print the report as one JSON line')
     .action(async (raw) => {
       const flags = parseFlags(
         z.object({
+          scaleSizes: z
+            .string()
+            .regex(/^(none|\d+(,\d+)*)$/, 'must be a comma-separated list of hosts a pod (e.g. 4,16,64), or none')
+            .transform((x) => (x === 'none' ? [] : x.split(',').map(Number)))
+            .pipe(z.array(z.number().int().min(1, 'must be >= 1').max(4096, 'must be <= 4096')).max(16, 'at most 16 sizes')),
+          scaleSteps: z.coerce.number().int().min(3, 'must be >= 3 (two warm-up steps)').max(10_000, 'must be <= 10000'),
+          scaleOnly: z.boolean().default(false),
           smallSteps: z.coerce.number().int().min(1, 'must be >= 1'),
           largeSteps: z.coerce.number().int().min(1, 'must be >= 1'),
           simSeeds: z.coerce.number().int().min(0, 'must be >= 0').max(100_000, 'must be <= 100000'),
@@ -576,6 +586,18 @@ export function buildProgram(): Command {
       outDir(flags.out); // before minutes of benchmarks, not after them
       const log = createLogger('warn', { role: 'bench' });
       const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-'));
+      const onScaleRow = (line: string) => process.stderr.write(`bench: ${line}\n`);
+      if (flags.scaleOnly) {
+        const scale = await runScale({ dir, log, sizes: flags.scaleSizes, steps: flags.scaleSteps, onLine: onScaleRow });
+        if (flags.json) printJson(scale);
+        else
+          process.stdout.write(
+            `${scaleSection(scale)}\n(load average ${loadavg()
+              .map((x) => x.toFixed(2))
+              .join(', ')})\n`,
+          );
+        return;
+      }
       process.stderr.write('bench: raw NATS baseline...\n');
       const report = await runBench({
         dir,
@@ -587,6 +609,9 @@ export function buildProgram(): Command {
         dispatch: flags.dispatch,
         onDispatch: (line) => process.stderr.write(`bench: ${line}\n`),
         profileSteps: flags.profileSteps,
+        scaleSizes: flags.scaleSizes,
+        scaleSteps: flags.scaleSteps,
+        onScaleRow,
         onCase: (c) =>
           process.stderr.write(
             `bench: ${c.name}: ${c.stepsPerSecond.toFixed(2)} steps/s, step ${c.phaseMs.step.toFixed(1)} ms, exchange ${(c.phaseMs.exchange ?? 0).toFixed(1)} ms\n`,

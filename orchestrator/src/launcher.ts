@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
+import { constants as osConstants, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
@@ -11,6 +11,7 @@ import {
   describeIssues,
   hostPhases,
   modeledRun,
+  parameterCount,
   RunId,
   type ModeledRun,
   type PhaseTimes,
@@ -159,27 +160,41 @@ export function newRunId(): string {
   return `r-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
 }
 
-/** Largest cluster `train` starts on one machine: processes, and host actors (in-pod traffic grows as hosts squared). */
-export const MAX_PROCESSES = 64;
-export const MAX_HOSTS = 64;
-
 /** How hosts are grouped into processes, and what a host process is called: the cluster plan's (re-exported for the CLI and chaos). */
 export { hostGroups, hostProcessName } from '@lockstep/infra';
 
+/** Largest number of processes `train` starts on one machine. */
+export const MAX_PROCESSES = 64;
+
 /**
- * Throws UsageError when `t` is too big for one machine: more than MAX_HOSTS hosts, or more than
- * MAX_PROCESSES processes. `train` checks it before it says it starts anything.
+ * Memory a run is expected to take on this machine, in bytes: about 90 MiB a process (Node, its modules, its NATS
+ * connection) and, for each host actor, its context and its parameter vectors (committed, prepared, in flight:
+ * about 16 copies of the parameters, 4 bytes each) and about 256 KiB of machine, edge and tensor bookkeeping
+ * (measured at 2 x 768 hosts of the small model; see the README's "PaLM 540B, modeled").
  */
-export function assertLocalShape(t: Topology): void {
+export function expectedMemoryBytes(t: Topology): number {
   const processes = hostGroups(t).length + t.pods + 1;
-  if (t.pods * t.hostsPerPod > MAX_HOSTS) {
-    throw new UsageError(
-      `topology ${t.name} has ${t.pods * t.hostsPerPod} hosts (${t.pods} pods x ${t.hostsPerPod}); train runs at most ${MAX_HOSTS} on one machine. It is a layout for modeled runs; train a smaller topology.`,
-    );
-  }
+  const perHost = 16 * 4 * parameterCount(t.model) + 256 * 1024;
+  return processes * 90 * 1024 * 1024 + t.pods * t.hostsPerPod * perHost;
+}
+
+/**
+ * Throws UsageError when `t` is too big for one machine: more than MAX_PROCESSES processes (name the field to change:
+ * `hostsPerProcess`), or more memory than 80% of this machine's (`hostsPerPod`, `model`). `train` checks it before it
+ * says it starts anything.
+ */
+export function assertLocalShape(t: Topology, totalMemory = totalmem()): void {
+  const processes = hostGroups(t).length + t.pods + 1;
   if (processes > MAX_PROCESSES) {
     throw new UsageError(
-      `topology ${t.name} needs ${processes} processes (${t.pods} pods x ${t.hostsPerPod} hosts, ${t.hostsPerProcess} hosts a process); train starts at most ${MAX_PROCESSES} on one machine. Raise hostsPerProcess or use a smaller topology.`,
+      `hostsPerProcess: topology ${t.name} needs ${processes} processes (${t.pods} pods x ${t.hostsPerPod} hosts, ${t.hostsPerProcess} hosts a process); train starts at most ${MAX_PROCESSES} on one machine. Raise hostsPerProcess (--hosts-per-process) to at least ${Math.ceil(t.hostsPerPod / Math.max(1, Math.floor((MAX_PROCESSES - t.pods - 1) / t.pods)))}.`,
+    );
+  }
+  const need = expectedMemoryBytes(t);
+  if (need > 0.8 * totalMemory) {
+    const gib = (b: number) => (b / 1024 ** 3).toFixed(1);
+    throw new UsageError(
+      `hostsPerPod: topology ${t.name} (${t.pods} pods x ${t.hostsPerPod} hosts, ${parameterCount(t.model)} parameters) needs about ${gib(need)} GiB; this machine has ${gib(totalMemory)} GiB (80% may be used). Use fewer hosts or a smaller model.`,
     );
   }
 }

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import {
-  LocalBus,
+  ProcessWire,
   connectNats,
+  natsTransport,
+  pingFor,
   createLogger,
   eventSinkFromEnv,
   logLevels,
@@ -15,7 +17,7 @@ import {
 } from '@lockstep/actors';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { RunId, describeIssues, failureReport, toMicros, type CrashPoint, type Topology } from '@lockstep/topology';
+import { RunId, actorNames, describeIssues, failureReport, processKey, toMicros, type CrashPoint, type Topology } from '@lockstep/topology';
 import type { SummaryLine } from './protocol.ts';
 import { fmtLoss, table } from './progress.ts';
 import { loadTopology } from './load.ts';
@@ -192,10 +194,13 @@ export async function podRole(raw: unknown): Promise<number> {
   const t = loadTopology(f.topology);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'pod' });
   const delay = exitDelayMs();
-  const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth() });
+  const nc = await connectNats({ servers: f.nats, name: `pod/${f.pod}`, log, ...natsAuth(), ...pingFor(t) });
   const sink = events();
   const stream = streamed(sink);
+  // what the pod tells its host processes goes in batch frames, one per process a turn; theirs come the same way
+  const wire = new ProcessWire({ runId: f.run, topology: t, pod: f.pod, self: 'pod', remote: natsTransport(nc, log), log }).start();
   const pod = runPod({
+    transport: wire.transport(),
     nc,
     topology: t,
     runId: f.run,
@@ -212,6 +217,7 @@ export async function podRole(raw: unknown): Promise<number> {
   watchParent(exit);
   onSignals(exit);
   await pod.done;
+  wire.stop();
   await nc.drain();
   stream.exited(0);
   await sink?.close();
@@ -226,6 +232,13 @@ export async function hostRole(raw: unknown): Promise<number> {
   const bad = hosts.find((h) => h >= t.hostsPerPod);
   if (bad !== undefined) throw new UsageError(`--hosts: host ${bad} does not exist (hostsPerPod is ${t.hostsPerPod})`);
   if (f.pod >= t.pods) throw new UsageError(`--pod: pod ${f.pod} does not exist (pods is ${t.pods})`);
+  // the other processes of the pod address batch frames by the topology's grouping: a process runs one whole group
+  const first = hosts[0] - (hosts[0] % t.hostsPerProcess);
+  const group = Array.from({ length: Math.min(t.hostsPerProcess, t.hostsPerPod - first) }, (_, i) => first + i);
+  if (hosts.join(',') !== group.join(','))
+    throw new UsageError(
+      `--hosts: must be one group of hostsPerProcess (${t.hostsPerProcess}) hosts, here ${group.join(',')}; got ${f.hosts}`,
+    );
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'host' });
   const delay = exitDelayMs();
   let crashPoint: CrashPoint | undefined;
@@ -234,10 +247,13 @@ export async function hostRole(raw: unknown): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth() });
+  const nc = await connectNats({ servers: f.nats, name: `hosts/${f.pod}/${f.hosts}`, log, ...natsAuth(), ...pingFor(t) });
   const heal = f.rejoin || restartedContainer();
-  // hosts of one process hand each other their messages in memory (one bus for the process)
-  const local = hosts.length > 1 ? new LocalBus() : undefined;
+  // hosts of one process hand each other their messages in memory, and the other processes of their pod theirs in
+  // batch frames (one wire for the process)
+  const key = processKey(hosts.map((h) => actorNames.host(f.pod, h)))!;
+  const wire = new ProcessWire({ runId: f.run, topology: t, pod: f.pod, self: key.key, remote: natsTransport(nc, log), log }).start();
+  const transport = wire.transport();
   const sink = events();
   const stream = streamed(sink);
   const runs = hosts.map((host) =>
@@ -252,7 +268,7 @@ export async function hostRole(raw: unknown): Promise<number> {
       crashPoint,
       checkpointDir: f.ckptDir,
       recordDir: recordDir(),
-      local,
+      transport,
       events: sink,
     }),
   );
@@ -263,6 +279,7 @@ export async function hostRole(raw: unknown): Promise<number> {
   watchParent(exit);
   onSignals(exit);
   await Promise.all(runs.map((r) => r.done));
+  wire.stop();
   await nc.drain();
   stream.exited(0);
   await sink?.close();
@@ -288,7 +305,7 @@ export async function clientRole(raw: unknown): Promise<number> {
   const f = parseFlags(ClientFlags, raw);
   const t = loadTopology(f.topology);
   const log = createLogger(f.logLevel as LogLevel, { run: f.run, role: 'client' });
-  const nc = await connectNats({ servers: f.nats, name: 'client', log, ...natsAuth() });
+  const nc = await connectNats({ servers: f.nats, name: 'client', log, ...natsAuth(), ...pingFor(t) });
   const lnc = await connectNats({ servers: f.logNats, name: 'client/runlog', log, ...natsAuth() });
   const runLog = await RunLog.open(lnc, f.run, log, t.deadlines.phaseMs);
   const last = await runLog.last();

@@ -104,7 +104,7 @@ export async function edgeExchange(opts: {
       const got = new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`edge exchange: round ${step} not received in ${timeoutMs} ms`)), timeoutMs);
         wake = (e) => {
-          if (e.type === 'tensor.received' && e.tensor.step === step) {
+          if (e.type === 'tensors.received' && e.tensors.some((x) => x.step === step)) {
             clearTimeout(timer);
             resolve();
           } else if (e.type === 'wire.rejected' || e.type === 'tensor.conflict') {

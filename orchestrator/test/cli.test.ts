@@ -75,10 +75,10 @@ describe('lockstep CLI', () => {
     expect(r.json).toMatchObject({ error: { name: 'NatsServerMissing' } });
   });
 
-  it('refuses palm-540b for a local run, saying why (a usage error: exit 2, before anything starts)', () => {
-    const r = cli(['train', '--topology', 'palm-540b', '--steps', '1']);
+  it('refuses palm-540b one host a process, naming the field to change (a usage error: exit 2, before anything starts)', () => {
+    const r = cli(['train', '--topology', 'palm-540b', '--hosts-per-process', '1', '--steps', '1']);
     expect(r.code).toBe(2);
     expect(r.stderr).not.toMatch(/starting/); // said before anything starts
-    expect(r.stderr).toMatch(/palm-540b has 1536 hosts \(2 pods x 768\); train runs at most 64 on one machine/);
+    expect(r.stderr).toMatch(/hostsPerProcess: topology palm-540b needs 1539 processes .*train starts at most 64 on one machine/);
   });
 });

@@ -71,4 +71,29 @@ describe('training in separate OS processes over a NATS cluster', () => {
     expect(result.processes).toBe(5); // 2 pods + 2 host processes + client
     expect(result.paramsHash).toBe(ref.paramsHash);
   }, 180_000);
+
+  it('larger pods, hosts grouped into processes that batch their in-pod messages, match the reference at every step, one and two steps in flight', async () => {
+    // 2 x 16 hosts 4 a process and 2 x 32 hosts 8 a process: in-pod tensors cross processes in batch frames
+    for (const [hostsPerPod, hostsPerProcess, depth] of [
+      [16, 4, 1],
+      [16, 4, 2],
+      [32, 8, 2],
+    ] as const) {
+      const base = preset('demo');
+      const t = parseTopology({
+        ...base,
+        name: `batched-${hostsPerPod}`,
+        hostsPerPod,
+        hostsPerProcess,
+        training: { ...base.training, globalBatch: 4 * hostsPerPod },
+        dispatch: { depth },
+      });
+      const { result, ref, seen } = await trainAndCompare(t, 6);
+      expect(result.processes).toBe(2 * (hostsPerPod / hostsPerProcess) + 3);
+      expect(seen.map((s) => s.step)).toEqual([0, 1, 2, 3, 4, 5]);
+      for (const s of seen) expect(s.podHashes).toEqual([ref.hashes[s.step], ref.hashes[s.step]]);
+      expect(result.paramsHash).toBe(ref.paramsHash);
+      expect(result.rejectedTotal).toBe(0);
+    }
+  }, 300_000);
 });

@@ -58,9 +58,17 @@ export function* tensorFrames(head: TensorHead, tensor: Float32Array, chunkBytes
     const offset = index * perChunk;
     const length = Math.min(perChunk, tensor.length - offset);
     const data = new Uint8Array(tensor.buffer, tensor.byteOffset + offset * 4, length * 4);
+    // one fixed shape, field by field (no spread): a pod's collectives frame hosts squared of these a step
     const header: TensorChunkHeader = {
-      ...head,
+      v: head.v,
+      kind: head.kind,
+      runId: head.runId,
+      step: head.step,
+      attempt: head.attempt,
+      sender: head.sender,
       msgId: `${head.msgId}#${index}`,
+      tensor: head.tensor,
+      shard: head.shard,
       index,
       count,
       offset,

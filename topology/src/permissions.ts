@@ -1,4 +1,4 @@
-import { parseSender, subjects } from './subjects.ts';
+import { parseSender, processKey, subjects } from './subjects.ts';
 import { channelsIn, channelsOf, receivePattern, sendPattern, treePattern, wireTrees, type WireChannel } from './wire.ts';
 
 /** What a NATS user may publish on and subscribe to (NATS subject patterns). */
@@ -32,10 +32,21 @@ export function actorPermissions(run: string, actor: string): Permissions {
   return { publish: uniq(publish), subscribe: uniq(subscribe) };
 }
 
-/** What one connection that speaks for several actors (a host process runs several hosts) may: what each of them may. */
+/**
+ * What one connection that speaks for several actors (a host process runs several hosts) may: what each of them may,
+ * and, for a pod's process (its scheduler, or a host process), batch frames to the other processes of its pod under
+ * its own key (`batch.<p>.*.<key>`) and from them to itself (`batch.<p>.<key>.*`): the receiving process takes from
+ * such a frame only the messages whose subjects name one of the sending process's actors as their sender.
+ */
 export function identityPermissions(run: string, actors: readonly string[]): Permissions {
   const each = actors.map((a) => actorPermissions(run, a));
-  return { publish: uniq(each.flatMap((p) => p.publish)), subscribe: uniq(each.flatMap((p) => p.subscribe)) };
+  const k = processKey(actors);
+  const batchPub = k ? [subjects.batch(run, k.pod, '*', k.key)] : [];
+  const batchSub = k ? [subjects.batch(run, k.pod, k.key, '*')] : [];
+  return {
+    publish: uniq([...each.flatMap((p) => p.publish), ...batchPub]),
+    subscribe: uniq([...each.flatMap((p) => p.subscribe), ...batchSub]),
+  };
 }
 
 /** A user that watches a run (tests, dashboards): it may subscribe to the run's subjects and publish nothing but replies. */

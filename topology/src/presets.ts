@@ -14,8 +14,10 @@ const raw = {
   tiny: { name: 'tiny', pods: 2, hostsPerPod: 2, model: modelPresets.small, training },
   demo: { name: 'demo', pods: 2, hostsPerPod: 4, model: modelPresets.small, training },
   /**
-   * PaLM 540B's layout: 2 TPU v4 pods x 768 hosts x 4 chips (6144 chips). Too many
-   * processes to train here; it exists for modeled runs and planning.
+   * PaLM 540B's layout: 2 TPU v4 pods x 768 hosts x 4 chips (6144 chips), 96 host actors a process (8 host processes
+   * a pod, 19 processes with the pod schedulers and the client). A step of 1536 hosts on 2 cores takes seconds of
+   * wall time (the in-pod collectives are hosts squared tensors): heartbeats every 5 s, silence tolerated for two minutes
+   * (a process busy with a burst of tensors on a loaded machine is not silent), and deadlines in minutes.
    */
   'palm-540b': {
     name: 'palm-540b',
@@ -28,6 +30,8 @@ const raw = {
     compute: 'modeled',
     // modeled seconds per wall second: the cost model's 15 s step in about 0.15 s of wall time
     timeScale: 100,
+    heartbeat: { intervalMs: 5000, misses: 24 },
+    deadlines: { startupMs: 600_000, phaseMs: 600_000, stepMs: 1_200_000 },
   },
 } as const satisfies Record<string, TopologyInput>;
 

@@ -15,6 +15,8 @@
  *   lockstep.<run>.host.<p>.<h>.expect.<sp>     heal.expect from pod sp (its host h heals: it may be served)
  *   lockstep.<run>.host.<p>.<h>.heal.<sp>       the committed state host h of pod sp sends back to a healing host h
  *   lockstep.<run>.progress                     client -> observers: one message per committed step
+ *   lockstep.<run>.batch.<p>.<to>.<from>        a batch frame between two processes of pod p: the in-pod messages one
+ *                                               process sends another in one turn of its event loop (see processKey)
  *
  * Each direction has its own subject so that permissions can say who may
  * publish what (a host can publish reports and data, never a command; host
@@ -45,7 +47,23 @@ export const subjects = {
   hostHeal: (run: string, pod: SubjectToken, host: SubjectToken, fromPod: SubjectToken) =>
     `lockstep.${run}.host.${pod}.${host}.heal.${fromPod}`,
   progress: (run: string) => `lockstep.${run}.progress`,
+  /** A batch frame from process `from` of pod `pod` to its process `to` (keys from `processKey`). */
+  batch: (run: string, pod: SubjectToken, to: string, from: string) => `lockstep.${run}.batch.${pod}.${to}.${from}`,
 } as const;
+
+/**
+ * The key of the process that runs `actors` among its pod's processes, as batch subjects name it: `pod` for the pod
+ * scheduler's, `h<first>` for a host process (its lowest host index); undefined for the client, or actors of more
+ * than one pod (such a process sends no batch frames).
+ */
+export function processKey(actors: readonly string[]): { pod: number; key: string } | undefined {
+  const parsed = actors.map(parseSender);
+  const first = parsed[0];
+  if (!first || first.role === 'client' || parsed.some((a) => !a || a.role === 'client' || a.pod !== first.pod)) return undefined;
+  if (parsed.length === 1 && first.role === 'pod') return { pod: first.pod, key: 'pod' };
+  if (parsed.some((a) => a?.role !== 'host')) return undefined;
+  return { pod: first.pod, key: `h${Math.min(...parsed.map((a) => (a as { host: number }).host))}` };
+}
 
 /** Actor names, also the `sender` of every message they publish. */
 export const actorNames = {

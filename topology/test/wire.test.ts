@@ -15,6 +15,7 @@ import {
   kindsOn,
   actorPermissions,
   identityPermissions,
+  processKey,
   observerPermissions,
   parseSender,
   phaseOfKind,
@@ -255,11 +256,18 @@ describe('NATS permissions derived from the table, per actor', () => {
     expect(() => actorPermissions('run1', 'host/0')).toThrow(/not an actor name/);
   });
 
-  it('a connection that speaks for several hosts (a host process) may what each of them may, and no more', () => {
-    const both = identityPermissions('run1', ['host/0/0', 'host/0/1']);
-    expect(both.publish).toEqual(expect.arrayContaining([`${r}.host.*.*.data.0.0`, `${r}.host.*.*.data.0.1`, `${r}.pod.0.report.0`]));
-    expect(both.subscribe).toEqual([`${r}.host.0.0.>`, `${r}.host.0.1.>`]);
-    expect(both.publish.some((p) => subjectMatches(p, subjects.hostData('run1', 0, 0, 0, 2)))).toBe(false);
+  it('a connection that speaks for several hosts (a host process) may what each of them may, and batch frames under its own key only', () => {
+    const both = identityPermissions('run1', ['host/0/2', 'host/0/3']);
+    expect(both.publish).toEqual(expect.arrayContaining([`${r}.host.*.*.data.0.2`, `${r}.host.*.*.data.0.3`, `${r}.pod.0.report.2`]));
+    expect(both.subscribe).toEqual([`${r}.host.0.2.>`, `${r}.host.0.3.>`, `${r}.batch.0.h2.*`]);
+    expect(both.publish.some((p) => subjectMatches(p, subjects.hostData('run1', 0, 0, 0, 4)))).toBe(false);
+    // batch frames: from this process (h2) to any process of pod 0, never under another process's key or pod
+    expect(both.publish.some((p) => subjectMatches(p, subjects.batch('run1', 0, 'h0', 'h2')))).toBe(true);
+    expect(both.publish.some((p) => subjectMatches(p, subjects.batch('run1', 0, 'h2', 'h0')))).toBe(false);
+    expect(both.publish.some((p) => subjectMatches(p, subjects.batch('run1', 1, 'h0', 'h2')))).toBe(false);
+    expect(identityPermissions('run1', ['pod/1']).subscribe).toContain(`${r}.batch.1.pod.*`);
+    expect(identityPermissions('run1', ['client']).publish.some((p) => p.includes('.batch.'))).toBe(false);
+    expect(processKey(['host/0/1', 'host/1/2'])).toBeUndefined();
   });
 
   it("a host's tree is its six channels; an actor receiving on all of them subscribes to its own tree", () => {

@@ -174,6 +174,8 @@ export const hostMachine = hostSetup.createMachine({
       { actions: ['rejectStateRequest', 'noteEarlyAsk'] },
     ],
     'wire.faultInjected': { actions: 'countFault' },
+    // step tensors where no step runs (joining, healing, lost, restoring, stopped): each counted as a rejection
+    'tensors.received': { actions: { type: 'takeTensors', params: { where: 'elsewhere' } } },
     // two copies of a tensor differ: held for the next attempt, the copy is let go; anything else is counted
     // (a conflict of the attempt in flight fails it: see `attempt`)
     'tensor.conflict': [{ guard: 'conflictForLater', actions: 'dropEarlyCopy' }, { actions: 'reject' }],
@@ -238,11 +240,9 @@ export const hostMachine = hostSetup.createMachine({
           { guard: 'takesDispatch', actions: [{ type: 'dropOlderWork', params: { inFlight: false } }, 'queueDispatch'] },
           { actions: 'reject' },
         ],
-        'tensor.received': [
-          { guard: 'tensorForLater', actions: 'holdEarly' },
-          { guard: 'tensorForPrepared', actions: 'countLateCopy' },
-          { actions: 'reject' },
-        ],
+        // a peer already on a later step or attempt: held for when that dispatch comes; a late copy of a prepared step's: counted
+        'tensors.received': { actions: { type: 'takeTensors', params: { where: 'idle' } } },
+        'tensor.received': { actions: { type: 'takeTensors', params: { where: 'idle' } } },
         'tensor.request': [{ guard: 'requestForPrepared', actions: 'answerRequest' }, { actions: 'reject' }],
         'tensor.conflict': [{ guard: 'conflictForLater', actions: 'dropEarlyCopy' }, { actions: 'reject' }],
         'host.commit': [
@@ -265,13 +265,9 @@ export const hostMachine = hostSetup.createMachine({
       on: {
         // a collective's least time is over (modeled compute; see startPhaseFloor)
         'xstate.done.actor.phaseFloor': { actions: 'notePhaseTimeOver' },
-        // a peer already on a later step or attempt: keep its tensors for when that dispatch comes
-        'tensor.received': [
-          { guard: 'tensorForThisAttempt', actions: 'storeTensor' },
-          { guard: 'tensorForLater', actions: 'holdEarly' },
-          { guard: 'tensorForPrepared', actions: 'countLateCopy' },
-          { actions: 'reject' },
-        ],
+        // this attempt's are stored; a peer already on a later step or attempt: kept for when that dispatch comes
+        'tensors.received': { actions: { type: 'takeTensors', params: { where: 'attempt' } } },
+        'tensor.received': { actions: { type: 'takeTensors', params: { where: 'attempt' } } },
         // the abort of this attempt, or of a step before it (prepared here, not committed): everything from there on goes
         'host.abort': [
           { guard: 'abortDropsInFlight', target: 'idle', actions: [{ type: 'dropAborted', params: { inFlight: true } }, 'confirmAborted'] },

@@ -4,8 +4,7 @@ import { checkpointLoader, hostDiskActor } from '../checkpoint/actors.ts';
 import { systemClock, ticker } from '../clock.ts';
 import { untilStopped } from '../lifecycle.ts';
 import { processIncarnation } from '../rejects.ts';
-import { edgeFor, natsTransport } from '../wire/edge.ts';
-import type { LocalBus } from '../wire/local.ts';
+import { edgeFor, natsTransport, type Transport } from '../wire/edge.ts';
 import { hostTensorLength, listenFor } from '../wire/listen.ts';
 import type { HostAddress } from './address.ts';
 import { crashInspector } from './crash.ts';
@@ -30,8 +29,11 @@ export interface HostRunOptions extends HostAddress {
   checkpointDir: string;
   /** Record every event the machine takes and every message it sends here, for `lockstep replay` (`train --record`). */
   recordDir?: string;
-  /** The hosts of this OS process: what one sends another goes through memory, not NATS (see LocalBus). */
-  local?: LocalBus;
+  /**
+   * The process's wire (see ProcessWire): what one host of the process sends another goes through memory, what it
+   * sends the other processes of its pod goes in batch frames. Absent: straight to NATS.
+   */
+  transport?: Transport;
   /** Where this host's run events go (phase slices, tensor flows, heals, rejection bursts): the launcher's record. */
   events?: EventSink;
 }
@@ -50,12 +52,16 @@ export function runHost(opts: HostRunOptions): HostRun {
   const clock = systemClock;
   const place = { dir: opts.checkpointDir, topology: t, runId, log, clock };
   const wire = edgeFor(t, 'host', {
-    transport: opts.local ? opts.local.transport(natsTransport(nc, log)) : natsTransport(nc, log),
+    transport: opts.transport ?? natsTransport(nc, log),
     clock,
     runId,
     log,
     expectedLength: hostTensorLength(t, host),
     listen: listenFor(t, runId, { role: 'host', pod, host }),
+    // the step tensors one socket read or one in-process delivery round completes reach the machine as one event
+    batchTensors: queueMicrotask,
+    // a phase's tensors for hundreds of peers go out a slice a turn: the process keeps reading its socket meanwhile
+    spreadSends: setImmediate,
   });
   const input = { topology: t, runId, pod, host, incarnation, heal: opts.heal, now: clock.now() };
   const rec = opts.recordDir ? recorder(opts.recordDir, me, input) : undefined;

@@ -258,11 +258,12 @@ function tensorTo(
   const data = tensor === 'grad.slice' ? work.grad?.subarray(r.start, r.end) : tensor === 'grad.exchange' ? work.podGrad : work.shard;
   if (!data) return undefined;
   const id = `${tensor}.${tensor === 'grad.exchange' ? to.pod : to.host}${round === undefined ? '' : `.x${round}`}`;
+  const { runId, incarnation } = ctx;
   return {
     type: 'wire.sendTensor',
-    subject: subjects.hostData(ctx.runId, to.pod, to.host, ctx.pod, ctx.host),
+    subject: subjects.hostData(runId, to.pod, to.host, ctx.pod, ctx.host),
     head: {
-      ...envelopeFor({ ...ctx, step: work.step, attempt: work.attempt }, ctx.me, id),
+      ...envelopeFor({ runId, incarnation, step: work.step, attempt: work.attempt }, ctx.me, id),
       tensor,
       shard: tensor === 'grad.slice' ? to.host : ctx.host,
     },
@@ -324,7 +325,7 @@ function dropped(ctx: HostContext, drops: (w: { step: number; attempt: number })
   if (i >= 0) {
     const from = ctx.pending[i];
     return {
-      ...noAttempt,
+      ...noAttempt(),
       pending: ctx.pending.slice(0, i),
       queued,
       step: from.step,
@@ -333,7 +334,7 @@ function dropped(ctx: HostContext, drops: (w: { step: number; attempt: number })
       freeSince: undefined,
     };
   }
-  if (inFlight && drops(ctx)) return { ...noAttempt, queued, failure: undefined, freeSince: undefined };
+  if (inFlight && drops(ctx)) return { ...noAttempt(), queued, failure: undefined, freeSince: undefined };
   return { queued };
 }
 
@@ -381,21 +382,25 @@ function committedState(ctx: HostContext): CommittedState {
   return { step: committedNext(ctx), params: ctx.params, optState: ctx.optState, lastCommitted: ctx.lastCommitted };
 }
 
-/** Everything of the attempt in flight dropped: what preparing it, an abort or a restore leaves behind. */
-const noAttempt = {
-  next: undefined,
-  grad: undefined,
-  podGrad: undefined,
-  acts: undefined,
-  slices: new Map(),
-  exchanged: new Map(),
-  gathered: new Map(),
-} satisfies Partial<HostContext>;
+/**
+ * Everything of the attempt in flight dropped: what preparing it, an abort or a restore leaves behind. Fresh maps
+ * each time: an attempt's maps are its own (takeTensors adds to them in place).
+ */
+const noAttempt = () =>
+  ({
+    next: undefined,
+    grad: undefined,
+    podGrad: undefined,
+    acts: undefined,
+    slices: new Map(),
+    exchanged: new Map(),
+    gathered: new Map(),
+  }) satisfies Partial<HostContext>;
 
 /** The context of a host that now holds `s` (healed from a peer, or loaded from a checkpoint). */
 function adopted(s: CommittedState): Partial<HostContext> {
   return {
-    ...noAttempt,
+    ...noAttempt(),
     step: s.step,
     attempt: -1,
     params: s.params,
@@ -527,16 +532,8 @@ export const hostSetup = setup({
       const s = eventStep(event);
       return s !== undefined && stepMismatch(context, s) === undefined;
     },
-    tensorForThisAttempt: ({ context, event }) => event.type === 'tensor.received' && stepMismatch(context, event.tensor) === undefined,
     conflictForThisAttempt: ({ context, event }) => event.type === 'tensor.conflict' && stepMismatch(context, event.conflict) === undefined,
     conflictForLater: ({ context, event }) => event.type === 'tensor.conflict' && isLater(context, event.conflict),
-    /** A tensor of a later step or attempt, from a peer that is ahead: kept (a few pipelines' worth) for when its dispatch comes. */
-    tensorForLater: ({ context, event }) =>
-      event.type === 'tensor.received' &&
-      isLater(context, event.tensor) &&
-      context.early.length < 4 * (context.topology.hostsPerPod + context.topology.pods) * context.topology.dispatch.depth,
-    /** A late copy of a tensor of a step this host prepared already. */
-    tensorForPrepared: ({ context, event }) => event.type === 'tensor.received' && isPrepared(context, event.tensor),
     /** A peer asks again for a tensor of a step this host prepared (its exchange, or its new shard). */
     requestForPrepared: ({ context, event }) => event.type === 'tensor.request' && isPrepared(context, event.msg),
     /** The commit of the oldest prepared step: commits are taken in step order only. */
@@ -676,7 +673,6 @@ export const hostSetup = setup({
         freeSince: undefined,
       };
     }),
-    holdEarly: assign(({ context, event }) => (event.type === 'tensor.received' ? { early: [...context.early, event.tensor] } : {})),
     /**
      * The copies of a tensor held for the next attempt differ: the one held is let go (counted). The next
      * attempt asks for it again, and the resend is a conflict again there (see TensorAssembler), failing it.
@@ -688,15 +684,45 @@ export const hostSetup = setup({
         t.sender === c.sender && t.step === c.step && t.attempt === c.attempt && t.tensor === c.tensor && t.shard === c.shard;
       return { ...rejection(context, event), early: context.early.filter((t) => !same(t)) };
     }),
-    storeTensor: assign(({ context, event }) => {
-      if (event.type !== 'tensor.received') return {};
-      const field = TENSOR_FROM[event.tensor.tensor];
-      if (!field) return { rejected: countReject(context.rejected, 'wrong subject') };
-      const from = peerIndex(event.tensor);
-      if (context[field].has(from)) return { duplicates: context.duplicates + 1 };
-      const map = new Map(context[field]);
-      map.set(from, event.tensor.data);
-      return { [field]: map };
+    /**
+     * Step tensors that came in one burst (`tensors.received`), each taken as the guards would take it alone, in
+     * order: in an attempt, one of the attempt in flight is stored (a second copy counted as a duplicate); in an
+     * attempt or idle, one of a later step or attempt is held for when its dispatch comes (a few pipelines' worth),
+     * a late copy of a prepared step's is counted as a duplicate; anything else (and everything `elsewhere`) is
+     * rejected and counted by why it does not fit. A lone `tensor.received` of a step tensor is taken the same way.
+     */
+    takeTensors: assign(({ context, event }, params: { where: 'attempt' | 'idle' | 'elsewhere' }) => {
+      const tensors = event.type === 'tensors.received' ? event.tensors : event.type === 'tensor.received' ? [event.tensor] : [];
+      let early: AssembledTensor[] | undefined;
+      let rejected = context.rejected;
+      let duplicates = context.duplicates;
+      const bound = 4 * (context.topology.hostsPerPod + context.topology.pods) * context.topology.dispatch.depth;
+      for (const t of tensors) {
+        const field = TENSOR_FROM[t.tensor];
+        if (!field) {
+          rejected = countReject(rejected, `not expected in ${context.phase}`);
+          continue;
+        }
+        if (params.where === 'attempt' && stepMismatch(context, t) === undefined) {
+          // the attempt's own maps (made fresh for each attempt), added to in place: copying them for every burst
+          // made a pod's reduce-scatter cost hosts cubed
+          const from = peerIndex(t);
+          if (context[field].has(from)) duplicates++;
+          else context[field].set(from, t.data);
+          continue;
+        }
+        if (params.where !== 'elsewhere' && isLater(context, t) && (early ?? context.early).length < bound) {
+          early ??= [...context.early];
+          early.push(t);
+          continue;
+        }
+        if (params.where !== 'elsewhere' && isPrepared(context, t)) {
+          duplicates++;
+          continue;
+        }
+        rejected = countReject(rejected, stepMismatch(context, t) ?? `not expected in ${context.phase}`);
+      }
+      return { ...(early ? { early } : {}), rejected, duplicates };
     }),
     /** With a least time for the phase just entered (modeled compute), wait it out on `phaseFloor` (no actor without one). */
     startPhaseFloor: enqueueActions(({ context, enqueue }) => {
@@ -721,9 +747,10 @@ export const hostSetup = setup({
       return { phase: params.phase, now, phaseStartedAt: now, phaseMs, slowest, phaseTimeOver: false };
     }),
     /** Send this attempt's `tensor` to every peer that takes it (slices and shards in the pod, the exchange across pods). */
-    sendTensors: enqueueActions(({ context, enqueue }, params: { tensor: StepTensor }) => {
-      for (const p of peersFor(context, params.tensor)) enqueue.sendTo('wire', tensorTo(context, params.tensor, p)!);
-    }),
+    sendTensors: sendTo('wire', ({ context }, params: { tensor: StepTensor }) => ({
+      type: 'wire.sendMany' as const,
+      commands: peersFor(context, params.tensor).map((p) => tensorTo(context, params.tensor, p)!),
+    })),
     storeActivations: assign(({ event }) => {
       const out = (event as unknown as { output: Timed<Activations> }).output.value;
       return { acts: out, lossSum: out.lossSum };
@@ -799,7 +826,7 @@ export const hostSetup = setup({
       enqueue.assign({ pending: [...context.pending, p], reports: context.reports + 1 });
     }),
     /** On to the step after the one just prepared: it computes on that step's parameters, without waiting for its commit. */
-    moveToNextStep: assign(({ context }) => ({ ...noAttempt, step: context.step + 1, attempt: -1, freeSince: context.now })),
+    moveToNextStep: assign(({ context }) => ({ ...noAttempt(), step: context.step + 1, attempt: -1, freeSince: context.now })),
     /** Every heartbeat interval: say again that each prepared step (prepared an interval ago or more) is prepared, until its commit. */
     resendPrepared: enqueueActions(({ context, event, enqueue }) => {
       const now = timeOf(event, context.now);
@@ -857,8 +884,6 @@ export const hostSetup = setup({
       enqueue.sendTo('wire', toPod(ctx, { ...envelope(ctx, `host.aborted.${msgId}`), kind: 'host.aborted' }));
       if (step === context.step) enqueue.assign({ attempt: Math.max(context.attempt, attempt) });
     }),
-    /** A late copy of a tensor of a prepared step (a resend crossed it): counted as a duplicate. */
-    countLateCopy: assign(({ context }) => ({ duplicates: context.duplicates + 1 })),
     /** A phase deadline passed: what the host was waiting for, and from whom. */
     fail: assign(({ context }, params: { phase: string }) => ({ failure: deadlineCause(context, params.phase) })),
     /**

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { systemClock, ticker } from '../clock.ts';
 import { untilStopped } from '../lifecycle.ts';
 import { processIncarnation } from '../rejects.ts';
-import { edgeFor, natsTransport } from '../wire/edge.ts';
+import { edgeFor, natsTransport, type Transport } from '../wire/edge.ts';
 import { listenFor } from '../wire/listen.ts';
 import { podMachine } from './pod.machine.ts';
 import { recorder } from '../record.ts';
@@ -30,13 +30,15 @@ export function runPod(opts: {
   recordDir?: string;
   /** Where this pod's run events go (its phase slices, rejection bursts): the launcher's record. */
   events?: EventSink;
+  /** The process's wire (see ProcessWire: batch frames to and from its pod's host processes); absent: straight to NATS. */
+  transport?: Transport;
 }): PodRun {
   const { nc, topology: t, runId, pod } = opts;
   const me = actorNames.pod(pod);
   const log = opts.log.child({ actor: me });
   const clock = systemClock;
   const wire = edgeFor(t, 'pod', {
-    transport: natsTransport(nc, log),
+    transport: opts.transport ?? natsTransport(nc, log),
     clock,
     runId,
     log,

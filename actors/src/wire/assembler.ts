@@ -115,8 +115,10 @@ export class TensorAssembler {
         return element < 0 ? { kind: 'duplicate' } : this.conflict(key, header, 'complete', header.offset + element);
       }
       if (this.partials.size >= this.maxPartials) this.partials.delete(this.partials.keys().next().value as string);
-      // not zeroed: a tensor is handed over only once every chunk has written its part
-      const f32 = new Float32Array(Buffer.allocUnsafeSlow(expected * 4).buffer, 0, expected);
+      // not zeroed: a tensor is handed over only once every chunk has written its part; a small one (a slice of a
+      // large pod's collectives) from the JS heap, which is cheaper than a native allocation of its own
+      const f32 =
+        expected < 16384 ? new Float32Array(expected) : new Float32Array(Buffer.allocUnsafeSlow(expected * 4).buffer, 0, expected);
       p = { data: f32, bytes: new Uint8Array(f32.buffer), got: new Set(), count: header.count, lastAt: now };
       this.partials.set(key, p);
     }

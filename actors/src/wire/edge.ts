@@ -28,7 +28,12 @@ export type WireCommand =
       subject: string;
       head: { runId: string; step: number; attempt: number; sender: string; msgId: string; tensor: TensorKind; shard: number };
       data: Float32Array;
-    };
+    }
+  /** Several commands at once, published in their order (a host's tensors for every peer of a phase: one command, not one each). */
+  | { type: 'wire.sendMany'; commands: WireCommand[] };
+
+/** One message to publish (a WireCommand other than `wire.sendMany`). */
+export type OneWireCommand = Exclude<WireCommand, { type: 'wire.sendMany' }>;
 
 /**
  * What an edge tells its machine, each stamped with `at`: when it reached the
@@ -38,7 +43,14 @@ export type WireCommand =
 export type WireEvent = WireEventBody & { at: number };
 type WireEventBody =
   | { [K in ControlMessage['kind']]: { type: K; msg: Extract<ControlMessage, { kind: K }> } }[ControlMessage['kind']]
+  /** A healing host's state tensor (state.params, state.opt), once all its chunks are in. */
   | { type: 'tensor.received'; tensor: AssembledTensor }
+  /**
+   * Step tensors (grad.slice, grad.exchange, param.shard) completed one after the other, in the order they completed,
+   * with nothing else for the machine between them: one event for a burst of deliveries (see EdgeOptions.batchTensors).
+   * A machine takes them as it would take each in turn.
+   */
+  | { type: 'tensors.received'; tensors: AssembledTensor[] }
   /** Two copies of one tensor differ (see TensorAssembler): an alarm, never a silent first-wins. */
   | { type: 'tensor.conflict'; conflict: TensorConflict }
   | { type: 'wire.rejected'; reason: string; detail?: string }
@@ -72,7 +84,33 @@ export interface EdgeOptions {
   requestQuietMs?: number;
   /** Bytes of lately completed tensors kept to compare late copies with (see CompletedTensors; 64 MiB when absent). */
   retainBytes?: number;
+  /**
+   * How the edge hands over step tensors: `schedule(flush)` is called with the first tensor of a burst, and the
+   * tensors completed until `flush` runs (with no other event between them: any other event flushes them first, so the
+   * machine sees everything in arrival order) go to the machine as one `tensors.received`. A real run passes
+   * `queueMicrotask`: a burst is what one socket read or one in-process delivery round completes. Absent (the
+   * simulator): each tensor is its own `tensors.received`, at once.
+   */
+  batchTensors?: (flush: () => void) => void;
+  /**
+   * Spread a large send (a phase's tensors for every peer: hundreds in a large pod) over turns of the event loop:
+   * SEND_SLICE messages now, then `schedule(next)` for the next slice, and so on; tensors sent meanwhile wait their
+   * turn (their order is kept), control messages do not (a heartbeat must not wait behind a phase's tensors). A
+   * process of many hosts then reads its socket between slices instead of framing every host's tensors in one go. A
+   * real run passes `setImmediate`; absent (the simulator), everything is sent at once.
+   */
+  spreadSends?: (next: () => void) => void;
 }
+
+/** Messages an edge publishes in one turn when it spreads a send (see EdgeOptions.spreadSends). */
+export const SEND_SLICE = 64;
+
+function flatten(cmd: WireCommand): OneWireCommand[] {
+  return cmd.type === 'wire.sendMany' ? cmd.commands.flatMap(flatten) : [cmd];
+}
+
+/** The tensors of a step (not a healing host's state): handed to the machine in bursts (`tensors.received`). */
+const STEP_TENSORS: ReadonlySet<string> = new Set(['grad.slice', 'grad.exchange', 'param.shard']);
 
 /** The edge's part of a control message that goes out: encoded, with what the fault layer needs to know. */
 type Outgoing = {
@@ -96,7 +134,29 @@ type Outgoing = {
 export function edge(opts: EdgeOptions) {
   return fromCallback<WireCommand>(({ sendBack, receive }) => {
     const { clock } = opts;
-    const tell = (e: WireEventBody) => sendBack({ ...e, at: clock.now() } as WireEvent);
+    let burst: AssembledTensor[] = [];
+    let scheduled = false;
+    const flushTensors = () => {
+      scheduled = false;
+      if (burst.length === 0) return;
+      const tensors = burst;
+      burst = [];
+      sendBack({ type: 'tensors.received', tensors, at: clock.now() } as WireEvent);
+    };
+    // anything else for the machine goes after the tensors that came before it
+    const tell = (e: WireEventBody) => {
+      flushTensors();
+      sendBack({ ...e, at: clock.now() } as WireEvent);
+    };
+    const tellTensor = (tensor: AssembledTensor) => {
+      if (!STEP_TENSORS.has(tensor.tensor)) return tell({ type: 'tensor.received', tensor });
+      burst.push(tensor);
+      if (!opts.batchTensors) return flushTensors();
+      if (!scheduled) {
+        scheduled = true;
+        opts.batchTensors(flushTensors);
+      }
+    };
     const dedup = new DedupWindow();
     const assembler = new TensorAssembler(opts.expectedLength ?? (() => undefined), undefined, { bytes: opts.retainBytes });
     // a flood of junk must not become a flood of log lines: rejections are logged with counts, at a bounded rate
@@ -128,7 +188,7 @@ export function edge(opts: EdgeOptions) {
           else opts.log.error({ ...r.conflict, msgId: h.msgId }, 'tensor copies differ');
           return tell({ type: 'tensor.conflict', conflict: r.conflict });
         }
-        if (r.kind === 'complete') tell({ type: 'tensor.received', tensor: r.tensor });
+        if (r.kind === 'complete') tellTensor(r.tensor);
         return;
       }
       const d = decodeControl(bytes, opts.maxControlBytes);
@@ -195,7 +255,32 @@ export function edge(opts: EdgeOptions) {
       else deliver();
     };
 
-    receive((cmd) => {
+    // what waits to be published when sends are spread over turns (see EdgeOptions.spreadSends), in order
+    let outbox: OneWireCommand[] = [];
+    let draining = false;
+    let stopped = false;
+    const drain = () => {
+      if (stopped) return;
+      const now = outbox.splice(0, SEND_SLICE);
+      for (const c of now) sendOne(c);
+      if (outbox.length > 0) opts.spreadSends!(drain);
+      else draining = false;
+    };
+    const send = (cmd: WireCommand): void => {
+      const cmds = cmd.type === 'wire.sendMany' ? cmd.commands.flatMap(flatten) : [cmd];
+      // a control message (a heartbeat, a report, a tensor request) does not wait behind tensors: its receiver is
+      // another actor than theirs, or the same peer, which takes a request and tensors in either order
+      if (!opts.spreadSends || (!draining && cmds.length <= SEND_SLICE) || cmds.every((c) => c.type === 'wire.send')) {
+        for (const c of cmds) sendOne(c);
+        return;
+      }
+      outbox = outbox.length === 0 ? cmds : [...outbox, ...cmds];
+      if (!draining) {
+        draining = true;
+        drain();
+      }
+    };
+    const sendOne = (cmd: OneWireCommand): void => {
       if (cmd.type === 'wire.send') {
         const m = cmd.message;
         if (m.kind === 'tensor.request' && opts.requestQuietMs) {
@@ -230,9 +315,13 @@ export function edge(opts: EdgeOptions) {
           });
         }
       }
-    });
+    };
+    receive(send);
 
     return () => {
+      stopped = true;
+      outbox = [];
+      burst = [];
       for (const h of held.values()) clock.clearTimeout(h.timer);
       for (const u of unsubscribe) u();
       rejections.flush();
@@ -276,7 +365,7 @@ export function natsTransport(nc: NatsConnection, log: Logger): Transport {
 export function edgeFor(
   t: Topology,
   role: 'client' | 'pod' | 'host',
-  opts: Pick<EdgeOptions, 'transport' | 'clock' | 'runId' | 'log' | 'listen' | 'expectedLength'>,
+  opts: Pick<EdgeOptions, 'transport' | 'clock' | 'runId' | 'log' | 'listen' | 'expectedLength' | 'batchTensors' | 'spreadSends'>,
 ) {
   return edge({
     ...opts,

@@ -30,6 +30,21 @@ export interface NatsServerConfig {
   monitorPort?: number;
   /** The route login: required at this server's route port, presented in the URLs of its routes; without, the route port admits anyone. */
   route?: RouteLogin;
+  /**
+   * Seconds a client may leave what the server writes it unread before the server drops it as a slow consumer
+   * (default 10). A busy host process of a large pod does not read its socket for seconds at a time: see
+   * `writeDeadlineSeconds`.
+   */
+  writeDeadlineS?: number;
+}
+
+/**
+ * The write deadline for a topology's servers: 10 s, or as long as a silent actor is tolerated
+ * (`heartbeat.intervalMs` x `heartbeat.misses`) when that is longer: a process too busy to read its socket for that
+ * long is declared silent by the protocol anyway, and dropping its connection sooner only loses messages.
+ */
+export function writeDeadlineSeconds(t: { heartbeat: { intervalMs: number; misses: number } }): number {
+  return Math.max(10, Math.ceil((t.heartbeat.intervalMs * t.heartbeat.misses) / 1000));
 }
 
 export interface NatsUser {
@@ -39,6 +54,9 @@ export interface NatsUser {
   subscribe: string[];
 }
 
+/** Seconds a server gives a client to log in (CONNECT) after it connects. */
+const CLIENT_AUTH_TIMEOUT_S = 10;
+
 /** Seconds a server gives a peer at its route port to log in: well above a slowed DCN's round trip (the chaos scenarios add 20 ms). */
 const ROUTE_AUTH_TIMEOUT_S = 5;
 
@@ -47,6 +65,9 @@ function authorization(users: NatsUser[] | undefined): string[] {
   const list = (xs: string[]) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
   return [
     'authorization {',
+    // a client starved of CPU (a large run on a loaded machine) may take seconds to log in again after a reconnect:
+    // refused at the default 2 s, twice, nats.js gives up on the connection for good
+    `  timeout: ${CLIENT_AUTH_TIMEOUT_S}`,
     '  users: [',
     ...users.map(
       (u) =>
@@ -84,7 +105,7 @@ export function natsConfig(c: NatsServerConfig): string {
     // no system account: its events (connections, server stats) would cross the route, which carries the run's messages only
     'no_sys_acc: true',
     'ping_interval: "5s"',
-    'write_deadline: "10s"',
+    `write_deadline: "${c.writeDeadlineS ?? 10}s"`,
   ];
   if (c.routes.length > 0 || c.noAdvertise) {
     lines.push(

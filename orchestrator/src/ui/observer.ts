@@ -1,8 +1,8 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { connectNats } from '@lockstep/actors';
-import { decodeControl, subjects, type HostHeartbeat, type PodHeartbeat, type StepCommitted } from '@lockstep/topology';
+import { connectNats, decodeBatch } from '@lockstep/actors';
+import { decodeControl, subjectMatches, subjects, type HostHeartbeat, type PodHeartbeat, type StepCommitted } from '@lockstep/topology';
 import type { Login } from '@lockstep/infra';
 
 /** Largest control message the observer reads (a heartbeat is a few hundred bytes). */
@@ -93,17 +93,22 @@ export class RunObserver {
           this.connections.push(nc);
           const watched = [subjects.podReport(this.o.runId, pod, '*'), subjects.clientReport(this.o.runId, pod)];
           if (pod === 0 && this.o.onCommitted) watched.push(subjects.progress(this.o.runId));
-          for (const subject of watched) {
-            nc.subscribe(subject, {
-              callback: (err, msg) => {
-                if (err) return;
-                const d = decodeControl(msg.data, MAX_CONTROL_BYTES);
-                if (!d.ok) return;
-                if (d.value.kind === 'host.heartbeat' || d.value.kind === 'pod.heartbeat') this.o.onHeartbeat(d.value, Date.now());
-                else if (d.value.kind === 'step.committed') this.o.onCommitted?.(d.value, Date.now());
-              },
-            });
-          }
+          const take = (bytes: Uint8Array) => {
+            const d = decodeControl(bytes, MAX_CONTROL_BYTES);
+            if (!d.ok) return;
+            if (d.value.kind === 'host.heartbeat' || d.value.kind === 'pod.heartbeat') this.o.onHeartbeat(d.value, Date.now());
+            else if (d.value.kind === 'step.committed') this.o.onCommitted?.(d.value, Date.now());
+          };
+          for (const subject of watched) nc.subscribe(subject, { callback: (err, msg) => void (err ? undefined : take(msg.data)) });
+          // the hosts' reports reach their pod's process in batch frames (see ProcessWire): the reports inside them
+          const reports = subjects.podReport(this.o.runId, pod, '*');
+          nc.subscribe(subjects.batch(this.o.runId, pod, 'pod', '*'), {
+            callback: (err, msg) => {
+              if (err) return;
+              const d = decodeBatch(msg.data);
+              if (d.ok) for (const e of d.entries) if (subjectMatches(reports, e.subject)) take(e.bytes);
+            },
+          });
         } catch (err) {
           this.o.log.warn({ pod, err: (err as Error).message }, 'status page: cannot watch this pod on the wire');
         }

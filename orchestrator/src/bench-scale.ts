@@ -1,0 +1,234 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { parseTopology, preset, type Topology } from '@lockstep/topology';
+import { hostGroups, launch, type TrainResult } from './launcher.ts';
+
+/**
+ * The scaling table of `npm run bench`: 2 pods x H hosts (the small model, compute held to 0 ms a phase, so what is
+ * measured is the control plane and the collectives), real processes, real NATS. Figures are taken between the
+ * commit of step `warm - 1` and the last step's commit, so start-up and the first (slowest) steps are left out of
+ * the per-step figures:
+ * - NATS messages a step: the pods' nats-servers' `in_msgs` (/varz), summed over the servers, per step;
+ * - wall ms a step (the control plane and collectives: compute is held to 0 ms);
+ * - CPU ms a step: user + system time of every role process (/proc/<pid>/stat), per step;
+ * - peak RSS of the largest role process (VmHWM, read at the last step's commit);
+ * - start-up: from the launch to the first step's commit.
+ */
+export interface ScaleRow {
+  hostsPerPod: number;
+  hostsPerProcess: number;
+  processes: number;
+  steps: number;
+  /** Steps measured (after the warm-up steps). */
+  measuredSteps: number;
+  natsMsgsPerStep: number;
+  wallMsPerStep: number;
+  cpuMsPerStep: number;
+  peakRssMiB: number;
+  startupMs: number;
+  /** NATS messages from the launch to the first step's commit (start-up's handshake, then one step). */
+  startupNatsMsgs: number;
+  paramsHash: string | null;
+  podsIdentical: boolean;
+  failure: string | null;
+}
+
+/** The topology of one row: palm-540b's layout when H is 768, else `demo` with H hosts; compute held to `fixedMs`. */
+export function scaleTopology(hostsPerPod: number, opts: { hostsPerProcess?: number; depth?: number; fixedMs?: number } = {}): Topology {
+  const base = preset('demo');
+  const hostsPerProcess = opts.hostsPerProcess ?? layoutFor(hostsPerPod);
+  return parseTopology(
+    {
+      ...base,
+      name: `scale-${hostsPerPod}`,
+      hostsPerPod,
+      hostsPerProcess,
+      training: { ...base.training, globalBatch: 4 * hostsPerPod },
+      compute: { fixedMs: opts.fixedMs ?? 0 },
+      dispatch: { depth: opts.depth ?? base.dispatch.depth },
+      deadlines: { ...base.deadlines, startupMs: Math.max(base.deadlines.startupMs, 200 * hostsPerPod), stepMs: 600_000, phaseMs: 300_000 },
+      // as palm-540b: a process busy with a burst of a large pod's collectives on a loaded machine is not silent
+      heartbeat: hostsPerPod >= 256 ? { intervalMs: 5000, misses: 12 } : base.heartbeat,
+    },
+    `scale bench, ${hostsPerPod} hosts a pod`,
+  );
+}
+
+/** Hosts a process for H hosts a pod: four host processes a pod up to 64 hosts a pod (<= 11 processes), then 96 a process (palm-540b's layout). */
+export function layoutFor(hostsPerPod: number): number {
+  return hostsPerPod <= 64 ? Math.max(1, Math.ceil(hostsPerPod / 4)) : Math.min(hostsPerPod, 96);
+}
+
+const Varz = z.object({ in_msgs: z.number().int().min(0), out_msgs: z.number().int().min(0) });
+
+async function inMsgs(monitors: string[]): Promise<number> {
+  let n = 0;
+  for (const m of monitors) {
+    const r = await fetch(`${m}/varz`, { signal: AbortSignal.timeout(5000) });
+    n += Varz.parse(await r.json()).in_msgs;
+  }
+  return n;
+}
+
+/** utime + stime of `pid` in ms (0 if it is gone). */
+function cpuMs(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    // fields 14 and 15 of stat (utime, stime) are rest[11], rest[12], in clock ticks (100 a second on Linux)
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** Peak resident set of `pid` in MiB (VmHWM; 0 if it is gone). */
+function peakRssMiB(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** One row: train 2 x `hostsPerPod` for `steps` steps and measure it. */
+export async function scaleRow(opts: {
+  hostsPerPod: number;
+  steps: number;
+  warm?: number;
+  dir: string;
+  log: Logger;
+  hostsPerProcess?: number;
+  depth?: number;
+}): Promise<ScaleRow> {
+  const t = scaleTopology(opts.hostsPerPod, opts);
+  const warm = Math.min(opts.warm ?? 2, opts.steps - 1);
+  const pids: number[] = [];
+  let monitors: string[] = [];
+  const started = performance.now();
+  let firstStepAt = 0;
+  let startupMsgs = Number.NaN;
+  let mark: { at: number; cpu: number; msgs: number } | undefined;
+  let end: { at: number; cpu: number; msgs: number; rss: number } | undefined;
+  const cpuAll = () => pids.reduce((s, p) => s + cpuMs(p), 0);
+  const pending: Promise<void>[] = [];
+  let r: TrainResult | undefined;
+  let failure: string | null = null;
+  try {
+    r = await launch({
+      topology: t,
+      steps: opts.steps,
+      runDir: join(opts.dir, `scale-${opts.hostsPerPod}-${Date.now().toString(36)}`),
+      log: opts.log,
+      onCluster: ({ plan }) => {
+        monitors = plan.servers.filter((s) => s.role === 'pod' && s.monitor).map((s) => s.monitor!);
+      },
+      onSpawn: (_name, pid) => pids.push(pid),
+      onStep: (s) => {
+        const at = performance.now();
+        if (s.step === 0) {
+          firstStepAt = at;
+          pending.push(
+            inMsgs(monitors).then((msgs) => {
+              startupMsgs = msgs;
+            }),
+          );
+        }
+        if (s.step === warm - 1 || (warm === 0 && s.step === 0 && !mark)) {
+          const cpu = cpuAll();
+          pending.push(
+            inMsgs(monitors).then((msgs) => {
+              mark = { at, cpu, msgs };
+            }),
+          );
+        }
+        if (s.step === opts.steps - 1) {
+          const cpu = cpuAll();
+          const rss = Math.max(0, ...pids.map(peakRssMiB));
+          pending.push(
+            inMsgs(monitors).then((msgs) => {
+              end = { at, cpu, msgs, rss };
+            }),
+          );
+        }
+      },
+    });
+    await Promise.all(pending);
+    failure = r.failure ? `${r.failure.kind}: ${r.failure.message}` : null;
+  } catch (err) {
+    failure = (err as Error).message;
+  }
+  const measured = opts.steps - warm;
+  const per = (a: number, b: number) => (mark && end && measured > 0 ? (b - a) / measured : Number.NaN);
+  return {
+    hostsPerPod: opts.hostsPerPod,
+    hostsPerProcess: t.hostsPerProcess,
+    processes: hostGroups(t).length + t.pods + 1,
+    steps: opts.steps,
+    measuredSteps: measured,
+    natsMsgsPerStep: per(mark?.msgs ?? 0, end?.msgs ?? 0),
+    wallMsPerStep: per(mark?.at ?? 0, end?.at ?? 0),
+    cpuMsPerStep: per(mark?.cpu ?? 0, end?.cpu ?? 0),
+    peakRssMiB: end?.rss ?? Number.NaN,
+    startupMs: firstStepAt > 0 ? firstStepAt - started : Number.NaN,
+    startupNatsMsgs: startupMsgs,
+    paramsHash: r?.paramsHash ?? null,
+    podsIdentical: r?.podsIdenticalEveryStep ?? false,
+    failure,
+  };
+}
+
+export interface ScaleBench {
+  rows: ScaleRow[];
+  /** Cost growth between the two largest rows that ran, over the growth in hosts (1: linear; the hosts' ratio: quadratic). */
+  cpuGrowthOverHosts: number | null;
+  msgsGrowthOverHosts: number | null;
+  /** palm-540b's (768 hosts a pod) wall ms a step, and whether it is under the 1 s target. */
+  palmWallMsPerStep: number | null;
+  palmUnderOneSecond: boolean | null;
+}
+
+/** Every row in turn (one at a time: the machine has 2 cores). */
+export async function scaleBench(opts: {
+  sizes: number[];
+  steps: (hostsPerPod: number) => number;
+  dir: string;
+  log: Logger;
+  onRow?: (r: ScaleRow) => void;
+}): Promise<ScaleBench> {
+  const rows: ScaleRow[] = [];
+  for (const h of opts.sizes) {
+    const row = await scaleRow({ hostsPerPod: h, steps: opts.steps(h), dir: opts.dir, log: opts.log });
+    rows.push(row);
+    opts.onRow?.(row);
+  }
+  const ok = rows.filter((r) => r.failure === null && Number.isFinite(r.cpuMsPerStep));
+  // between the two largest rows that ran (small rows are mostly fixed costs): the cost's growth over the hosts'
+  const growth = (f: (r: ScaleRow) => number) =>
+    ok.length >= 2 ? f(ok.at(-1)!) / f(ok.at(-2)!) / (ok.at(-1)!.hostsPerPod / ok.at(-2)!.hostsPerPod) : null;
+  const palm = ok.find((r) => r.hostsPerPod === 768);
+  return {
+    rows,
+    cpuGrowthOverHosts: growth((r) => r.cpuMsPerStep),
+    msgsGrowthOverHosts: growth((r) => r.natsMsgsPerStep),
+    palmWallMsPerStep: palm?.wallMsPerStep ?? null,
+    palmUnderOneSecond: palm ? palm.wallMsPerStep < 1000 : null,
+  };
+}
+
+/** The table in the bench's Markdown. */
+export function scaleMarkdown(s: ScaleBench): string {
+  const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+  const lines = [
+    '| hosts (2 pods x H) | hosts a process | processes | steps (measured) | NATS msgs / step | wall ms / step | CPU ms / step | peak RSS MiB (largest) | start-up to first step, ms | NATS msgs to first step | pods identical | failure |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
+    ...s.rows.map(
+      (r) =>
+        `| 2 x ${r.hostsPerPod} | ${r.hostsPerProcess} | ${r.processes} | ${r.steps} (${r.measuredSteps}) | ${f(r.natsMsgsPerStep, 0)} | ${f(r.wallMsPerStep)} | ${f(r.cpuMsPerStep)} | ${f(r.peakRssMiB, 0)} | ${f(r.startupMs, 0)} | ${f(r.startupNatsMsgs, 0)} | ${r.podsIdentical ? 'yes' : 'no'} | ${r.failure ?? ''} |`,
+    ),
+  ];
+  return lines.join('\n');
+}
