@@ -4,6 +4,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { containerEngine, startLockstepCluster, type StartedLockstepCluster as LockstepCluster } from '@lockstep/infra/testcontainers';
 import { decodeControl, decodeTensorChunk, isTensorFrame, parseTopology, preset, subjects } from '@lockstep/topology';
+import { decodeBatch } from '@lockstep/actors';
 import { imageDefaults } from '@lockstep/infra';
 import { runReference } from '../src/index.ts';
 import { freePort } from '../src/ports.ts';
@@ -41,33 +42,38 @@ interface Seen {
 }
 function watch(nc: NatsConnection, runId: string): Seen[] {
   const seen: Seen[] = [];
-  nc.subscribe(`${subjects.root(runId)}.>`, {
-    callback: (_err, m) => {
-      if (isTensorFrame(m.data)) {
-        const d = decodeTensorChunk(m.data);
-        if (d.ok)
-          seen.push({
-            subject: m.subject,
-            kind: d.value.header.kind,
-            step: d.value.header.step,
-            attempt: d.value.header.attempt,
-            sender: d.value.header.sender,
-            tensor: d.value.header.tensor,
-          });
-        return;
-      }
-      const d = decodeControl(m.data, 1 << 20);
+  const take = (m: { subject: string; data: Uint8Array }): void => {
+    // what a pod tells its hosts' processes (and they one another) travels in batch frames: the messages inside count
+    if (m.subject.startsWith(`${subjects.root(runId)}.batch.`)) {
+      const b = decodeBatch(m.data);
+      if (b.ok) for (const e of b.entries) take({ subject: e.subject, data: e.bytes });
+      return;
+    }
+    if (isTensorFrame(m.data)) {
+      const d = decodeTensorChunk(m.data);
       if (d.ok)
         seen.push({
           subject: m.subject,
-          kind: d.value.kind,
-          step: d.value.step,
-          attempt: d.value.attempt,
-          sender: d.value.sender,
-          paramsHash: 'paramsHash' in d.value ? (d.value.paramsHash as string) : undefined,
+          kind: d.value.header.kind,
+          step: d.value.header.step,
+          attempt: d.value.header.attempt,
+          sender: d.value.header.sender,
+          tensor: d.value.header.tensor,
         });
-    },
-  });
+      return;
+    }
+    const d = decodeControl(m.data, 1 << 20);
+    if (d.ok)
+      seen.push({
+        subject: m.subject,
+        kind: d.value.kind,
+        step: d.value.step,
+        attempt: d.value.attempt,
+        sender: d.value.sender,
+        paramsHash: 'paramsHash' in d.value ? (d.value.paramsHash as string) : undefined,
+      });
+  };
+  nc.subscribe(`${subjects.root(runId)}.>`, { callback: (_err, m) => take(m) });
   return seen;
 }
 
