@@ -137,6 +137,20 @@ export function holdsRun(runDir: string): boolean {
   return existsSync(join(runDir, 'run.json'));
 }
 
+/** The names a run writes in its directory (besides nats-*.conf). */
+const RUN_DIR_NAMES = new Set([
+  'checkpoints',
+  'credentials.json',
+  'events.jsonl',
+  'jetstream',
+  'logs',
+  'steps.jsonl',
+  'summary.json',
+  'topology.json',
+  'trace.json',
+  OWNER_LOCK,
+]);
+
 /**
  * A fresh run's directory must be new, empty, or one a run made (its owner.json or run.json): never a directory of
  * other files, which the run would make mode 0700 and fill, and `--overwrite` would then empty.
@@ -149,7 +163,11 @@ export function refuseForeignDir(runDir: string): void {
     return; // not there yet (or not a directory: privateDir says so)
   }
   if (names.length === 0 || names.includes(OWNER_FILE) || names.includes('run.json')) return;
-  const shown = names.sort().slice(0, 3).join(', ') + (names.length > 3 ? ', ...' : '');
+  // what a run writes there, left by one that ended before its run.json (or planted where a run will write: each of
+  // these is written afresh, never through a link)
+  const foreign = names.filter((n) => !RUN_DIR_NAMES.has(n) && !/^nats-[a-z0-9-]+\.conf$/.test(n));
+  if (foreign.length === 0) return;
+  const shown = foreign.sort().slice(0, 3).join(', ') + (foreign.length > 3 ? ', ...' : '');
   throw new UsageError(`--run-dir: ${runDir} holds files and no run (${shown}); give a new or empty directory`);
 }
 
