@@ -181,6 +181,34 @@ export function planEntry(plan: ClusterPlan, name: string): ServerPlan | Process
   return plan.processes.find((p) => p.role === 'host' && p.pod === Number(host[1]) && p.hosts.includes(Number(host[2])));
 }
 
+/** The pods' nats-servers, pod 0 first. */
+export function podServers(plan: ClusterPlan): ServerPlan[] {
+  return plan.servers.filter((x) => x.role === 'pod').sort((a, b) => (a.pod ?? 0) - (b.pod ?? 0));
+}
+
+/**
+ * The arguments of `lockstep watch` for a cluster of `plan` (the status page and recorder service of compose and of
+ * the testcontainers cluster): its run, topology (a preset or a file path inside the container), steps, the pods'
+ * servers, pod 0's monitoring endpoint, and the page's address `ui` (host:port); the caller adds its own flags.
+ */
+export function watchArgs(plan: ClusterPlan, o: { runId: string; topology: string; steps: number; ui: string }): string[] {
+  const pods = podServers(plan);
+  return [
+    'watch',
+    '--run',
+    o.runId,
+    '--topology',
+    o.topology,
+    '--steps',
+    String(o.steps),
+    '--nats',
+    pods.map((x) => x.url).join(','),
+    ...(pods[0]?.monitor ? ['--monitor', pods[0].monitor] : []),
+    '--ui',
+    o.ui,
+  ];
+}
+
 export function clusterPlan(t: Topology, o: PlanOptions): ClusterPlan {
   const place = o.place;
   const pods = Array.from({ length: t.pods }, (_, p) => p);

@@ -12,6 +12,8 @@ import {
   newCredentials,
   newObserverLogin,
   newRouteLogin,
+  podServers,
+  watchArgs,
 } from '@lockstep/infra';
 import { describeIssues, InvalidInput, type Topology } from '@lockstep/topology';
 import { makeDirs, privateDir, writePrivate } from './private.ts';
@@ -147,25 +149,14 @@ export function composeFile(o: ComposeOptions, confDir: string): { yaml: string;
   const ui: Record<string, unknown> = {};
   const observer = o.credentials.observer;
   if (observer) {
-    const pods = plan.servers.filter((x) => x.role === 'pod').sort((a, b) => (a.pod ?? 0) - (b.pod ?? 0));
+    const pods = podServers(plan);
     const port = o.uiPort ?? COMPOSE_UI_PORT;
     const kill = o.kill ?? true;
     services.ui = {
       image: fromEnv('LOCKSTEP_IMAGE', o.image),
       ...(o.buildContext !== undefined ? { build: { context: o.buildContext, dockerfile: 'infra/docker/Dockerfile' } } : {}),
       command: [
-        'watch',
-        '--run',
-        o.runId,
-        '--topology',
-        o.preset ?? TOPOLOGY_FILE,
-        '--steps',
-        String(o.steps),
-        '--nats',
-        pods.map((x) => x.url).join(','),
-        ...(pods[0]?.monitor ? ['--monitor', pods[0].monitor] : []),
-        '--ui',
-        `0.0.0.0:${COMPOSE_UI_PORT}`,
+        ...watchArgs(plan, { runId: o.runId, topology: o.preset ?? TOPOLOGY_FILE, steps: o.steps, ui: `0.0.0.0:${COMPOSE_UI_PORT}` }),
         ...(record ? ['--streams', STREAMS, '--runs-dir', RUNS] : []),
         ...(kill ? ['--kill', 'docker'] : []),
       ],

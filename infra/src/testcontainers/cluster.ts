@@ -18,7 +18,7 @@ import {
 } from '@lockstep/topology';
 import { newCredentials, type Credentials, type Login } from '../nats/users.ts';
 import { ImageRef, imageDefaults } from './images.ts';
-import { clusterIdentities, clusterPlan, containerName, identityOf, NATS_PORT, planEntry, type ClusterPlan } from '../plan.ts';
+import { clusterIdentities, clusterPlan, containerName, identityOf, NATS_PORT, planEntry, watchArgs, type ClusterPlan } from '../plan.ts';
 
 /**
  * What `startLockstepCluster` (and the `LockstepCluster` builder) starts.
@@ -334,25 +334,13 @@ export async function startLockstepCluster(options: ClusterOptions): Promise<Sta
     const runLog = containers['nats-log'];
     if (recordDir !== undefined && streams) {
       // the recorder: `lockstep watch` as the observer, on the network that reaches every server, writing the record
-      const pods = plan.servers.filter((x) => x.role === 'pod').sort((a, b) => (a.pod ?? 0) - (b.pod ?? 0));
       const topologyArg = typeof o.topology === 'string' ? o.topology : TOPOLOGY_FILE;
       let g = new GenericContainer(image)
         .withNetwork(network.ctl ?? network[plan.networks[0]])
         .withNetworkAliases('recorder')
         .withEnvironment({ LOCKSTEP_NATS_USER: credentials.observer.user, LOCKSTEP_NATS_PASS: credentials.observer.password })
         .withCommand([
-          'watch',
-          '--run',
-          runId,
-          '--topology',
-          topologyArg,
-          '--steps',
-          String(o.steps),
-          '--nats',
-          pods.map((x) => x.url).join(','),
-          ...(pods[0]?.monitor ? ['--monitor', pods[0].monitor] : []),
-          '--ui',
-          '0.0.0.0:7373',
+          ...watchArgs(plan, { runId, topology: topologyArg, steps: o.steps, ui: '0.0.0.0:7373' }),
           '--streams',
           STREAMS,
           '--record-dir',
