@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { UsageError } from './errors.ts';
 import { writePrivate } from './private.ts';
+import { RUN_FILES } from './record/recorder.ts';
 
 /**
  * Who owns a run directory: one live launcher. It holds an exclusive flock(2)
@@ -138,16 +139,13 @@ export function holdsRun(runDir: string): boolean {
 }
 
 /** The names a run writes in its directory (besides nats-*.conf). */
-const RUN_DIR_NAMES = new Set([
+const RUN_DIR_NAMES = new Set<string>([
+  ...Object.values(RUN_FILES),
   'checkpoints',
   'credentials.json',
-  'events.jsonl',
   'jetstream',
   'logs',
-  'steps.jsonl',
-  'summary.json',
   'topology.json',
-  'trace.json',
   OWNER_LOCK,
 ]);
 

@@ -215,6 +215,9 @@ const PHASE_TENSOR: Partial<Record<string, StepTensor>> = {
   allGather: 'param.shard',
 };
 
+/** The least wall time (ms) of the phase the host is in: its modeled time with `compute: modeled`, else 0. */
+const phaseFloorOf = (ctx: HostContext): number => ctx.phaseFloorMs[ctx.phase as HostPhase] ?? 0;
+
 /** Who this host swaps a step tensor with: the other hosts of its pod (slices, shards), or host h of every other pod (the exchange). */
 function peersFor(ctx: HostContext, tensor: StepTensor): Peer[] {
   const { pods, hostsPerPod } = ctx.topology;
@@ -569,7 +572,7 @@ export const hostSetup = setup({
     haveAllExchanged: ({ context }) => context.exchanged.size === context.topology.pods - 1,
     haveAllGathered: ({ context }) => context.gathered.size === context.topology.hostsPerPod - 1,
     /** The phase has lasted its least time (none for this phase, or `phaseFloor` said so). */
-    phaseTimeOver: ({ context }) => context.phaseTimeOver || !((context.phaseFloorMs[context.phase as HostPhase] ?? 0) > 0),
+    phaseTimeOver: ({ context }) => context.phaseTimeOver || !(phaseFloorOf(context) > 0),
     /** This host holds committed state, the asker's pod said it heals, and it was not answered within half an interval. */
     canServeState: ({ context, event }) => stateRequestVerdict(context, event)?.kind === 'state',
     /** This host holds no state to give, and the asker was not answered within half an interval. */
@@ -726,11 +729,11 @@ export const hostSetup = setup({
     }),
     /** With a least time for the phase just entered (modeled compute), wait it out on `phaseFloor` (no actor without one). */
     startPhaseFloor: enqueueActions(({ context, enqueue }) => {
-      const ms = context.phaseFloorMs[context.phase as HostPhase] ?? 0;
+      const ms = phaseFloorOf(context);
       if (ms > 0) enqueue.spawnChild('phaseFloor', { id: 'phaseFloor', input: { ms } });
     }),
     stopPhaseFloor: enqueueActions(({ context, enqueue }) => {
-      if ((context.phaseFloorMs[context.phase as HostPhase] ?? 0) > 0) enqueue.stopChild('phaseFloor');
+      if (phaseFloorOf(context) > 0) enqueue.stopChild('phaseFloor');
     }),
     /** The phase's least time has passed (the `phaseFloor` actor's done event, with when). */
     notePhaseTimeOver: assign(({ context, event }) => ({ phaseTimeOver: true, now: Math.max(context.now, timeOf(event, context.now)) })),
