@@ -1,12 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { imageDefaults } from '@lockstep/infra';
 import { containerEngine, startLockstepCluster, type StartedLockstepCluster } from '@lockstep/infra/testcontainers';
 import { parseTopology, preset, RunEvent, StepEvent } from '@lockstep/topology';
 import { parseTrace, runReference } from '../src/index.ts';
+import { CHROMIUM, launchChromium } from './browser.ts';
 import { cli, tempDir } from './helpers.ts';
 
 /**
@@ -28,7 +28,6 @@ if (!ready && !requireDocker)
   process.stderr.write(
     `container records: skipped: ${engine.ok ? `images ${tags.image} and ${tags.natsImage} are missing (run scripts/images.sh)` : `no container engine (${engine.reason})`}\n`,
   );
-const CHROMIUM = process.env.LOCKSTEP_CHROMIUM ?? '/usr/bin/chromium';
 const HOSTS = ['host/0/0', 'host/0/1', 'host/1/0', 'host/1/1'];
 /**
  * The host phases whose slices every host leaves for every committed step. `update` and `allGather` are not among
@@ -124,17 +123,7 @@ describe.skipIf(!ready && !requireDocker)('runs in containers leave their record
     await expect.poll(async () => (await status())?.committed ?? 0, { timeout: 300_000, interval: 250 }).toBeGreaterThanOrEqual(20);
     let killedBy: string;
     if (existsSync(CHROMIUM)) {
-      const browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        args: [
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-        ],
-      });
+      const browser = await launchChromium();
       cleanups.push(() => browser.close());
       const page = await browser.newPage();
       const errors: string[] = [];

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { preset } from '@lockstep/topology';
 import { cliPath } from '../src/index.ts';
@@ -12,6 +12,7 @@ import { runReference } from '../src/reference.ts';
 import { LiveStatus } from '../src/ui/status.ts';
 import { startStatusPage } from '../src/ui/statuspage.ts';
 import { watchRun } from '../src/ui/watch.ts';
+import { CHROMIUM, launchChromium } from './browser.ts';
 import { quietLog, tempDir } from './helpers.ts';
 
 /**
@@ -19,7 +20,6 @@ import { quietLog, tempDir } from './helpers.ts';
  * it as root) driven by playwright-core. Without the browser these tests skip with one line, except where
  * LOCKSTEP_REQUIRE_BROWSER=1 (CI), where a missing browser fails them.
  */
-const CHROMIUM = process.env.LOCKSTEP_CHROMIUM ?? '/usr/bin/chromium';
 const haveBrowser = existsSync(CHROMIUM);
 const requireBrowser = process.env.LOCKSTEP_REQUIRE_BROWSER === '1';
 if (!haveBrowser && !requireBrowser)
@@ -70,17 +70,7 @@ function trainWithPage(steps: number) {
 describe.skipIf(!haveBrowser && !requireBrowser)('the status page in a browser', () => {
   let browser: Browser;
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        '--no-first-run',
-      ],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
