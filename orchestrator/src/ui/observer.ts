@@ -24,6 +24,13 @@ export const Routez = z.looseObject({
     .nullish(),
 });
 
+/**
+ * How often the route counters are read (ms): a quarter of a second, so that a run of a second or two (a `tiny` run
+ * with two steps in flight) is read while its tensors cross, not only before them (at 1 s the page's DCN bytes of
+ * such a run could stay 0).
+ */
+export const ROUTEZ_POLL_MS = 250;
+
 /** Pod 0's route counters summed over its routes, from its monitoring endpoint; undefined when it does not answer. */
 export async function readRoutes(
   monitor: string,
@@ -53,7 +60,7 @@ export async function readRoutes(
  * (`client.report.<p>`), so that nothing it listens to has to cross the route
  * between the pods' servers. Every message is decoded and validated; others
  * than heartbeats (and, with `onCommitted`, the client's committed steps) are
- * ignored. Also polls pod 0's `/routez` every `pollMs`.
+ * ignored. Also polls pod 0's `/routez` every `pollMs` (default ROUTEZ_POLL_MS).
  */
 export class RunObserver {
   private readonly connections: NatsConnection[] = [];
@@ -121,7 +128,7 @@ export class RunObserver {
         if (c && !this.stopped) this.o.onRoutes(c, Date.now());
       };
       void poll();
-      this.timer = setInterval(() => void poll(), this.o.pollMs ?? 1_000);
+      this.timer = setInterval(() => void poll(), this.o.pollMs ?? ROUTEZ_POLL_MS);
     }
   }
 
