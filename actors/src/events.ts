@@ -238,7 +238,7 @@ export interface HostFlowView {
   host: number;
   now: number;
   phaseStartedAt: number;
-  topology: { pods: number; hostsPerPod: number };
+  topology: { pods: number; hostsPerPod: number; collectives: { inPod: 'direct' | 'chain' } };
   ranges: readonly { start: number; end: number }[];
   slices: ReadonlyMap<number, Float32Array>;
   exchanged: ReadonlyMap<number, Float32Array>;
@@ -264,7 +264,7 @@ export const IN_POD_FLOWS_MAX_HOSTS = 16;
  * A host's tensor flows, read from its snapshots (no inspection of every event): a `send` to each peer when it
  * enters the phase that sends (at the phase's start: `starts`, from hostStepSlices, or the current phase's), a
  * `receive` when a peer's tensor is first held (at the time of the event that brought it). Resends asked for
- * again are not drawn; nor are in-pod flows in pods of more than IN_POD_FLOWS_MAX_HOSTS hosts.
+ * again are not drawn; nor are in-pod flows in pods of more than IN_POD_FLOWS_MAX_HOSTS hosts, or of `chain` collectives.
  */
 export function hostFlows(sink: EventSink, me: string) {
   let key = '';
@@ -279,7 +279,8 @@ export function hostFlows(sink: EventSink, me: string) {
     }
     if (c.attempt < 0) return;
     const { pods, hostsPerPod } = c.topology;
-    const inPod = hostsPerPod <= IN_POD_FLOWS_MAX_HOSTS;
+    // the chain's in-pod tensors (running sums, prefixes) are not drawn: only the direct collectives' and the exchange
+    const inPod = hostsPerPod <= IN_POD_FLOWS_MAX_HOSTS && c.topology.collectives.inPod === 'direct';
     const bytesOf = (h: number) => 4 * ((c.ranges[h]?.end ?? 0) - (c.ranges[h]?.start ?? 0));
     const base = { kind: 'flow' as const, actor: me, step: c.step, attempt: c.attempt };
     for (const [phase, tensor] of SENT_IN) {

@@ -18,6 +18,8 @@ import { hostGroups, launch, type TrainResult } from './launcher.ts';
  */
 export interface ScaleRow {
   hostsPerPod: number;
+  /** The in-pod collectives: `chain` (linear in hosts; palm-540b's) or `direct` (all-to-all; hosts squared tensors). */
+  inPod: 'direct' | 'chain';
   hostsPerProcess: number;
   processes: number;
   steps: number;
@@ -36,7 +38,10 @@ export interface ScaleRow {
 }
 
 /** The topology of one row: palm-540b's layout when H is 768, else `demo` with H hosts; compute held to `fixedMs`. */
-export function scaleTopology(hostsPerPod: number, opts: { hostsPerProcess?: number; depth?: number; fixedMs?: number } = {}): Topology {
+export function scaleTopology(
+  hostsPerPod: number,
+  opts: { hostsPerProcess?: number; depth?: number; fixedMs?: number; inPod?: 'direct' | 'chain' } = {},
+): Topology {
   const base = preset('demo');
   const hostsPerProcess = opts.hostsPerProcess ?? layoutFor(hostsPerPod);
   return parseTopology(
@@ -48,6 +53,7 @@ export function scaleTopology(hostsPerPod: number, opts: { hostsPerProcess?: num
       training: { ...base.training, globalBatch: 4 * hostsPerPod },
       compute: { fixedMs: opts.fixedMs ?? 0 },
       dispatch: { depth: opts.depth ?? base.dispatch.depth },
+      collectives: { inPod: opts.inPod ?? 'chain' },
       deadlines: { ...base.deadlines, startupMs: Math.max(base.deadlines.startupMs, 200 * hostsPerPod), stepMs: 600_000, phaseMs: 300_000 },
       // as palm-540b: a process busy with a burst of a large pod's collectives on a loaded machine is not silent
       heartbeat: hostsPerPod >= 256 ? { intervalMs: 5000, misses: 12 } : base.heartbeat,
@@ -103,6 +109,7 @@ export async function scaleRow(opts: {
   log: Logger;
   hostsPerProcess?: number;
   depth?: number;
+  inPod?: 'direct' | 'chain';
 }): Promise<ScaleRow> {
   const t = scaleTopology(opts.hostsPerPod, opts);
   const warm = Math.min(opts.warm ?? 2, opts.steps - 1);
@@ -165,6 +172,7 @@ export async function scaleRow(opts: {
   const per = (a: number, b: number) => (mark && end && measured > 0 ? (b - a) / measured : Number.NaN);
   return {
     hostsPerPod: opts.hostsPerPod,
+    inPod: t.collectives.inPod,
     hostsPerProcess: t.hostsPerProcess,
     processes: hostGroups(t).length + t.pods + 1,
     steps: opts.steps,
@@ -191,7 +199,13 @@ export interface ScaleBench {
   palmUnderOneSecond: boolean | null;
 }
 
-/** Every row in turn (one at a time: the machine has 2 cores). */
+/** Pods of up to this many hosts are also measured with `direct` collectives (beyond, a step of them takes minutes). */
+export const DIRECT_ROWS_MAX_HOSTS = 256;
+
+/**
+ * Every row in turn (one at a time: the machine has 2 cores): each size with `chain` collectives (palm-540b's), and
+ * sizes up to DIRECT_ROWS_MAX_HOSTS also with `direct` ones, for comparison. Growth and the palm figure are the chain's.
+ */
 export async function scaleBench(opts: {
   sizes: number[];
   steps: (hostsPerPod: number) => number;
@@ -201,11 +215,13 @@ export async function scaleBench(opts: {
 }): Promise<ScaleBench> {
   const rows: ScaleRow[] = [];
   for (const h of opts.sizes) {
-    const row = await scaleRow({ hostsPerPod: h, steps: opts.steps(h), dir: opts.dir, log: opts.log });
-    rows.push(row);
-    opts.onRow?.(row);
+    for (const inPod of h <= DIRECT_ROWS_MAX_HOSTS ? (['chain', 'direct'] as const) : (['chain'] as const)) {
+      const row = await scaleRow({ hostsPerPod: h, steps: opts.steps(h), dir: opts.dir, log: opts.log, inPod });
+      rows.push(row);
+      opts.onRow?.(row);
+    }
   }
-  const ok = rows.filter((r) => r.failure === null && Number.isFinite(r.cpuMsPerStep));
+  const ok = rows.filter((r) => r.inPod === 'chain' && r.failure === null && Number.isFinite(r.cpuMsPerStep));
   // between the two largest rows that ran (small rows are mostly fixed costs): the cost's growth over the hosts'
   const growth = (f: (r: ScaleRow) => number) =>
     ok.length >= 2 ? f(ok.at(-1)!) / f(ok.at(-2)!) / (ok.at(-1)!.hostsPerPod / ok.at(-2)!.hostsPerPod) : null;
@@ -223,11 +239,11 @@ export async function scaleBench(opts: {
 export function scaleMarkdown(s: ScaleBench): string {
   const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
   const lines = [
-    '| hosts (2 pods x H) | hosts a process | processes | steps (measured) | NATS msgs / step | wall ms / step | CPU ms / step | peak RSS MiB (largest) | start-up to first step, ms | NATS msgs to first step | pods identical | failure |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
+    '| hosts (2 pods x H) | in-pod collectives | hosts a process | processes | steps (measured) | NATS msgs / step | wall ms / step | CPU ms / step | peak RSS MiB (largest) | start-up to first step, ms | NATS msgs to first step | pods identical | failure |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
     ...s.rows.map(
       (r) =>
-        `| 2 x ${r.hostsPerPod} | ${r.hostsPerProcess} | ${r.processes} | ${r.steps} (${r.measuredSteps}) | ${f(r.natsMsgsPerStep, 0)} | ${f(r.wallMsPerStep)} | ${f(r.cpuMsPerStep)} | ${f(r.peakRssMiB, 0)} | ${f(r.startupMs, 0)} | ${f(r.startupNatsMsgs, 0)} | ${r.podsIdentical ? 'yes' : 'no'} | ${r.failure ?? ''} |`,
+        `| 2 x ${r.hostsPerPod} | ${r.inPod ?? 'direct'} | ${r.hostsPerProcess} | ${r.processes} | ${r.steps} (${r.measuredSteps}) | ${f(r.natsMsgsPerStep, 0)} | ${f(r.wallMsPerStep)} | ${f(r.cpuMsPerStep)} | ${f(r.peakRssMiB, 0)} | ${f(r.startupMs, 0)} | ${f(r.startupNatsMsgs, 0)} | ${r.podsIdentical ? 'yes' : 'no'} | ${r.failure ?? ''} |`,
     ),
   ];
   return lines.join('\n');

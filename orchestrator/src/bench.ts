@@ -460,7 +460,7 @@ export function runScale(opts: {
     log: opts.log,
     onRow: (r) =>
       opts.onLine?.(
-        `scale 2 x ${r.hostsPerPod}: ${r.natsMsgsPerStep.toFixed(0)} NATS msgs/step, ${r.wallMsPerStep.toFixed(1)} wall ms/step, ${r.cpuMsPerStep.toFixed(1)} CPU ms/step, peak RSS ${r.peakRssMiB.toFixed(0)} MiB, start-up ${r.startupMs.toFixed(0)} ms${r.failure ? `, FAILED: ${r.failure}` : ''}`,
+        `scale 2 x ${r.hostsPerPod} ${r.inPod}: ${r.natsMsgsPerStep.toFixed(0)} NATS msgs/step, ${r.wallMsPerStep.toFixed(1)} wall ms/step, ${r.cpuMsPerStep.toFixed(1)} CPU ms/step, peak RSS ${r.peakRssMiB.toFixed(0)} MiB, start-up ${r.startupMs.toFixed(0)} ms${r.failure ? `, FAILED: ${r.failure}` : ''}`,
       ),
   });
 }

@@ -102,7 +102,7 @@ export function scenarioFiles(dir: string): string[] {
 }
 
 /** A scenario's topology: its preset with the scenario's settings; `dispatchDepth` (chaos --dispatch-depth) replaces its steps in flight. */
-export function scenarioTopology(s: Scenario, dispatchDepth?: number): Topology {
+export function scenarioTopology(s: Scenario, dispatchDepth?: number, inPod?: 'direct' | 'chain'): Topology {
   if (!isPresetName(s.topology)) throw new UsageError(`scenario ${s.name}: topology "${s.topology}" is not a preset`);
   const base = preset(s.topology);
   return parseTopology(
@@ -114,6 +114,7 @@ export function scenarioTopology(s: Scenario, dispatchDepth?: number): Topology 
       recovery: { ...base.recovery, ...s.recovery },
       dispatch: { ...base.dispatch, ...s.dispatch, ...(dispatchDepth === undefined ? {} : { depth: dispatchDepth }) },
       faults: s.faults ?? base.faults,
+      collectives: { ...base.collectives, ...s.collectives, ...(inPod === undefined ? {} : { inPod }) },
     },
     `scenario ${s.name}`,
   );
@@ -160,9 +161,17 @@ export function chaosRunId(scenario: string): string {
 /** Run one scenario with real processes, inject its faults, and check the invariants. */
 export async function runScenario(
   s: Scenario,
-  opts: { log: Logger; runDir: string; logLevel?: LogLevel; runId?: string; runsDir?: string; dispatchDepth?: number },
+  opts: {
+    log: Logger;
+    runDir: string;
+    logLevel?: LogLevel;
+    runId?: string;
+    runsDir?: string;
+    dispatchDepth?: number;
+    inPod?: 'direct' | 'chain';
+  },
 ): Promise<ScenarioResult> {
-  const t = scenarioTopology(s, opts.dispatchDepth);
+  const t = scenarioTopology(s, opts.dispatchDepth, opts.inPod);
   // a crash point that fires only on prepared parameters needs a step in flight behind another: not run with one at a time
   if (t.dispatch.depth < 2 && s.timeline.some((f) => f.onPrepared))
     return notRun(

@@ -58,6 +58,9 @@ import { DEFAULT_RUNS_DIR, pointLatestAt, runsDir } from './record/runs.ts';
 import { envOf, StepsFlag, TopologyFlag, version } from './flags.ts';
 import { addCostModelCommand } from './costmodel.ts';
 
+/** `--collectives`: how the pods run their in-pod reduce-scatter and all-gather (the topology's `collectives.inPod`). */
+const InPodFlag = z.enum(['direct', 'chain'], { error: 'must be direct or chain' });
+
 const TrainFlags = z.object({
   topology: TopologyFlag,
   steps: StepsFlag,
@@ -69,6 +72,7 @@ const TrainFlags = z.object({
     .max(8, 'must be <= 8')
     .int('must be a whole number')
     .optional(),
+  collectives: InPodFlag.optional(),
   json: z.boolean().default(false),
   logLevel: z.enum(logLevels).default('info'),
   runDir: z.string().optional(),
@@ -129,6 +133,7 @@ const SimFlags = z.object({
     .transform(Number)
     .pipe(z.number().min(0.01, 'must be >= 0.01').max(60_000, 'must be <= 60000')),
   dispatchDepth: count(1, 8).optional(),
+  collectives: InPodFlag.optional(),
   trace: z.union([z.boolean(), z.string().min(1)]).optional(),
   shrink: z.boolean().default(false),
   out: z.string().min(1),
@@ -167,6 +172,7 @@ function checkSimFlags(cmd: Command, f: { seed?: number; schedule?: string; trac
       ['faults', 'faults'],
       ['computeMs', 'compute-ms'],
       ['dispatchDepth', 'dispatch-depth'],
+      ['collectives', 'collectives'],
       ['seeds', 'seeds'],
       ['firstSeed', 'first-seed'],
       ['workers', 'workers'],
@@ -363,6 +369,7 @@ export function buildProgram(): Command {
     .addOption(modelOpt())
     .option('--hosts-per-process <n>', 'host actors per OS process')
     .option('--dispatch-depth <n>', "steps the client keeps in flight, 1-8 (replaces the topology's dispatch.depth)")
+    .option('--collectives <algorithm>', "the in-pod collectives, direct or chain (replaces the topology's collectives.inPod)")
     .option('--json', 'print one JSON object as the last line of stdout')
     .addOption(
       new Option('--log-level <level>', "log level of every process's log (and of the launcher's own lines on stderr, warn unless given)")
@@ -404,8 +411,13 @@ export function buildProgram(): Command {
       const prior = f.resume ? priorRun(f.resume) : undefined;
       if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;
       const t = prior
-        ? loadTopology(join(prior.runDir, 'topology.json'), { dispatchDepth: f.dispatchDepth })
-        : loadTopology(f.topology, { model: f.model, hostsPerProcess: f.hostsPerProcess, dispatchDepth: f.dispatchDepth });
+        ? loadTopology(join(prior.runDir, 'topology.json'), { dispatchDepth: f.dispatchDepth, inPod: f.collectives })
+        : loadTopology(f.topology, {
+            model: f.model,
+            hostsPerProcess: f.hostsPerProcess,
+            dispatchDepth: f.dispatchDepth,
+            inPod: f.collectives,
+          });
       assertLocalShape(t); // a topology too big for one machine is a usage error, said before anything starts
       const given = cmd.getOptionValueSource('logLevel');
       const log = createLogger((given === 'cli' || given === 'env' ? f.logLevel : 'warn') as LogLevel, { role: 'launcher' });
@@ -696,13 +708,20 @@ export function buildProgram(): Command {
         .env(envOf('logLevel')),
     )
     .option('--dispatch-depth <n>', "steps the client keeps in flight in every scenario, 1-8 (default: each scenario's, else its preset's)")
+    .option(
+      '--collectives <algorithm>',
+      "the in-pod collectives of every scenario, direct or chain (default: each scenario's, else its preset's)",
+    )
     .option('--schema', 'print the JSON Schema of scenario files and exit')
     .action(async (file: string | undefined, raw, cmd: Command) => {
       if (raw.schema) return printJson(scenarioJsonSchema());
       if (!file && !raw.all) throw new UsageError('chaos: name a scenario file, or pass --all');
       if (file && raw.all) throw new UsageError('chaos: a scenario file and --all do not go together');
       if (!raw.all && cmd.getOptionValueSource('dir') === 'cli') throw new UsageError('chaos: --dir goes with --all');
-      const { dispatchDepth } = parseFlags(z.object({ dispatchDepth: count(1, 8).optional() }), { dispatchDepth: raw.dispatchDepth });
+      const { dispatchDepth, collectives: inPod } = parseFlags(
+        z.object({ dispatchDepth: count(1, 8).optional(), collectives: InPodFlag.optional() }),
+        { dispatchDepth: raw.dispatchDepth, collectives: raw.collectives },
+      );
       const files = raw.all ? scenarioFiles(raw.dir) : [file!];
       const scenarios = files.map(loadScenario);
       const given = cmd.getOptionValueSource('logLevel');
@@ -714,9 +733,9 @@ export function buildProgram(): Command {
         const runId = chaosRunId(sc.name);
         const runDir = join(runs, runId);
         process.stderr.write(
-          `chaos: ${sc.name}${dispatchDepth === undefined ? '' : ` (dispatch depth ${dispatchDepth})`}... (run ${runDir})\n`,
+          `chaos: ${sc.name}${dispatchDepth === undefined ? '' : ` (dispatch depth ${dispatchDepth})`}${inPod === undefined ? '' : ` (${inPod} collectives)`}... (run ${runDir})\n`,
         );
-        const r = await runScenario(sc, { log, logLevel: raw.logLevel as LogLevel, runDir, runId, runsDir: runs, dispatchDepth });
+        const r = await runScenario(sc, { log, logLevel: raw.logLevel as LogLevel, runDir, runId, runsDir: runs, dispatchDepth, inPod });
         results.push(r);
         process.stderr.write(
           `chaos: ${sc.name}: ${r.notApplicable ? `not run: ${r.notApplicable}` : r.passed ? 'passed' : `FAILED: ${r.problems.join('; ')}`} (run ${runDir})\n`,
@@ -796,6 +815,7 @@ export function buildProgram(): Command {
     .option('--workers <n>', 'worker processes (each runs whole schedules)', String(defaultWorkers()))
     .option('--compute-ms <ms>', 'simulated forward time (backward twice, update half), ms', '2')
     .option('--dispatch-depth <n>', "steps the client keeps in flight, 1-8 (default: the preset's dispatch.depth)")
+    .option('--collectives <algorithm>', "the in-pod collectives, direct or chain (default: the preset's collectives.inPod)")
     .option('--trace [file]', 'with --seed or --schedule: write every delivery, fault and restart as JSON lines')
     .option('--shrink', 'shrink each failing schedule to a smaller one that still fails, and write it')
     .option('--out <dir>', 'where --trace and --shrink write their files (the schedule, its trace, the shrunk schedule)', '.')
@@ -804,7 +824,14 @@ export function buildProgram(): Command {
       const f = parseFlags(SimFlags, raw);
       if (!isPresetName(f.topology)) throw new UsageError(`--topology: must be one of ${presetNames.join(', ')}; got ${f.topology}`);
       checkSimFlags(cmd, f);
-      const base = { topology: f.topology, steps: f.steps, profile: f.faults, computeMs: f.computeMs, dispatchDepth: f.dispatchDepth };
+      const base = {
+        topology: f.topology,
+        steps: f.steps,
+        profile: f.faults,
+        computeMs: f.computeMs,
+        dispatchDepth: f.dispatchDepth,
+        inPod: f.collectives,
+      };
       if (f.seed !== undefined || f.schedule !== undefined) {
         const schedule = f.schedule !== undefined ? loadSchedule(f.schedule) : scheduleFor(base, f.seed!);
         const r = await runOne(schedule, { trace: f.trace !== undefined });
@@ -894,6 +921,7 @@ export function buildProgram(): Command {
           `${table([
             ['topology / steps', `${summary.topology} / ${summary.steps}`],
             ['dispatch depth', String(summary.dispatchDepth)],
+            ['in-pod collectives', summary.inPod],
             ['profile', String(summary.profile)],
             ['schedules', `${summary.schedules} (seeds ${plan.seeds[0]}..${plan.seeds.at(-1)})`],
             ['outcomes', `recovered ${o.recovered}, failed ${o.failed}, violation ${o.violation}, hang ${o.hang}`],
@@ -909,7 +937,7 @@ export function buildProgram(): Command {
         );
         for (const x of summary.failed)
           process.stdout.write(
-            `FAILING seed ${x.seed} (${x.profile}): ${x.failure}\n  replay: npx lockstep sim --seed ${x.seed} --faults ${x.profile} -t ${f.topology} -s ${f.steps}${f.computeMs === 2 ? '' : ` --compute-ms ${f.computeMs}`} --dispatch-depth ${summary.dispatchDepth} --trace\n`,
+            `FAILING seed ${x.seed} (${x.profile}): ${x.failure}\n  replay: npx lockstep sim --seed ${x.seed} --faults ${x.profile} -t ${f.topology} -s ${f.steps}${f.computeMs === 2 ? '' : ` --compute-ms ${f.computeMs}`} --dispatch-depth ${summary.dispatchDepth} --collectives ${summary.inPod} --trace\n`,
           );
         for (const x of shrunk)
           process.stdout.write(

@@ -3,8 +3,11 @@ import { isPresetName, modelPresets, parseTopology, parseTopologyFileText, prese
 import { UsageError } from './errors.ts';
 import { readInputFile } from './input.ts';
 
-/** `--topology` takes a preset name or a YAML/JSON file (laid over a preset: see resolveTopologyFile); `--model` swaps in a model preset; `--dispatch-depth` sets `dispatch.depth`. */
-export function loadTopology(arg: string, overrides: { model?: string; hostsPerProcess?: number; dispatchDepth?: number } = {}): Topology {
+/** `--topology` takes a preset name or a YAML/JSON file (laid over a preset: see resolveTopologyFile); `--model` swaps in a model preset; `--dispatch-depth` sets `dispatch.depth`, `--collectives` `collectives.inPod`. */
+export function loadTopology(
+  arg: string,
+  overrides: { model?: string; hostsPerProcess?: number; dispatchDepth?: number; inPod?: 'direct' | 'chain' } = {},
+): Topology {
   let t: Topology;
   if (isPresetName(arg)) {
     t = preset(arg);
@@ -31,5 +34,7 @@ export function loadTopology(arg: string, overrides: { model?: string; hostsPerP
     t = parseTopology({ ...t, hostsPerProcess: overrides.hostsPerProcess }, `${arg} with --hosts-per-process`);
   if (overrides.dispatchDepth !== undefined)
     t = parseTopology({ ...t, dispatch: { ...t.dispatch, depth: overrides.dispatchDepth } }, `${arg} with --dispatch-depth`);
+  if (overrides.inPod !== undefined)
+    t = parseTopology({ ...t, collectives: { ...t.collectives, inPod: overrides.inPod } }, `${arg} with --collectives`);
   return t;
 }

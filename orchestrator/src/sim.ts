@@ -23,6 +23,8 @@ export interface SimPlan {
   workers: number;
   /** Steps the client keeps in flight; absent: the preset's `dispatch.depth`. */
   dispatchDepth?: number;
+  /** The in-pod collectives (`direct` or `chain`); absent: the preset's `collectives.inPod`. */
+  inPod?: 'direct' | 'chain';
 }
 
 /** What one schedule of a batch came to (a SimResult without its trace). */
@@ -32,6 +34,7 @@ export interface SimSummary {
   topology: string;
   steps: number;
   dispatchDepth: number;
+  inPod: 'direct' | 'chain';
   profile: SimProfileArg;
   schedules: number;
   outcomes: Record<SimResult['outcome']['kind'], number>;
@@ -51,7 +54,7 @@ export interface SimSummary {
 
 /** The schedule of seed `seed` in a plan. */
 export function scheduleFor(
-  plan: Pick<SimPlan, 'topology' | 'steps' | 'profile' | 'computeMs' | 'dispatchDepth'>,
+  plan: Pick<SimPlan, 'topology' | 'steps' | 'profile' | 'computeMs' | 'dispatchDepth' | 'inPod'>,
   seed: number,
 ): SimSchedule {
   const t = preset(plan.topology);
@@ -64,7 +67,7 @@ export function scheduleFor(
     computeMs: plan.computeMs,
   });
   // the schedule says the depth it ran at, so that it replays the same whatever the preset's default becomes
-  return { ...s, dispatchDepth: plan.dispatchDepth ?? t.dispatch.depth };
+  return { ...s, dispatchDepth: plan.dispatchDepth ?? t.dispatch.depth, ...(plan.inPod === undefined ? {} : { inPod: plan.inPod }) };
 }
 
 /** Run one schedule of a plan in this thread. */
@@ -143,6 +146,7 @@ export function summarize(plan: SimPlan, lines: SimLine[], wallMs: number): SimS
     topology: plan.topology,
     steps: plan.steps,
     dispatchDepth: plan.dispatchDepth ?? preset(plan.topology).dispatch.depth,
+    inPod: plan.inPod ?? preset(plan.topology).collectives.inPod,
     profile: plan.profile,
     schedules: lines.length,
     outcomes,

@@ -121,7 +121,7 @@ export const StateNone = msg('state.none', { reqId: z.string().min(1).max(100), 
  * draw in a fault plan).
  */
 export const TensorRequest = msg('tensor.request', {
-  tensor: z.enum(['grad.slice', 'grad.exchange', 'param.shard']),
+  tensor: z.enum(['grad.slice', 'grad.exchange', 'param.shard', 'grad.partial', 'grad.reduced', 'param.prefix', 'param.full']),
   round: z.number().int().min(1).max(1_000_000),
 });
 
@@ -166,8 +166,22 @@ export type StateDone = z.infer<typeof StateDone>;
 export type StateNone = z.infer<typeof StateNone>;
 export type TensorRequest = z.infer<typeof TensorRequest>;
 
-/** The three tensors hosts send each other in a step, and the two a healing host receives (full parameters, optimizer state). */
-export const TensorKind = z.enum(['grad.slice', 'grad.exchange', 'param.shard', 'state.params', 'state.opt']);
+/**
+ * The tensors hosts send each other in a step (`direct` in-pod collectives: grad.slice, param.shard; `chain`:
+ * grad.partial, grad.reduced, param.prefix, param.full; either: grad.exchange), and the two a healing host receives
+ * (full parameters, optimizer state).
+ */
+export const TensorKind = z.enum([
+  'grad.slice',
+  'grad.exchange',
+  'param.shard',
+  'grad.partial',
+  'grad.reduced',
+  'param.prefix',
+  'param.full',
+  'state.params',
+  'state.opt',
+]);
 export type TensorKind = z.infer<typeof TensorKind>;
 
 export const TensorChunkHeader = Envelope.extend({

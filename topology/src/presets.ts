@@ -15,9 +15,9 @@ const raw = {
   demo: { name: 'demo', pods: 2, hostsPerPod: 4, model: modelPresets.small, training },
   /**
    * PaLM 540B's layout: 2 TPU v4 pods x 768 hosts x 4 chips (6144 chips), 96 host actors a process (8 host processes
-   * a pod, 19 processes with the pod schedulers and the client). A step of 1536 hosts on 2 cores takes seconds of
-   * wall time (the in-pod collectives are hosts squared tensors): heartbeats every 5 s, silence tolerated for two minutes
-   * (a process busy with a burst of tensors on a loaded machine is not silent), and deadlines in minutes.
+   * a pod, 19 processes with the pod schedulers and the client). The in-pod collectives run as chains (linear in
+   * hosts; see `CollectivesSpec`). Heartbeats every 5 s, silence tolerated for two minutes (a process busy with a
+   * burst of tensors on a loaded machine is not silent), and deadlines in minutes.
    */
   'palm-540b': {
     name: 'palm-540b',
@@ -25,6 +25,8 @@ const raw = {
     hostsPerPod: 768,
     chipsPerHost: 4,
     hostsPerProcess: 96,
+    // the in-pod collectives as chains in host order: 4 x 767 tensors a pod a step, not 2 x 768 x 767
+    collectives: { inPod: 'chain' },
     model: modelPresets.small,
     training: { ...training, globalBatch: 3072 },
     compute: 'modeled',

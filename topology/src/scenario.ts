@@ -3,7 +3,16 @@ import { parse as parseYaml } from 'yaml';
 import { InvalidInput } from './errors.ts';
 import { FailureKind } from './failure.ts';
 import { describeIssues } from './issues.ts';
-import { DeadlineSpec, DispatchSpec, FaultSpec, HeartbeatSpec, MAX_DEADLINE_MS, RecoverySpec, type Topology } from './topology.ts';
+import {
+  CollectivesSpec,
+  DeadlineSpec,
+  DispatchSpec,
+  FaultSpec,
+  HeartbeatSpec,
+  MAX_DEADLINE_MS,
+  RecoverySpec,
+  type Topology,
+} from './topology.ts';
 
 /** Steps a scenario runs at most (as `train --steps`). */
 export const MAX_SCENARIO_STEPS = 1_000_000;
@@ -118,6 +127,8 @@ export const Scenario = z
     recovery: RecoverySpec.partial().optional(),
     /** Steps in flight (the topology's `dispatch`); `lockstep chaos --dispatch-depth` replaces it for every scenario. */
     dispatch: DispatchSpec.partial().optional(),
+    /** The in-pod collectives (the topology's `collectives`); `lockstep chaos --collectives` replaces it for every scenario. */
+    collectives: CollectivesSpec.partial().optional(),
     /** Seeded message faults (the topology's `faults`). */
     faults: FaultSpec.optional(),
     timeline: z.array(ProcessFault).max(1000, 'must have at most 1000 entries').default([]),

@@ -47,6 +47,8 @@ export const SimSchedule = z
     computeMs: z.number().min(0.01).max(60_000).default(2),
     /** Steps the client keeps in flight (the topology's `dispatch.depth`); absent: the preset's. */
     dispatchDepth: z.number().int().min(1).max(8).optional(),
+    /** How the pods' in-pod collectives run (the topology's `collectives.inPod`); absent: the preset's. */
+    inPod: z.enum(['direct', 'chain']).optional(),
     /** Message faults on every delivery until `faultsUntilMs`. */
     net: z.object({ drop: probability, duplicate: probability, delay: probability, delayMaxMs: ms }).strict(),
     faultsUntilMs: ms,

@@ -138,7 +138,7 @@ export function subjectMatches(pattern: string, subject: string): boolean {
 
 /** A rule of `action` (which only tensor chunks can suffer) may name tensor kinds only. */
 function tensorKindsOnly(action: string) {
-  const tensors = ['grad.slice', 'grad.exchange', 'param.shard'];
+  const tensors = ['grad.slice', 'grad.exchange', 'param.shard', 'grad.partial', 'grad.reduced', 'param.prefix', 'param.full'];
   const check = (r: { action: string; kinds?: string[] }) => r.action !== action || (r.kinds ?? []).every((k) => tensors.includes(k));
   return [check, { message: `${action} applies to tensor kinds only (${tensors.join(', ')})`, path: ['kinds'] }] as [
     typeof check,
@@ -220,6 +220,24 @@ export const DispatchSpec = z
   .strict();
 export type DispatchSpec = z.infer<typeof DispatchSpec>;
 
+/**
+ * How the hosts of a pod run the in-pod collectives (topology field `collectives`). Both reduce in host order
+ * (((g_0 + g_1) + g_2) + ... in float32, as `lockstep reference` does), so both give the same bits.
+ * - `direct` (the default): the all-to-all of the textbook reduce-scatter and all-gather: every host sends every other
+ *   host its slice (and later its new shard); 2 x H x (H - 1) tensors a pod a step, which a pod of 4 hosts does at once.
+ * - `chain`: the same reduction as a chain in host order. Reduce-scatter: host k adds its gradient to the running sum
+ *   of hosts 0..k-1 it got from host k-1 and passes it to host k+1 (`grad.partial`); the last host holds the pod's sum
+ *   and sends each host its reduced shard (`grad.reduced`). All-gather: host k appends its new shard to the prefix of
+ *   new shards 0..k-1 and passes it on (`param.prefix`); the last host sends every host the whole (`param.full`).
+ *   4 x (H - 1) tensors a pod a step: linear in hosts, at H hops of latency (a pod of 768 hosts: `palm-540b`).
+ */
+export const CollectivesSpec = z
+  .object({
+    inPod: z.enum(['direct', 'chain'], { error: 'must be direct or chain' }).default('direct'),
+  })
+  .strict();
+export type CollectivesSpec = z.infer<typeof CollectivesSpec>;
+
 export const CheckpointSpec = z
   .object({
     /** Every host writes its shard and optimizer state after committing step s when (s + 1) is a multiple of this. */
@@ -255,6 +273,8 @@ export const Topology = z
     recovery: RecoverySpec.default({ maxAttempts: 3, maxResends: 10, maxRestarts: 3 }),
     checkpoint: CheckpointSpec.default({ everySteps: 10, keep: 3, onWriteError: 'fail' }),
     dispatch: DispatchSpec.default({ depth: 2 }),
+    /** How a pod's hosts run the in-pod reduce-scatter and all-gather: `direct` (all-to-all) or `chain` (see `CollectivesSpec`). */
+    collectives: CollectivesSpec.default({ inPod: 'direct' }),
     faults: FaultSpec.default({ seed: 1, rules: [] }),
     /**
      * `real`; `modeled`: phases take the PaLM 540B cost model's time (see `costmodel.ts`), with optional overrides;

@@ -22,8 +22,8 @@ export type Receiver = Role | 'observer';
 /**
  * The phase of the step protocol a message belongs to, for fault rules:
  * dispatch (step.dispatch, host.dispatch), the three tensor phases
- * (reduceScatter: grad.slice, exchange: grad.exchange, allGather:
- * param.shard), prepared (host/pod.prepared), commit (commits and their
+ * (reduceScatter: grad.slice, or grad.partial and grad.reduced;
+ * exchange: grad.exchange; allGather: param.shard, or param.prefix and param.full), prepared (host/pod.prepared), commit (commits and their
  * confirmations), abort (aborts, failures and their confirmations), restore,
  * end. Heartbeats, pings and healing are outside it (`none` in the table).
  */
@@ -373,6 +373,38 @@ export const wireTable = {
     phase: 'allGather',
     contract:
       'In-pod all-gather: a host sends every other host of its pod the new shard it owns; once per attempt, and again on each tensor.request. A repeated chunk is dropped.',
+  },
+  'grad.partial': {
+    schema: M.TensorChunkHeader,
+    frame: 'tensor.chunk',
+    routes: [peerData],
+    phase: 'reduceScatter',
+    contract:
+      "In-pod reduce-scatter, `collectives.inPod: chain`: host k sends host k+1 the running sum of hosts 0..k's gradients in host order (the whole vector; shard = k); once per attempt, and again on each tensor.request.",
+  },
+  'grad.reduced': {
+    schema: M.TensorChunkHeader,
+    frame: 'tensor.chunk',
+    routes: [peerData],
+    phase: 'reduceScatter',
+    contract:
+      "In-pod reduce-scatter, `chain`: the pod's last host, which holds the pod's sum, sends host h its shard of it (shard = h); once per attempt, and again on each tensor.request.",
+  },
+  'param.prefix': {
+    schema: M.TensorChunkHeader,
+    frame: 'tensor.chunk',
+    routes: [peerData],
+    phase: 'allGather',
+    contract:
+      'In-pod all-gather, `chain`: host k sends host k+1 the new parameters of shards 0..k (shard = k); once per attempt, and again on each tensor.request.',
+  },
+  'param.full': {
+    schema: M.TensorChunkHeader,
+    frame: 'tensor.chunk',
+    routes: [peerData],
+    phase: 'allGather',
+    contract:
+      "In-pod all-gather, `chain`: the pod's last host sends every other host the whole new parameters (shard = the last host); once per attempt, and again on each tensor.request.",
   },
   // healing a restarted host from host h of another pod
   'heal.expect': {

@@ -122,7 +122,15 @@ describe('the wire table', () => {
       expect(new Set(kindsOn(c)), c).toEqual(new Set(kinds));
       expect(sendersOn(c), c).toEqual(sender[c] ?? ['host']);
     }
-    expect(tensorsOn('host.data')).toEqual(['grad.slice', 'grad.exchange', 'param.shard']);
+    expect(tensorsOn('host.data')).toEqual([
+      'grad.slice',
+      'grad.exchange',
+      'param.shard',
+      'grad.partial',
+      'grad.reduced',
+      'param.prefix',
+      'param.full',
+    ]);
     expect(tensorsOn('host.heal')).toEqual(['state.params', 'state.opt']);
   });
 
@@ -190,6 +198,11 @@ describe('phases for fault rules', () => {
       'grad.slice': 'reduceScatter',
       'grad.exchange': 'exchange',
       'param.shard': 'allGather',
+      // chain collectives (after the table): the running sums and reduced shards, the prefixes and whole parameters
+      'grad.partial': 'reduceScatter',
+      'grad.reduced': 'reduceScatter',
+      'param.prefix': 'allGather',
+      'param.full': 'allGather',
       'host.prepared': 'prepared',
       'pod.prepared': 'prepared',
       'step.commit': 'commit',

@@ -35,9 +35,13 @@ const onTick = [
  *   idle: nothing to compute. host.dispatch is queued in step order (the pod's gang-scheduling
  *     order, whatever order the dispatches came in); the moment the next one is queued -> attempt:
  *     forward -> backward -> reduceScatter (in-pod: host h sums shard h of every
- *     host's gradient, host order) -> exchange (cross-pod, 1:1 with host h of every
+ *     host's gradient, host order; `collectives.inPod: chain`: host k adds its gradient to
+ *     the running sum from host k-1 and passes it on, the last host sends each host its shard
+ *     of the pod's sum) -> exchange (cross-pod, 1:1 with host h of every
  *     other pod) -> update (sum pods in pod order, optimizer on the shard) ->
- *     allGather (in-pod: every host gets every new shard) -> prepared: the step joins `pending`
+ *     allGather (in-pod: every host gets every new shard; chain: host k appends its shard to
+ *     the prefix from host k-1 and passes it on, the last host sends every host the whole)
+ *     -> prepared: the step joins `pending`
  *     (prepared steps awaiting their commits, reported now and again every heartbeat interval)
  *     -> idle at the next step, which starts at once if its dispatch is queued: with
  *     `dispatch.depth` > 1 it computes on the parameters just prepared, not yet committed.
@@ -69,7 +73,7 @@ const onTick = [
  * if it is less than an interval old (serve.ts).
  *
  * While it waits for tensors (reduceScatter, exchange, allGather), a host asks
- * each peer whose tensor has not all come to send it again (tensor.request,
+ * each peer whose tensor has not all come (a chain: the first link it lacks) to send it again (tensor.request,
  * every `requestDelay`); a peer answers once it has got that far, also for a
  * step it has prepared since. A lost or corrupt chunk costs a resend, not the attempt.
  * With `compute: modeled` every phase lasts at least its modeled time (`phaseFloorMs`: the cost model's time
@@ -114,6 +118,8 @@ export const hostMachine = hostSetup.createMachine({
       lossSum: 0,
       grad: undefined,
       podGrad: undefined,
+      partial: undefined,
+      prefix: undefined,
       slices: new Map(),
       exchanged: new Map(),
       gathered: new Map(),
@@ -324,7 +330,7 @@ export const hostMachine = hostSetup.createMachine({
               acts: c.acts!,
               globalBatch: c.topology.training.globalBatch,
             }),
-            onDone: { target: 'reduceScatter', actions: ['storeGradient', { type: 'sendTensors', params: { tensor: 'grad.slice' } }] },
+            onDone: { target: 'reduceScatter', actions: ['storeGradient', { type: 'sendInPod', params: { tensor: 'grad.slice' } }] },
             onError: { target: 'failed', actions: { type: 'failFromError', params: { phase: 'backward' } } },
           },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'backward' } } } },
@@ -334,7 +340,11 @@ export const hostMachine = hostSetup.createMachine({
           // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
           exit: 'stopPhaseFloor',
           entry: [{ type: 'enterPhase', params: { phase: 'reduceScatter' } }, 'startPhaseFloor'],
-          always: { guard: and(['haveAllSlices', 'phaseTimeOver']), target: 'exchange', actions: 'reduceInPod' },
+          always: [
+            // chain collectives: add this host's gradient to the running sum once the host before's is here, pass it on
+            { guard: 'extendsSum', actions: 'extendSum' },
+            { guard: and(['haveAllSlices', 'phaseTimeOver']), target: 'exchange', actions: 'reduceInPod' },
+          ],
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'reduceScatter' } } } },
           // a tensor lost on the way is asked for again, not waited for until the deadline
           initial: 'waiting',
@@ -371,7 +381,7 @@ export const hostMachine = hostSetup.createMachine({
                 podGrads,
               };
             },
-            onDone: { target: 'allGather', actions: ['storeUpdate', { type: 'sendTensors', params: { tensor: 'param.shard' } }] },
+            onDone: { target: 'allGather', actions: ['storeUpdate', { type: 'sendInPod', params: { tensor: 'param.shard' } }] },
             onError: { target: 'failed', actions: { type: 'failFromError', params: { phase: 'update' } } },
           },
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'update' } } } },
@@ -381,7 +391,11 @@ export const hostMachine = hostSetup.createMachine({
           // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
           exit: 'stopPhaseFloor',
           entry: [{ type: 'enterPhase', params: { phase: 'allGather' } }, 'startPhaseFloor'],
-          always: { guard: and(['haveAllGathered', 'phaseTimeOver']), target: 'prepared', actions: 'assembleParams' },
+          always: [
+            // chain collectives: append this host's new shard to the prefix once the host before's is here, pass it on
+            { guard: 'extendsPrefix', actions: 'extendPrefix' },
+            { guard: and(['haveAllGathered', 'phaseTimeOver']), target: 'prepared', actions: 'assembleParams' },
+          ],
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'allGather' } } } },
           initial: 'waiting',
           states: { waiting: { after: { requestDelay: { target: 'waiting', reenter: true, actions: 'requestMissing' } } } },

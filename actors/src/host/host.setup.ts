@@ -106,6 +106,13 @@ export interface HostContext {
   grad: Float32Array | undefined;
   /** Pod-local gradient of my shard, after the reduce-scatter. */
   podGrad: Float32Array | undefined;
+  /**
+   * `chain` collectives: the running sum of hosts 0..this one's gradients (the whole vector), once this host has
+   * added its own; the last host's is the pod's sum.
+   */
+  partial: Float32Array | undefined;
+  /** `chain` collectives: the new parameters of shards 0..this host's, once it has appended its own; the last host's is the whole. */
+  prefix: Float32Array | undefined;
   /** Received for this attempt: my shard of host k's gradient, pod q's gradient of my shard, host k's new shard. */
   slices: Map<number, Float32Array>;
   exchanged: Map<number, Float32Array>;
@@ -176,6 +183,11 @@ const TENSOR_FROM: Record<AssembledTensor['tensor'], 'slices' | 'exchanged' | 'g
   'grad.slice': 'slices',
   'grad.exchange': 'exchanged',
   'param.shard': 'gathered',
+  // chain: from the host before (k - 1) and from the last host, never the same host, so one map each holds both
+  'grad.partial': 'slices',
+  'grad.reduced': 'slices',
+  'param.prefix': 'gathered',
+  'param.full': 'gathered',
   'state.params': undefined,
   'state.opt': undefined,
 };
@@ -208,46 +220,104 @@ function toPod(ctx: HostContext, message: ControlMessage): WireCommand {
 type StepTensor = TensorRequest['tensor'];
 type Peer = { pod: number; host: number };
 
-/** The tensor a host waits for in each phase that waits for tensors. */
-const PHASE_TENSOR: Partial<Record<string, StepTensor>> = {
-  reduceScatter: 'grad.slice',
-  exchange: 'grad.exchange',
-  allGather: 'param.shard',
-};
+const isChain = (ctx: Pick<HostContext, 'topology'>) => ctx.topology.collectives.inPod === 'chain';
+const lastHost = (ctx: Pick<HostContext, 'topology'>) => ctx.topology.hostsPerPod - 1;
 
 /** The least wall time (ms) of the phase the host is in: its modeled time with `compute: modeled`, else 0. */
 const phaseFloorOf = (ctx: HostContext): number => ctx.phaseFloorMs[ctx.phase as HostPhase] ?? 0;
 
-/** Who this host swaps a step tensor with: the other hosts of its pod (slices, shards), or host h of every other pod (the exchange). */
-function peersFor(ctx: HostContext, tensor: StepTensor): Peer[] {
-  const { pods, hostsPerPod } = ctx.topology;
-  return tensor === 'grad.exchange'
-    ? Array.from({ length: pods }, (_, q) => ({ pod: q, host: ctx.host })).filter((p) => p.pod !== ctx.pod)
-    : Array.from({ length: hostsPerPod }, (_, k) => ({ pod: ctx.pod, host: k })).filter((p) => p.host !== ctx.host);
+/** The other hosts of this host's pod. */
+const otherHosts = (ctx: HostContext): Peer[] =>
+  Array.from({ length: ctx.topology.hostsPerPod }, (_, k) => ({ pod: ctx.pod, host: k })).filter((p) => p.host !== ctx.host);
+
+/**
+ * Who this host sends a step tensor to: every other host of its pod (direct: slices, shards; chain: the last host's
+ * reduced shards and whole parameters), host h of every other pod (the exchange), the next host (chain: the running
+ * sum, the prefix).
+ */
+function sendsTo(ctx: HostContext, tensor: StepTensor): Peer[] {
+  switch (tensor) {
+    case 'grad.exchange':
+      return replicaPods(ctx).map((q) => ({ pod: q, host: ctx.host }));
+    case 'grad.partial':
+    case 'param.prefix':
+      return ctx.host < lastHost(ctx) ? [{ pod: ctx.pod, host: ctx.host + 1 }] : [];
+    case 'grad.reduced':
+    case 'param.full':
+      return ctx.host === lastHost(ctx) ? otherHosts(ctx) : [];
+    default:
+      return otherHosts(ctx);
+  }
 }
+
+/**
+ * What this host waits for in a phase that waits for tensors, in the order it needs them: direct, a slice (a new
+ * shard) from every other host; chain, the running sum (the prefix) from the host before, then the reduced shard
+ * (the whole parameters) from the last host; the exchange, its pod's gradient of shard h from host h of every other pod.
+ */
+function awaits(ctx: HostContext, phase: string): { tensor: StepTensor; peer: Peer }[] {
+  const k = ctx.host;
+  const chain = (fromBefore: StepTensor, fromLast: StepTensor) => [
+    ...(k > 0 ? [{ tensor: fromBefore, peer: { pod: ctx.pod, host: k - 1 } }] : []),
+    ...(k < lastHost(ctx) ? [{ tensor: fromLast, peer: { pod: ctx.pod, host: lastHost(ctx) } }] : []),
+  ];
+  switch (phase) {
+    case 'reduceScatter':
+      return isChain(ctx) ? chain('grad.partial', 'grad.reduced') : otherHosts(ctx).map((peer) => ({ tensor: 'grad.slice', peer }));
+    case 'exchange':
+      return sendsTo(ctx, 'grad.exchange').map((peer) => ({ tensor: 'grad.exchange', peer }));
+    case 'allGather':
+      return isChain(ctx) ? chain('param.prefix', 'param.full') : otherHosts(ctx).map((peer) => ({ tensor: 'param.shard', peer }));
+    default:
+      return [];
+  }
+}
+
+/** Whether this host holds `tensor` of the attempt in flight from `peer`. */
+const holds = (ctx: HostContext, tensor: StepTensor, peer: Peer) =>
+  ctx[TENSOR_FROM[tensor]!].has(tensor === 'grad.exchange' ? peer.pod : peer.host);
 
 /** Host h of every other pod: the replicas of this host's shard. */
 function replicaPods(ctx: HostContext): number[] {
   return Array.from({ length: ctx.topology.pods }, (_, q) => q).filter((q) => q !== ctx.pod);
 }
 
-/** The peers whose `tensor` for this attempt has not all come. */
-function missingPeers(ctx: HostContext, tensor: StepTensor): Peer[] {
-  const have = ctx[TENSOR_FROM[tensor]!];
-  return peersFor(ctx, tensor).filter((p) => !have.has(tensor === 'grad.exchange' ? p.pod : p.host));
+/** What this host waits for in `phase` that has not all come. */
+function missing(ctx: HostContext, phase: string): { tensor: StepTensor; peer: Peer }[] {
+  return awaits(ctx, phase).filter((w) => !holds(ctx, w.tensor, w.peer));
 }
 
 /** What a host sends of one step attempt: the attempt in flight, or a prepared step that awaits its commit. */
-type StepWork = { step: number; attempt: number; grad?: Float32Array; podGrad?: Float32Array; shard?: Float32Array };
+type StepWork = {
+  step: number;
+  attempt: number;
+  grad?: Float32Array;
+  podGrad?: Float32Array;
+  shard?: Float32Array;
+  partial?: Float32Array;
+  prefix?: Float32Array;
+};
 const workInFlight = (ctx: HostContext): StepWork => ({
   step: ctx.step,
   attempt: ctx.attempt,
   grad: ctx.grad,
   podGrad: ctx.podGrad,
   shard: ctx.next?.shard,
+  partial: ctx.partial,
+  prefix: ctx.prefix,
 });
-/** A prepared step still answers for its exchange and its new shard (a peer may still wait for them); its gradient slices were all taken before it could prepare. */
-const preparedWork = (p: PreparedStep): StepWork => ({ step: p.step, attempt: p.attempt, podGrad: p.podGrad, shard: p.shard });
+/**
+ * A prepared step still answers for its exchange and its new shard, or (chain) its prefix and whole parameters: a
+ * peer may still wait for them. Its gradient slices (running sums) were all taken before it could prepare.
+ */
+const preparedWork = (ctx: HostContext, p: PreparedStep): StepWork => ({
+  step: p.step,
+  attempt: p.attempt,
+  podGrad: p.podGrad,
+  shard: p.shard,
+  // the whole parameters began with this host's prefix (the chain passed it on unchanged)
+  prefix: p.params.subarray(0, ctx.ranges[ctx.host].end),
+});
 
 /** The `tensor` this host sends peer `to` of `work` (the attempt in flight unless said), once it has it; `round` marks a resend the peer asked for. */
 function tensorTo(
@@ -258,7 +328,16 @@ function tensorTo(
   work: StepWork = workInFlight(ctx),
 ): WireCommand | undefined {
   const r = ctx.ranges[to.host];
-  const data = tensor === 'grad.slice' ? work.grad?.subarray(r.start, r.end) : tensor === 'grad.exchange' ? work.podGrad : work.shard;
+  const isLast = ctx.host === lastHost(ctx);
+  const data = {
+    'grad.slice': () => work.grad?.subarray(r.start, r.end),
+    'grad.exchange': () => work.podGrad,
+    'param.shard': () => work.shard,
+    'grad.partial': () => work.partial,
+    'grad.reduced': () => (isLast ? work.partial?.subarray(r.start, r.end) : undefined),
+    'param.prefix': () => work.prefix,
+    'param.full': () => (isLast ? work.prefix : undefined),
+  }[tensor]();
   if (!data) return undefined;
   const id = `${tensor}.${tensor === 'grad.exchange' ? to.pod : to.host}${round === undefined ? '' : `.x${round}`}`;
   const { runId, incarnation } = ctx;
@@ -268,7 +347,7 @@ function tensorTo(
     head: {
       ...envelopeFor({ runId, incarnation, step: work.step, attempt: work.attempt }, ctx.me, id),
       tensor,
-      shard: tensor === 'grad.slice' ? to.host : ctx.host,
+      shard: tensor === 'grad.slice' || tensor === 'grad.reduced' ? to.host : ctx.host,
     },
     data,
   };
@@ -361,10 +440,16 @@ function preparedReport(ctx: HostContext, p: PreparedStep, n: number): WireComma
 
 /** The deadline of `phase` passed: what this host was waiting for (a peer's tensor, its own computation, the pod's commit), and from whom. */
 function deadlineCause(ctx: HostContext, phase: string): CauseOf<'deadline'> {
-  const tensor = PHASE_TENSOR[phase];
+  const need = awaits(ctx, phase);
   const base = { kind: 'deadline' as const, actor: ctx.me, phase, ms: ctx.topology.deadlines.phaseMs };
-  if (tensor)
-    return { ...base, waitingFor: tensor, peers: missingPeers(ctx, tensor).map((p) => ({ actor: actorNames.host(p.pod, p.host) })) };
+  if (need.length > 0) {
+    const gone = missing(ctx, phase);
+    return {
+      ...base,
+      waitingFor: (gone[0] ?? need[0]).tensor,
+      peers: gone.map((w) => ({ actor: actorNames.host(w.peer.pod, w.peer.host) })),
+    };
+  }
   if (phase === 'prepared')
     return { ...base, ms: ctx.topology.deadlines.stepMs, waitingFor: 'host.commit', peers: [{ actor: actorNames.pod(ctx.pod) }] };
   return { ...base, waitingFor: 'computation', peers: [] };
@@ -394,6 +479,8 @@ const noAttempt = () =>
     next: undefined,
     grad: undefined,
     podGrad: undefined,
+    partial: undefined,
+    prefix: undefined,
     acts: undefined,
     slices: new Map(),
     exchanged: new Map(),
@@ -568,9 +655,23 @@ export const hostSetup = setup({
     /** An abort of a step this host has not committed, and not older than what it holds of that step: nothing (more) to drop; confirm it. */
     isAbortOfUncommitted: ({ context, event }) =>
       event.type === 'host.abort' && event.msg.step >= committedNext(context) && event.msg.attempt >= attemptHeld(context, event.msg.step),
-    haveAllSlices: ({ context }) => context.slices.size === context.topology.hostsPerPod - 1,
+    /** Every slice is here (direct); this host has added its gradient to the running sum and holds its reduced shard (chain). */
+    haveAllSlices: ({ context }) =>
+      isChain(context)
+        ? context.partial !== undefined && missing(context, 'reduceScatter').length === 0
+        : context.slices.size === context.topology.hostsPerPod - 1,
     haveAllExchanged: ({ context }) => context.exchanged.size === context.topology.pods - 1,
-    haveAllGathered: ({ context }) => context.gathered.size === context.topology.hostsPerPod - 1,
+    /** Every new shard is here (direct); this host has passed its prefix on and holds the whole parameters (chain). */
+    haveAllGathered: ({ context }) =>
+      isChain(context)
+        ? context.prefix !== undefined && missing(context, 'allGather').length === 0
+        : context.gathered.size === context.topology.hostsPerPod - 1,
+    /** Chain: this host has not added its gradient to the running sum yet, and the host before's sum is here (host 0: none needed). */
+    extendsSum: ({ context }) =>
+      isChain(context) && context.partial === undefined && (context.host === 0 || context.slices.has(context.host - 1)),
+    /** Chain: this host has not appended its new shard to the prefix yet, and the host before's prefix is here (host 0: none needed). */
+    extendsPrefix: ({ context }) =>
+      isChain(context) && context.prefix === undefined && (context.host === 0 || context.gathered.has(context.host - 1)),
     /** The phase has lasted its least time (none for this phase, or `phaseFloor` said so). */
     phaseTimeOver: ({ context }) => context.phaseTimeOver || !(phaseFloorOf(context) > 0),
     /** This host holds committed state, the asker's pod said it heals, and it was not answered within half an interval. */
@@ -667,6 +768,8 @@ export const hostSetup = setup({
         lossSum: 0,
         grad: undefined,
         podGrad: undefined,
+        partial: undefined,
+        prefix: undefined,
         next: undefined,
         failure: undefined,
         phaseMs: {},
@@ -750,10 +853,48 @@ export const hostSetup = setup({
       return { phase: params.phase, now, phaseStartedAt: now, phaseMs, slowest, phaseTimeOver: false };
     }),
     /** Send this attempt's `tensor` to every peer that takes it (slices and shards in the pod, the exchange across pods). */
-    sendTensors: sendTo('wire', ({ context }, params: { tensor: StepTensor }) => ({
-      type: 'wire.sendMany' as const,
-      commands: peersFor(context, params.tensor).map((p) => tensorTo(context, params.tensor, p)!),
-    })),
+    sendTensors: enqueueActions(({ context, enqueue }, params: { tensor: StepTensor }) => {
+      const commands = sendsTo(context, params.tensor).map((p) => tensorTo(context, params.tensor, p)!);
+      if (commands.length > 0) enqueue.sendTo('wire', { type: 'wire.sendMany', commands } satisfies WireCommand);
+    }),
+    /** Direct collectives: send every other host its slice of the gradient (its new shard). Chain: nothing yet (see extendSum). */
+    sendInPod: enqueueActions(({ context, enqueue }, params: { tensor: 'grad.slice' | 'param.shard' }) => {
+      if (isChain(context)) return;
+      enqueue.sendTo('wire', {
+        type: 'wire.sendMany',
+        commands: sendsTo(context, params.tensor).map((p) => tensorTo(context, params.tensor, p)!),
+      } satisfies WireCommand);
+    }),
+    /**
+     * Chain reduce-scatter: add this host's gradient to the running sum of the hosts before it (elementwise in float32,
+     * as reduceInOrder adds), and pass it on to the next host; the last host, which now holds the pod's sum, sends
+     * every other host its shard of it.
+     */
+    extendSum: enqueueActions(({ context, enqueue }) => {
+      const grad = context.grad!;
+      const partial = Float32Array.from(context.host === 0 ? grad : context.slices.get(context.host - 1)!);
+      if (context.host > 0) for (let i = 0; i < partial.length; i++) partial[i] += grad[i];
+      const c = { ...context, partial };
+      const tensor = context.host === lastHost(context) ? 'grad.reduced' : 'grad.partial';
+      const commands = sendsTo(c, tensor).map((p) => tensorTo(c, tensor, p)!);
+      if (commands.length > 0) enqueue.sendTo('wire', { type: 'wire.sendMany', commands } satisfies WireCommand);
+      enqueue.assign({ partial });
+    }),
+    /**
+     * Chain all-gather: append this host's new shard to the prefix of the hosts before it and pass it on; the last
+     * host, whose prefix is the whole, sends it to every other host.
+     */
+    extendPrefix: enqueueActions(({ context, enqueue }) => {
+      const r = context.ranges[context.host];
+      const prefix = new Float32Array(r.end);
+      if (context.host > 0) prefix.set(context.gathered.get(context.host - 1)!, 0);
+      prefix.set(context.next!.shard, r.start);
+      const c = { ...context, prefix };
+      const tensor = context.host === lastHost(context) ? 'param.full' : 'param.prefix';
+      const commands = sendsTo(c, tensor).map((p) => tensorTo(c, tensor, p)!);
+      if (commands.length > 0) enqueue.sendTo('wire', { type: 'wire.sendMany', commands } satisfies WireCommand);
+      enqueue.assign({ prefix });
+    }),
     storeActivations: assign(({ event }) => {
       const out = (event as unknown as { output: Timed<Activations> }).output.value;
       return { acts: out, lossSum: out.lossSum };
@@ -765,12 +906,21 @@ export const hostSetup = setup({
     }),
     reduceInPod: assign(({ context }) => {
       const r = context.ranges[context.host];
+      if (isChain(context)) {
+        const podGrad =
+          context.host === lastHost(context) ? context.partial!.slice(r.start, r.end) : context.slices.get(lastHost(context))!;
+        return { podGrad, acts: undefined };
+      }
       const parts = Array.from({ length: context.topology.hostsPerPod }, (_, k) =>
         k === context.host ? context.grad!.subarray(r.start, r.end) : context.slices.get(k)!,
       );
       return { podGrad: reduceInOrder(parts), acts: undefined };
     }),
     assembleParams: assign(({ context }) => {
+      if (isChain(context)) {
+        const params = context.host === lastHost(context) ? context.prefix! : Float32Array.from(context.gathered.get(lastHost(context))!);
+        return { next: { ...context.next!, params } };
+      }
       const params = new Float32Array(context.params.length);
       context.ranges.forEach((r, k) => {
         params.set(k === context.host ? context.next!.shard : context.gathered.get(k)!, r.start);
@@ -783,10 +933,11 @@ export const hostSetup = setup({
      * the attempt at the phase deadline and running the step again.
      */
     requestMissing: enqueueActions(({ context, enqueue }) => {
-      const tensor = PHASE_TENSOR[context.phase];
-      if (!tensor) return;
+      const gone = missing(context, context.phase);
+      if (gone.length === 0) return;
       const round = context.requests + 1;
-      for (const p of missingPeers(context, tensor)) {
+      // a chain asks for the first link it lacks only: the last host cannot send its part before the host before did
+      for (const { tensor, peer: p } of isChain(context) && context.phase !== 'exchange' ? gone.slice(0, 1) : gone) {
         const message = { ...envelope(context, `tensor.request.${tensor}.r${round}`), kind: 'tensor.request' as const, tensor, round };
         enqueue.sendTo('wire', {
           type: 'wire.send',
@@ -805,7 +956,7 @@ export const hostSetup = setup({
       const from = parseSender(event.msg.sender);
       if (from?.role !== 'host') return;
       const p = context.pending.find((x) => x.step === event.msg.step && x.attempt === event.msg.attempt);
-      const cmd = tensorTo(context, event.msg.tensor, from, event.msg.round, p ? preparedWork(p) : workInFlight(context));
+      const cmd = tensorTo(context, event.msg.tensor, from, event.msg.round, p ? preparedWork(context, p) : workInFlight(context));
       if (cmd) enqueue.sendTo('wire', cmd);
     }),
     /** The attempt in flight is prepared: it awaits its commit (reported now, and again every heartbeat interval until then). */

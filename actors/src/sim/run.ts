@@ -136,7 +136,7 @@ class Violation extends Error {
  */
 export async function simulate(topology: Topology, schedule: SimSchedule, opts: SimOptions = {}): Promise<SimResult> {
   const began = performance.now();
-  const t = withDispatchDepth(topology, schedule.dispatchDepth);
+  const t = withInPod(withDispatchDepth(topology, schedule.dispatchDepth), schedule.inPod);
   const steps = schedule.steps;
   // the depth changes when steps run, never their bits
   const ref = referenceBits(topology, steps);
@@ -489,6 +489,11 @@ export async function simulate(topology: Topology, schedule: SimSchedule, opts: 
 /** `t` with the client keeping `depth` steps in flight (unchanged when undefined). */
 export function withDispatchDepth(t: Topology, depth: number | undefined): Topology {
   return depth === undefined || depth === t.dispatch.depth ? t : { ...t, dispatch: { ...t.dispatch, depth } };
+}
+
+/** `t` with its in-pod collectives run `inPod` (unchanged when undefined): both give the same bits. */
+export function withInPod(t: Topology, inPod: 'direct' | 'chain' | undefined): Topology {
+  return inPod === undefined || inPod === t.collectives.inPod ? t : { ...t, collectives: { ...t.collectives, inPod } };
 }
 
 /** One line for an outcome. */

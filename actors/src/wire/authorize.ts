@@ -84,6 +84,14 @@ function authorizeRequest(
       return s.pod === c.pod && s.host !== c.host ? undefined : forged(`only another host of the same pod asks for ${t.tensor}`);
     case 'grad.exchange':
       return s.pod !== c.pod && s.host === c.host ? undefined : forged('only the same host index of another pod asks for grad.exchange');
+    case 'grad.partial':
+    case 'param.prefix': // chain: host k + 1 asks host k
+      return s.pod === c.pod && s.host === c.host + 1 ? undefined : forged(`only the next host of the same pod asks for ${t.tensor}`);
+    case 'grad.reduced':
+    case 'param.full': // chain: any other host asks the pod's last host
+      return s.pod === c.pod && s.host !== c.host && c.host === c.hosts - 1
+        ? undefined
+        : forged(`only another host of the same pod asks the last host for ${t.tensor}`);
     default:
       return { reason: 'wrong subject', detail: `${t.tensor} is not asked for on host.data` };
   }
@@ -107,6 +115,18 @@ function authorizeTensor(
     case 'param.shard': // in-pod all-gather: another host of my pod sends the new shard it owns
       if (s.pod !== c.pod || s.host === c.host) return forged('param.shard comes from another host of the same pod');
       return t.shard === s.host ? undefined : { reason: 'bad shard', detail: `param.shard ${t.shard} sent by host ${s.host}` };
+    case 'grad.partial': // chain reduce-scatter: host k - 1 sends host k the running sum of hosts 0..k-1
+    case 'param.prefix': // chain all-gather: host k - 1 sends host k the new shards 0..k-1
+      if (s.pod !== c.pod || s.host !== c.host - 1) return forged(`${t.tensor} comes from the previous host of the same pod`);
+      return t.shard === s.host ? undefined : { reason: 'bad shard', detail: `${t.tensor} ${t.shard} sent by host ${s.host}` };
+    case 'grad.reduced': // chain reduce-scatter: the pod's last host sends me my shard of the pod's sum
+      if (s.pod !== c.pod || s.host !== c.hosts - 1 || s.host === c.host)
+        return forged('grad.reduced comes from the last host of the same pod');
+      return t.shard === c.host ? undefined : { reason: 'bad shard', detail: `grad.reduced for shard ${t.shard} sent to host ${c.host}` };
+    case 'param.full': // chain all-gather: the pod's last host sends me the whole new parameters
+      if (s.pod !== c.pod || s.host !== c.hosts - 1 || s.host === c.host)
+        return forged('param.full comes from the last host of the same pod');
+      return t.shard === s.host ? undefined : { reason: 'bad shard', detail: `param.full ${t.shard} sent by host ${s.host}` };
     case 'state.params':
     case 'state.opt': // only on a healing host's heal subject, never with step data
       return { reason: 'wrong subject', detail: `${t.tensor} is not accepted on host.data` };

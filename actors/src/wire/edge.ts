@@ -10,7 +10,7 @@ import {
   parameterCount,
   subjectSender,
   tensorFrames,
-  type TensorKind,
+  TensorKind,
   type Topology,
 } from '@lockstep/topology';
 import type { RunClock } from '../clock.ts';
@@ -46,7 +46,7 @@ type WireEventBody =
   /** A healing host's state tensor (state.params, state.opt), once all its chunks are in. */
   | { type: 'tensor.received'; tensor: AssembledTensor }
   /**
-   * Step tensors (grad.slice, grad.exchange, param.shard) completed one after the other, in the order they completed,
+   * Step tensors (grad.slice, grad.exchange, param.shard, and the chain's) completed one after the other, in the order they completed,
    * with nothing else for the machine between them: one event for a burst of deliveries (see EdgeOptions.batchTensors).
    * A machine takes them as it would take each in turn.
    */
@@ -110,7 +110,7 @@ function flatten(cmd: WireCommand): OneWireCommand[] {
 }
 
 /** The tensors of a step (not a healing host's state): handed to the machine in bursts (`tensors.received`). */
-const STEP_TENSORS: ReadonlySet<string> = new Set(['grad.slice', 'grad.exchange', 'param.shard']);
+const STEP_TENSORS: ReadonlySet<string> = new Set(TensorKind.options.filter((k) => !k.startsWith('state.')));
 
 /** The edge's part of a control message that goes out: encoded, with what the fault layer needs to know. */
 type Outgoing = {

@@ -52,8 +52,9 @@ export function listenFor(t: Topology, runId: string, a: ActorAddress): { subjec
 
 /**
  * The element count host `host` accepts for a tensor of `shard`, or undefined
- * when it takes none: its own shard of a gradient (slice, exchange), any
- * shard of the new parameters, and when healing the full parameters
+ * when it takes none: its own shard of a gradient (slice, exchange, reduced), any
+ * shard of the new parameters, with `chain` collectives the running sum and the prefix of new shards from the host
+ * before it and the whole new parameters from the last host, and when healing the full parameters
  * (state.params, shard 0) and up to four optimizer tensors of its own shard
  * (state.opt, shard = the tensor's index).
  */
@@ -71,6 +72,12 @@ export function hostTensorLength(t: Topology, host: number): (tensor: TensorKind
         return shard < 4 ? lengthOf(host) : undefined;
       case 'param.shard':
         return shard < t.hostsPerPod ? lengthOf(shard) : undefined;
+      case 'grad.partial': // chain: the running sum from host - 1 (the whole vector)
+        return shard === host - 1 ? size : undefined;
+      case 'param.prefix': // chain: the new shards 0..host-1
+        return shard === host - 1 ? shardRange(size, t.hostsPerPod, shard).end : undefined;
+      case 'param.full': // chain: the whole new parameters from the last host
+        return shard === t.hostsPerPod - 1 && host !== shard ? size : undefined;
       default:
         return shard === host ? lengthOf(shard) : undefined;
     }
