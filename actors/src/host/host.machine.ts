@@ -1,4 +1,4 @@
-import { and, assign } from 'xstate';
+import { and, assign, not } from 'xstate';
 import { actorNames, hostPhaseFloorsMs, initOptimizerState, initParams, shardRanges, Task } from '@lockstep/topology';
 import { base, hostSetup } from './host.setup.ts';
 import { noServeSlots } from './serve.ts';
@@ -147,6 +147,7 @@ export const hostMachine = hostSetup.createMachine({
       serving: noServeSlots(t.pods),
       phaseFloorMs: hostPhaseFloorsMs(t),
       phaseTimeOver: false,
+      phaseFloorWaiting: false,
     };
   },
   invoke: [
@@ -337,13 +338,15 @@ export const hostMachine = hostSetup.createMachine({
         },
         reduceScatter: {
           tags: ['awaitsTensors'],
-          // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
+          // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that);
+          // tensors in sooner wait out the rest on `phaseFloor`
           exit: 'stopPhaseFloor',
-          entry: [{ type: 'enterPhase', params: { phase: 'reduceScatter' } }, 'startPhaseFloor'],
+          entry: { type: 'enterPhase', params: { phase: 'reduceScatter' } },
           always: [
             // chain collectives: add this host's gradient to the running sum once the host before's is here, pass it on
             { guard: 'extendsSum', actions: 'extendSum' },
             { guard: and(['haveAllSlices', 'phaseTimeOver']), target: 'exchange', actions: 'reduceInPod' },
+            { guard: and(['haveAllSlices', not('phaseFloorWaiting')]), actions: 'startPhaseFloor' },
           ],
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'reduceScatter' } } } },
           // a tensor lost on the way is asked for again, not waited for until the deadline
@@ -352,14 +355,17 @@ export const hostMachine = hostSetup.createMachine({
         },
         exchange: {
           tags: ['awaitsTensors'],
-          // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
+          // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that);
+          // tensors in sooner wait out the rest on `phaseFloor`
           exit: 'stopPhaseFloor',
           entry: [
             { type: 'enterPhase', params: { phase: 'exchange' } },
-            'startPhaseFloor',
             { type: 'sendTensors', params: { tensor: 'grad.exchange' } },
           ],
-          always: { guard: and(['haveAllExchanged', 'phaseTimeOver']), target: 'update' },
+          always: [
+            { guard: and(['haveAllExchanged', 'phaseTimeOver']), target: 'update' },
+            { guard: and(['haveAllExchanged', not('phaseFloorWaiting')]), actions: 'startPhaseFloor' },
+          ],
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'exchange' } } } },
           initial: 'waiting',
           states: { waiting: { after: { requestDelay: { target: 'waiting', reenter: true, actions: 'requestMissing' } } } },
@@ -388,13 +394,15 @@ export const hostMachine = hostSetup.createMachine({
         },
         allGather: {
           tags: ['awaitsTensors'],
-          // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that)
+          // with modeled compute, the collective also lasts its modeled time (`phaseFloorMs`): it ends at max(tensors in, that);
+          // tensors in sooner wait out the rest on `phaseFloor`
           exit: 'stopPhaseFloor',
-          entry: [{ type: 'enterPhase', params: { phase: 'allGather' } }, 'startPhaseFloor'],
+          entry: { type: 'enterPhase', params: { phase: 'allGather' } },
           always: [
             // chain collectives: append this host's new shard to the prefix once the host before's is here, pass it on
             { guard: 'extendsPrefix', actions: 'extendPrefix' },
             { guard: and(['haveAllGathered', 'phaseTimeOver']), target: 'prepared', actions: 'assembleParams' },
+            { guard: and(['haveAllGathered', not('phaseFloorWaiting')]), actions: 'startPhaseFloor' },
           ],
           after: { phaseDeadline: { target: 'failed', actions: { type: 'fail', params: { phase: 'allGather' } } } },
           initial: 'waiting',

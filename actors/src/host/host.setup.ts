@@ -161,8 +161,10 @@ export interface HostContext {
    * `timeScale` with `compute: modeled`); a collective waits for its peers' tensors and for this (`phaseFloor`).
    */
   phaseFloorMs: PhaseTimes;
-  /** The phase's least time (`phaseFloorMs`) has passed since it began (reset on entering a phase). */
+  /** The phase's least time (`phaseFloorMs`) has passed since it began, as `phaseFloor` said (reset on entering a phase). */
   phaseTimeOver: boolean;
+  /** `phaseFloor` waits out the rest of the phase's least time: its tensors were all in before it (reset on entering a phase). */
+  phaseFloorWaiting: boolean;
 }
 
 /** What the host's `disk` actor is asked: write this host's part of the checkpoint of `step`. */
@@ -673,7 +675,13 @@ export const hostSetup = setup({
     extendsPrefix: ({ context }) =>
       isChain(context) && context.prefix === undefined && (context.host === 0 || context.gathered.has(context.host - 1)),
     /** The phase has lasted its least time (none for this phase, or `phaseFloor` said so). */
-    phaseTimeOver: ({ context }) => context.phaseTimeOver || !(phaseFloorOf(context) > 0),
+    /**
+     * The phase has lasted its least time: none for this phase, `phaseFloor` said so, or the time the last event
+     * carried is past it (a collective whose tensors come after its modeled time needs no timer).
+     */
+    phaseTimeOver: ({ context }) =>
+      context.phaseTimeOver || !(phaseFloorOf(context) > 0) || context.now - context.phaseStartedAt >= phaseFloorOf(context),
+    phaseFloorWaiting: ({ context }) => context.phaseFloorWaiting,
     /** This host holds committed state, the asker's pod said it heals, and it was not answered within half an interval. */
     canServeState: ({ context, event }) => stateRequestVerdict(context, event)?.kind === 'state',
     /** This host holds no state to give, and the asker was not answered within half an interval. */
@@ -828,15 +836,22 @@ export const hostSetup = setup({
         }
         rejected = countReject(rejected, stepMismatch(context, t) ?? `not expected in ${context.phase}`);
       }
-      return { ...(early ? { early } : {}), rejected, duplicates };
+      // the time the burst carries: a collective's least time may be over by then (see the phaseTimeOver guard)
+      const now = Math.max(context.now, timeOf(event, context.now));
+      return { ...(early ? { early } : {}), rejected, duplicates, now };
     }),
-    /** With a least time for the phase just entered (modeled compute), wait it out on `phaseFloor` (no actor without one). */
+    /**
+     * A collective's tensors are all in before its least time (modeled compute): wait out the rest on `phaseFloor`.
+     * Only then is the actor spawned: a collective whose tensors come later (a chain's hosts) needs none.
+     */
     startPhaseFloor: enqueueActions(({ context, enqueue }) => {
-      const ms = phaseFloorOf(context);
-      if (ms > 0) enqueue.spawnChild('phaseFloor', { id: 'phaseFloor', input: { ms } });
+      const ms = phaseFloorOf(context) - (context.now - context.phaseStartedAt);
+      if (ms <= 0) return;
+      enqueue.spawnChild('phaseFloor', { id: 'phaseFloor', input: { ms } });
+      enqueue.assign({ phaseFloorWaiting: true });
     }),
     stopPhaseFloor: enqueueActions(({ context, enqueue }) => {
-      if (phaseFloorOf(context) > 0) enqueue.stopChild('phaseFloor');
+      if (context.phaseFloorWaiting) enqueue.stopChild('phaseFloor');
     }),
     /** The phase's least time has passed (the `phaseFloor` actor's done event, with when). */
     notePhaseTimeOver: assign(({ context, event }) => ({ phaseTimeOver: true, now: Math.max(context.now, timeOf(event, context.now)) })),
@@ -850,7 +865,7 @@ export const hostSetup = setup({
         phaseMs[context.phase] = took;
         slowest[context.phase] = Math.max(took, slowest[context.phase] ?? 0);
       }
-      return { phase: params.phase, now, phaseStartedAt: now, phaseMs, slowest, phaseTimeOver: false };
+      return { phase: params.phase, now, phaseStartedAt: now, phaseMs, slowest, phaseTimeOver: false, phaseFloorWaiting: false };
     }),
     /** Send this attempt's `tensor` to every peer that takes it (slices and shards in the pod, the exchange across pods). */
     sendTensors: enqueueActions(({ context, enqueue }, params: { tensor: StepTensor }) => {

@@ -26,7 +26,8 @@ export function subjectMatches(pattern: string, subject: string): boolean {
  * bytes. Delivery is asynchronous: what is published in one turn of the event
  * loop is delivered, in publish order (as NATS delivers one publisher's
  * messages on a subject), in one round on the next (`setImmediate`), so the
- * receivers' edges see a burst (see EdgeOptions.batchTensors).
+ * receivers' edges see a burst (see EdgeOptions.batchTensors); what they publish
+ * in reply joins that round, up to ROUND_MESSAGES a turn.
  *
  * Every subject of the wire table has one receiver (`wireChannels`), so a
  * message whose receiver is in this process has no other: it is not published
@@ -107,19 +108,23 @@ export class LocalBus {
   }
 
   /**
-   * One round: at most ROUND_MESSAGES messages, then the rest in the next turn, so that a burst of a large pod's
-   * collectives does not keep the process from its socket (and its timers) for seconds.
+   * One round: at most `budget` messages (ROUND_MESSAGES a turn of the event loop), then the rest in the next turn,
+   * so that a burst of a large pod's collectives does not keep the process from its socket (and its timers) for
+   * seconds. What the receivers publish in reply within the budget is delivered in this turn too: their edges hand
+   * tensors to the machines in a microtask, which runs before this round's own continuation (microtasks run in
+   * order), so a chain of hosts in one process (`collectives.inPod: chain`) passes in one turn, not a turn a hop.
    */
-  private round(): void {
-    this.scheduled = false;
-    const q = this.queue.length > ROUND_MESSAGES ? this.queue.splice(0, ROUND_MESSAGES) : this.queue;
+  private round(budget = ROUND_MESSAGES): void {
+    const q = this.queue.length > budget ? this.queue.splice(0, budget) : this.queue;
     if (q === this.queue) this.queue = [];
-    if (this.queue.length > 0) {
-      this.scheduled = true;
-      setImmediate(() => this.round());
-    }
     // a receiver that unsubscribed meanwhile (its actor stopped) gets nothing
     for (const m of q) for (const s of m.to) if (this.subs.has(s)) s.deliver(m.bytes, m.subject);
+    const left = budget - q.length;
+    queueMicrotask(() => {
+      if (this.queue.length === 0) this.scheduled = false;
+      else if (left > 0) this.round(left);
+      else setImmediate(() => this.round());
+    });
   }
 
   /** A transport that delivers in this process what has a receiver here and sends the rest through `remote`. */
