@@ -168,6 +168,17 @@ describe('pod machine', () => {
     expect(controlSent(sent, 'host.dispatch').map((m) => m.attempt)).toEqual([1, 1, 2, 2]);
   });
 
+  it('a restarted pod (step -1) confirms an abort, and tells its hosts, under the aborted step, not -1', () => {
+    const sent: OneWireCommand[] = [];
+    const a = createActor(podMachine.provide({ actors: { wire: recordingWire(sent), clock: manualClock().actor } }), {
+      input: { topology: t, runId: RUN, pod: 1, incarnation: 'test', now: now(), rejoin: true },
+    }).start();
+    expect(a.getSnapshot().context.step).toBe(-1);
+    a.send(fromClient('step.abort', 3, 0));
+    expect(controlSent(sent, 'pod.aborted')).toMatchObject([{ step: 3, attempt: 0 }]);
+    expect(controlSent(sent, 'host.abort').map((m) => m.step)).toEqual([3, 3]);
+  });
+
   it('a host that stops heartbeating while the step runs fails the attempt, named with its last phase', async () => {
     const quick = parseTopology({ ...preset('tiny'), heartbeat: { intervalMs: 20, misses: 3 } });
     const sent: OneWireCommand[] = [];
