@@ -8,9 +8,9 @@ import { cli, tempDir } from './helpers.ts';
 const file = join(import.meta.dirname, '..', '..', 'topologies', 'palm-540b-8.yaml');
 
 /** `lockstep train` on a topology file (human output), its summary.json, and the reference of the same topology. */
-function train(topologyFile: string, steps: number) {
+function train(topologyFile: string, steps: number, timeoutMs = 170_000) {
   const runDir = join(tempDir(), 'run');
-  const r = cli(['train', '-t', topologyFile, '-s', String(steps), '--run-dir', runDir], { timeoutMs: 170_000 });
+  const r = cli(['train', '-t', topologyFile, '-s', String(steps), '--run-dir', runDir], { timeoutMs });
   expect(r.code, r.stderr).toBe(0);
   const summary = JSON.parse(readFileSync(join(runDir, 'summary.json'), 'utf8'));
   const t = loadTopology(topologyFile);
@@ -104,4 +104,20 @@ describe('compute: modeled, with real processes (PaLM 540B modeled on 2 pods x 4
     expect(modeled.stepSeconds - modeled.controlMsPerStep / 1000).toBeCloseTo(model.stepSeconds, 6);
     expect(modeled.burstSeconds).toBeCloseTo(model.burstSeconds, 9);
   }, 180_000);
+});
+
+describe('palm-540b at full scale: 2 pods x 768 host actors, 96 to a process, chain collectives, real processes', () => {
+  it("trains to the reference's bits with the pods identical, nothing rejected, every host's every phase at least its modeled time", () => {
+    const { summary, modeled, ref } = train('palm-540b', 3, 400_000);
+    expect(summary.paramsHash).toBe(ref.paramsHash);
+    expect(summary.podsIdenticalEveryStep).toBe(true);
+    expect(summary.processes).toBe(19);
+    expect(summary.rejectedTotal).toBe(0);
+    expect(summary.duplicates).toBe(0);
+    expect(summary.retried).toEqual([]);
+    // the control plane's real cost a step is there, unscaled, beside the modeled phases
+    expect(modeled.controlMsPerStep).toBeGreaterThan(0);
+    expect(modeled.twoPodScaling).toBeGreaterThan(1);
+    expect(modeled.twoPodScaling).toBeLessThan(2);
+  }, 420_000);
 });
