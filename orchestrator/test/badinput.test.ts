@@ -84,13 +84,16 @@ describe('bad input on a live run', () => {
     expect(result.rejected).toMatchObject({
       malformed: 1,
       schema: 1,
-      'stale step': 1,
       'forged sender': 2,
       checksum: 1,
       oversized: 1,
       'wrong run': 1,
     });
-    expect(result.rejectedTotal).toBe(8);
+    // the stale report injected, and on a loaded machine a host's own resent host.prepared that reached its pod after
+    // the commit (a host repeats its report every heartbeat interval until the commit comes): seen 7 at load 17
+    const stale = result.rejected['stale step'] ?? 0;
+    expect(stale).toBeGreaterThanOrEqual(1);
+    expect(result.rejectedTotal).toBe(7 + stale);
     expect(result.steps).toBe(20);
     expect(result.paramsHash).toBe(runReference(t, 20).paramsHash);
   }, 120_000);
