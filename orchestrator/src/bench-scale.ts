@@ -2,16 +2,18 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { parseTopology, preset, type Topology } from '@lockstep/topology';
+import { hostPhaseFloorsMs, parseTopology, preset, type Topology } from '@lockstep/topology';
 import { hostGroups, launch, type TrainResult } from './launcher.ts';
 
 /**
- * The scaling table of `npm run bench`: 2 pods x H hosts (the small model, compute held to 0 ms a phase, so what is
- * measured is the control plane and the collectives), real processes, real NATS. Figures are taken between the
- * commit of step `warm - 1` and the last step's commit, so start-up and the first (slowest) steps are left out of
- * the per-step figures:
+ * The scaling table of `npm run bench`: 2 pods x H hosts in modeled mode (palm-540b's step: each run host takes the
+ * phase times of a host of the modeled 768-host pod, `compute: { modeled: { hostsPerPod: 768 } }`, at timeScale 100,
+ * so every row's modeled phases are the same 150.6 ms of wall time and what grows with H is the control plane), the
+ * small model, real processes, real NATS. Figures are taken between the commit of step `warm - 1` and the last
+ * step's commit, so start-up and the first (slowest) steps are left out of the per-step figures:
  * - NATS messages a step: the pods' nats-servers' `in_msgs` (/varz), summed over the servers, per step;
- * - wall ms a step (the control plane and collectives: compute is held to 0 ms);
+ * - wall ms a step, and the control plane's part of it: wall ms less the modeled phases' (sum of
+ *   `hostPhaseFloorsMs`), as the summary's `controlMsPerStep` (modeled.ts) takes it;
  * - CPU ms a step: user + system time of every role process (/proc/<pid>/stat), per step;
  * - peak RSS of the largest role process (VmHWM, read at the last step's commit);
  * - start-up: from the launch to the first step's commit.
@@ -27,6 +29,8 @@ export interface ScaleRow {
   measuredSteps: number;
   natsMsgsPerStep: number;
   wallMsPerStep: number;
+  /** Wall ms a step less the modeled phases' wall ms a step (>= 0): the control plane's real cost. */
+  controlMsPerStep: number;
   cpuMsPerStep: number;
   peakRssMiB: number;
   startupMs: number;
@@ -37,26 +41,25 @@ export interface ScaleRow {
   failure: string | null;
 }
 
-/** The topology of one row: palm-540b's layout when H is 768, else `demo` with H hosts; compute held to `fixedMs`. */
+/**
+ * The topology of one row: palm-540b (its heartbeats, deadlines, modeled step at timeScale 100) with H hosts a pod
+ * in its layout (see layoutFor), each taking the modeled 768-host pod's phase times; at H = 768 it is palm-540b.
+ */
 export function scaleTopology(
   hostsPerPod: number,
-  opts: { hostsPerProcess?: number; depth?: number; fixedMs?: number; inPod?: 'direct' | 'chain' } = {},
+  opts: { hostsPerProcess?: number; depth?: number; inPod?: 'direct' | 'chain' } = {},
 ): Topology {
-  const base = preset('demo');
-  const hostsPerProcess = opts.hostsPerProcess ?? layoutFor(hostsPerPod);
+  const base = preset('palm-540b');
   return parseTopology(
     {
       ...base,
       name: `scale-${hostsPerPod}`,
       hostsPerPod,
-      hostsPerProcess,
+      hostsPerProcess: opts.hostsPerProcess ?? layoutFor(hostsPerPod),
       training: { ...base.training, globalBatch: 4 * hostsPerPod },
-      compute: { fixedMs: opts.fixedMs ?? 0 },
+      compute: { modeled: { hostsPerPod: 768 } },
       dispatch: { depth: opts.depth ?? base.dispatch.depth },
       collectives: { inPod: opts.inPod ?? 'chain' },
-      deadlines: { ...base.deadlines, startupMs: Math.max(base.deadlines.startupMs, 200 * hostsPerPod), stepMs: 600_000, phaseMs: 300_000 },
-      // as palm-540b: a process busy with a burst of a large pod's collectives on a loaded machine is not silent
-      heartbeat: hostsPerPod >= 256 ? { intervalMs: 5000, misses: 12 } : base.heartbeat,
     },
     `scale bench, ${hostsPerPod} hosts a pod`,
   );
@@ -112,6 +115,7 @@ export async function scaleRow(opts: {
   inPod?: 'direct' | 'chain';
 }): Promise<ScaleRow> {
   const t = scaleTopology(opts.hostsPerPod, opts);
+  const modeledMs = Object.values(hostPhaseFloorsMs(t)).reduce((n, ms) => n + (ms ?? 0), 0);
   const warm = Math.min(opts.warm ?? 2, opts.steps - 1);
   const pids: number[] = [];
   let monitors: string[] = [];
@@ -179,6 +183,7 @@ export async function scaleRow(opts: {
     measuredSteps: measured,
     natsMsgsPerStep: per(mark?.msgs ?? 0, end?.msgs ?? 0),
     wallMsPerStep: per(mark?.at ?? 0, end?.at ?? 0),
+    controlMsPerStep: Math.max(0, per(mark?.at ?? 0, end?.at ?? 0) - modeledMs),
     cpuMsPerStep: per(mark?.cpu ?? 0, end?.cpu ?? 0),
     peakRssMiB: end?.rss ?? Number.NaN,
     startupMs: firstStepAt > 0 ? firstStepAt - started : Number.NaN,
@@ -194,8 +199,8 @@ export interface ScaleBench {
   /** Cost growth between the two largest rows that ran, over the growth in hosts (1: linear; the hosts' ratio: quadratic). */
   cpuGrowthOverHosts: number | null;
   msgsGrowthOverHosts: number | null;
-  /** palm-540b's (768 hosts a pod) wall ms a step, and whether it is under the 1 s target. */
-  palmWallMsPerStep: number | null;
+  /** palm-540b's (768 hosts a pod) control-plane wall ms a step, and whether it is under the 1 s target. */
+  palmControlMsPerStep: number | null;
   palmUnderOneSecond: boolean | null;
 }
 
@@ -230,8 +235,8 @@ export async function scaleBench(opts: {
     rows,
     cpuGrowthOverHosts: growth((r) => r.cpuMsPerStep),
     msgsGrowthOverHosts: growth((r) => r.natsMsgsPerStep),
-    palmWallMsPerStep: palm?.wallMsPerStep ?? null,
-    palmUnderOneSecond: palm ? palm.wallMsPerStep < 1000 : null,
+    palmControlMsPerStep: palm?.controlMsPerStep ?? null,
+    palmUnderOneSecond: palm ? palm.controlMsPerStep < 1000 : null,
   };
 }
 
@@ -239,11 +244,11 @@ export async function scaleBench(opts: {
 export function scaleMarkdown(s: ScaleBench): string {
   const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
   const lines = [
-    '| hosts (2 pods x H) | in-pod collectives | hosts a process | processes | steps (measured) | NATS msgs / step | wall ms / step | CPU ms / step | peak RSS MiB (largest) | start-up to first step, ms | NATS msgs to first step | pods identical | failure |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
+    '| hosts (2 pods x H) | in-pod collectives | hosts a process | processes | steps (measured) | NATS msgs / step | wall ms / step | control-plane ms / step | CPU ms / step | peak RSS MiB (largest) | start-up to first step, ms | NATS msgs to first step | pods identical | failure |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|',
     ...s.rows.map(
       (r) =>
-        `| 2 x ${r.hostsPerPod} | ${r.inPod ?? 'direct'} | ${r.hostsPerProcess} | ${r.processes} | ${r.steps} (${r.measuredSteps}) | ${f(r.natsMsgsPerStep, 0)} | ${f(r.wallMsPerStep)} | ${f(r.cpuMsPerStep)} | ${f(r.peakRssMiB, 0)} | ${f(r.startupMs, 0)} | ${f(r.startupNatsMsgs, 0)} | ${r.podsIdentical ? 'yes' : 'no'} | ${r.failure ?? ''} |`,
+        `| 2 x ${r.hostsPerPod} | ${r.inPod ?? 'direct'} | ${r.hostsPerProcess} | ${r.processes} | ${r.steps} (${r.measuredSteps}) | ${f(r.natsMsgsPerStep, 0)} | ${f(r.wallMsPerStep)} | ${f(r.controlMsPerStep)} | ${f(r.cpuMsPerStep)} | ${f(r.peakRssMiB, 0)} | ${f(r.startupMs, 0)} | ${f(r.startupNatsMsgs, 0)} | ${r.podsIdentical ? 'yes' : 'no'} | ${r.failure ?? ''} |`,
     ),
   ];
   return lines.join('\n');
