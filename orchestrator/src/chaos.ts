@@ -46,6 +46,8 @@ export interface ScenarioResult {
   faultClass: string;
   /** Steps the client kept in flight (the scenario's dispatch.depth, or chaos --dispatch-depth). */
   dispatchDepth: number;
+  /** The in-pod collectives (the scenario's `collectives.inPod`, or chaos --collectives). */
+  inPod: 'direct' | 'chain';
   /** Why the scenario was not run at this depth (its fault needs a window deeper dispatch opens), or null: it ran. */
   notApplicable: string | null;
   passed: boolean;
@@ -279,6 +281,7 @@ export async function runScenario(
     name: s.name,
     faultClass: faultClass(s),
     dispatchDepth: t.dispatch.depth,
+    inPod: t.collectives.inPod,
     notApplicable: null,
     passed: false,
     problems: [],
@@ -342,6 +345,7 @@ function notRun(s: Scenario, t: Topology, why: string): ScenarioResult {
     name: s.name,
     faultClass: faultClass(s),
     dispatchDepth: t.dispatch.depth,
+    inPod: t.collectives.inPod,
     notApplicable: why,
     passed: false,
     problems: [],

@@ -313,6 +313,7 @@ function humanTrain(r: TrainResult): string {
     ],
     ['mean step / exchange ms', `${r.phaseMs.step.toFixed(2)} / ${(r.phaseMs.exchange ?? 0).toFixed(2)}`],
     ['steps in flight (depth / mean)', `${r.dispatchDepth} / ${r.meanStepsInFlight.toFixed(2)}`],
+    ['in-pod collectives', r.inPod],
     [
       'hosts waited for the controller',
       `${r.hostsWaitedMs.perStep.toFixed(2)} ms a step (${(r.hostsWaitedMs.total / 1000).toFixed(2)} s in all)`,
@@ -404,6 +405,7 @@ export function buildProgram(): Command {
           ['model', '--model'],
           ['hostsPerProcess', '--hosts-per-process'],
           ['runDir', '--run-dir'],
+          ['collectives', '--collectives'],
         ] as const)
           if (cmd.getOptionValueSource(key) === 'cli')
             throw new UsageError(`${flag}: does not go with --resume (a resumed run keeps its own)`);
@@ -411,7 +413,7 @@ export function buildProgram(): Command {
       const prior = f.resume ? priorRun(f.resume) : undefined;
       if (prior && cmd.getOptionValueSource('steps') === 'default') f.steps = prior.steps;
       const t = prior
-        ? loadTopology(join(prior.runDir, 'topology.json'), { dispatchDepth: f.dispatchDepth, inPod: f.collectives })
+        ? loadTopology(join(prior.runDir, 'topology.json'), { dispatchDepth: f.dispatchDepth })
         : loadTopology(f.topology, {
             model: f.model,
             hostsPerProcess: f.hostsPerProcess,
@@ -862,6 +864,7 @@ export function buildProgram(): Command {
               ['profile', schedule.profile],
               ['topology / steps', `${schedule.topology} / ${schedule.steps}`],
               ['dispatch depth', String(schedule.dispatchDepth ?? preset(schedule.topology as PresetName).dispatch.depth)],
+              ['in-pod collectives', schedule.inPod ?? preset(schedule.topology as PresetName).collectives.inPod],
               ['outcome', describeOutcome(r.outcome)],
               [
                 'faults',

@@ -119,6 +119,8 @@ export interface TrainResult {
   phaseMs: PhaseTimes & { step: number };
   /** Steps the client kept in flight at most (`dispatch.depth`). */
   dispatchDepth: number;
+  /** How the pods ran their in-pod collectives (`collectives.inPod`). */
+  inPod: 'direct' | 'chain';
   /**
    * The mean number of steps in flight (dispatched, not yet committed) over the run: the steps' times from first
    * dispatch to commit, summed, over the time training took (Little's law).
@@ -589,6 +591,7 @@ function finishedResult(
     replayedHashesMatch: true,
     resumed,
     dispatchDepth: t.dispatch.depth,
+    inPod: t.collectives.inPod,
     meanStepsInFlight: 0,
     hostsWaitedMs: { perStep: 0, total: 0 },
     checkpoints: { written: 0, failed: [] },
@@ -631,6 +634,7 @@ function toResult(
     retried: s.retried,
     phaseMs,
     dispatchDepth: t.dispatch.depth,
+    inPod: t.collectives.inPod,
     meanStepsInFlight: s.trainMs > 0 ? firstRun.reduce((n, x) => n + x.ms, 0) / s.trainMs : 0,
     hostsWaitedMs: { perStep: mean(firstRun.map((x) => x.waitedMs)), total: waited },
     processes,

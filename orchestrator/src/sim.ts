@@ -66,8 +66,8 @@ export function scheduleFor(
     steps: plan.steps,
     computeMs: plan.computeMs,
   });
-  // the schedule says the depth it ran at, so that it replays the same whatever the preset's default becomes
-  return { ...s, dispatchDepth: plan.dispatchDepth ?? t.dispatch.depth, ...(plan.inPod === undefined ? {} : { inPod: plan.inPod }) };
+  // the schedule says the depth and collectives it ran with, so that it replays the same whatever the preset's defaults become
+  return { ...s, dispatchDepth: plan.dispatchDepth ?? t.dispatch.depth, inPod: plan.inPod ?? t.collectives.inPod };
 }
 
 /** Run one schedule of a plan in this thread. */

@@ -48,8 +48,9 @@ describe('fault-injection scenarios (scenarios/*.yaml)', () => {
     expect(r.faultsInjected).toBeGreaterThan(0);
   });
 
-  // with the in-pod collectives as chains (palm-540b's) on demo's 4 hosts a pod: a lost link is asked for again, a
-  // killed host heals, a forged copy of a running sum is caught (chaos --collectives chain)
+  // with the in-pod collectives as chains (palm-540b's) on tiny's 2 hosts a pod (chain-middle-host-killed.yaml, above,
+  // runs them on demo's 4, with a middle link): a lost link is asked for again, a killed host heals, a forged copy of
+  // a running sum is caught (chaos --collectives chain)
   const chain = ['host-killed-in-exchange', 'message-loss', 'forged-copy', 'host-killed-on-prepared'];
   it.each(chain)('%s, chain collectives', async (name) => {
     const s = loadScenario(join(dir, `${name}.yaml`));
