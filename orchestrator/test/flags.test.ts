@@ -43,6 +43,13 @@ describe('the CLI people expect', () => {
         ['train', '--resume', 'r-x', '--model', 'large'],
         /^lockstep: UsageError: --model: does not go with --resume \(a resumed run keeps its own\)\n$/,
       ],
+      [
+        ['train', '--resume', 'r-x', '--collectives', 'chain'],
+        /^lockstep: UsageError: --collectives: does not go with --resume \(a resumed run keeps its own\)\n$/,
+      ],
+      [['train', '--collectives', 'ring'], /^lockstep: UsageError: --collectives: must be direct or chain\n$/],
+      [['sim', '--collectives', 'ring'], /^lockstep: UsageError: --collectives: must be direct or chain\n$/],
+      [['chaos', '--collectives', 'ring', 'x.yaml'], /^lockstep: UsageError: --collectives: must be direct or chain\n$/],
       // --all ran every scenario and left the file named beside it unread; --dir without --all was ignored
       [['chaos', '--all', 'x.yaml'], /^lockstep: UsageError: chaos: a scenario file and --all do not go together\n$/],
       [['chaos', '--dir', 'elsewhere', 'x.yaml'], /^lockstep: UsageError: chaos: --dir goes with --all\n$/],
