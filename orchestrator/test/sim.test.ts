@@ -12,6 +12,8 @@ import { alive, cli, pgrep, tempDir, until } from './helpers.ts';
  */
 const CI_SEEDS = 500;
 const CI_SEEDS_DEPTH_1 = 200;
+/** And 200 on demo (4 hosts a pod) with the in-pod collectives as chains. */
+const CI_SEEDS_CHAIN = 200;
 
 describe('lockstep sim (the real CLI)', () => {
   it(`${CI_SEEDS} seeded schedules over every fault profile: every one recovers to the reference bits, none violates an invariant or hangs`, () => {
@@ -37,6 +39,15 @@ describe('lockstep sim (the real CLI)', () => {
     expect(r.code).toBe(0);
     expect(r.json).toMatchObject({ dispatchDepth: 1, schedules: CI_SEEDS_DEPTH_1, failed: [] });
     expect(r.json!.outcomes).toEqual({ recovered: CI_SEEDS_DEPTH_1, failed: 0, violation: 0, hang: 0 });
+  }, 600_000);
+
+  it(`${CI_SEEDS_CHAIN} schedules on demo with chain collectives (a middle link to lose): every one recovers`, () => {
+    const r = cli(['sim', '-t', 'demo', '--seeds', String(CI_SEEDS_CHAIN), '--faults', 'every', '--collectives', 'chain', '--json'], {
+      timeoutMs: 600_000,
+    });
+    expect(r.code).toBe(0);
+    expect(r.json).toMatchObject({ inPod: 'chain', schedules: CI_SEEDS_CHAIN, failed: [] });
+    expect(r.json!.outcomes).toEqual({ recovered: CI_SEEDS_CHAIN, failed: 0, violation: 0, hang: 0 });
   }, 600_000);
 
   it('its worker processes end with it, however it ends (SIGKILL included)', async () => {
