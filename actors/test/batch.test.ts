@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createActor, sendTo, setup } from 'xstate';
 import { ANY, encodeControl, subjects } from '@lockstep/topology';
 import {
   ProcessWire,
@@ -11,14 +10,18 @@ import {
   natsTransport,
   systemClock,
   type Transport,
-  type WireCommand,
   type WireEvent,
 } from '../src/index.ts';
-import { quietLog, startNatsServer } from './helpers.ts';
+import { edgeHost, quietLog, startNatsServer, until } from './helpers.ts';
 
 const RUN = 'batch-test';
 /** Pod 0 of 4 hosts, two a process: processes h0 (hosts 0, 1) and h2 (hosts 2, 3). */
 const T = { hostsPerPod: 4, hostsPerProcess: 2 };
+
+/** Process `self` of pod 0 (see T), its batch frames on `nc`, started. */
+function processWire(self: string, nc: NatsConnection) {
+  return new ProcessWire({ runId: RUN, topology: T, pod: 0, self, remote: natsTransport(nc, quietLog), log: quietLog }).start();
+}
 
 /** Host h of pod 0 with its edge on `transport`: records what its edge hands it; `send` goes out through the edge. */
 function host(h: number, transport: Transport, received: WireEvent[]) {
@@ -33,22 +36,7 @@ function host(h: number, transport: Transport, received: WireEvent[]) {
     listen: [{ subject: subjects.hostData(RUN, 0, h, ANY, ANY), channel: { on: 'host.data', pod: 0, host: h, pods: 2, hosts: 4 } }],
     batchTensors: queueMicrotask,
   });
-  return createActor(
-    setup({ types: { events: {} as WireEvent | (WireCommand & { via: true }) }, actors: { wire } }).createMachine({
-      invoke: { id: 'wire', src: 'wire' },
-      on: {
-        '*': [
-          { guard: ({ event }) => 'via' in event, actions: sendTo('wire', ({ event }) => event as WireCommand) },
-          { actions: ({ event }) => received.push(event as WireEvent) },
-        ],
-      },
-    }),
-  ).start();
-}
-
-async function until(cond: () => boolean, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  return edgeHost(wire, received);
 }
 
 const slice = (from: number, to: number, step: number) =>
@@ -115,22 +103,8 @@ describe('two processes of a pod over a real nats-server (ProcessWire)', () => {
     const onServer: string[] = [];
     observer.subscribe(`${subjects.root(RUN)}.>`, { callback: (_e, m) => void onServer.push(m.subject) });
     await observer.flush();
-    const a = new ProcessWire({
-      runId: RUN,
-      topology: T,
-      pod: 0,
-      self: 'h0',
-      remote: natsTransport(nc[0], quietLog),
-      log: quietLog,
-    }).start();
-    const b = new ProcessWire({
-      runId: RUN,
-      topology: T,
-      pod: 0,
-      self: 'h2',
-      remote: natsTransport(nc[1], quietLog),
-      log: quietLog,
-    }).start();
+    const a = processWire('h0', nc[0]);
+    const b = processWire('h2', nc[1]);
     const got: WireEvent[][] = [[], [], [], []];
     const hosts = [0, 1, 2, 3].map((h) => host(h, (h < 2 ? a : b).transport(), got[h]));
     await Promise.all(nc.map((c) => c.flush()));
@@ -155,14 +129,7 @@ describe('two processes of a pod over a real nats-server (ProcessWire)', () => {
   });
 
   it("a frame's messages meet the receiving edges' checks, and a process cannot speak in a frame for another's hosts", async () => {
-    const b = new ProcessWire({
-      runId: RUN,
-      topology: T,
-      pod: 0,
-      self: 'h2',
-      remote: natsTransport(nc[1], quietLog),
-      log: quietLog,
-    }).start();
+    const b = processWire('h2', nc[1]);
     const got: WireEvent[] = [];
     const h2 = host(2, b.transport(), got);
     await nc[1].flush();

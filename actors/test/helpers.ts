@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fromCallback, fromPromise } from 'xstate';
+import { createActor, fromCallback, fromPromise, sendTo, setup } from 'xstate';
 import { pino } from 'pino';
 import { runLogAppend, type RunLogRecord } from '@lockstep/topology';
 import {
@@ -19,6 +19,7 @@ import {
   type RunLogEvent,
   type OneWireCommand,
   type WireCommand,
+  type WireEvent,
 } from '../src/index.ts';
 
 export const quietLog = pino({ level: 'silent' });
@@ -179,4 +180,28 @@ export function joined<A extends { send: (e: HostEvent) => void; getSnapshot: ()
     a.send({ type: 'pong', msg: { v: 1, runId, step: 0, attempt: 0, sender, msgId: `${sender}/pong/test`, kind: 'pong' }, at });
   }
   return a;
+}
+
+/**
+ * A stand-in for a host around an edge actor `wire`: what the edge hands it is recorded in `received`; an event
+ * marked `via` (a WireCommand) goes out through the edge.
+ */
+export function edgeHost(wire: ReturnType<typeof fromCallback<WireCommand>>, received: WireEvent[]) {
+  return createActor(
+    setup({ types: { events: {} as WireEvent | (WireCommand & { via: true }) }, actors: { wire } }).createMachine({
+      invoke: { id: 'wire', src: 'wire' },
+      on: {
+        '*': [
+          { guard: ({ event }) => 'via' in event, actions: sendTo('wire', ({ event }) => event as WireCommand) },
+          { actions: ({ event }) => received.push(event as WireEvent) },
+        ],
+      },
+    }),
+  ).start();
+}
+
+/** Poll `cond` every 10 ms until it holds or `ms` pass (the assertions after it say what was missing). */
+export async function until(cond: () => boolean, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
 }

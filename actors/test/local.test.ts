@@ -1,19 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { createActor, sendTo, setup } from 'xstate';
 import { ANY, FaultSpec, encodeControl, subjects } from '@lockstep/topology';
-import {
-  FaultPlan,
-  LocalBus,
-  edge,
-  natsTransport,
-  subjectMatches,
-  systemClock,
-  type Transport,
-  type WireCommand,
-  type WireEvent,
-} from '../src/index.ts';
-import { quietLog, startNatsServer } from './helpers.ts';
+import { FaultPlan, LocalBus, edge, natsTransport, subjectMatches, systemClock, type Transport, type WireEvent } from '../src/index.ts';
+import { edgeHost, quietLog, startNatsServer, until } from './helpers.ts';
 
 const RUN = 'local-test';
 
@@ -30,22 +19,7 @@ function host(h: number, transport: Transport, received: WireEvent[], faults?: F
     expectedLength: (tensor, shard) => (tensor === 'grad.slice' && shard === h ? 3000 : undefined),
     listen: [{ subject: subjects.hostData(RUN, 0, h, ANY, ANY), channel: { on: 'host.data', pod: 0, host: h, pods: 2, hosts: 2 } }],
   });
-  return createActor(
-    setup({ types: { events: {} as WireEvent | (WireCommand & { via: true }) }, actors: { wire } }).createMachine({
-      invoke: { id: 'wire', src: 'wire' },
-      on: {
-        '*': [
-          { guard: ({ event }) => 'via' in event, actions: sendTo('wire', ({ event }) => event as WireCommand) },
-          { actions: ({ event }) => received.push(event as WireEvent) },
-        ],
-      },
-    }),
-  ).start();
-}
-
-async function until(cond: () => boolean, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  return edgeHost(wire, received);
 }
 
 describe('subjectMatches', () => {

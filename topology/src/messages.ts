@@ -113,6 +113,21 @@ export const StateDone = msg('state.done', {
 });
 /** The peer holds no state it can give (it is healing too). */
 export const StateNone = msg('state.none', { reqId: z.string().min(1).max(100), reason: z.string().max(500) });
+/**
+ * The tensors hosts send each other in a step: `direct` in-pod collectives grad.slice, param.shard; `chain`
+ * grad.partial, grad.reduced, param.prefix, param.full; either grad.exchange.
+ */
+export const StepTensorKind = z.enum([
+  'grad.slice',
+  'grad.exchange',
+  'param.shard',
+  'grad.partial',
+  'grad.reduced',
+  'param.prefix',
+  'param.full',
+]);
+export type StepTensorKind = z.infer<typeof StepTensorKind>;
+
 // readiness: a host and its cross-pod peers
 /**
  * host -> host, on the peer's data subject: "the tensor you send me for this
@@ -121,7 +136,7 @@ export const StateNone = msg('state.none', { reqId: z.string().min(1).max(100), 
  * draw in a fault plan).
  */
 export const TensorRequest = msg('tensor.request', {
-  tensor: z.enum(['grad.slice', 'grad.exchange', 'param.shard', 'grad.partial', 'grad.reduced', 'param.prefix', 'param.full']),
+  tensor: StepTensorKind,
   round: z.number().int().min(1).max(1_000_000),
 });
 
@@ -166,22 +181,8 @@ export type StateDone = z.infer<typeof StateDone>;
 export type StateNone = z.infer<typeof StateNone>;
 export type TensorRequest = z.infer<typeof TensorRequest>;
 
-/**
- * The tensors hosts send each other in a step (`direct` in-pod collectives: grad.slice, param.shard; `chain`:
- * grad.partial, grad.reduced, param.prefix, param.full; either: grad.exchange), and the two a healing host receives
- * (full parameters, optimizer state).
- */
-export const TensorKind = z.enum([
-  'grad.slice',
-  'grad.exchange',
-  'param.shard',
-  'grad.partial',
-  'grad.reduced',
-  'param.prefix',
-  'param.full',
-  'state.params',
-  'state.opt',
-]);
+/** The step tensors, and the two a healing host receives (full parameters, optimizer state). */
+export const TensorKind = z.enum([...StepTensorKind.options, 'state.params', 'state.opt']);
 export type TensorKind = z.infer<typeof TensorKind>;
 
 export const TensorChunkHeader = Envelope.extend({

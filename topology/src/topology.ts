@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 import { InvalidTopology } from './errors.ts';
 import { describeIssues } from './issues.ts';
+import { StepTensorKind } from './messages.ts';
 import { MessagePhase } from './wire.ts';
 import { ComputeSpec, costModelInputsOf, ExchangeSpec, isModeled, TimeScale } from './palm.ts';
 import { hostPhaseFloorsMs } from './modeled.ts';
@@ -138,7 +139,7 @@ export function subjectMatches(pattern: string, subject: string): boolean {
 
 /** A rule of `action` (which only tensor chunks can suffer) may name tensor kinds only. */
 function tensorKindsOnly(action: string) {
-  const tensors = ['grad.slice', 'grad.exchange', 'param.shard', 'grad.partial', 'grad.reduced', 'param.prefix', 'param.full'];
+  const tensors: readonly string[] = StepTensorKind.options;
   const check = (r: { action: string; kinds?: string[] }) => r.action !== action || (r.kinds ?? []).every((k) => tensors.includes(k));
   return [check, { message: `${action} applies to tensor kinds only (${tensors.join(', ')})`, path: ['kinds'] }] as [
     typeof check,

@@ -355,6 +355,12 @@ function tensorTo(
   };
 }
 
+/** One wire.sendMany of `ctx`'s `tensor` to every peer that takes it (see sendsTo), or undefined when none does. */
+function sendToAll(ctx: HostContext, tensor: StepTensor): WireCommand | undefined {
+  const commands = sendsTo(ctx, tensor).map((p) => tensorTo(ctx, tensor, p)!);
+  return commands.length > 0 ? { type: 'wire.sendMany', commands } : undefined;
+}
+
 /** The step after the last one this host committed: `step` less the prepared steps awaiting commit (`step` = this + pending.length). */
 function committedNext(ctx: Pick<HostContext, 'lastCommitted'>): number {
   return ctx.lastCommitted ? ctx.lastCommitted.step + 1 : 0;
@@ -869,16 +875,13 @@ export const hostSetup = setup({
     }),
     /** Send this attempt's `tensor` to every peer that takes it (slices and shards in the pod, the exchange across pods). */
     sendTensors: enqueueActions(({ context, enqueue }, params: { tensor: StepTensor }) => {
-      const commands = sendsTo(context, params.tensor).map((p) => tensorTo(context, params.tensor, p)!);
-      if (commands.length > 0) enqueue.sendTo('wire', { type: 'wire.sendMany', commands } satisfies WireCommand);
+      const cmd = sendToAll(context, params.tensor);
+      if (cmd) enqueue.sendTo('wire', cmd);
     }),
     /** Direct collectives: send every other host its slice of the gradient (its new shard). Chain: nothing yet (see extendSum). */
     sendInPod: enqueueActions(({ context, enqueue }, params: { tensor: 'grad.slice' | 'param.shard' }) => {
-      if (isChain(context)) return;
-      enqueue.sendTo('wire', {
-        type: 'wire.sendMany',
-        commands: sendsTo(context, params.tensor).map((p) => tensorTo(context, params.tensor, p)!),
-      } satisfies WireCommand);
+      const cmd = isChain(context) ? undefined : sendToAll(context, params.tensor);
+      if (cmd) enqueue.sendTo('wire', cmd);
     }),
     /**
      * Chain reduce-scatter: add this host's gradient to the running sum of the hosts before it (elementwise in float32,
@@ -890,9 +893,8 @@ export const hostSetup = setup({
       const partial = Float32Array.from(context.host === 0 ? grad : context.slices.get(context.host - 1)!);
       if (context.host > 0) for (let i = 0; i < partial.length; i++) partial[i] += grad[i];
       const c = { ...context, partial };
-      const tensor = context.host === lastHost(context) ? 'grad.reduced' : 'grad.partial';
-      const commands = sendsTo(c, tensor).map((p) => tensorTo(c, tensor, p)!);
-      if (commands.length > 0) enqueue.sendTo('wire', { type: 'wire.sendMany', commands } satisfies WireCommand);
+      const cmd = sendToAll(c, context.host === lastHost(context) ? 'grad.reduced' : 'grad.partial');
+      if (cmd) enqueue.sendTo('wire', cmd);
       enqueue.assign({ partial });
     }),
     /**
@@ -905,9 +907,8 @@ export const hostSetup = setup({
       if (context.host > 0) prefix.set(context.gathered.get(context.host - 1)!, 0);
       prefix.set(context.next!.shard, r.start);
       const c = { ...context, prefix };
-      const tensor = context.host === lastHost(context) ? 'param.full' : 'param.prefix';
-      const commands = sendsTo(c, tensor).map((p) => tensorTo(c, tensor, p)!);
-      if (commands.length > 0) enqueue.sendTo('wire', { type: 'wire.sendMany', commands } satisfies WireCommand);
+      const cmd = sendToAll(c, context.host === lastHost(context) ? 'param.full' : 'param.prefix');
+      if (cmd) enqueue.sendTo('wire', cmd);
       enqueue.assign({ prefix });
     }),
     storeActivations: assign(({ event }) => {

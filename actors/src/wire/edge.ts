@@ -10,7 +10,8 @@ import {
   parameterCount,
   subjectSender,
   tensorFrames,
-  TensorKind,
+  StepTensorKind,
+  type TensorKind,
   type Topology,
 } from '@lockstep/topology';
 import type { RunClock } from '../clock.ts';
@@ -110,7 +111,7 @@ function flatten(cmd: WireCommand): OneWireCommand[] {
 }
 
 /** The tensors of a step (not a healing host's state): handed to the machine in bursts (`tensors.received`). */
-const STEP_TENSORS: ReadonlySet<string> = new Set(TensorKind.options.filter((k) => !k.startsWith('state.')));
+const STEP_TENSORS: ReadonlySet<string> = new Set(StepTensorKind.options);
 
 /** The edge's part of a control message that goes out: encoded, with what the fault layer needs to know. */
 type Outgoing = {
